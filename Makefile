@@ -1,0 +1,66 @@
+# LGC toolkit. `make` lists the targets. `make figures` and `make test` each work as
+# the first command on a fresh machine: they create .venv (pip) unless an environment
+# (venv or conda) is already active.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ifneq ($(strip $(VIRTUAL_ENV)$(CONDA_PREFIX)),)
+PY := python
+STAMP :=
+else
+PY := .venv/bin/python
+STAMP := .venv/.installed
+endif
+# The CPU wheel of torch lies on this machine's disk; a bare `torch` would pull a CUDA build.
+TORCH ?= torch==2.13.0
+# GPU machine: no package registry; its own python3 has torch and the scientific stack.
+GPU_PY ?= python3
+GPU_ENV := PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1
+DATA_DIR ?= data
+SHARED ?= ../shared
+
+.PHONY: help install test test-gpu test-integration figures figures-paper data bench bench-dist clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv (unless an env is active) and install the project
+ifeq ($(STAMP),)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+endif
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install -q --upgrade pip
+	.venv/bin/pip install -q "$(TORCH)"
+	.venv/bin/pip install -q -e ".[test]"
+	touch $@
+
+test: install  ## run the test suite (CPU, < 10 min on 2 cores)
+	$(PY) -m pytest -q
+
+test-integration: install  ## tests that use ../shared/data (CIFAR-10 copy)
+	$(PY) -m pytest -q -m data tests || [ $$? -eq 5 ]
+
+test-gpu:  ## GPU-only tests, on the device machine with its own python3
+	$(GPU_ENV) $(GPU_PY) -m pytest -q -m gpu -p no:cacheprovider tests
+
+figures: install  ## quick profile: every figure on CPU from embedded data (a few minutes)
+	$(PY) -m paper_figures.quick
+
+figures-paper:  ## paper profile on CIFAR-10, GPU, resumable in chunks (GPU machine)
+	$(GPU_ENV) $(GPU_PY) -m paper_figures.paper --data-dir $(DATA_DIR) $(ARGS)
+
+data:  ## download CIFAR-10 (official archive, MD5 checked) into $(DATA_DIR)
+	$(PY) -m lgc.data.cifar10 download $(DATA_DIR)
+
+bench:  ## sim round vs plain step throughput (SPEC section 8), GPU machine
+	$(GPU_ENV) $(GPU_PY) -m lgc.bench $(ARGS)
+
+bench-dist: install  ## dist coordination overhead, N = 8 gloo processes on CPU
+	$(PY) -m lgc.bench_dist $(ARGS)
+
+clean:  ## remove the venv, caches and results (keeps committed figures)
+	rm -rf .venv .pytest_cache build *.egg-info
+	find . -name __pycache__ -prune -exec rm -rf {} +
+	git clean -fdX results/ 2>/dev/null || true

@@ -1,0 +1,5 @@
+import sys
+
+from lgc.cli import main
+
+sys.exit(main())

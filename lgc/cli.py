@@ -1,0 +1,77 @@
+"""The `lgc` command: optimize-k, estimate, train, figures (SPEC section 6).
+
+Each subcommand lives in lgc/commands/<name>.py with two functions:
+`add_arguments(parser)` and `run(args) -> int`. A user error (UserError from lgc,
+TheoryInputError from theory, a bad flag) prints one line and exits 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lgc.errors import UserError
+from theory.errors import TheoryInputError
+
+SUBCOMMANDS = {
+    "optimize-k": ("optimize_k", "table of the bound and E[R] over K, and the optimal K*"),
+    "estimate": ("estimate", "estimate L, sigma^2, zeta^2, Delta from a model and data"),
+    "train": ("train", "train with full-sync, fastest-K, lgc, lgc-fresh or anytime-minibatch"),
+    "figures": ("figures", "draw the quick-profile (CPU) or paper-profile figures"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.exit(2)
+
+
+def _load(module: str):
+    try:
+        return importlib.import_module(f"lgc.commands.{module}")
+    except ModuleNotFoundError as e:
+        if e.name == f"lgc.commands.{module}":
+            return None
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lgc", description=__doc__.splitlines()[0])
+    from lgc import __version__
+
+    parser.add_argument("--version", action="version", version=f"lgc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod = _load(module)
+        if mod is not None:
+            mod.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    mod = _load(args._module)
+    if mod is None:
+        sys.stderr.write(f"lgc {args.command}: not built yet\n")
+        return 2
+    try:
+        return int(mod.run(args) or 0)
+    except (UserError, TheoryInputError) as e:
+        sys.stderr.write(f"lgc {args.command}: error: {e}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"lgc {args.command}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Aggregation rules of SPEC section 3 as pure functions, shared by every backend.
+
+A backend turns a round's schedule into per-worker weights (`group_weights`), computes the
+weighted gradient means gA_t and gS_t however it likes (one batched pass in `sim`, an
+all-reduce in `dist`, a loop in the tests), and calls `aggregate` for the direction d_t.
+`server_step` applies d_t with optional momentum and weight decay, the same for all.
+Equation numbers refer to theory/DERIVATION.md, section 3.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+
+ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
+
+
+class RuleState(NamedTuple):
+    """State carried across rounds: u_{t-1}, LGC's compensation made last round (eq. 3.3)."""
+
+    u: Optional[torch.Tensor] = None
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Per-worker weights of one round (numpy, length N).
+
+    w_fast[i] = pi_i / sum_{A_t} pi for i in A_t, else 0            (gA_t is sum_i w_fast[i] g_i)
+    w_strag[j] = pi_j / rho_t for stragglers with m_j >= 1, else 0  (gS_t is sum_j w_strag[j] gp_j)
+    rho = sum of pi_j over stragglers with m_j >= 1                    (eq. 3.2)
+    w_any[i] = m_i / sum_i m_i  (anytime-minibatch: sample-weighted over finished blocks)
+    """
+
+    w_fast: np.ndarray
+    w_strag: np.ndarray
+    rho: float
+    w_any: np.ndarray
+
+
+def group_weights(fast_mask, blocks, pi) -> Weights:
+    fast_mask = np.asarray(fast_mask, dtype=bool)
+    blocks = np.asarray(blocks, dtype=np.int64)
+    pi = np.asarray(pi, dtype=np.float64)
+    pa = float(pi[fast_mask].sum())
+    w_fast = np.where(fast_mask, pi / pa, 0.0) if pa > 0 else np.zeros_like(pi)
+    reporting = (~fast_mask) & (blocks >= 1)
+    rho = float(pi[reporting].sum())
+    w_strag = np.where(reporting, pi / rho, 0.0) if rho > 0 else np.zeros_like(pi)
+    total = blocks.sum()
+    w_any = blocks / total if total > 0 else np.zeros_like(pi)
+    return Weights(w_fast=w_fast, w_strag=w_strag, rho=rho, w_any=w_any)
+
+
+def full_sync(g_all: torch.Tensor) -> torch.Tensor:
+    """d_t = sum_i pi_i g_i(w_t) (eq. 3.1). Its own code path: the K = N reduction of lgc is a test."""
+    return g_all
+
+
+def fastest_k(g_fast: torch.Tensor) -> torch.Tensor:
+    """d_t = gA_t: the stragglers' work is dropped (K-sync SGD, Dutta et al. 2018)."""
+    return g_fast
+
+
+def lgc(g_fast: torch.Tensor, g_strag: Optional[torch.Tensor], rho: float, state: RuleState):
+    """LGC-SGD (Xu et al., INFOCOM 2021): d_t = gA_t + u_{t-1}, u_t = rho_t (gS_t - gA_t) (eq. 3.3).
+
+    u_{-1} = 0; u_t = 0 if no straggler finished a block (rho_t = 0).
+    Returns (d_t, new_state).
+    """
+    d = g_fast if state.u is None else g_fast + state.u
+    if g_strag is None or rho == 0.0:
+        u = torch.zeros_like(g_fast)
+    else:
+        u = rho * (g_strag - g_fast)
+    return d, RuleState(u=u)
+
+
+def lgc_fresh(g_fast: torch.Tensor, g_strag: Optional[torch.Tensor], rho: float) -> torch.Tensor:
+    """Ablation: the server waits for the partial reports, d_t = (1-rho_t) gA_t + rho_t gS_t (eq. 3.4)."""
+    if g_strag is None or rho == 0.0:
+        return g_fast
+    return (1.0 - rho) * g_fast + rho * g_strag
+
+
+def anytime_minibatch(g_any: torch.Tensor) -> torch.Tensor:
+    """All blocks finished by the deadline, sample-weighted (Ferdinand et al., ICLR 2019; eq. 3.5)."""
+    return g_any
+
+
+def aggregate(algorithm: str, grads: dict, rho: float, state: RuleState, *, warmup: bool = False):
+    """The direction d_t of `algorithm` from the round's gradient means.
+
+    grads holds what the algorithm needs: "all" (full-sync and warm-up rounds), "fast" and
+    "strag" (fastest-k, lgc, lgc-fresh), "any" (anytime-minibatch). During warm-up every
+    algorithm runs full-sync and LGC's state is reset (no compensation carries out of warm-up).
+    Returns (d_t, new_state).
+    """
+    if warmup or algorithm == "full-sync":
+        return full_sync(grads["all"]), RuleState()
+    if algorithm == "fastest-k":
+        return fastest_k(grads["fast"]), state
+    if algorithm == "lgc":
+        return lgc(grads["fast"], grads.get("strag"), rho, state)
+    if algorithm == "lgc-fresh":
+        return lgc_fresh(grads["fast"], grads.get("strag"), rho), state
+    if algorithm == "anytime-minibatch":
+        return anytime_minibatch(grads["any"]), state
+    raise ValueError(f"algorithm={algorithm!r} must be one of {', '.join(ALGORITHMS)}")
+
+
+class ServerState(NamedTuple):
+    """Momentum buffer of the server's SGD (None before the first step)."""
+
+    momentum: Optional[torch.Tensor] = None
+
+
+def server_step(
+    w: torch.Tensor, d: torch.Tensor, state: ServerState, *, lr: float, momentum: float = 0.0,
+    weight_decay: float = 0.0,
+):
+    """w_{t+1} = w_t - eta v_{t+1}, v_{t+1} = mu v_t + d_t + lambda w_t (heavy ball, as torch.optim.SGD).
+
+    With mu = 0 and lambda = 0 this is plain SGD, w_{t+1} = w_t - eta d_t (eq. 3.6).
+    Returns (w_{t+1}, new_state); `w` is not modified.
+    """
+    g = d if weight_decay == 0.0 else d + weight_decay * w
+    if momentum != 0.0:
+        v = g if state.momentum is None else momentum * state.momentum + g
+        state = ServerState(momentum=v)
+        g = v
+    return w - lr * g, state

@@ -1,0 +1,187 @@
+"""Run directories, atomic result files, provenance and the result cache (SPEC section 5).
+
+One run = one directory `results/<kind>/<key>/`, where key hashes the resolved config and
+the source code of `theory/` and `lgc/`; a finished run (final.json present) is reused.
+Every backend writes through these helpers:
+
+    config.json     resolved config
+    meta.json       code version (git SHA or CODE_VERSION file), library versions, device
+    rounds.csv      per-round records (schema in the README)
+    schedule.csv    the schedule: per round, A_t and every m_j (replayable)
+    final.json      final metrics; written last, marks the run complete
+    checkpoint.pt   resume state (torch.save, loaded with weights_only=True)
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_ROOT = Path(os.environ.get("LGC_RESULTS", REPO_ROOT / "results"))
+
+
+# ----------------------------------------------------------------------------- atomic writes
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def atomic_write_csv(
+    path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], fieldnames: Sequence[str]
+) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in fieldnames})
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _json_default(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ----------------------------------------------------------------------------- provenance
+def _source_files() -> list[Path]:
+    files: list[Path] = []
+    for pkg in ("theory", "lgc"):
+        files.extend(sorted((REPO_ROOT / pkg).rglob("*.py")))
+    return files
+
+
+@lru_cache(maxsize=1)
+def code_version() -> dict[str, str]:
+    """{'git': SHA[-dirty] or the CODE_VERSION file's text, 'source_hash': sha256 of the sources}.
+
+    The GPU machine receives a copy without .git: `make` writes CODE_VERSION before a device run.
+    """
+    h = hashlib.sha256()
+    for p in _source_files():
+        h.update(str(p.relative_to(REPO_ROOT)).encode())
+        h.update(p.read_bytes())
+    git = os.environ.get("LGC_CODE_VERSION", "")
+    if not git:
+        try:
+            sha = subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout.strip()
+            git = sha + ("-dirty" if dirty else "")
+        except (OSError, subprocess.SubprocessError):
+            vf = REPO_ROOT / "CODE_VERSION"
+            git = vf.read_text().strip() if vf.exists() else "unknown"
+    return {"git": git, "source_hash": h.hexdigest()[:16]}
+
+
+def environment_info(device: str | None = None) -> dict[str, Any]:
+    """Library versions and the device that made a result."""
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+    }
+    for mod in ("numpy", "scipy", "sympy", "torch", "matplotlib", "seaborn"):
+        m = sys.modules.get(mod)
+        if m is None:
+            try:
+                m = __import__(mod)
+            except ImportError:
+                continue
+        info[mod] = getattr(m, "__version__", "?")
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["cuda"] = torch.version.cuda
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if str(device).startswith("cuda") and torch.cuda.is_available():
+            info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+        else:
+            info["device_name"] = platform.processor() or platform.machine()
+        info["torch_threads"] = torch.get_num_threads()
+    info["device"] = str(device) if device is not None else "cpu"
+    return info
+
+
+# ----------------------------------------------------------------------------- run directories
+def config_key(config: Mapping[str, Any], *, include_code: bool = True) -> str:
+    """Cache key: sha256 of the canonical config JSON and the source hash."""
+    payload = json.dumps(config, sort_keys=True, default=_json_default)
+    if include_code:
+        payload += code_version()["source_hash"]
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def run_dir(kind: str, config: Mapping[str, Any], root: str | os.PathLike | None = None) -> Path:
+    """The directory of the run of `kind` with this config under this code version."""
+    return Path(root or RESULTS_ROOT) / kind / config_key(config)
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    return (Path(path) / "final.json").exists()
+
+
+def start_run(path: str | os.PathLike, config: Mapping[str, Any], device: str | None = None) -> Path:
+    """Create the run directory and write config.json and meta.json (atomically)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path / "config.json", dict(config))
+    atomic_write_json(
+        path / "meta.json",
+        {"code_version": code_version(), "environment": environment_info(device),
+         "command": " ".join(sys.argv)},
+    )
+    return path
+
+
+def finish_run(path: str | os.PathLike, final: Mapping[str, Any]) -> None:
+    atomic_write_json(Path(path) / "final.json", dict(final))
