@@ -1,0 +1,44 @@
+"""`lgc figures`: draw the quick-profile (CPU, embedded data) or paper-profile figures.
+
+paper_figures is imported inside run(), so `lgc --help` stays fast and lgc never needs it
+to import.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lgc.errors import check
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=("quick", "paper"), default="quick",
+                        help="quick: CPU, embedded data, a few minutes (default); paper: CIFAR-10 on a GPU")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="draw only these figures (module names without fig_, e.g. tradeoff)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default paper_figures/out/<profile>)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.profile == "paper":
+        try:
+            from paper_figures import paper
+        except ModuleNotFoundError as e:
+            check(e.name != "paper_figures.paper", "--profile paper: paper_figures/paper.py is not built yet")
+            raise
+        return int(paper.main([]) or 0)
+    from paper_figures import quick
+
+    known = quick.discover()
+    for name in args.only or []:
+        mod = name if name.startswith("fig_") else f"fig_{name}"
+        check(mod in known, f"--only {name}: no such figure; known: {', '.join(n[4:] for n in known)}")
+    argv: list[str] = []
+    if args.only:
+        argv += ["--only", *args.only]
+    if args.out is not None:
+        argv += ["--out", str(args.out)]
+    if args.quiet:
+        argv.append("--quiet")
+    return quick.main(argv, profile="quick")

@@ -1,0 +1,83 @@
+"""The one figure style of the project, and the one way a figure is saved.
+
+Every figure is drawn from a tidy CSV (one row per observation) and saved as
+`<stem>.pdf` + `<stem>.png` beside `<stem>.csv`. PDFs embed TrueType fonts (fonttype 42),
+so journals and text search accept them. Palette: seaborn "colorblind".
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from lgc.runs import atomic_write_csv  # noqa: E402
+
+# One colour, marker and line style per algorithm, in every figure.
+ALGORITHM_ORDER = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
+ALGORITHM_LABELS = {
+    "full-sync": "full-sync",
+    "fastest-k": "fastest-K",
+    "lgc": "LGC",
+    "lgc-fresh": "LGC-fresh (ablation)",
+    "anytime-minibatch": "anytime-minibatch",
+}
+
+
+def apply() -> None:
+    """Set the seaborn theme and the PDF font type. Idempotent; every fig_*.py calls it."""
+    sns.set_theme(context="paper", style="ticks", palette="colorblind")
+    matplotlib.rcParams.update({
+        "pdf.fonttype": 42,  # TrueType, not Type 3
+        "ps.fonttype": 42,
+        "savefig.bbox": "tight",
+        "savefig.dpi": 200,
+        "figure.dpi": 100,
+        "legend.frameon": False,
+        "axes.titlesize": "medium",
+    })
+
+
+def algorithm_palette() -> dict[str, tuple]:
+    """Algorithm -> colour from the colour-blind palette (fixed across figures)."""
+    colours = sns.color_palette("colorblind", len(ALGORITHM_ORDER))
+    return dict(zip(ALGORITHM_ORDER, colours))
+
+
+def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.4, height: float = 2.6, **kw):
+    """A figure of ncols x nrows panels, each `width` x `height` inches."""
+    apply()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), squeeze=False, **kw)
+    return fig, axes
+
+
+def save(
+    fig,
+    path_stem: str | Path,
+    rows: Iterable[Mapping] | None = None,
+    fieldnames: Sequence[str] | None = None,
+) -> list[Path]:
+    """Write `<stem>.pdf` and `<stem>.png` (and `<stem>.csv` from `rows`); close the figure.
+
+    Returns the written paths. The CSV is the tidy data the figure was drawn from.
+    """
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    if rows is not None:
+        rows = list(rows)
+        if fieldnames is None:
+            fieldnames = list(rows[0].keys()) if rows else []
+        csv_path = stem.with_suffix(".csv")
+        atomic_write_csv(csv_path, rows, fieldnames)
+        paths.append(csv_path)
+    for ext in ("pdf", "png"):
+        p = stem.with_suffix(f".{ext}")
+        fig.savefig(p)
+        paths.append(p)
+    plt.close(fig)
+    return paths
