@@ -1,0 +1,144 @@
+"""`lgc estimate`: L, sigma^2, zeta^2 and Delta of a model on partitioned data, with bootstrap
+intervals, written as the constants JSON that `lgc optimize-k --constants` reads.
+
+    lgc estimate --dataset synthetic --model softmax --partition main-label --workers 10 \\
+                 --classes-per-worker 3 --samples-per-worker 200 --out constants.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from lgc.errors import check
+
+DATASETS = ("synthetic", "quadratic", "cifar10")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("problem")
+    g.add_argument("--dataset", choices=DATASETS, default="synthetic",
+                   help="synthetic: embedded non-IID classification; quadratic: the quadratics with known "
+                        "constants (checks the estimator); cifar10: needs --data-dir")
+    g.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 python-format folder")
+    g.add_argument("--model", default="softmax", help="softmax, mlp, cnn or resnet18 (ignored for quadratic)")
+    g.add_argument("--width", type=int, default=None, help="model width (channels / hidden units)")
+    g.add_argument("--checkpoint", type=Path, default=None,
+                   help="start from these weights (a state_dict saved by torch.save; loaded with weights_only=True)")
+    g.add_argument("--partition", default="main-label", help="iid, main-label, dirichlet or shards")
+    g.add_argument("--workers", "-N", type=int, default=10, help="N (default 10)")
+    g.add_argument("--classes-per-worker", "-c", type=int, default=3, help="c of the main-label split (default 3)")
+    g.add_argument("--samples-per-worker", type=int, default=200, help="samples per worker (default 200)")
+    g.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration (default 0.5)")
+    g.add_argument("--dim", type=int, default=10, help="quadratic: dimension d (default 10)")
+    g.add_argument("--sigma2", type=float, default=1.0, help="quadratic: per-sample gradient variance (default 1)")
+    g.add_argument("--spread", type=float, default=1.0, help="quadratic: spread of the worker optima (default 1)")
+    g.add_argument("--seed", type=int, default=0, help="data, partition, model and bootstrap seed")
+    e = parser.add_argument_group("estimation")
+    e.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (default 200)")
+    e.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
+    e.add_argument("--power-iters", type=int, default=30, help="Hessian-vector products per power iteration")
+    e.add_argument("--trajectory-steps", type=int, default=20, help="SGD steps of the trajectory (default 20)")
+    e.add_argument("--lr", type=float, default=None, help="trajectory step size (default 1 / L at w_0)")
+    e.add_argument("--lbfgs-iters", type=int, default=200, help="L-BFGS iterations for Delta (default 200)")
+    o = parser.add_argument_group("output")
+    o.add_argument("--out", type=Path, default=Path("constants.json"), help="constants JSON (default constants.json)")
+    o.add_argument("--json", action="store_true", help="print the JSON instead of a table")
+
+
+def build_problem(args):
+    """The Problem of lgc.estimate for the command-line choices."""
+    import torch
+
+    from lgc.estimate import problem_from_model, quadratic_problem
+
+    check(args.workers >= 1, f"--workers {args.workers} must be >= 1")
+    check(args.samples_per_worker >= 2, f"--samples-per-worker {args.samples_per_worker} must be >= 2")
+    if args.dataset == "quadratic":
+        from lgc.data.synthetic import make_quadratic
+
+        quad = make_quadratic(args.workers, args.dim, seed=args.seed, sigma2=args.sigma2, spread=args.spread)
+        return quadratic_problem(quad, samples_per_worker=args.samples_per_worker, seed=args.seed), quad
+    from lgc.models import make_model
+    from lgc.partition import make_partition
+
+    data = _dataset(args)
+    params = {"samples_per_worker": args.samples_per_worker}
+    if args.partition == "main-label":
+        params.update(classes_per_worker=args.classes_per_worker, num_classes=data.num_classes)
+    elif args.partition == "dirichlet":
+        params = {"alpha": args.alpha}
+    elif args.partition == "shards":
+        params = {}
+    parts = make_partition(args.partition, data.y_train.numpy(), args.workers, seed=args.seed, **params)
+    torch.manual_seed(args.seed)
+    model = make_model(args.model, data.num_classes, data.in_shape, width=args.width)
+    if args.checkpoint is not None:
+        check(args.checkpoint.is_file(), f"--checkpoint {args.checkpoint}: no such file")
+        try:
+            model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
+        except Exception as exc:  # a corrupt or foreign file is a user error
+            check(False, f"--checkpoint {args.checkpoint}: cannot load as a {args.model} state_dict ({type(exc).__name__})")
+    x = data.normalize(data.x_train)
+    workers = [(x[torch.from_numpy(p)], data.y_train[torch.from_numpy(p)]) for p in parts]
+    return problem_from_model(model, workers, name=f"{args.dataset}/{args.model}/{args.partition}"), None
+
+
+def _dataset(args):
+    if args.dataset == "synthetic":
+        from lgc.data.synthetic import make_classification
+
+        return make_classification(seed=args.seed)
+    check(args.data_dir is not None, "--dataset cifar10 needs --data-dir (the cifar-10-batches-py folder)")
+    try:
+        from lgc.data import cifar10
+    except ModuleNotFoundError:
+        check(False, "--dataset cifar10: the CIFAR-10 loader (lgc/data/cifar10.py) is not built yet")
+    return cifar10.load(args.data_dir)
+
+
+def write_constants(path: Path, constants: dict) -> None:
+    """Through theory/constants.py's writer when it exists (one format, one validator)."""
+    try:
+        from theory.constants import write_constants as writer
+    except ImportError:
+        writer = None
+    if writer is not None:
+        writer(path, constants)
+    else:
+        from lgc.runs import atomic_write_json
+
+        atomic_write_json(path, constants)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lgc.estimate import estimate_constants
+
+    problem, quad = build_problem(args)
+    est = estimate_constants(
+        problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters,
+        trajectory_steps=args.trajectory_steps, lr=args.lr, lbfgs_iters=args.lbfgs_iters, seed=args.seed)
+    constants = est.to_json()
+    constants["source"].update({
+        "command": "lgc estimate", "dataset": args.dataset, "model": None if quad else args.model,
+        "partition": None if quad else args.partition, "seed": args.seed,
+        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+    })
+    if quad is not None:
+        constants["source"]["exact"] = quad.constants()
+    from lgc.runs import code_version
+
+    constants["source"]["code_version"] = code_version()
+    write_constants(args.out, constants)
+    if args.json:
+        print(json.dumps(constants, indent=2, sort_keys=True))
+        return 0
+    lvl = f"{100 * args.level:g}% interval"
+    print(f"{'constant':<8} {'estimate':>12}   {lvl}")
+    for k in ("L", "sigma2", "zeta2", "Delta"):
+        lo, hi = constants["intervals"][k]
+        print(f"{k:<8} {constants[k]:>12.6g}   [{lo:.6g}, {hi:.6g}]")
+    if quad is not None:
+        print("exact:   " + ", ".join(f"{k}={v:.6g}" for k, v in quad.constants().items()))
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,347 @@
+"""Estimate the constants of the bounds (L, sigma^2, zeta^2, Delta) from a model and data.
+
+SPEC section 4 item 4; the assumptions they instantiate are stated in theory/DERIVATION.md
+(section 4): each f_i L-smooth, per-sample gradient variance <= sigma^2, (1/N) sum_i
+||grad f_i - grad F||^2 <= zeta^2, Delta = F(w_0) - F*.
+
+The assumptions hold "for every w", so each constant is the largest value seen at a few
+points of a short SGD trajectory from w_0 (w_0, its middle and its end):
+
+- L: the largest |eigenvalue| of any worker's Hessian, by power iteration on Hessian-vector
+  products (double backward), and, as a check, the largest secant
+  ||grad f_i(w') - grad f_i(w)|| / ||w' - w|| between consecutive trajectory points.
+- sigma^2: the largest per-worker variance of per-sample gradients (torch.func.vmap of grad).
+- zeta^2: (1/N) sum_i ||grad f_i - grad F||^2 with grad F = sum_i pi_i grad f_i.
+- Delta: F(w_0) minus the lowest F reached by full-batch L-BFGS from w_0 (a lower estimate
+  of F(w_0) - F* when L-BFGS has not converged).
+
+Intervals: bias-corrected percentile bootstrap over each worker's samples (resampled with
+replacement): the estimate plus the centred quantiles of the replicates.
+Pure computation: no files, no printing (lgc/commands/estimate.py does the I/O).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from lgc.errors import check
+
+PerSampleLoss = Callable[[Tensor, Tensor, Tensor], Tensor]  # (w (P,), x (n, ...), y (n,)) -> (n,)
+
+
+@dataclass
+class Problem:
+    """Per-worker data and a per-sample loss of flat parameters: all that estimation needs.
+
+    f_i(w) = mean over worker i's samples of per_sample_loss(w, x, y); F = sum_i pi_i f_i.
+    """
+
+    per_sample_loss: PerSampleLoss
+    workers: Sequence[tuple[Tensor, Tensor]]
+    w0: Tensor
+    pi: Optional[np.ndarray] = None
+    name: str = "problem"
+
+    def __post_init__(self):
+        n = len(self.workers)
+        check(n >= 1, "a problem needs at least one worker")
+        for i, (x, y) in enumerate(self.workers):
+            check(len(x) >= 2 and len(x) == len(y), f"worker {i} has {len(x)} samples and {len(y)} labels; need >= 2 each")
+        self.pi = np.full(n, 1.0 / n) if self.pi is None else np.asarray(self.pi, dtype=float)
+        check(self.pi.shape == (n,) and np.all(self.pi >= 0) and abs(self.pi.sum() - 1) < 1e-9,
+              f"pi must be N={n} non-negative weights summing to 1, got {self.pi}")
+        self.w0 = self.w0.detach().clone()
+
+
+def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = "model") -> Problem:
+    """Cross-entropy of `model` on each worker's (x, y); a model with `returns_loss = True`
+    (the quadratics' QuadraticModel) gives its per-sample losses itself and y is ignored."""
+    from torch.func import functional_call
+
+    model = model.eval()  # no dropout; GroupNorm/LayerNorm only (batch statistics break per-sample grads)
+    names = [n for n, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    sizes = [p.numel() for _, p in model.named_parameters()]
+    buffers = dict(model.named_buffers())
+    w0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def per_sample_loss(w: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        params = {n: t.view(s) for n, t, s in zip(names, torch.split(w, sizes), shapes)}
+        out = functional_call(model, (params, buffers), (x,))
+        if getattr(model, "returns_loss", False):
+            return out
+        return torch.nn.functional.cross_entropy(out, y, reduction="none")
+
+    return Problem(per_sample_loss, workers, w0, pi=pi, name=name)
+
+
+def quadratic_problem(quad, *, samples_per_worker: int, seed: int = 0) -> Problem:
+    """The quadratics of lgc.data.synthetic with a finite sample: worker i's samples are
+    noise vectors xi (quad.noise), so the estimates can be checked against quad.constants()."""
+    from lgc.data.synthetic import QuadraticModel
+
+    workers = []
+    for i in range(quad.n_workers):
+        x = quad.inputs(i, quad.noise(seed, 0, i, samples_per_worker))
+        workers.append((x, torch.zeros(len(x), dtype=torch.long)))
+    return problem_from_model(QuadraticModel(quad), workers, pi=quad.pi, name="quadratic")
+
+
+# ----------------------------------------------------------------------------- building blocks
+def _chunks(n: int, size: int):
+    for s in range(0, n, size):
+        yield slice(s, min(s + size, n))
+
+
+def worker_loss(problem: Problem, w: Tensor, i: int, weights: Optional[Tensor] = None, chunk: int = 4096) -> Tensor:
+    """f_i(w): mean per-sample loss of worker i (weights: bootstrap counts, mean 1)."""
+    x, y = problem.workers[i]
+    total = 0.0
+    for sl in _chunks(len(x), chunk):
+        losses = problem.per_sample_loss(w, x[sl], y[sl])
+        total = total + (losses.sum() if weights is None else (weights[sl] * losses).sum())
+    return total / len(x)
+
+
+def full_loss(problem: Problem, w: Tensor) -> Tensor:
+    """F(w) = sum_i pi_i f_i(w)."""
+    return sum(float(p) * worker_loss(problem, w, i) for i, p in enumerate(problem.pi))
+
+
+def worker_gradients(problem: Problem, w: Tensor) -> Tensor:
+    """(N, P): grad f_i(w) for every worker."""
+    out = []
+    for i in range(len(problem.workers)):
+        wg = w.detach().requires_grad_(True)
+        out.append(torch.autograd.grad(worker_loss(problem, wg, i), wg)[0])
+    return torch.stack(out)
+
+
+def top_hessian_eigenvalue(loss_of_w: Callable[[Tensor], Tensor], w: Tensor, *, iters: int = 30,
+                           tol: float = 1e-4, v0: Optional[Tensor] = None, seed: int = 0) -> tuple[float, Tensor]:
+    """Largest |eigenvalue| of the Hessian of loss_of_w at w by power iteration on
+    Hessian-vector products (double backward). Returns (|lambda|, unit eigenvector)."""
+    wg = w.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(loss_of_w(wg), wg, create_graph=True)
+    if v0 is None:
+        v0 = torch.randn(w.shape, generator=torch.Generator().manual_seed(seed), dtype=w.dtype)
+    v = v0 / v0.norm()
+    lam = 0.0
+    for it in range(iters):
+        (hv,) = torch.autograd.grad(g, wg, grad_outputs=v, retain_graph=it < iters - 1)
+        new = float(torch.dot(v, hv))  # Rayleigh quotient
+        norm = hv.norm()
+        if norm == 0:
+            return 0.0, v
+        v = (hv / norm).detach()
+        if it > 0 and abs(abs(new) - lam) <= tol * max(lam, 1e-12):
+            lam = abs(new)
+            break
+        lam = abs(new)
+    return lam, v
+
+
+def per_sample_gradients(problem: Problem, w: Tensor, i: int, sl: slice) -> Tensor:
+    """(n, P): the gradient of each of worker i's samples in `sl` (torch.func.vmap of grad)."""
+    from torch.func import grad, vmap
+
+    x, y = problem.workers[i]
+
+    def one(wv, xs, ys):
+        return problem.per_sample_loss(wv, xs.unsqueeze(0), ys.unsqueeze(0))[0]
+
+    return vmap(grad(one), in_dims=(None, 0, 0))(w.detach(), x[sl], y[sl])
+
+
+def gradient_moments(problem: Problem, w: Tensor, i: int, counts: Tensor, chunk: int = 1024):
+    """Per-sample gradient moments of worker i, for the sample and bootstrap replicates.
+
+    counts: (R, n) resampling counts (row 0 may be all ones = the sample itself).
+    Returns (means (R, P), second (R,)): weighted mean gradient and weighted mean of ||g_s||^2.
+    """
+    x, _ = problem.workers[i]
+    n = len(x)
+    means = torch.zeros(counts.shape[0], w.numel(), dtype=w.dtype)
+    second = torch.zeros(counts.shape[0], dtype=w.dtype)
+    for sl in _chunks(n, chunk):
+        g = per_sample_gradients(problem, w, i, sl)  # (c, P)
+        c = counts[:, sl].to(w.dtype)
+        means += c @ g
+        second += c @ (g * g).sum(1)
+    return means / n, second / n
+
+
+def sgd_trajectory(problem: Problem, *, steps: int, lr: float, batch: int, seed: int) -> list[Tensor]:
+    """Plain SGD on F from w_0: each step uses `batch` samples per worker, pi-weighted."""
+    gen = torch.Generator().manual_seed(seed)
+    w = problem.w0.clone()
+    out = [w.clone()]
+    for _ in range(steps):
+        wg = w.requires_grad_(True)
+        loss = 0.0
+        for i, (x, y) in enumerate(problem.workers):
+            idx = torch.randint(len(x), (min(batch, len(x)),), generator=gen)
+            loss = loss + float(problem.pi[i]) * problem.per_sample_loss(wg, x[idx], y[idx]).mean()
+        (g,) = torch.autograd.grad(loss, wg)
+        w = (w - lr * g).detach()
+        out.append(w.clone())
+    return out
+
+
+def lowest_loss(problem: Problem, *, iters: int) -> tuple[float, Tensor]:
+    """The lowest F reached by full-batch L-BFGS (strong Wolfe) from w_0, and where."""
+    w = problem.w0.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-10, tolerance_change=1e-14, history_size=20)
+    best = [float(full_loss(problem, w.detach())), w.detach().clone()]
+
+    def closure():
+        opt.zero_grad()
+        loss = full_loss(problem, w)
+        loss.backward()
+        value = loss.item()
+        if value < best[0]:
+            best[0], best[1] = value, w.detach().clone()
+        return loss
+
+    opt.step(closure)
+    return best[0], best[1]
+
+
+# ----------------------------------------------------------------------------- the estimate
+@dataclass
+class Estimate:
+    """The constants, their bootstrap intervals and how they were obtained (constants JSON)."""
+
+    L: float
+    sigma2: float
+    zeta2: float
+    Delta: float
+    intervals: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"L": self.L, "sigma2": self.sigma2, "zeta2": self.zeta2, "Delta": self.Delta,
+                "intervals": self.intervals, "source": self.source}
+
+
+def _interval(estimate: float, replicates: np.ndarray, level: float) -> list[float]:
+    """Bias-corrected percentile interval: the estimate plus the centred bootstrap quantiles.
+
+    Resampling with replacement duplicates samples, which inflates max-type and norm-type
+    statistics (top eigenvalue, ||mean||^2) by a bootstrap bias; centring removes it, so the
+    interval describes the estimate's spread around itself.
+    """
+    a = (1 - level) / 2
+    shift = estimate - float(np.mean(replicates))
+    return [float(np.quantile(replicates, a)) + shift, float(np.quantile(replicates, 1 - a)) + shift]
+
+
+def estimate_constants(
+    problem: Problem, *, bootstrap: int = 200, level: float = 0.95, power_iters: int = 30,
+    l_bootstrap: int = 20, trajectory_steps: int = 20, lr: Optional[float] = None, batch: int = 32,
+    points: int = 3, lbfgs_iters: int = 200, seed: int = 0,
+) -> Estimate:
+    """L, sigma^2, zeta^2, Delta of `problem` with percentile-bootstrap intervals.
+
+    Args:
+      bootstrap: replicates for sigma^2, zeta^2, Delta (each worker's samples resampled).
+      l_bootstrap: replicates for L (each is a warm-started power iteration on resampled data).
+      trajectory_steps, lr, batch: the SGD trajectory (lr defaults to 1 / L at w_0).
+      points: trajectory points (evenly spaced, w_0 and the end included) where every
+        constant is evaluated; the largest value is reported.
+    """
+    check(bootstrap >= 10, f"--bootstrap {bootstrap} must be >= 10")
+    check(0 < level < 1, f"--level {level} must be in (0, 1)")
+    check(points >= 1 and trajectory_steps >= 0, f"points={points} >= 1 and steps={trajectory_steps} >= 0 required")
+    n_workers = len(problem.workers)
+    rng = np.random.default_rng(seed)
+
+    # L at w_0 sets the trajectory's step size
+    l0 = max(top_hessian_eigenvalue(lambda w: worker_loss(problem, w, i), problem.w0, iters=power_iters, seed=seed)[0]
+             for i in range(n_workers))
+    step = lr if lr is not None else 1.0 / max(l0, 1e-12)
+    traj = sgd_trajectory(problem, steps=trajectory_steps, lr=step, batch=batch, seed=seed)
+    where = sorted({int(round(k)) for k in np.linspace(0, len(traj) - 1, points)})
+
+    # L: power iteration per worker and point; secants between consecutive trajectory points
+    l_hvp, l_arg = -1.0, None
+    for p in where:
+        for i in range(n_workers):
+            lam, v = top_hessian_eigenvalue(lambda w: worker_loss(problem, w, i), traj[p], iters=power_iters, seed=seed)
+            if lam > l_hvp:
+                l_hvp, l_arg = lam, (p, i, v)
+    grads = [worker_gradients(problem, w) for w in traj]
+    secants = [float((grads[t + 1] - grads[t]).norm(dim=1).max() / (traj[t + 1] - traj[t]).norm())
+               for t in range(len(traj) - 1) if (traj[t + 1] - traj[t]).norm() > 0]
+    l_secant = max(secants) if secants else float("nan")
+    p, i, v = l_arg
+    lam, v = top_hessian_eigenvalue(lambda w: worker_loss(problem, w, i), traj[p], iters=power_iters, v0=v)
+    l_hvp = max(l_hvp, lam)  # refined from the warm start, as the bootstrap replicates are
+    x_i = problem.workers[i][0]
+    l_boot = []
+    for _ in range(l_bootstrap):
+        wts = torch.from_numpy(rng.multinomial(len(x_i), np.full(len(x_i), 1 / len(x_i)))).to(problem.w0.dtype)
+        l_boot.append(top_hessian_eigenvalue(lambda w: worker_loss(problem, w, i, wts), traj[p],
+                                             iters=max(5, power_iters // 3), v0=v)[0])
+
+    # sigma^2 and zeta^2: row 0 of counts is the sample itself, rows 1.. the bootstrap replicates
+    counts = []
+    for x, _ in problem.workers:
+        c = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=bootstrap)
+        counts.append(torch.from_numpy(np.vstack([np.ones((1, len(x)), dtype=c.dtype), c])))
+    sig = np.full(bootstrap + 1, -np.inf)
+    zet = np.full(bootstrap + 1, -np.inf)
+    pi = torch.tensor(problem.pi, dtype=problem.w0.dtype)
+    for p in where:
+        means, var = [], []
+        for i, (x, _) in enumerate(problem.workers):
+            m, s2 = gradient_moments(problem, traj[p], i, counts[i])
+            n = len(x)
+            means.append(m)
+            var.append((s2 - (m * m).sum(1)) * n / (n - 1))  # unbiased per-sample variance
+        means = torch.stack(means)  # (N, R+1, P)
+        sig = np.maximum(sig, torch.stack(var).max(0).values.numpy())
+        grad_f = torch.einsum("i,irp->rp", pi, means)
+        zet = np.maximum(zet, ((means - grad_f) ** 2).sum(2).mean(0).numpy())
+
+    # Delta: F(w_0) - lowest F from L-BFGS; bootstrap over the per-sample loss differences
+    f_best, w_best = lowest_loss(problem, iters=lbfgs_iters)
+    f0 = float(full_loss(problem, problem.w0))
+    with torch.no_grad():
+        d_boot = np.zeros(bootstrap)
+        for i, (x, y) in enumerate(problem.workers):
+            diff = (problem.per_sample_loss(problem.w0, x, y) - problem.per_sample_loss(w_best, x, y)).double()
+            d_boot += problem.pi[i] * (counts[i][1:].double() @ diff).numpy() / len(x)
+
+    return Estimate(
+        L=float(max(l_hvp, l_secant if np.isfinite(l_secant) else 0.0)),
+        sigma2=float(sig[0]), zeta2=float(zet[0]), Delta=float(f0 - f_best),
+        intervals={
+            "level": level,
+            "L": _interval(l_hvp, np.array(l_boot), level) if l_boot else [l_hvp, l_hvp],
+            "sigma2": _interval(float(sig[0]), sig[1:], level),
+            "zeta2": _interval(float(zet[0]), zet[1:], level),
+            "Delta": _interval(float(f0 - f_best), d_boot, level),
+        },
+        source={
+            "problem": problem.name, "workers": n_workers,
+            "samples_per_worker": [len(x) for x, _ in problem.workers],
+            "parameters": int(problem.w0.numel()),
+            "L_hvp": l_hvp, "L_secant": l_secant, "L_at_w0": l0,
+            "L_method": f"max |top Hessian eigenvalue| over workers x {len(where)} trajectory points "
+                        f"(power iteration, {power_iters} HVPs), max with the largest secant",
+            "sigma2_method": "max over workers and trajectory points of the unbiased per-sample gradient variance",
+            "zeta2_method": "max over trajectory points of (1/N) sum_i ||grad f_i - grad F||^2",
+            "Delta_method": f"F(w_0) - lowest F of full-batch L-BFGS ({lbfgs_iters} iterations); F(w_0)={f0:.6g}",
+            "F_w0": f0, "F_best": f_best,
+            "trajectory": {"steps": trajectory_steps, "lr": step, "batch_per_worker": batch, "points": where},
+            "bootstrap": {"replicates": bootstrap, "L_replicates": l_bootstrap, "seed": seed,
+                          "method": "bias-corrected percentile (estimate + centred quantiles); "
+                                    "each worker's samples resampled with replacement"},
+        },
+    )

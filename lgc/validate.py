@@ -1,0 +1,153 @@
+"""Measurement side of the bound validation (SPEC section 4 item 5): run the rules on non-IID
+quadratics with exactly known constants, many seeds at once, and record ||grad F(w_t)||^2.
+
+It never calls the bound code (theory.bounds); tests and figures compare the two.
+
+The problem (lgc.data.synthetic.QuadraticProblem, contract 4 of the project):
+  f_i(w) = 1/2 (w - c_i)^T H (w - c_i),  H = diag(h),  per-sample gradient H (w - c_i) + xi,
+  xi ~ N(0, (sigma^2/d) I_d);  grad F(w) = H (w - cbar), cbar = sum_i pi_i c_i;  L = max h;
+  zeta^2 = (1/N) sum_i ||H (c_i - cbar)||^2;  Delta = F(w_0) - F(cbar).
+
+Each worker's mini-batch of B samples is M blocks of b = B/M samples; the noise of block m of
+worker i is the mean of b per-sample noises, z_im ~ N(0, sigma^2/(b d) I_d) (exact in law), so
+g_i = H (w - c_i) + mean_m z_im and a straggler's partial gradient over its first m_j blocks is
+gp_j = H (w - c_j) + mean_{m < m_j} z_jm, as contract 3 defines them. Schedules come from
+theory.schedule (A_t, m_j, R_t) and the timing model's seeded draws; weights and directions
+from lgc.rules (group_weights, aggregate, server_step): the same code every trainer runs.
+Seeds are a batch dimension.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from lgc.errors import check
+from lgc.rules import RuleState, ServerState, aggregate, group_weights, server_step
+from lgc.data.synthetic import QuadraticProblem
+from theory.schedule import schedule_round
+
+VALIDATED = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
+
+
+@dataclass(frozen=True)
+class Schedules:
+    """Per seed and round: A_t mask, m_j, R_t, and the rules' weights (arrays (S, T, ...))."""
+
+    fast: np.ndarray  # (S, T, N) bool
+    blocks: np.ndarray  # (S, T, N) int
+    wall: np.ndarray  # (S, T) R_t
+    w_fast: np.ndarray  # (S, T, N)
+    w_strag: np.ndarray  # (S, T, N)
+    rho: np.ndarray  # (S, T)
+
+
+def make_schedules(timing, seeds: Sequence[int], rounds: int, n_workers: int, blocks: int, k: int,
+                   *, period: int = 1, semantics: str = "boundary", pi=None) -> Schedules:
+    """Schedules of `rounds` rounds for each seed (theory.schedule on the timing model's draws)."""
+    pi = np.full(n_workers, 1.0 / n_workers) if pi is None else np.asarray(pi)
+    S = len(seeds)
+    out = {k_: np.zeros((S, rounds, n_workers)) for k_ in ("fast", "blocks", "w_fast", "w_strag")}
+    wall, rho = np.zeros((S, rounds)), np.zeros((S, rounds))
+    for s, seed in enumerate(seeds):
+        cache: dict[int, object] = {}
+        for t in range(rounds):
+            p = t // period  # draws held for h rounds: identical schedule within a period
+            if p not in cache:
+                finish = timing.block_finish_times(seed, t, n_workers, blocks, period=period)
+                sch = schedule_round(finish, k, semantics=semantics, round_index=t)
+                cache = {p: (sch, group_weights(sch.fast_mask(), sch.blocks, pi))}
+            sch, wts = cache[p]
+            out["fast"][s, t] = sch.fast_mask()
+            out["blocks"][s, t] = sch.blocks
+            out["w_fast"][s, t], out["w_strag"][s, t] = wts.w_fast, wts.w_strag
+            wall[s, t], rho[s, t] = sch.wall, wts.rho
+    return Schedules(fast=out["fast"].astype(bool), blocks=out["blocks"].astype(int), wall=wall,
+                     w_fast=out["w_fast"], w_strag=out["w_strag"], rho=rho)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """||grad F(w_t)||^2 for t = 0..T-1 and the round times, per seed."""
+
+    algorithm: str
+    k: int
+    grad_sq: np.ndarray  # (S, T)
+    wall: np.ndarray  # (S, T)
+
+    @property
+    def per_seed(self) -> np.ndarray:
+        """(1/T) sum_t ||grad F(w_t)||^2, one value per seed."""
+        return self.grad_sq.mean(axis=1)
+
+    @property
+    def mean(self) -> float:
+        return float(self.per_seed.mean())
+
+    @property
+    def sem(self) -> float:
+        """Seed-to-seed standard error of `mean`."""
+        v = self.per_seed
+        return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+
+
+def measure(quad: QuadraticProblem, algorithm: str, schedules: Schedules, *, batch: int, blocks: int, lr: float,
+            seeds: Sequence[int], warmup: int = 0, momentum: float = 0.0) -> Measurement:
+    """Run `algorithm` on `quad` for every seed under the given schedules; plain SGD by default.
+
+    The noise generator is seeded by the seeds, so a rerun gives the same numbers.
+    """
+    check(algorithm in VALIDATED, f"algorithm={algorithm!r} must be one of {', '.join(VALIDATED)}")
+    check(batch % blocks == 0, f"B={batch} must be divisible by M={blocks}")
+    S, T, N = schedules.fast.shape
+    check(S == len(seeds) and N == quad.n_workers, "schedules do not match the seeds or N")
+    d, b = quad.dim, batch // blocks
+    dt = torch.float64
+    h, c = torch.tensor(quad.h, dtype=dt), torch.tensor(quad.c, dtype=dt)
+    cbar, pi = torch.tensor(quad.cbar, dtype=dt), torch.tensor(quad.pi, dtype=dt)
+    w = torch.tensor(quad.w0, dtype=dt).repeat(S, 1)  # (S, d)
+    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(x) for x in seeds]).generate_state(1)[0]))
+    noise_sd = float(np.sqrt(quad.sigma2 / (b * d)))
+    m_idx = torch.tensor(schedules.blocks, dtype=torch.long)  # (S, T, N)
+    grad_sq = np.zeros((S, T))
+    rule, server = RuleState(), ServerState()
+    for t in range(T):
+        grad_sq[:, t] = ((h * (w - cbar)) ** 2).sum(1).numpy()
+        exact = h * (w[:, None, :] - c)  # (S, N, d): grad f_i(w_t)
+        z = torch.randn((S, N, blocks, d), generator=gen, dtype=dt) * noise_sd
+        csum = z.cumsum(2)
+        g = exact + csum[:, :, -1] / blocks  # worker means over B samples
+        m = m_idx[:, t].clamp(min=1)  # (S, N); w_strag is 0 where m_j = 0
+        gp = exact + torch.gather(csum, 2, (m - 1)[:, :, None, None].expand(S, N, 1, d))[:, :, 0] / m[..., None]
+        grads = {
+            "all": torch.einsum("n,snd->sd", pi, g),
+            "fast": torch.einsum("sn,snd->sd", torch.tensor(schedules.w_fast[:, t], dtype=dt), g),
+            "strag": torch.einsum("sn,snd->sd", torch.tensor(schedules.w_strag[:, t], dtype=dt), gp),
+        }
+        direction, rule = _aggregate_by_rho(algorithm, grads, schedules.rho[:, t], rule, warmup=t < warmup)
+        w, server = server_step(w, direction, server, lr=lr, momentum=momentum)
+        check(bool(torch.isfinite(w).all()), f"{algorithm} diverged at round {t} (lr={lr} too large?)")
+    return Measurement(algorithm=algorithm, k=int(schedules.fast[0, 0].sum()), grad_sq=grad_sq,
+                       wall=schedules.wall)
+
+
+def _aggregate_by_rho(algorithm, grads, rho: np.ndarray, state: RuleState, *, warmup: bool):
+    """lgc.rules.aggregate on the seeds that share a rho_t (a scalar in the rules)."""
+    values = np.unique(rho)
+    if len(values) == 1:
+        return aggregate(algorithm, grads, float(values[0]), state, warmup=warmup)
+    S = rho.shape[0]
+    direction = torch.empty_like(grads["all"])
+    u = torch.zeros_like(grads["all"])
+    has_u = False
+    for r in values:
+        idx = torch.from_numpy(np.flatnonzero(rho == r))
+        sub = RuleState(u=None if state.u is None else state.u[idx])
+        d_r, st = aggregate(algorithm, {k: v[idx] for k, v in grads.items()}, float(r), sub, warmup=warmup)
+        direction[idx] = d_r
+        if st.u is not None:
+            u[idx], has_u = st.u, True
+    assert direction.shape[0] == S
+    return direction, RuleState(u=u if has_u else None)
