@@ -1,0 +1,339 @@
+"""Expected cutoff and round times E[t_cut(K)], E[R(K)] and straggler work E[m_j] (SPEC 4.1).
+
+Three routes, the most exact that applies:
+  closed form   shifted exponential: E[X_(K:N)] = shift + (H_N - H_{N-K}) / rate   (eq. 2.7)
+  integration   any i.i.d. continuous model: E[X_(K:N)] = int_0^1 Q(u) beta_{K,N-K+1}(u) du  (eq. 2.8)
+  Monte Carlo   everything else (boundary wait, heterogeneous, deterministic, trace, per-block
+                blocks), using the schedule semantics of theory/schedule.py (eqs. 2.3, 2.4), with
+                a standard error over independent rounds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from theory.errors import require
+from theory.timing import ShiftedExponential, TimingModel
+
+MC_ROUNDS = 200  # default Monte Carlo rounds
+
+
+# ----------------------------------------------------------------------------- i.i.d. order statistics
+def harmonic_cumsum(n: int) -> np.ndarray:
+    """H_0..H_n as an array of length n + 1."""
+    return np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1))])
+
+
+def shifted_exp_order_stats(model: ShiftedExponential, n: int, ks) -> np.ndarray:
+    """E[X_(K:N)] for every K in ks, eq. (2.7), vectorized."""
+    ks = np.asarray(ks, dtype=int)
+    require(bool(np.all((ks >= 1) & (ks <= n))), f"K must satisfy 1 <= K <= N={n}")
+    h = harmonic_cumsum(n)
+    return model.shift + (h[n] - h[n - ks]) / model.rate
+
+
+def expected_order_statistic(model: TimingModel, k: int, n: int) -> float:
+    """E[X_(k:n)] of an i.i.d. continuous model by quadrature in the quantile domain (eq. 2.8).
+
+    The beta(k, n-k+1) density is evaluated in log space (no overflow for n in the thousands)
+    and the interval is split around its bulk, so sharp densities are integrated accurately.
+    """
+    from scipy import integrate, special
+
+    require(1 <= k <= n, f"K={k} must satisfy 1 <= K <= N={n}")
+    a, b = float(k), float(n - k + 1)
+    log_norm = special.betaln(a, b)
+
+    def integrand(u):
+        if u <= 0.0 or u >= 1.0:
+            return 0.0
+        logd = (a - 1) * np.log(u) + (b - 1) * np.log1p(-u) - log_norm
+        return float(model.ppf(u)) * np.exp(logd)
+
+    mean = a / (a + b)
+    sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    cuts = sorted({0.0, 1.0, *[float(np.clip(mean + z * sd, 0.0, 1.0)) for z in (-12, -4, -1, 0, 1, 4, 12)]})
+    scale = abs(float(model.ppf(mean))) + 1e-300
+    total = 0.0
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        if hi > lo:
+            val, _ = integrate.quad(integrand, lo, hi, epsabs=1e-13 * scale, epsrel=1e-11, limit=200)
+            total += val
+    return total
+
+
+def expected_cutoffs(model: TimingModel, n: int, ks=None) -> np.ndarray:
+    """E[t_cut(K)] = E[X_(K:N)] by closed form or integration (i.i.d., even-split models only)."""
+    ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
+    require(model.iid and not model.per_block, f"{model.name} needs Monte Carlo (round_stats)")
+    if isinstance(model, ShiftedExponential):
+        return shifted_exp_order_stats(model, n, ks)
+    return np.array([expected_order_statistic(model, int(k), n) for k in ks])
+
+
+# ----------------------------------------------------------------------------- Monte Carlo rounds
+@dataclass(frozen=True)
+class RoundStats:
+    """Per-K Monte Carlo means (arrays indexed like `ks`) with standard errors over rounds.
+
+    wall: R(K) without communication; m_mean: mean m_j over stragglers; m_inv: mean over
+    stragglers of 1{m_j >= 1} / m_j; zero_frac: fraction of stragglers with m_j = 0.
+    """
+
+    ks: np.ndarray
+    t_cut: np.ndarray
+    t_cut_se: np.ndarray
+    wall: np.ndarray
+    wall_se: np.ndarray
+    m_mean: np.ndarray
+    m_inv: np.ndarray
+    zero_frac: np.ndarray
+    rounds: int
+    wait: np.ndarray  # E[R(K) - t_cut(K)], the boundary wait
+    wait_se: np.ndarray
+
+
+def _blocks_of_level(levels: np.ndarray, m_blocks: int, semantics: str) -> np.ndarray:
+    """m_j for a straggler with `done` = level blocks finished by t_cut (eqs. 2.3, 2.4)."""
+    extra = 1 if semantics == "boundary" else 0
+    return np.minimum(levels + extra, m_blocks - 1)
+
+
+def _even_split_round(x: np.ndarray, m_blocks: int, semantics: str):
+    """One round of an even-split model, every K at once, in O(N M log N).
+
+    Sorted times x_(1) <= ... <= x_(N); for K, t = x_(K). A straggler with time x has
+    done = floor(M t / x) blocks by t (block m ends at x (m+1)/M, eq. 2.2), so the stragglers in
+    level k are those with M t/(k+1) < x <= M t/k; counts come from searchsorted. Under boundary
+    semantics a level-k straggler stops at x (k+1)/M (eq. 2.3), largest for the largest x of
+    the level. Returns per-K arrays (t_cut, wall, sum m, sum 1{m>=1}/m, #zero).
+    """
+    n = x.size
+    xs = np.sort(x)
+    t = xs
+    kk = np.arange(1, n + 1)
+    # c[k] = number of positions with x <= M t / k, at least K (k = 1..M); c[0] = N
+    c = np.empty((m_blocks + 1, n), dtype=np.int64)
+    c[0] = n
+    for k in range(1, m_blocks + 1):
+        c[k] = np.maximum(np.searchsorted(xs, m_blocks * t / k, side="right"), kk)
+    counts = np.empty((m_blocks + 1, n), dtype=np.int64)
+    counts[:m_blocks] = c[:m_blocks] - c[1:]
+    counts[m_blocks] = c[m_blocks] - kk  # ties with t: all blocks done by t
+    levels = np.arange(m_blocks + 1)
+    m_of = _blocks_of_level(levels, m_blocks, semantics).astype(float)
+    m_of[m_blocks] = m_blocks - 1
+    inv = np.where(m_of >= 1, 1.0 / np.maximum(m_of, 1), 0.0)
+    m_sum = m_of @ counts
+    inv_sum = inv @ counts
+    zeros = (m_of == 0).astype(float) @ counts
+    wall = t.copy()
+    if semantics == "boundary":
+        # level 0: the slowest straggler, if it has not finished one block by t
+        lvl0 = counts[0] > 0
+        wall = np.where(lvl0, np.maximum(wall, xs[-1] / m_blocks), wall)
+        for k in range(1, m_blocks):
+            has = counts[k] > 0
+            top = xs[np.maximum(c[k] - 1, 0)] * (k + 1) / m_blocks
+            wall = np.where(has, np.maximum(wall, top), wall)
+    return t, wall, m_sum, inv_sum, zeros
+
+
+def _generic_round(finish: np.ndarray, ks: np.ndarray, semantics: str):
+    """Per-block models: per K, directly from the (N, M) finish times (eqs. 2.3, 2.4)."""
+    n, m_blocks = finish.shape
+    x = finish[:, -1]
+    order = np.argsort(x, kind="stable")
+    out = np.zeros((5, len(ks)))
+    for col, k in enumerate(ks):
+        t = x[order[k - 1]]
+        strag = order[k:]
+        done = (finish[strag] <= t).sum(axis=1)
+        m = _blocks_of_level(done, m_blocks, semantics)
+        wall = t
+        if semantics == "boundary" and len(strag):
+            stop = finish[strag, np.minimum(done, m_blocks - 1)]
+            wall = max(t, float(stop.max()))
+        out[:, col] = (t, wall, m.sum(), np.where(m >= 1, 1.0 / np.maximum(m, 1), 0.0).sum(), (m == 0).sum())
+    return out
+
+
+def round_stats(
+    model: TimingModel, n: int, m_blocks: int, *, semantics: str = "boundary", ks=None,
+    rounds: int = MC_ROUNDS, seed: int = 0,
+) -> RoundStats:
+    """Monte Carlo E[t_cut(K)], E[R(K)] (boundary wait included), E[m_j] over independent rounds.
+
+    Round r uses model.block_finish_times(seed, r, N, M, period=1): independent periods, the
+    same draws `sim` and `dist` see. Deterministic models need one round; trace replay uses
+    each recorded round once.
+    """
+    require(n >= 1, f"N={n} must be >= 1")
+    require(m_blocks >= 1, f"M={m_blocks} must be >= 1")
+    require(semantics in ("boundary", "abort"), f"semantics={semantics!r} must be 'boundary' or 'abort'")
+    require(rounds >= 2, f"rounds={rounds} must be >= 2")
+    ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
+    require(bool(np.all((ks >= 1) & (ks <= n))), f"K must satisfy 1 <= K <= N={n}")
+    from theory.timing import Deterministic
+    from theory.trace import TraceReplay
+
+    if isinstance(model, Deterministic):
+        rounds = 1
+    elif isinstance(model, TraceReplay):
+        rounds = model.times.shape[0]
+    per = np.zeros((rounds, 5, len(ks)))
+    for r in range(rounds):
+        if model.per_block:
+            per[r] = _generic_round(model.block_finish_times(seed, r, n, m_blocks), ks, semantics)
+        else:
+            x = model.block_finish_times(seed, r, n, 1)[:, 0]
+            per[r] = np.stack(_even_split_round(x, m_blocks, semantics))[:, ks - 1]
+    strag = np.maximum(n - ks, 1)
+    per = np.concatenate([per, per[:, 1:2] - per[:, 0:1]], axis=1)  # row 5: the wait R - t_cut
+    mean = per.mean(axis=0)
+    se = per.std(axis=0, ddof=1) / np.sqrt(rounds) if rounds > 1 else np.zeros_like(mean)
+    return RoundStats(
+        ks=ks, t_cut=mean[0], t_cut_se=se[0], wall=mean[1], wall_se=se[1],
+        m_mean=mean[2] / strag, m_inv=mean[3] / strag, zero_frac=mean[4] / strag, rounds=rounds,
+        wait=mean[5], wait_se=se[5],
+    )
+
+
+# ----------------------------------------------------------------------------- E[R(K)] per algorithm
+ROUND_ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
+EXACT_MAX_N = 1000  # integrate order statistics up to this N; Monte Carlo beyond (speed)
+
+
+@dataclass(frozen=True)
+class CommModel:
+    """comm = alpha + beta * model_bytes * messages (eq. 2.5); zero by default."""
+
+    alpha: float = 0.0
+    beta: float = 0.0
+    model_bytes: float = 0.0
+
+    def __post_init__(self):
+        for k in ("alpha", "beta", "model_bytes"):
+            require(getattr(self, k) >= 0, f"{k}={getattr(self, k)} must be >= 0")
+
+    def time(self, messages):
+        if self.alpha == 0.0 and self.beta == 0.0:
+            return np.zeros_like(np.asarray(messages, dtype=float))
+        return self.alpha + self.beta * self.model_bytes * np.asarray(messages, dtype=float)
+
+
+@dataclass(frozen=True)
+class RoundTimes:
+    """E[R(K)] of one algorithm for every K in ks, its standard error (0 when exact), the route
+    used ("closed form", "integration", "monte carlo"), and the straggler statistics that the
+    bounds need (RoundStats fields, Monte Carlo)."""
+
+    algorithm: str
+    ks: np.ndarray
+    mean: np.ndarray
+    se: np.ndarray
+    method: str
+    t_cut: np.ndarray
+    stats: RoundStats
+
+
+def default_rounds(n: int, m_blocks: int) -> int:
+    return int(min(MC_ROUNDS, max(30, 2_000_000 // (n * m_blocks))))
+
+
+def _exact_cutoffs(model: TimingModel, n: int, ks: np.ndarray):
+    if model.iid and not model.per_block:
+        if isinstance(model, ShiftedExponential):
+            return shifted_exp_order_stats(model, n, ks), "closed form"
+        if n <= EXACT_MAX_N:
+            try:
+                return expected_cutoffs(model, n, ks), "integration"
+            except NotImplementedError:
+                pass
+    return None, "monte carlo"
+
+
+def expected_round_times(
+    model: TimingModel, n: int, m_blocks: int, algorithm: str, *, semantics: str = "boundary", ks=None,
+    comm: CommModel = CommModel(), report_latency: float = 0.0, deadline: float | None = None,
+    rounds: int | None = None, seed: int = 0,
+) -> RoundTimes:
+    """E[R(K)] for `algorithm` (SPEC section 3's wall-time column) for every K in ks.
+
+    full-sync: E[max_i X_i] + comm(N messages), the same for every K;
+    fastest-k: E[R(K)] + comm(K);  lgc: E[R(K)] + comm(N);  lgc-fresh: lgc's + report_latency;
+    anytime-minibatch: deadline + comm(N) (deadline defaults to E[t_cut(K)], so K sets it).
+    E[R(K)] is exact under abort semantics (R = t_cut) for i.i.d. even-split models, Monte Carlo
+    under boundary semantics (the wait for the blocks in flight, eq. 2.3).
+    """
+    require(algorithm in ROUND_ALGORITHMS, f"algorithm={algorithm!r} must be one of {', '.join(ROUND_ALGORITHMS)}")
+    require(report_latency >= 0, f"report_latency={report_latency} must be >= 0")
+    ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
+    rounds = default_rounds(n, m_blocks) if rounds is None else rounds
+    stats = round_stats(model, n, m_blocks, semantics=semantics, ks=ks, rounds=rounds, seed=seed)
+    exact, method = _exact_cutoffs(model, n, ks)
+    t_cut = stats.t_cut if exact is None else exact
+    zeros = np.zeros(len(ks))
+    if algorithm == "full-sync":
+        top, m2 = _exact_cutoffs(model, n, np.array([n]))
+        if top is None:
+            full = round_stats(model, n, m_blocks, semantics=semantics, ks=[n], rounds=rounds, seed=seed)
+            top, se = full.t_cut, full.t_cut_se
+        else:
+            se = zeros[:1]
+        mean = np.full(len(ks), float(top[0])) + comm.time(n)
+        return RoundTimes(algorithm, ks, mean, np.full(len(ks), float(se[0])), m2, t_cut, stats)
+    if algorithm == "anytime-minibatch":
+        dl = t_cut if deadline is None else np.full(len(ks), float(deadline))
+        require(bool(np.all(dl > 0)), f"deadline={deadline} must be > 0")
+        se = stats.t_cut_se if (deadline is None and exact is None) else zeros
+        return RoundTimes(algorithm, ks, dl + comm.time(n), se, method if deadline is None else "given", t_cut, stats)
+    if semantics == "abort":
+        mean, se = t_cut.copy(), (stats.t_cut_se if exact is None else zeros)
+    elif exact is None:
+        mean, se, method = stats.wall.copy(), stats.wall_se, "monte carlo"
+    else:  # exact cutoff plus the Monte Carlo boundary wait: a control variate, smaller error
+        mean, se, method = exact + stats.wait, stats.wait_se, method + " + monte carlo wait"
+    messages = ks if algorithm == "fastest-k" else np.full(len(ks), n)
+    mean = mean + comm.time(messages)
+    if algorithm == "lgc-fresh":
+        mean = mean + report_latency
+    return RoundTimes(algorithm, ks, mean, se, method, t_cut, stats)
+
+
+# ----------------------------------------------------------------------------- independent, non-identical
+def expected_order_statistic_groups(groups, k: int) -> float:
+    """E[X_(k)] for independent workers in groups of identical cdfs: [(cdf, count), ...].
+
+    E[X_(k)] = int_0^inf P(#{i: X_i <= x} < k) dx for non-negative X (eq. 2.8'), with the count
+    a sum of independent binomials (a convolution). Used for the heterogeneous-speed model.
+    """
+    from scipy import integrate, stats
+
+    n = sum(c for _, c in groups)
+    require(1 <= k <= n, f"K={k} must satisfy 1 <= K <= N={n}")
+
+    def survival(x):
+        pmf = np.array([1.0])
+        for cdf, count in groups:
+            if count:
+                pmf = np.convolve(pmf, stats.binom.pmf(np.arange(count + 1), count, float(cdf(x))))
+        return float(pmf[:k].sum())
+
+    total, lo, width = 0.0, 0.0, 1.0
+    while True:  # integrate on doubling intervals until the survival function is negligible
+        val, _ = integrate.quad(survival, lo, lo + width, epsabs=1e-12, epsrel=1e-10, limit=200)
+        total += val
+        lo += width
+        width *= 2
+        if survival(lo) < 1e-14:
+            return total
+
+
+def heterogeneous_cutoff(model, n: int, k: int) -> float:
+    """E[t_cut(K)] of HeterogeneousSpeed with a fixed slow set (hold="times" or "speed")."""
+    n_slow = int(round(model.slow_fraction * n))
+    base = model._base
+    groups = [(base.cdf, n - n_slow), (lambda x: base.cdf(x / model.slowdown), n_slow)]
+    return expected_order_statistic_groups(groups, k)
