@@ -1,0 +1,89 @@
+"""The constants JSON of SPEC section 2: read, validate, write (format v1).
+
+    {"L": 4.0, "sigma2": 1.0, "zeta2": 0.5, "Delta": 2.0,
+     "intervals": {"L": [3.8, 4.2], ...},      # optional: bootstrap intervals [lo, hi]
+     "source": {...},                           # optional: how they were obtained
+     "format": 1}                               # optional on read; written by write_constants
+
+L > 0 (smoothness), sigma2 >= 0 (per-sample gradient variance), zeta2 >= 0 (dissimilarity),
+Delta >= 0 (F(w_0) - F*). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from theory.errors import require
+
+CONSTANTS_FORMAT_VERSION = 1
+KEYS = ("L", "sigma2", "zeta2", "Delta")
+
+
+@dataclass(frozen=True)
+class Constants:
+    L: float
+    sigma2: float
+    zeta2: float
+    Delta: float
+    intervals: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        validate_constants(asdict(self))
+
+
+def validate_constants(d, *, source: str = "constants") -> dict:
+    """Check a constants mapping; TheoryInputError names the missing or bad key."""
+    require(isinstance(d, dict), f"{source}: must be a JSON object with keys {', '.join(KEYS)}")
+    for k in KEYS:
+        require(k in d, f"{source}: missing key {k!r} (needs {', '.join(KEYS)})")
+        v = d[k]
+        require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                f"{source}: {k}={v!r} must be a finite number")
+    require(d["L"] > 0, f"{source}: L={d['L']} must be > 0")
+    for k in ("sigma2", "zeta2", "Delta"):
+        require(d[k] >= 0, f"{source}: {k}={d[k]} must be >= 0")
+    fmt = d.get("format", CONSTANTS_FORMAT_VERSION)
+    require(fmt == CONSTANTS_FORMAT_VERSION, f"{source}: format={fmt!r} is not supported (expected {CONSTANTS_FORMAT_VERSION})")
+    intervals = d.get("intervals", {})
+    require(isinstance(intervals, dict), f"{source}: intervals must be an object of [lo, hi] pairs")
+    for k, iv in intervals.items():
+        ok = isinstance(iv, (list, tuple)) and len(iv) == 2 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) for x in iv)
+        require(ok and iv[0] <= iv[1], f"{source}: intervals[{k!r}]={iv!r} must be [lo, hi] with lo <= hi")
+    require(isinstance(d.get("source", {}), dict), f"{source}: source must be an object")
+    return d
+
+
+def read_constants(path) -> Constants:
+    """Read and validate a constants JSON; a missing or malformed file names itself."""
+    p = Path(path)
+    require(p.is_file(), f"constants file {str(p)!r} does not exist")
+    try:
+        d = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        require(False, f"constants file {str(p)!r} is not valid JSON: {e}")
+    validate_constants(d, source=str(p))
+    return Constants(**{k: float(d[k]) for k in KEYS}, intervals=d.get("intervals", {}), source=d.get("source", {}))
+
+
+def write_constants(path, constants) -> None:
+    """Validate, then write atomically (temporary file in the same folder, then rename)."""
+    d = asdict(constants) if isinstance(constants, Constants) else dict(constants)
+    validate_constants(d, source=str(path))
+    d["format"] = CONSTANTS_FORMAT_VERSION
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(d, indent=2, sort_keys=True, default=float) + "\n")
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
