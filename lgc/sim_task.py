@@ -1,0 +1,142 @@
+"""What the `sim` backend trains: a model, its data on the device, and its metrics.
+
+    task = make_task(config, device)
+    x, y = task.round_inputs(round_index, counts)   # worker i's first counts[i] samples, worker order
+    task.evaluate()                                 # test metrics after a round
+    task.iterate_metrics(w)                         # cheap metrics at w_t (quadratic only)
+
+Classification: the data set lives on the device (CIFAR-10 as uint8); mini-batch indices and
+augmentation parameters come from lgc.sampling (pure functions of (seed, round, worker)),
+the gather, crop, flip and normalisation run on the device in one batch.
+Quadratic: worker i's samples are its noise vectors xi (lgc.data.synthetic).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from lgc.config import TrainConfig
+from lgc.data.synthetic import QuadraticModel, make_classification, make_quadratic
+from lgc.models import BlockBatchNorm2d, make_model
+from lgc.partition import label_histogram, make_partition
+from lgc.sampling import augment, augment_params, round_batch_indices
+
+
+def _partition_params(cfg: TrainConfig) -> dict:
+    if cfg.partition == "iid":
+        return {"samples_per_worker": cfg.samples_per_worker}
+    if cfg.partition == "main-label":
+        return {"classes_per_worker": cfg.classes_per_worker, "samples_per_worker": cfg.samples_per_worker,
+                "main_share": cfg.main_share}
+    if cfg.partition == "dirichlet":
+        return {"alpha": cfg.dirichlet_alpha, "min_size": cfg.min_size}
+    return {"shards_per_worker": cfg.shards_per_worker}
+
+
+class ClassificationTask:
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        if cfg.dataset == "cifar10":
+            from lgc.data.cifar10 import load_cifar10
+
+            ds = load_cifar10(cfg.data_dir, accept_md5_mismatch=cfg.accept_md5_mismatch)
+        else:
+            ds = make_classification(cfg.synthetic_train, cfg.synthetic_test, signal=cfg.synthetic_signal,
+                                     seed=cfg.data_seed)
+        labels = ds.y_train.numpy()
+        self.parts = make_partition(cfg.partition, labels, cfg.n_workers, seed=cfg.data_seed,
+                                    **_partition_params(cfg))
+        self.histogram = label_histogram(labels, self.parts, ds.num_classes)
+        sizes = np.array([len(p) for p in self.parts], dtype=np.float64)
+        self.pi = sizes / sizes.sum() if cfg.worker_weights == "size" else np.full(cfg.n_workers, 1.0 / cfg.n_workers)
+        self.ds = ds.to(device)
+        with torch.random.fork_rng(devices=[]):  # the initial weights: a function of the seed only
+            torch.manual_seed(cfg.seed)
+            model = make_model(cfg.model, ds.num_classes, ds.in_shape, width=cfg.width, norm=cfg.norm)
+        for m in model.modules():
+            if isinstance(m, BlockBatchNorm2d):
+                m.block_size = cfg.block_size  # statistics per block, as a worker computes them
+        self.channels_last = device.type == "cuda" and len(ds.in_shape) == 3
+        self.model = model.to(device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        self.augment = bool(cfg.augment) and len(ds.in_shape) == 3
+
+    def info(self) -> dict:
+        return {"label_histogram": self.histogram.tolist(), "worker_sizes": [len(p) for p in self.parts],
+                "pi": self.pi.tolist(), "num_classes": self.ds.num_classes, "in_shape": list(self.ds.in_shape)}
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ds.normalize(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def round_inputs(self, round_index: int, counts) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        idx = round_batch_indices(cfg.seed, round_index, self.parts, cfg.batch_size)  # (N, B)
+        sel = np.concatenate([idx[i, :n] for i, n in enumerate(counts)])
+        sel_t = torch.as_tensor(sel, device=self.device)
+        x, y = self.ds.x_train[sel_t], self.ds.y_train[sel_t]
+        if self.augment and len(sel):
+            params = [augment_params(cfg.seed, round_index, i, cfg.batch_size) for i in range(len(counts))]
+            cut = type(params[0])(*(np.concatenate([getattr(p, f)[:n] for p, n in zip(params, counts)])
+                                   for f in params[0]._fields))
+            x = augment(x, cut)
+        return self._prepare(x), y
+
+    @torch.no_grad()
+    def evaluate(self, chunk: int = 1000) -> dict:
+        self.model.eval()
+        loss_sum, correct, n = 0.0, 0, len(self.ds.y_test)
+        for s in range(0, n, chunk):
+            x = self._prepare(self.ds.x_test[s:s + chunk])
+            y = self.ds.y_test[s:s + chunk]
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                out = self.model(x)
+            loss_sum += float(nn.functional.cross_entropy(out.float(), y, reduction="sum"))
+            correct += int((out.argmax(1) == y).sum())
+        self.model.train()
+        return {"test_loss": loss_sum / n, "test_acc": correct / n}
+
+    def iterate_metrics(self, w: torch.Tensor) -> dict:
+        return {}
+
+
+class QuadraticTask:
+    """Non-IID quadratics with exact constants; metrics at w_t every round (they cost O(d))."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        self.problem = make_quadratic(cfg.n_workers, cfg.quad_dim, seed=cfg.data_seed, h_min=cfg.quad_h_min,
+                                      h_max=cfg.quad_h_max, spread=cfg.quad_spread, sigma2=cfg.quad_sigma2)
+        self.pi = self.problem.pi
+        self.model = QuadraticModel(self.problem).to(device)
+
+    def info(self) -> dict:
+        p = self.problem
+        return {"constants": p.constants(), "optimum": p.cbar.tolist(), "F_star": p.F_star, "pi": p.pi.tolist()}
+
+    def round_inputs(self, round_index: int, counts) -> tuple[torch.Tensor, torch.Tensor]:
+        p, cfg = self.problem, self.cfg
+        rows = [p.inputs(i, p.noise(cfg.seed, round_index, i, cfg.batch_size)[:n]) for i, n in enumerate(counts)]
+        x = torch.cat(rows).to(self.device)
+        return x, torch.zeros(len(x), dtype=torch.long, device=self.device)
+
+    def evaluate(self) -> dict:
+        return {}
+
+    def iterate_metrics(self, w: torch.Tensor) -> dict:
+        """||grad F(w_t)||^2, ||w_t - w*|| and F(w_t) - F* (float64)."""
+        p = self.problem
+        wn = w.detach().double().cpu().numpy()
+        g = p.grad_F(wn)
+        return {"grad_norm2": float(g @ g), "dist_opt": float(np.linalg.norm(wn - p.cbar)),
+                "f_gap": p.F(wn) - p.F_star}
+
+
+def make_task(cfg: TrainConfig, device: torch.device):
+    return QuadraticTask(cfg, device) if cfg.dataset == "quadratic" else ClassificationTask(cfg, device)
