@@ -1,0 +1,162 @@
+"""The `dist` backend: LGC and its baselines on real processes through torch.distributed.
+
+    path = run_dist(TrainConfig(..., backend="dist"), DistOptions(unit_ms=50))
+
+spawns N local worker processes (gloo on CPU, NCCL when each rank has its own GPU), or,
+started by `torchrun`, runs this process as one rank of a multi-machine job. The fast set is
+decided by real arrival order through the rendezvous store (lgc.dist.coordinator), the
+stragglers' partial work enters lgc.rules exactly as in `sim`, and gradients travel through
+all-reduce. The run directory holds what `sim` writes plus trace.csv (every block's measured
+time). Modules: coordinator (store protocol), worker (one rank's round), problem (the
+block gradient, from lgc.sim_task), records (rank 0's files), runner (a rank's life),
+launch (spawn / torchrun, watchdog).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from lgc.errors import UserError, check
+
+DIST_BACKENDS = ("auto", "gloo", "nccl")
+
+
+@dataclass(frozen=True)
+class DistOptions:
+    """Options of the dist backend beyond TrainConfig (recorded in config.json under "dist").
+
+    inject: sleep until the timing model's block finish times (injected stragglers); False
+      (--no-inject) runs at the workers' real speeds.
+    unit_ms: milliseconds per time unit (one fast mini-batch = 1 unit).
+    timeout_s: a round that makes no progress for this long ends the run (one line naming
+      the worker; the run ends within timeout_s + about 5 s).
+    process_backend: "auto" (NCCL when every rank has its own GPU, else gloo), "gloo", "nccl".
+    host: rendezvous address of a local spawn (loopback by default).
+    threads: torch threads per worker process.
+    slow_worker, slow_ms: a worker that sleeps slow_ms after each block, work the timing
+      model does not know about (tests and demonstrations of real arrival order).
+    """
+
+    inject: bool = True
+    unit_ms: float = 100.0
+    timeout_s: float = 60.0
+    process_backend: str = "auto"
+    host: str = "127.0.0.1"
+    threads: int = 1
+    slow_worker: int = -1
+    slow_ms: float = 0.0
+
+    def validate(self, n_workers: int) -> "DistOptions":
+        check(self.unit_ms > 0, f"unit_ms={self.unit_ms} must be > 0")
+        check(self.timeout_s > 0, f"timeout_s={self.timeout_s} must be > 0")
+        check(self.process_backend in DIST_BACKENDS,
+              f"dist backend {self.process_backend!r} must be one of {', '.join(DIST_BACKENDS)}")
+        check(self.threads >= 1, f"threads={self.threads} must be >= 1")
+        check(-1 <= self.slow_worker < n_workers, f"slow_worker={self.slow_worker} must be -1 or in 0..{n_workers - 1}")
+        check(self.slow_ms >= 0, f"slow_ms={self.slow_ms} must be >= 0")
+        return self
+
+
+def settings_from_config(cfg, opts: DistOptions, timing_model):
+    """The round protocol's parameters from a resolved TrainConfig."""
+    from lgc.dist.worker import DistSettings
+
+    deadline = cfg.deadline
+    if cfg.algorithm == "anytime-minibatch" and deadline is None:
+        # the same default as lgc.sim: E[X_(K:N)], the expected K-th fastest mini-batch time
+        try:
+            deadline = float(timing_model.expected_order_statistic(cfg.threshold_k, cfg.n_workers))
+        except (AttributeError, NotImplementedError):
+            deadline = float(timing_model.mean())
+    return DistSettings(
+        n_workers=cfg.n_workers, threshold_k=cfg.threshold_k, blocks=cfg.blocks, batch_size=cfg.batch_size,
+        rounds=cfg.rounds, algorithm=cfg.algorithm, warmup_rounds=cfg.warmup_rounds, lr=cfg.lr,
+        momentum=cfg.momentum, weight_decay=cfg.weight_decay, seed=cfg.seed,
+        straggling_period=cfg.straggling_period, semantics=cfg.semantics, deadline=deadline,
+        inject=opts.inject, unit_ms=opts.unit_ms, timeout_s=opts.timeout_s,
+        checkpoint_every=cfg.checkpoint_every or cfg.rounds, slow_worker=opts.slow_worker,
+        slow_ms=opts.slow_ms)
+
+
+def _process_backend(opts: DistOptions, device: str, n_workers: int) -> str:
+    import torch
+
+    if opts.process_backend != "auto":
+        return opts.process_backend
+    if device.startswith("cuda") and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", n_workers))
+        if local <= torch.cuda.device_count():
+            return "nccl"  # one GPU per rank; NCCL refuses two ranks on one GPU
+    return "gloo"  # CPU, or several ranks sharing a GPU (gloo collectives take CUDA tensors)
+
+
+def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force: bool = False,
+             resume: bool = True, quiet: bool = False) -> Path:
+    """Run (or reuse) the dist run of `config`; returns its directory results/train/<key>/.
+
+    With `resume`, an unfinished run continues from its last checkpoint (a run stopped by a
+    dead worker or a timeout says so). Raises UserError (one line) when the run cannot finish.
+    """
+    import torch
+
+    from lgc import runs
+    from lgc.config import TrainConfig
+    from lgc.dist.launch import launch_local, run_torchrun, under_torchrun
+    from lgc.dist.problem import TaskBlocks
+    from lgc.dist.runner import DistJob
+    from lgc.sim import RUN_KIND, make_timing
+    from theory.errors import TheoryInputError
+    from theory.schedule import check_schedule, schedule_from_csv
+
+    opts = options or DistOptions()
+    cfg = dataclasses.replace(config, backend="dist").resolved().validate()
+    opts.validate(cfg.n_workers)
+    check(cfg.comm_alpha == 0 and cfg.comm_beta == 0,
+          "comm_alpha/comm_beta model communication in sim; dist measures the real communication (set them to 0)")
+    try:
+        timing = make_timing(cfg)
+        replay = None
+        if cfg.schedule_file:
+            replay = schedule_from_csv(Path(cfg.schedule_file).read_text(), source=cfg.schedule_file)
+            by_round = {s.round: s for s in replay}
+            check(all(t in by_round for t in range(cfg.rounds)),
+                  f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{cfg.rounds - 1})")
+            replay = [by_round[t] for t in range(cfg.rounds)]
+            if cfg.algorithm != "anytime-minibatch":
+                for t, s in enumerate(replay):
+                    if t >= cfg.warmup_rounds and cfg.algorithm != "full-sync":
+                        check_schedule(s, cfg.n_workers, cfg.blocks)
+    except TheoryInputError as e:
+        raise UserError(str(e)) from None
+    device = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) else (
+        "cpu" if cfg.device == "auto" else cfg.device)
+    key = {**cfg.to_dict(), "dist": dataclasses.asdict(opts)}
+    path = runs.run_dir(RUN_KIND, key, root)
+    torchrun = under_torchrun()
+    rank0 = not torchrun or int(os.environ["RANK"]) == 0
+    if runs.is_complete(path) and not force:
+        return path
+    has_ckpt = (path / "checkpoint.pt").exists()
+    if rank0 and not (resume and has_ckpt and not force):
+        if path.exists():
+            shutil.rmtree(path)
+        runs.start_run(path, key, device)
+    settings = settings_from_config(cfg, opts, timing)
+    job = DistJob(
+        settings=settings, problem_builder=functools.partial(TaskBlocks, cfg.to_dict()), timing_model=timing,
+        run_path=str(path), resume=resume and has_ckpt and not force, replay=replay,
+        backend=_process_backend(opts, device, cfg.n_workers), device=device, threads=opts.threads,
+        quiet=quiet, eval_every=cfg.eval_every, final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject})
+    if torchrun:
+        run_torchrun(job)
+    else:
+        launch_local(job, host=opts.host)
+    return path
+
+
+__all__ = ["DistOptions", "run_dist", "settings_from_config"]

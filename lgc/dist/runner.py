@@ -1,0 +1,132 @@
+"""The life of one rank: join the process group, resume, run the rounds, record (rank 0)."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.distributed as dist
+
+from lgc.dist.coordinator import RoundCoordinator
+from lgc.dist.records import RunRecorder, state_from_checkpoint
+import numpy as np
+
+from lgc.dist.worker import DistSettings, ReplicaState, Worker
+from lgc.runs import finish_run
+from theory.schedule import RoundSchedule
+
+
+@dataclass
+class DistJob:
+    """Everything a rank needs; picklable, so the launcher can hand it to spawned processes.
+
+    problem_builder(device) -> WorkerProblem builds the model and data inside the rank.
+    """
+
+    settings: DistSettings
+    problem_builder: Callable[[str], Any]
+    timing_model: Any
+    run_path: Optional[str] = None
+    resume: bool = False
+    replay: Optional[Sequence[RoundSchedule]] = None
+    backend: str = "gloo"
+    device: str = "cpu"
+    prefix: str = "lgc"
+    threads: int = 1
+    quiet: bool = True
+    eval_every: int = 0
+    final_extra: dict = field(default_factory=dict)
+
+
+def _device_for(job: DistJob, local_rank: int) -> str:
+    if job.device.startswith("cuda") and torch.cuda.is_available():
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return "cpu"
+
+
+def rank_main(job: DistJob, rank: int, world_size: int, store, *, local_rank: Optional[int] = None) -> None:
+    """Run the whole job as rank `rank` of `world_size` (one worker per rank)."""
+    s = job.settings
+    if world_size != s.n_workers:
+        raise ValueError(f"world size {world_size} != N={s.n_workers}: dist runs one worker per process")
+    torch.set_num_threads(max(1, job.threads))
+    device = _device_for(job, rank if local_rank is None else local_rank)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    dist.init_process_group(job.backend, store=dist.PrefixStore(f"{job.prefix}/pg", store), rank=rank,
+                            world_size=world_size, timeout=timedelta(seconds=s.timeout_s))
+    try:
+        _run(job, rank, store, device)
+    finally:
+        dist.destroy_process_group()
+
+
+def _run(job: DistJob, rank: int, store, device: str) -> None:
+    s = job.settings
+    coord = RoundCoordinator(store, rank, s.n_workers, prefix=job.prefix)
+    problem = job.problem_builder(device)
+    state = ReplicaState(w=problem.initial_params().to(device))
+    recorder = RunRecorder(Path(job.run_path), s.n_workers, s.blocks) if (rank == 0 and job.run_path) else None
+    # resume: rank 0 reads the checkpoint, every rank receives the same state
+    payload = [recorder.load() if (recorder is not None and job.resume) else None]
+    dist.broadcast_object_list(payload, src=0)
+    if payload[0] is not None:
+        state.w, state.server, state.rule, state.round, state.clock = state_from_checkpoint(payload[0], device)
+    worker = Worker(rank, s, problem, coord, job.timing_model, replay=job.replay, device=device)
+    if getattr(problem, "pi", None) is not None:
+        worker.pi = np.asarray(problem.pi, dtype=np.float64)  # data-size weights when configured
+    bar = None
+    if rank == 0 and not job.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=s.rounds, initial=state.round, desc=f"dist {s.algorithm} K={s.threshold_k}",
+                   unit="round", leave=False, file=sys.stderr)
+    while state.round < s.rounds:
+        t = state.round
+        row = {"round": t, **(problem.iterate_metrics(state.w) if rank == 0 else {})}
+        res = worker.step(state)
+        sync = False  # rank 0's extra work below is followed by a barrier so rounds start together
+        if rank == 0:
+            row.update(_record(s, t, res, state.clock))
+            if t == s.rounds - 1 or (job.eval_every and (t + 1) % job.eval_every == 0):
+                row.update(problem.evaluate(state.w))
+            if recorder is not None:
+                recorder.add(row, res)
+                if state.round % max(1, s.checkpoint_every) == 0 or state.round == s.rounds:
+                    recorder.save(state)
+            coord.set_progress(state.round)
+            if state.round >= 3:
+                coord.forget(state.round - 3)
+            if bar is not None:
+                bar.update(1)
+        if (t == s.rounds - 1 or (job.eval_every and (t + 1) % job.eval_every == 0)
+                or state.round % max(1, s.checkpoint_every) == 0):
+            sync = True
+        if sync:
+            dist.barrier()
+    if bar is not None:
+        bar.close()
+    if recorder is not None:
+        rows = recorder.rounds
+        walls = [float(r["wall_s"]) for r in rows]
+        last = rows[-1] if rows else {}
+        final = {"rounds": s.rounds, "time": state.clock, "wall_s": sum(walls),
+                 "mean_round_wall_s": sum(walls) / len(walls) if walls else None,
+                 **{k: float(last[k]) for k in ("loss", "test_loss", "test_acc") if last.get(k) not in (None, "")},
+                 **problem.iterate_metrics(state.w), **job.final_extra}
+        finish_run(recorder.path, final)
+
+
+def _record(s: DistSettings, t: int, res, clock: float) -> dict:
+    """The round's row in lgc.sim's rounds.csv schema (measured times)."""
+    sched = res.schedule
+    fast = sched.fast_mask()
+    blocks = np.asarray(sched.blocks)
+    warm = t < s.warmup_rounds
+    strag_blocks = blocks.sum() if (s.algorithm == "anytime-minibatch" and not warm) else blocks[~fast].sum()
+    return {"time": clock, "round_time": sched.wall, "wall_s": res.wall_s, "n_fast": len(sched.fast),
+            "blocks": int(strag_blocks), "samples": res.samples, "rho": res.rho, "loss": res.loss,
+            "lr": s.lr, "warmup": int(warm)}

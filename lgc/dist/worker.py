@@ -1,0 +1,330 @@
+"""One worker process of the `dist` backend: its blocks, its report, the shared server step.
+
+Every rank keeps a replica of the server state (w_t, momentum, u_{t-1}). A round:
+
+1. the worker processes its mini-batch block by block (the samples `sim` uses, through the
+   problem's `block_gradient`), sleeping after each block until the timing model's finish
+   time when stragglers are injected (one time unit = `unit_ms` milliseconds);
+2. the fast set comes from real arrival order (RoundCoordinator): a straggler looks at the
+   round's `closed` key at each block boundary and stops there (boundary semantics; with
+   abort-at-cutoff the block in flight at the cutoff is dropped);
+3. one small all-reduce shares every worker's report (arrival position, m_j, block times);
+   every rank derives the same weights with lgc.rules.group_weights;
+4. one all-reduce of the weighted gradient sums gives gA_t, gS_t (or sum_i pi_i g_i), and
+   every rank applies lgc.rules.aggregate and lgc.rules.server_step: the replicas stay equal.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from lgc import rules
+from lgc.dist.coordinator import RoundCoordinator, sleep_until
+from theory.schedule import RoundSchedule
+
+# columns of a worker's report row (then M block starts and M block ends)
+_POS, _M, _DONE, _ARRIVE, _LOSS, _NSAMP = range(6)
+_REPORT_FIXED = 6
+
+
+class WorkerProblem(Protocol):
+    """What a worker needs from the training problem (built by lgc.dist.problem)."""
+
+    def initial_params(self) -> torch.Tensor:
+        """Flat float32 parameters w_0 (identical on every rank)."""
+
+    def block_gradient(self, w: torch.Tensor, round_index: int, worker: int, block: int):
+        """(sum of per-sample gradients over the block's b samples (flat), sum of losses)."""
+
+
+@dataclass(frozen=True)
+class DistSettings:
+    """The round protocol's parameters (time in the timing model's units unless `_s`/`_ms`)."""
+
+    n_workers: int
+    threshold_k: int
+    blocks: int
+    batch_size: int
+    rounds: int
+    algorithm: str
+    warmup_rounds: int = 2
+    lr: float = 0.1
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    seed: int = 0
+    straggling_period: int = 1
+    semantics: str = "boundary"
+    deadline: Optional[float] = None
+    inject: bool = True
+    unit_ms: float = 100.0
+    timeout_s: float = 60.0
+    checkpoint_every: int = 10
+    slow_worker: int = -1  # test/benchmark hook: this worker does extra work the schedule ignores
+    slow_ms: float = 0.0
+    pi: Optional[tuple] = None
+
+    @property
+    def block_size(self) -> int:
+        return self.batch_size // self.blocks
+
+    @property
+    def unit_s(self) -> float:
+        return self.unit_ms / 1000.0
+
+    def weights_pi(self) -> np.ndarray:
+        if self.pi is None:
+            return np.full(self.n_workers, 1.0 / self.n_workers)
+        return np.asarray(self.pi, dtype=np.float64)
+
+    def is_full_round(self, t: int) -> bool:
+        """Warm-up rounds and full-sync wait for every worker (K = N)."""
+        return t < self.warmup_rounds or self.algorithm == "full-sync"
+
+
+@dataclass
+class ReplicaState:
+    """The server state every rank holds: w_t, the momentum buffer and LGC's u_{t-1}."""
+
+    w: torch.Tensor
+    server: rules.ServerState = field(default_factory=rules.ServerState)
+    rule: rules.RuleState = field(default_factory=rules.RuleState)
+    round: int = 0
+    clock: float = 0.0  # wall time so far, in time units
+
+
+@dataclass
+class RoundResult:
+    """What every rank knows after a round (rank 0 records it)."""
+
+    schedule: RoundSchedule
+    wall_s: float
+    loss: float
+    samples: int
+    report: np.ndarray  # (N, 6 + 2M) worker reports
+    rho: float = 0.0
+
+
+def model_finish_times(timing_model, settings: DistSettings, t: int) -> np.ndarray:
+    """(N, M) block finish times of round t in time units: the draws `sim` uses (same seed)."""
+    fn = getattr(timing_model, "block_finish_times", None)
+    args = (settings.seed, t, settings.n_workers, settings.blocks)
+    if fn is not None:
+        return np.asarray(fn(*args, period=settings.straggling_period), dtype=np.float64)
+    from theory import timing
+
+    return np.asarray(timing.block_finish_times(timing_model, *args, period=settings.straggling_period),
+                      dtype=np.float64)
+
+
+def _slots(settings: DistSettings, t: int) -> tuple[str, ...]:
+    """The gradient means the round's rule needs (lgc.rules.aggregate's `grads` keys)."""
+    if settings.is_full_round(t):
+        return ("all",)
+    return {"fastest-k": ("fast",), "lgc": ("fast", "strag"), "lgc-fresh": ("fast", "strag"),
+            "anytime-minibatch": ("any",)}[settings.algorithm]
+
+
+class Worker:
+    """Rank `rank`'s round loop. The process group must be initialised by the caller."""
+
+    def __init__(self, rank: int, settings: DistSettings, problem: WorkerProblem, coord: RoundCoordinator,
+                 timing_model, *, replay: Optional[Sequence[RoundSchedule]] = None, device="cpu"):
+        self.rank = rank
+        self.s = settings
+        self.problem = problem
+        self.coord = coord
+        self.timing = timing_model
+        self.replay = replay
+        self.device = torch.device(device)
+        self.pi = settings.weights_pi()
+
+    # ------------------------------------------------------------------ one worker's blocks
+    def _finish_times_s(self, t: int) -> Optional[np.ndarray]:
+        if not self.s.inject or self.replay is not None:
+            return None
+        f = model_finish_times(self.timing, self.s, t)
+        return np.asarray(f[self.rank], dtype=np.float64) * self.s.unit_s
+
+    def _work(self, t: int, w: torch.Tensor):
+        """Process blocks until the round tells this worker to stop. Returns the report row and
+        the gradient sums over the reported blocks."""
+        s, M, r = self.s, self.s.blocks, self.rank
+        full = s.is_full_round(t)
+        k_t = s.n_workers if full else s.threshold_k
+        anytime = s.algorithm == "anytime-minibatch" and not full
+        planned = M
+        if self.replay is not None and not full:
+            sched = self.replay[t]
+            planned = M if r in sched.fast else sched.blocks[r]
+        finish = self._finish_times_s(t)
+        deadline_s = s.deadline * s.unit_s if (anytime and s.deadline is not None) else None
+        abort = s.semantics == "abort"
+        free = self.replay is None and not full  # arrival order decides, not a file
+
+        row = np.zeros(_REPORT_FIXED + 2 * M)
+        prev = cur = None  # gradient sums over done-1 and done blocks
+        prev_loss = cur_loss = 0.0
+        done, m_rep, pos = 0, None, 0
+        t0 = time.perf_counter()
+        for m in range(planned):
+            if anytime and deadline_s is not None:
+                if finish is not None and finish[m] > deadline_s:
+                    break
+                if finish is None and self.replay is None and time.perf_counter() - t0 >= deadline_s:
+                    break
+            start = time.perf_counter()
+            g, loss = self.problem.block_gradient(w, t, r, m)
+            if r == s.slow_worker and s.slow_ms > 0:
+                time.sleep(s.slow_ms / 1000.0)
+            interrupted = False
+            if finish is not None:
+                target = t0 + finish[m]
+                if abort and free and not anytime and m < M - 1:
+                    # abort-at-cutoff: the injected block is cut short when the round closes
+                    interrupted = self.coord.wait_closed(t, target - time.perf_counter())
+                else:
+                    sleep_until(target)
+            end = time.perf_counter()
+            row[_REPORT_FIXED + m] = start - t0
+            row[_REPORT_FIXED + M + m] = end - t0
+            prev, prev_loss = cur, cur_loss
+            cur = g if cur is None else cur + g
+            cur_loss = cur_loss + float(loss)
+            done += 1
+            if interrupted:
+                m_rep = done - 1
+                break
+            if anytime and deadline_s is not None and finish is None and self.replay is None:
+                if end - t0 > deadline_s:  # finished after the deadline: does not count
+                    m_rep = done - 1
+                    break
+            if done == M:
+                break
+            if free and not anytime and self.coord.closed(t):
+                m_rep = done - 1 if abort else done  # boundary: stop after the block in flight
+                break
+        if done == M and (m_rep is None):
+            if free or full:
+                pos = self.coord.arrive(t, k_t)
+                row[_ARRIVE] = time.perf_counter() - t0
+                m_rep = M if (pos <= k_t or anytime) else M - 1
+            else:  # replay: a fast worker per the file
+                m_rep = M
+        if m_rep is None:
+            m_rep = done
+        if anytime and deadline_s is not None:
+            sleep_until(t0 + deadline_s)  # the round lasts the deadline
+        if m_rep == done:
+            gsum, lsum = cur, cur_loss
+        elif m_rep == done - 1:
+            gsum, lsum = prev, prev_loss
+        else:  # pragma: no cover - m_rep is done or done-1 by construction
+            raise AssertionError((m_rep, done))
+        row[_POS], row[_M], row[_DONE] = pos, m_rep, done
+        row[_LOSS], row[_NSAMP] = lsum, m_rep * s.block_size
+        return row, gsum, t0
+
+    # ------------------------------------------------------------------ the shared step
+    def _schedule_from_reports(self, t: int, rep: np.ndarray, wall_s: float) -> RoundSchedule:
+        s, M = self.s, self.s.blocks
+        full = s.is_full_round(t)
+        if self.replay is not None:
+            fast = tuple(self.replay[t].fast)
+        else:
+            k_t = s.n_workers if full else s.threshold_k
+            if s.algorithm == "anytime-minibatch" and not full:
+                k_t = s.n_workers  # every worker that finished all M blocks by the deadline
+            pos = rep[:, _POS]
+            arrived = [i for i in np.argsort(pos, kind="stable") if 1 <= pos[i] <= k_t]
+            fast = tuple(int(i) for i in arrived)
+        if self.replay is not None and full:  # all M blocks were computed; record the file's round
+            blocks = tuple(int(v) for v in self.replay[t].blocks)
+        else:
+            blocks = tuple(int(M) if i in fast else int(rep[i, _M]) for i in range(s.n_workers))
+        arrive = rep[:, _ARRIVE]
+        t_cut = float(arrive[fast[-1]]) / s.unit_s if fast else float(wall_s) / s.unit_s
+        return RoundSchedule(round=t, fast=fast, blocks=blocks, t_cut=t_cut, wall=wall_s / s.unit_s)
+
+    def _used_workers(self, t: int, sched: RoundSchedule, rho: float) -> np.ndarray:
+        """Workers whose reported samples enter the round's rule (lgc.sim_grads.round_plan)."""
+        s = self.s
+        if s.is_full_round(t) or s.algorithm == "anytime-minibatch":
+            return np.ones(s.n_workers, dtype=bool)
+        used = sched.fast_mask()
+        if s.algorithm in ("lgc", "lgc-fresh") and rho > 0:
+            used |= np.asarray(sched.blocks) >= 1
+        return used
+
+    def _is_fast(self, t: int, row: np.ndarray) -> bool:
+        """Is this worker in A_t? Known locally once its blocks are done (its arrival position)."""
+        s = self.s
+        full = s.is_full_round(t)
+        if self.replay is not None and not full:
+            return self.rank in self.replay[t].fast
+        if s.algorithm == "anytime-minibatch" and not full:
+            return row[_POS] >= 1
+        return 1 <= row[_POS] <= (s.n_workers if full else s.threshold_k)
+
+    def step(self, state: ReplicaState) -> RoundResult:
+        """Run round state.round; updates `state` in place on every rank.
+
+        One all-reduce carries the pi-weighted gradient sums, which every worker can form from
+        what it knows locally (its own A_t membership and m_j), and every worker's report row;
+        the normalisers (sum of pi over A_t, rho_t, sum of m_i) come from lgc.rules.group_weights
+        on the gathered reports, so gA_t = sum_{A_t} pi_i g_i / sum_{A_t} pi_i is
+        sum_i w_fast[i] g_i exactly as the rule defines it (eq. 3.2).
+        """
+        s, M, b, r, t = self.s, self.s.blocks, self.s.block_size, self.rank, state.round
+        self.coord.heartbeat(t)
+        row, gsum, t0 = self._work(t, state.w)
+        self.coord.reported(t)
+        fast = self._is_fast(t, row)
+        m_mine = M if fast else int(row[_M])
+        slots = _slots(s, t)
+        P, width = state.w.numel(), row.size
+        buf = torch.zeros(len(slots) * P + s.n_workers * width, dtype=state.w.dtype, device=self.device)
+        for k, name in enumerate(slots):
+            if name in ("all", "fast"):
+                coef = self.pi[r] / (M * b) if (name == "all" or fast) else 0.0
+            elif name == "strag":  # pi_j gp_j over stragglers with m_j >= 1
+                coef = self.pi[r] / (m_mine * b) if (not fast and m_mine >= 1) else 0.0
+            else:  # "any": m_i * (mean over i's finished blocks), normalised by sum_i m_i below
+                coef = 1.0 / b if m_mine >= 1 else 0.0
+            if coef != 0.0 and gsum is not None:
+                buf[k * P:(k + 1) * P] = gsum * coef
+        off = len(slots) * P + r * width
+        buf[off:off + width] = torch.as_tensor(row, dtype=buf.dtype, device=self.device)
+        dist.all_reduce(buf)
+        rep = buf[len(slots) * P:].view(s.n_workers, width).to("cpu", torch.float64).numpy()
+        sched = self._schedule_from_reports(t, rep, 0.0)
+        fast_mask = sched.fast_mask()
+        wts = rules.group_weights(fast_mask, sched.blocks, self.pi)
+        grads = {}
+        for k, name in enumerate(slots):
+            g = buf[k * P:(k + 1) * P]
+            if name == "fast":
+                g = g / float(self.pi[fast_mask].sum())
+            elif name == "strag":
+                g = g / wts.rho if wts.rho > 0 else None
+            elif name == "any":
+                total = int(np.sum(sched.blocks))
+                g = g / total if total > 0 else g
+            grads[name] = g
+        d, state.rule = rules.aggregate(s.algorithm, grads, wts.rho, state.rule, warmup=t < s.warmup_rounds)
+        state.w, state.server = rules.server_step(state.w, d, state.server, lr=s.lr, momentum=s.momentum,
+                                                  weight_decay=s.weight_decay)
+        wall_s = time.perf_counter() - t0
+        sched = self._schedule_from_reports(t, rep, wall_s)
+        # the training loss over the samples that entered d_t (as lgc.sim records it)
+        used = self._used_workers(t, sched, wts.rho)
+        n = float(rep[used, _NSAMP].sum())
+        loss = float(rep[used, _LOSS].sum()) / n if n > 0 else math.nan
+        state.round = t + 1
+        state.clock += sched.wall
+        return RoundResult(schedule=sched, wall_s=wall_s, loss=loss, samples=int(n), report=rep, rho=wts.rho)
