@@ -71,18 +71,20 @@ def lgc_parts(p, sqrt):
     rho = (N - K) / N  # rho_bar, eq. (4.15)
     v_a = p["sigma2"] / (K * B)  # fast-set noise, eq. (4.16)
     e_eps = p["sigma2"] * ((N - K) * p["m_inv"] / (N**2 * b) + rho**2 / (K * B))  # eq. (4.17)
+    e_eps_split = p["sigma2"] * sqrt(rho) * (p["m_inv"] / (N * b) + rho / (K * B))  # E_eps / sqrt(rho), eq. (4.18)
     q = 24 * rho**2 * L**2 * eta**2  # eq. (4.19)
     c = (N - K) * p["zeta2"] / K
     b_set = 4 * p["phi"] * c  # eq. (4.20)
     b_zero = p["zero_frac"] * (1 - p["phi"]) * c  # eq. (4.21)
-    return dict(rho=rho, v_a=v_a, e_eps=e_eps, q=q, b_set=b_set, b_zero=b_zero)
+    return dict(rho=rho, v_a=v_a, e_eps=e_eps, e_eps_split=e_eps_split, q=q, b_set=b_set, b_zero=b_zero)
 
 
 def _lgc(p, sqrt):
     """eq. (4.23): lgc = full-sync's terms + variance + set change + zero-block + staleness.
 
-    total = [2 Delta/(eta T) + (2 + 2a) bbar + L eta V_A + 2 L eta (E_eps + sqrt(V_A E_eps))
-             + (a/3)(3 E_eps + V_A)] / (1 - a),  a = q / (1 - q);  valid for eta L <= 1/2, q < 1/2.
+    total = [2 Delta/(eta T) + (2 + 2a) bbar + L eta V_A + L eta (1 + 1/sqrt(rho)) E_eps
+             + 2 L eta sqrt(V_A E_eps) + (a/3)(3 E_eps + V_A)] / (1 - a),  a = q / (1 - q);
+    valid for eta L (1 + sqrt(rho)) <= 1 and q < 1/2 (eq. 4.22).
     """
     x = lgc_parts(p, sqrt)
     L, eta = p["L"], p["eta"]
@@ -90,7 +92,7 @@ def _lgc(p, sqrt):
         "optimization": 2 * p["Delta"] / (eta * p["T"]),
         "noise": L * eta * p["sigma2"] / (p["N"] * p["B"]),
         "variance": L * eta * p["sigma2"] * (1 / p["K"] - 1 / p["N"]) / p["B"]
-        + 2 * L * eta * (x["e_eps"] + sqrt(x["v_a"] * x["e_eps"])),
+        + L * eta * (x["e_eps"] + x["e_eps_split"]) + 2 * L * eta * sqrt(x["v_a"] * x["e_eps"]),
         "set_change": 2 * x["b_set"],
         "zero_block": 2 * x["b_zero"],
     }
@@ -116,8 +118,8 @@ def terms(algorithm: str, p, sqrt=math.sqrt, *, set_model: str = "persistent") -
 
 
 def eta_max(algorithm: str, N, K, L):
-    """Largest step size for which the bound holds: 1/L (eqs. 4.6, 4.10, 4.14); lgc with K < N
-    also needs eta L <= 1/2 and q = 24 rho^2 eta^2 L^2 < 1/2 (eq. 4.22)."""
+    """Largest step size for which the bound holds: 1/L (eqs. 4.6, 4.10, 4.14); lgc also needs
+    eta L (1 + sqrt(rho)) <= 1 and q = 24 rho^2 eta^2 L^2 < 1/2 (eq. 4.22)."""
     N = np.asarray(N, dtype=float)
     K = np.asarray(K, dtype=float)
     if algorithm != "lgc":
@@ -125,7 +127,7 @@ def eta_max(algorithm: str, N, K, L):
     rho = (N - K) / N
     with np.errstate(divide="ignore"):
         stale = np.where(rho > 0, 1.0 / (np.sqrt(48.0) * np.maximum(rho, 1e-300) * L), np.inf)
-    cap = np.where(K < N, 0.5 / L, 1.0 / L)
+    cap = 1.0 / ((1.0 + np.sqrt(rho)) * L)
     # q < 1/2 strictly: stay a hair inside
     return np.minimum(cap, stale * (1 - 1e-9))
 

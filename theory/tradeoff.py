@@ -1,0 +1,237 @@
+"""The error-time trade-off and the optimal straggler threshold K* (SPEC section 4 item 3).
+
+For each K: E[R(K)] from theory/order_stats.py, the rounds that fit a wall-clock budget,
+T(K) = floor(tau / E[R(K)]) (eq. 5.1), and the bound of theory/bounds.py at T(K) (eq. 5.2);
+or, for a target error eps, the fewest rounds T_eps(K) whose bound is <= eps and the time
+E[R(K)] T_eps(K) (eq. 5.3). K* minimizes the chosen criterion; it is reported as the bound
+gives it, N included. The step size is the largest the bound allows (eta_max, eq. 4.22) or
+a given one, or optimized per K on request (eq. 5.4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from theory import bounds
+from theory.errors import require
+from theory.order_stats import CommModel, expected_round_times
+from theory.timing import Deterministic, HeterogeneousSpeed, ShiftedExponential, TimingModel
+
+ETA_GRID = 48  # step sizes tried per K when optimizing eta (log-spaced up to eta_max)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What the trade-off needs besides K: workers, batches, constants, timing."""
+
+    N: int
+    M: int
+    B: int
+    L: float
+    sigma2: float
+    zeta2: float
+    Delta: float
+    timing: TimingModel = field(default_factory=ShiftedExponential)
+    h: float = 1
+    semantics: str = "boundary"
+    comm: CommModel = field(default_factory=CommModel)
+    report_latency: float = 0.0
+
+    def __post_init__(self):
+        require(self.N >= 1, f"N={self.N} must be >= 1")
+        require(self.M >= 1, f"M={self.M} must be >= 1")
+        require(self.B >= 1 and self.B % self.M == 0, f"B={self.B} must be a positive multiple of M={self.M}")
+        require(self.L > 0, f"L={self.L} must be > 0")
+        for k in ("sigma2", "zeta2", "Delta"):
+            require(getattr(self, k) >= 0, f"{k}={getattr(self, k)} must be >= 0")
+        require(self.h >= 1, f"straggling period h={self.h} must be >= 1")
+        require(self.semantics in ("boundary", "abort"), f"semantics={self.semantics!r} must be 'boundary' or 'abort'")
+
+
+def set_change_period(timing: TimingModel, h: float) -> float:
+    """Rounds between changes of the fast set: never for fixed times, every round when the
+    noise is redrawn every round (hold='speed'), else the straggling period h."""
+    if isinstance(timing, Deterministic):
+        return np.inf
+    if isinstance(timing, HeterogeneousSpeed) and timing.hold == "speed":
+        return 1.0
+    return float(h)
+
+
+def fastest_k_set_model(timing: TimingModel, h: float) -> str:
+    """'uniform' (A_t a uniformly random K-subset each round) only for i.i.d. fresh draws."""
+    return "uniform" if (timing.iid and set_change_period(timing, h) == 1) else "persistent"
+
+
+@dataclass(frozen=True)
+class Tradeoff:
+    algorithm: str
+    criterion: str  # "budget" or "target"
+    ks: np.ndarray
+    round_time: np.ndarray
+    round_time_se: np.ndarray
+    round_time_method: str
+    rounds: np.ndarray  # T(K): within the budget, or needed for the target
+    eta: np.ndarray
+    bound: np.ndarray  # at T(K)
+    terms: dict
+    time: np.ndarray  # budget criterion: the time used, T E[R]; target: time to reach it
+    k_star: int
+    budget: float | None
+    target: float | None
+    m_mean: np.ndarray
+    m_inv: np.ndarray
+    zero_frac: np.ndarray
+
+    def rows(self) -> list[dict]:
+        out = []
+        for i, k in enumerate(self.ks):
+            r = {"K": int(k), "E[R]": float(self.round_time[i]), "E[R]_se": float(self.round_time_se[i]),
+                 "T": float(self.rounds[i]), "eta": float(self.eta[i]), "bound": float(self.bound[i]),
+                 "time": float(self.time[i]), "E[m_j]": float(self.m_mean[i])}
+            r.update({f"term:{n}": float(v[i]) for n, v in self.terms.items()})
+            out.append(r)
+        return out
+
+
+def _bound(algorithm, prob: Problem, ks, eta, T, stats_idx, stats, set_model, h_eff):
+    return bounds.evaluate(
+        algorithm, N=prob.N, K=ks, B=prob.B, M=prob.M, eta=eta, T=T, L=prob.L, sigma2=prob.sigma2,
+        zeta2=prob.zeta2, Delta=prob.Delta, h=h_eff, m_inv=np.clip(stats.m_inv[stats_idx], 0, 1),
+        zero_frac=np.clip(stats.zero_frac[stats_idx], 0, 1), set_model=set_model)
+
+
+def _rounds_for_target(algorithm, prob, ks, eta, target, stats, idx, set_model, h_eff, t_max=1e15):
+    """Fewest rounds T with bound(T) <= target, per K (bisection, eq. 5.3); inf if never."""
+    f = lambda T: _bound(algorithm, prob, ks, eta, T, idx, stats, set_model, h_eff)["total"]
+    hi = np.full(len(ks), t_max)
+    ok = f(hi) <= target
+    lo = np.zeros(len(ks))
+    hi = np.where(ok, hi, np.inf)
+    for _ in range(64):
+        live = ok & (hi - lo > 1)
+        if not live.any():
+            break
+        mid = np.where(live, np.floor((lo + hi) / 2), hi)
+        good = f(np.where(live, mid, 1.0)) <= target
+        hi = np.where(live & good, mid, hi)
+        lo = np.where(live & ~good, mid, lo)
+    return hi
+
+
+def tradeoff(
+    algorithm: str, prob: Problem, *, budget: float | None = None, target: float | None = None,
+    eta: float | None = None, optimize_eta: bool | None = None, ks=None, rounds: int | None = None, seed: int = 0,
+    set_model: str = "auto", round_times=None,
+) -> Tradeoff:
+    """The bound and time over K and the optimal K* (budget criterion unless `target` is given).
+
+    eta: a fixed step size for every K (K where it exceeds eta_max(K) get an infinite bound).
+    optimize_eta: minimize the criterion over step sizes in (0, eta_max(K)] per K (eq. 5.4);
+    the default when no eta is given. round_times: a precomputed RoundTimes for these ks.
+    For full-sync, whose bound and round time do not depend on K, K* = N.
+    """
+    require((budget is None) != (target is None), "give exactly one of budget (tau) or target (error)")
+    if budget is not None:
+        require(budget > 0, f"budget={budget} must be > 0")
+    if target is not None:
+        require(target > 0, f"target={target} must be > 0")
+    if eta is not None:
+        require(eta > 0, f"eta={eta} must be > 0")
+    n = prob.N
+    ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
+    require(bool(np.all((ks >= 1) & (ks <= n))), f"K must satisfy 1 <= K <= N={n}")
+    if optimize_eta is None:
+        optimize_eta = eta is None
+    rt = round_times or expected_round_times(
+        prob.timing, n, prob.M, algorithm, semantics=prob.semantics, ks=ks, comm=prob.comm,
+        report_latency=prob.report_latency, rounds=rounds, seed=seed)
+    stats = rt.stats
+    idx = np.arange(len(ks))
+    h_eff = set_change_period(prob.timing, prob.h)
+    if set_model == "auto":
+        set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm == "fastest-k" else "persistent"
+    emax = bounds.eta_max(algorithm, n, ks, prob.L)
+    if optimize_eta:
+        grid = emax[None, :] * np.logspace(-3, 0, ETA_GRID)[:, None]  # (G, K)
+    else:
+        grid = (emax if eta is None else np.full(len(ks), float(eta)))[None, :]
+    if optimize_eta and target is not None:
+        grid = grid[:: ETA_GRID // 16]  # each point costs a bisection
+    best_val = np.full(len(ks), np.inf)
+    best = None
+    for g in grid:
+        if budget is not None:
+            T = np.floor(budget / rt.mean)
+            b = _bound(algorithm, prob, ks, g, T, idx, stats, set_model, h_eff)
+            val = b["total"]
+        else:
+            T = _rounds_for_target(algorithm, prob, ks, g, target, stats, idx, set_model, h_eff)
+            b = _bound(algorithm, prob, ks, g, np.where(np.isfinite(T), T, 1e15), idx, stats, set_model, h_eff)
+            val = T * rt.mean
+        better = val < best_val
+        if best is None:
+            best = dict(T=T.copy(), eta=g.copy(), total=b["total"].copy(),
+                        terms={k: np.array(v, dtype=float) for k, v in b["terms"].items()})
+            better = np.ones(len(ks), dtype=bool)
+        best["T"] = np.where(better, T, best["T"])
+        best["eta"] = np.where(better, g, best["eta"])
+        best["total"] = np.where(better, b["total"], best["total"])
+        for k, v in b["terms"].items():
+            best["terms"][k] = np.where(better, v, best["terms"][k])
+        best_val = np.where(better, val, best_val)
+    time = best["T"] * rt.mean
+    crit = best["total"] if budget is not None else time
+    if algorithm == "full-sync" or not np.isfinite(crit).any():
+        k_star = n
+    else:
+        k_star = int(ks[int(np.argmin(crit))])
+    return Tradeoff(
+        algorithm=algorithm, criterion="budget" if budget is not None else "target", ks=ks,
+        round_time=rt.mean, round_time_se=rt.se, round_time_method=rt.method, rounds=best["T"], eta=best["eta"],
+        bound=best["total"], terms=best["terms"], time=time, k_star=k_star, budget=budget, target=target,
+        m_mean=stats.m_mean, m_inv=stats.m_inv, zero_frac=stats.zero_frac,
+    )
+
+
+def regime_map(
+    algorithm: str, prob: Problem, *, zeta2_values, budgets=None, slowdowns=None, timing_for_slowdown=None,
+    eta: float | None = None, rounds: int | None = None, seed: int = 0,
+) -> dict:
+    """Where K* < N: K*/N on a grid of zeta^2 x budget tau, or zeta^2 x straggler slowness.
+
+    slowdowns: values s for timing_for_slowdown(s) (default: shifted exponential with shift 1
+    and mean extra delay s, i.e. rate 1/s) at the budget prob-independent `budgets[0]`.
+    Returns dict(zeta2=..., y=..., y_name=..., k_star=(len(zeta2), len(y)) array, n=N).
+    """
+    from dataclasses import replace
+
+    zeta2_values = np.asarray(zeta2_values, dtype=float)
+    require((budgets is None) != (slowdowns is None), "give budgets (tau axis) or slowdowns (slowness axis)")
+    out = {"zeta2": zeta2_values, "n": prob.N}
+    if slowdowns is None:
+        budgets = np.asarray(budgets, dtype=float)
+        ks_grid = np.zeros((len(zeta2_values), len(budgets)), dtype=int)
+        # E[R(K)] depends on neither zeta^2 nor tau: computed once, reused
+        rt = expected_round_times(prob.timing, prob.N, prob.M, algorithm, semantics=prob.semantics, comm=prob.comm,
+                                  report_latency=prob.report_latency, rounds=rounds, seed=seed)
+        for i, z in enumerate(zeta2_values):
+            for j, tau in enumerate(budgets):
+                ks_grid[i, j] = tradeoff(algorithm, replace(prob, zeta2=float(z)), budget=float(tau), eta=eta,
+                                         round_times=rt).k_star
+        out.update(y=budgets, y_name="budget", k_star=ks_grid)
+        return out
+    require(budgets is None or len(np.atleast_1d(budgets)) == 1, "the slowness axis uses one budget")
+    make = timing_for_slowdown or (lambda s: ShiftedExponential(shift=1.0, rate=1.0 / s))
+    slowdowns = np.asarray(slowdowns, dtype=float)
+    ks_grid = np.zeros((len(zeta2_values), len(slowdowns)), dtype=int)
+    tau = 100.0 * prob.N if budgets is None else float(np.atleast_1d(budgets)[0])
+    for j, s in enumerate(slowdowns):
+        p = replace(prob, timing=make(float(s)))
+        rt = expected_round_times(p.timing, p.N, p.M, algorithm, semantics=p.semantics, comm=p.comm,
+                                  report_latency=p.report_latency, rounds=rounds, seed=seed)
+        for i, z in enumerate(zeta2_values):
+            ks_grid[i, j] = tradeoff(algorithm, replace(p, zeta2=float(z)), budget=tau, eta=eta, round_times=rt).k_star
+    out.update(y=slowdowns, y_name="slowdown", k_star=ks_grid, budget=tau)
+    return out
