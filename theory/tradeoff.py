@@ -196,14 +196,15 @@ def tradeoff(
 
 
 def regime_map(
-    algorithm: str, prob: Problem, *, zeta2_values, budgets=None, slowdowns=None, timing_for_slowdown=None,
-    eta: float | None = None, rounds: int | None = None, seed: int = 0,
+    algorithm: str, prob: Problem, *, zeta2_values, budgets=None, slowdowns=None, budget: float | None = None,
+    timing_for_slowdown=None, eta: float | None = None, rounds: int | None = None, seed: int = 0,
 ) -> dict:
-    """Where K* < N: K*/N on a grid of zeta^2 x budget tau, or zeta^2 x straggler slowness.
+    """Where K* < N: K* on a grid of zeta^2 x budget tau, or of zeta^2 x straggler slowness.
 
-    slowdowns: values s for timing_for_slowdown(s) (default: shifted exponential with shift 1
-    and mean extra delay s, i.e. rate 1/s) at the budget prob-independent `budgets[0]`.
-    Returns dict(zeta2=..., y=..., y_name=..., k_star=(len(zeta2), len(y)) array, n=N).
+    budgets: the tau axis (timing from prob). slowdowns: the slowness axis, values s for
+    timing_for_slowdown(s) (default: shifted exponential, shift 1, mean extra delay s, i.e.
+    rate 1/s), all at one `budget` (default 100 N time units).
+    Returns dict(zeta2=..., y=..., y_name=..., k_star=(len(zeta2), len(y)) int array, n=N).
     """
     from dataclasses import replace
 
@@ -222,11 +223,11 @@ def regime_map(
                                          round_times=rt).k_star
         out.update(y=budgets, y_name="budget", k_star=ks_grid)
         return out
-    require(budgets is None or len(np.atleast_1d(budgets)) == 1, "the slowness axis uses one budget")
     make = timing_for_slowdown or (lambda s: ShiftedExponential(shift=1.0, rate=1.0 / s))
     slowdowns = np.asarray(slowdowns, dtype=float)
     ks_grid = np.zeros((len(zeta2_values), len(slowdowns)), dtype=int)
-    tau = 100.0 * prob.N if budgets is None else float(np.atleast_1d(budgets)[0])
+    tau = 100.0 * prob.N if budget is None else float(budget)
+    require(tau > 0, f"budget={tau} must be > 0")
     for j, s in enumerate(slowdowns):
         p = replace(prob, timing=make(float(s)))
         rt = expected_round_times(p.timing, p.N, p.M, algorithm, semantics=p.semantics, comm=p.comm,
