@@ -51,6 +51,7 @@ class ClassificationTask:
         self.parts = make_partition(cfg.partition, labels, cfg.n_workers, seed=cfg.data_seed,
                                     **_partition_params(cfg))
         self.histogram = label_histogram(labels, self.parts, ds.num_classes)
+        self.md5_mismatch = list(getattr(ds, "md5_mismatch", []))
         sizes = np.array([len(p) for p in self.parts], dtype=np.float64)
         self.pi = sizes / sizes.sum() if cfg.worker_weights == "size" else np.full(cfg.n_workers, 1.0 / cfg.n_workers)
         self.ds = ds.to(device)
@@ -66,7 +67,8 @@ class ClassificationTask:
 
     def info(self) -> dict:
         return {"label_histogram": self.histogram.tolist(), "worker_sizes": [len(p) for p in self.parts],
-                "pi": self.pi.tolist(), "num_classes": self.ds.num_classes, "in_shape": list(self.ds.in_shape)}
+                "pi": self.pi.tolist(), "num_classes": self.ds.num_classes, "in_shape": list(self.ds.in_shape),
+                "dataset": self.ds.name, "md5_mismatch_accepted": self.md5_mismatch}
 
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = self.ds.normalize(x)
