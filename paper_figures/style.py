@@ -42,6 +42,12 @@ def apply() -> None:
     })
 
 
+# Line styles tell apart curves that overlap (LGC and its ablation often coincide).
+ALGORITHM_LINESTYLES = {"full-sync": "-", "fastest-k": "-", "lgc": "-", "lgc-fresh": (0, (4, 2)),
+                        "anytime-minibatch": (0, (1, 1.5))}
+TIME_LABEL = "virtual time [fast mini-batches]"
+
+
 def algorithm_palette() -> dict[str, tuple]:
     """Algorithm -> colour from the colour-blind palette (fixed across figures)."""
     colours = sns.color_palette("colorblind", len(ALGORITHM_ORDER))
