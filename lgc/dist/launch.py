@@ -59,6 +59,17 @@ def _child(job: DistJob, rank: int, world_size: int, host: str, port: int) -> No
         sys.exit(EXIT_FAILED)
 
 
+def _context():
+    """forkserver: one clean server process imports torch and lgc once and forks the workers
+    from it (fast repeated launches, no fork of a threaded parent); spawn where unavailable."""
+    try:
+        ctx = mp.get_context("forkserver")
+    except ValueError:  # pragma: no cover - platforms without fork
+        return mp.get_context("spawn")
+    ctx.set_forkserver_preload(["torch", "torch.distributed", "lgc.dist.runner", "lgc.sim_task"])
+    return ctx
+
+
 def _describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -96,7 +107,7 @@ def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
     timeout_s = job.settings.timeout_s
     store = dist.TCPStore(host, 0, world_size=None, is_master=True, wait_for_workers=False,
                           timeout=timedelta(seconds=timeout_s))
-    ctx = mp.get_context("spawn")
+    ctx = _context()
     procs = [ctx.Process(target=_child, args=(job, r, n, host, store.port), name=f"lgc-dist-{r}") for r in range(n)]
     for p in procs:
         p.start()
@@ -123,12 +134,8 @@ def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
             limit = timeout_s if seen[1] >= 0 or max(seen[0]) >= 0 else max(timeout_s, 120.0)
             if now - last_change > limit + 2.0:
                 hb = list(seen[0])
-                top = max(hb)
-                late = [r for r, h in enumerate(hb) if h < top] or list(range(n))
-                rnd = top if top >= 0 else 0
-                reports = [read_int(store, f"{job.prefix}/rep/{r}") for r in range(n)]
-                missing = [r for r in range(n) if reports[r] < rnd] if top >= 0 else late
-                who = ", ".join(map(str, missing or late))
+                rnd = max(max(hb), 0)
+                who = ", ".join(map(str, _behind(store, n, job.prefix) or range(n)))
                 _stop_all(procs)
                 raise DistRunError(f"round {rnd} made no progress for {timeout_s:g} s (--timeout-s); "
                                    f"waiting for worker(s) {who}; {_checkpoint_note(job)}")
@@ -139,24 +146,44 @@ def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
 
 
 def _fail(job: DistJob, store, procs, failed) -> None:
-    # the worker that died first is the cause; peers then fail on their broken connections.
-    # A signal death beats an error exit; among equals, the lowest rank.
+    """Stop every worker and raise one line naming the worker that caused the failure.
+
+    The cause is, in order: a worker killed by a signal; a worker that reported a user error;
+    a worker still alive but behind on its reports (hung: its peers timed out waiting for it);
+    else the first worker that failed.
+    """
     t_fail = time.monotonic()
     time.sleep(0.2)  # let the others' errors land, to tell cause from consequence
+    n = len(procs)
     codes = [p.exitcode for p in procs]
     killed = [r for r in failed if codes[r] is not None and codes[r] < 0]
-    errors = read_errors(store, range(len(procs)), job.prefix)
-    user = [r for r in failed if codes[r] == EXIT_USER_ERROR]
-    cause = (killed or user or failed)[0]
-    hb = read_int(store, f"{job.prefix}/hb/{cause}")
+    errors = read_errors(store, range(n), job.prefix)
+    user = [r for r in range(n) if codes[r] == EXIT_USER_ERROR and r in errors]
+    hung = [r for r in _behind(store, n, job.prefix) if codes[r] is None] if not (killed or user) else []
+    hb = heartbeats(store, n, job.prefix)
     _stop_all(procs)
-    if codes[cause] == EXIT_USER_ERROR and cause in errors:
-        raise UserError(errors[cause])
-    detail = f": {errors[cause]}" if cause in errors and codes[cause] >= 0 else ""
-    pid = procs[cause].pid
+    if killed:
+        cause = killed[0]
+        what = _describe_exit(codes[cause])
+    elif user:
+        raise UserError(errors[user[0]])
+    elif hung:
+        cause = hung[0]
+        what = f"sent no report for {job.settings.timeout_s:g} s (--timeout-s)"
+    else:
+        cause = failed[0]
+        what = _describe_exit(codes[cause]) + (f": {errors[cause]}" if cause in errors else "")
     raise DistRunError(
-        f"dist worker {cause} (pid {pid}) {_describe_exit(codes[cause])} during round {max(hb, 0)}{detail}; "
+        f"dist worker {cause} (pid {procs[cause].pid}) {what} during round {max(hb[cause], 0)}; "
         f"run stopped {time.monotonic() - t_fail + 0.05:.1f} s later; {_checkpoint_note(job)}")
+
+
+def _behind(store, n: int, prefix: str) -> list[int]:
+    """Workers that have not reported the round the most advanced worker is in."""
+    hb = heartbeats(store, n, prefix)
+    top = max(hb)
+    reports = [read_int(store, f"{prefix}/rep/{r}") for r in range(n)]
+    return [r for r in range(n) if hb[r] < top or reports[r] < top]
 
 
 def run_torchrun(job: DistJob) -> None:
