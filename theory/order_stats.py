@@ -182,9 +182,12 @@ def round_stats(
         rounds = 1
     elif isinstance(model, TraceReplay):
         rounds = model.times.shape[0]
+    # fixed or replayed times can tie exactly with block boundaries: there, use the finish
+    # matrix itself (float-identical to the schedule code) unless N is large
+    exact_path = model.per_block or (isinstance(model, (Deterministic, TraceReplay)) and n <= 2000)
     per = np.zeros((rounds, 5, len(ks)))
     for r in range(rounds):
-        if model.per_block:
+        if exact_path:
             per[r] = _generic_round(model.block_finish_times(seed, r, n, m_blocks), ks, semantics)
         else:
             x = model.block_finish_times(seed, r, n, 1)[:, 0]
