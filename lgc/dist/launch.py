@@ -39,10 +39,29 @@ def under_torchrun() -> bool:
     return all(v in os.environ for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
+ALIVE_EVERY_S = 0.5
+ALIVE_STALE_S = 2.0
+
+
+def _keep_alive(host: str, port: int, key: str) -> None:
+    """A thread that stamps `key` every ALIVE_EVERY_S: a frozen process (stopped, swapped out,
+    its machine gone) stops stamping, one blocked in a collective does not."""
+    store = dist.TCPStore(host, port, world_size=None, is_master=False, timeout=timedelta(seconds=10))
+    while True:
+        try:
+            store.set(key, repr(time.time()))
+        except Exception:
+            return
+        time.sleep(ALIVE_EVERY_S)
+
+
 def _child(job: DistJob, rank: int, world_size: int, host: str, port: int) -> None:
     """Entry point of a spawned worker process."""
+    import threading
+
     store = dist.TCPStore(host, port, world_size=None, is_master=False,
                           timeout=timedelta(seconds=job.settings.timeout_s))
+    threading.Thread(target=_keep_alive, args=(host, port, f"{job.prefix}/alive/{rank}"), daemon=True).start()
     try:
         rank_main(job, rank, world_size, store)
     except UserError as e:
@@ -135,7 +154,7 @@ def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
             if now - last_change > limit + 2.0:
                 hb = list(seen[0])
                 rnd = max(max(hb), 0)
-                who = ", ".join(map(str, _behind(store, n, job.prefix) or range(n)))
+                who = ", ".join(map(str, _suspects(store, n, job.prefix) or range(n)))
                 _stop_all(procs)
                 raise DistRunError(f"round {rnd} made no progress for {timeout_s:g} s (--timeout-s); "
                                    f"waiting for worker(s) {who}; {_checkpoint_note(job)}")
@@ -159,7 +178,7 @@ def _fail(job: DistJob, store, procs, failed) -> None:
     killed = [r for r in failed if codes[r] is not None and codes[r] < 0]
     errors = read_errors(store, range(n), job.prefix)
     user = [r for r in range(n) if codes[r] == EXIT_USER_ERROR and r in errors]
-    hung = [r for r in _behind(store, n, job.prefix) if codes[r] is None] if not (killed or user) else []
+    hung = [r for r in _suspects(store, n, job.prefix) if codes[r] is None] if not (killed or user) else []
     hb = heartbeats(store, n, job.prefix)
     _stop_all(procs)
     if killed:
@@ -176,6 +195,21 @@ def _fail(job: DistJob, store, procs, failed) -> None:
     raise DistRunError(
         f"dist worker {cause} (pid {procs[cause].pid}) {what} during round {max(hb[cause], 0)}; "
         f"run stopped {time.monotonic() - t_fail + 0.05:.1f} s later; {_checkpoint_note(job)}")
+
+
+def _suspects(store, n: int, prefix: str) -> list[int]:
+    """The workers a stuck round waits for: frozen ones (stale keep-alive stamp) first, else
+    the ones behind on their reports."""
+    now = time.time()
+    frozen = []
+    for r in range(n):
+        try:
+            key = f"{prefix}/alive/{r}"
+            if store.check([key]) and now - float(store.get(key).decode()) > ALIVE_STALE_S:
+                frozen.append(r)
+        except Exception:
+            pass
+    return frozen or _behind(store, n, prefix)
 
 
 def _behind(store, n: int, prefix: str) -> list[int]:

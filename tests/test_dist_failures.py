@@ -1,0 +1,107 @@
+"""A dead or hung dist worker ends the run within the stated time, with one line naming it and a
+resumable checkpoint; nothing written is lost (SPEC section 9, issue 5)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lgc.checkpoint import load_checkpoint
+from lgc.config import TrainConfig
+from lgc.dist import DistOptions, run_dist
+from lgc.runs import REPO_ROOT, read_csv
+
+ROUNDS = 30
+CFG = dict(algorithm="lgc", n_workers=4, threshold_k=2, batch_size=8, blocks=4, rounds=ROUNDS, warmup_rounds=2,
+           dataset="synthetic", synthetic_train=1000, synthetic_test=100, partition="iid", samples_per_worker=200,
+           model="softmax", eval_every=0, checkpoint_every=2, seed=5)
+
+RUNNER = """
+import json, sys
+from lgc.config import TrainConfig
+from lgc.dist import DistOptions, run_dist
+from lgc.errors import UserError
+cfg, opts, root = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+try:
+    run_dist(TrainConfig(**cfg), DistOptions(**opts), root=root, quiet=True)
+except UserError as e:
+    print(f"lgc train: error: {e}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def _start(tmp_path: Path, opts: dict) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(CFG), json.dumps(opts), str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_checkpoint(tmp_path: Path, proc, min_round: int, limit_s: float = 60.0) -> Path:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        for ck in tmp_path.glob("train/*/checkpoint.pt"):
+            try:
+                if int(load_checkpoint(ck)["round"]) >= min_round:
+                    return ck.parent
+            except Exception:  # being replaced; try again
+                pass
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint appeared")
+
+
+def test_sigkilled_worker_ends_run_naming_it_and_run_resumes_losing_nothing(tmp_path):
+    opts = {"unit_ms": 25.0, "timeout_s": 20.0}
+    proc = _start(tmp_path, opts)
+    run = _wait_for_checkpoint(tmp_path, proc, 4)
+    pids = json.loads((run / "workers.json").read_text())["pids"]
+    os.kill(pids[2], signal.SIGKILL)
+    killed_at = time.monotonic()
+    _, err = proc.communicate(timeout=opts["timeout_s"] + 10)
+    ended_after = time.monotonic() - killed_at
+    assert proc.returncode == 2
+    assert ended_after < opts["timeout_s"]  # detected from the process exit, not the timeout
+    line = err.strip().splitlines()[-1]
+    assert "dist worker 2" in line and "SIGKILL" in line and "--resume" in line, err
+    ck_round = int(load_checkpoint(run / "checkpoint.pt")["round"])
+    assert 4 <= ck_round < ROUNDS
+    before = read_csv(run / "rounds.csv")
+    trace_before = read_csv(run / "trace.csv")
+    assert [int(r["round"]) for r in before] == list(range(ck_round))
+    assert not (run / "final.json").exists()
+    # resume: the same config continues from the checkpoint
+    path = run_dist(TrainConfig(**CFG), DistOptions(**opts), root=tmp_path, quiet=True)
+    assert path == run and (run / "final.json").exists()
+    after = read_csv(run / "rounds.csv")
+    assert [int(r["round"]) for r in after] == list(range(ROUNDS))
+    assert after[:ck_round] == before  # nothing written before the kill is lost or rewritten
+    trace_after = read_csv(run / "trace.csv")
+    assert trace_after[:len(trace_before)] == trace_before
+    assert {int(r["round"]) for r in trace_after} == set(range(ROUNDS))
+
+
+def test_hung_worker_times_out_naming_it(tmp_path):
+    opts = {"unit_ms": 10.0, "timeout_s": 3.0}
+    proc = _start(tmp_path, opts)
+    run = _wait_for_checkpoint(tmp_path, proc, 2)
+    pids = json.loads((run / "workers.json").read_text())["pids"]
+    os.kill(pids[1], signal.SIGSTOP)  # alive but silent: only a timeout can tell
+    stopped_at = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=opts["timeout_s"] + 15)
+    finally:
+        try:
+            os.kill(pids[1], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    ended_after = time.monotonic() - stopped_at
+    assert proc.returncode == 2
+    assert ended_after < opts["timeout_s"] + 5.0, ended_after
+    line = err.strip().splitlines()[-1]
+    assert "worker 1" in line and "--timeout-s" in line and "checkpoint at round" in line, err
