@@ -30,7 +30,7 @@ class TrainConfig:
     warmup_rounds: int = 2  # full-sync rounds at the start (the lab code uses 2)
     # server optimiser (identical across algorithms)
     lr: float = 0.05  # eta
-    momentum: float = 0.0
+    momentum: float = 0.9
     weight_decay: float = 0.0
     # data, partition and model
     dataset: str = "synthetic"
@@ -132,7 +132,8 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
-        check(not unknown, f"{source}: unknown config key {unknown[0]!r} (valid: see `lgc train --help`)")
+        if unknown:
+            raise UserError(f"{source}: unknown config key {unknown[0]!r} (valid: see `lgc train --help`)")
         try:
             return cls(**d)
         except TypeError as e:  # pragma: no cover - dataclass init with valid names only
