@@ -326,6 +326,17 @@ def make_timing_model(name: str, **params) -> TimingModel:
     for k in params:
         require(k in allowed, f"timing model {name!r} has no parameter {k!r}; valid: {', '.join(allowed)}")
     for k, v in params.items():
-        if isinstance(v, float):
-            require(np.isfinite(v), f"{k}={v} must be finite")
+        default = sig.parameters[k].default
+        if isinstance(default, bool):
+            require(isinstance(v, bool), f"{k}={v!r} must be true or false")
+        elif isinstance(default, (int, float)):
+            require(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v),
+                    f"{k}={v!r} must be a finite number")
+        elif isinstance(default, str) or default is inspect.Parameter.empty:
+            require(isinstance(v, str), f"{k}={v!r} must be a string")
+        elif isinstance(default, tuple):
+            require(isinstance(v, (list, tuple)), f"{k}={v!r} must be a list of numbers")
+            for x in v:
+                require(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x),
+                        f"{k}: {x!r} must be a finite number")
     return factory(**params)

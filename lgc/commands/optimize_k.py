@@ -1,0 +1,168 @@
+"""`lgc optimize-k`: the bound and E[R] over K, and the optimal straggler threshold K*.
+
+    lgc optimize-k -N 10 -M 5 -B 50 --constants constants.json --budget 500
+    lgc optimize-k -N 10000 --L 1 --sigma2 1 --zeta2 0.1 --Delta 5 --target 0.3 --json
+    lgc optimize-k -N 10 --L 1 --sigma2 1 --zeta2 0.1 --Delta 5 --timing heterogeneous \\
+        --timing-param slowdown=4 --straggling-period 30 --plot tradeoff.pdf
+
+Table columns: K, E[R] (time units, with its Monte Carlo standard error), T (rounds within the
+budget, or needed for the target), eta, the bound and each of its terms, and the time used.
+Equations: theory/DERIVATION.md sections 4 and 5. No torch import.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timing_from_args
+from lgc.errors import check
+
+ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
+MAX_ROWS = 40
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-N", "--n-workers", type=int, default=10, help="N, workers (default: 10)")
+    p.add_argument("-M", "--blocks", type=int, default=5, help="M, blocks per mini-batch (default: 5)")
+    p.add_argument("-B", "--batch-size", type=int, default=50, help="B, samples per worker (default: 50)")
+    p.add_argument("--algorithm", default="lgc", choices=ALGORITHMS, help="whose bound (default: lgc)")
+    c = p.add_argument_group("constants (a JSON file, flags override it)")
+    c.add_argument("--constants", metavar="FILE", help="constants JSON written by `lgc estimate`")
+    for name, text in (("L", "smoothness"), ("sigma2", "per-sample gradient variance"),
+                       ("zeta2", "dissimilarity"), ("Delta", "F(w_0) - F*")):
+        c.add_argument(f"--{name}", type=float, default=None, help=text)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--budget", type=float, metavar="TAU", help="wall-clock budget tau [time units] (default criterion)")
+    g.add_argument("--target", type=float, metavar="EPS", help="target bound: minimize the time to reach it")
+    p.add_argument("--eta", type=float, help="one step size for every K (default: optimized per K)")
+    p.add_argument("--report-latency", type=float, default=0.0, help="lgc-fresh: latency of the partial reports")
+    p.add_argument("--mc-rounds", type=int, help="Monte Carlo rounds for E[R] (default: by N and M)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws")
+    add_timing_arguments(p)
+    p.add_argument("--all-rows", action="store_true", help=f"print every K (default: at most {MAX_ROWS} rows)")
+    p.add_argument("--json", action="store_true", help="print JSON for programs instead of the table")
+    p.add_argument("--plot", metavar="FILE", help="draw the trade-off curve (bound and T against K) to FILE")
+
+
+def resolve_constants(args) -> dict:
+    """Constants from --constants FILE, overridden by flags; all four must end up known."""
+    from theory.constants import KEYS, read_constants, validate_constants
+
+    d = {}
+    if args.constants:
+        c = read_constants(args.constants)
+        d = {k: getattr(c, k) for k in KEYS}
+    for k in KEYS:
+        if getattr(args, k) is not None:
+            d[k] = getattr(args, k)
+    missing = [k for k in KEYS if k not in d]
+    check(not missing, f"constants {', '.join(missing)} missing: give --constants FILE or --{' --'.join(missing)}")
+    validate_constants(d, source="constants")
+    return d
+
+
+def compute(args):
+    from theory.tradeoff import Problem, tradeoff
+
+    check(args.n_workers >= 1, f"N={args.n_workers} must be >= 1")
+    check(args.blocks >= 1, f"M={args.blocks} must be >= 1")
+    check(args.batch_size >= 1 and args.batch_size % args.blocks == 0,
+          f"B={args.batch_size} must be a positive multiple of M={args.blocks}")
+    check(args.straggling_period >= 1, f"straggling period h={args.straggling_period} must be >= 1")
+    const = resolve_constants(args)
+    timing = timing_from_args(args)
+    prob = Problem(N=args.n_workers, M=args.blocks, B=args.batch_size, L=const["L"], sigma2=const["sigma2"],
+                   zeta2=const["zeta2"], Delta=const["Delta"], timing=timing, h=args.straggling_period,
+                   semantics=args.semantics, comm=comm_from_args(args), report_latency=args.report_latency)
+    budget = args.budget if args.target is None and args.budget is not None else None
+    if args.target is None and budget is None:
+        budget = 1000.0
+    return prob, const, tradeoff(args.algorithm, prob, budget=budget, target=args.target, eta=args.eta,
+                                 rounds=args.mc_rounds, seed=args.seed)
+
+
+def _rows_to_show(res, all_rows: bool) -> np.ndarray:
+    n = len(res.ks)
+    if all_rows or n <= MAX_ROWS:
+        return np.arange(n)
+    i_star = int(np.where(res.ks == res.k_star)[0][0])
+    pick = set(np.linspace(0, n - 1, MAX_ROWS - 5).round().astype(int)) | {max(i_star - 2, 0), max(i_star - 1, 0),
+                                                                          i_star, min(i_star + 1, n - 1), min(i_star + 2, n - 1)}
+    return np.array(sorted(pick))
+
+
+def format_table(res, prob, shown) -> str:
+    names = list(res.terms)
+    head = ["K", "E[R]", "+-se", "T", "eta", "bound"] + names + ["time"]
+    lines = []
+    crit = f"budget tau = {res.budget:g}" if res.criterion == "budget" else f"target bound = {res.target:g}"
+    lines.append(f"# {res.algorithm}, N={prob.N}, M={prob.M}, B={prob.B}, timing={prob.timing.name}, h={prob.h:g}, "
+                 f"{prob.semantics} semantics; {crit}; E[R] by {res.round_time_method}")
+    lines.append("  ".join(f"{h:>10}" for h in head))
+    for i in shown:
+        vals = [res.round_time[i], res.round_time_se[i], res.rounds[i], res.eta[i], res.bound[i]]
+        vals += [res.terms[n][i] for n in names] + [res.time[i]]
+        mark = "*" if res.ks[i] == res.k_star else " "
+        lines.append(f"{int(res.ks[i]):>9}{mark}  " + "  ".join(f"{v:>10.4g}" for v in vals))
+    if len(shown) < len(res.ks):
+        lines.append(f"# {len(shown)} of {len(res.ks)} rows shown (--all-rows for every K, --json for programs)")
+    i = int(np.where(res.ks == res.k_star)[0][0])
+    what = f"bound {res.bound[i]:.4g} at the budget" if res.criterion == "budget" else f"time {res.time[i]:.4g} to the target"
+    lines.append(f"K* = {res.k_star} ({what}; eta = {res.eta[i]:.4g}, T = {res.rounds[i]:.6g})")
+    return "\n".join(lines)
+
+
+def to_json(res, prob, const) -> dict:
+    clean = lambda v: None if not np.isfinite(v) else float(v)
+    return {
+        "algorithm": res.algorithm, "criterion": res.criterion, "budget": res.budget, "target": res.target,
+        "N": prob.N, "M": prob.M, "B": prob.B, "h": prob.h, "semantics": prob.semantics,
+        "timing": prob.timing.name, "constants": const, "round_time_method": res.round_time_method,
+        "k_star": res.k_star,
+        "rows": [{k: (clean(v) if isinstance(v, float) else v) for k, v in r.items()} for r in res.rows()],
+    }
+
+
+def plot(res, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(res.ks, res.bound, marker="o" if len(res.ks) <= 50 else None, ms=3, label="bound")
+    ax.axvline(res.k_star, color="0.4", ls="--", lw=1, label=f"K* = {res.k_star}")
+    ax.set_xlabel("straggler threshold K")
+    ylabel = "bound on mean ||grad F||^2" if res.criterion == "budget" else "bound (at the target)"
+    ax.set_ylabel(ylabel)
+    finite = res.bound[np.isfinite(res.bound)]
+    if finite.size and finite.max() / max(finite.min(), 1e-300) > 50:
+        ax.set_yscale("log")
+    ax2 = ax.twinx()
+    ax2.plot(res.ks, res.time if res.criterion == "target" else res.rounds, color="C2", lw=1,
+             label="time to target [time units]" if res.criterion == "target" else "rounds T within budget")
+    ax2.set_ylabel("time [time units]" if res.criterion == "target" else "rounds T")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="best")
+    ax.set_title(f"{res.algorithm}: {res.criterion} criterion", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    prob, const, res = compute(args)
+    if args.json:
+        json.dump(to_json(res, prob, const), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_table(res, prob, _rows_to_show(res, args.all_rows)))
+    if args.plot:
+        plot(res, args.plot)
+        if not args.json:
+            print(f"plot: {args.plot}")
+    return 0
