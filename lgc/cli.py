@@ -38,7 +38,9 @@ def _load(module: str):
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with `only`, just that subcommand's module is imported (its flags are
+    added), so `lgc optimize-k` does not pay for torch imported by `train`."""
     parser = _Parser(prog="lgc", description=__doc__.splitlines()[0])
     from lgc import __version__
 
@@ -46,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        mod = _load(module)
+        mod = _load(module) if only is None or only == name else None
         if mod is not None:
             mod.add_arguments(p)
         p.set_defaults(_module=module)
@@ -54,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    parser = build_parser(only=words[0] if words and words[0] in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

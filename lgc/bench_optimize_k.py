@@ -1,0 +1,45 @@
+"""Benchmark (not a test): `lgc optimize-k` for N = 10,000 (SPEC section 8: under 1 s after
+imports, under 3 s end to end). Prints both, as medians of a few runs.
+
+    python -m lgc.bench_optimize_k [--n 10000] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    a = ap.parse_args(argv)
+    flags = ["optimize-k", "-N", str(a.n), "--L", "1", "--sigma2", "1", "--zeta2", "0.1", "--Delta", "5",
+             "--straggling-period", "10", "--budget", "3000", "--json"]
+    from lgc.cli import build_parser
+    from lgc.commands import optimize_k
+
+    inproc, e2e = [], []
+    for _ in range(a.repeats):
+        args = build_parser().parse_args(flags)
+        t0 = time.perf_counter()
+        _, _, res = optimize_k.compute(args)
+        inproc.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "lgc", *flags], cwd=ROOT, capture_output=True, text=True)
+        e2e.append(time.perf_counter() - t0)
+        assert r.returncode == 0, r.stderr
+    print(f"optimize-k N={a.n}: after imports {statistics.median(inproc):.3f} s (target < 1 s), "
+          f"end to end {statistics.median(e2e):.3f} s (target < 3 s); runs: "
+          f"{', '.join(f'{x:.3f}' for x in inproc)} | {', '.join(f'{x:.3f}' for x in e2e)}; K* = {res.k_star}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
