@@ -18,7 +18,7 @@ from theory.errors import require
 from theory.order_stats import CommModel, expected_round_times
 from theory.timing import Deterministic, HeterogeneousSpeed, ShiftedExponential, TimingModel
 
-ETA_GRID = 48  # step sizes tried per K when optimizing eta (log-spaced up to eta_max)
+ETA_GRID = 24  # step sizes tried per K when optimizing eta (log-spaced up to eta_max), then refined
 
 
 @dataclass(frozen=True)
@@ -120,6 +120,37 @@ def _rounds_for_target(algorithm, prob, ks, eta, target, stats, idx, set_model, 
     return hi
 
 
+def _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget, iters=25):
+    """Golden-section search in log eta between the grid neighbours of the best grid point."""
+    T = np.floor(budget / rt.mean)
+    f = lambda e: _bound(algorithm, prob, ks, e, T, idx, stats, set_model, h_eff)
+    lg = np.log(grid)
+    i = np.argmin(np.abs(lg - np.log(best["eta"])[None, :]), axis=0)
+    cols = np.arange(len(ks))
+    lo = lg[np.maximum(i - 1, 0), cols]
+    hi = lg[np.minimum(i + 1, len(grid) - 1), cols]
+    r = (np.sqrt(5) - 1) / 2
+    a, b = hi - r * (hi - lo), lo + r * (hi - lo)
+    fa, fb = f(np.exp(a))["total"], f(np.exp(b))["total"]
+    for _ in range(iters):
+        left = fa <= fb
+        hi = np.where(left, b, hi)
+        lo = np.where(left, lo, a)
+        b_new = np.where(left, a, lo + r * (hi - lo))
+        a_new = np.where(left, hi - r * (hi - lo), b)
+        fb_new = np.where(left, fa, np.nan)
+        fa_new = np.where(left, np.nan, fb)
+        a, b = a_new, b_new
+        fresh = f(np.exp(np.where(left, a, b)))["total"]
+        fa = np.where(left, fresh, fa_new)
+        fb = np.where(left, fb_new, fresh)
+    e = np.exp(np.where(fa <= fb, a, b))
+    out = f(e)
+    take = out["total"] < best["total"]
+    return dict(T=best["T"], eta=np.where(take, e, best["eta"]), total=np.where(take, out["total"], best["total"]),
+                terms={k: np.where(take, out["terms"][k], best["terms"][k]) for k in best["terms"]})
+
+
 def tradeoff(
     algorithm: str, prob: Problem, *, budget: float | None = None, target: float | None = None,
     eta: float | None = None, optimize_eta: bool | None = None, ks=None, rounds: int | None = None, seed: int = 0,
@@ -158,7 +189,7 @@ def tradeoff(
     else:
         grid = (emax if eta is None else np.full(len(ks), float(eta)))[None, :]
     if optimize_eta and target is not None:
-        grid = grid[:: ETA_GRID // 16]  # each point costs a bisection
+        grid = grid[::2]  # each point costs a bisection
     best_val = np.full(len(ks), np.inf)
     best = None
     for g in grid:
@@ -181,6 +212,8 @@ def tradeoff(
         for k, v in b["terms"].items():
             best["terms"][k] = np.where(better, v, best["terms"][k])
         best_val = np.where(better, val, best_val)
+    if optimize_eta and budget is not None:
+        best = _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget)
     time = best["T"] * rt.mean
     crit = best["total"] if budget is not None else time
     if algorithm == "full-sync" or not np.isfinite(crit).any():
