@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", type=float, metavar="TAU", help="wall-clock budget tau [time units] (default criterion)")
     g.add_argument("--target", type=float, metavar="EPS", help="target bound: minimize the time to reach it")
+    p.add_argument("--ks", metavar="K,K,...", help="only these K (default: every K = 1..N)")
     p.add_argument("--eta", type=float, help="one step size for every K (default: optimized per K)")
     p.add_argument("--report-latency", type=float, default=0.0, help="lgc-fresh: latency of the partial reports")
     p.add_argument("--mc-rounds", type=int, help="Monte Carlo rounds for E[R] (default: by N and M)")
@@ -72,6 +73,15 @@ def compute(args):
     check(args.batch_size >= 1 and args.batch_size % args.blocks == 0,
           f"B={args.batch_size} must be a positive multiple of M={args.blocks}")
     check(args.straggling_period >= 1, f"straggling period h={args.straggling_period} must be >= 1")
+    ks = None
+    if args.ks:
+        try:
+            ks = sorted({int(v) for v in args.ks.split(",") if v.strip()})
+        except ValueError:
+            check(False, f"--ks {args.ks!r} must be comma-separated integers")
+        check(bool(ks), f"--ks {args.ks!r} names no K")
+        for k in ks:
+            check(1 <= k <= args.n_workers, f"K={k} must satisfy 1 <= K <= N={args.n_workers}")
     const = resolve_constants(args)
     timing = timing_from_args(args)
     prob = Problem(N=args.n_workers, M=args.blocks, B=args.batch_size, L=const["L"], sigma2=const["sigma2"],
@@ -81,7 +91,7 @@ def compute(args):
     if args.target is None and budget is None:
         budget = 1000.0
     return prob, const, tradeoff(args.algorithm, prob, budget=budget, target=args.target, eta=args.eta,
-                                 rounds=args.mc_rounds, seed=args.seed)
+                                 ks=ks, rounds=args.mc_rounds, seed=args.seed)
 
 
 def _rows_to_show(res, all_rows: bool) -> np.ndarray:
