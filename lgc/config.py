@@ -14,7 +14,8 @@ from lgc.rules import ALGORITHMS
 
 DATASETS = ("synthetic", "quadratic", "cifar10")
 SEMANTICS = ("boundary", "abort")
-ENGINES = ("batched",)
+ENGINES = ("batched", "fused")  # lgc.sim_grads.BatchedEngine (two passes), lgc.fused.FusedEngine
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile of the engine's pass
 BACKENDS = ("sim", "dist")
 
 
@@ -72,6 +73,7 @@ class TrainConfig:
     checkpoint_every: int = 50  # 0: only at the end
     device: str = "auto"
     engine: str = "batched"
+    compile: str = "none"
     backend: str = "sim"
 
     # ------------------------------------------------------------------ derived values
@@ -120,6 +122,9 @@ class TrainConfig:
         check(c.checkpoint_every >= 0, f"checkpoint_every={c.checkpoint_every} must be >= 0")
         check(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"), f"device={c.device!r} must be auto, cpu or cuda[:i]")
         check(c.engine in ENGINES, f"engine={c.engine!r} must be one of {', '.join(ENGINES)}")
+        check(c.compile in COMPILE_MODES, f"compile={c.compile!r} must be one of {', '.join(COMPILE_MODES)}")
+        check(c.engine != "fused" or (c.dataset != "quadratic" and c.norm == "group"),
+              f"engine=fused needs GroupNorm models (dataset={c.dataset!r}, norm={c.norm!r}): use engine=batched")
         check(c.backend in BACKENDS, f"backend={c.backend!r} must be one of {', '.join(BACKENDS)}")
         check(isinstance(c.timing_params, dict), f"timing_params={c.timing_params!r} must be a JSON object")
         return self

@@ -41,7 +41,7 @@ from lgc.checkpoint import load_checkpoint, save_checkpoint
 from lgc.config import TrainConfig
 from lgc.errors import UserError, check
 from lgc.rules import RuleState, ServerState, aggregate, server_step
-from lgc.sim_grads import BatchedEngine, RoundBatch, round_plan, sample_weights
+from lgc.sim_grads import RoundBatch, round_plan, sample_weights
 from lgc.sim_task import make_task
 from theory.errors import TheoryInputError
 from theory.schedule import RoundSchedule, check_schedule, comm_time, schedule_deadline, schedule_from_csv, \
@@ -90,7 +90,11 @@ class Simulator:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         with torch.no_grad():
             self.w = torch.cat([p.detach().reshape(-1) for p in self.params]).float().clone()
-        self.engine = engine or BatchedEngine(amp=self.device.type == "cuda")
+        if engine is None:
+            from lgc.fused import make_engine
+
+            engine = make_engine(cfg.engine, cfg.compile, self.device)
+        self.engine = engine
         self.server = ServerState()
         self.rule = RuleState()
         self.round = 0

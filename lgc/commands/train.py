@@ -62,7 +62,8 @@ HELP = {
     "eval_every": "test evaluation every n rounds (0: only at the end)",
     "checkpoint_every": "checkpoint every n rounds (0: only at the end)",
     "device": "auto, cpu or cuda[:i]",
-    "engine": "gradient engine (batched)",
+    "engine": "gradient engine: batched (one backward per group) or fused (one backward, split weight gradients)",
+    "compile": "torch.compile of the gradient pass: none, default, reduce-overhead or max-autotune",
     "backend": "sim (one process, virtual clock) or dist (torch.distributed)",
 }
 SHORT = {"n_workers": "-N", "threshold_k": "-K", "batch_size": "-B", "blocks": "-M", "rounds": "-T"}
