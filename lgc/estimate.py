@@ -256,6 +256,8 @@ def estimate_constants(
         constant is evaluated; the largest value is reported.
     """
     check(bootstrap >= 10, f"--bootstrap {bootstrap} must be >= 10")
+    check(l_bootstrap >= 0, f"--l-bootstrap {l_bootstrap} must be >= 0")
+    check(power_iters >= 1, f"--power-iters {power_iters} must be >= 1")
     check(0 < level < 1, f"--level {level} must be in (0, 1)")
     check(points >= 1 and trajectory_steps >= 0, f"points={points} >= 1 and steps={trajectory_steps} >= 0 required")
     n_workers = len(problem.workers)
@@ -322,7 +324,6 @@ def estimate_constants(
         L=float(max(l_hvp, l_secant if np.isfinite(l_secant) else 0.0)),
         sigma2=float(sig[0]), zeta2=float(zet[0]), Delta=float(f0 - f_best),
         intervals={
-            "level": level,
             "L": _interval(l_hvp, np.array(l_boot), level) if l_boot else [l_hvp, l_hvp],
             "sigma2": _interval(float(sig[0]), sig[1:], level),
             "zeta2": _interval(float(zet[0]), zet[1:], level),
@@ -332,7 +333,8 @@ def estimate_constants(
             "problem": problem.name, "workers": n_workers,
             "samples_per_worker": [len(x) for x, _ in problem.workers],
             "parameters": int(problem.w0.numel()),
-            "L_hvp": l_hvp, "L_secant": l_secant, "L_at_w0": l0,
+            "L_hvp": l_hvp, "L_secant": l_secant if np.isfinite(l_secant) else None, "L_at_w0": l0,
+            "interval_level": level,
             "L_method": f"max |top Hessian eigenvalue| over workers x {len(where)} trajectory points "
                         f"(power iteration, {power_iters} HVPs), max with the largest secant",
             "sigma2_method": "max over workers and trajectory points of the unbiased per-sample gradient variance",

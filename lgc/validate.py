@@ -8,10 +8,12 @@ The problem (lgc.data.synthetic.QuadraticProblem, contract 4 of the project):
   xi ~ N(0, (sigma^2/d) I_d);  grad F(w) = H (w - cbar), cbar = sum_i pi_i c_i;  L = max h;
   zeta^2 = (1/N) sum_i ||H (c_i - cbar)||^2;  Delta = F(w_0) - F(cbar).
 
-Each worker's mini-batch of B samples is M blocks of b = B/M samples; the noise of block m of
-worker i is the mean of b per-sample noises, z_im ~ N(0, sigma^2/(b d) I_d) (exact in law), so
-g_i = H (w - c_i) + mean_m z_im and a straggler's partial gradient over its first m_j blocks is
-gp_j = H (w - c_j) + mean_{m < m_j} z_jm, as contract 3 defines them. Schedules come from
+Each worker's mini-batch of B samples is M blocks of b = B/M samples. The per-sample noises
+are the trainers' own (QuadraticProblem.noise(seed, round, worker, B), a pure function), so
+g_i = H (w - c_i) + mean of its B noises and a straggler's partial gradient over its first
+m_j blocks is gp_j = H (w - c_j) + mean of its first m_j b noises, as contract 3 defines them;
+a seed here is the trainer's seed, and `lgc.sim` on the same configuration follows the same
+trajectory (tests/test_validation.py checks it). Schedules come from
 theory.schedule (A_t, m_j, R_t) and the timing model's seeded draws; weights and directions
 from lgc.rules (group_weights, aggregate, server_step): the same code every trainer runs.
 Seeds are a batch dimension.
@@ -42,6 +44,11 @@ class Schedules:
     w_fast: np.ndarray  # (S, T, N)
     w_strag: np.ndarray  # (S, T, N)
     rho: np.ndarray  # (S, T)
+
+    def head(self, rounds: int) -> "Schedules":
+        """The first `rounds` rounds."""
+        return Schedules(*(a[:, :rounds] for a in (self.fast, self.blocks, self.wall, self.w_fast,
+                                                    self.w_strag, self.rho)))
 
 
 def make_schedules(timing, seeds: Sequence[int], rounds: int, n_workers: int, blocks: int, k: int,
@@ -93,34 +100,53 @@ class Measurement:
         return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
+def block_noise(quad: QuadraticProblem, seeds: Sequence[int], rounds: int, *, batch: int, blocks: int) -> np.ndarray:
+    """(S, T, N, M, d) float64: the mean per-sample noise of every block, from quad.noise.
+
+    Depends only on (seed, round, worker), so one array serves every algorithm and K."""
+    check(batch % blocks == 0, f"B={batch} must be divisible by M={blocks}")
+    S, N, d = len(seeds), quad.n_workers, quad.dim
+    out = np.empty((S, rounds, N, blocks, d))
+    for s, seed in enumerate(seeds):
+        for t in range(rounds):
+            for i in range(N):
+                xi = quad.noise(int(seed), t, i, batch).astype(np.float64)
+                out[s, t, i] = xi.reshape(blocks, batch // blocks, d).mean(axis=1)
+    return out
+
+
 def measure(quad: QuadraticProblem, algorithm: str, schedules: Schedules, *, batch: int, blocks: int, lr: float,
-            seeds: Sequence[int], warmup: int = 0, momentum: float = 0.0) -> Measurement:
+            seeds: Sequence[int], warmup: int = 0, momentum: float = 0.0,
+            noise: np.ndarray | None = None) -> Measurement:
     """Run `algorithm` on `quad` for every seed under the given schedules; plain SGD by default.
 
-    The noise generator is seeded by the seeds, so a rerun gives the same numbers.
+    noise: block_noise(quad, seeds, T, ...) (or longer), computed here when not given.
     """
     check(algorithm in VALIDATED, f"algorithm={algorithm!r} must be one of {', '.join(VALIDATED)}")
     check(batch % blocks == 0, f"B={batch} must be divisible by M={blocks}")
     S, T, N = schedules.fast.shape
     check(S == len(seeds) and N == quad.n_workers, "schedules do not match the seeds or N")
-    d, b = quad.dim, batch // blocks
+    if noise is None:
+        noise = block_noise(quad, seeds, T, batch=batch, blocks=blocks)
+    check(noise.shape[:3] == (S, T, N) or (noise.shape[0] == S and noise.shape[1] >= T and noise.shape[2] == N),
+          f"noise of shape {noise.shape} does not cover (S={S}, T={T}, N={N})")
+    d = quad.dim
     dt = torch.float64
     h, c = torch.tensor(quad.h, dtype=dt), torch.tensor(quad.c, dtype=dt)
     cbar, pi = torch.tensor(quad.cbar, dtype=dt), torch.tensor(quad.pi, dtype=dt)
     w = torch.tensor(quad.w0, dtype=dt).repeat(S, 1)  # (S, d)
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([int(x) for x in seeds]).generate_state(1)[0]))
-    noise_sd = float(np.sqrt(quad.sigma2 / (b * d)))
     m_idx = torch.tensor(schedules.blocks, dtype=torch.long)  # (S, T, N)
+    steps = torch.arange(1, blocks + 1, dtype=dt)[None, None, :, None]
     grad_sq = np.zeros((S, T))
     rule, server = RuleState(), ServerState()
     for t in range(T):
         grad_sq[:, t] = ((h * (w - cbar)) ** 2).sum(1).numpy()
         exact = h * (w[:, None, :] - c)  # (S, N, d): grad f_i(w_t)
-        z = torch.randn((S, N, blocks, d), generator=gen, dtype=dt) * noise_sd
-        csum = z.cumsum(2)
-        g = exact + csum[:, :, -1] / blocks  # worker means over B samples
+        z = torch.from_numpy(noise[:, t])  # (S, N, M, d) block means
+        running = z.cumsum(2) / steps  # mean noise over the first m blocks, m = 1..M
+        g = exact + running[:, :, -1]  # worker means over B samples
         m = m_idx[:, t].clamp(min=1)  # (S, N); w_strag is 0 where m_j = 0
-        gp = exact + torch.gather(csum, 2, (m - 1)[:, :, None, None].expand(S, N, 1, d))[:, :, 0] / m[..., None]
+        gp = exact + torch.gather(running, 2, (m - 1)[:, :, None, None].expand(S, N, 1, d))[:, :, 0]
         grads = {
             "all": torch.einsum("n,snd->sd", pi, g),
             "fast": torch.einsum("sn,snd->sd", torch.tensor(schedules.w_fast[:, t], dtype=dt), g),

@@ -123,3 +123,26 @@ def test_cli_estimate_bad_input_is_one_line_and_exit_2(argv, needle, tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and needle in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "c.json").exists()
+
+
+def test_pipeline_softmax_estimate_then_optimize_k(tmp_path, capsys):
+    """Data -> constants -> recommended K: `lgc estimate` on a softmax model over a main-label
+    split writes constants that `lgc optimize-k --constants` reads (both through lgc.cli.main)."""
+    from lgc.cli import main
+
+    out = tmp_path / "constants.json"
+    rc = main(["estimate", "--dataset", "synthetic", "--model", "softmax", "--partition", "main-label",
+               "--workers", "4", "--classes-per-worker", "2", "--samples-per-worker", "60", "--bootstrap", "20",
+               "--power-iters", "10", "--l-bootstrap", "3", "--trajectory-steps", "4", "--lbfgs-iters", "20",
+               "--out", str(out)])
+    assert rc == 0
+    est = json.loads(out.read_text())
+    assert est["source"]["model"] == "softmax" and est["source"]["samples_per_worker"] == [60] * 4
+    assert est["zeta2"] > 0 and est["Delta"] > 0  # a non-IID split from a random start
+    capsys.readouterr()
+    rc = main(["optimize-k", "-N", "4", "-M", "2", "-B", "10", "--constants", str(out), "--budget", "200",
+               "--algorithm", "lgc", "--json"])
+    assert rc == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["constants"] == {k: est[k] for k in ("L", "sigma2", "zeta2", "Delta")}
+    assert 1 <= table["k_star"] <= 4 and [r["K"] for r in table["rows"]] == [1, 2, 3, 4]

@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (default 200)")
     e.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     e.add_argument("--power-iters", type=int, default=30, help="Hessian-vector products per power iteration")
+    e.add_argument("--l-bootstrap", type=int, default=20,
+                   help="bootstrap replicates for L (each a warm-started power iteration; default 20)")
     e.add_argument("--trajectory-steps", type=int, default=20, help="SGD steps of the trajectory (default 20)")
     e.add_argument("--lr", type=float, default=None, help="trajectory step size (default 1 / L at w_0)")
     e.add_argument("--lbfgs-iters", type=int, default=200, help="L-BFGS iterations for Delta (default 200)")
@@ -97,26 +99,12 @@ def _dataset(args):
     return cifar10.load(args.data_dir)
 
 
-def write_constants(path: Path, constants: dict) -> None:
-    """Through theory/constants.py's writer when it exists (one format, one validator)."""
-    try:
-        from theory.constants import write_constants as writer
-    except ImportError:
-        writer = None
-    if writer is not None:
-        writer(path, constants)
-    else:
-        from lgc.runs import atomic_write_json
-
-        atomic_write_json(path, constants)
-
-
 def run(args: argparse.Namespace) -> int:
     from lgc.estimate import estimate_constants
 
     problem, quad = build_problem(args)
     est = estimate_constants(
-        problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters,
+        problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters, l_bootstrap=args.l_bootstrap,
         trajectory_steps=args.trajectory_steps, lr=args.lr, lbfgs_iters=args.lbfgs_iters, seed=args.seed)
     constants = est.to_json()
     constants["source"].update({
@@ -129,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     from lgc.runs import code_version
 
     constants["source"]["code_version"] = code_version()
+    from theory.constants import CONSTANTS_FORMAT_VERSION, write_constants  # validates, writes atomically
+
+    constants["format"] = CONSTANTS_FORMAT_VERSION
     write_constants(args.out, constants)
     if args.json:
         print(json.dumps(constants, indent=2, sort_keys=True))
