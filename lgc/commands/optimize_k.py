@@ -25,7 +25,7 @@ MAX_ROWS = 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-N", "--n-workers", type=int, default=10, help="N, workers (default: 10)")
+    p.add_argument("-N", "--n-workers", "--workers", type=int, default=10, help="N, workers (default: 10)")
     p.add_argument("-M", "--blocks", type=int, default=5, help="M, blocks per mini-batch (default: 5)")
     p.add_argument("-B", "--batch-size", type=int, default=50, help="B, samples per worker (default: 50)")
     p.add_argument("--algorithm", default="lgc", choices=ALGORITHMS, help="whose bound (default: lgc)")
