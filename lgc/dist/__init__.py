@@ -62,6 +62,38 @@ class DistOptions:
         return self
 
 
+def add_dist_arguments(p) -> None:
+    """The dist backend's flags of `lgc train` (used with --backend dist)."""
+    import argparse
+
+    g = p.add_argument_group("dist backend (--backend dist)")
+    g.add_argument("--inject", action=argparse.BooleanOptionalAction, default=True,
+                   help="sleep until the timing model's block finish times (injected stragglers); "
+                        "--no-inject runs at the workers' real speeds (default: inject)")
+    g.add_argument("--unit-ms", type=float, default=100.0, metavar="MS",
+                   help="milliseconds per time unit (one fast mini-batch) (default: 100)")
+    g.add_argument("--timeout-s", type=float, default=60.0, metavar="SECONDS",
+                   help="a round without progress for this long ends the run, naming the worker it "
+                        "waits for; the run ends within about timeout + 5 s (default: 60)")
+    g.add_argument("--dist-backend", choices=DIST_BACKENDS, default="auto",
+                   help="process-group engine: auto (NCCL when every rank has its own GPU, else gloo)")
+    g.add_argument("--rendezvous-host", default="127.0.0.1", metavar="ADDR",
+                   help="rendezvous address of locally spawned workers (default: loopback)")
+    g.add_argument("--slow-worker", type=int, default=-1, metavar="I",
+                   help="demo/test: worker I does extra work the timing model does not know about")
+    g.add_argument("--slow-ms", type=float, default=0.0, metavar="MS",
+                   help="demo/test: the extra work of --slow-worker, milliseconds of sleep per block")
+
+
+def options_from_args(args) -> DistOptions:
+    """DistOptions from `lgc train` flags (lgc/commands/train.py calls it for --backend dist)."""
+    return DistOptions(
+        inject=getattr(args, "inject", True), unit_ms=getattr(args, "unit_ms", 100.0),
+        timeout_s=getattr(args, "timeout_s", 60.0), process_backend=getattr(args, "dist_backend", "auto"),
+        host=getattr(args, "rendezvous_host", "127.0.0.1"), threads=getattr(args, "threads", None) or 1,
+        slow_worker=getattr(args, "slow_worker", -1), slow_ms=getattr(args, "slow_ms", 0.0))
+
+
 def settings_from_config(cfg, opts: DistOptions, timing_model):
     """The round protocol's parameters from a resolved TrainConfig."""
     from lgc.dist.worker import DistSettings
@@ -159,4 +191,4 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     return path
 
 
-__all__ = ["DistOptions", "run_dist", "settings_from_config"]
+__all__ = ["DistOptions", "add_dist_arguments", "options_from_args", "run_dist", "settings_from_config"]

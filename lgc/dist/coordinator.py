@@ -10,16 +10,23 @@ finished, never recomputed from the seed.
 Keys live under `lgc/<run>/` so several runs can share a store:
     r<t>/arrived     arrival counter of round t
     r<t>/closed      set by the K-th finisher
-    hb/<rank>        the last round a worker started (for messages naming a missing worker)
-    rep/<rank>       the last round a worker finished its blocks and reported
-    progress         the last round rank 0 completed (the launcher's watchdog reads it)
+    alive/<rank>     "stamp started reported completed": a worker's keep-alive stamp, the
+                     round it started, the round it reported, the rounds completed (rank 0);
+                     the launcher's watchdog reads them to name a missing worker
     error/<rank>     a worker's one-line error message
 """
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 from typing import Sequence
+
+from torch.distributed import TCPStore
+
+
+KEEPALIVE_EVERY_S = 0.25  # how often a worker publishes its status
+STALE_S = 2.0  # a status older than this: the worker is frozen
 
 
 class RoundCoordinator:
@@ -30,6 +37,7 @@ class RoundCoordinator:
         self.rank = rank
         self.world_size = world_size
         self.prefix = prefix
+        self.status = [-1, -1, -1]  # round started, round reported, rounds completed
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}"
@@ -67,22 +75,70 @@ class RoundCoordinator:
             except Exception:  # pragma: no cover - best effort
                 pass
 
-    # -- liveness and errors -----------------------------------------------------------
+    # -- liveness and errors ------------------------------------------------------------
+    # Kept in memory and published by a keep-alive thread (start_keepalive), so the round's
+    # critical path makes no store round trip for them.
     def heartbeat(self, round_index: int) -> None:
-        self.store.set(self._key(f"hb/{self.rank}"), str(round_index))
+        """This worker started round `round_index`."""
+        self.status[0] = round_index
 
     def reported(self, round_index: int) -> None:
         """This worker's report of the round is in (the launcher names workers that are not)."""
-        self.store.set(self._key(f"rep/{self.rank}"), str(round_index))
+        self.status[1] = round_index
 
     def set_progress(self, round_index: int) -> None:
-        self.store.set(self._key("progress"), str(round_index))
+        """Rounds completed (rank 0; the launcher's watchdog reads it)."""
+        self.status[2] = round_index
+
+    def start_keepalive(self, host: str, port: int, every_s: float = KEEPALIVE_EVERY_S) -> None:
+        """Publish `alive/<rank>` = "stamp hb rep progress" every `every_s` from a daemon thread
+        with its own store connection. A frozen process (stopped, swapped out, its machine
+        gone) stops stamping; one blocked in a collective keeps stamping."""
+        key = self._key(f"alive/{self.rank}")
+
+        def loop():
+            try:
+                store = TCPStore(host, port, world_size=None, is_master=False, timeout=timedelta(seconds=10))
+                while True:
+                    hb, rep, prog = self.status
+                    store.set(key, f"{time.time()!r} {hb} {rep} {prog}")
+                    time.sleep(every_s)
+            except Exception:  # the store is gone: the run is over
+                return
+
+        threading.Thread(target=loop, name=f"lgc-keepalive-{self.rank}", daemon=True).start()
 
     def report_error(self, message: str) -> None:
         try:
             self.store.set(self._key(f"error/{self.rank}"), message)
         except Exception:  # pragma: no cover - the store itself may be gone
             pass
+
+
+def read_status(store, world_size: int, prefix: str = "lgc") -> list[tuple[float, int, int, int]]:
+    """Per worker (stamp, round started, round reported, rounds completed); -1 where unknown."""
+    out = []
+    for r in range(world_size):
+        key = f"{prefix}/alive/{r}"
+        try:
+            if store.check([key]):
+                stamp, hb, rep, prog = store.get(key).decode().split()
+                out.append((float(stamp), int(hb), int(rep), int(prog)))
+                continue
+        except Exception:
+            pass
+        out.append((-1.0, -1, -1, -1))
+    return out
+
+
+def suspects(status, now: float, stale_s: float = STALE_S) -> list[int]:
+    """The workers a stuck round waits for: frozen ones (stale stamp) first, else the ones that
+    have not reported the round the most advanced worker is in."""
+    frozen = [r for r, st in enumerate(status) if st[0] > 0 and now - st[0] > stale_s]
+    if frozen:
+        return frozen
+    top = max(st[1] for st in status)
+    return [r for r, st in enumerate(status) if st[1] < top or st[2] < top]
 
 
 def read_int(store, key: str, default: int = -1) -> int:
@@ -93,18 +149,6 @@ def read_int(store, key: str, default: int = -1) -> int:
         return int(store.get(key).decode())
     except Exception:
         return default
-
-
-def heartbeats(store, world_size: int, prefix: str = "lgc") -> list[int]:
-    """The last round each worker started (-1: never started)."""
-    return [read_int(store, f"{prefix}/hb/{r}") for r in range(world_size)]
-
-
-def lagging_workers(store, world_size: int, prefix: str = "lgc") -> list[int]:
-    """Workers whose heartbeat is behind the most advanced one: the ones a round waits for."""
-    hb = heartbeats(store, world_size, prefix)
-    top = max(hb) if hb else -1
-    return [r for r, h in enumerate(hb) if h < top]
 
 
 def read_errors(store, ranks: Sequence[int], prefix: str = "lgc") -> dict[int, str]:

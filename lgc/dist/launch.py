@@ -10,6 +10,7 @@ process is one worker and torchrun's agent watches the processes (its store is r
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lgc.dist.coordinator import heartbeats, read_errors, read_int
+from lgc.dist.coordinator import read_errors, read_status, suspects
 from lgc.dist.runner import DistJob, rank_main
 from lgc.errors import UserError
 
@@ -39,29 +40,11 @@ def under_torchrun() -> bool:
     return all(v in os.environ for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
-ALIVE_EVERY_S = 0.5
-ALIVE_STALE_S = 2.0
-
-
-def _keep_alive(host: str, port: int, key: str) -> None:
-    """A thread that stamps `key` every ALIVE_EVERY_S: a frozen process (stopped, swapped out,
-    its machine gone) stops stamping, one blocked in a collective does not."""
-    store = dist.TCPStore(host, port, world_size=None, is_master=False, timeout=timedelta(seconds=10))
-    while True:
-        try:
-            store.set(key, repr(time.time()))
-        except Exception:
-            return
-        time.sleep(ALIVE_EVERY_S)
-
-
 def _child(job: DistJob, rank: int, world_size: int, host: str, port: int) -> None:
     """Entry point of a spawned worker process."""
-    import threading
-
     store = dist.TCPStore(host, port, world_size=None, is_master=False,
                           timeout=timedelta(seconds=job.settings.timeout_s))
-    threading.Thread(target=_keep_alive, args=(host, port, f"{job.prefix}/alive/{rank}"), daemon=True).start()
+    job = dataclasses.replace(job, keepalive=(host, port))
     try:
         rank_main(job, rank, world_size, store)
     except UserError as e:
@@ -136,7 +119,7 @@ def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
         atomic_write_json(Path(job.run_path) / "workers.json",
                           {"pids": [p.pid for p in procs], "host": host, "port": store.port})
     started = time.monotonic()
-    last_seen, last_change = None, started
+    last_seen, last_change, last_poll = None, started, 0.0
     try:
         while True:
             codes = [p.exitcode for p in procs]
@@ -145,19 +128,21 @@ def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
             failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
             if failed:
                 _fail(job, store, procs, failed)
-            # watchdog: every worker's heartbeat and rank 0's progress; a change resets it
-            seen = (tuple(heartbeats(store, n, job.prefix)), read_int(store, f"{job.prefix}/progress"))
             now = time.monotonic()
-            if seen != last_seen:
-                last_seen, last_change = seen, now
-            limit = timeout_s if seen[1] >= 0 or max(seen[0]) >= 0 else max(timeout_s, 120.0)
-            if now - last_change > limit + 2.0:
-                hb = list(seen[0])
-                rnd = max(max(hb), 0)
-                who = ", ".join(map(str, _suspects(store, n, job.prefix) or range(n)))
-                _stop_all(procs)
-                raise DistRunError(f"round {rnd} made no progress for {timeout_s:g} s (--timeout-s); "
-                                   f"waiting for worker(s) {who}; {_checkpoint_note(job)}")
+            if now - last_poll >= 0.5:  # the watchdog: any worker's round or report moves
+                last_poll = now
+                status = read_status(store, n, job.prefix)
+                seen = tuple((st[1], st[2], st[3]) for st in status)
+                if seen != last_seen:
+                    last_seen, last_change = seen, now
+                started_rounds = max(st[1] for st in status) >= 0
+                limit = timeout_s if started_rounds else max(timeout_s, 120.0)  # startup: imports, data
+                if now - last_change > limit + 2.0:
+                    rnd = max(max(st[1] for st in status), 0)
+                    who = ", ".join(map(str, suspects(status, time.time()) or range(n)))
+                    _stop_all(procs)
+                    raise DistRunError(f"round {rnd} made no progress for {timeout_s:g} s (--timeout-s); "
+                                       f"waiting for worker(s) {who}; {_checkpoint_note(job)}")
             time.sleep(0.05)
     except KeyboardInterrupt:
         _stop_all(procs)
@@ -178,8 +163,9 @@ def _fail(job: DistJob, store, procs, failed) -> None:
     killed = [r for r in failed if codes[r] is not None and codes[r] < 0]
     errors = read_errors(store, range(n), job.prefix)
     user = [r for r in range(n) if codes[r] == EXIT_USER_ERROR and r in errors]
-    hung = [r for r in _suspects(store, n, job.prefix) if codes[r] is None] if not (killed or user) else []
-    hb = heartbeats(store, n, job.prefix)
+    status = read_status(store, n, job.prefix)
+    hung = [r for r in suspects(status, time.time()) if codes[r] is None] if not (killed or user) else []
+    hb = [st[1] for st in status]
     _stop_all(procs)
     if killed:
         cause = killed[0]
@@ -197,29 +183,6 @@ def _fail(job: DistJob, store, procs, failed) -> None:
         f"run stopped {time.monotonic() - t_fail + 0.05:.1f} s later; {_checkpoint_note(job)}")
 
 
-def _suspects(store, n: int, prefix: str) -> list[int]:
-    """The workers a stuck round waits for: frozen ones (stale keep-alive stamp) first, else
-    the ones behind on their reports."""
-    now = time.time()
-    frozen = []
-    for r in range(n):
-        try:
-            key = f"{prefix}/alive/{r}"
-            if store.check([key]) and now - float(store.get(key).decode()) > ALIVE_STALE_S:
-                frozen.append(r)
-        except Exception:
-            pass
-    return frozen or _behind(store, n, prefix)
-
-
-def _behind(store, n: int, prefix: str) -> list[int]:
-    """Workers that have not reported the round the most advanced worker is in."""
-    hb = heartbeats(store, n, prefix)
-    top = max(hb)
-    reports = [read_int(store, f"{prefix}/rep/{r}") for r in range(n)]
-    return [r for r in range(n) if hb[r] < top or reports[r] < top]
-
-
 def run_torchrun(job: DistJob) -> None:
     """Run this process as one rank of a torchrun launch."""
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -228,7 +191,8 @@ def run_torchrun(job: DistJob) -> None:
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
     store = dist.TCPStore(host, port, world_size=None, is_master=(rank == 0 and not agent_store),
                           wait_for_workers=False, timeout=timedelta(seconds=job.settings.timeout_s))
-    job.prefix = f"{job.prefix}/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}"
+    job = dataclasses.replace(job, prefix=f"{job.prefix}/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}",
+                              keepalive=(host, port))
     rank_main(job, rank, world, store, local_rank=local_rank)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ class DistJob:
     threads: int = 1
     quiet: bool = True
     eval_every: int = 0
+    keepalive: Optional[tuple] = None  # (host, port) of the store for the keep-alive thread
     final_extra: dict = field(default_factory=dict)
 
 
@@ -67,6 +69,8 @@ def rank_main(job: DistJob, rank: int, world_size: int, store, *, local_rank: Op
 def _run(job: DistJob, rank: int, store, device: str) -> None:
     s = job.settings
     coord = RoundCoordinator(store, rank, s.n_workers, prefix=job.prefix)
+    if job.keepalive is not None:
+        coord.start_keepalive(*job.keepalive)
     problem = job.problem_builder(device)
     state = ReplicaState(w=problem.initial_params().to(device))
     recorder = RunRecorder(Path(job.run_path), s.n_workers, s.blocks) if (rank == 0 and job.run_path) else None
@@ -84,6 +88,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
 
         bar = tqdm(total=s.rounds, initial=state.round, desc=f"dist {s.algorithm} K={s.threshold_k}",
                    unit="round", leave=False, file=sys.stderr)
+    loop_start, loop_first = time.perf_counter(), state.round
     while state.round < s.rounds:
         t = state.round
         row = {"round": t, **(problem.iterate_metrics(state.w) if rank == 0 else {})}
@@ -98,8 +103,9 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
                 if state.round % max(1, s.checkpoint_every) == 0 or state.round == s.rounds:
                     recorder.save(state)
             coord.set_progress(state.round)
-            if state.round >= 3:
-                coord.forget(state.round - 3)
+            if state.round % 100 == 0:  # drop finished rounds' keys now and then
+                for old in range(max(0, state.round - 200), state.round - 100):
+                    coord.forget(old)
             if bar is not None:
                 bar.update(1)
         if (t == s.rounds - 1 or (job.eval_every and (t + 1) % job.eval_every == 0)
@@ -107,6 +113,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
             sync = True
         if sync:
             dist.barrier()
+    loop_s = time.perf_counter() - loop_start
     if bar is not None:
         bar.close()
     if recorder is not None:
@@ -116,6 +123,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
         final = {"rounds": s.rounds, "time": state.clock, "wall_s": sum(walls),
                  "mean_round_wall_s": sum(walls) / len(walls) if walls else None,
                  **{k: float(last[k]) for k in ("loss", "test_loss", "test_acc") if last.get(k) not in (None, "")},
+                 "loop_s": loop_s, "loop_rounds": s.rounds - loop_first,
                  **problem.iterate_metrics(state.w), **job.final_extra}
         finish_run(recorder.path, final)
 
