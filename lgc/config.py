@@ -52,6 +52,7 @@ class TrainConfig:
     synthetic_train: int = 20000
     synthetic_test: int = 2000
     synthetic_signal: float = 0.2
+    synthetic_side: int = 8  # synthetic images are 3 x side x side
     quad_dim: int = 10
     quad_h_min: float = 0.1
     quad_h_max: float = 1.0
@@ -113,6 +114,8 @@ class TrainConfig:
         check(c.norm in NORMS, f"norm={c.norm!r} must be one of {', '.join(NORMS)}")
         check(c.worker_weights in ("uniform", "size"), f"worker_weights={c.worker_weights!r} must be 'uniform' or 'size'")
         check(c.dataset != "cifar10" or c.data_dir, "dataset=cifar10 needs --data-dir")
+        check(c.synthetic_side >= 1 and c.synthetic_train >= 1 and c.synthetic_test >= 1,
+              f"synthetic_side={c.synthetic_side}, synthetic_train={c.synthetic_train}, synthetic_test={c.synthetic_test} must be >= 1")
         check(c.straggling_period >= 1, f"straggling_period h={c.straggling_period} must be >= 1")
         check(c.semantics in SEMANTICS, f"semantics={c.semantics!r} must be one of {', '.join(SEMANTICS)}")
         check(c.comm_alpha >= 0 and c.comm_beta >= 0, f"comm_alpha={c.comm_alpha}, comm_beta={c.comm_beta} must be >= 0")

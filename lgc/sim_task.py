@@ -46,7 +46,7 @@ class ClassificationTask:
             ds = load_cifar10(cfg.data_dir, accept_md5_mismatch=cfg.accept_md5_mismatch)
         else:
             ds = make_classification(cfg.synthetic_train, cfg.synthetic_test, signal=cfg.synthetic_signal,
-                                     seed=cfg.data_seed)
+                                     in_shape=(3, cfg.synthetic_side, cfg.synthetic_side), seed=cfg.data_seed)
         labels = ds.y_train.numpy()
         self.parts = make_partition(cfg.partition, labels, cfg.n_workers, seed=cfg.data_seed,
                                     **_partition_params(cfg))

@@ -68,16 +68,21 @@ def _config(tmp_path, algorithm, model="cnn", **kw):
 
 def explicit_loop(cfg: TrainConfig, schedule):
     """SPEC section 3, worker by worker."""
-    ds = make_classification(cfg.synthetic_train, cfg.synthetic_test, signal=cfg.synthetic_signal, seed=cfg.seed)
+    ds = make_classification(cfg.synthetic_train, cfg.synthetic_test, signal=cfg.synthetic_signal,
+                             in_shape=(3, cfg.synthetic_side, cfg.synthetic_side), seed=cfg.seed)
     parts = make_partition("main-label", ds.y_train.numpy(), N, seed=cfg.seed, classes_per_worker=3,
                            samples_per_worker=40, main_share=0.8)
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg.model, 10, ds.in_shape, width=cfg.width)
+    model = make_model(cfg.model, 10, ds.in_shape, width=cfg.width, norm=cfg.norm)
     params = list(model.parameters())
     pi = np.full(N, 1.0 / N)
 
     def mean_grad(x, y):
-        loss = torch.nn.functional.cross_entropy(model(x), y)  # mean over the samples
+        if cfg.norm == "batch":  # a worker runs its blocks one by one: batch statistics per block
+            losses = [torch.nn.functional.cross_entropy(model(x[k:k + b]), y[k:k + b]) for k in range(0, len(y), b)]
+            loss = sum(losses) / len(losses)
+        else:
+            loss = torch.nn.functional.cross_entropy(model(x), y)  # mean over the samples
         return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
 
     w = torch.cat([p.detach().reshape(-1) for p in params]).clone()
@@ -135,6 +140,39 @@ def test_batched_rounds_equal_the_explicit_per_worker_loop(tmp_path, algorithm):
     expected = explicit_loop(cfg, _schedule(algorithm, cfg.warmup_rounds))
     torch.testing.assert_close(sim.w, expected, rtol=1e-5, atol=1e-6)
     assert (expected - w0).abs().max() > 1e-3  # the runs moved: the comparison is not vacuous
+
+
+def test_block_batch_norm_matches_workers_that_run_blocks_one_by_one(tmp_path):
+    # Batch statistics over blocks of b = 2 samples amplify float32 rounding: 16 x 16 images (not
+    # 1 x 1 maps at 8 x 8) and 4 rounds (warm-up, then stragglers with 0, 1, 2 and 3 blocks) keep
+    # the two summation orders within rtol 1e-5 (float64 agrees to 1e-11 even where float32 does not)
+    cfg = _config(tmp_path, "lgc", model="resnet18", width=2, norm="batch", synthetic_side=16, lr=0.02, rounds=4)
+    sim = Simulator(cfg)
+    for _ in range(cfg.rounds):
+        sim.step()
+    torch.testing.assert_close(sim.w, explicit_loop(cfg, _schedule("lgc", cfg.warmup_rounds)), rtol=1e-5, atol=1e-5)
+
+
+def test_schedule_and_clock_come_from_the_timing_model():
+    from theory.schedule import schedule_round
+    from theory.timing import make_timing_model
+
+    cfg = TrainConfig(algorithm="lgc", n_workers=6, threshold_k=4, batch_size=10, blocks=5, rounds=7, lr=0.1,
+                      dataset="quadratic", timing="shifted-exp", timing_params={"rate": 0.5},
+                      straggling_period=3, seed=5, comm_alpha=0.1, comm_beta=1e-3, device="cpu")
+    sim = Simulator(cfg)
+    rows = [sim.step() for _ in range(7)]
+    model = make_timing_model("shifted-exp", rate=0.5)
+    n_bytes = 4 * cfg.quad_dim
+    for t, (row, s) in enumerate(zip(rows, sim.schedules)):
+        k = 6 if t < cfg.warmup_rounds else 4
+        ref = schedule_round(model.block_finish_times(5, t, 6, 5, period=3), k, round_index=t)
+        assert (s.fast, s.blocks, s.t_cut) == (ref.fast, ref.blocks, ref.t_cut)
+        reporting = sum(1 for j in range(6) if j not in ref.fast and ref.blocks[j] > 0)
+        messages = 6 if t < cfg.warmup_rounds else 4 + reporting  # lgc: K full + the partial reports
+        assert row["round_time"] == pytest.approx(ref.wall + 0.1 + 1e-3 * n_bytes * messages)
+    assert sim.schedules[3].fast == sim.schedules[5].fast  # h = 3: times held within a period
+    assert rows[-1]["time"] == pytest.approx(sum(r["round_time"] for r in rows))
 
 
 def test_stragglers_partial_work_enters_lgc(tmp_path):

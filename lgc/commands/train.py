@@ -45,6 +45,7 @@ HELP = {
     "synthetic_train": "training samples of the synthetic problem",
     "synthetic_test": "test samples of the synthetic problem",
     "synthetic_signal": "prototype scale of the synthetic problem (difficulty)",
+    "synthetic_side": "synthetic images are 3 x side x side",
     "quad_dim": "dimension d of the quadratics",
     "quad_h_min": "smallest curvature h",
     "quad_h_max": "largest curvature h (= L)",
