@@ -18,9 +18,18 @@ def total(alg, **kw):
     return sp.Add(*symbolic(alg, syms=S, **kw).values())
 
 
-@pytest.mark.parametrize("alg", ["lgc", "lgc-fresh", "fastest-k"])
-def test_every_bound_at_k_equal_n_is_full_sync(alg):
-    assert sp.simplify(total(alg).subs(S["K"], S["N"]) - total("full-sync")) == 0
+@pytest.mark.parametrize("alg,set_model", [("lgc", "persistent"), ("lgc", "uniform"), ("lgc-fresh", "persistent"),
+                                           ("fastest-k", "persistent"), ("fastest-k", "uniform")])
+def test_every_bound_at_k_equal_n_is_full_sync(alg, set_model):
+    assert sp.simplify(total(alg, set_model=set_model).subs(S["K"], S["N"]) - total("full-sync")) == 0
+
+
+def test_uniform_lgc_has_no_bias_and_no_staleness_and_is_o_eta():
+    t = symbolic("lgc", syms=S, set_model="uniform")
+    assert t["staleness"] == 0 and t["zero_block"] == 0
+    for name in ("noise", "variance", "set_change"):
+        assert not sp.simplify(t[name] / S["eta"]).has(S["eta"])
+    assert sp.simplify(t["set_change"].subs(S["zeta2"], 0)) == 0
 
 
 def test_fastest_k_bias_vanishes_at_zero_dissimilarity_and_for_uniform_sets():
@@ -64,17 +73,18 @@ def test_set_change_fraction_shrinks_with_h():
 
 def test_numeric_evaluation_equals_the_sympy_expression():
     rng = np.random.default_rng(0)
-    for alg in ("full-sync", "fastest-k", "lgc", "lgc-fresh"):
-        expr = total(alg)
+    cases = [(a, "persistent") for a in ("full-sync", "fastest-k", "lgc", "lgc-fresh")]
+    for alg, set_model in cases + [("fastest-k", "uniform"), ("lgc", "uniform")]:
+        expr = total(alg, set_model=set_model)
         f = sp.lambdify([S[n] for n in S], expr, "numpy")
         for _ in range(5):
             n = int(rng.integers(2, 50)); k = int(rng.integers(1, n + 1)); m = int(rng.integers(1, 6))
             p = dict(N=n, K=k, B=m * int(rng.integers(1, 10)), M=m, T=int(rng.integers(10, 1000)), L=float(rng.uniform(0.5, 3)),
                      sigma2=float(rng.uniform(0, 2)), zeta2=float(rng.uniform(0, 2)), Delta=float(rng.uniform(0.1, 5)),
                      m_inv=float(rng.uniform(0, 1)), zero_frac=float(rng.uniform(0, 1)))
-            p["eta"] = 0.9 * float(eta_max(alg, n, k, p["L"]))
-            h = int(rng.integers(1, 20))
-            num = evaluate(alg, h=h, **p)
+            p["eta"] = 0.9 * float(eta_max(alg, n, k, p["L"], set_model))
+            h = 1 if set_model == "uniform" else int(rng.integers(1, 20))
+            num = evaluate(alg, h=h, set_model=set_model, **p)
             sym = f(**{**p, "phi": float(set_change_fraction(p["T"], h))})
             assert float(num["total"]) == pytest.approx(float(sym), rel=1e-10)
 
@@ -153,9 +163,10 @@ def _simulate(alg, *, n, k, b_size, m_blocks, eta, rounds, hdiag, centers, sigma
     return float(np.mean(meas)), straggler_statistics(np.array(fast), np.array(blocks))
 
 
-@pytest.mark.parametrize("timing,h,h_bound", [(Deterministic(times=(1, 1, 1, 1, 2, 2, 3)), 1, np.inf),
-                                              (ShiftedExponential(), 5, 5)])
-def test_bounds_exceed_a_simulation_of_the_rules(timing, h, h_bound):
+@pytest.mark.parametrize("timing,h,h_bound,set_model", [(Deterministic(times=(1, 1, 1, 1, 2, 2, 3)), 1, np.inf, "persistent"),
+                                                        (ShiftedExponential(), 5, 5, "persistent"),
+                                                        (ShiftedExponential(), 1, 1, "uniform")])
+def test_bounds_exceed_a_simulation_of_the_rules(timing, h, h_bound, set_model):
     rng = np.random.default_rng(0)
     n, k, b_size, m_blocks, d, rounds, sigma2 = 7, 4, 6, 3, 4, 120, 2.0
     hdiag = np.linspace(0.3, 1.0, d)
@@ -167,7 +178,8 @@ def test_bounds_exceed_a_simulation_of_the_rules(timing, h, h_bound):
     for alg in ("full-sync", "fastest-k", "lgc", "lgc-fresh"):
         meas, st = _simulate(alg, n=n, k=k, b_size=b_size, m_blocks=m_blocks, eta=eta, rounds=rounds, hdiag=hdiag,
                              centers=centers, sigma2=sigma2, timing=timing, h=h, seeds=8)
-        bound = float(evaluate(alg, N=n, K=k, B=b_size, M=m_blocks, eta=eta, T=rounds, h=h_bound,
+        sm = set_model if alg in ("fastest-k", "lgc") else "persistent"
+        bound = float(evaluate(alg, N=n, K=k, B=b_size, M=m_blocks, eta=eta, T=rounds, h=h_bound, set_model=sm,
                                m_inv=st["m_inv"], zero_frac=st["zero_frac"], **consts)["total"])
         assert bound >= meas, (alg, bound, meas)
         if alg == "full-sync":

@@ -48,7 +48,7 @@ def _fastest_k(p, sqrt, set_model="persistent"):
     if set_model == "persistent":
         t["bias"] = (N - K) * p["zeta2"] / K
     else:
-        t["sampling"] = p["L"] * p["eta"] * (N - K) * p["zeta2"] / (K * (N - 1))
+        t["sampling"] = p["L"] * p["eta"] * (N - K) * p["zeta2"] / (K * p.get("Nm1", N - 1))
     return t
 
 
@@ -102,6 +102,28 @@ def _lgc(p, sqrt):
     return base
 
 
+def _lgc_uniform(p, sqrt):
+    """eq. (4.26): lgc when A_t is a uniformly random K-subset every round (h = 1, i.i.d. times).
+
+    The previous round's compensation is zero-mean delayed noise, so there is no staleness
+    and no bias term; valid for eta L (1 + sqrt(rho)) <= 1."""
+    N, K, B, L, eta = p["N"], p["K"], p["B"], p["L"], p["eta"]
+    x = lgc_parts(p, sqrt)
+    rho = x["rho"]
+    nm1 = p.get("Nm1", N - 1)
+    v_set = (N - K) * p["zeta2"] / (K * nm1)  # eq. (4.24)
+    v_set_split = sqrt(rho) * N * p["zeta2"] / (K * nm1)  # V_set / sqrt(rho)
+    return {
+        "optimization": 2 * p["Delta"] / (eta * p["T"]),
+        "noise": L * eta * p["sigma2"] / (N * B),
+        "variance": L * eta * p["sigma2"] * (1 / K - 1 / N) / B + L * eta * (x["e_eps"] + x["e_eps_split"])
+        + 2 * L * eta * sqrt((x["v_a"] + v_set) * (x["e_eps"] + v_set)),
+        "set_change": L * eta * (2 * v_set + v_set_split),
+        "zero_block": 0 * p["zeta2"],
+        "staleness": 0 * p["zeta2"],
+    }
+
+
 def terms(algorithm: str, p, sqrt=math.sqrt, *, set_model: str = "persistent") -> dict:
     """Named terms of `algorithm`'s bound; their sum is the bound. `p` maps parameter names
     (module docstring) to numbers, numpy arrays or sympy symbols; `sqrt` matches them."""
@@ -114,10 +136,10 @@ def terms(algorithm: str, p, sqrt=math.sqrt, *, set_model: str = "persistent") -
         return _fastest_k(p, sqrt, set_model)
     if algorithm == "lgc-fresh":
         return _lgc_fresh(p, sqrt)
-    return _lgc(p, sqrt)
+    return _lgc(p, sqrt) if set_model == "persistent" else _lgc_uniform(p, sqrt)
 
 
-def eta_max(algorithm: str, N, K, L):
+def eta_max(algorithm: str, N, K, L, set_model: str = "persistent"):
     """Largest step size for which the bound holds: 1/L (eqs. 4.6, 4.10, 4.14); lgc also needs
     eta L (1 + sqrt(rho)) <= 1 and q = 24 rho^2 eta^2 L^2 < 1/2 (eq. 4.22)."""
     N = np.asarray(N, dtype=float)
@@ -128,6 +150,8 @@ def eta_max(algorithm: str, N, K, L):
     with np.errstate(divide="ignore"):
         stale = np.where(rho > 0, 1.0 / (np.sqrt(48.0) * np.maximum(rho, 1e-300) * L), np.inf)
     cap = 1.0 / ((1.0 + np.sqrt(rho)) * L)
+    if set_model == "uniform":
+        return cap
     # q < 1/2 strictly: stay a hair inside
     return np.minimum(cap, stale * (1 - 1e-9))
 
@@ -167,8 +191,9 @@ def evaluate(
       m_inv: E[1{m_j >= 1}/m_j] over stragglers (default 1.0, the worst case m_j = 1);
         zero_frac: E[fraction of stragglers with m_j = 0]. theory.order_stats.round_stats or
         `straggler_statistics` give both from a timing model or a recorded schedule.
-      set_model: fastest-k only: "persistent" (default: a bias (N-K) zeta^2/K) or "uniform"
-        (A_t a uniformly random K-subset every round: h = 1 with i.i.d. times; no bias).
+      set_model: "persistent" (default; any timing) or "uniform" (fastest-k and lgc only:
+        A_t a uniformly random K-subset every round, i.e. h = 1 with i.i.d. times; no bias,
+        no staleness term, eqs. 4.11 and 4.26).
     Returns:
       dict(total=..., terms={name: ...}, valid=..., eta_max=...): total is +inf where T < 1 or
       eta exceeds eta_max (the bound does not hold there).
@@ -189,7 +214,8 @@ def evaluate(
     require(bool(np.all((np.asarray(m_inv) >= 0) & (np.asarray(m_inv) <= 1))), f"m_inv={m_inv} must be in [0, 1]")
     require(bool(np.all((np.asarray(zero_frac) >= 0) & (np.asarray(zero_frac) <= 1))),
             f"zero_frac={zero_frac} must be in [0, 1]")
-    if algorithm == "fastest-k" and set_model == "uniform":
+    if set_model == "uniform":
+        require(algorithm in ("fastest-k", "lgc"), f"set_model='uniform' has a bound for fastest-k and lgc, not {algorithm}")
         require(bool(np.all(np.asarray(h) == 1)), "set_model='uniform' needs h=1 (fresh i.i.d. draws every round)")
     T_ = np.asarray(T, dtype=float)
     Ts = np.maximum(T_, 1.0)
@@ -197,11 +223,10 @@ def evaluate(
              L=np.asarray(L, float), sigma2=np.asarray(sigma2, float), zeta2=np.asarray(zeta2, float),
              Delta=np.asarray(Delta, float), phi=set_change_fraction(Ts, h),
              m_inv=np.asarray(m_inv, float), zero_frac=np.asarray(zero_frac, float))
+    p["Nm1"] = np.maximum(N_ - 1, 1.0)  # N = 1 means K = N, where every (N-1) term is 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        if algorithm == "fastest-k" and set_model == "uniform":
-            p["N"] = np.where(N_ > 1, N_, 2.0)  # N = 1 means K = N: the sampling term is 0 anyway
         t = terms(algorithm, p, np.sqrt, set_model=set_model)
-        emax = eta_max(algorithm, N_, K_, float(np.max(L)))
+        emax = eta_max(algorithm, N_, K_, float(np.max(L)), set_model)
         valid = (np.asarray(eta) <= emax * (1 + 1e-12)) & (T_ >= 1)
         total = sum(t.values())
         shape = np.broadcast(total, valid).shape

@@ -60,7 +60,8 @@ def set_change_period(timing: TimingModel, h: float) -> float:
 
 
 def fastest_k_set_model(timing: TimingModel, h: float) -> str:
-    """'uniform' (A_t a uniformly random K-subset each round) only for i.i.d. fresh draws."""
+    """'uniform' (A_t a uniformly random K-subset each round) only for i.i.d. fresh draws
+    (the set model of the fastest-k and lgc bounds, eqs. 4.11 and 4.26)."""
     return "uniform" if (timing.iid and set_change_period(timing, h) == 1) else "persistent"
 
 
@@ -182,8 +183,8 @@ def tradeoff(
     idx = np.arange(len(ks))
     h_eff = set_change_period(prob.timing, prob.h)
     if set_model == "auto":
-        set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm == "fastest-k" else "persistent"
-    emax = bounds.eta_max(algorithm, n, ks, prob.L)
+        set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm in ("fastest-k", "lgc") else "persistent"
+    emax = bounds.eta_max(algorithm, n, ks, prob.L, set_model)
     if optimize_eta:
         grid = emax[None, :] * np.logspace(-3, 0, ETA_GRID)[:, None]  # (G, K)
     else:
