@@ -18,6 +18,7 @@ from theory.errors import require
 from theory.order_stats import CommModel, expected_round_times
 from theory.timing import Deterministic, HeterogeneousSpeed, ShiftedExponential, TimingModel
 
+DEFAULT_ETA_L = 0.5  # default step size eta = 0.5 / L
 ETA_GRID = 24  # step sizes tried per K when optimizing eta (log-spaced up to eta_max), then refined
 
 
@@ -154,14 +155,15 @@ def _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_ef
 
 def tradeoff(
     algorithm: str, prob: Problem, *, budget: float | None = None, target: float | None = None,
-    eta: float | None = None, optimize_eta: bool | None = None, ks=None, rounds: int | None = None, seed: int = 0,
+    eta: float | None = None, optimize_eta: bool = False, ks=None, rounds: int | None = None, seed: int = 0,
     set_model: str = "auto", round_times=None,
 ) -> Tradeoff:
     """The bound and time over K and the optimal K* (budget criterion unless `target` is given).
 
-    eta: a fixed step size for every K (K where it exceeds eta_max(K) get an infinite bound).
-    optimize_eta: minimize the criterion over step sizes in (0, eta_max(K)] per K (eq. 5.4);
-    the default when no eta is given. round_times: a precomputed RoundTimes for these ks.
+    eta: one step size for every K (K where it exceeds eta_max(K) get an infinite bound);
+    default 1/(2L), half the descent-lemma limit. optimize_eta: instead, minimize the
+    criterion over step sizes in (0, eta_max(K)] per K (eq. 5.4).
+    round_times: a precomputed RoundTimes for these ks.
     For full-sync, whose bound and round time do not depend on K, K* = N.
     """
     require((budget is None) != (target is None), "give exactly one of budget (tau) or target (error)")
@@ -174,8 +176,9 @@ def tradeoff(
     n = prob.N
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
     require(bool(np.all((ks >= 1) & (ks <= n))), f"K must satisfy 1 <= K <= N={n}")
-    if optimize_eta is None:
-        optimize_eta = eta is None
+    require(not (optimize_eta and eta is not None), "give eta or optimize_eta, not both")
+    if eta is None:
+        eta = DEFAULT_ETA_L / prob.L
     rt = round_times or expected_round_times(
         prob.timing, n, prob.M, algorithm, semantics=prob.semantics, ks=ks, comm=prob.comm,
         report_latency=prob.report_latency, rounds=rounds, seed=seed)
@@ -188,7 +191,7 @@ def tradeoff(
     if optimize_eta:
         grid = emax[None, :] * np.logspace(-3, 0, ETA_GRID)[:, None]  # (G, K)
     else:
-        grid = (emax if eta is None else np.full(len(ks), float(eta)))[None, :]
+        grid = np.full(len(ks), float(eta))[None, :]
     if optimize_eta and target is not None:
         grid = grid[::2]  # each point costs a bisection
     best_val = np.full(len(ks), np.inf)
@@ -231,7 +234,8 @@ def tradeoff(
 
 def regime_map(
     algorithm: str, prob: Problem, *, zeta2_values, budgets=None, slowdowns=None, budget: float | None = None,
-    timing_for_slowdown=None, eta: float | None = None, rounds: int | None = None, seed: int = 0,
+    timing_for_slowdown=None, eta: float | None = None, optimize_eta: bool = False, rounds: int | None = None,
+    seed: int = 0,
 ) -> dict:
     """Where K* < N: K* on a grid of zeta^2 x budget tau, or of zeta^2 x straggler slowness.
 
@@ -254,7 +258,7 @@ def regime_map(
         for i, z in enumerate(zeta2_values):
             for j, tau in enumerate(budgets):
                 ks_grid[i, j] = tradeoff(algorithm, replace(prob, zeta2=float(z)), budget=float(tau), eta=eta,
-                                         round_times=rt).k_star
+                                         optimize_eta=optimize_eta, round_times=rt).k_star
         out.update(y=budgets, y_name="budget", k_star=ks_grid)
         return out
     make = timing_for_slowdown or (lambda s: ShiftedExponential(shift=1.0, rate=1.0 / s))
@@ -267,6 +271,7 @@ def regime_map(
         rt = expected_round_times(p.timing, p.N, p.M, algorithm, semantics=p.semantics, comm=p.comm,
                                   report_latency=p.report_latency, rounds=rounds, seed=seed)
         for i, z in enumerate(zeta2_values):
-            ks_grid[i, j] = tradeoff(algorithm, replace(p, zeta2=float(z)), budget=tau, eta=eta, round_times=rt).k_star
+            ks_grid[i, j] = tradeoff(algorithm, replace(p, zeta2=float(z)), budget=tau, eta=eta,
+                                     optimize_eta=optimize_eta, round_times=rt).k_star
     out.update(y=slowdowns, y_name="slowdown", k_star=ks_grid, budget=tau)
     return out

@@ -38,7 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", type=float, metavar="TAU", help="wall-clock budget tau [time units] (default criterion)")
     g.add_argument("--target", type=float, metavar="EPS", help="target bound: minimize the time to reach it")
     p.add_argument("--ks", metavar="K,K,...", help="only these K (default: every K = 1..N)")
-    p.add_argument("--eta", type=float, help="one step size for every K (default: optimized per K)")
+    e = p.add_mutually_exclusive_group()
+    e.add_argument("--eta", type=float, help="one step size for every K (default: 0.5 / L)")
+    e.add_argument("--optimize-eta", action="store_true", help="optimize the step size per K instead")
     p.add_argument("--report-latency", type=float, default=0.0, help="lgc-fresh: latency of the partial reports")
     p.add_argument("--mc-rounds", type=int, help="Monte Carlo rounds for E[R] (default: by N and M)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws")
@@ -91,7 +93,7 @@ def compute(args):
     if args.target is None and budget is None:
         budget = 1000.0
     return prob, const, tradeoff(args.algorithm, prob, budget=budget, target=args.target, eta=args.eta,
-                                 ks=ks, rounds=args.mc_rounds, seed=args.seed)
+                                 optimize_eta=args.optimize_eta, ks=ks, rounds=args.mc_rounds, seed=args.seed)
 
 
 def _rows_to_show(res, all_rows: bool) -> np.ndarray:
