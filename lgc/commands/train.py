@@ -107,6 +107,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run directory and final metrics as JSON")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    try:  # the dist backend's own flags, when it is built
+        import lgc.dist as dist
+    except ImportError:
+        return
+    if hasattr(dist, "add_dist_arguments"):
+        dist.add_dist_arguments(p)
 
 
 def _parse_value(text: str):
