@@ -36,7 +36,7 @@ def noise(quad):
 def _bound(algorithm, quad, k, rounds, period, sched):
     stats = bounds.straggler_statistics(sched.fast, sched.blocks)  # m_inv, zero_frac as they happened
     h = np.inf if period == PERSISTENT else period
-    set_model = "uniform" if (algorithm == "fastest-k" and period == 1) else "persistent"
+    set_model = "uniform" if (algorithm in ("fastest-k", "lgc") and period == 1) else "persistent"
     return bounds.evaluate(algorithm, N=N, K=k, B=B, M=M, eta=ETA, T=rounds, h=h, m_inv=stats["m_inv"],
                            zero_frac=stats["zero_frac"], set_model=set_model, **quad.constants())
 
