@@ -48,14 +48,15 @@ def test_dist_recorded_schedule_replayed_by_sim_gives_same_parameters(tmp_path, 
 
 def test_sim_schedule_replayed_by_dist_with_zero_some_and_m_minus_1_blocks(tmp_path):
     """Stragglers that finished 0, some and M-1 blocks: the replayed dist run reports exactly
-    the scheduled blocks and lands on sim's parameters."""
+    the scheduled blocks and lands on sim's parameters (here through dist.all_reduce; the
+    tests above use the default gather-and-broadcast)."""
     cfg = TrainConfig(algorithm="lgc", **BASE)
     plan = {2: ((1, 3), (0, 4, 2, 4)), 3: ((0, 2), (4, 3, 4, 1)), 4: ((2, 3), (3, 0, 4, 4)), 5: ((0, 1), (4, 4, 0, 0))}
     rounds = [RoundSchedule(round=t, fast=tuple(range(4)), blocks=(4, 4, 4, 4), t_cut=1.0, wall=1.0) if t < 2 else
               RoundSchedule(round=t, fast=plan[t][0], blocks=plan[t][1], t_cut=1.0, wall=1.5) for t in range(6)]
     sched_path = tmp_path / "replay.csv"
     sched_path.write_text(schedule_to_csv(rounds))
-    path = run_dist(dataclasses.replace(cfg, schedule_file=str(sched_path)), DistOptions(unit_ms=5.0),
+    path = run_dist(dataclasses.replace(cfg, schedule_file=str(sched_path)), DistOptions(unit_ms=5.0, reduce="allreduce"),
                     root=tmp_path / "res", quiet=True)
     realised = schedule_from_csv((path / "schedule.csv").read_text())
     assert [(s.fast, s.blocks) for s in realised] == [(s.fast, s.blocks) for s in rounds]

@@ -24,6 +24,7 @@ from typing import Optional
 from lgc.errors import UserError, check
 
 DIST_BACKENDS = ("auto", "gloo", "nccl")
+REDUCE_MODES = ("auto", "gather", "allreduce")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class DistOptions:
     threads: torch threads per worker process.
     slow_worker, slow_ms: a worker that sleeps slow_ms after each block, work the timing
       model does not know about (tests and demonstrations of real arrival order).
+    reduce: how the round's sums travel: "gather" (to rank 0, summed in rank order, then
+      broadcast: two hops after the last straggler), "allreduce", or "auto" (gather for gloo
+      on CPU when rank 0 can hold N buffers).
     """
 
     inject: bool = True
@@ -50,6 +54,7 @@ class DistOptions:
     threads: int = 1
     slow_worker: int = -1
     slow_ms: float = 0.0
+    reduce: str = "auto"
 
     def validate(self, n_workers: int) -> "DistOptions":
         check(self.unit_ms > 0, f"unit_ms={self.unit_ms} must be > 0")
@@ -59,6 +64,7 @@ class DistOptions:
         check(self.threads >= 1, f"threads={self.threads} must be >= 1")
         check(-1 <= self.slow_worker < n_workers, f"slow_worker={self.slow_worker} must be -1 or in 0..{n_workers - 1}")
         check(self.slow_ms >= 0, f"slow_ms={self.slow_ms} must be >= 0")
+        check(self.reduce in REDUCE_MODES, f"reduce={self.reduce!r} must be one of {', '.join(REDUCE_MODES)}")
         return self
 
 
@@ -79,6 +85,9 @@ def add_dist_arguments(p) -> None:
                    help="process-group engine: auto (NCCL when every rank has its own GPU, else gloo)")
     g.add_argument("--rendezvous-host", default="127.0.0.1", metavar="ADDR",
                    help="rendezvous address of locally spawned workers (default: loopback)")
+    g.add_argument("--dist-reduce", choices=REDUCE_MODES, default="auto",
+                   help="how gradient sums travel: gather (to rank 0, then broadcast), allreduce, or auto "
+                        "(gather for gloo on CPU)")
     g.add_argument("--slow-worker", type=int, default=-1, metavar="I",
                    help="demo/test: worker I does extra work the timing model does not know about")
     g.add_argument("--slow-ms", type=float, default=0.0, metavar="MS",
@@ -91,7 +100,8 @@ def options_from_args(args) -> DistOptions:
         inject=getattr(args, "inject", True), unit_ms=getattr(args, "unit_ms", 100.0),
         timeout_s=getattr(args, "timeout_s", 60.0), process_backend=getattr(args, "dist_backend", "auto"),
         host=getattr(args, "rendezvous_host", "127.0.0.1"), threads=getattr(args, "threads", None) or 1,
-        slow_worker=getattr(args, "slow_worker", -1), slow_ms=getattr(args, "slow_ms", 0.0))
+        slow_worker=getattr(args, "slow_worker", -1), slow_ms=getattr(args, "slow_ms", 0.0),
+        reduce=getattr(args, "dist_reduce", "auto"))
 
 
 def settings_from_config(cfg, opts: DistOptions, timing_model):
@@ -183,7 +193,8 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
         settings=settings, problem_builder=functools.partial(TaskBlocks, cfg.to_dict()), timing_model=timing,
         run_path=str(path), resume=resume and has_ckpt and not force, replay=replay,
         backend=_process_backend(opts, device, cfg.n_workers), device=device, threads=opts.threads,
-        quiet=quiet, eval_every=cfg.eval_every, final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject})
+        quiet=quiet, eval_every=cfg.eval_every, reduce=opts.reduce,
+        final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject})
     if torchrun:
         run_torchrun(job)
     else:

@@ -39,6 +39,7 @@ class DistJob:
     threads: int = 1
     quiet: bool = True
     eval_every: int = 0
+    reduce: str = "auto"  # "gather" (rank 0 sums, broadcasts), "allreduce", or "auto"
     keepalive: Optional[tuple] = None  # (host, port) of the store for the keep-alive thread
     final_extra: dict = field(default_factory=dict)
 
@@ -80,6 +81,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
     if payload[0] is not None:
         state.w, state.server, state.rule, state.round, state.clock = state_from_checkpoint(payload[0], device)
     worker = Worker(rank, s, problem, coord, job.timing_model, replay=job.replay, device=device)
+    worker.reduce = _reduce_mode(job, state.w)
     if getattr(problem, "pi", None) is not None:
         worker.pi = np.asarray(problem.pi, dtype=np.float64)  # data-size weights when configured
     bar = None
@@ -126,6 +128,18 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
                  "loop_s": loop_s, "loop_rounds": s.rounds - loop_first,
                  **problem.iterate_metrics(state.w), **job.final_extra}
         finish_run(recorder.path, final)
+
+
+GATHER_MAX_BYTES = 256 * 2**20  # rank 0 holds N buffers in "gather" mode
+
+
+def _reduce_mode(job: DistJob, w: torch.Tensor) -> str:
+    """gather + broadcast for gloo on CPU when rank 0 can hold every worker's buffer (fewer
+    hops after the last straggler); all-reduce otherwise (NCCL, CUDA tensors, large models)."""
+    if job.reduce != "auto":
+        return job.reduce
+    size = job.settings.n_workers * 2 * w.numel() * w.element_size()
+    return "gather" if (job.backend == "gloo" and w.device.type == "cpu" and size <= GATHER_MAX_BYTES) else "allreduce"
 
 
 def _record(s: DistSettings, t: int, res, clock: float) -> dict:

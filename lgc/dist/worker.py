@@ -143,6 +143,7 @@ class Worker:
         self.replay = replay
         self.device = torch.device(device)
         self.pi = settings.weights_pi()
+        self.reduce = "allreduce"  # or "gather" (set by the runner; see _sum_over_workers)
 
     # ------------------------------------------------------------------ one worker's blocks
     def _finish_times_s(self, t: int) -> Optional[np.ndarray]:
@@ -261,6 +262,30 @@ class Worker:
             used |= np.asarray(sched.blocks) >= 1
         return used
 
+    def _sum_over_workers(self, buf: torch.Tensor) -> torch.Tensor:
+        """The sum of every worker's `buf`, identical on every rank.
+
+        "gather": every worker sends its buffer to rank 0 as soon as it is done, rank 0 adds
+        them in rank order and broadcasts the sum: two message hops after the last straggler
+        stops, where a ring all-reduce needs 2(N-1) (gloo on CPU; memory N buffers on rank 0).
+        "allreduce": dist.all_reduce (NCCL, CUDA tensors, large models).
+        """
+        if self.reduce != "gather":
+            dist.all_reduce(buf)
+            return buf
+        n = self.s.n_workers
+        if self.rank != 0:
+            dist.send(buf, dst=0)
+        else:
+            parts = [torch.empty_like(buf) for _ in range(n - 1)]
+            reqs = [dist.irecv(parts[j - 1], src=j) for j in range(1, n)]
+            for q in reqs:
+                q.wait()
+            for p in parts:
+                buf += p
+        dist.broadcast(buf, src=0)
+        return buf
+
     def _is_fast(self, t: int, row: np.ndarray) -> bool:
         """Is this worker in A_t? Known locally once its blocks are done (its arrival position)."""
         s = self.s
@@ -300,7 +325,7 @@ class Worker:
                 buf[k * P:(k + 1) * P] = gsum * coef
         off = len(slots) * P + r * width
         buf[off:off + width] = torch.as_tensor(row, dtype=buf.dtype, device=self.device)
-        dist.all_reduce(buf)
+        buf = self._sum_over_workers(buf)
         rep = buf[len(slots) * P:].view(s.n_workers, width).to("cpu", torch.float64).numpy()
         sched = self._schedule_from_reports(t, rep, 0.0)
         fast_mask = sched.fast_mask()
