@@ -76,8 +76,8 @@ def save(
     paths: list[Path] = []
     if rows is not None:
         rows = list(rows)
-        if fieldnames is None:
-            fieldnames = list(rows[0].keys()) if rows else []
+        if fieldnames is None:  # the union of the rows' keys, in order of appearance
+            fieldnames = list(dict.fromkeys(k for r in rows for k in r))
         csv_path = stem.with_suffix(".csv")
         atomic_write_csv(csv_path, rows, fieldnames)
         paths.append(csv_path)
