@@ -200,8 +200,16 @@ def split_model(model: nn.Module) -> tuple[nn.Module, list[tuple[str, str]]]:
 
 # ----------------------------------------------------------------------------- the engine
 def _maybe_compile(fn, mode: str):
+    """torch.compile(fn) in `mode` ("none": fn itself). Static shapes: a round's size is
+    K*B + sum_j m_j b, at most (N-K)(M-1)+1 distinct values, one graph each (CUDA graphs need
+    static shapes), so dynamo's recompile limit is raised above that."""
     if mode == "none":
         return fn
+    import torch._dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
     return torch.compile(fn, mode=None if mode == "default" else mode, dynamic=False)
 
 
