@@ -109,13 +109,14 @@ def test_loader_reads_official_format_with_either_numpy_name(tmp_path, monkeypat
     assert ds.classes[3] == "c3" and ds.md5_mismatch == []
 
 
-def test_wrong_md5_is_refused_clearly_unless_accepted(tmp_path):
+def test_wrong_md5_is_refused_clearly_unless_accepted(tmp_path, capsys):
     _write_cifar(tmp_path, old_numpy_name=False)  # sums differ from the official release
     with pytest.raises(UserError, match=r"data_batch_1: MD5 [0-9a-f]{32} differs from the official "
                                         r"c99cafc152244af753f735de768cd75f; pass --accept-md5-mismatch"):
         cifar10.load_cifar10(tmp_path)
-    with pytest.warns(UserWarning, match="MD5 differs"):
-        ds = cifar10.load_cifar10(tmp_path, accept_md5_mismatch=True)
+    ds = cifar10.load_cifar10(tmp_path, accept_md5_mismatch=True)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "MD5 differs from the official release" in err  # not silent
     assert len(ds.y_train) == 20 and "test_batch" in ds.md5_mismatch
 
 
@@ -158,7 +159,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.mark.data
 @pytest.mark.skipif(not (SHARED / "cifar10_from_jpeg.py").exists(), reason="../shared/data (CIFAR-10 JPEG copy) is absent")
-def test_shared_copy_converts_and_loads(tmp_path):
+def test_shared_copy_converts_and_loads(tmp_path, capsys):
     try:
         import PIL  # noqa: F401
     except ImportError:
@@ -167,7 +168,7 @@ def test_shared_copy_converts_and_loads(tmp_path):
                    capture_output=True)
     with pytest.raises(UserError, match="accept-md5-mismatch"):
         cifar10.load_cifar10(tmp_path)
-    with pytest.warns(UserWarning):
-        ds = cifar10.load_cifar10(tmp_path, accept_md5_mismatch=True)
+    ds = cifar10.load_cifar10(tmp_path, accept_md5_mismatch=True)
+    assert "MD5 differs" in capsys.readouterr().err
     assert ds.x_train.shape == (50000, 3, 32, 32) and ds.x_test.shape == (10000, 3, 32, 32)
     assert torch.bincount(ds.y_train).tolist() == [5000] * 10

@@ -84,9 +84,9 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
 
 
 def test_sigkilled_cli_run_resumes_bit_identical(tmp_path):
-    args = ["-N", "4", "-K", "2", "-B", "10", "-M", "5", "-T", "800", "--lr", "0.05", "--model", "mlp",
+    args = ["-N", "4", "-K", "2", "-B", "10", "-M", "5", "-T", "400", "--lr", "0.05", "--model", "mlp",
             "--width", "8", "--synthetic-train", "2000", "--synthetic-test", "100", "--samples-per-worker", "100",
-            "--eval-every", "500", "--checkpoint-every", "20", "--device", "cpu", "--threads", "1", "--quiet",
+            "--eval-every", "200", "--checkpoint-every", "10", "--device", "cpu", "--threads", "1", "--quiet",
             "--results", str(tmp_path / "killed")]
     cmd = [sys.executable, "-m", "lgc", "train", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -106,9 +106,9 @@ def test_sigkilled_cli_run_resumes_bit_identical(tmp_path):
     assert r.returncode == 0, r.stderr
     _same_code_or_skip(run, Path(json.loads(r.stdout)["run_dir"]))
     assert runs.is_complete(run)
-    cfg = TrainConfig(n_workers=4, threshold_k=2, batch_size=10, blocks=5, rounds=800, lr=0.05, model="mlp",
-                      width=8, synthetic_train=2000, synthetic_test=100, samples_per_worker=100, eval_every=500,
-                      checkpoint_every=20, device="cpu")
+    cfg = TrainConfig(n_workers=4, threshold_k=2, batch_size=10, blocks=5, rounds=400, lr=0.05, model="mlp",
+                      width=8, synthetic_train=2000, synthetic_test=100, samples_per_worker=100, eval_every=200,
+                      checkpoint_every=10, device="cpu")
     ref = train(cfg, root=tmp_path / "ref", quiet=True)
     _same_code_or_skip(run, ref)  # same config and code: same cache key
     assert torch.equal(load_checkpoint(ref / "checkpoint.pt")["w"], load_checkpoint(run / "checkpoint.pt")["w"])
