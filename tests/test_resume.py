@@ -113,3 +113,12 @@ def test_sigkilled_cli_run_resumes_bit_identical(tmp_path):
     _same_code_or_skip(run, ref)  # same config and code: same cache key
     assert torch.equal(load_checkpoint(ref / "checkpoint.pt")["w"], load_checkpoint(run / "checkpoint.pt")["w"])
     assert _rows_without_wall(ref) == _rows_without_wall(run)
+
+
+def test_time_limit_checkpoints_and_a_later_call_finishes(tmp_path):
+    cfg = _cfg(dataset="quadratic", rounds=30, checkpoint_every=0)
+    p = train(cfg, root=tmp_path, quiet=True, time_limit_s=0.0)  # stops after its first round
+    assert not runs.is_complete(p) and load_checkpoint(p / "checkpoint.pt")["round"] == 1
+    assert len(runs.read_csv(p / "rounds.csv")) == 1
+    train(cfg, root=tmp_path, quiet=True)
+    assert runs.is_complete(p) and len(runs.read_csv(p / "rounds.csv")) == 30
