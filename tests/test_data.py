@@ -172,3 +172,24 @@ def test_shared_copy_converts_and_loads(tmp_path, capsys):
     assert "MD5 differs" in capsys.readouterr().err
     assert ds.x_train.shape == (50000, 3, 32, 32) and ds.x_test.shape == (10000, 3, 32, 32)
     assert torch.bincount(ds.y_train).tolist() == [5000] * 10
+
+
+def test_download_checks_the_archive_md5_and_extracts_only_the_batches(tmp_path, monkeypatch):
+    import tarfile
+
+    src = tmp_path / "src"
+    sums, content = _write_cifar(src, old_numpy_name=True)
+    (src / "cifar-10-batches-py" / "readme.html").write_text("not extracted")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(src / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(cifar10, "MD5", sums)
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", "0" * 32)  # a wrong archive sum is refused
+    with pytest.raises(UserError, match="MD5 [0-9a-f]{32} differs from the official 0{32}"):
+        cifar10.download(tmp_path / "out", url=archive.as_uri())
+    assert not (tmp_path / "out" / "cifar-10-python.tar.gz").exists()
+    monkeypatch.setattr(cifar10, "ARCHIVE_MD5", cifar10.md5_of(archive))
+    folder = cifar10.download(tmp_path / "out", url=archive.as_uri())
+    assert sorted(p.name for p in folder.iterdir()) == sorted(sums)
+    ds = cifar10.load_cifar10(tmp_path / "out")
+    assert ds.y_test.tolist() == content["test_batch"][b"labels"]
