@@ -241,3 +241,18 @@ def test_channels_last_layout_gives_the_same_run(tmp_path):
     for _ in range(cfg.rounds):
         plain.step(), cl.step()
     torch.testing.assert_close(cl.w, plain.w, rtol=1e-5, atol=1e-6)
+
+
+def test_size_weights_and_the_default_anytime_deadline():
+    cfg = TrainConfig(algorithm="anytime-minibatch", n_workers=5, threshold_k=3, batch_size=10, blocks=5, rounds=3,
+                      model="softmax", synthetic_train=1000, synthetic_test=50, partition="dirichlet",
+                      dirichlet_alpha=0.5, min_size=20, worker_weights="size", device="cpu")
+    sim = Simulator(cfg)
+    sizes = np.array([len(p) for p in sim.task.parts])
+    np.testing.assert_allclose(sim.task.pi, sizes / sizes.sum())
+    assert len(set(sizes.tolist())) > 1
+    # E[X_(3:5)] of the default shifted exponential: 1 + 1/5 + 1/4 + 1/3
+    assert sim.deadline == pytest.approx(1 + 1 / 5 + 1 / 4 + 1 / 3)
+    rows = [sim.step() for _ in range(3)]
+    assert rows[2]["round_time"] == pytest.approx(sim.deadline)  # after warm-up: the deadline
+    assert rows[2]["samples"] == rows[2]["blocks"] * 2  # every finished block of b = 2 samples counts
