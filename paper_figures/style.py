@@ -6,6 +6,7 @@ so journals and text search accept them. Palette: seaborn "colorblind".
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -16,6 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lgc.runs import atomic_write_csv  # noqa: E402
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 # One colour, marker and line style per algorithm, in every figure.
 ALGORITHM_ORDER = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
@@ -80,6 +84,7 @@ def save(
             fieldnames = list(dict.fromkeys(k for r in rows for k in r))
         csv_path = stem.with_suffix(".csv")
         atomic_write_csv(csv_path, rows, fieldnames)
+        os.chmod(csv_path, 0o666 & ~_UMASK)  # the temporary file behind the atomic write is 0600
         paths.append(csv_path)
     for ext in ("pdf", "png"):
         p = stem.with_suffix(f".{ext}")

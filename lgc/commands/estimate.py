@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="synthetic: embedded non-IID classification; quadratic: the quadratics with known "
                         "constants (checks the estimator); cifar10: needs --data-dir")
     g.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 python-format folder")
+    g.add_argument("--accept-md5-mismatch", action="store_true",
+                   help="use CIFAR-10 files whose MD5 differs from the official release (warned)")
     g.add_argument("--model", default="softmax", help="softmax, mlp, cnn or resnet18 (ignored for quadratic)")
     g.add_argument("--width", type=int, default=None, help="model width (channels / hidden units)")
     g.add_argument("--checkpoint", type=Path, default=None,
@@ -81,8 +83,7 @@ def build_problem(args):
             model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
         except Exception as exc:  # a corrupt or foreign file is a user error
             check(False, f"--checkpoint {args.checkpoint}: cannot load as a {args.model} state_dict ({type(exc).__name__})")
-    x = data.normalize(data.x_train)
-    workers = [(x[torch.from_numpy(p)], data.y_train[torch.from_numpy(p)]) for p in parts]
+    workers = [(data.normalize(data.x_train[torch.from_numpy(p)]), data.y_train[torch.from_numpy(p)]) for p in parts]
     return problem_from_model(model, workers, name=f"{args.dataset}/{args.model}/{args.partition}"), None
 
 
@@ -92,11 +93,9 @@ def _dataset(args):
 
         return make_classification(seed=args.seed)
     check(args.data_dir is not None, "--dataset cifar10 needs --data-dir (the cifar-10-batches-py folder)")
-    try:
-        from lgc.data import cifar10
-    except ModuleNotFoundError:
-        check(False, "--dataset cifar10: the CIFAR-10 loader (lgc/data/cifar10.py) is not built yet")
-    return cifar10.load(args.data_dir)
+    from lgc.data.cifar10 import load_cifar10
+
+    return load_cifar10(args.data_dir, accept_md5_mismatch=args.accept_md5_mismatch)
 
 
 def run(args: argparse.Namespace) -> int:
