@@ -20,7 +20,9 @@ from theory.timing import ShiftedExponential
 N, DIM, B, M, ETA, T = 8, 10, 16, 4, 0.15, 200
 SEEDS = list(range(20))
 PERSISTENT = 10**6  # straggling period longer than any run: the sets never change
-REGIMES = {"h=1": 1, "persistent": PERSISTENT}
+# (straggling period h, semantics): abort-at-cutoff lets stragglers finish no block (the
+# zero-block terms) and h = 5 changes the fast set every 5 rounds (the set-change term)
+REGIMES = {"h=1": (1, "boundary"), "persistent": (PERSISTENT, "boundary"), "h=5, abort": (5, "abort")}
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +70,15 @@ def test_harness_follows_the_sim_trainer_exactly(quad, noise):
 def test_every_bound_holds_for_every_K(quad, noise, regime):
     """bound >= measured mean of (1/T) sum_t ||grad F(w_t)||^2 over 20 seeds, for full-sync,
     fastest-K, lgc and lgc-fresh and every K; full-sync's bound within 10x of the measurement."""
-    period = REGIMES[regime]
+    period, semantics = REGIMES[regime]
     timing = ShiftedExponential()
     lines, failures = [], []
     full = measure(quad, "full-sync", make_schedules(timing, SEEDS, T, N, M, N, period=period), batch=B, blocks=M,
                    lr=ETA, seeds=SEEDS, noise=noise)
+    zero_blocks = 0
     for k in range(1, N + 1):
-        sched = make_schedules(timing, SEEDS, T, N, M, k, period=period)
+        sched = make_schedules(timing, SEEDS, T, N, M, k, period=period, semantics=semantics)
+        zero_blocks += int((sched.blocks[~sched.fast] == 0).sum())
         row = []
         for algorithm in ("full-sync", "fastest-k", "lgc", "lgc-fresh"):
             m = full if algorithm == "full-sync" else measure(quad, algorithm, sched, batch=B, blocks=M, lr=ETA,
@@ -86,6 +90,7 @@ def test_every_bound_holds_for_every_K(quad, noise, regime):
         lines.append(f"K={k}: " + " | ".join(row))
     print(f"\n[{regime}] bound/measured (tightness), T={T}, {len(SEEDS)} seeds\n" + "\n".join(lines))
     assert not failures, f"bound below the measured mean: {failures}"
+    assert (zero_blocks > 0) == (semantics == "abort")  # the regime exercises the zero-block terms
     b_full = float(_bound("full-sync", quad, N, T, period, make_schedules(timing, SEEDS[:1], 1, N, M, N))["total"])
     assert 1.0 <= b_full / full.mean <= 10.0, (b_full, full.mean)
 
