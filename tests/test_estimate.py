@@ -146,3 +146,27 @@ def test_pipeline_softmax_estimate_then_optimize_k(tmp_path, capsys):
     table = json.loads(capsys.readouterr().out)
     assert table["constants"] == {k: est[k] for k in ("L", "sigma2", "zeta2", "Delta")}
     assert 1 <= table["k_star"] <= 4 and [r["K"] for r in table["rows"]] == [1, 2, 3, 4]
+
+
+def test_cli_estimate_config_estimates_the_training_runs_problem(tmp_path):
+    """--config FILE: the same TrainConfig JSON `lgc train --config` reads; the estimate's
+    F(w_0) is the pi-weighted initial training loss of that run's workers and weights."""
+    from lgc.cli import main
+    from lgc.config import TrainConfig
+    from lgc.sim_task import make_task
+
+    cfg = TrainConfig(dataset="synthetic", model="softmax", n_workers=3, threshold_k=2, partition="main-label",
+                      classes_per_worker=2, samples_per_worker=40, seed=5, synthetic_train=2000, device="cpu")
+    (tmp_path / "run.json").write_text(json.dumps(cfg.to_dict()))
+    out = tmp_path / "c.json"
+    assert main(["estimate", "--config", str(tmp_path / "run.json"), "--workers", "99", "--bootstrap", "10",
+                 "--power-iters", "5", "--l-bootstrap", "0", "--trajectory-steps", "2", "--lbfgs-iters", "5",
+                 "--out", str(out)]) == 0
+    est = json.loads(out.read_text())
+    assert est["source"]["workers"] == 3 and est["source"]["samples_per_worker"] == [40, 40, 40]  # --workers ignored
+    task = make_task(cfg.resolved(), torch.device("cpu"))
+    with torch.no_grad():
+        f0 = sum(p * float(torch.nn.functional.cross_entropy(task.model(task.ds.normalize(task.ds.x_train[idx])),
+                                                             task.ds.y_train[idx]))
+                 for p, idx in zip(task.pi, (torch.from_numpy(part) for part in task.parts)))
+    assert est["source"]["F_w0"] == pytest.approx(f0, rel=1e-5)

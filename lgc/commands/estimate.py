@@ -3,6 +3,10 @@ intervals, written as the constants JSON that `lgc optimize-k --constants` reads
 
     lgc estimate --dataset synthetic --model softmax --partition main-label --workers 10 \\
                  --classes-per-worker 3 --samples-per-worker 200 --out constants.json
+    lgc estimate --config run.json --max-samples 500     # the problem `lgc train --config run.json` trains
+
+The problem (data, partition, pi, initial weights) is built by the trainer's own code
+(lgc.sim_task.make_task), so the constants belong to the run that `lgc train` would make.
 """
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ DATASETS = ("synthetic", "quadratic", "cifar10")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="a TrainConfig JSON (as `lgc train --config` reads): estimate that run's problem; "
+                             "the problem flags below are then ignored")
     g = parser.add_argument_group("problem")
     g.add_argument("--dataset", choices=DATASETS, default="synthetic",
                    help="synthetic: embedded non-IID classification; quadratic: the quadratics with known "
@@ -23,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 python-format folder")
     g.add_argument("--accept-md5-mismatch", action="store_true",
                    help="use CIFAR-10 files whose MD5 differs from the official release (warned)")
-    g.add_argument("--model", default="softmax", help="softmax, mlp, cnn or resnet18 (ignored for quadratic)")
+    g.add_argument("--model", default="softmax", help="softmax, mlp, cnn or resnet18 (default softmax; ignored for quadratic)")
     g.add_argument("--width", type=int, default=None, help="model width (channels / hidden units)")
     g.add_argument("--checkpoint", type=Path, default=None,
                    help="start from these weights (a state_dict saved by torch.save; loaded with weights_only=True)")
@@ -36,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--sigma2", type=float, default=1.0, help="quadratic: per-sample gradient variance (default 1)")
     g.add_argument("--spread", type=float, default=1.0, help="quadratic: spread of the worker optima (default 1)")
     g.add_argument("--seed", type=int, default=0, help="data, partition, model and bootstrap seed")
+    g.add_argument("--max-samples", type=int, default=None,
+                   help="use at most this many samples of each worker (the first ones of its part)")
     e = parser.add_argument_group("estimation")
     e.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (default 200)")
     e.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
@@ -50,65 +59,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--json", action="store_true", help="print the JSON instead of a table")
 
 
+def train_config(args):
+    """The TrainConfig whose problem is estimated: --config FILE (the file `lgc train --config`
+    reads), else one built from the flags. Either way the data, partition, worker weights and
+    initial model are exactly those `lgc train` builds from the same configuration."""
+    from dataclasses import replace
+
+    from lgc.config import TrainConfig
+
+    if args.config is not None:
+        cfg = TrainConfig.from_json(args.config)
+    else:
+        check(args.workers >= 1, f"--workers {args.workers} must be >= 1")
+        cfg = TrainConfig(
+            dataset=args.dataset, data_dir=str(args.data_dir) if args.data_dir else None,
+            accept_md5_mismatch=args.accept_md5_mismatch, model=args.model, width=args.width,
+            partition=args.partition, n_workers=args.workers, threshold_k=args.workers,
+            classes_per_worker=args.classes_per_worker, samples_per_worker=args.samples_per_worker,
+            dirichlet_alpha=args.alpha, quad_dim=args.dim, quad_sigma2=args.sigma2, quad_spread=args.spread,
+            seed=args.seed)
+    return replace(cfg, device="cpu").resolved().validate()
+
+
 def build_problem(args):
-    """The Problem of lgc.estimate for the command-line choices."""
+    """(Problem of lgc.estimate, QuadraticProblem or None, TrainConfig) for the command line."""
     import torch
 
     from lgc.estimate import problem_from_model, quadratic_problem
+    from lgc.sim_task import make_task
 
-    check(args.workers >= 1, f"--workers {args.workers} must be >= 1")
     check(args.samples_per_worker >= 2, f"--samples-per-worker {args.samples_per_worker} must be >= 2")
-    if args.dataset == "quadratic":
-        from lgc.data.synthetic import make_quadratic
-
-        quad = make_quadratic(args.workers, args.dim, seed=args.seed, sigma2=args.sigma2, spread=args.spread)
-        return quadratic_problem(quad, samples_per_worker=args.samples_per_worker, seed=args.seed), quad
-    from lgc.models import make_model
-    from lgc.partition import make_partition
-
-    data = _dataset(args)
-    params = {"samples_per_worker": args.samples_per_worker}
-    if args.partition == "main-label":
-        params.update(classes_per_worker=args.classes_per_worker, num_classes=data.num_classes)
-    elif args.partition == "dirichlet":
-        params = {"alpha": args.alpha}
-    elif args.partition == "shards":
-        params = {}
-    parts = make_partition(args.partition, data.y_train.numpy(), args.workers, seed=args.seed, **params)
-    torch.manual_seed(args.seed)
-    model = make_model(args.model, data.num_classes, data.in_shape, width=args.width)
+    check(args.max_samples is None or args.max_samples >= 2, f"--max-samples {args.max_samples} must be >= 2")
+    cfg = train_config(args)
+    task = make_task(cfg, torch.device("cpu"))
+    if cfg.dataset == "quadratic":
+        n = args.max_samples or args.samples_per_worker  # a quadratic "sample" is a noise draw
+        return quadratic_problem(task.problem, samples_per_worker=n, seed=cfg.seed), task.problem, cfg
+    model = task.model
     if args.checkpoint is not None:
         check(args.checkpoint.is_file(), f"--checkpoint {args.checkpoint}: no such file")
         try:
             model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
         except Exception as exc:  # a corrupt or foreign file is a user error
-            check(False, f"--checkpoint {args.checkpoint}: cannot load as a {args.model} state_dict ({type(exc).__name__})")
-    workers = [(data.normalize(data.x_train[torch.from_numpy(p)]), data.y_train[torch.from_numpy(p)]) for p in parts]
-    return problem_from_model(model, workers, name=f"{args.dataset}/{args.model}/{args.partition}"), None
-
-
-def _dataset(args):
-    if args.dataset == "synthetic":
-        from lgc.data.synthetic import make_classification
-
-        return make_classification(seed=args.seed)
-    check(args.data_dir is not None, "--dataset cifar10 needs --data-dir (the cifar-10-batches-py folder)")
-    from lgc.data.cifar10 import load_cifar10
-
-    return load_cifar10(args.data_dir, accept_md5_mismatch=args.accept_md5_mismatch)
+            check(False, f"--checkpoint {args.checkpoint}: cannot load as a {cfg.model} state_dict ({type(exc).__name__})")
+    workers = []
+    for part in task.parts:
+        idx = torch.from_numpy(part[: args.max_samples] if args.max_samples else part)
+        workers.append((task.ds.normalize(task.ds.x_train[idx]), task.ds.y_train[idx]))
+    return problem_from_model(model, workers, pi=task.pi, name=f"{cfg.dataset}/{cfg.model}/{cfg.partition}"), None, cfg
 
 
 def run(args: argparse.Namespace) -> int:
     from lgc.estimate import estimate_constants
 
-    problem, quad = build_problem(args)
+    problem, quad, cfg = build_problem(args)
     est = estimate_constants(
         problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters, l_bootstrap=args.l_bootstrap,
-        trajectory_steps=args.trajectory_steps, lr=args.lr, lbfgs_iters=args.lbfgs_iters, seed=args.seed)
+        trajectory_steps=args.trajectory_steps, lr=args.lr, lbfgs_iters=args.lbfgs_iters, seed=cfg.seed)
     constants = est.to_json()
     constants["source"].update({
-        "command": "lgc estimate", "dataset": args.dataset, "model": None if quad else args.model,
-        "partition": None if quad else args.partition, "seed": args.seed,
+        "command": "lgc estimate", "dataset": cfg.dataset, "model": None if quad else cfg.model,
+        "partition": None if quad else cfg.partition, "seed": cfg.seed, "train_config": cfg.to_dict(),
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
     })
     if quad is not None:
