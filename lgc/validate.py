@@ -26,9 +26,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from lgc.data.synthetic import QuadraticProblem
 from lgc.errors import check
 from lgc.rules import RuleState, ServerState, aggregate, group_weights, server_step
-from lgc.data.synthetic import QuadraticProblem
 from theory.schedule import schedule_round
 
 VALIDATED = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
@@ -53,7 +53,9 @@ class Schedules:
 
 def make_schedules(timing, seeds: Sequence[int], rounds: int, n_workers: int, blocks: int, k: int,
                    *, period: int = 1, semantics: str = "boundary", pi=None) -> Schedules:
-    """Schedules of `rounds` rounds for each seed (theory.schedule on the timing model's draws)."""
+    """Schedules of `rounds` rounds for each seed (theory.schedule on the timing model's draws).
+
+    pi: the worker weights of the rules (uniform by default, as QuadraticProblem's)."""
     pi = np.full(n_workers, 1.0 / n_workers) if pi is None else np.asarray(pi)
     S = len(seeds)
     out = {k_: np.zeros((S, rounds, n_workers)) for k_ in ("fast", "blocks", "w_fast", "w_strag")}
@@ -128,8 +130,8 @@ def measure(quad: QuadraticProblem, algorithm: str, schedules: Schedules, *, bat
     check(S == len(seeds) and N == quad.n_workers, "schedules do not match the seeds or N")
     if noise is None:
         noise = block_noise(quad, seeds, T, batch=batch, blocks=blocks)
-    check(noise.shape[:3] == (S, T, N) or (noise.shape[0] == S and noise.shape[1] >= T and noise.shape[2] == N),
-          f"noise of shape {noise.shape} does not cover (S={S}, T={T}, N={N})")
+    check(noise.shape[0] == S and noise.shape[1] >= T and noise.shape[2:] == (N, blocks, quad.dim),
+          f"noise of shape {noise.shape} does not cover (S={S}, T={T}, N={N}, M={blocks}, d={quad.dim})")
     d = quad.dim
     dt = torch.float64
     h, c = torch.tensor(quad.h, dtype=dt), torch.tensor(quad.c, dtype=dt)
