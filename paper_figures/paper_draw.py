@@ -1,0 +1,304 @@
+"""Figures 1-6 and 8 of the paper profile from the finished runs (tidy rows -> PDF + PNG + CSV).
+
+Curves: the mean over seeds and a 95% confidence band (Student t over seeds); time curves are
+interpolated onto a grid that ends at the earliest seed's last evaluation. A figure is drawn
+from whatever runs are complete; a curve needs >= 2 seeds for a band (the profile has 3).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from paper_figures import paper_profile as pp
+from paper_figures import style
+
+EVAL_FIELDS = ("figure", "c", "h", "K", "M", "lr", "algorithm", "seed", "round", "time", "test_acc", "test_loss")
+
+
+def _t95(n: int) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else 0.0
+
+
+def eval_rows(done: list) -> list[dict]:
+    """One row per (run, evaluation): done is [(Job, run_dir)] of complete runs."""
+    from lgc.runs import read_csv
+
+    rows = []
+    for job, path in done:
+        cfg = job.config
+        for r in read_csv(Path(path) / "rounds.csv"):
+            if r.get("test_acc", "") == "":
+                continue
+            for fig in job.figures:
+                rows.append({"figure": fig, "c": cfg.classes_per_worker, "h": cfg.straggling_period,
+                             "K": cfg.threshold_k if cfg.algorithm != "full-sync" else cfg.n_workers,
+                             "M": cfg.blocks, "lr": cfg.lr, "algorithm": cfg.algorithm, "seed": cfg.seed,
+                             "round": int(r["round"]) + 1, "time": float(r["time"]),
+                             "test_acc": float(r["test_acc"]), "test_loss": float(r["test_loss"])})
+    return rows
+
+
+def band(rows, x: str, y: str, points: int = 60):
+    """(grid, mean, half-width of the 95% band, seeds) over the seeds present in rows."""
+    seeds = sorted({r["seed"] for r in rows})
+    curves = [sorted((r[x], r[y]) for r in rows if r["seed"] == s) for s in seeds]
+    if x == "time":
+        grid = np.linspace(max(c[0][0] for c in curves), min(c[-1][0] for c in curves), points)
+    else:
+        grid = np.array(sorted({p[0] for p in curves[0]}))
+        grid = grid[grid <= min(c[-1][0] for c in curves)]
+    ys = np.array([np.interp(grid, [p[0] for p in c], [p[1] for p in c]) for c in curves])
+    half = _t95(len(seeds)) * ys.std(0, ddof=1) / np.sqrt(len(seeds)) if len(seeds) > 1 else np.zeros(len(grid))
+    return grid, ys.mean(0), half, len(seeds)
+
+
+def _plot(ax, rows, x, y, *, label, colour, ls="-"):
+    if not rows:
+        return
+    grid, mean, half, n = band(rows, x, y)
+    ax.plot(grid, mean, color=colour, ls=ls, lw=1.4, label=f"{label} (n={n})")
+    ax.fill_between(grid, mean - half, mean + half, color=colour, alpha=0.15, lw=0)
+
+
+def _select(rows, fig, **eq):
+    return [r for r in rows if r["figure"] == fig and all(r[k] == v for k, v in eq.items())]
+
+
+def _finish(fig, axes, title):
+    for ax in axes.flat:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    fig.suptitle(title, fontsize="medium", y=1.04)
+
+
+def fig_algorithms(rows, out: Path, x: str) -> list[Path]:
+    """fig1 (x = time) / fig2 (x = round): accuracy of every algorithm for c in {3, 5, 10}."""
+    name = "fig1" if x == "time" else "fig2"
+    pal = style.algorithm_palette()
+    fig, axes = style.figure(ncols=len(pp.CLASSES), width=3.2, height=2.6)
+    for ax, c in zip(axes[0], pp.CLASSES):
+        for alg in pp.ALGORITHMS:
+            _plot(ax, _select(rows, name, c=c, algorithm=alg), x, "test_acc", label=style.ALGORITHM_LABELS[alg],
+                  colour=pal[alg], ls=style.ALGORITHM_LINESTYLES[alg])
+        ax.set_title(f"c = {c} classes per worker")
+        ax.set_xlabel(style.TIME_LABEL if x == "time" else "round")
+        ax.set_ylabel("test accuracy")
+    _finish(fig, axes, f"CIFAR-10, ResNet-18-GN, N = 10, K = {pp.BASE_K}, h = {pp.BASE_H}: mean and 95% band over seeds")
+    return style.save(fig, out / f"{name}_accuracy_vs_{x}", _select_fig(rows, name), EVAL_FIELDS)
+
+
+def _select_fig(rows, name):
+    return [r for r in rows if r["figure"] == name]
+
+
+def fig_periods(rows, out: Path) -> list[Path]:
+    pal = style.algorithm_palette()
+    fig, axes = style.figure(ncols=len(pp.PERIODS), width=3.2, height=2.6)
+    for ax, h in zip(axes[0], pp.PERIODS):
+        for alg in pp.CORE:
+            _plot(ax, _select(rows, "fig3", h=h, algorithm=alg), "time", "test_acc",
+                  label=style.ALGORITHM_LABELS[alg], colour=pal[alg])
+        ax.set_title(f"straggling period h = {h}")
+        ax.set_xlabel(style.TIME_LABEL)
+        ax.set_ylabel("test accuracy")
+    _finish(fig, axes, f"Straggling period (c = {pp.BASE_C}, K = {pp.BASE_K})")
+    return style.save(fig, out / "fig3_straggling_period", _select_fig(rows, "fig3"), EVAL_FIELDS)
+
+
+def at_time(rows, tau: float) -> list[dict]:
+    """Test accuracy of each (algorithm, K, seed) run interpolated at time tau (clamped to the run)."""
+    out = []
+    for key in sorted({(r["algorithm"], r["K"], r["seed"]) for r in rows}):
+        pts = sorted((r["time"], r["test_acc"]) for r in rows if (r["algorithm"], r["K"], r["seed"]) == key)
+        out.append({"algorithm": key[0], "K": key[1], "seed": key[2], "tau": tau,
+                    "test_acc_at_tau": float(np.interp(tau, [p[0] for p in pts], [p[1] for p in pts])),
+                    "run_end_time": pts[-1][0]})
+    return out
+
+
+def bound_rows(constants, scale, algorithms=("fastest-k", "lgc")) -> list[dict]:
+    """The bound at the budget tau for K = 1..N (theory.tradeoff), with K*; [] without constants."""
+    if constants is None:
+        return []
+    from theory.timing import ShiftedExponential
+    from theory.tradeoff import Problem, tradeoff
+
+    prob = Problem(N=10, M=pp.BASE_M, B=50, L=constants.L, sigma2=constants.sigma2, zeta2=constants.zeta2,
+                   Delta=constants.Delta, timing=ShiftedExponential(shift=1.0, rate=1.0), h=pp.BASE_H)
+    out = []
+    for alg in algorithms:
+        t = tradeoff(alg, prob, budget=pp.budget(scale), eta=pp.BASE_LR)
+        out += [{"algorithm": alg, "k_star": t.k_star, **r} for r in t.rows()]
+    return out
+
+
+def fig_threshold(rows, out: Path, constants, scale) -> list[Path]:
+    """fig4: accuracy at the budget tau vs K (measured) with the bound's curve and K*."""
+    pal = style.algorithm_palette()
+    tau = pp.budget(scale)
+    pts = at_time(_select_fig(rows, "fig4"), tau)
+    fig, axes = style.figure(ncols=2, width=3.4, height=2.7)
+    ax = axes[0, 0]
+    for alg in ("fastest-k", "lgc", "full-sync"):
+        ks = sorted({p["K"] for p in pts if p["algorithm"] == alg})
+        means, halves = [], []
+        for k in ks:
+            v = np.array([p["test_acc_at_tau"] for p in pts if p["algorithm"] == alg and p["K"] == k])
+            means.append(v.mean())
+            halves.append(_t95(len(v)) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0)
+        if ks:  # a small horizontal offset keeps coinciding points of the two rules apart
+            dx = {"fastest-k": -0.08, "lgc": 0.08}.get(alg, 0.0)
+            ax.errorbar(np.array(ks) + dx, means, yerr=halves, color=pal[alg], marker="o", ms=4, capsize=2,
+                        label=style.ALGORITHM_LABELS[alg])
+    ax.set_xlabel("straggler threshold K")
+    ax.set_ylabel(f"test accuracy at τ = {tau:.0f}")
+    ax.set_title("measured (mean, 95% CI over seeds)")
+    ax = axes[0, 1]
+    brows = bound_rows(constants, scale)
+    for alg in ("fastest-k", "lgc"):
+        sub = [r for r in brows if r["algorithm"] == alg]
+        if sub:
+            ax.plot([r["K"] for r in sub], [r["bound"] for r in sub], color=pal[alg], marker=".",
+                    label=f"{style.ALGORITHM_LABELS[alg]} bound, K* = {sub[0]['k_star']}")
+            ax.axvline(sub[0]["k_star"], color=pal[alg], ls=":", lw=1)
+    if brows:
+        ax.set_yscale("log")
+        ax.set_ylabel("bound on mean ||∇F||² at τ")
+        ax.set_title("theory (constants from lgc estimate)")
+    else:
+        ax.text(0.5, 0.5, "bound not drawn:\nno constants (pass --constants FILE\nfrom `lgc estimate`)",
+                ha="center", va="center", transform=ax.transAxes, fontsize="small")
+        ax.set_title("theory")
+    ax.set_xlabel("straggler threshold K")
+    _finish(fig, axes, f"Fixed budget τ = T·E[R(K={pp.BASE_K})] (c = {pp.BASE_C}, h = {pp.BASE_H})")
+    data = [{"kind": "measured", **p} for p in pts] + [{"kind": "bound", **r} for r in brows]
+    return style.save(fig, out / "fig4_threshold_k", data)
+
+
+def fig_blocks(rows, out: Path) -> list[Path]:
+    fig, axes = style.figure(ncols=2, width=3.4, height=2.7)
+    colours = style.sns.color_palette("colorblind", len(pp.BLOCKS))
+    ends = []
+    for colour, m in zip(colours, pp.BLOCKS):
+        sub = _select(rows, "fig5", M=m)
+        _plot(axes[0, 0], sub, "time", "test_acc", label=f"M = {m}", colour=colour)
+        if sub:
+            last = max(r["round"] for r in sub)
+            ends.append({"M": m, "mean_round_time": float(np.mean([r["time"] / r["round"] for r in sub
+                                                                   if r["round"] == last]))})
+    axes[0, 0].set_xlabel(style.TIME_LABEL)
+    axes[0, 0].set_ylabel("test accuracy")
+    axes[0, 0].set_title("LGC, accuracy vs time")
+    if ends:
+        axes[0, 1].plot([e["M"] for e in ends], [e["mean_round_time"] for e in ends], marker="o", color="0.3")
+    axes[0, 1].set_xscale("log", base=2)
+    axes[0, 1].set_xlabel("blocks per mini-batch M")
+    axes[0, 1].set_ylabel("mean round time [fast mini-batches]")
+    axes[0, 1].set_title("round time (boundary wait)")
+    _finish(fig, axes, f"Number of blocks M (c = {pp.BASE_C}, h = {pp.BASE_H}, K = {pp.BASE_K})")
+    return style.save(fig, out / "fig5_blocks", _select_fig(rows, "fig5"), EVAL_FIELDS)
+
+
+def fig_error_time(rows, train_loss, out: Path, constants, scale) -> list[Path]:
+    """fig6: predicted bound vs time for several K (left) and measured training loss (right)."""
+    fig, axes = style.figure(ncols=2, width=3.4, height=2.7)
+    colours = dict(zip(pp.KS, style.sns.color_palette("colorblind", len(pp.KS))))
+    data = []
+    if constants is not None:
+        from theory import bounds
+
+        for k in pp.KS:
+            er = pp.expected_round_time("lgc", k)
+            ts = np.unique(np.geomspace(1, pp.rounds_for("lgc", k, scale), 40).astype(int))
+            vals = bounds.evaluate("lgc", N=10, K=k, B=50, M=pp.BASE_M, L=constants.L, sigma2=constants.sigma2,
+                                   zeta2=constants.zeta2, Delta=constants.Delta, eta=pp.BASE_LR, T=ts,
+                                   h=pp.BASE_H)["total"]
+            axes[0, 0].plot(ts * er, vals, color=colours[k], label=f"K = {k}")
+            data += [{"kind": "bound", "K": k, "time": float(t * er), "value": float(v)} for t, v in zip(ts, vals)]
+        axes[0, 0].set_yscale("log")
+        axes[0, 0].set_ylabel("bound on mean ||∇F||²")
+    else:
+        axes[0, 0].text(0.5, 0.5, "no constants:\npass --constants FILE", ha="center", va="center",
+                        transform=axes[0, 0].transAxes, fontsize="small")
+    axes[0, 0].set_title("predicted (LGC)")
+    for k in pp.KS:
+        sub = [r for r in train_loss if r["K"] == k]
+        _plot(axes[0, 1], sub, "time", "train_loss", label=f"K = {k}", colour=colours[k])
+        data += [{"kind": "measured", **r} for r in sub]
+    axes[0, 1].set_ylabel("training loss (mean per eval period)")
+    axes[0, 1].set_title("measured (LGC)")
+    for ax in axes[0]:
+        ax.set_xlabel(style.TIME_LABEL)
+    _finish(fig, axes, f"Error vs time for several K (c = {pp.BASE_C}, h = {pp.BASE_H})")
+    return style.save(fig, out / "fig6_error_vs_time", data)
+
+
+def train_loss_rows(done) -> list[dict]:
+    """fig6's measured curves: per LGC run of fig6, the training loss averaged over eval_every rounds."""
+    from lgc.runs import read_csv
+
+    out = []
+    for job, path in done:
+        if "fig6" not in job.figures:
+            continue
+        rs = read_csv(Path(path) / "rounds.csv")
+        window = max(1, job.config.eval_every)
+        for s in range(0, len(rs) - window + 1, window):
+            chunk = rs[s:s + window]
+            out.append({"K": job.config.threshold_k, "seed": job.config.seed, "round": s + window,
+                        "time": float(chunk[-1]["time"]), "train_loss": float(np.mean([float(r["loss"]) for r in chunk]))})
+    return out
+
+
+def fig_step_size(rows, out: Path) -> list[Path]:
+    pal = style.algorithm_palette()
+    fig, axes = style.figure(ncols=1, width=3.6, height=2.7)
+    ax = axes[0, 0]
+    data = []
+    for alg in pp.CORE:
+        sub = _select(rows, "fig8", algorithm=alg)
+        lrs = sorted({r["lr"] for r in sub})
+        means, halves = [], []
+        for lr in lrs:
+            runs = {}
+            for r in sub:
+                if r["lr"] == lr and r["round"] >= runs.get(r["seed"], (0, 0))[0]:
+                    runs[r["seed"]] = (r["round"], r["test_acc"])
+            v = np.array([a for _, a in runs.values()])
+            means.append(v.mean())
+            halves.append(_t95(len(v)) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0)
+            data += [{"algorithm": alg, "lr": lr, "seed": s, "final_test_acc": a} for s, (_, a) in runs.items()]
+        if lrs:
+            ax.errorbar(lrs, means, yerr=halves, marker="o", ms=4, capsize=2, color=pal[alg],
+                        label=style.ALGORITHM_LABELS[alg])
+    ax.set_xscale("log")
+    ax.set_xlabel("step size η")
+    ax.set_ylabel("final test accuracy")
+    _finish(fig, axes, "Step-size sweep (mean, 95% CI)")
+    return style.save(fig, out / "fig8_step_size", data)
+
+
+def draw_all(done, out: Path, *, constants=None, scale=pp.PAPER, only=pp.FIGURES) -> list[Path]:
+    """Every requested figure that has at least one finished run."""
+    rows = eval_rows(done)
+    have = {r["figure"] for r in rows}
+    paths: list[Path] = []
+    if "fig1" in only and "fig1" in have:
+        paths += fig_algorithms(rows, out, "time")
+    if "fig2" in only and "fig2" in have:
+        paths += fig_algorithms(rows, out, "round")
+    if "fig3" in only and "fig3" in have:
+        paths += fig_periods(rows, out)
+    if "fig4" in only and "fig4" in have:
+        paths += fig_threshold(rows, out, constants, scale)
+    if "fig5" in only and "fig5" in have:
+        paths += fig_blocks(rows, out)
+    if "fig6" in only and "fig6" in have:
+        paths += fig_error_time(rows, train_loss_rows(done), out, constants, scale)
+    if "fig8" in only and "fig8" in have:
+        paths += fig_step_size(rows, out)
+    return paths

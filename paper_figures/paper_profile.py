@@ -1,0 +1,145 @@
+"""The paper profile (SPEC section 7): every run of figures 1-6 and 8, on CIFAR-10.
+
+Fixed for every run (docs/PAPER_PROFILE.md states the same):
+  ResNet-18 (CIFAR variant, GroupNorm), N = 10 workers, K = 7, B = 50 samples per worker and
+  round, M = 5 blocks (b = 10), main-label split (share 0.8 from one main class, c classes per
+  worker) with 2000 samples per worker, random crop + flip, shifted-exponential timing
+  (shift 1, rate 1; the time unit is one fast mini-batch), boundary semantics, 2 warm-up rounds,
+  server SGD with eta = 0.05, momentum 0.9, weight decay 5e-4, T = 300 rounds, test accuracy
+  on the 10,000 test images every 25 rounds, seeds 0, 1, 2 (data split fixed by data_seed 0).
+  Engine: the fused gradient engine (lgc/fused.py), eager, bf16 autocast and channels_last on CUDA.
+Base setting: c = 5, h = 10. Each figure varies one thing:
+  fig1/fig2  algorithm (all five) x c in {3, 5, 10}
+  fig3       h in {1, 10, 30} for full-sync, fastest-K, LGC
+  fig4/fig6  K in {3, 5, 7, 9} for fastest-K and LGC (and full-sync, K = 10) at a common
+             wall-clock budget tau = T * E[R_lgc(K = 7)]: the run with threshold K gets
+             T(K) = round(tau / E[R(K)]) rounds (theory.order_stats, eq. 5.1); full-sync's
+             base run (T rounds, longer than tau) is read at tau
+  fig5       M in {1, 2, 5, 10} for LGC
+  fig8       eta in {0.02, 0.05, 0.1} for full-sync, fastest-K, LGC
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+
+ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
+CORE = ("full-sync", "fastest-k", "lgc")
+CLASSES = (3, 5, 10)
+PERIODS = (1, 10, 30)
+KS = (3, 5, 7, 9)
+BLOCKS = (1, 2, 5, 10)
+LRS = (0.02, 0.05, 0.1)
+BASE_C, BASE_H, BASE_K, BASE_M, BASE_LR = 5, 10, 7, 5, 0.05
+FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig8")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big the runs are: the paper scale, or a tiny CPU smoke scale for tests."""
+
+    rounds: int = 300
+    width: int = 64
+    samples_per_worker: int = 2000
+    eval_every: int = 25
+    checkpoint_every: int = 100
+    seeds: int = 3
+    device: str = "auto"
+
+
+PAPER = Scale()
+TINY = Scale(rounds=6, width=4, samples_per_worker=40, eval_every=3, checkpoint_every=0, seeds=2, device="cpu")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run and the figures that read it; `tags` say where it sits in them."""
+
+    config: object  # lgc.config.TrainConfig
+    figures: tuple
+    tags: dict
+
+
+def base_config(data_dir: str, scale: Scale, *, accept_md5_mismatch: bool = True, **overrides):
+    from lgc.config import TrainConfig
+
+    d = dict(
+        algorithm="lgc", n_workers=10, threshold_k=BASE_K, batch_size=50, blocks=BASE_M, rounds=scale.rounds,
+        warmup_rounds=2, lr=BASE_LR, momentum=0.9, weight_decay=5e-4, dataset="cifar10", data_dir=str(data_dir),
+        accept_md5_mismatch=accept_md5_mismatch, augment=True, model="resnet18", width=scale.width, norm="group",
+        partition="main-label", classes_per_worker=BASE_C, samples_per_worker=scale.samples_per_worker,
+        main_share=0.8, timing="shifted-exp", timing_params={"shift": 1.0, "rate": 1.0},
+        straggling_period=BASE_H, semantics="boundary", seed=0, data_seed=0, eval_every=scale.eval_every,
+        checkpoint_every=scale.checkpoint_every, device=scale.device, engine="fused", compile="none")
+    d.update(overrides)
+    return TrainConfig(**d)
+
+
+@lru_cache(maxsize=None)
+def expected_round_time(algorithm: str, k: int, n: int = 10, m: int = BASE_M) -> float:
+    """E[R(K)] of the base timing (shifted exponential, boundary semantics), theory/order_stats."""
+    from theory.order_stats import expected_round_times
+    from theory.timing import ShiftedExponential
+
+    alg = "lgc" if algorithm == "lgc-fresh" else algorithm
+    rt = expected_round_times(ShiftedExponential(shift=1.0, rate=1.0), n, m, alg, ks=[k], rounds=4000, seed=0)
+    return float(rt.mean[0])
+
+
+def budget(scale: Scale) -> float:
+    """tau of figures 4 and 6: the base LGC run's expected virtual time."""
+    return scale.rounds * expected_round_time("lgc", BASE_K)
+
+
+def rounds_for(algorithm: str, k: int, scale: Scale) -> int:
+    """T(K) = round(tau / E[R(K)]) (eq. 5.1), so every K gets the same expected time."""
+    if algorithm == "lgc" and k == BASE_K:
+        return scale.rounds
+    return max(3, round(budget(scale) / expected_round_time(algorithm, k)))
+
+
+def jobs(data_dir: str, scale: Scale = PAPER, *, accept_md5_mismatch: bool = True) -> list[Job]:
+    """Every run of the profile, in priority order (the most important figures first), each
+    configuration once (a run shared by several figures lists them all)."""
+    out: dict[str, Job] = {}
+
+    def add(fig: str, tags: dict, **over):
+        cfg = base_config(data_dir, scale, accept_md5_mismatch=accept_md5_mismatch, **over)
+        key = repr(sorted(dataclasses.asdict(cfg).items()))
+        if key in out:
+            old = out[key]
+            out[key] = Job(cfg, old.figures + ((fig,) if fig not in old.figures else ()), {**old.tags, **tags})
+        else:
+            out[key] = Job(cfg, (fig,), dict(tags))
+
+    seeds = range(scale.seeds)
+    for c in (BASE_C,) + tuple(x for x in CLASSES if x != BASE_C):
+        for seed in seeds:
+            for alg in ALGORITHMS:
+                for fig in ("fig1", "fig2"):
+                    add(fig, {"c": c}, algorithm=alg, classes_per_worker=c, seed=seed)
+    for h in PERIODS:
+        for seed in seeds:
+            for alg in CORE:
+                add("fig3", {"h": h}, algorithm=alg, straggling_period=h, seed=seed)
+    for seed in seeds:  # K = N: full-sync's base run (it passes tau; read at tau)
+        add("fig4", {"K": 10}, algorithm="full-sync", seed=seed)
+    for k in KS:
+        for seed in seeds:
+            for alg in ("fastest-k", "lgc"):
+                for fig in ("fig4", "fig6") if alg == "lgc" else ("fig4",):
+                    add(fig, {"K": k}, algorithm=alg, threshold_k=k, rounds=rounds_for(alg, k, scale), seed=seed)
+    for m in BLOCKS:
+        for seed in seeds:
+            add("fig5", {"M": m}, algorithm="lgc", blocks=m, seed=seed)
+    for lr in LRS:
+        for seed in seeds:
+            for alg in CORE:
+                add("fig8", {"lr": lr}, algorithm=alg, lr=lr, seed=seed)
+    return list(out.values())
+
+
+def select(all_jobs: list[Job], figures) -> list[Job]:
+    wanted = set(figures)
+    return [j for j in all_jobs if wanted & set(j.figures)]

@@ -1,0 +1,105 @@
+"""The paper profile: its configuration, and the whole pipeline end to end at tiny CPU scale
+(random images in CIFAR-10's official format, ResNet-18-GN of width 4, a few rounds)."""
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+from lgc.bench import write_fake_cifar10
+from lgc.runs import read_csv
+from paper_figures import paper, paper_draw
+from paper_figures import paper_profile as pp
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_profile_is_the_paper_setting():
+    jobs = pp.jobs("/data", pp.PAPER)
+    for j in jobs:
+        c = j.config
+        assert (c.n_workers, c.batch_size, c.model, c.norm, c.dataset, c.partition) == \
+               (10, 50, "resnet18", "group", "cifar10", "main-label")
+        assert c.samples_per_worker == 2000 and c.timing == "shifted-exp" and c.width == 64
+    cells = {}
+    for j in jobs:
+        for fig in j.figures:
+            key = (fig, j.config.algorithm, j.config.classes_per_worker, j.config.straggling_period,
+                   j.config.threshold_k, j.config.blocks, j.config.lr)
+            cells.setdefault(key, set()).add(j.config.seed)
+    assert all(len(s) >= 3 for s in cells.values())  # every curve has >= 3 seeds
+    assert {k[2] for k in cells if k[0] == "fig1"} == {3, 5, 10}
+    assert {k[1] for k in cells if k[0] == "fig1"} == set(pp.ALGORITHMS)
+    assert {k[3] for k in cells if k[0] == "fig3"} == {1, 10, 30}
+    assert {k[5] for k in cells if k[0] == "fig5"} == {1, 2, 5, 10}
+    assert len({repr(sorted(vars(j.config).items())) for j in jobs}) == len(jobs)  # each run once
+
+
+def test_threshold_runs_share_one_expected_time():
+    """fig4: T(K) E[R(K)] = tau within half a round, for every K."""
+    tau = pp.budget(pp.PAPER)
+    for k in pp.KS:
+        er = pp.expected_round_time("lgc", k)
+        assert abs(pp.rounds_for("lgc", k, pp.PAPER) * er - tau) <= er / 2
+    assert pp.expected_round_time("lgc", 3) < pp.expected_round_time("lgc", 9) < pp.expected_round_time("full-sync", 10)
+
+
+def test_band_is_mean_and_t_interval_over_seeds():
+    rows = [{"seed": s, "round": r, "v": float(s * r)} for s in range(3) for r in (1, 2, 3)]
+    grid, mean, half, n = paper_draw.band(rows, "round", "v")
+    vals = np.array([[s * r for s in range(3)] for r in (1, 2, 3)], dtype=float)
+    assert n == 3 and list(grid) == [1, 2, 3]
+    np.testing.assert_allclose(mean, vals.mean(1))
+    np.testing.assert_allclose(half, 4.302652729911275 * vals.std(1, ddof=1) / np.sqrt(3))
+
+
+def test_pipeline_end_to_end_in_chunks(tmp_path, capsys):
+    data = tmp_path / "data"
+    write_fake_cifar10(data, n_train=1000, n_test=100)
+    common = ["--data-dir", str(data), "--accept-md5-mismatch", "--tiny", "--only", "fig5", "--results",
+              str(tmp_path / "results"), "--out", str(tmp_path / "out"), "--quiet"]
+    # a chunk whose time runs out mid-run stops cleanly: the run in flight keeps a checkpoint
+    assert paper.main(common + ["--chunk-minutes", "0.002"]) == 0
+    first = json.loads((tmp_path / "out" / "progress.json").read_text())
+    assert first["complete_runs"] == 0 and first["planned_runs"] == 8 and first["started_this_chunk"] == 1
+    (in_flight,) = (tmp_path / "results" / "train").iterdir()
+    assert (in_flight / "checkpoint.pt").exists() and not (in_flight / "final.json").exists()
+    # a chunk limited to 3 runs resumes that one and finishes three
+    assert paper.main(common + ["--max-runs", "3"]) == 0
+    first = json.loads((tmp_path / "out" / "progress.json").read_text())
+    assert first["complete_runs"] == 3 and (in_flight / "final.json").exists()
+    # the next chunk finishes the rest, reusing what is done
+    archive = tmp_path / "ship" / "results.tar.gz"
+    assert paper.main(common + ["--chunk-minutes", "5", "--archive", str(archive)]) == 0
+    done = json.loads((tmp_path / "out" / "progress.json").read_text())
+    assert done["complete_runs"] == 8
+    assert done["started_this_chunk"] == 5
+    # the figure's CSV holds exactly the runs' evaluations
+    rows = read_csv(tmp_path / "out" / "fig5_blocks.csv")
+    assert {(int(r["M"]), int(r["seed"])) for r in rows} == {(m, s) for m in pp.BLOCKS for s in range(2)}
+    run_dirs = sorted((tmp_path / "results" / "train").iterdir())
+    evals = sum(1 for d in run_dirs for r in read_csv(d / "rounds.csv") if r["test_acc"] != "")
+    assert len(rows) == evals
+    for f in ("fig5_blocks.png", "fig5_blocks.pdf"):
+        assert (tmp_path / "out" / f).stat().st_size > 1000
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert not any(n.endswith("checkpoint.pt") for n in names)
+    assert sum(n.endswith("final.json") for n in names) == 8
+    assert "paper_figures/out/paper/fig5_blocks.png" in names
+    # a third call trains nothing
+    assert paper.main(common) == 0
+    assert json.loads((tmp_path / "out" / "progress.json").read_text())["started_this_chunk"] == 0
+
+
+def test_bad_figure_name_is_one_line_and_status_2(capsys):
+    assert paper.main(["--data-dir", "x", "--only", "fig7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'fig7'" in err and "fig1" in err
