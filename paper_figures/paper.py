@@ -141,6 +141,9 @@ def main(argv=None) -> int:
     p.add_argument("--archive", type=Path, help="write the run records and figures to this .tar.gz")
     p.add_argument("--plan", action="store_true", help="print the runs and the GPU-time estimate, run nothing")
     p.add_argument("--draw-only", action="store_true", help="draw from finished runs, train nothing")
+    p.add_argument("--engine", default="fused", help="gradient engine of every run: fused (default) or batched")
+    p.add_argument("--compile", default="none", help="torch.compile mode of every run (default none: one graph "
+                                                     "per round size and run would cost more than it saves)")
     p.add_argument("--max-runs", type=int, help="start at most this many runs in this chunk")
     p.add_argument("--tiny", action="store_true", help="tiny CPU scale (width 4, 6 rounds, 2 seeds): a smoke test")
     p.add_argument("--quiet", action="store_true")
@@ -156,7 +159,14 @@ def main(argv=None) -> int:
         return 2
     scale = pp.TINY if args.tiny else pp.PAPER
     accept = args.accept_md5_mismatch or args.shared_data is not None
-    jobs = pp.select(pp.jobs(args.data_dir, scale, accept_md5_mismatch=accept), only)
+    try:
+        jobs = pp.select(pp.jobs(args.data_dir, scale, accept_md5_mismatch=accept, engine=args.engine,
+                                 compile=args.compile), only)
+        for j in jobs:
+            j.config.validate()
+    except UserError as e:
+        print(f"paper: error: {e}", file=sys.stderr)
+        return 2
     est = plan_estimate(jobs, scale)
     if args.plan:
         for j in jobs:

@@ -62,6 +62,7 @@ class Job:
 
 
 def base_config(data_dir: str, scale: Scale, *, accept_md5_mismatch: bool = True, **overrides):
+    """The base run (c = 5, h = 10, K = 7, M = 5, eta = 0.05) with `overrides` applied."""
     from lgc.config import TrainConfig
 
     d = dict(
@@ -99,13 +100,15 @@ def rounds_for(algorithm: str, k: int, scale: Scale) -> int:
     return max(3, round(budget(scale) / expected_round_time(algorithm, k)))
 
 
-def jobs(data_dir: str, scale: Scale = PAPER, *, accept_md5_mismatch: bool = True) -> list[Job]:
+def jobs(data_dir: str, scale: Scale = PAPER, *, accept_md5_mismatch: bool = True, engine: str = "fused",
+         compile: str = "none") -> list[Job]:
     """Every run of the profile, in priority order (the most important figures first), each
     configuration once (a run shared by several figures lists them all)."""
     out: dict[str, Job] = {}
 
     def add(fig: str, tags: dict, **over):
-        cfg = base_config(data_dir, scale, accept_md5_mismatch=accept_md5_mismatch, **over)
+        cfg = base_config(data_dir, scale, accept_md5_mismatch=accept_md5_mismatch, engine=engine, compile=compile,
+                          **over)
         key = repr(sorted(dataclasses.asdict(cfg).items()))
         if key in out:
             old = out[key]

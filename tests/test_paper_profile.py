@@ -103,3 +103,8 @@ def test_bad_figure_name_is_one_line_and_status_2(capsys):
     assert paper.main(["--data-dir", "x", "--only", "fig7"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'fig7'" in err and "fig1" in err
+
+
+def test_bad_engine_is_refused_before_any_run(tmp_path, capsys):
+    assert paper.main(["--data-dir", str(tmp_path), "--engine", "bogus", "--plan"]) == 2
+    assert "engine='bogus' must be one of" in capsys.readouterr().err
