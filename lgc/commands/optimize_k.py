@@ -162,7 +162,7 @@ def plot(res, path: str) -> None:
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="best")
     ax.set_title(f"{res.algorithm}: {res.criterion} criterion", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=150)
     plt.close(fig)
 
 
