@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from lgc.errors import check
+from lgc.threads import torch_threads
 
 PerSampleLoss = Callable[[Tensor, Tensor, Tensor], Tensor]  # (w (P,), x (n, ...), y (n,)) -> (n,)
 
@@ -244,7 +245,7 @@ def _interval(estimate: float, replicates: np.ndarray, level: float) -> list[flo
 def estimate_constants(
     problem: Problem, *, bootstrap: int = 200, level: float = 0.95, power_iters: int = 30,
     l_bootstrap: int = 20, trajectory_steps: int = 20, lr: Optional[float] = None, batch: int = 32,
-    points: int = 3, lbfgs_iters: int = 200, seed: int = 0,
+    points: int = 3, lbfgs_iters: int = 200, seed: int = 0, threads: Optional[int] = None,
 ) -> Estimate:
     """L, sigma^2, zeta^2, Delta of `problem` with percentile-bootstrap intervals.
 
@@ -254,7 +255,19 @@ def estimate_constants(
       trajectory_steps, lr, batch: the SGD trajectory (lr defaults to 1 / L at w_0).
       points: trajectory points (evenly spaced, w_0 and the end included) where every
         constant is evaluated; the largest value is reported.
+      threads: torch intra-op threads during the estimate (None: 1 for models under 10^5
+        parameters, whose tiny ops run fastest on one thread (lgc/threads.py); else unchanged).
     """
+    if threads is None and problem.w0.numel() < 100_000:
+        threads = 1
+    with torch_threads(threads):
+        return _estimate(problem, bootstrap=bootstrap, level=level, power_iters=power_iters,
+                         l_bootstrap=l_bootstrap, trajectory_steps=trajectory_steps, lr=lr, batch=batch,
+                         points=points, lbfgs_iters=lbfgs_iters, seed=seed)
+
+
+def _estimate(problem: Problem, *, bootstrap, level, power_iters, l_bootstrap, trajectory_steps, lr, batch, points,
+              lbfgs_iters, seed) -> Estimate:
     check(bootstrap >= 10, f"--bootstrap {bootstrap} must be >= 10")
     check(l_bootstrap >= 0, f"--l-bootstrap {l_bootstrap} must be >= 0")
     check(power_iters >= 1, f"--power-iters {power_iters} must be >= 1")

@@ -29,6 +29,7 @@ import torch
 from lgc.data.synthetic import QuadraticProblem
 from lgc.errors import check
 from lgc.rules import RuleState, ServerState, aggregate, group_weights, server_step
+from lgc.threads import torch_threads
 from theory.schedule import schedule_round
 
 VALIDATED = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
@@ -132,7 +133,13 @@ def measure(quad: QuadraticProblem, algorithm: str, schedules: Schedules, *, bat
         noise = block_noise(quad, seeds, T, batch=batch, blocks=blocks)
     check(noise.shape[0] == S and noise.shape[1] >= T and noise.shape[2:] == (N, blocks, quad.dim),
           f"noise of shape {noise.shape} does not cover (S={S}, T={T}, N={N}, M={blocks}, d={quad.dim})")
-    d = quad.dim
+    with torch_threads(1):  # (S, d) tensors: tiny ops, one thread is fastest
+        return _run(quad, algorithm, schedules, noise, lr=lr, warmup=warmup, momentum=momentum)
+
+
+def _run(quad, algorithm, schedules, noise, *, lr, warmup, momentum) -> Measurement:
+    S, T, N = schedules.fast.shape
+    blocks, d = noise.shape[3], quad.dim
     dt = torch.float64
     h, c = torch.tensor(quad.h, dtype=dt), torch.tensor(quad.c, dtype=dt)
     cbar, pi = torch.tensor(quad.cbar, dtype=dt), torch.tensor(quad.pi, dtype=dt)

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 import paper_figures
+from lgc.threads import torch_threads
 
 OUT_ROOT = Path(__file__).resolve().parent / "out"
 
@@ -46,7 +47,8 @@ def run_all(out_dir: Path, *, profile: str = "quick", only: list[str] | None = N
         t0 = time.perf_counter()
         try:
             mod = importlib.import_module(f"paper_figures.{name}")
-            paths = list(mod.make(out_dir, profile=profile))
+            with torch_threads(1 if profile == "quick" else None):  # small CPU models: one thread (lgc/threads.py)
+                paths = list(mod.make(out_dir, profile=profile))
             written.extend(paths)
             tqdm.write(f"{name}: {len(paths)} files in {time.perf_counter() - t0:.1f} s")
         except Exception as e:  # one figure's failure must not stop the others

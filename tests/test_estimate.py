@@ -126,8 +126,9 @@ def test_cli_estimate_bad_input_is_one_line_and_exit_2(argv, needle, tmp_path, c
 
 
 def test_pipeline_softmax_estimate_then_optimize_k(tmp_path, capsys):
-    """Data -> constants -> recommended K: `lgc estimate` on a softmax model over a main-label
-    split writes constants that `lgc optimize-k --constants` reads (both through lgc.cli.main)."""
+    """Data -> constants -> recommended K -> training with it: `lgc estimate` on a softmax
+    model over a main-label split writes constants that `lgc optimize-k --constants` reads,
+    and `lgc train` runs the same configuration with the recommended K (all via lgc.cli.main)."""
     from lgc.cli import main
 
     out = tmp_path / "constants.json"
@@ -145,7 +146,17 @@ def test_pipeline_softmax_estimate_then_optimize_k(tmp_path, capsys):
     assert rc == 0
     table = json.loads(capsys.readouterr().out)
     assert table["constants"] == {k: est[k] for k in ("L", "sigma2", "zeta2", "Delta")}
-    assert 1 <= table["k_star"] <= 4 and [r["K"] for r in table["rows"]] == [1, 2, 3, 4]
+    k_star = table["k_star"]
+    assert 1 <= k_star <= 4 and [r["K"] for r in table["rows"]] == [1, 2, 3, 4]
+    run = {**est["source"]["train_config"], "threshold_k": k_star, "batch_size": 10, "blocks": 2, "rounds": 3,
+           "eval_every": 0}
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    rc = main(["train", "--config", str(tmp_path / "run.json"), "--results", str(tmp_path / "results"),
+               "--quiet", "--json"])
+    assert rc == 0
+    rounds = (next((tmp_path / "results").rglob("rounds.csv"))).read_text().splitlines()
+    assert len(rounds) == 1 + 3 and json.loads((next((tmp_path / "results").rglob("config.json"))).read_text())[
+        "threshold_k"] == k_star
 
 
 def test_cli_estimate_config_estimates_the_training_runs_problem(tmp_path):
@@ -170,3 +181,16 @@ def test_cli_estimate_config_estimates_the_training_runs_problem(tmp_path):
                                                              task.ds.y_train[idx]))
                  for p, idx in zip(task.pi, (torch.from_numpy(part) for part in task.parts)))
     assert est["source"]["F_w0"] == pytest.approx(f0, rel=1e-5)
+
+
+def test_torch_threads_scope_sets_and_restores():
+    from lgc.threads import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with torch_threads(1):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

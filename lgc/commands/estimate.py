@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--trajectory-steps", type=int, default=20, help="SGD steps of the trajectory (default 20)")
     e.add_argument("--lr", type=float, default=None, help="trajectory step size (default 1 / L at w_0)")
     e.add_argument("--lbfgs-iters", type=int, default=200, help="L-BFGS iterations for Delta (default 200)")
+    e.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: 1 for models under 10^5 parameters, else torch's default)")
     o = parser.add_argument_group("output")
     o.add_argument("--out", type=Path, default=Path("constants.json"), help="constants JSON (default constants.json)")
     o.add_argument("--json", action="store_true", help="print the JSON instead of a table")
@@ -89,6 +91,7 @@ def build_problem(args):
     from lgc.sim_task import make_task
 
     check(args.samples_per_worker >= 2, f"--samples-per-worker {args.samples_per_worker} must be >= 2")
+    check(args.threads is None or args.threads >= 1, f"--threads {args.threads} must be >= 1")
     check(args.max_samples is None or args.max_samples >= 2, f"--max-samples {args.max_samples} must be >= 2")
     cfg = train_config(args)
     task = make_task(cfg, torch.device("cpu"))
@@ -115,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     problem, quad, cfg = build_problem(args)
     est = estimate_constants(
         problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters, l_bootstrap=args.l_bootstrap,
-        trajectory_steps=args.trajectory_steps, lr=args.lr, lbfgs_iters=args.lbfgs_iters, seed=cfg.seed)
+        trajectory_steps=args.trajectory_steps, lr=args.lr, lbfgs_iters=args.lbfgs_iters, seed=cfg.seed,
+        threads=args.threads)
     constants = est.to_json()
     constants["source"].update({
         "command": "lgc estimate", "dataset": cfg.dataset, "model": None if quad else cfg.model,
