@@ -200,9 +200,10 @@ def split_model(model: nn.Module) -> tuple[nn.Module, list[tuple[str, str]]]:
 
 # ----------------------------------------------------------------------------- the engine
 def _maybe_compile(fn, mode: str):
-    """torch.compile(fn) in `mode` ("none": fn itself). Static shapes: a round's size is
-    K*B + sum_j m_j b, at most (N-K)(M-1)+1 distinct values, one graph each (CUDA graphs need
-    static shapes), so dynamo's recompile limit is raised above that."""
+    """torch.compile(fn) in `mode` ("none": fn itself). A round's size K*B + sum_j m_j b takes
+    up to (N-K)(M-1)+1 values: dynamo's automatic dynamic shapes compile a size-generic graph
+    at the second size (reduce-overhead then records one CUDA graph per size, cheaply); the
+    recompile limit is raised so that no size falls back to eager."""
     if mode == "none":
         return fn
     import torch._dynamo
@@ -210,7 +211,7 @@ def _maybe_compile(fn, mode: str):
     for name in ("recompile_limit", "cache_size_limit"):
         if hasattr(torch._dynamo.config, name):
             setattr(torch._dynamo.config, name, max(getattr(torch._dynamo.config, name), 64))
-    return torch.compile(fn, mode=None if mode == "default" else mode, dynamic=False)
+    return torch.compile(fn, mode=None if mode == "default" else mode)
 
 
 class FusedEngine:

@@ -27,8 +27,10 @@ from paper_figures import paper_profile as pp
 
 OUT = Path(__file__).resolve().parent / "out" / "paper"
 RECORD_FILES = ("config.json", "meta.json", "data.json", "rounds.csv", "schedule.csv", "final.json")
-MS_PER_ROUND = 25.0  # planning figure for an H100, eager fused engine, bf16 (docs/PAPER_PROFILE.md)
-EVAL_MS = 100.0  # one pass over the 10,000 test images, same basis
+# planning figures for an H100, eager fused engine, bf16, channels_last (docs/PAPER_PROFILE.md):
+MS_PER_ROUND = 25.0  # ~445 samples per lgc round at ~26 ms per eager 500-sample pass (SPEC: 9.5 ms x 2.7)
+EVAL_MS = 175.0  # forward over the 10,000 test images (a third of a training pass per sample)
+RUN_START_MS = 1000.0  # per run: model, data to the device, run directory
 
 
 def convert_shared(shared: Path, data_dir: Path) -> None:
@@ -54,9 +56,10 @@ def memoize_cifar() -> None:
 def plan_estimate(jobs, scale) -> dict:
     rounds = sum(j.config.rounds for j in jobs)
     evals = sum(j.config.rounds // j.config.eval_every + 1 for j in jobs)
-    minutes = (rounds * MS_PER_ROUND + evals * EVAL_MS) / 6e4
+    minutes = (rounds * MS_PER_ROUND + evals * EVAL_MS + len(jobs) * RUN_START_MS) / 6e4
     return {"runs": len(jobs), "rounds": rounds, "evaluations": evals,
-            "estimated_gpu_minutes": round(minutes, 1), "assumed_ms_per_round": MS_PER_ROUND}
+            "estimated_gpu_minutes": round(minutes, 1), "assumed_ms_per_round": MS_PER_ROUND,
+            "assumed_ms_per_evaluation": EVAL_MS, "assumed_ms_per_run_start": RUN_START_MS}
 
 
 def measured_speed(done) -> dict:
@@ -193,8 +196,12 @@ def main(argv=None) -> int:
         return 2
     from lgc import runs
 
+    speed = measured_speed(done)
+    left_rounds = sum(j.config.rounds for j in jobs) - speed["finished_rounds"]
+    if speed["ms_per_round"]:  # wall_s of a round includes its evaluations
+        speed["projected_minutes_left"] = round(left_rounds * speed["ms_per_round"] / 6e4, 1)
     progress = {"complete_runs": len(done), "planned_runs": len(jobs), "started_this_chunk": started,
-                "plan": est, "measured": measured_speed(done), "chunk_wall_s": round(time.perf_counter() - t0, 1),
+                "plan": est, "measured": speed, "chunk_wall_s": round(time.perf_counter() - t0, 1),
                 "code_version": runs.code_version(), "environment": runs.environment_info(),
                 "figures": [str(x) for x in paths]}
     runs.atomic_write_json(args.out / "progress.json", progress)

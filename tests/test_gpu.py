@@ -46,8 +46,8 @@ def _fp32_matmul():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-@pytest.mark.parametrize("name", ["resnet18", "cnn", "mlp"])
-@pytest.mark.parametrize("mode,rtol", [("none", 1e-5), ("default", 1e-4), ("reduce-overhead", 1e-4)])
+@pytest.mark.parametrize("name,mode,rtol", [("resnet18", "none", 1e-5), ("cnn", "none", 1e-5), ("mlp", "none", 1e-5),
+                                            ("resnet18", "default", 1e-4), ("resnet18", "reduce-overhead", 1e-4)])
 def test_fused_float32_on_cuda_equals_explicit_loop(name, mode, rtol):
     model, xs, ys = _on_cuda(name, channels_last=name != "mlp")
     engine = FusedEngine(compile=mode)
@@ -73,7 +73,7 @@ def test_compiled_two_pass_engine_equals_explicit_loop(mode):
     torch.testing.assert_close(got["strag"], gS, rtol=1e-4, atol=1e-4 * float(gS.abs().max()))
 
 
-@pytest.mark.parametrize("mode", ["none", "default", "reduce-overhead"])
+@pytest.mark.parametrize("mode", ["none", "reduce-overhead"])
 def test_fused_bf16_matches_two_pass_bf16_and_the_float32_loop(mode):
     """Under bf16 autocast the fused and two-pass engines round the same products the same way
     up to summation order; both stay within bf16 accuracy of the float32 loop."""
