@@ -22,24 +22,18 @@ CFG = dict(algorithm="lgc", n_workers=4, threshold_k=2, batch_size=8, blocks=4, 
            dataset="synthetic", synthetic_train=1000, synthetic_test=100, partition="iid", samples_per_worker=200,
            model="softmax", eval_every=0, checkpoint_every=2, seed=5)
 
-RUNNER = """
-import json, sys
-from lgc.config import TrainConfig
-from lgc.dist import DistOptions, run_dist
-from lgc.errors import UserError
-cfg, opts, root = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
-try:
-    run_dist(TrainConfig(**cfg), DistOptions(**opts), root=root, quiet=True)
-except UserError as e:
-    print(f"lgc train: error: {e}", file=sys.stderr)
-    sys.exit(2)
-"""
+FLAGS = ["--backend", "dist", "--algorithm", "lgc", "-N", "4", "-K", "2", "-B", "8", "-M", "4", "-T", str(ROUNDS),
+         "--warmup-rounds", "2", "--dataset", "synthetic", "--synthetic-train", "1000", "--synthetic-test", "100",
+         "--partition", "iid", "--samples-per-worker", "200", "--model", "softmax", "--eval-every", "0",
+         "--checkpoint-every", "2", "--seed", "5", "--quiet"]
 
 
 def _start(tmp_path: Path, opts: dict) -> subprocess.Popen:
+    """`lgc train --backend dist` in its own process, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-c", RUNNER, json.dumps(CFG), json.dumps(opts), str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    cmd = [sys.executable, "-m", "lgc", "train", *FLAGS, "--results", str(tmp_path),
+           "--unit-ms", str(opts["unit_ms"]), "--timeout-s", str(opts["timeout_s"])]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def _wait_for_checkpoint(tmp_path: Path, proc, min_round: int, limit_s: float = 60.0) -> Path:
@@ -75,7 +69,7 @@ def test_sigkilled_worker_ends_run_naming_it_and_run_resumes_losing_nothing(tmp_
     trace_before = read_csv(run / "trace.csv")
     assert [int(r["round"]) for r in before] == list(range(ck_round))
     assert not (run / "final.json").exists()
-    # resume: the same config continues from the checkpoint
+    # resume: the same config (as the CLI builds it) continues from the checkpoint
     path = run_dist(TrainConfig(**CFG), DistOptions(**opts), root=tmp_path, quiet=True)
     assert path == run and (run / "final.json").exists()
     after = read_csv(run / "rounds.csv")

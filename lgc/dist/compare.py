@@ -1,8 +1,8 @@
 """Measured against modelled round times of a finished `dist` run (benchmark and figure 7).
 
-For each round t the model's schedule is theory.schedule.schedule_round on the timing model's
-block finish times for the run's seed (what `sim` would compute, same semantics, K = N in
-warm-up and full-sync rounds); the measured one is the run's schedule.csv (arrival order,
+For each round t the model's schedule is theory.schedule.schedule_round (schedule_deadline
+for anytime-minibatch) on the timing model's block finish times for the run's seed (what
+`sim` would compute, same semantics, K = N in warm-up and full-sync rounds); the measured one is the run's schedule.csv (arrival order,
 wall = measured R_t). Both in time units; one unit = the run's unit_ms.
 
     overhead_t = (measured R_t - modelled R_t) / measured R_t
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.schedule import schedule_from_csv, schedule_round
+from theory.schedule import schedule_deadline, schedule_from_csv, schedule_round
 
 
 def round_comparison(run_path: str | Path) -> list[dict]:
@@ -28,6 +28,10 @@ def round_comparison(run_path: str | Path) -> list[dict]:
     cfg = TrainConfig(**key)
     timing = make_timing(cfg)
     unit_s = float(opts["unit_ms"]) / 1000.0
+    from lgc.dist import settings_from_config
+    from lgc.dist import DistOptions
+
+    deadline = settings_from_config(cfg.resolved(), DistOptions(), timing).deadline
     measured = schedule_from_csv((run_path / "schedule.csv").read_text(), source=str(run_path / "schedule.csv"))
     rows = []
     for s in measured:
@@ -35,7 +39,10 @@ def round_comparison(run_path: str | Path) -> list[dict]:
         full = t < cfg.warmup_rounds or cfg.algorithm == "full-sync"
         k = cfg.n_workers if full else cfg.threshold_k
         finish = timing.block_finish_times(cfg.seed, t, cfg.n_workers, cfg.blocks, period=cfg.straggling_period)
-        model = schedule_round(finish, k, semantics=cfg.semantics, round_index=t)
+        if cfg.algorithm == "anytime-minibatch" and not full:
+            model = schedule_deadline(finish, deadline, round_index=t)
+        else:
+            model = schedule_round(finish, k, semantics=cfg.semantics, round_index=t)
         meas_s, mod_s = s.wall * unit_s, model.wall * unit_s
         rows.append({
             "round": t, "warmup": int(t < cfg.warmup_rounds), "measured_s": meas_s, "modelled_s": mod_s,

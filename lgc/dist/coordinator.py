@@ -57,15 +57,19 @@ class RoundCoordinator:
         """Has the K-th worker of this round arrived? (one round trip to the store)."""
         return bool(self.store.check([self._key(f"r{round_index}/closed")]))
 
-    def wait_closed(self, round_index: int, seconds: float) -> bool:
-        """Sleep up to `seconds`, waking early when the round closes; True if it closed."""
-        if seconds <= 0:
-            return self.closed(round_index)
-        try:
-            self.store.wait([self._key(f"r{round_index}/closed")], timedelta(seconds=seconds))
-            return True
-        except Exception:  # the store raises on timeout (DistStoreError in torch >= 2.2)
-            return False
+    def wait_closed(self, round_index: int, seconds: float, poll_s: float = 0.002) -> bool:
+        """Sleep up to `seconds`, waking within `poll_s` when the round closes; True if it closed.
+
+        Polls instead of TCPStore.wait with a timeout: a timed-out wait leaves the server's late
+        reply on the connection, which the next request would read."""
+        deadline = time.perf_counter() + seconds
+        while True:
+            if self.closed(round_index):
+                return True
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                return False
+            time.sleep(min(poll_s, left))
 
     def forget(self, round_index: int) -> None:
         """Drop a finished round's keys (rank 0, two rounds later) so the store stays small."""

@@ -81,7 +81,7 @@ def _describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
-def _stop_all(procs, grace_s: float = 2.0) -> None:
+def _stop_all(procs, grace_s: float = 1.0) -> None:
     for p in procs:
         if p.exitcode is None:
             p.terminate()

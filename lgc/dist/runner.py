@@ -90,6 +90,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
 
         bar = tqdm(total=s.rounds, initial=state.round, desc=f"dist {s.algorithm} K={s.threshold_k}",
                    unit="round", leave=False, file=sys.stderr)
+    worker._sum_over_workers(torch.zeros(8, dtype=state.w.dtype, device=device))  # connect before round 0
     loop_start, loop_first = time.perf_counter(), state.round
     while state.round < s.rounds:
         t = state.round
@@ -128,6 +129,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
                  "loop_s": loop_s, "loop_rounds": s.rounds - loop_first,
                  **problem.iterate_metrics(state.w), **job.final_extra}
         finish_run(recorder.path, final)
+    dist.barrier()  # every rank returns after final.json exists
 
 
 GATHER_MAX_BYTES = 256 * 2**20  # rank 0 holds N buffers in "gather" mode

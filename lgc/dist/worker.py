@@ -186,7 +186,7 @@ class Worker:
             interrupted = False
             if finish is not None:
                 target = t0 + finish[m]
-                if abort and free and not anytime and m < M - 1:
+                if abort and free and not anytime:
                     # abort-at-cutoff: the injected block is cut short when the round closes
                     interrupted = self.coord.wait_closed(t, target - time.perf_counter())
                 else:
@@ -249,7 +249,10 @@ class Worker:
         else:
             blocks = tuple(int(M) if i in fast else int(rep[i, _M]) for i in range(s.n_workers))
         arrive = rep[:, _ARRIVE]
-        t_cut = float(arrive[fast[-1]]) / s.unit_s if fast else float(wall_s) / s.unit_s
+        if s.algorithm == "anytime-minibatch" and not full and s.deadline is not None:
+            t_cut = float(s.deadline)  # the deadline closes the round (eq. 2.6)
+        else:
+            t_cut = float(arrive[fast[-1]]) / s.unit_s if fast else float(wall_s) / s.unit_s
         return RoundSchedule(round=t, fast=fast, blocks=blocks, t_cut=t_cut, wall=wall_s / s.unit_s)
 
     def _used_workers(self, t: int, sched: RoundSchedule, rho: float) -> np.ndarray:
