@@ -39,6 +39,10 @@ def rows(root=None) -> list[dict]:
     cfg = config()
     path = run_dist(cfg, DistOptions(unit_ms=UNIT_MS), root=root, quiet=True)
     unit_s = UNIT_MS / 1000.0
+    try:
+        shown = str(Path(path).resolve().relative_to(Path(__file__).resolve().parent.parent))
+    except ValueError:
+        shown = str(path)
     timing = make_timing(cfg.resolved())
     e_lgc = float(expected_round_times(timing, N, M, "lgc", ks=[K], seed=1).mean[0])
     e_full = float(expected_round_times(timing, N, M, "full-sync", ks=[N], seed=1).mean[0])
@@ -49,12 +53,12 @@ def rows(root=None) -> list[dict]:
                               ("theory E[R]", e_full if warm else e_lgc)):
             out.append({"round": r["round"], "warmup": int(warm), "source": source, "round_time": value,
                         "round_time_ms": value * UNIT_MS, "unit_ms": UNIT_MS, "N": N, "K": K, "M": M,
-                        "run_dir": str(path)})
+                        "run_dir": shown})
     return out
 
 
 def draw(data):
-    fig, axes = style.figure(ncols=2, width=3.3, height=2.7)
+    fig, axes = style.figure(ncols=2, width=3.3, height=3.0)
     colours = dict(zip(("dist (measured)", "sim schedule", "theory E[R]"), style.sns.color_palette("colorblind", 3)))
     ax = axes[0, 0]
     for source, marker, ls in (("dist (measured)", "o", "-"), ("sim schedule", "x", "--"), ("theory E[R]", None, ":")):
@@ -63,9 +67,9 @@ def draw(data):
                 color=colours[source], label=source, drawstyle="steps-mid" if marker is None else "default")
     ax.axvspan(-0.5, 1.5, color="0.9", zorder=0, label="warm-up (full-sync)")
     ax.set_xlabel("round t")
-    ax.set_ylabel(f"round time R_t [time units; 1 = {UNIT_MS:g} ms]")
+    ax.set_ylabel(f"R_t [time units, 1 = {UNIT_MS:g} ms]")
     ax.set_title(f"dist, N={N} gloo processes, K={K}, M={M}")
-    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     ax = axes[0, 1]
     meas = np.array([r["round_time"] for r in data if r["source"] == "dist (measured)"])
     pred = np.array([r["round_time"] for r in data if r["source"] == "sim schedule"])
@@ -78,7 +82,7 @@ def draw(data):
     ax.set_title(f"mean overhead {100 * overhead:.1f}% of R_t")
     ax.set_xlim(lo, hi)
     ax.set_ylim(lo, hi)
-    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     fig.tight_layout()
     return fig
 
