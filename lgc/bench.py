@@ -123,7 +123,7 @@ def time_sim(args, data_dir, engine: str, mode: str) -> dict:
 
 def time_plain(args, samples: list, mode: str, device: torch.device) -> dict:
     """forward + backward + SGD (momentum 0.9) on len(samples) batches of the given sizes."""
-    from lgc.fused import _maybe_compile
+    from lgc.fused import _maybe_compile, mark_step
     from lgc.models import make_model
 
     torch.manual_seed(args.seed)
@@ -142,6 +142,7 @@ def time_plain(args, samples: list, mode: str, device: torch.device) -> dict:
 
     def step(n):
         x, y = batches[n]
+        mark_step(mode)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cl):
             out = fwd(x)
         loss = torch.nn.functional.cross_entropy(out.float(), y)

@@ -199,6 +199,13 @@ def split_model(model: nn.Module) -> tuple[nn.Module, list[tuple[str, str]]]:
 
 
 # ----------------------------------------------------------------------------- the engine
+def mark_step(mode: str) -> None:
+    """Tell CUDA-graph trees a new iteration begins (reduce-overhead), so that outputs of the
+    previous replay may be overwritten; a no-op otherwise."""
+    if mode in ("reduce-overhead", "max-autotune") and hasattr(torch.compiler, "cudagraph_mark_step_begin"):
+        torch.compiler.cudagraph_mark_step_begin()
+
+
 def _maybe_compile(fn, mode: str):
     """torch.compile(fn) in `mode` ("none": fn itself). A round's size K*B + sum_j m_j b takes
     up to (N-K)(M-1)+1 values: dynamo's automatic dynamic shapes compile a size-generic graph
@@ -267,6 +274,7 @@ class FusedEngine:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if len(names) == 1:
             leaves = {n: p.detach().requires_grad_(True) for n, p in named}
+            mark_step(self.compile)
             total, losses = self._plain_fn(leaves, batch.x, batch.y, batch.weights[names[0]])
             gs = torch.autograd.grad(total, list(leaves.values()))
             return {names[0]: torch.cat([g.reshape(-1) for g in gs])}, float(losses.mean())
@@ -285,6 +293,7 @@ class FusedEngine:
         params_in = {}
         for (sa, ss), la, ls in zip(self._slots, leaves_a, leaves_s):
             params_in[sa], params_in[ss] = la, ls
+        mark_step(self.compile)
         total, losses = self._fused_fn(params_in, x, y, c)
         gs = torch.autograd.grad(total, leaves_a + leaves_s)
         k = len(leaves_a)
@@ -308,6 +317,7 @@ class CompiledBatchedEngine(BatchedEngine):
         if self._model_id != id(model):
             self._compiled = _maybe_compile(model, self.compile)
             self._model_id = id(model)
+        mark_step(self.compile)
         res, loss = super().grads(_Forwarding(self._compiled, model), batch)
         return res, loss
 
