@@ -171,7 +171,7 @@ class Worker:
         row = np.zeros(_REPORT_FIXED + 2 * M)
         prev = cur = None  # gradient sums over done-1 and done blocks
         prev_loss = cur_loss = 0.0
-        done, m_rep, pos = 0, None, 0
+        done, m_rep, pos, interrupted = 0, None, 0, False
         t0 = time.perf_counter()
         for m in range(planned):
             if anytime and deadline_s is not None:
@@ -227,7 +227,8 @@ class Worker:
             gsum, lsum = prev, prev_loss
         else:  # pragma: no cover - m_rep is done or done-1 by construction
             raise AssertionError((m_rep, done))
-        row[_POS], row[_M], row[_DONE] = pos, m_rep, done
+        # the trace lists finished blocks: an injected block cut short at the cutoff is not one
+        row[_POS], row[_M], row[_DONE] = pos, m_rep, done - int(interrupted)
         row[_LOSS], row[_NSAMP] = lsum, m_rep * s.block_size
         return row, gsum, t0
 
