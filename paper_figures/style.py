@@ -88,7 +88,8 @@ def save(
         paths.append(csv_path)
     for ext in ("pdf", "png"):
         p = stem.with_suffix(f".{ext}")
-        fig.savefig(p)
+        # no creation date: the same figure gives the same bytes (no churn in committed figures)
+        fig.savefig(p, metadata={"CreationDate": None} if ext == "pdf" else None)
         paths.append(p)
     plt.close(fig)
     return paths
