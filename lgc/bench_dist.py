@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--algorithm", default="lgc", help="algorithm (default lgc)")
     p.add_argument("--semantics", default="boundary", choices=("boundary", "abort"))
     p.add_argument("--model", default="mlp", help="model (default mlp, width 32)")
+    p.add_argument("--reduce", default="auto", choices=("auto", "gather", "allreduce"),
+                   help="how gradient sums travel (default auto: gather + broadcast on CPU)")
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
 
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="lgc-bench-dist-") as root:
         try:
-            path = run_dist(cfg, DistOptions(unit_ms=args.unit_ms, timeout_s=60.0), root=root, force=True, quiet=True)
+            path = run_dist(cfg, DistOptions(unit_ms=args.unit_ms, timeout_s=60.0, reduce=args.reduce), root=root, force=True, quiet=True)
         except UserError as e:
             print(f"bench-dist: error: {e}", file=sys.stderr)
             return 2
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
     out["period_overhead"] = (final["loop_s"] - modelled_total) / final["loop_s"]
     env = environment_info("cpu")
     out.update({"N": args.n, "K": args.k, "M": args.blocks, "unit_ms": args.unit_ms, "algorithm": args.algorithm,
-                "semantics": args.semantics, "engine": "gloo", "wall_s": time.perf_counter() - began,
+                "semantics": args.semantics, "engine": "gloo", "reduce": args.reduce, "wall_s": time.perf_counter() - began,
                 "machine": f"{env['platform']} {env.get('device_name', '')}, {env['torch']}",
                 "cpu_count": __import__("os").cpu_count()})
     if args.json:
@@ -68,7 +70,7 @@ def main(argv=None) -> int:
         return 0
     print(f"dist coordination overhead: N={args.n} gloo processes, K={args.k}, M={args.blocks}, "
           f"unit {args.unit_ms:g} ms (blocks >= {args.unit_ms / args.blocks:g} ms), {args.rounds} rounds, "
-          f"{args.algorithm}, {args.semantics} semantics")
+          f"{args.algorithm}, {args.semantics} semantics, reduce={args.reduce}")
     print(f"  mean R_t measured {out['mean_measured_ms']:.1f} ms, modelled {out['mean_modelled_ms']:.1f} ms")
     print(f"  overhead (measured - modelled) / measured: mean {100 * out['overhead_mean']:.2f}%, "
           f"median {100 * out['overhead_median']:.2f}%, p90 {100 * out['overhead_p90']:.2f}% (target <= 5%)")
