@@ -19,7 +19,6 @@ storage), passed through torch.func.functional_call so that the whole pass can b
 from __future__ import annotations
 
 import copy
-from typing import Optional
 
 import torch
 from torch import nn
@@ -33,16 +32,8 @@ SPLIT_TYPES = (nn.Conv2d, nn.Linear, nn.GroupNorm)
 
 
 # ----------------------------------------------------------------------------- mixed precision
-def _compute_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
-    """The autocast dtype in force for x's device, or None when autocast is off."""
-    dev = x.device.type
-    if torch.is_autocast_enabled(dev):
-        return torch.get_autocast_dtype(dev)
-    return None
-
-
 def _cast(dtype, *ts):
-    """The tensors in the autocast dtype (unchanged when autocast is off; None stays None)."""
+    """The tensors in the compute dtype (unchanged when it is None; None stays None)."""
     return tuple(t if t is None or dtype is None else t.to(dtype) for t in ts)
 
 
@@ -62,8 +53,8 @@ class _SplitLinear(torch.autograd.Function):
     """y = x W^T + b; backward: dx over all rows, dW and db per group of rows."""
 
     @staticmethod
-    def forward(ctx, x, n_a, w_a, w_s, b_a, b_s):
-        xc, wc, bc = _cast(_compute_dtype(x), x, w_a, b_a)
+    def forward(ctx, x, n_a, w_a, w_s, b_a, b_s, dtype):
+        xc, wc, bc = _cast(dtype, x, w_a, b_a)
         with torch.autocast(x.device.type, enabled=False):
             y = F.linear(xc, wc, bc)
         ctx.save_for_backward(xc, wc)
@@ -75,14 +66,14 @@ class _SplitLinear(torch.autograd.Function):
         x, w = ctx.saved_tensors
         n = ctx.n_a
         gy = gy.to(x.dtype)
-        gx = (gy @ w).to(ctx.x_dtype)
+        gx = (gy @ w).to(ctx.x_dtype) if ctx.needs_input_grad[0] else None
         g2, x2 = gy.reshape(gy.shape[0], -1, gy.shape[-1]), x.reshape(x.shape[0], -1, x.shape[-1])
         gw_a = torch.einsum("sko,ski->oi", g2[:n], x2[:n]).to(ctx.w_dtype)
         gw_s = torch.einsum("sko,ski->oi", g2[n:], x2[n:]).to(ctx.w_dtype)
         gb_a = gb_s = None
         if ctx.has_bias:
             gb_a, gb_s = g2[:n].sum(dim=(0, 1)).to(ctx.w_dtype), g2[n:].sum(dim=(0, 1)).to(ctx.w_dtype)
-        return gx, None, gw_a, gw_s, gb_a, gb_s
+        return gx, None, gw_a, gw_s, gb_a, gb_s, None
 
 
 class _SplitConv2d(torch.autograd.Function):
@@ -90,8 +81,8 @@ class _SplitConv2d(torch.autograd.Function):
     gradient (aten.convolution_backward, as autograd itself uses) per group of rows."""
 
     @staticmethod
-    def forward(ctx, x, n_a, w_a, w_s, b_a, b_s, stride, padding, dilation, groups):
-        xc, wc, bc = _cast(_compute_dtype(x), x, w_a, b_a)
+    def forward(ctx, x, n_a, w_a, w_s, b_a, b_s, dtype, stride, padding, dilation, groups):
+        xc, wc, bc = _cast(dtype, x, w_a, b_a)
         with torch.autocast(x.device.type, enabled=False):
             y = F.conv2d(xc, wc, bc, stride, padding, dilation, groups)
         ctx.save_for_backward(xc, wc)
@@ -106,13 +97,16 @@ class _SplitConv2d(torch.autograd.Function):
         n = ctx.n_a
         gy = gy.to(x.dtype).contiguous(memory_format=_memory_format(x))
         conv_bwd = torch.ops.aten.convolution_backward
-        gx = conv_bwd(gy, x, w, None, stride, padding, dilation, False, [0, 0], groups, [True, False, False])[0]
+        gx = None
+        if ctx.needs_input_grad[0]:  # not for the stem: the images need no gradient
+            gx = conv_bwd(gy, x, w, None, stride, padding, dilation, False, [0, 0], groups,
+                          [True, False, False])[0].to(ctx.x_dtype)
         bias = [w.shape[0]] if ctx.has_bias else None
         mask = [False, True, ctx.has_bias]
         _, gw_a, gb_a = conv_bwd(gy[:n], x[:n], w, bias, stride, padding, dilation, False, [0, 0], groups, mask)
         _, gw_s, gb_s = conv_bwd(gy[n:], x[n:], w, bias, stride, padding, dilation, False, [0, 0], groups, mask)
         cast = lambda t: None if t is None else t.to(ctx.w_dtype)  # noqa: E731
-        return gx.to(ctx.x_dtype), None, cast(gw_a), cast(gw_s), cast(gb_a), cast(gb_s), None, None, None, None
+        return gx, None, cast(gw_a), cast(gw_s), cast(gb_a), cast(gb_s), None, None, None, None, None
 
 
 class _SplitAffine(torch.autograd.Function):
@@ -145,6 +139,7 @@ class SplitLayer(nn.Module):
         super().__init__()
         self.kind = type(layer)
         self.n_a = 0
+        self.dtype = None  # compute dtype of conv / linear products (bf16 under amp), set by the engine
         for name in ("weight", "bias"):
             p = getattr(layer, name, None)
             for g in ("a", "s"):  # placeholders only: every call substitutes real tensors
@@ -158,9 +153,10 @@ class SplitLayer(nn.Module):
     def forward(self, x):
         n = self.n_a
         if issubclass(self.kind, nn.Conv2d):
-            return _SplitConv2d.apply(x, n, self.weight_a, self.weight_s, self.bias_a, self.bias_s, *self.conf)
+            return _SplitConv2d.apply(x, n, self.weight_a, self.weight_s, self.bias_a, self.bias_s, self.dtype,
+                                      *self.conf)
         if issubclass(self.kind, nn.Linear):
-            return _SplitLinear.apply(x, n, self.weight_a, self.weight_s, self.bias_a, self.bias_s)
+            return _SplitLinear.apply(x, n, self.weight_a, self.weight_s, self.bias_a, self.bias_s, self.dtype)
         num_groups, eps = self.conf
         # unit affine instead of None: torch 2.13's CPU float32 group_norm without a weight
         # returns twice the input gradient (found by tests/test_fused.py)
@@ -245,6 +241,8 @@ class FusedEngine:
         self._model = model
         self._shadow, self._slots = split_model(model)
         self._splits = [m for m in self._shadow.modules() if isinstance(m, SplitLayer)]
+        for m in self._splits:  # the dtype autocast would give conv / linear (an argument: compile-friendly)
+            m.dtype = torch.bfloat16 if self.amp else None
         self._plain_fn = _maybe_compile(self._plain_loss, self.compile)
         self._fused_fn = _maybe_compile(self._fused_loss, self.compile)
         self._model_id = id(model)

@@ -143,3 +143,22 @@ def test_split_model_keeps_parameter_order_and_shares_nothing():
     names = [n for n, _ in model.named_parameters()]
     assert [a for a, _ in slots] == [n + "_a" for n in names]
     assert all(p.device.type == "meta" for p in shadow.parameters())  # placeholders only: no copy
+
+
+def test_bf16_autocast_path_matches_two_pass_within_bf16_accuracy():
+    """amp=True (bf16 products, as on CUDA) exercised on the CPU's autocast: the fused engine
+    rounds like the two-pass engine and both stay within bf16 accuracy of the float32 loop.
+    (The CNN: the width-4 ResNet's one-channel GroupNorm groups on random images amplify bf16
+    rounding to tens of percent in both engines alike, so no tolerance would test anything.)"""
+    model, xs, ys = _workers("cnn", seed=2)
+    pi = np.full(N, 1 / N)
+    fast, blocks = ROUNDS[0]
+    batch = _round_batch(xs, ys, fast, blocks, pi)
+    fused, _ = FusedEngine(amp=True).grads(model, batch)
+    ref, _ = BatchedEngine(amp=True).grads(model, batch)
+    gA, gS = explicit_groups(model, xs, ys, fast, blocks, pi)
+    rel = lambda a, b: float((a - b).norm() / b.norm())  # noqa: E731
+    for g, exact in (("fast", gA), ("strag", gS)):
+        assert rel(fused[g], ref[g]) < 1e-2
+        assert rel(fused[g], exact) < 8e-2 and rel(ref[g], exact) < 8e-2
+        assert rel(fused[g], exact) > 1e-4  # bf16 really was used

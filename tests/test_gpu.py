@@ -77,15 +77,15 @@ def test_compiled_two_pass_engine_equals_explicit_loop(mode):
 def test_fused_bf16_matches_two_pass_bf16_and_the_float32_loop(mode):
     """Under bf16 autocast the fused and two-pass engines round the same products the same way
     up to summation order; both stay within bf16 accuracy of the float32 loop."""
-    model, xs, ys = _on_cuda("resnet18", channels_last=True)
+    model, xs, ys = _on_cuda("cnn", channels_last=True)  # see test_fused's bf16 test for why not the ResNet
     fast, blocks = ROUNDS[0]
     batch = _batch_cuda(xs, ys, fast, blocks)
     fused, _ = FusedEngine(amp=True, compile=mode).grads(model, batch)
     ref, _ = BatchedEngine(amp=True).grads(model, batch)
     gA, gS = explicit_groups(model, xs, ys, fast, blocks, PI)
     for g, exact in (("fast", gA), ("strag", gS)):
-        assert _rel(fused[g], ref[g]) < 2e-2
-        assert _rel(fused[g], exact) < 5e-2 and _rel(ref[g], exact) < 5e-2
+        assert _rel(fused[g], ref[g]) < 1e-2
+        assert _rel(fused[g], exact) < 8e-2 and _rel(ref[g], exact) < 8e-2
 
 
 def test_sim_run_fused_compiled_on_cuda_equals_batched_eager():
