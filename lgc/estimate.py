@@ -77,6 +77,13 @@ def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = 
             return out
         return torch.nn.functional.cross_entropy(out, y, reduction="none")
 
+    x, y = workers[0]
+    try:  # per-sample gradients evaluate the model on one sample at a time
+        with torch.no_grad():
+            per_sample_loss(w0, x[:1], y[:1])
+    except (ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        check(False, f"model {name} cannot evaluate a single sample of shape {tuple(x.shape[1:])} ({msg})")
     return Problem(per_sample_loss, workers, w0, pi=pi, name=name)
 
 
@@ -235,11 +242,12 @@ def _interval(estimate: float, replicates: np.ndarray, level: float) -> list[flo
 
     Resampling with replacement duplicates samples, which inflates max-type and norm-type
     statistics (top eigenvalue, ||mean||^2) by a bootstrap bias; centring removes it, so the
-    interval describes the estimate's spread around itself.
+    interval describes the estimate's spread around itself. Clipped at 0 (all constants >= 0).
     """
     a = (1 - level) / 2
     shift = estimate - float(np.mean(replicates))
-    return [float(np.quantile(replicates, a)) + shift, float(np.quantile(replicates, 1 - a)) + shift]
+    lo, hi = float(np.quantile(replicates, a)) + shift, float(np.quantile(replicates, 1 - a)) + shift
+    return [max(lo, 0.0), max(hi, 0.0)]  # every constant is >= 0
 
 
 def estimate_constants(
