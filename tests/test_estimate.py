@@ -194,3 +194,15 @@ def test_torch_threads_scope_sets_and_restores():
         with torch_threads(1):
             raise RuntimeError("inside")
     assert torch.get_num_threads() == before
+
+
+def test_a_model_that_cannot_take_one_sample_is_a_user_error():
+    """Per-sample gradients run the model on one sample; GroupNorm over a single value per
+    group cannot, and the message says so in one line (not a traceback from deep inside)."""
+    from lgc.errors import UserError
+
+    model = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Unflatten(1, (4, 1)), torch.nn.GroupNorm(4, 4),
+                                torch.nn.Flatten())
+    workers = [(torch.randn(6, 5), torch.randint(4, (6,)))]
+    with pytest.raises(UserError, match=r"cannot evaluate a single sample of shape \(5,\)"):
+        problem_from_model(model, workers, name="gn")
