@@ -75,3 +75,11 @@ def test_lgc_figures_rejects_an_unknown_figure(capsys):
     assert main(["figures", "--only", "no_such_figure"]) == 2
     err = capsys.readouterr().err
     assert "no_such_figure" in err and len(err.strip().splitlines()) == 1
+
+
+def test_lgc_figures_paper_profile_needs_a_data_dir(capsys):
+    from lgc.cli import main
+
+    assert main(["figures", "--profile", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and len(err.strip().splitlines()) == 1

@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw only these figures (module names without fig_, e.g. tradeoff)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default paper_figures/out/<profile>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    paper = parser.add_argument_group("paper profile (GPU; the same as `make figures-paper`)")
+    paper.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 folder (holding cifar-10-batches-py/)")
+    paper.add_argument("--accept-md5-mismatch", action="store_true", help="use CIFAR-10 files whose MD5 differs")
+    paper.add_argument("--constants", type=Path, default=None,
+                       help="constants JSON of `lgc estimate` for the bound curves")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +32,14 @@ def run(args: argparse.Namespace) -> int:
         except ModuleNotFoundError as e:
             check(e.name != "paper_figures.paper", "--profile paper: paper_figures/paper.py is not built yet")
             raise
-        return int(paper.main([]) or 0)
+        check(args.data_dir is not None, "--profile paper needs --data-dir (the CIFAR-10 folder)")
+        argv = ["--data-dir", str(args.data_dir)]
+        argv += ["--accept-md5-mismatch"] if args.accept_md5_mismatch else []
+        argv += ["--constants", str(args.constants)] if args.constants else []
+        argv += ["--only", ",".join(args.only)] if args.only else []
+        argv += ["--out", str(args.out)] if args.out else []
+        argv += ["--quiet"] if args.quiet else []
+        return int(paper.main(argv) or 0)
     from paper_figures import quick
 
     known = quick.discover()
