@@ -45,24 +45,27 @@ def _bound(algorithm, quad, k, rounds, period, sched):
 
 def test_harness_follows_the_sim_trainer_exactly(quad, noise):
     """The measurement is the trainer: lgc.sim on the same configuration has the same
-    ||grad F(w_t)||^2 every round (float32 trainer vs float64 harness) and the same R_t."""
+    ||grad F(w_t)||^2 every round (float32 trainer vs float64 harness) and the same R_t,
+    for every algorithm, fresh and held draws, and with warm-up rounds."""
     from lgc.config import TrainConfig
     from lgc.sim import Simulator
 
     rounds, k, seed = 40, 3, SEEDS[5]
-    for algorithm in ("full-sync", "fastest-k", "lgc", "lgc-fresh"):
-        for period in (1, 7):
-            sched = make_schedules(ShiftedExponential(), [seed], rounds, N, M, N if algorithm == "full-sync" else k,
-                                   period=period)
-            ours = measure(quad, algorithm, sched, batch=B, blocks=M, lr=ETA, seeds=[seed], noise=noise[5:6])
-            cfg = TrainConfig(algorithm=algorithm, dataset="quadratic", n_workers=N, threshold_k=k, batch_size=B,
-                              blocks=M, rounds=rounds, warmup_rounds=0, lr=ETA, momentum=0.0, quad_dim=DIM,
-                              quad_h_min=0.1, quad_h_max=1.0, quad_spread=1.0, quad_sigma2=30.0, seed=seed,
-                              data_seed=0, straggling_period=period, device="cpu")
-            sim = Simulator(cfg)
-            rows = [sim.step() for _ in range(rounds)]
-            np.testing.assert_allclose([r["grad_norm2"] for r in rows], ours.grad_sq[0], rtol=1e-5,
-                                       err_msg=f"{algorithm} h={period}")
+    cases = [(a, p, 0) for a in ("full-sync", "fastest-k", "lgc", "lgc-fresh") for p in (1, 7)] + [("lgc", 7, 2)]
+    for algorithm, period, warmup in cases:
+        sched = make_schedules(ShiftedExponential(), [seed], rounds, N, M, N if algorithm == "full-sync" else k,
+                               period=period)
+        ours = measure(quad, algorithm, sched, batch=B, blocks=M, lr=ETA, seeds=[seed], noise=noise[5:6],
+                       warmup=warmup)
+        cfg = TrainConfig(algorithm=algorithm, dataset="quadratic", n_workers=N, threshold_k=k, batch_size=B,
+                          blocks=M, rounds=rounds, warmup_rounds=warmup, lr=ETA, momentum=0.0, quad_dim=DIM,
+                          quad_h_min=0.1, quad_h_max=1.0, quad_spread=1.0, quad_sigma2=30.0, seed=seed,
+                          data_seed=0, straggling_period=period, device="cpu")
+        sim = Simulator(cfg)
+        rows = [sim.step() for _ in range(rounds)]
+        np.testing.assert_allclose([r["grad_norm2"] for r in rows], ours.grad_sq[0], rtol=1e-5,
+                                   err_msg=f"{algorithm} h={period} warmup={warmup}")
+        if not warmup:  # warm-up rounds are full-sync rounds, with full-sync's round time
             np.testing.assert_allclose([r["round_time"] for r in rows], ours.wall[0], rtol=1e-12)
 
 
