@@ -57,3 +57,33 @@ def test_abort_at_cutoff_and_anytime_follow_their_semantics(tmp_path):
         rows = round_comparison(path)
         assert np.mean([r["same_blocks"] for r in rows]) >= 0.7, (alg, rows)
         assert np.median([r["overhead"] for r in rows]) < 0.25
+
+
+def test_lgc_train_under_torchrun_detects_the_launcher(tmp_path):
+    """`torchrun ... -m lgc train --backend dist`: each process is one worker (RANK/WORLD_SIZE
+    from the environment), rank 0 writes the run directory."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from lgc.runs import REPO_ROOT
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    if torchrun is None:
+        import pytest
+
+        pytest.skip("torchrun is not installed beside this python")
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "lgc",
+           "train", "--backend", "dist", "-N", "2", "-K", "1", "-B", "4", "-M", "2", "-T", "4",
+           "--dataset", "synthetic", "--synthetic-train", "500", "--synthetic-test", "50", "--partition", "iid",
+           "--samples-per-worker", "100", "--model", "softmax", "--unit-ms", "10", "--results", str(tmp_path),
+           "--quiet", "--json"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs = list(tmp_path.glob("train/*/final.json"))
+    assert len(runs) == 1
+    sched = schedule_from_csv((runs[0].parent / "schedule.csv").read_text())
+    assert [s.round for s in sched] == [0, 1, 2, 3] and all(len(s.fast) == 1 for s in sched[2:])
+    assert (runs[0].parent / "data.json").exists()

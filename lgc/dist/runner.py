@@ -80,6 +80,10 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
     dist.broadcast_object_list(payload, src=0)
     if payload[0] is not None:
         state.w, state.server, state.rule, state.round, state.clock = state_from_checkpoint(payload[0], device)
+    elif recorder is not None and hasattr(problem, "task"):
+        from lgc.runs import atomic_write_json
+
+        atomic_write_json(recorder.path / "data.json", problem.task.info())  # as lgc.sim writes it
     worker = Worker(rank, s, problem, coord, job.timing_model, replay=job.replay, device=device)
     worker.reduce = _reduce_mode(job, state.w)
     if getattr(problem, "pi", None) is not None:
