@@ -293,9 +293,11 @@ def _estimate(problem: Problem, *, bootstrap, level, power_iters, l_bootstrap, t
 
     # L: power iteration per worker and point; secants between consecutive trajectory points
     l_hvp, l_arg = -1.0, None
+    by_point = {p: {"step": p} for p in where}  # each constant at each trajectory point (source)
     for p in where:
         for i in range(n_workers):
             lam, v = top_hessian_eigenvalue(lambda w: worker_loss(problem, w, i), traj[p], iters=power_iters, seed=seed)
+            by_point[p]["L"] = max(by_point[p].get("L", 0.0), lam)
             if lam > l_hvp:
                 l_hvp, l_arg = lam, (p, i, v)
     grads = [worker_gradients(problem, w) for w in traj]
@@ -328,9 +330,11 @@ def _estimate(problem: Problem, *, bootstrap, level, power_iters, l_bootstrap, t
             means.append(m)
             var.append((s2 - (m * m).sum(1)) * n / (n - 1))  # unbiased per-sample variance
         means = torch.stack(means)  # (N, R+1, P)
-        sig = np.maximum(sig, torch.stack(var).max(0).values.numpy())
+        sig_p = torch.stack(var).max(0).values.numpy()
         grad_f = torch.einsum("i,irp->rp", pi, means)
-        zet = np.maximum(zet, ((means - grad_f) ** 2).sum(2).mean(0).numpy())
+        zet_p = ((means - grad_f) ** 2).sum(2).mean(0).numpy()
+        sig, zet = np.maximum(sig, sig_p), np.maximum(zet, zet_p)
+        by_point[p].update(sigma2=float(sig_p[0]), zeta2=float(zet_p[0]))
 
     # Delta: F(w_0) - lowest F from L-BFGS; bootstrap over the per-sample loss differences
     f_best, w_best = lowest_loss(problem, iters=lbfgs_iters)
@@ -363,6 +367,7 @@ def _estimate(problem: Problem, *, bootstrap, level, power_iters, l_bootstrap, t
             "Delta_method": f"F(w_0) - lowest F of full-batch L-BFGS ({lbfgs_iters} iterations); F(w_0)={f0:.6g}",
             "F_w0": f0, "F_best": f_best,
             "trajectory": {"steps": trajectory_steps, "lr": step, "batch_per_worker": batch, "points": where},
+            "by_point": [by_point[p] for p in where],
             "bootstrap": {"replicates": bootstrap, "L_replicates": l_bootstrap, "seed": seed,
                           "method": "bias-corrected percentile (estimate + centred quantiles); "
                                     "each worker's samples resampled with replacement"},

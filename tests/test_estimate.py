@@ -45,6 +45,10 @@ def test_intervals_are_ordered_and_contain_the_estimates(quad_estimate):
     lo, hi = est.intervals["L"]
     assert lo <= hi and hi - lo < 1e-3 * est.L  # the quadratics' Hessian does not depend on the data
     assert est.source["L_secant"] <= est.L * (1 + 1e-6)  # a secant never exceeds the top curvature
+    points = est.source["by_point"]  # each constant is the largest over the trajectory points
+    assert [bp["step"] for bp in points] == est.source["trajectory"]["points"] and len(points) == 3
+    assert est.sigma2 == max(bp["sigma2"] for bp in points) and est.zeta2 == max(bp["zeta2"] for bp in points)
+    assert est.L >= max(bp["L"] for bp in points)
 
 
 def _softmax_problem(n_workers=3, n=40, dim=5, classes=3, seed=0):
