@@ -72,7 +72,7 @@ def _finish(fig, axes, title):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize="x-small")
     fig.tight_layout()
-    fig.suptitle(title, fontsize="medium", y=1.04)
+    fig.suptitle(title, fontsize="medium", y=1.06)
 
 
 def fig_algorithms(rows, out: Path, x: str) -> list[Path]:
@@ -196,8 +196,10 @@ def fig_blocks(rows, out: Path) -> list[Path]:
     if ends:
         axes[0, 1].plot([e["M"] for e in ends], [e["mean_round_time"] for e in ends], marker="o", color="0.3")
     axes[0, 1].set_xscale("log", base=2)
+    axes[0, 1].set_xticks(pp.BLOCKS, [str(m) for m in pp.BLOCKS])
+    axes[0, 1].minorticks_off()
     axes[0, 1].set_xlabel("blocks per mini-batch M")
-    axes[0, 1].set_ylabel("mean round time [fast mini-batches]")
+    axes[0, 1].set_ylabel("mean round time [time units]")
     axes[0, 1].set_title("round time (boundary wait)")
     _finish(fig, axes, f"Number of blocks M (c = {pp.BASE_C}, h = {pp.BASE_H}, K = {pp.BASE_K})")
     return style.save(fig, out / "fig5_blocks", _select_fig(rows, "fig5"), EVAL_FIELDS)
@@ -276,6 +278,8 @@ def fig_step_size(rows, out: Path) -> list[Path]:
             ax.errorbar(lrs, means, yerr=halves, marker="o", ms=4, capsize=2, color=pal[alg],
                         label=style.ALGORITHM_LABELS[alg])
     ax.set_xscale("log")
+    ax.set_xticks(pp.LRS, [f"{lr:g}" for lr in pp.LRS])
+    ax.minorticks_off()
     ax.set_xlabel("step size η")
     ax.set_ylabel("final test accuracy")
     _finish(fig, axes, "Step-size sweep (mean, 95% CI)")
