@@ -1,7 +1,9 @@
 """Start the ranks: spawn N local processes (default) or join a `torchrun` launch.
 
-Local spawn: this process hosts the rendezvous TCPStore on 127.0.0.1 (loopback by default)
-and watches its children. A child that dies (SIGKILL, a crash) or a run that makes no
+Local spawn: this process hosts the rendezvous TCPStore; the workers reach it on 127.0.0.1
+(loopback by default) and gloo's connections use the loopback interface. (The store's
+server socket itself listens on every interface: torch offers no bind address.) This
+process watches its children. A child that dies (SIGKILL, a crash) or a run that makes no
 progress for `timeout_s` ends the whole run within about `timeout_s` + 5 s, with one line
 naming the worker and the checkpoint to resume from; never a silent hang.
 
@@ -11,7 +13,6 @@ process is one worker and torchrun's agent watches the processes (its store is r
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -42,6 +43,9 @@ def under_torchrun() -> bool:
 
 def _child(job: DistJob, rank: int, world_size: int, host: str, port: int) -> None:
     """Entry point of a spawned worker process."""
+    if host in ("127.0.0.1", "localhost", "::1") and "GLOO_SOCKET_IFNAME" not in os.environ \
+            and os.path.exists("/sys/class/net/lo"):
+        os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's pairs on loopback too, not the host's address
     store = dist.TCPStore(host, port, world_size=None, is_master=False,
                           timeout=timedelta(seconds=job.settings.timeout_s))
     job = dataclasses.replace(job, keepalive=(host, port))
@@ -194,9 +198,3 @@ def run_torchrun(job: DistJob) -> None:
     job = dataclasses.replace(job, prefix=f"{job.prefix}/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}",
                               keepalive=(host, port))
     rank_main(job, rank, world, store, local_rank=local_rank)
-
-
-def describe(job: DistJob) -> str:
-    s = job.settings
-    return json.dumps({"N": s.n_workers, "K": s.threshold_k, "M": s.blocks, "backend": job.backend,
-                       "inject": s.inject, "unit_ms": s.unit_ms})

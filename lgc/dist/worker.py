@@ -8,10 +8,12 @@ Every rank keeps a replica of the server state (w_t, momentum, u_{t-1}). A round
 2. the fast set comes from real arrival order (RoundCoordinator): a straggler looks at the
    round's `closed` key at each block boundary and stops there (boundary semantics; with
    abort-at-cutoff the block in flight at the cutoff is dropped);
-3. one small all-reduce shares every worker's report (arrival position, m_j, block times);
-   every rank derives the same weights with lgc.rules.group_weights;
-4. one all-reduce of the weighted gradient sums gives gA_t, gS_t (or sum_i pi_i g_i), and
-   every rank applies lgc.rules.aggregate and lgc.rules.server_step: the replicas stay equal.
+3. one reduction (gather to rank 0 + broadcast on CPU, all-reduce otherwise) sums the
+   pi-weighted gradient sums every worker forms from what it knows locally (its A_t
+   membership, its m_j) and every worker's report row (arrival position, m_j, block times);
+4. every rank derives the same weights with lgc.rules.group_weights, normalises the sums
+   into gA_t, gS_t (or sum_i pi_i g_i), and applies lgc.rules.aggregate and
+   lgc.rules.server_step on identical inputs: the replicas stay equal.
 """
 from __future__ import annotations
 
