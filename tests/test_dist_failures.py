@@ -99,3 +99,18 @@ def test_hung_worker_times_out_naming_it(tmp_path):
     assert ended_after < opts["timeout_s"] + 5.0, ended_after
     line = err.strip().splitlines()[-1]
     assert "worker 1" in line and "--timeout-s" in line and "checkpoint at round" in line, err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--unit-ms", "-1"], "unit_ms=-1.0 must be > 0"),
+    (["--timeout-s", "0"], "timeout_s=0.0 must be > 0"),
+    (["--slow-worker", "12"], "slow_worker=12 must be -1 or in 0..9"),
+    (["--comm-alpha", "0.5"], "comm_alpha/comm_beta model communication in sim"),
+])
+def test_bad_dist_flags_are_one_line_exit_2_before_any_process_starts(tmp_path, capsys, flags, message):
+    from lgc.cli import main
+
+    assert main(["train", "--backend", "dist", "-T", "2", "--results", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not list(tmp_path.glob("train/*"))  # nothing started, nothing written

@@ -177,6 +177,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
         raise UserError(str(e)) from None
     device = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) else (
         "cpu" if cfg.device == "auto" else cfg.device)
+    check(not device.startswith("cuda") or torch.cuda.is_available(), f"device={cfg.device!r} but CUDA is not available")
     key = {**cfg.to_dict(), "dist": dataclasses.asdict(opts)}
     path = runs.run_dir(RUN_KIND, key, root)
     torchrun = under_torchrun()
