@@ -220,6 +220,32 @@ def lowest_loss(problem: Problem, *, iters: int) -> tuple[float, Tensor]:
     return best[0], best[1]
 
 
+def _variance_and_dissimilarity(problem: Problem, w: Tensor, counts: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    """sigma^2 (max over workers of the unbiased per-sample gradient variance) and zeta^2
+    ((1/N) sum_i ||grad f_i - grad F||^2) at w, for the sample (row 0) and every replicate.
+
+    Streams over workers, so memory is O(R P), not O(N R P): with m_i the replicates' mean
+    gradients of worker i and g = sum_i pi_i m_i,
+    (1/N) sum_i ||m_i - g||^2 = (1/N) [sum_i ||m_i||^2 - 2 <sum_i m_i, g> + N ||g||^2].
+    """
+    n_workers = len(problem.workers)
+    sq = 0.0
+    total = grad_f = None
+    var_max = None
+    for i, (x, _) in enumerate(problem.workers):
+        m, s2 = gradient_moments(problem, w, i, counts[i])
+        n = len(x)
+        m = m.double()
+        norm2 = (m * m).sum(1)
+        var = (s2.double() - norm2) * n / (n - 1)  # unbiased per-sample variance
+        var_max = var if var_max is None else torch.maximum(var_max, var)
+        sq = sq + norm2
+        total = m.clone() if total is None else total.add_(m)
+        grad_f = problem.pi[i] * m if grad_f is None else grad_f.add_(m, alpha=float(problem.pi[i]))
+    zeta2 = (sq - 2 * (total * grad_f).sum(1) + n_workers * (grad_f * grad_f).sum(1)) / n_workers
+    return var_max.numpy(), zeta2.clamp(min=0).numpy()
+
+
 # ----------------------------------------------------------------------------- the estimate
 @dataclass
 class Estimate:
@@ -300,9 +326,13 @@ def _estimate(problem: Problem, *, bootstrap, level, power_iters, l_bootstrap, t
             by_point[p]["L"] = max(by_point[p].get("L", 0.0), lam)
             if lam > l_hvp:
                 l_hvp, l_arg = lam, (p, i, v)
-    grads = [worker_gradients(problem, w) for w in traj]
-    secants = [float((grads[t + 1] - grads[t]).norm(dim=1).max() / (traj[t + 1] - traj[t]).norm())
-               for t in range(len(traj) - 1) if (traj[t + 1] - traj[t]).norm() > 0]
+    secants, prev = [], worker_gradients(problem, traj[0])
+    for t in range(len(traj) - 1):  # one (N, P) gradient set in memory at a time
+        cur = worker_gradients(problem, traj[t + 1])
+        step_norm = float((traj[t + 1] - traj[t]).norm())
+        if step_norm > 0:
+            secants.append(float((cur - prev).norm(dim=1).max()) / step_norm)
+        prev = cur
     l_secant = max(secants) if secants else float("nan")
     p, i, v = l_arg
     lam, v = top_hessian_eigenvalue(lambda w: worker_loss(problem, w, i), traj[p], iters=power_iters, v0=v)
@@ -321,18 +351,8 @@ def _estimate(problem: Problem, *, bootstrap, level, power_iters, l_bootstrap, t
         counts.append(torch.from_numpy(np.vstack([np.ones((1, len(x)), dtype=c.dtype), c])))
     sig = np.full(bootstrap + 1, -np.inf)
     zet = np.full(bootstrap + 1, -np.inf)
-    pi = torch.tensor(problem.pi, dtype=problem.w0.dtype)
     for p in where:
-        means, var = [], []
-        for i, (x, _) in enumerate(problem.workers):
-            m, s2 = gradient_moments(problem, traj[p], i, counts[i])
-            n = len(x)
-            means.append(m)
-            var.append((s2 - (m * m).sum(1)) * n / (n - 1))  # unbiased per-sample variance
-        means = torch.stack(means)  # (N, R+1, P)
-        sig_p = torch.stack(var).max(0).values.numpy()
-        grad_f = torch.einsum("i,irp->rp", pi, means)
-        zet_p = ((means - grad_f) ** 2).sum(2).mean(0).numpy()
+        sig_p, zet_p = _variance_and_dissimilarity(problem, traj[p], counts)
         sig, zet = np.maximum(sig, sig_p), np.maximum(zet, zet_p)
         by_point[p].update(sigma2=float(sig_p[0]), zeta2=float(zet_p[0]))
 

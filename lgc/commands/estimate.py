@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-samples", type=int, default=None,
                    help="use at most this many samples of each worker (the first ones of its part)")
     e = parser.add_argument_group("estimation")
-    e.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (default 200)")
+    e.add_argument("--bootstrap", type=int, default=200,
+                   help="bootstrap replicates R (default 200; memory about 3 (R+1) x parameters doubles)")
     e.add_argument("--level", type=float, default=0.95, help="interval level (default 0.95)")
     e.add_argument("--power-iters", type=int, default=30, help="Hessian-vector products per power iteration")
     e.add_argument("--l-bootstrap", type=int, default=20,
