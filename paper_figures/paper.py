@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     p.add_argument("--compile", default="none", help="torch.compile mode of every run (default none: one graph "
                                                      "per round size and run would cost more than it saves)")
     p.add_argument("--max-runs", type=int, help="start at most this many runs in this chunk")
-    p.add_argument("--tiny", action="store_true", help="tiny CPU scale (width 4, 6 rounds, 2 seeds): a smoke test")
+    p.add_argument("--tiny", action="store_true", help="tiny CPU scale (width 4, 4 rounds, 2 seeds): a smoke test")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 

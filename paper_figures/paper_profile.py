@@ -49,7 +49,7 @@ class Scale:
 
 
 PAPER = Scale()
-TINY = Scale(rounds=6, width=4, samples_per_worker=40, eval_every=3, checkpoint_every=0, seeds=2, device="cpu")
+TINY = Scale(rounds=4, width=4, samples_per_worker=40, eval_every=2, checkpoint_every=0, seeds=2, device="cpu")
 
 
 @dataclass(frozen=True)
