@@ -31,6 +31,10 @@ RESULTS_ROOT = Path(os.environ.get("LGC_RESULTS", REPO_ROOT / "results"))
 
 
 # ----------------------------------------------------------------------------- atomic writes
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
@@ -41,6 +45,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -130,14 +135,17 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
     }
+    from importlib import metadata
+
     for mod in ("numpy", "scipy", "sympy", "torch", "matplotlib", "seaborn"):
         m = sys.modules.get(mod)
-        if m is None:
-            try:
-                m = __import__(mod)
-            except ImportError:
-                continue
-        info[mod] = getattr(m, "__version__", "?")
+        if m is not None:
+            info[mod] = getattr(m, "__version__", "?")
+            continue
+        try:  # read the installed version without importing (seaborn alone costs seconds)
+            info[mod] = metadata.version(mod)
+        except metadata.PackageNotFoundError:
+            pass
     torch = sys.modules.get("torch")
     if torch is not None:
         info["cuda"] = torch.version.cuda
