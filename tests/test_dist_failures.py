@@ -16,6 +16,7 @@ from lgc.checkpoint import load_checkpoint
 from lgc.config import TrainConfig
 from lgc.dist import DistOptions, run_dist
 from lgc.runs import REPO_ROOT, read_csv
+from theory.schedule import schedule_from_csv
 
 ROUNDS = 30
 CFG = dict(algorithm="lgc", n_workers=4, threshold_k=2, batch_size=8, blocks=4, rounds=ROUNDS, warmup_rounds=2,
@@ -28,11 +29,11 @@ FLAGS = ["--backend", "dist", "--algorithm", "lgc", "-N", "4", "-K", "2", "-B", 
          "--checkpoint-every", "2", "--seed", "5", "--quiet"]
 
 
-def _start(tmp_path: Path, opts: dict) -> subprocess.Popen:
+def _start(tmp_path: Path, opts: dict, *extra: str) -> subprocess.Popen:
     """`lgc train --backend dist` in its own process, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     cmd = [sys.executable, "-m", "lgc", "train", *FLAGS, "--results", str(tmp_path),
-           "--unit-ms", str(opts["unit_ms"]), "--timeout-s", str(opts["timeout_s"])]
+           "--unit-ms", str(opts["unit_ms"]), "--timeout-s", str(opts["timeout_s"]), *extra]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -99,6 +100,32 @@ def test_hung_worker_times_out_naming_it(tmp_path):
     assert ended_after < opts["timeout_s"] + 5.0, ended_after
     line = err.strip().splitlines()[-1]
     assert "worker 1" in line and "--timeout-s" in line and "checkpoint at round" in line, err
+
+
+def test_dead_worker_becomes_a_permanent_straggler_with_the_option(tmp_path):
+    """--on-worker-death straggler: the run restarts from its last checkpoint without the
+    killed worker, which is never in A_t again and reports m_j = 0; it finishes."""
+    proc = _start(tmp_path, {"unit_ms": 25.0, "timeout_s": 20.0}, "--on-worker-death", "straggler")
+    run = _wait_for_checkpoint(tmp_path, proc, 4)
+    before = read_csv(run / "rounds.csv")
+    ck_round = len(before)
+    os.kill(json.loads((run / "workers.json").read_text())["pids"][1], signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "dist worker 1" in err and "permanent straggler" in err
+    assert (run / "final.json").exists()
+    sched = schedule_from_csv((run / "schedule.csv").read_text())
+    assert [s.round for s in sched] == list(range(ROUNDS))
+    rows = read_csv(run / "rounds.csv")
+    assert [int(r["round"]) for r in rows] == list(range(ROUNDS))
+    restart = min(t for t in range(ROUNDS) if sched[t].blocks[1] == 0 and 1 not in sched[t].fast)
+    assert restart >= ck_round - 1  # rounds before the last checkpoint before the kill are kept
+    assert rows[:ck_round] == before
+    for s in sched[restart:]:
+        assert 1 not in s.fast and s.blocks[1] == 0
+        if s.round >= 2:
+            assert len(s.fast) == 2
+    assert load_checkpoint(run / "checkpoint.pt")["dead"] == [1]
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,10 @@ class DistOptions:
     threads: torch threads per worker process.
     slow_worker, slow_ms: a worker that sleeps slow_ms after each block, work the timing
       model does not know about (tests and demonstrations of real arrival order).
+    on_worker_death: "stop" (default: the run ends with a message and a checkpoint) or
+      "straggler" (a local run restarts from the last checkpoint without the dead worker,
+      which becomes a permanent straggler: never in A_t, m_j = 0; needs K <= N - dead and
+      an algorithm with stragglers, not full-sync).
     reduce: how the round's sums travel: "gather" (to rank 0, summed in rank order, then
       broadcast: two hops after the last straggler), "allreduce", or "auto" (gather for gloo
       on CPU when rank 0 can hold N buffers).
@@ -55,6 +60,7 @@ class DistOptions:
     slow_worker: int = -1
     slow_ms: float = 0.0
     reduce: str = "auto"
+    on_worker_death: str = "stop"
 
     def validate(self, n_workers: int) -> "DistOptions":
         check(self.unit_ms > 0, f"unit_ms={self.unit_ms} must be > 0")
@@ -65,6 +71,8 @@ class DistOptions:
         check(-1 <= self.slow_worker < n_workers, f"slow_worker={self.slow_worker} must be -1 or in 0..{n_workers - 1}")
         check(self.slow_ms >= 0, f"slow_ms={self.slow_ms} must be >= 0")
         check(self.reduce in REDUCE_MODES, f"reduce={self.reduce!r} must be one of {', '.join(REDUCE_MODES)}")
+        check(self.on_worker_death in ("stop", "straggler"),
+              f"on_worker_death={self.on_worker_death!r} must be 'stop' or 'straggler'")
         return self
 
 
@@ -88,6 +96,9 @@ def add_dist_arguments(p) -> None:
     g.add_argument("--dist-reduce", choices=REDUCE_MODES, default="auto",
                    help="how gradient sums travel: gather (to rank 0, then broadcast), allreduce, or auto "
                         "(gather for gloo on CPU)")
+    g.add_argument("--on-worker-death", choices=("stop", "straggler"), default="stop",
+                   help="stop: a dead or hung worker ends the run (resume with --resume); straggler: "
+                        "continue from the last checkpoint with it as a permanent straggler (m_j = 0)")
     g.add_argument("--slow-worker", type=int, default=-1, metavar="I",
                    help="demo/test: worker I does extra work the timing model does not know about")
     g.add_argument("--slow-ms", type=float, default=0.0, metavar="MS",
@@ -101,7 +112,7 @@ def options_from_args(args) -> DistOptions:
         timeout_s=getattr(args, "timeout_s", 60.0), process_backend=getattr(args, "dist_backend", "auto"),
         host=getattr(args, "rendezvous_host", "127.0.0.1"), threads=getattr(args, "threads", None) or 1,
         slow_worker=getattr(args, "slow_worker", -1), slow_ms=getattr(args, "slow_ms", 0.0),
-        reduce=getattr(args, "dist_reduce", "auto"))
+        reduce=getattr(args, "dist_reduce", "auto"), on_worker_death=getattr(args, "on_worker_death", "stop"))
 
 
 def settings_from_config(cfg, opts: DistOptions, timing_model):
@@ -148,7 +159,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
 
     from lgc import runs
     from lgc.config import TrainConfig
-    from lgc.dist.launch import launch_local, run_torchrun, under_torchrun
+    from lgc.dist.launch import WorkerLost, launch_local, run_torchrun, under_torchrun
     from lgc.dist.problem import TaskBlocks
     from lgc.dist.runner import DistJob
     from lgc.sim import RUN_KIND, make_timing
@@ -182,6 +193,10 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     path = runs.run_dir(RUN_KIND, key, root)
     torchrun = under_torchrun()
     rank0 = not torchrun or int(os.environ["RANK"]) == 0
+    if opts.on_worker_death == "straggler":
+        check(not torchrun, "--on-worker-death straggler needs a local spawn (torchrun restarts are torchrun's)")
+        check(cfg.algorithm != "full-sync" and replay is None,
+              "--on-worker-death straggler needs an algorithm with stragglers and no --schedule-file")
     if runs.is_complete(path) and not force:
         return path
     has_ckpt = (path / "checkpoint.pt").exists()
@@ -196,11 +211,24 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
         backend=_process_backend(opts, device, cfg.n_workers), device=device, threads=opts.threads,
         quiet=quiet, eval_every=cfg.eval_every, reduce=opts.reduce,
         final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject})
+    if job.resume:  # workers that died earlier stay permanent stragglers
+        from lgc.checkpoint import load_checkpoint
+
+        job = dataclasses.replace(job, dead=tuple(load_checkpoint(path / "checkpoint.pt").get("dead", ())))
     if torchrun:
         run_torchrun(job)
-    else:
-        launch_local(job, host=opts.host)
-    return path
+        return path
+    while True:
+        try:
+            launch_local(job, host=opts.host)
+            return path
+        except WorkerLost as e:
+            dead = tuple(sorted({*job.dead, e.worker}))
+            if opts.on_worker_death != "straggler" or cfg.threshold_k > cfg.n_workers - len(dead):
+                raise
+            sys.stderr.write(f"lgc train: {e}\nlgc train: continuing with worker {e.worker} as a permanent "
+                             f"straggler (dead: {', '.join(map(str, dead))})\n")
+            job = dataclasses.replace(job, dead=dead, resume=(path / "checkpoint.pt").exists())
 
 
 __all__ = ["DistOptions", "add_dist_arguments", "options_from_args", "run_dist", "settings_from_config"]

@@ -36,6 +36,19 @@ class DistRunError(UserError):
     """The run stopped: a worker died or a round timed out (one line, exit status 2)."""
 
 
+class WorkerLost(DistRunError):
+    """A worker died or hung; `worker` is its worker index (what --on-worker-death acts on)."""
+
+    def __init__(self, message: str, worker: int):
+        super().__init__(message)
+        self.worker = worker
+
+
+def live_workers(job: DistJob) -> list[int]:
+    """Worker index of each process rank: every worker except the dead ones."""
+    return [i for i in range(job.settings.n_workers) if i not in set(job.dead)]
+
+
 def under_torchrun() -> bool:
     """True when this process was started by torchrun (or another env:// launcher)."""
     return all(v in os.environ for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
@@ -109,7 +122,8 @@ def _checkpoint_note(job: DistJob) -> str:
 
 def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
     """Spawn N worker processes on this machine and wait for them; raise DistRunError on failure."""
-    n = job.settings.n_workers
+    live = live_workers(job)
+    n = len(live)  # processes
     timeout_s = job.settings.timeout_s
     store = dist.TCPStore(host, 0, world_size=None, is_master=True, wait_for_workers=False,
                           timeout=timedelta(seconds=timeout_s))
@@ -143,10 +157,11 @@ def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
                 limit = timeout_s if started_rounds else max(timeout_s, 120.0)  # startup: imports, data
                 if now - last_change > limit + 2.0:
                     rnd = max(max(st[1] for st in status), 0)
-                    who = ", ".join(map(str, suspects(status, time.time()) or range(n)))
+                    late = suspects(status, time.time()) or list(range(n))
+                    who = ", ".join(str(live[r]) for r in late)
                     _stop_all(procs)
-                    raise DistRunError(f"round {rnd} made no progress for {timeout_s:g} s (--timeout-s); "
-                                       f"waiting for worker(s) {who}; {_checkpoint_note(job)}")
+                    raise WorkerLost(f"round {rnd} made no progress for {timeout_s:g} s (--timeout-s); "
+                                     f"waiting for worker(s) {who}; {_checkpoint_note(job)}", live[late[0]])
             time.sleep(0.05)
     except KeyboardInterrupt:
         _stop_all(procs)
@@ -182,9 +197,10 @@ def _fail(job: DistJob, store, procs, failed) -> None:
     else:
         cause = failed[0]
         what = _describe_exit(codes[cause]) + (f": {errors[cause]}" if cause in errors else "")
-    raise DistRunError(
-        f"dist worker {cause} (pid {procs[cause].pid}) {what} during round {max(hb[cause], 0)}; "
-        f"run stopped {time.monotonic() - t_fail + 0.05:.1f} s later; {_checkpoint_note(job)}")
+    live = live_workers(job)
+    raise WorkerLost(
+        f"dist worker {live[cause]} (pid {procs[cause].pid}) {what} during round {max(hb[cause], 0)}; "
+        f"run stopped {time.monotonic() - t_fail + 0.05:.1f} s later; {_checkpoint_note(job)}", live[cause])
 
 
 def run_torchrun(job: DistJob) -> None:

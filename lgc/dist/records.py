@@ -37,6 +37,7 @@ class RunRecorder:
         self.rounds: list[dict] = []
         self.schedule: list = []
         self.trace: list[dict] = []
+        self.dead: list[int] = []  # permanent stragglers (dead workers), kept in the checkpoint
 
     def add(self, row: dict, res) -> None:
         """One round: its record (lgc.sim's rounds.csv schema), schedule and block times."""
@@ -57,7 +58,7 @@ class RunRecorder:
         save_checkpoint(self.path / "checkpoint.pt", {
             "w": state.w.detach().cpu(), "round": state.round, "clock": state.clock,
             "momentum": None if state.server.momentum is None else state.server.momentum.detach().cpu(),
-            "u": None if state.rule.u is None else state.rule.u.detach().cpu()})
+            "u": None if state.rule.u is None else state.rule.u.detach().cpu(), "dead": list(self.dead)})
 
     def load(self) -> Optional[dict]:
         """Rows and state of a previous attempt, cut at its checkpoint; None if there is none."""

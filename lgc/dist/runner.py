@@ -40,7 +40,8 @@ class DistJob:
     quiet: bool = True
     eval_every: int = 0
     reduce: str = "auto"  # "gather" (rank 0 sums, broadcasts), "allreduce", or "auto"
-    keepalive: Optional[tuple] = None  # (host, port) of the store for the keep-alive thread
+    keepalive: Optional[tuple] = None
+    dead: tuple = ()  # workers that died and are permanent stragglers (m_j = 0), no process  # (host, port) of the store for the keep-alive thread
     final_extra: dict = field(default_factory=dict)
 
 
@@ -53,8 +54,9 @@ def _device_for(job: DistJob, local_rank: int) -> str:
 def rank_main(job: DistJob, rank: int, world_size: int, store, *, local_rank: Optional[int] = None) -> None:
     """Run the whole job as rank `rank` of `world_size` (one worker per rank)."""
     s = job.settings
-    if world_size != s.n_workers:
-        raise ValueError(f"world size {world_size} != N={s.n_workers}: dist runs one worker per process")
+    if world_size != s.n_workers - len(job.dead):
+        raise ValueError(f"world size {world_size} != N={s.n_workers} minus {len(job.dead)} dead workers: "
+                         "dist runs one worker per process")
     torch.set_num_threads(max(1, job.threads))
     device = _device_for(job, rank if local_rank is None else local_rank)
     if device.startswith("cuda"):
@@ -75,6 +77,8 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
     problem = job.problem_builder(device)
     state = ReplicaState(w=problem.initial_params().to(device))
     recorder = RunRecorder(Path(job.run_path), s.n_workers, s.blocks) if (rank == 0 and job.run_path) else None
+    if recorder is not None:
+        recorder.dead = list(job.dead)
     # resume: rank 0 reads the checkpoint, every rank receives the same state
     payload = [recorder.load() if (recorder is not None and job.resume) else None]
     dist.broadcast_object_list(payload, src=0)
@@ -84,7 +88,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
         from lgc.runs import atomic_write_json
 
         atomic_write_json(recorder.path / "data.json", problem.task.info())  # as lgc.sim writes it
-    worker = Worker(rank, s, problem, coord, job.timing_model, replay=job.replay, device=device)
+    worker = Worker(rank, s, problem, coord, job.timing_model, replay=job.replay, device=device, dead=job.dead)
     worker.reduce = _reduce_mode(job, state.w)
     if getattr(problem, "pi", None) is not None:
         worker.pi = np.asarray(problem.pi, dtype=np.float64)  # data-size weights when configured

@@ -133,11 +133,18 @@ def _slots(settings: DistSettings, t: int) -> tuple[str, ...]:
 
 
 class Worker:
-    """Rank `rank`'s round loop. The process group must be initialised by the caller."""
+    """The round loop of process `rank`, which is worker `worker_id` (the same unless some
+    workers died and became permanent stragglers: then `dead` lists them, they report m_j = 0
+    every round, and the live workers run as ranks 0..N-|dead|-1). The process group must be
+    initialised by the caller."""
 
     def __init__(self, rank: int, settings: DistSettings, problem: WorkerProblem, coord: RoundCoordinator,
-                 timing_model, *, replay: Optional[Sequence[RoundSchedule]] = None, device="cpu"):
+                 timing_model, *, replay: Optional[Sequence[RoundSchedule]] = None, device="cpu",
+                 dead: Sequence[int] = ()):
+        live = [i for i in range(settings.n_workers) if i not in set(dead)]
         self.rank = rank
+        self.worker_id = live[rank]
+        self.n_procs = len(live)
         self.s = settings
         self.problem = problem
         self.coord = coord
@@ -145,6 +152,7 @@ class Worker:
         self.replay = replay
         self.device = torch.device(device)
         self.pi = settings.weights_pi()
+        self.dead = tuple(sorted(dead))
         self.reduce = "allreduce"  # or "gather" (set by the runner; see _sum_over_workers)
 
     # ------------------------------------------------------------------ one worker's blocks
@@ -152,12 +160,12 @@ class Worker:
         if not self.s.inject or self.replay is not None:
             return None
         f = model_finish_times(self.timing, self.s, t)
-        return np.asarray(f[self.rank], dtype=np.float64) * self.s.unit_s
+        return np.asarray(f[self.worker_id], dtype=np.float64) * self.s.unit_s
 
     def _work(self, t: int, w: torch.Tensor):
         """Process blocks until the round tells this worker to stop. Returns the report row and
         the gradient sums over the reported blocks."""
-        s, M, r = self.s, self.s.blocks, self.rank
+        s, M, r = self.s, self.s.blocks, self.worker_id
         full = s.is_full_round(t)
         k_t = s.n_workers if full else s.threshold_k
         anytime = s.algorithm == "anytime-minibatch" and not full
@@ -279,7 +287,7 @@ class Worker:
         if self.reduce != "gather":
             dist.all_reduce(buf)
             return buf
-        n = self.s.n_workers
+        n = self.n_procs
         if self.rank != 0:
             dist.send(buf, dst=0)
         else:
@@ -297,7 +305,7 @@ class Worker:
         s = self.s
         full = s.is_full_round(t)
         if self.replay is not None and not full:
-            return self.rank in self.replay[t].fast
+            return self.worker_id in self.replay[t].fast
         if s.algorithm == "anytime-minibatch" and not full:
             return row[_POS] >= 1
         return 1 <= row[_POS] <= (s.n_workers if full else s.threshold_k)
@@ -311,7 +319,7 @@ class Worker:
         on the gathered reports, so gA_t = sum_{A_t} pi_i g_i / sum_{A_t} pi_i is
         sum_i w_fast[i] g_i exactly as the rule defines it (eq. 3.2).
         """
-        s, M, b, r, t = self.s, self.s.blocks, self.s.block_size, self.rank, state.round
+        s, M, b, r, t = self.s, self.s.blocks, self.s.block_size, self.worker_id, state.round
         self.coord.heartbeat(t)
         row, gsum, t0 = self._work(t, state.w)
         self.coord.reported(t)
@@ -321,8 +329,10 @@ class Worker:
         P, width = state.w.numel(), row.size
         buf = torch.zeros(len(slots) * P + s.n_workers * width, dtype=state.w.dtype, device=self.device)
         for k, name in enumerate(slots):
-            if name in ("all", "fast"):
-                coef = self.pi[r] / (M * b) if (name == "all" or fast) else 0.0
+            if name == "all":  # sum_i pi_i g_i (a dead worker's pi shared by the live ones)
+                coef = self.pi[r] / (M * b) / (1.0 - float(self.pi[list(self.dead)].sum()))
+            elif name == "fast":
+                coef = self.pi[r] / (M * b) if fast else 0.0
             elif name == "strag":  # pi_j gp_j over stragglers with m_j >= 1
                 coef = self.pi[r] / (m_mine * b) if (not fast and m_mine >= 1) else 0.0
             else:  # "any": m_i * (mean over i's finished blocks), normalised by sum_i m_i below
