@@ -58,6 +58,24 @@ def run_all(out_dir: Path, *, profile: str = "quick", only: list[str] | None = N
     return written, failed
 
 
+def _write_provenance(out_dir: Path, profile: str, written: list[Path], failed: dict[str, str],
+                      wall: float) -> None:
+    """provenance.json beside the figures: code version, libraries, device, command, files.
+    Merged with an earlier one, so `--only` keeps the record of the figures it did not redraw."""
+    import json
+
+    from lgc import runs
+
+    path = out_dir / "provenance.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    files = dict(old.get("files", {}))
+    record = {"code_version": runs.code_version(), "environment": runs.environment_info("cpu"),
+              "command": " ".join(sys.argv), "profile": profile, "wall_s": round(wall, 1)}
+    for p in written:
+        files[Path(p).name] = record["code_version"]["git"]
+    runs.atomic_write_json(path, {**record, "failed": failed, "files": dict(sorted(files.items()))})
+
+
 def main(argv: list[str] | None = None, *, profile: str = "quick") -> int:
     parser = argparse.ArgumentParser(prog="python -m paper_figures.quick", description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help="draw only these figures (e.g. tradeoff)")
@@ -68,6 +86,7 @@ def main(argv: list[str] | None = None, *, profile: str = "quick") -> int:
     t0 = time.perf_counter()
     written, failed = run_all(out_dir, profile=profile, only=args.only, quiet=args.quiet)
     wall = time.perf_counter() - t0
+    _write_provenance(out_dir, profile, written, failed, wall)
     print(f"{len(written)} files in {out_dir}; {len(failed)} figure(s) failed; total wall time {wall:.1f} s")
     for name, err in failed.items():
         print(f"  {name}: {err}", file=sys.stderr)
