@@ -87,3 +87,7 @@ def test_lgc_train_under_torchrun_detects_the_launcher(tmp_path):
     sched = schedule_from_csv((runs[0].parent / "schedule.csv").read_text())
     assert [s.round for s in sched] == [0, 1, 2, 3] and all(len(s.fast) == 1 for s in sched[2:])
     assert (runs[0].parent / "data.json").exists()
+    import json
+
+    report = json.loads(out.stdout)  # one report (rank 0's), not one per rank
+    assert report["complete"] and report["run_dir"] == str(runs[0].parent)

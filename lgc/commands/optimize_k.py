@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
 from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timing_from_args
-from lgc.errors import check
+from lgc.errors import UserError, check
 
 ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
 MAX_ROWS = 40
@@ -162,11 +163,18 @@ def plot(res, path: str) -> None:
     ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="best")
     ax.set_title(f"{res.algorithm}: {res.criterion} criterion", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=150)
+    except (OSError, ValueError) as e:  # unwritable folder, unknown extension
+        raise UserError(f"--plot {path}: cannot write it ({e})") from None
+    finally:
+        plt.close(fig)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.plot:  # before the computation, so a typo in the folder costs nothing
+        folder = Path(args.plot).resolve().parent
+        check(folder.is_dir(), f"--plot {args.plot}: folder {folder} does not exist")
     prob, const, res = compute(args)
     if args.json:
         json.dump(to_json(res, prob, const), sys.stdout, indent=1)

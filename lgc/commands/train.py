@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import typing
 from dataclasses import MISSING, fields
 
@@ -68,6 +69,8 @@ HELP = {
     "backend": "sim (one process, virtual clock) or dist (torch.distributed)",
 }
 SHORT = {"n_workers": "-N", "threshold_k": "-K", "batch_size": "-B", "blocks": "-M", "rounds": "-T"}
+# the names `lgc optimize-k` and `lgc estimate` use for the same quantities
+ALIASES = {"n_workers": ["--workers"], "threshold_k": ["--k"]}
 
 
 def _base_type(tp):
@@ -84,7 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         if f.name == "timing_params":
             continue
         flag = "--" + f.name.replace("_", "-")
-        names = [SHORT[f.name], flag] if f.name in SHORT else [flag]
+        names = ([SHORT[f.name]] if f.name in SHORT else []) + [flag] + ALIASES.get(f.name, [])
         tp = _base_type(f.type)
         default = f.default if f.default is not MISSING else None
         text = f"{HELP.get(f.name, '')} (default: {default})"
@@ -156,7 +159,7 @@ def run(args) -> int:
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
         return 0
-    if args.threads:
+    if args.threads is not None:
         import torch
 
         check(args.threads >= 1, f"--threads={args.threads} must be >= 1")
@@ -164,6 +167,8 @@ def run(args) -> int:
     common = dict(root=args.results, force=args.force, resume=args.resume, quiet=args.quiet)
     if cfg.backend == "dist":
         path = _run_dist(cfg, args, common)
+        if not _dist_rank0():
+            return 0  # under torchrun only rank 0 reports (its machine holds the run directory)
     else:
         from lgc.sim import train
 
@@ -181,6 +186,13 @@ def _run_dist(cfg, args, common):
         raise UserError("--backend dist: not built yet")
     options = dist.options_from_args(args) if hasattr(dist, "options_from_args") else None
     return dist.run_dist(cfg, options, **common)
+
+
+def _dist_rank0() -> bool:
+    """False on the ranks other than 0 of a torchrun launch."""
+    from lgc.dist.launch import under_torchrun
+
+    return not under_torchrun() or int(os.environ["RANK"]) == 0
 
 
 def _report(path, args) -> int:

@@ -114,9 +114,12 @@ def _stop_all(procs, grace_s: float = 1.0) -> None:
 def _checkpoint_note(job: DistJob) -> str:
     if not job.run_path or not (Path(job.run_path) / "checkpoint.pt").exists():
         return "no checkpoint yet: rerun to start over"
-    import torch
+    from lgc.checkpoint import load_checkpoint
 
-    ck = torch.load(Path(job.run_path) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    try:
+        ck = load_checkpoint(Path(job.run_path) / "checkpoint.pt")
+    except UserError as e:
+        return f"{e}"
     return f"checkpoint at round {int(ck['round'])} in {job.run_path}: rerun with --resume to continue"
 
 

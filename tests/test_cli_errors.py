@@ -1,0 +1,137 @@
+"""Bad input to every `lgc` subcommand: one line naming the value, exit status 2, no traceback,
+and nothing already written is lost. (The common cases live beside each command's tests:
+test_train_cli.py, test_optimize_k.py, test_estimate.py, test_figures.py, test_dist_failures.py;
+these are the ones a newcomer hit that those did not cover.)"""
+import json
+
+import pytest
+import torch
+
+from lgc.cli import main
+
+TINY = ["-N", "3", "-K", "2", "-B", "4", "-M", "2", "--model", "softmax", "--partition", "iid",
+        "--synthetic-train", "120", "--synthetic-test", "12", "--samples-per-worker", "20", "--device", "cpu",
+        "--threads", "1", "--quiet"]
+CONSTS = ["--L", "1", "--sigma2", "1", "--zeta2", "1", "--Delta", "1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def _fails(capsys, argv, match):
+    """main(argv) exits 2 (returned or through argparse) with one stderr line holding `match`."""
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    assert code == 2, (code, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert match in err, err
+    return out
+
+
+def _write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def test_train_accepts_the_flag_names_of_the_readme_and_optimize_k(capsys):
+    """README: `lgc train --workers 10 --k 7`; optimize-k and estimate call N --workers too."""
+    assert main(["train", "--workers", "6", "--k", "4", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["n_workers"], cfg["threshold_k"]) == (6, 4)
+    _fails(capsys, ["train", "--workers", "3", "--k", "5", "--print-config"], "K=5 must satisfy 1 <= K <= N=3")
+
+
+def test_train_threads_zero_is_refused(capsys, tmp_path):
+    _fails(capsys, ["train", *TINY, "-T", "1", "--threads", "0", "--results", str(tmp_path)], "--threads=0 must be >= 1")
+    assert not (tmp_path / "train").exists()
+
+
+@pytest.mark.parametrize("junk", [b"junk\n", b"PK\x03\x04 not a zip", bytes(range(64))])
+def test_corrupt_checkpoint_stops_the_resume_and_keeps_the_rows(capsys, tmp_path, junk):
+    """Any garbage in checkpoint.pt (torch.load raises KeyError, BadZipFile, UnpicklingError, ...)."""
+    argv = ["train", *TINY, "-T", "4", "--checkpoint-every", "1", "--results", str(tmp_path)]
+    assert main([*argv, "--stop-after", "2"]) == 0
+    capsys.readouterr()
+    (run,) = tmp_path.glob("train/*")
+    kept = {f.name: f.read_bytes() for f in run.iterdir() if f.name != "checkpoint.pt"}
+    (run / "checkpoint.pt").write_bytes(junk)
+    _fails(capsys, argv, "checkpoint.pt cannot be read")
+    assert {f.name: f.read_bytes() for f in run.iterdir() if f.name != "checkpoint.pt"} == kept
+    assert len((run / "rounds.csv").read_text().splitlines()) == 3  # header + the 2 rounds done
+
+
+@pytest.mark.parametrize("text,match", [
+    ("garbage\n", "header must be round,fast,blocks,t_cut,wall,comm"),
+    ("# lgc schedule v1\nround,fast,blocks,t_cut,wall,comm\n0,0 1,x y z,1,1,0\n", "sched.csv"),
+    ("# lgc schedule v1\nround,fast,blocks,t_cut,wall,comm\n", "lacks rounds"),
+])
+@pytest.mark.parametrize("backend", ["sim", "dist"])
+def test_corrupt_schedule_csv(capsys, tmp_path, text, match, backend):
+    path = _write(tmp_path / "sched.csv", text)
+    _fails(capsys, ["train", *TINY, "-T", "3", "--backend", backend, "--schedule-file", path,
+                    "--results", str(tmp_path)], match)
+    assert not list(tmp_path.glob("train/*/rounds.csv"))
+
+
+def test_cifar_folder_of_junk_files(capsys, tmp_path):
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (folder / name).write_bytes(b"junk\n")
+    base = ["train", *TINY, "-T", "1", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"),
+            "--results", str(tmp_path)]
+    _fails(capsys, base, "MD5")
+    _fails(capsys, [*base, "--accept-md5-mismatch"], "corrupt")
+
+
+def test_dist_refuses_modelled_communication(capsys, tmp_path):
+    _fails(capsys, ["train", *TINY, "-T", "2", "--backend", "dist", "--comm-alpha", "1", "--results", str(tmp_path)],
+           "comm_alpha/comm_beta")
+
+
+@pytest.mark.parametrize("plot,match", [
+    ("{tmp}/no/such/folder/k.png", "folder"),
+    ("{tmp}/k.xyz", "Format 'xyz' is not supported"),
+])
+def test_optimize_k_plot_path_that_cannot_be_written(capsys, tmp_path, plot, match):
+    out = _fails(capsys, ["optimize-k", "-N", "4", *CONSTS, "--plot", plot.format(tmp=tmp_path)], match)
+    if match == "folder":
+        assert out == ""  # refused before the computation
+
+
+@pytest.mark.parametrize("text,match", [
+    ("garbage\n", "header must be round,worker,block,start_s,end_s"),
+    ("round,worker,block,start_s,end_s\n0,0,0,oops,1\n", "trace.csv"),
+])
+def test_optimize_k_corrupt_trace(capsys, tmp_path, text, match):
+    path = _write(tmp_path / "trace.csv", text)
+    _fails(capsys, ["optimize-k", "-N", "4", *CONSTS, "--timing", "trace", "--timing-param", f"path={path}"], match)
+
+
+@pytest.mark.parametrize("text,match", [
+    ("[1, 2]", "must be a JSON object"),
+    ('{"L": 1, "sigma2": 1, "zeta2": 1}', "missing key 'Delta'"),
+    ('{"L": "big", "sigma2": 1, "zeta2": 1, "Delta": 1}', "L='big' must be a finite number"),
+])
+def test_optimize_k_malformed_constants(capsys, tmp_path, text, match):
+    _fails(capsys, ["optimize-k", "--constants", _write(tmp_path / "c.json", text)], match)
+
+
+def test_estimate_corrupt_checkpoint_keeps_the_old_constants(capsys, tmp_path):
+    out = tmp_path / "constants.json"
+    out.write_text('{"L": 1}')
+    bad = _write(tmp_path / "w.pt", "junk")
+    _fails(capsys, ["estimate", "--checkpoint", bad, "--out", str(out), "--bootstrap", "10"], "--checkpoint")
+    assert out.read_text() == '{"L": 1}'
+
+
+def test_figures_unknown_profile_and_figure(capsys):
+    _fails(capsys, ["figures", "--profile", "huge"], "invalid choice: 'huge'")
+    _fails(capsys, ["figures", "--only", "fig_nothing"], "no such figure")
