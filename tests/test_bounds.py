@@ -18,10 +18,11 @@ def total(alg, **kw):
     return sp.Add(*symbolic(alg, syms=S, **kw).values())
 
 
-@pytest.mark.parametrize("alg,set_model", [("lgc", "persistent"), ("lgc", "uniform"), ("lgc-fresh", "persistent"),
-                                           ("fastest-k", "persistent"), ("fastest-k", "uniform")])
-def test_every_bound_at_k_equal_n_is_full_sync(alg, set_model):
-    assert sp.simplify(total(alg, set_model=set_model).subs(S["K"], S["N"]) - total("full-sync")) == 0
+@pytest.mark.parametrize("alg,set_model,form", [("lgc", "persistent", "direct"), ("lgc", "persistent", "recursive"),
+                                                ("lgc", "uniform", "direct"), ("lgc-fresh", "persistent", "direct"),
+                                                ("fastest-k", "persistent", "direct"), ("fastest-k", "uniform", "direct")])
+def test_every_bound_at_k_equal_n_is_full_sync(alg, set_model, form):
+    assert sp.simplify(total(alg, set_model=set_model, form=form).subs(S["K"], S["N"]) - total("full-sync")) == 0
 
 
 def test_uniform_lgc_has_no_bias_and_no_staleness_and_is_o_eta():
@@ -43,20 +44,34 @@ def test_fastest_k_bias_vanishes_at_zero_dissimilarity_and_for_uniform_sets():
     assert sp.simplify(u["sampling"].subs(S["zeta2"], 0)) == 0
 
 
-def test_lgc_excess_over_full_sync_splits_into_the_four_terms():
-    t = symbolic("lgc", syms=S)
+@pytest.mark.parametrize("form", ["direct", "recursive"])
+def test_lgc_excess_over_full_sync_splits_into_the_four_terms(form):
+    t = symbolic("lgc", syms=S, form=form)
     fs = symbolic("full-sync", syms=S)
     eta, h = S["eta"], S["phi"]
     assert set(t) == {"optimization", "noise", "variance", "set_change", "zero_block", "staleness"}
     assert sp.simplify(t["optimization"] + t["noise"] - sum(fs.values())) == 0
     # variance: exactly linear in eta
     assert not sp.simplify(t["variance"] / eta).has(eta)
-    # staleness: a relative inflation of order eta^2 (the factor q/(1-2q), q = 24 rho^2 L^2 eta^2)
-    rest = sum(v for k, v in t.items() if k != "staleness")
-    ratio = sp.lambdify([S[n] for n in S], t["staleness"] / (eta**2 * rest), "numpy")
     vals = dict(N=10, K=6, B=12, M=3, T=500, L=2.0, sigma2=1.0, zeta2=0.5, Delta=3.0, phi=0.1, m_inv=0.5, zero_frac=0.1)
     rho = (10 - 6) / 10
-    assert ratio(eta=1e-6, **vals) == pytest.approx(24 * rho**2 * 2.0**2, rel=1e-3)  # -> 24 rho^2 L^2
+    if form == "recursive":
+        # staleness: a relative inflation of order eta^2 (the factor q/(1-2q), q = 24 rho^2 L^2 eta^2)
+        rest = sum(v for k, v in t.items() if k != "staleness")
+        ratio = sp.lambdify([S[n] for n in S], t["staleness"] / (eta**2 * rest), "numpy")
+        assert ratio(eta=1e-6, **vals) == pytest.approx(24 * rho**2 * 2.0**2, rel=1e-3)  # -> 24 rho^2 L^2
+    else:
+        # staleness: exactly quadratic in eta, 2 r2 [(1 + 1/sqrt(rho)) E_eps + V_A], r2 = 4 rho^2 L^2 eta^2 (eq. 4.29)
+        assert not sp.simplify(t["staleness"] / eta**2).has(eta)
+        b, m_inv = vals["B"] / vals["M"], vals["m_inv"]
+        e_eps = vals["sigma2"] * ((10 - 6) * m_inv / (100 * b) + rho**2 / (6 * vals["B"]))
+        x = (1 + 1 / np.sqrt(rho)) * e_eps + vals["sigma2"] / (6 * vals["B"])
+        f = sp.lambdify([S[n] for n in S], t["staleness"], "numpy")
+        assert f(eta=0.1, **vals) == pytest.approx(2 * 4 * rho**2 * 2.0**2 * 0.1**2 * x, rel=1e-12)
+        # set change and zero-block bias carry the factor 1 + LAMBDA = 2 and nothing else
+        c = (10 - 6) * vals["zeta2"] / 6
+        g = sp.lambdify([S[n] for n in S], t["set_change"] + t["zero_block"], "numpy")
+        assert g(eta=0.1, **vals) == pytest.approx(2 * (4 * 0.1 + 0.1 * 0.9) * c, rel=1e-12)
     assert sp.simplify(t["staleness"].subs(S["K"], S["N"])) == 0
     # set change: proportional to phi, which shrinks with the straggling period h
     assert sp.simplify(t["set_change"] - h * sp.diff(t["set_change"], h)) == 0
@@ -64,6 +79,29 @@ def test_lgc_excess_over_full_sync_splits_into_the_four_terms():
     # zero-block bias: proportional to the fraction of stragglers with no block
     assert t["zero_block"].subs(S["zero_frac"], 0) == 0
     assert sp.simplify(t["zero_block"] - S["zero_frac"] * sp.diff(t["zero_block"], S["zero_frac"])) == 0
+
+
+def test_lgc_takes_the_smaller_of_its_two_bounds_where_each_holds():
+    """Persistent-set lgc: evaluate = min(direct eq. 4.29, recursive eq. 4.23) over the forms whose
+    step-size condition holds; eta_max is the larger of the two conditions' limits."""
+    n, ks = 12, np.arange(1, 13)
+    p = dict(N=n, K=ks, B=12, M=3, T=300, L=1.5, sigma2=2.0, zeta2=0.7, Delta=2.0, h=4, m_inv=0.6, zero_frac=0.2)
+    for eta in (0.02, 0.1, 0.2, 0.3, 0.5):
+        got = evaluate("lgc", eta=eta, **p)
+        sums = {}
+        for form in ("direct", "recursive"):
+            q = dict(p, eta=eta, phi=float(set_change_fraction(300, 4)))
+            q.pop("h")
+            t = terms("lgc", {k: np.asarray(v, float) for k, v in q.items()}, np.sqrt, form=form)
+            ok = eta <= eta_max("lgc", n, ks, 1.5, form=form) * (1 + 1e-12)
+            sums[form] = np.where(ok, sum(t.values()), np.inf)
+        np.testing.assert_allclose(got["total"], np.minimum(sums["direct"], sums["recursive"]), rtol=1e-12)
+        assert np.allclose(sum(got["terms"].values())[np.isfinite(got["total"])], got["total"][np.isfinite(got["total"])])
+    both = np.maximum(eta_max("lgc", n, ks, 1.5, form="direct"), eta_max("lgc", n, ks, 1.5, form="recursive"))
+    assert np.allclose(eta_max("lgc", n, ks, 1.5), both)
+    # the direct condition (eq. 4.28) allows larger steps than q < 1/2 when rho_bar >= 0.35
+    rho = (n - ks) / n
+    assert np.all(eta_max("lgc", n, ks, 1.5, form="direct")[rho >= 0.35] > eta_max("lgc", n, ks, 1.5, form="recursive")[rho >= 0.35])
 
 
 def test_set_change_fraction_shrinks_with_h():
@@ -75,8 +113,9 @@ def test_numeric_evaluation_equals_the_sympy_expression():
     rng = np.random.default_rng(0)
     cases = [(a, "persistent") for a in ("full-sync", "fastest-k", "lgc", "lgc-fresh")]
     for alg, set_model in cases + [("fastest-k", "uniform"), ("lgc", "uniform")]:
-        expr = total(alg, set_model=set_model)
-        f = sp.lambdify([S[n] for n in S], expr, "numpy")
+        forms = ("direct", "recursive") if (alg, set_model) == ("lgc", "persistent") else ("direct",)
+        fs = {form: sp.lambdify([S[n] for n in S], total(alg, set_model=set_model, form=form), "numpy")
+              for form in forms}
         for _ in range(5):
             n = int(rng.integers(2, 50)); k = int(rng.integers(1, n + 1)); m = int(rng.integers(1, 6))
             p = dict(N=n, K=k, B=m * int(rng.integers(1, 10)), M=m, T=int(rng.integers(10, 1000)), L=float(rng.uniform(0.5, 3)),
@@ -85,7 +124,9 @@ def test_numeric_evaluation_equals_the_sympy_expression():
             p["eta"] = 0.9 * float(eta_max(alg, n, k, p["L"], set_model))
             h = 1 if set_model == "uniform" else int(rng.integers(1, 20))
             num = evaluate(alg, h=h, set_model=set_model, **p)
-            sym = f(**{**p, "phi": float(set_change_fraction(p["T"], h))})
+            ps = {**p, "phi": float(set_change_fraction(p["T"], h))}
+            sym = min(fs[form](**ps) if p["eta"] <= float(eta_max(alg, n, k, p["L"], set_model, form)) else np.inf
+                      for form in forms)  # lgc: the smaller of the forms that hold at this eta
             assert float(num["total"]) == pytest.approx(float(sym), rel=1e-10)
 
 
@@ -184,3 +225,54 @@ def test_bounds_exceed_a_simulation_of_the_rules(timing, h, h_bound, set_model):
         assert bound >= meas, (alg, bound, meas)
         if alg == "full-sync":
             assert bound <= 10 * meas, (bound, meas)  # not vacuous
+
+
+@pytest.mark.parametrize("k,timing,h", [(1, ShiftedExponential(), 5), (4, ShiftedExponential(), 3),
+                                        (2, Deterministic(times=(1, 1, 2, 2, 3, 3, 4)), 1)])
+def test_direct_lgc_bound_holds_at_its_largest_step_size(k, timing, h):
+    """The direct lgc bound (eq. 4.29) at 0.98 of its own step-size limit (eq. 4.28), beyond the
+    recursive bound's q < 1/2 where it is the only one that holds, exceeds the simulation with
+    persistent sets (set changes every h rounds; never for the fixed Deterministic times)."""
+    rng = np.random.default_rng(3)
+    n, b_size, m_blocks, d, rounds, sigma2 = 7, 6, 3, 4, 150, 2.0
+    hdiag = np.linspace(0.3, 1.0, d)
+    centers = rng.normal(0, 1.0, size=(n, d)) + 2.0
+    cbar = centers.mean(0)
+    consts = dict(L=1.0, sigma2=sigma2, zeta2=float(np.mean(np.sum((hdiag * (centers - cbar)) ** 2, 1))),
+                  Delta=float(0.5 * np.sum(hdiag * cbar**2)))
+    eta = 0.98 * float(eta_max("lgc", n, k, 1.0, form="direct"))
+    assert eta > float(eta_max("lgc", n, k, 1.0, form="recursive"))
+    meas, st = _simulate("lgc", n=n, k=k, b_size=b_size, m_blocks=m_blocks, eta=eta, rounds=rounds, hdiag=hdiag,
+                         centers=centers, sigma2=sigma2, timing=timing, h=h, seeds=6)
+    got = evaluate("lgc", N=n, K=k, B=b_size, M=m_blocks, eta=eta, T=rounds, h=np.inf if h == 1 else h,
+                   m_inv=st["m_inv"], zero_frac=st["zero_frac"], **consts)
+    assert np.isfinite(got["total"]) and float(got["terms"]["staleness"]) > 0
+    assert float(got["total"]) >= meas, (float(got["total"]), meas)
+
+
+@pytest.mark.parametrize("n", [5, 6])
+def test_set_change_coefficients_brute_force(n):
+    """eq. (4.20): over every A_{t-1}, S'_{t-1} (the rest of the stragglers report no block) and A_t,
+    the set-bias coefficients c = 1_{A_t}/K - 1/N + c^Delta sum to 0 and N ||c||^2 <= (2 (N-K) +
+    2 min(K, N-K)) / K, with equality for K <= N/2; the old 4 (N-K)/K is never attained for K < N."""
+    from itertools import combinations
+
+    for k in range(1, n + 1):
+        worst = 0.0
+        for a_prev in combinations(range(n), k):
+            rest = [i for i in range(n) if i not in a_prev]
+            for s in range(len(rest) + 1):
+                s_prev = rest[:s]  # which stragglers report is symmetric up to relabelling A_t
+                for a_now in combinations(range(n), k):
+                    c = np.full(n, -1.0 / n)
+                    c[list(a_now)] += 1.0 / k
+                    c[s_prev] += 1.0 / n
+                    c[list(a_prev)] -= (s / n) / k
+                    assert abs(c.sum()) < 1e-12
+                    worst = max(worst, n * float(c @ c))
+        bound = (2 * (n - k) + 2 * min(k, n - k)) / k
+        assert worst <= bound + 1e-12
+        if 2 * k <= n:
+            assert worst == pytest.approx(bound)
+        if k < n:
+            assert worst < 4 * (n - k) / k

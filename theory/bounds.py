@@ -26,6 +26,8 @@ from theory.errors import require
 
 BOUND_ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
 SET_MODELS = ("persistent", "uniform")
+LGC_FORMS = ("direct", "recursive")  # the two persistent-set lgc bounds, eqs. (4.29) and (4.23)
+LAMBDA = 1.0  # Young's parameter in ||P + S||^2 <= (1 + LAMBDA)||P||^2 + (1 + 1/LAMBDA)||S||^2, eq. (4.27)
 
 
 # ----------------------------------------------------------------------------- the terms
@@ -65,7 +67,7 @@ def _lgc_fresh(p, sqrt):
 
 
 def lgc_parts(p, sqrt):
-    """The quantities of eqs. (4.15)-(4.22) that the lgc bound is made of."""
+    """The quantities of eqs. (4.15)-(4.22) and (4.27) that the lgc bounds are made of."""
     N, K, B, L, eta = p["N"], p["K"], p["B"], p["L"], p["eta"]
     b = B / p["M"]
     rho = (N - K) / N  # rho_bar, eq. (4.15)
@@ -73,13 +75,15 @@ def lgc_parts(p, sqrt):
     e_eps = p["sigma2"] * ((N - K) * p["m_inv"] / (N**2 * b) + rho**2 / (K * B))  # eq. (4.17)
     e_eps_split = p["sigma2"] * sqrt(rho) * (p["m_inv"] / (N * b) + rho / (K * B))  # E_eps / sqrt(rho), eq. (4.18)
     q = 24 * rho**2 * L**2 * eta**2  # eq. (4.19)
+    r2 = 4 * rho**2 * L**2 * eta**2  # ||S_t||^2 <= r2 ||d_{t-1}||^2, eq. (4.27)
     c = (N - K) * p["zeta2"] / K
-    b_set = 4 * p["phi"] * c  # eq. (4.20)
+    # eq. (4.20): ||P_t||^2 <= (2 (N-K) + 2 min(K, N-K)) zeta^2 / K; min(K, N-K) = (N - |N - 2K|)/2
+    b_set = p["phi"] * (2 * (N - K) + N - sqrt((N - 2 * K) ** 2)) * p["zeta2"] / K
     b_zero = p["zero_frac"] * (1 - p["phi"]) * c  # eq. (4.21)
-    return dict(rho=rho, v_a=v_a, e_eps=e_eps, e_eps_split=e_eps_split, q=q, b_set=b_set, b_zero=b_zero)
+    return dict(rho=rho, v_a=v_a, e_eps=e_eps, e_eps_split=e_eps_split, q=q, r2=r2, b_set=b_set, b_zero=b_zero)
 
 
-def _lgc(p, sqrt):
+def _lgc_recursive(p, sqrt):
     """eq. (4.23): lgc = full-sync's terms + variance + set change + zero-block + staleness.
 
     total = [2 Delta/(eta T) + (2 + 2a) bbar + L eta V_A + L eta (1 + 1/sqrt(rho)) E_eps
@@ -100,6 +104,27 @@ def _lgc(p, sqrt):
     q = x["q"]
     base["staleness"] = q / (1 - 2 * q) * (s0 + 2 * (x["b_set"] + x["b_zero"]) + x["e_eps"] + x["v_a"] / 3)
     return base
+
+
+def _lgc_direct(p, sqrt):
+    """eq. (4.29): lgc with the step length charged to the descent inequality's own -||E_t d_t||^2.
+
+    total = 2 Delta/(eta T) + (1 + LAMBDA) bbar + L eta V_A + L eta (1 + 1/sqrt(rho)) E_eps
+            + 2 L eta sqrt(V_A E_eps) + (1 + 1/LAMBDA) r2 [(1 + 1/sqrt(rho)) E_eps + V_A],
+    r2 = 4 rho^2 L^2 eta^2; valid for eta L (1 + sqrt(rho)) + (1 + 1/LAMBDA)(1 + sqrt(rho)) r2 <= 1
+    (eq. 4.28). No division by 1 - a: the staleness is an absolute O(eta^2) term.
+    """
+    x = lgc_parts(p, sqrt)
+    L, eta = p["L"], p["eta"]
+    return {
+        "optimization": 2 * p["Delta"] / (eta * p["T"]),
+        "noise": L * eta * p["sigma2"] / (p["N"] * p["B"]),
+        "variance": L * eta * p["sigma2"] * (1 / p["K"] - 1 / p["N"]) / p["B"]
+        + L * eta * (x["e_eps"] + x["e_eps_split"]) + 2 * L * eta * sqrt(x["v_a"] * x["e_eps"]),
+        "set_change": (1 + LAMBDA) * x["b_set"],
+        "zero_block": (1 + LAMBDA) * x["b_zero"],
+        "staleness": (1 + 1 / LAMBDA) * x["r2"] * (x["e_eps"] + x["e_eps_split"] + x["v_a"]),
+    }
 
 
 def _lgc_uniform(p, sqrt):
@@ -124,36 +149,51 @@ def _lgc_uniform(p, sqrt):
     }
 
 
-def terms(algorithm: str, p, sqrt=math.sqrt, *, set_model: str = "persistent") -> dict:
+def terms(algorithm: str, p, sqrt=math.sqrt, *, set_model: str = "persistent", form: str = "direct") -> dict:
     """Named terms of `algorithm`'s bound; their sum is the bound. `p` maps parameter names
-    (module docstring) to numbers, numpy arrays or sympy symbols; `sqrt` matches them."""
+    (module docstring) to numbers, numpy arrays or sympy symbols; `sqrt` matches them.
+    form: which persistent-set lgc bound, "direct" (eq. 4.29) or "recursive" (eq. 4.23); both
+    hold, each under its own step-size condition, and `evaluate` takes the smaller."""
     require(algorithm in BOUND_ALGORITHMS,
             f"no bound for algorithm={algorithm!r}; bounds exist for {', '.join(BOUND_ALGORITHMS)}")
     require(set_model in SET_MODELS, f"set_model={set_model!r} must be one of {', '.join(SET_MODELS)}")
+    require(form in LGC_FORMS, f"form={form!r} must be one of {', '.join(LGC_FORMS)}")
     if algorithm == "full-sync":
         return _full_sync(p, sqrt)
     if algorithm == "fastest-k":
         return _fastest_k(p, sqrt, set_model)
     if algorithm == "lgc-fresh":
         return _lgc_fresh(p, sqrt)
-    return _lgc(p, sqrt) if set_model == "persistent" else _lgc_uniform(p, sqrt)
+    if set_model == "uniform":
+        return _lgc_uniform(p, sqrt)
+    return _lgc_direct(p, sqrt) if form == "direct" else _lgc_recursive(p, sqrt)
 
 
-def eta_max(algorithm: str, N, K, L, set_model: str = "persistent"):
-    """Largest step size for which the bound holds: 1/L (eqs. 4.6, 4.10, 4.14); lgc also needs
-    eta L (1 + sqrt(rho)) <= 1 and q = 24 rho^2 eta^2 L^2 < 1/2 (eq. 4.22)."""
+def eta_max(algorithm: str, N, K, L, set_model: str = "persistent", form: str | None = None):
+    """Largest step size for which the bound holds: 1/L (eqs. 4.6, 4.10, 4.14); lgc with
+    uniform sets eta L (1 + sqrt(rho)) <= 1 (eq. 4.26); persistent-set lgc: form "recursive"
+    also needs q = 24 rho^2 eta^2 L^2 < 1/2 (eq. 4.22), form "direct"
+    eta L (1 + sqrt(rho)) (1 + (1 + 1/LAMBDA) 4 rho^2 eta L) <= 1 (eq. 4.28); form None: the
+    larger of the two (where `evaluate` has a finite bound)."""
     N = np.asarray(N, dtype=float)
     K = np.asarray(K, dtype=float)
     if algorithm != "lgc":
         return np.broadcast_to(1.0 / L, np.broadcast(N, K).shape).astype(float)
     rho = (N - K) / N
-    with np.errstate(divide="ignore"):
-        stale = np.where(rho > 0, 1.0 / (np.sqrt(48.0) * np.maximum(rho, 1e-300) * L), np.inf)
     cap = 1.0 / ((1.0 + np.sqrt(rho)) * L)
     if set_model == "uniform":
         return cap
-    # q < 1/2 strictly: stay a hair inside
-    return np.minimum(cap, stale * (1 - 1e-9))
+    with np.errstate(divide="ignore"):
+        stale = np.where(rho > 0, 1.0 / (np.sqrt(48.0) * np.maximum(rho, 1e-300) * L), np.inf)
+    recursive = np.minimum(cap, stale * (1 - 1e-9))  # q < 1/2 strictly: stay a hair inside
+    # eq. (4.28) as a x^2 + b x <= 1 in x = eta L; root 2 / (b + sqrt(b^2 + 4a)) (also at a = 0)
+    b = 1.0 + np.sqrt(rho)
+    a = (1 + 1 / LAMBDA) * b * 4 * rho**2
+    direct = 2.0 / ((b + np.sqrt(b * b + 4 * a)) * L)
+    if form is None:
+        return np.maximum(direct, recursive)
+    require(form in LGC_FORMS, f"form={form!r} must be one of {', '.join(LGC_FORMS)}")
+    return direct if form == "direct" else recursive
 
 
 def set_change_fraction(T, h) -> np.ndarray:
@@ -224,15 +264,25 @@ def evaluate(
              Delta=np.asarray(Delta, float), phi=set_change_fraction(Ts, h),
              m_inv=np.asarray(m_inv, float), zero_frac=np.asarray(zero_frac, float))
     p["Nm1"] = np.maximum(N_ - 1, 1.0)  # N = 1 means K = N, where every (N-1) term is 0
+    forms = LGC_FORMS if (algorithm == "lgc" and set_model == "persistent") else (None,)
+    best = None
     with np.errstate(divide="ignore", invalid="ignore"):
-        t = terms(algorithm, p, np.sqrt, set_model=set_model)
-        emax = eta_max(algorithm, N_, K_, float(np.max(L)), set_model)
-        valid = (np.asarray(eta) <= emax * (1 + 1e-12)) & (T_ >= 1)
-        total = sum(t.values())
-        shape = np.broadcast(total, valid).shape
-        total = np.where(valid, np.broadcast_to(total, shape), np.inf)
-    return BoundValue(total=total, terms={k: np.broadcast_to(v, shape) for k, v in t.items()},
-                      valid=np.broadcast_to(valid, shape), eta_max=emax).as_dict()
+        for form in forms:  # persistent-set lgc: both proven bounds, keep the smaller where each holds
+            t = terms(algorithm, p, np.sqrt, set_model=set_model, form=form or "direct")
+            emax = eta_max(algorithm, N_, K_, float(np.max(L)), set_model, form)
+            valid = (np.asarray(eta) <= emax * (1 + 1e-12)) & (T_ >= 1)
+            total = sum(t.values())
+            shape = np.broadcast(total, valid).shape
+            total = np.where(valid, np.broadcast_to(total, shape), np.inf)
+            t = {k: np.broadcast_to(v, shape) for k, v in t.items()}
+            if best is None:
+                best = (total, t, np.broadcast_to(valid, shape), emax)
+                continue
+            use = total < best[0]
+            best = (np.where(use, total, best[0]), {k: np.where(use, t[k], best[1][k]) for k in t},
+                    best[2] | valid, np.maximum(emax, best[3]))
+    total, t, valid, emax = best
+    return BoundValue(total=total, terms=t, valid=valid, eta_max=emax).as_dict()
 
 
 def straggler_statistics(fast, blocks) -> dict:
@@ -264,9 +314,9 @@ def symbols():
     return s
 
 
-def symbolic(algorithm: str, *, set_model: str = "persistent", syms=None) -> dict:
+def symbolic(algorithm: str, *, set_model: str = "persistent", form: str = "direct", syms=None) -> dict:
     """The bound's terms as sympy expressions (the same code as `evaluate`)."""
     import sympy as sp
 
     syms = symbols() if syms is None else syms
-    return terms(algorithm, syms, sp.sqrt, set_model=set_model)
+    return terms(algorithm, syms, sp.sqrt, set_model=set_model, form=form)
