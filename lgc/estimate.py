@@ -21,7 +21,7 @@ Pure computation: no files, no printing (lgc/commands/estimate.py does the I/O).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -30,6 +30,7 @@ from torch import Tensor
 
 from lgc.errors import check
 from lgc.threads import torch_threads
+from theory.constants import Constants
 
 PerSampleLoss = Callable[[Tensor, Tensor, Tensor], Tensor]  # (w (P,), x (n, ...), y (n,)) -> (n,)
 
@@ -247,20 +248,12 @@ def _variance_and_dissimilarity(problem: Problem, w: Tensor, counts: Sequence[Te
 
 
 # ----------------------------------------------------------------------------- the estimate
-@dataclass
-class Estimate:
-    """The constants, their bootstrap intervals and how they were obtained (constants JSON)."""
-
-    L: float
-    sigma2: float
-    zeta2: float
-    Delta: float
-    intervals: dict = field(default_factory=dict)
-    source: dict = field(default_factory=dict)
+class Estimate(Constants):
+    """The constants, their bootstrap intervals and how they were obtained: theory.constants'
+    Constants (validated when built), plus its constants-JSON mapping."""
 
     def to_json(self) -> dict:
-        return {"L": self.L, "sigma2": self.sigma2, "zeta2": self.zeta2, "Delta": self.Delta,
-                "intervals": self.intervals, "source": self.source}
+        return asdict(self)
 
 
 def _interval(estimate: float, replicates: np.ndarray, level: float) -> list[float]:

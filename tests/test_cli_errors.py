@@ -5,7 +5,6 @@ these are the ones a newcomer hit that those did not cover.)"""
 import json
 
 import pytest
-import torch
 
 from lgc.cli import main
 
@@ -15,11 +14,7 @@ TINY = ["-N", "3", "-K", "2", "-B", "4", "-M", "2", "--model", "softmax", "--par
 CONSTS = ["--L", "1", "--sigma2", "1", "--zeta2", "1", "--Delta", "1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _fails(capsys, argv, match):

@@ -21,12 +21,7 @@ WIDTHS = {"resnet18": 4, "cnn": 4, "mlp": 16}
 ROUNDS = [((0, 3), (3, 0, 2, 3, 1)), ((1, 2), (2, 3, 3, 0, 2)), ((3, 4), (0, 0, 0, 3, 3))]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _workers(name, seed=0):

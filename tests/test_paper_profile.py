@@ -5,7 +5,6 @@ import tarfile
 
 import numpy as np
 import pytest
-import torch
 
 from lgc.bench import write_fake_cifar10
 from lgc.runs import read_csv
@@ -13,12 +12,7 @@ from paper_figures import paper, paper_draw
 from paper_figures import paper_profile as pp
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def test_profile_is_the_paper_setting():

@@ -22,13 +22,7 @@ b = B // M
 T = 6
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine run far faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 # rounds after warm-up: stragglers that finished 0, some and M-1 blocks, in varying places
 PATTERNS = [
     ((3, 0), (3, 0, 1, 3, 2)),

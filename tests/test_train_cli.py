@@ -18,12 +18,7 @@ SMALL = ["-N", "4", "-K", "3", "-B", "6", "-M", "3", "-T", "6", "--model", "soft
          "--synthetic-test", "100", "--samples-per-worker", "100", "--eval-every", "3", "--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _one_line_exit_2(capsys, argv, match):

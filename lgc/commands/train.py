@@ -68,6 +68,7 @@ HELP = {
     "compile": "torch.compile of the gradient pass: none, default, reduce-overhead or max-autotune",
     "backend": "sim (one process, virtual clock) or dist (torch.distributed)",
 }
+METAVAR = {"data_dir": "DIR", "schedule_file": "FILE"}  # other text options: NAME
 SHORT = {"n_workers": "-N", "threshold_k": "-K", "batch_size": "-B", "blocks": "-M", "rounds": "-T"}
 # the names `lgc optimize-k` and `lgc estimate` use for the same quantities
 ALIASES = {"n_workers": ["--workers"], "threshold_k": ["--k"]}
@@ -95,10 +96,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             p.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             p.add_argument(*names, dest=f.name, type=tp, default=None, help=text,
-                           metavar=f.name.upper() if tp is not str else "NAME")
+                           metavar=f.name.upper() if tp is not str else METAVAR.get(f.name, "NAME"))
     p.add_argument("--timing-param", action="append", default=[], metavar="KEY=VALUE",
                    help="a parameter of the timing model (repeatable), e.g. rate=0.5 or slowdown=3")
-    p.add_argument("--results", metavar="DIR", help="results root (default: results/)")
+    p.add_argument("--results", metavar="DIR", help="results root (default: $LGC_RESULTS, else results/ in the repository)")
     p.add_argument("--force", action="store_true", help="rerun even if a finished identical run exists")
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                    help="continue an unfinished run from its last checkpoint (default: on)")
