@@ -25,13 +25,12 @@ MAPS = (("lgc", qr.PERSISTENT), ("lgc", 1), ("fastest-k", qr.PERSISTENT), ("fast
 
 
 def rows() -> list[dict]:
-    from theory.tradeoff import Problem, regime_map
+    from theory.tradeoff import regime_map
 
     s = qr.SETTING
     out = []
     for alg, period in MAPS:
-        prob = Problem(N=s["N"], M=s["M"], B=s["B"], timing=qr.timing(),
-                       h=np.inf if period >= qr.PERSISTENT else period, **qr.problem().constants())
+        prob = qr.tradeoff_problem(period)
         for axis, kw in (("budget", {"budgets": BUDGETS}), ("slowdown", {"slowdowns": SLOWDOWNS, "budget": SLOW_BUDGET})):
             m = regime_map(alg, replace(prob), zeta2_values=ZETA2, eta=s["eta"], **kw)
             for i, z in enumerate(m["zeta2"]):

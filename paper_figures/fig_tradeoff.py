@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from paper_figures import quadratic_runs as qr
 from paper_figures import style
 
@@ -21,13 +19,12 @@ CURVES = (("full-sync", 1), ("fastest-k", 1), ("fastest-k", qr.PERSISTENT), ("lg
 
 
 def rows() -> list[dict]:
-    from theory.tradeoff import Problem, tradeoff
+    from theory.tradeoff import tradeoff
 
     s = qr.SETTING
     out = []
     for alg, period in CURVES:
-        prob = Problem(N=s["N"], M=s["M"], B=s["B"], timing=qr.timing(),
-                       h=np.inf if period >= qr.PERSISTENT else period, **qr.problem().constants())
+        prob = qr.tradeoff_problem(period)
         t = tradeoff(alg, prob, budget=BUDGET, eta=s["eta"])
         for r in t.rows():
             out.append({"algorithm": alg, "regime": qr.regime_label(period), "budget": BUDGET, "k_star": t.k_star, **r})

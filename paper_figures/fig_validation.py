@@ -43,13 +43,12 @@ def validation_rows() -> list[dict]:
 
 
 def sweep_rows() -> list[dict]:
-    from theory.tradeoff import Problem, tradeoff
+    from theory.tradeoff import tradeoff
 
     n, rows = qr.SETTING["N"], []
     for alg, period in SWEEPS:
         runs = {k: qr.measured(alg, k, period, HORIZON) for k in range(1, n + 1)}
-        prob = Problem(N=n, M=qr.SETTING["M"], B=qr.SETTING["B"], timing=qr.timing(),
-                       h=np.inf if period >= qr.PERSISTENT else period, **qr.problem().constants())
+        prob = qr.tradeoff_problem(period)
         for tau in BUDGETS:
             th = tradeoff(alg, prob, budget=float(tau), eta=qr.SETTING["eta"])
             t_k = {k: int(tau // float(r["round_time"])) for k, r in runs.items()}

@@ -41,6 +41,19 @@ def timing():
     return ShiftedExponential(SETTING["shift"], SETTING["rate"])
 
 
+def straggling_h(period: int) -> float:
+    """The bounds' h for a straggling period (PERSISTENT: h = inf)."""
+    return np.inf if period >= PERSISTENT else period
+
+
+def tradeoff_problem(period: int):
+    """theory.tradeoff.Problem of this setting with straggling period `period`."""
+    from theory.tradeoff import Problem
+
+    s = SETTING
+    return Problem(N=s["N"], M=s["M"], B=s["B"], timing=timing(), h=straggling_h(period), **problem().constants())
+
+
 @lru_cache(maxsize=4)
 def _noise(rounds: int):
     from lgc.validate import block_noise
@@ -96,7 +109,7 @@ def bound(algorithm: str, k, rounds, period: int, *, m_inv=1.0, zero_frac=0.0) -
     from theory import bounds
 
     s = SETTING
-    h = np.inf if period >= PERSISTENT else period
+    h = straggling_h(period)
     set_model = "uniform" if (algorithm in ("fastest-k", "lgc") and period == 1) else "persistent"
     return bounds.evaluate(algorithm, N=s["N"], K=k, B=s["B"], M=s["M"], eta=s["eta"], T=rounds, h=h,
                            m_inv=m_inv, zero_frac=zero_frac, set_model=set_model, **problem().constants())
