@@ -155,6 +155,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from lgc.errors import UserError
+    from theory.errors import TheoryInputError
 
     only = tuple(f.strip() for f in args.only.split(",") if f.strip())
     bad = [f for f in only if f not in pp.FIGURES]
@@ -169,7 +170,12 @@ def main(argv=None) -> int:
                                  compile=args.compile), only)
         for j in jobs:
             j.config.validate()
-    except UserError as e:
+        constants = None
+        if args.constants is not None:  # read before any training: a bad file must not cost a chunk
+            from theory.constants import read_constants
+
+            constants = read_constants(args.constants)
+    except (UserError, TheoryInputError) as e:
         print(f"paper: error: {e}", file=sys.stderr)
         return 2
     est = plan_estimate(jobs, scale)
@@ -187,11 +193,6 @@ def main(argv=None) -> int:
         budget_s -= time.perf_counter() - t0
         done, started = run_chunk(jobs, results=args.results, budget_s=0 if args.draw_only else budget_s,
                                   quiet=args.quiet, max_runs=args.max_runs)
-        constants = None
-        if args.constants is not None:
-            from theory.constants import read_constants
-
-            constants = read_constants(args.constants)
         paths = pp_draw().draw_all(done, args.out, constants=constants, scale=scale, only=only)
     except UserError as e:
         print(f"paper: error: {e}", file=sys.stderr)

@@ -130,3 +130,13 @@ def test_estimate_corrupt_checkpoint_keeps_the_old_constants(capsys, tmp_path):
 def test_figures_unknown_profile_and_figure(capsys):
     _fails(capsys, ["figures", "--profile", "huge"], "invalid choice: 'huge'")
     _fails(capsys, ["figures", "--only", "fig_nothing"], "no such figure")
+
+
+def test_paper_profile_reads_constants_before_training(capsys, tmp_path):
+    """A bad --constants is refused before the chunk trains (it used to be read only to draw,
+    after up to --chunk-minutes of GPU time, and a TheoryInputError escaped as a traceback)."""
+    bad = _write(tmp_path / "c.json", '{"L": 1}')
+    argv = ["figures", "--profile", "paper", "--data-dir", str(tmp_path / "no-cifar"), "--constants", bad,
+            "--out", str(tmp_path / "figs")]
+    _fails(capsys, argv, "missing key 'sigma2'")
+    assert not (tmp_path / "figs").exists()
