@@ -19,8 +19,9 @@ def total(alg, **kw):
 
 
 @pytest.mark.parametrize("alg,set_model,form", [("lgc", "persistent", "direct"), ("lgc", "persistent", "recursive"),
-                                                ("lgc", "uniform", "direct"), ("lgc-fresh", "persistent", "direct"),
-                                                ("fastest-k", "persistent", "direct"), ("fastest-k", "uniform", "direct")])
+                                                ("lgc", "persistent", "virtual"), ("lgc", "uniform", "uniform"),
+                                                ("lgc-fresh", "persistent", None), ("fastest-k", "persistent", None),
+                                                ("fastest-k", "uniform", None)])
 def test_every_bound_at_k_equal_n_is_full_sync(alg, set_model, form):
     assert sp.simplify(total(alg, set_model=set_model, form=form).subs(S["K"], S["N"]) - total("full-sync")) == 0
 
@@ -44,7 +45,7 @@ def test_fastest_k_bias_vanishes_at_zero_dissimilarity_and_for_uniform_sets():
     assert sp.simplify(u["sampling"].subs(S["zeta2"], 0)) == 0
 
 
-@pytest.mark.parametrize("form", ["direct", "recursive"])
+@pytest.mark.parametrize("form", ["direct", "recursive", "virtual"])
 def test_lgc_excess_over_full_sync_splits_into_the_four_terms(form):
     t = symbolic("lgc", syms=S, form=form)
     fs = symbolic("full-sync", syms=S)
@@ -60,6 +61,17 @@ def test_lgc_excess_over_full_sync_splits_into_the_four_terms(form):
         rest = sum(v for k, v in t.items() if k != "staleness")
         ratio = sp.lambdify([S[n] for n in S], t["staleness"] / (eta**2 * rest), "numpy")
         assert ratio(eta=1e-6, **vals) == pytest.approx(24 * rho**2 * 2.0**2, rel=1e-3)  # -> 24 rho^2 L^2
+    elif form == "virtual":
+        # staleness: L^2 eta^2/(1 - eta L) [(1 - f)(N-K) zeta^2/K + E_eps] (eq. 4.31); no set-change term;
+        # the rest is lgc-fresh's bound (eq. 4.14)
+        assert not sp.simplify(t["staleness"] * (1 - S["L"] * eta) / eta**2).has(eta)
+        b, m_inv, f0 = vals["B"] / vals["M"], vals["m_inv"], vals["zero_frac"]
+        e_eps = vals["sigma2"] * ((10 - 6) * m_inv / (100 * b) + rho**2 / (6 * vals["B"]))
+        f = sp.lambdify([S[n] for n in S], t["staleness"], "numpy")
+        assert f(eta=0.1, **vals) == pytest.approx(4 * 0.01 / 0.8 * ((1 - f0) * 4 * 0.5 / 6 + e_eps), rel=1e-12)
+        assert t["set_change"] == 0
+        fresh = symbolic("lgc-fresh", syms=S)
+        assert sp.simplify(sum(t.values()) - t["staleness"] - sum(fresh.values())) == 0
     else:
         # staleness: exactly quadratic in eta, 2 r2 [(1 + 1/sqrt(rho)) E_eps + V_A], r2 = 4 rho^2 L^2 eta^2 (eq. 4.29)
         assert not sp.simplify(t["staleness"] / eta**2).has(eta)
@@ -82,23 +94,25 @@ def test_lgc_excess_over_full_sync_splits_into_the_four_terms(form):
 
 
 def test_lgc_takes_the_smaller_of_its_two_bounds_where_each_holds():
-    """Persistent-set lgc: evaluate = min(direct eq. 4.29, recursive eq. 4.23) over the forms whose
-    step-size condition holds; eta_max is the larger of the two conditions' limits."""
+    """Persistent-set lgc: evaluate = min(virtual eq. 4.31, direct eq. 4.29, recursive eq. 4.23) over
+    the forms whose step-size condition holds; eta_max is the largest of their limits."""
     n, ks = 12, np.arange(1, 13)
     p = dict(N=n, K=ks, B=12, M=3, T=300, L=1.5, sigma2=2.0, zeta2=0.7, Delta=2.0, h=4, m_inv=0.6, zero_frac=0.2)
     for eta in (0.02, 0.1, 0.2, 0.3, 0.5):
         got = evaluate("lgc", eta=eta, **p)
         sums = {}
-        for form in ("direct", "recursive"):
+        for form in ("virtual", "direct", "recursive"):
             q = dict(p, eta=eta, phi=float(set_change_fraction(300, 4)))
             q.pop("h")
             t = terms("lgc", {k: np.asarray(v, float) for k, v in q.items()}, np.sqrt, form=form)
             ok = eta <= eta_max("lgc", n, ks, 1.5, form=form) * (1 + 1e-12)
             sums[form] = np.where(ok, sum(t.values()), np.inf)
-        np.testing.assert_allclose(got["total"], np.minimum(sums["direct"], sums["recursive"]), rtol=1e-12)
+        np.testing.assert_allclose(got["total"], np.minimum.reduce(list(sums.values())), rtol=1e-12)
         assert np.allclose(sum(got["terms"].values())[np.isfinite(got["total"])], got["total"][np.isfinite(got["total"])])
-    both = np.maximum(eta_max("lgc", n, ks, 1.5, form="direct"), eta_max("lgc", n, ks, 1.5, form="recursive"))
-    assert np.allclose(eta_max("lgc", n, ks, 1.5), both)
+    every = np.maximum.reduce([eta_max("lgc", n, ks, 1.5, form=f) for f in ("virtual", "direct", "recursive")])
+    assert np.allclose(eta_max("lgc", n, ks, 1.5), every)
+    assert np.allclose(eta_max("lgc", n, ks, 1.5, set_model="uniform"), np.maximum(
+        eta_max("lgc", n, ks, 1.5, form="virtual"), eta_max("lgc", n, ks, 1.5, form="uniform")))
     # the direct condition (eq. 4.28) allows larger steps than q < 1/2 when rho_bar >= 0.35
     rho = (n - ks) / n
     assert np.all(eta_max("lgc", n, ks, 1.5, form="direct")[rho >= 0.35] > eta_max("lgc", n, ks, 1.5, form="recursive")[rho >= 0.35])
@@ -113,7 +127,8 @@ def test_numeric_evaluation_equals_the_sympy_expression():
     rng = np.random.default_rng(0)
     cases = [(a, "persistent") for a in ("full-sync", "fastest-k", "lgc", "lgc-fresh")]
     for alg, set_model in cases + [("fastest-k", "uniform"), ("lgc", "uniform")]:
-        forms = ("direct", "recursive") if (alg, set_model) == ("lgc", "persistent") else ("direct",)
+        forms = {"persistent": ("virtual", "direct", "recursive"), "uniform": ("virtual", "uniform")}[set_model] \
+            if alg == "lgc" else (None,)
         fs = {form: sp.lambdify([S[n] for n in S], total(alg, set_model=set_model, form=form), "numpy")
               for form in forms}
         for _ in range(5):
@@ -244,10 +259,34 @@ def test_direct_lgc_bound_holds_at_its_largest_step_size(k, timing, h):
     assert eta > float(eta_max("lgc", n, k, 1.0, form="recursive"))
     meas, st = _simulate("lgc", n=n, k=k, b_size=b_size, m_blocks=m_blocks, eta=eta, rounds=rounds, hdiag=hdiag,
                          centers=centers, sigma2=sigma2, timing=timing, h=h, seeds=6)
-    got = evaluate("lgc", N=n, K=k, B=b_size, M=m_blocks, eta=eta, T=rounds, h=np.inf if h == 1 else h,
-                   m_inv=st["m_inv"], zero_frac=st["zero_frac"], **consts)
-    assert np.isfinite(got["total"]) and float(got["terms"]["staleness"]) > 0
-    assert float(got["total"]) >= meas, (float(got["total"]), meas)
+    q = dict(N=n, K=k, B=b_size, M=m_blocks, eta=eta, T=rounds, m_inv=st["m_inv"], zero_frac=st["zero_frac"],
+             phi=float(set_change_fraction(rounds, np.inf if h == 1 else h)), **consts)
+    got = terms("lgc", q, form="direct")
+    assert got["staleness"] > 0
+    assert sum(got.values()) >= meas, (sum(got.values()), meas)
+
+
+@pytest.mark.parametrize("k,timing,h,semantics", [(1, ShiftedExponential(), 5, "boundary"),
+                                                  (3, ShiftedExponential(), 1, "boundary"),
+                                                  (2, Deterministic(times=(1, 1, 2, 2, 3, 3, 4)), 1, "boundary")])
+@pytest.mark.parametrize("eta_l", [0.5, 0.9, 0.97])
+def test_virtual_lgc_bound_holds_up_to_eta_l_one(k, timing, h, semantics, eta_l):
+    """The virtual-sequence lgc bound (eq. 4.31) at step sizes up to 0.97/L, where the
+    compensation's delay matters most, exceeds the simulation for persistent and fresh sets."""
+    rng = np.random.default_rng(4)
+    n, b_size, m_blocks, d, rounds, sigma2 = 7, 6, 3, 4, 150, 2.0
+    hdiag = np.linspace(0.3, 1.0, d)
+    centers = rng.normal(0, 1.0, size=(n, d)) + 2.0
+    cbar = centers.mean(0)
+    consts = dict(L=1.0, sigma2=sigma2, zeta2=float(np.mean(np.sum((hdiag * (centers - cbar)) ** 2, 1))),
+                  Delta=float(0.5 * np.sum(hdiag * cbar**2)))
+    meas, st = _simulate("lgc", n=n, k=k, b_size=b_size, m_blocks=m_blocks, eta=eta_l, rounds=rounds, hdiag=hdiag,
+                         centers=centers, sigma2=sigma2, timing=timing, h=h, seeds=6)
+    q = dict(N=n, K=k, B=b_size, M=m_blocks, eta=eta_l, T=rounds, m_inv=st["m_inv"], zero_frac=st["zero_frac"],
+             phi=1.0, **consts)
+    got = terms("lgc", q, form="virtual")
+    assert got["staleness"] > 0
+    assert sum(got.values()) >= meas, (sum(got.values()), meas)
 
 
 @pytest.mark.parametrize("n", [5, 6])

@@ -26,7 +26,11 @@ from theory.errors import require
 
 BOUND_ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
 SET_MODELS = ("persistent", "uniform")
-LGC_FORMS = ("direct", "recursive")  # the two persistent-set lgc bounds, eqs. (4.29) and (4.23)
+# lgc's bounds (each holds under its own step-size condition; `evaluate` takes the smallest):
+# "virtual" eq. (4.31), any sets; persistent sets: "direct" eq. (4.29), "recursive" eq. (4.23);
+# uniform random sets: "uniform" eq. (4.26)
+LGC_FORMS = ("virtual", "direct", "recursive", "uniform")
+_FORMS_FOR = {"persistent": ("virtual", "direct", "recursive"), "uniform": ("virtual", "uniform")}
 LAMBDA = 1.0  # Young's parameter in ||P + S||^2 <= (1 + LAMBDA)||P||^2 + (1 + 1/LAMBDA)||S||^2, eq. (4.27)
 
 
@@ -127,6 +131,24 @@ def _lgc_direct(p, sqrt):
     }
 
 
+def _lgc_virtual(p, sqrt):
+    """eq. (4.31): lgc through the virtual sequence x_t = w_t - eta u_{t-1}, which takes lgc-fresh
+    steps (eq. 4.30): lgc-fresh's bound (4.14) plus L^2 eta^2/(1 - eta L) E||u_{t-1}||^2, for any
+    sets (persistent or uniform, no set-change term); valid for eta L < 1."""
+    N, K, L, eta, f = p["N"], p["K"], p["L"], p["eta"], p["zero_frac"]
+    fresh = _lgc_fresh(p, sqrt)
+    full_noise = L * eta * p["sigma2"] / (N * p["B"])
+    e_u = (1 - f) * (N - K) * p["zeta2"] / K + lgc_parts(p, sqrt)["e_eps"]  # E||u||^2, eq. (4.30)
+    return {
+        "optimization": fresh["optimization"],
+        "noise": full_noise,
+        "variance": fresh["noise"] - full_noise,
+        "set_change": 0 * p["zeta2"],
+        "zero_block": fresh["zero_block"],
+        "staleness": L**2 * eta**2 / (1 - L * eta) * e_u,
+    }
+
+
 def _lgc_uniform(p, sqrt):
     """eq. (4.26): lgc when A_t is a uniformly random K-subset every round (h = 1, i.i.d. times).
 
@@ -149,51 +171,54 @@ def _lgc_uniform(p, sqrt):
     }
 
 
-def terms(algorithm: str, p, sqrt=math.sqrt, *, set_model: str = "persistent", form: str = "direct") -> dict:
+def terms(algorithm: str, p, sqrt=math.sqrt, *, set_model: str = "persistent", form: str | None = None) -> dict:
     """Named terms of `algorithm`'s bound; their sum is the bound. `p` maps parameter names
     (module docstring) to numbers, numpy arrays or sympy symbols; `sqrt` matches them.
-    form: which persistent-set lgc bound, "direct" (eq. 4.29) or "recursive" (eq. 4.23); both
-    hold, each under its own step-size condition, and `evaluate` takes the smaller."""
+    form (lgc only): one of LGC_FORMS; None: "direct" (persistent sets) or "uniform" (uniform
+    sets). Every form holds under its own step-size condition; `evaluate` takes the smallest."""
     require(algorithm in BOUND_ALGORITHMS,
             f"no bound for algorithm={algorithm!r}; bounds exist for {', '.join(BOUND_ALGORITHMS)}")
     require(set_model in SET_MODELS, f"set_model={set_model!r} must be one of {', '.join(SET_MODELS)}")
-    require(form in LGC_FORMS, f"form={form!r} must be one of {', '.join(LGC_FORMS)}")
     if algorithm == "full-sync":
         return _full_sync(p, sqrt)
     if algorithm == "fastest-k":
         return _fastest_k(p, sqrt, set_model)
     if algorithm == "lgc-fresh":
         return _lgc_fresh(p, sqrt)
-    if set_model == "uniform":
-        return _lgc_uniform(p, sqrt)
-    return _lgc_direct(p, sqrt) if form == "direct" else _lgc_recursive(p, sqrt)
+    form = _FORMS_FOR[set_model][1] if form is None else form
+    require(form in _FORMS_FOR[set_model], f"form={form!r} must be one of {', '.join(_FORMS_FOR[set_model])} "
+                                           f"for set_model={set_model!r}")
+    return {"virtual": _lgc_virtual, "direct": _lgc_direct, "recursive": _lgc_recursive,
+            "uniform": _lgc_uniform}[form](p, sqrt)
 
 
 def eta_max(algorithm: str, N, K, L, set_model: str = "persistent", form: str | None = None):
-    """Largest step size for which the bound holds: 1/L (eqs. 4.6, 4.10, 4.14); lgc with
-    uniform sets eta L (1 + sqrt(rho)) <= 1 (eq. 4.26); persistent-set lgc: form "recursive"
-    also needs q = 24 rho^2 eta^2 L^2 < 1/2 (eq. 4.22), form "direct"
+    """Largest step size for which the bound holds: 1/L (eqs. 4.6, 4.10, 4.14); lgc by form:
+    "virtual" eta L < 1 (eq. 4.31); "uniform" eta L (1 + sqrt(rho)) <= 1 (eq. 4.26);
+    "recursive" also q = 24 rho^2 eta^2 L^2 < 1/2 (eq. 4.22); "direct"
     eta L (1 + sqrt(rho)) (1 + (1 + 1/LAMBDA) 4 rho^2 eta L) <= 1 (eq. 4.28); form None: the
-    larger of the two (where `evaluate` has a finite bound)."""
+    largest over the forms of `set_model` (where `evaluate` has a finite bound)."""
     N = np.asarray(N, dtype=float)
     K = np.asarray(K, dtype=float)
     if algorithm != "lgc":
         return np.broadcast_to(1.0 / L, np.broadcast(N, K).shape).astype(float)
+    if form is None:
+        return np.maximum.reduce([eta_max(algorithm, N, K, L, set_model, f) for f in _FORMS_FOR[set_model]])
+    require(form in LGC_FORMS, f"form={form!r} must be one of {', '.join(LGC_FORMS)}")
     rho = (N - K) / N
+    if form == "virtual":  # eta L < 1 strictly where u can be nonzero: stay a hair inside
+        return np.where(rho > 0, (1 - 1e-9) / L, 1.0 / L)
     cap = 1.0 / ((1.0 + np.sqrt(rho)) * L)
-    if set_model == "uniform":
+    if form == "uniform":
         return cap
-    with np.errstate(divide="ignore"):
-        stale = np.where(rho > 0, 1.0 / (np.sqrt(48.0) * np.maximum(rho, 1e-300) * L), np.inf)
-    recursive = np.minimum(cap, stale * (1 - 1e-9))  # q < 1/2 strictly: stay a hair inside
+    if form == "recursive":
+        with np.errstate(divide="ignore"):
+            stale = np.where(rho > 0, 1.0 / (np.sqrt(48.0) * np.maximum(rho, 1e-300) * L), np.inf)
+        return np.minimum(cap, stale * (1 - 1e-9))  # q < 1/2 strictly: stay a hair inside
     # eq. (4.28) as a x^2 + b x <= 1 in x = eta L; root 2 / (b + sqrt(b^2 + 4a)) (also at a = 0)
     b = 1.0 + np.sqrt(rho)
     a = (1 + 1 / LAMBDA) * b * 4 * rho**2
-    direct = 2.0 / ((b + np.sqrt(b * b + 4 * a)) * L)
-    if form is None:
-        return np.maximum(direct, recursive)
-    require(form in LGC_FORMS, f"form={form!r} must be one of {', '.join(LGC_FORMS)}")
-    return direct if form == "direct" else recursive
+    return 2.0 / ((b + np.sqrt(b * b + 4 * a)) * L)
 
 
 def set_change_fraction(T, h) -> np.ndarray:
@@ -222,7 +247,8 @@ def evaluate(
     algorithm: str, *, N, K, B, M, eta, T, L, sigma2, zeta2, Delta, h=1, m_inv=1.0, zero_frac=0.0,
     set_model: str = "persistent",
 ) -> dict:
-    """The bound of `algorithm` (eqs. 4.6, 4.10/4.11, 4.14, 4.23), vectorized over any argument.
+    """The bound of `algorithm` (eqs. 4.6, 4.10/4.11, 4.14; lgc: the smallest of 4.23, 4.26, 4.29,
+    4.31 that hold), vectorized over any argument.
 
     Args (numbers or broadcastable numpy arrays, e.g. K = np.arange(1, N + 1)):
       N, K, B, M, eta, T: as in SPEC section 1 (B divisible by M); T rounds (T >= 1).
@@ -264,11 +290,11 @@ def evaluate(
              Delta=np.asarray(Delta, float), phi=set_change_fraction(Ts, h),
              m_inv=np.asarray(m_inv, float), zero_frac=np.asarray(zero_frac, float))
     p["Nm1"] = np.maximum(N_ - 1, 1.0)  # N = 1 means K = N, where every (N-1) term is 0
-    forms = LGC_FORMS if (algorithm == "lgc" and set_model == "persistent") else (None,)
+    forms = _FORMS_FOR[set_model] if algorithm == "lgc" else (None,)
     best = None
     with np.errstate(divide="ignore", invalid="ignore"):
-        for form in forms:  # persistent-set lgc: both proven bounds, keep the smaller where each holds
-            t = terms(algorithm, p, np.sqrt, set_model=set_model, form=form or "direct")
+        for form in forms:  # lgc: every proven bound, keep the smallest where each holds
+            t = terms(algorithm, p, np.sqrt, set_model=set_model, form=form)
             emax = eta_max(algorithm, N_, K_, float(np.max(L)), set_model, form)
             valid = (np.asarray(eta) <= emax * (1 + 1e-12)) & (T_ >= 1)
             total = sum(t.values())
@@ -314,7 +340,7 @@ def symbols():
     return s
 
 
-def symbolic(algorithm: str, *, set_model: str = "persistent", form: str = "direct", syms=None) -> dict:
+def symbolic(algorithm: str, *, set_model: str = "persistent", form: str | None = None, syms=None) -> dict:
     """The bound's terms as sympy expressions (the same code as `evaluate`)."""
     import sympy as sp
 

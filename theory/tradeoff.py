@@ -4,7 +4,7 @@ For each K: E[R(K)] from theory/order_stats.py, the rounds that fit a wall-clock
 T(K) = floor(tau / E[R(K)]) (eq. 5.1), and the bound of theory/bounds.py at T(K) (eq. 5.2);
 or, for a target error eps, the fewest rounds T_eps(K) whose bound is <= eps and the time
 E[R(K)] T_eps(K) (eq. 5.3). K* minimizes the chosen criterion; it is reported as the bound
-gives it, N included. The step size is the largest the bound allows (eta_max, eqs. 4.22, 4.28) or
+gives it, N included. The step size is the largest the bound allows (eta_max; lgc: eqs. 4.22, 4.28, 4.31) or
 a given one, or optimized per K on request (eq. 5.4).
 """
 from __future__ import annotations
