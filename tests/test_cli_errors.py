@@ -4,6 +4,7 @@ test_train_cli.py, test_optimize_k.py, test_estimate.py, test_figures.py, test_d
 these are the ones a newcomer hit that those did not cover.)"""
 import json
 
+import numpy as np
 import pytest
 
 from lgc.cli import main
@@ -140,3 +141,27 @@ def test_paper_profile_reads_constants_before_training(capsys, tmp_path):
             "--out", str(tmp_path / "figs")]
     _fails(capsys, argv, "missing key 'sigma2'")
     assert not (tmp_path / "figs").exists()
+
+
+@pytest.mark.parametrize("model", ["trace", "trace-fit"])
+def test_trace_timing_without_a_path(capsys, model):
+    """It was a TypeError traceback (the factory's required argument was never checked)."""
+    _fails(capsys, ["optimize-k", "-N", "4", *CONSTS, "--timing", model], f"timing model '{model}' needs the parameter 'path'")
+
+
+def test_pareto_order_statistic_with_an_infinite_mean_is_inf_not_noise():
+    """E[X_(k:n)] of Pareto(alpha) is finite only when alpha (n - k + 1) > 1; quadrature of the
+    divergent integral returned arbitrary values (negative ones included)."""
+    from theory.order_stats import expected_order_statistic
+    from theory.timing import Pareto
+
+    model = Pareto(alpha=0.5)
+    assert expected_order_statistic(model, 10, 10) == float("inf")
+    assert expected_order_statistic(model, 9, 10) == float("inf")  # alpha * 2 = 1: still divergent
+    # alpha (n - k + 1) > 1: the closed form E[X_(k:n)] = scale G(n+1) G(n-k+1-1/a) / (G(n-k+1) G(n+1-1/a))
+    from scipy.special import gammaln
+
+    for k in (1, 5, 8):
+        a, n = model.alpha, 10
+        exact = model.scale * np.exp(gammaln(n + 1) + gammaln(n - k + 1 - 1 / a) - gammaln(n - k + 1) - gammaln(n + 1 - 1 / a))
+        assert expected_order_statistic(model, k, n) == pytest.approx(exact, rel=1e-4)

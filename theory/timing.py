@@ -325,6 +325,10 @@ def make_timing_model(name: str, **params) -> TimingModel:
     allowed = [p for p in sig.parameters if p not in ("name", "iid", "self")]
     for k in params:
         require(k in allowed, f"timing model {name!r} has no parameter {k!r}; valid: {', '.join(allowed)}")
+    for k in allowed:
+        require(k in params or sig.parameters[k].default is not inspect.Parameter.empty,
+                f"timing model {name!r} needs the parameter {k!r} (e.g. {k}=trace.csv)" if k == "path"
+                else f"timing model {name!r} needs the parameter {k!r}")
     for k, v in params.items():
         default = sig.parameters[k].default
         if isinstance(default, bool):
