@@ -72,10 +72,11 @@ def test_harness_follows_the_sim_trainer_exactly(quad, noise):
 @pytest.mark.parametrize("regime", list(REGIMES))
 def test_every_bound_holds_for_every_K(quad, noise, regime):
     """bound >= measured mean of (1/T) sum_t ||grad F(w_t)||^2 over 20 seeds, for full-sync,
-    fastest-K, lgc and lgc-fresh and every K; full-sync's bound within 10x of the measurement."""
+    fastest-K, lgc and lgc-fresh and every K; full-sync's bound within 10x of the measurement
+    and lgc's within 6x."""
     period, semantics = REGIMES[regime]
     timing = ShiftedExponential()
-    lines, failures = [], []
+    lines, failures, loose = [], [], []
     full = measure(quad, "full-sync", make_schedules(timing, SEEDS, T, N, M, N, period=period), batch=B, blocks=M,
                    lr=ETA, seeds=SEEDS, noise=noise)
     zero_blocks = 0
@@ -90,9 +91,12 @@ def test_every_bound_holds_for_every_K(quad, noise, regime):
             row.append(f"{algorithm} {b:8.3f}/{m.mean:.4f}={b / m.mean:7.2f}")
             if not b >= m.mean:
                 failures.append((algorithm, k, b, m.mean, m.sem))
+            if algorithm == "lgc" and b > 6 * m.mean:  # eq. 4.31 keeps lgc within 6x here (was up to 479x)
+                loose.append((k, b / m.mean))
         lines.append(f"K={k}: " + " | ".join(row))
     print(f"\n[{regime}] bound/measured (tightness), T={T}, {len(SEEDS)} seeds\n" + "\n".join(lines))
     assert not failures, f"bound below the measured mean: {failures}"
+    assert not loose, f"lgc bound more than 6x the measurement: {loose}"
     assert (zero_blocks > 0) == (semantics == "abort")  # the regime exercises the zero-block terms
     b_full = float(_bound("full-sync", quad, N, T, period, make_schedules(timing, SEEDS[:1], 1, N, M, N))["total"])
     assert 1.0 <= b_full / full.mean <= 10.0, (b_full, full.mean)
@@ -105,8 +109,8 @@ def test_bound_k_star_below_n_matches_the_measured_best_k(quad):
     times: T(K) = floor(tau / mean measured R_t).
 
     At other budgets the bound's K* is the measured best or one above it (tau = 100: both 2;
-    200: 3 vs 2; 800: 5 vs 4); for lgc the bound's K* lies well above the measured best
-    (paper_figures/fig_validation.py draws the sweep)."""
+    200: 3 vs 2; 800: 5 vs 4); for lgc the bound's K* lies above the measured best
+    (2-6 vs 1-3; paper_figures/fig_validation.py draws the sweep)."""
     from theory.tradeoff import Problem, tradeoff
 
     tau, timing, horizon = 400.0, ShiftedExponential(), 400
