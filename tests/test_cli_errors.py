@@ -44,8 +44,13 @@ def test_train_accepts_the_flag_names_of_the_readme_and_optimize_k(capsys):
     _fails(capsys, ["train", "--workers", "3", "--k", "5", "--print-config"], "K=5 must satisfy 1 <= K <= N=3")
 
 
-def test_train_threads_zero_is_refused(capsys, tmp_path):
-    _fails(capsys, ["train", *TINY, "-T", "1", "--threads", "0", "--results", str(tmp_path)], "--threads=0 must be >= 1")
+@pytest.mark.parametrize("flags,match", [
+    (["--threads", "0"], "--threads=0 must be >= 1"),
+    (["--stop-after", "-1"], "--stop-after=-1 must be >= 1"),
+    (["--time-limit", "-5"], "--time-limit=-5.0 must be > 0"),
+])
+def test_train_run_control_flags_out_of_range(capsys, tmp_path, flags, match):
+    _fails(capsys, ["train", *TINY, "-T", "1", *flags, "--results", str(tmp_path)], match)
     assert not (tmp_path / "train").exists()
 
 

@@ -156,6 +156,8 @@ def _check_types(d: dict) -> None:
 
 
 def run(args) -> int:
+    check(args.stop_after is None or args.stop_after >= 1, f"--stop-after={args.stop_after} must be >= 1")
+    check(args.time_limit is None or args.time_limit > 0, f"--time-limit={args.time_limit} must be > 0")
     cfg = config_from_args(args).resolved().validate()
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
