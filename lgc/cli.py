@@ -2,7 +2,8 @@
 
 Each subcommand lives in lgc/commands/<name>.py with two functions:
 `add_arguments(parser)` and `run(args) -> int`. A user error (UserError from lgc,
-TheoryInputError from theory, a bad flag) prints one line and exits 2, never a traceback.
+TheoryInputError from theory, a bad flag, a path that cannot be created, read or written) prints
+one line and exits 2, never a traceback.
 """
 from __future__ import annotations
 
@@ -70,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         return int(mod.run(args) or 0)
     except (UserError, TheoryInputError) as e:
         sys.stderr.write(f"lgc {args.command}: error: {e}\n")
+        return 2
+    except OSError as e:  # a path that cannot be created, read or written (--out, --results, ...)
+        if e.filename is None:
+            raise
+        sys.stderr.write(f"lgc {args.command}: error: {e.filename}: {e.strerror}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write(f"lgc {args.command}: interrupted\n")

@@ -145,7 +145,7 @@ def test_paper_profile_reads_constants_before_training(capsys, tmp_path):
     argv = ["figures", "--profile", "paper", "--data-dir", str(tmp_path / "no-cifar"), "--constants", bad,
             "--out", str(tmp_path / "figs")]
     _fails(capsys, argv, "missing key 'sigma2'")
-    assert not (tmp_path / "figs").exists()
+    assert not list((tmp_path / "figs").glob("*"))  # no progress.json, no figure
 
 
 @pytest.mark.parametrize("model", ["trace", "trace-fit"])
@@ -170,3 +170,17 @@ def test_pareto_order_statistic_with_an_infinite_mean_is_inf_not_noise():
         a, n = model.alpha, 10
         exact = model.scale * np.exp(gammaln(n + 1) + gammaln(n - k + 1 - 1 / a) - gammaln(n - k + 1) - gammaln(n + 1 - 1 / a))
         assert expected_order_statistic(model, k, n) == pytest.approx(exact, rel=1e-4)
+
+
+@pytest.mark.parametrize("command", [
+    ["train", *TINY, "-T", "1", "--results", "{file}/results"],
+    ["estimate", "--dataset", "quadratic", "--bootstrap", "10", "--out", "{file}/c.json"],
+    ["estimate", "--dataset", "quadratic", "--bootstrap", "10", "--out", "{tmp}"],
+    ["figures", "--only", "tradeoff", "--quiet", "--out", "{file}/figs"],
+])
+def test_output_path_that_cannot_be_created(capsys, tmp_path, command):
+    """An output under a plain file (or a folder given as a file) was an OSError traceback."""
+    blocker = tmp_path / "plain-file"
+    blocker.write_text("keep me")
+    _fails(capsys, [a.format(file=blocker, tmp=tmp_path) for a in command], str(tmp_path))
+    assert blocker.read_text() == "keep me"

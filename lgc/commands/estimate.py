@@ -114,8 +114,10 @@ def build_problem(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from lgc.commands._paths import check_writable_file
     from lgc.estimate import estimate_constants
 
+    check_writable_file(args.out, "--out")  # before the estimate, which takes a while
     problem, quad, cfg = build_problem(args)
     est = estimate_constants(
         problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters, l_bootstrap=args.l_bootstrap,

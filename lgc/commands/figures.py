@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lgc.errors import check
+from lgc.errors import UserError, check
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:  # one line now, rather than one traceback per figure later
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--out {args.out}: cannot create the folder ({e.strerror})") from None
     if args.profile == "paper":
         try:
             from paper_figures import paper
