@@ -184,3 +184,13 @@ def test_output_path_that_cannot_be_created(capsys, tmp_path, command):
     blocker.write_text("keep me")
     _fails(capsys, [a.format(file=blocker, tmp=tmp_path) for a in command], str(tmp_path))
     assert blocker.read_text() == "keep me"
+
+
+def test_corrupt_final_json_of_a_finished_run(capsys, tmp_path):
+    argv = ["train", *TINY, "-T", "2", "--results", str(tmp_path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    (final,) = tmp_path.glob("train/*/final.json")
+    final.write_text("{trunc")
+    _fails(capsys, argv, "final.json is corrupt")
+    assert main([*argv, "--force"]) == 0 and json.loads(final.read_text())["rounds"] == 2

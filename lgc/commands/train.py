@@ -205,7 +205,10 @@ def _report(path, args) -> int:
     done = final.exists()
     out = {"run_dir": str(path), "complete": done}
     if done:
-        out.update(json.loads(final.read_text()))
+        try:
+            out.update(json.loads(final.read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UserError(f"{final} is corrupt (not JSON): rerun with --force to train the run again") from None
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
         return 0
