@@ -72,6 +72,16 @@ def make_timing(cfg: TrainConfig):
     return make_timing_model(cfg.timing, **cfg.timing_params)
 
 
+def check_replayed_k(cfg, by_round) -> None:
+    """A replayed schedule's |A_t| must be the run's K after warm-up (fastest-k, lgc, lgc-fresh),
+    else config.json would record a K the run did not use."""
+    if cfg.algorithm not in ("fastest-k", "lgc", "lgc-fresh"):
+        return
+    for t in range(cfg.warmup_rounds, cfg.rounds):
+        k = len(by_round[t].fast)
+        check(k == cfg.threshold_k, f"schedule round {t} has K={k} fast workers, run has K={cfg.threshold_k}")
+
+
 class Simulator:
     """All N workers of one run, in memory. `step()` runs one round and returns its record."""
 
@@ -122,6 +132,7 @@ class Simulator:
         by_round = {s.round: s for s in schedule}
         check(all(t in by_round for t in range(self.cfg.rounds)),
               f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{self.cfg.rounds - 1})")
+        check_replayed_k(self.cfg, by_round)
         return by_round
 
     def schedule_for(self, t: int, warmup: bool) -> RoundSchedule:

@@ -194,3 +194,16 @@ def test_corrupt_final_json_of_a_finished_run(capsys, tmp_path):
     final.write_text("{trunc")
     _fails(capsys, argv, "final.json is corrupt")
     assert main([*argv, "--force"]) == 0 and json.loads(final.read_text())["rounds"] == 2
+
+
+@pytest.mark.parametrize("backend", ["sim", "dist"])
+def test_replayed_schedule_with_another_k(capsys, tmp_path, backend):
+    """A K = 2 schedule replayed with -K 1 used to run silently with K = 2 while config.json said 1."""
+    argv = ["train", *TINY, "-T", "4", "--results", str(tmp_path)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    (sched,) = tmp_path.glob("train/*/schedule.csv")
+    out = tmp_path / "other"
+    _fails(capsys, [*argv[:-1], str(out), "-K", "1", "--backend", backend, "--schedule-file", str(sched)],
+           "schedule round 2 has K=2 fast workers, run has K=1")
+    assert not list(out.glob("train/*/rounds.csv"))

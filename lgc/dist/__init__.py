@@ -162,7 +162,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     from lgc.dist.launch import WorkerLost, launch_local, run_torchrun, under_torchrun
     from lgc.dist.problem import TaskBlocks
     from lgc.dist.runner import DistJob
-    from lgc.sim import RUN_KIND, make_timing
+    from lgc.sim import RUN_KIND, check_replayed_k, make_timing
     from theory.errors import TheoryInputError
     from theory.schedule import check_schedule, schedule_from_csv
 
@@ -180,6 +180,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
             check(all(t in by_round for t in range(cfg.rounds)),
                   f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{cfg.rounds - 1})")
             replay = [by_round[t] for t in range(cfg.rounds)]
+            check_replayed_k(cfg, by_round)
             if cfg.algorithm != "anytime-minibatch":
                 for t, s in enumerate(replay):
                     if t >= cfg.warmup_rounds and cfg.algorithm != "full-sync":
