@@ -149,11 +149,21 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: str | Path) -> "TrainConfig":
-        p = Path(path)
-        check(p.is_file(), f"config file {p} does not exist")
-        try:
-            d = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"config file {p} is not valid JSON: {e.msg} at line {e.lineno}") from None
-        check(isinstance(d, dict), f"config file {p} must hold a JSON object")
-        return cls.from_dict(d, source=str(p))
+        """A config file, or a run's config.json: its "dist" object (the dist backend's options,
+        which `lgc train` reads from it too) is not a TrainConfig key."""
+        d = read_json_object(path)
+        d.pop("dist", None)
+        return cls.from_dict(d, source=str(path))
+
+
+def read_json_object(path: str | Path) -> dict:
+    """The JSON object in a config file; UserError (one line) if it is missing or malformed."""
+    p = Path(path)
+    check(p.is_file(), f"config file {p} does not exist")
+    try:
+        d = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"config file {p} is not valid JSON: {getattr(e, 'msg', e)}"
+                        + (f" at line {e.lineno}" if hasattr(e, "lineno") else "")) from None
+    check(isinstance(d, dict), f"config file {p} must hold a JSON object")
+    return d

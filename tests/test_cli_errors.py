@@ -207,3 +207,22 @@ def test_replayed_schedule_with_another_k(capsys, tmp_path, backend):
     _fails(capsys, [*argv[:-1], str(out), "-K", "1", "--backend", backend, "--schedule-file", str(sched)],
            "schedule round 2 has K=2 fast workers, run has K=1")
     assert not list(out.glob("train/*/rounds.csv"))
+
+
+def test_a_dist_runs_config_json_reruns_it(capsys, tmp_path):
+    """`lgc train --config results/train/<key>/config.json` of a dist run was refused ("unknown
+    config key 'dist'"): now its dist options are read too, so the same run is found and reused;
+    a flag still overrides the file; a bad dist option is one line."""
+    argv = ["train", *TINY, "-T", "2", "--backend", "dist", "--unit-ms", "7", "--results", str(tmp_path), "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    config = f"{first['run_dir']}/config.json"
+    stamp = (tmp_path / first["run_dir"] / "final.json").stat().st_mtime_ns
+    assert main(["train", "--config", config, "--quiet", "--results", str(tmp_path), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["run_dir"] == first["run_dir"] and again["unit_ms"] == 7
+    assert (tmp_path / first["run_dir"] / "final.json").stat().st_mtime_ns == stamp  # reused, not rerun
+    _fails(capsys, ["train", "--config", config, "--unit-ms", "-1", "--results", str(tmp_path)], "unit_ms=-1.0")
+    bad = json.loads(open(config).read())
+    bad["dist"]["warp_speed"] = 9
+    _fails(capsys, ["train", "--config", _write(tmp_path / "bad.json", json.dumps(bad))], "unknown dist option 'warp_speed'")

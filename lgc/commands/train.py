@@ -14,7 +14,7 @@ import os
 import typing
 from dataclasses import MISSING, fields
 
-from lgc.config import TrainConfig
+from lgc.config import TrainConfig, read_json_object
 from lgc.errors import UserError, check
 
 HELP = {
@@ -69,6 +69,9 @@ HELP = {
     "backend": "sim (one process, virtual clock) or dist (torch.distributed)",
 }
 METAVAR = {"data_dir": "DIR", "schedule_file": "FILE"}  # other text options: NAME
+# the dist flags' defaults (add_arguments moves them here) and the DistOptions fields named otherwise
+DIST_DEFAULTS: dict = {}
+DIST_DEST = {"process_backend": "dist_backend", "host": "rendezvous_host", "reduce": "dist_reduce"}
 SHORT = {"n_workers": "-N", "threshold_k": "-K", "batch_size": "-B", "blocks": "-M", "rounds": "-T"}
 # the names `lgc optimize-k` and `lgc estimate` use for the same quantities
 ALIASES = {"n_workers": ["--workers"], "threshold_k": ["--k"]}
@@ -116,7 +119,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     except ImportError:
         return
     if hasattr(dist, "add_dist_arguments"):
+        known = {a.dest for a in p._actions}
         dist.add_dist_arguments(p)
+        for a in p._actions:  # None until parsed: a flag beats the config file's "dist", which beats the default
+            if a.dest not in known:
+                DIST_DEFAULTS[a.dest] = a.default
+                a.default = None
 
 
 def _parse_value(text: str):
@@ -126,7 +134,24 @@ def _parse_value(text: str):
         return text
 
 
+def _dist_flags(args) -> None:
+    """Fill the dist flags not given: from the config file's "dist" object (a dist run's
+    config.json records its DistOptions there), else their defaults."""
+    recorded = read_json_object(args.config).get("dist") or {} if args.config else {}
+    check(isinstance(recorded, dict), f"config file {args.config}: \"dist\" must be a JSON object")
+    for name, value in recorded.items():
+        dest = DIST_DEST.get(name, name)
+        check(dest in DIST_DEFAULTS or dest == "threads",
+              f"config file {args.config}: unknown dist option {name!r} (valid: see `lgc train --help`)")
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, value)
+    for dest, default in DIST_DEFAULTS.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, default)
+
+
 def config_from_args(args) -> TrainConfig:
+    _dist_flags(args)
     base = TrainConfig.from_json(args.config).to_dict() if args.config else {}
     for f in fields(TrainConfig):
         v = getattr(args, f.name, None)
