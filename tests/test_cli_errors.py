@@ -226,3 +226,14 @@ def test_a_dist_runs_config_json_reruns_it(capsys, tmp_path):
     bad = json.loads(open(config).read())
     bad["dist"]["warp_speed"] = 9
     _fails(capsys, ["train", "--config", _write(tmp_path / "bad.json", json.dumps(bad))], "unknown dist option 'warp_speed'")
+
+
+def test_optimize_k_with_an_infinite_mean_timing_model(capsys):
+    """Pareto alpha <= 1 (boundary semantics): E[R] was a Monte Carlo figure of an infinite mean
+    and K* was arbitrary. With abort semantics E[R(K)] = E[X_(K:N)], finite for small K."""
+    args = ["optimize-k", "-N", "6", *CONSTS, "--timing", "pareto", "--timing-param", "alpha=0.5"]
+    _fails(capsys, args, "infinite mean")
+    assert main([*args, "--semantics", "abort", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    finite = [r["K"] for r in rows if r["E[R]"] is not None]
+    assert finite == [1, 2, 3, 4]  # alpha (N - K + 1) > 1 needs K <= N - 2

@@ -87,6 +87,9 @@ def compute(args):
             check(1 <= k <= args.n_workers, f"K={k} must satisfy 1 <= K <= N={args.n_workers}")
     const = resolve_constants(args)
     timing = timing_from_args(args)
+    check(args.semantics == "abort" or np.isfinite(timing.mean()),
+          f"timing model {timing.name!r} has an infinite mean (pareto needs alpha > 1): with boundary semantics "
+          f"E[R] is infinite for every K; use --semantics abort or a finite-mean model")
     prob = Problem(N=args.n_workers, M=args.blocks, B=args.batch_size, L=const["L"], sigma2=const["sigma2"],
                    zeta2=const["zeta2"], Delta=const["Delta"], timing=timing, h=args.straggling_period,
                    semantics=args.semantics, comm=comm_from_args(args), report_latency=args.report_latency)
