@@ -118,7 +118,9 @@ def code_version() -> dict[str, str]:
                 capture_output=True, text=True, timeout=10, check=True,
             ).stdout.strip()
             dirty = subprocess.run(
-                ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                # only code counts as dirty: regenerated figures and results do not
+                ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                 "theory", "lgc", ":(glob)paper_figures/*.py", "pyproject.toml"],
                 capture_output=True, text=True, timeout=10,
             ).stdout.strip()
             git = sha + ("-dirty" if dirty else "")
