@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     only = tuple(f.strip() for f in args.only.split(",") if f.strip())
     bad = [f for f in only if f not in pp.FIGURES]
     if bad:
-        print(f"paper: error: --only {bad[0]!r} is not a figure of the paper profile ({', '.join(pp.FIGURES)})",
+        print(f"lgc figures: error: --only {bad[0]!r} is not a figure of the paper profile ({', '.join(pp.FIGURES)})",
               file=sys.stderr)
         return 2
     scale = pp.TINY if args.tiny else pp.PAPER
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
 
             constants = read_constants(args.constants)
     except (UserError, TheoryInputError) as e:
-        print(f"paper: error: {e}", file=sys.stderr)
+        print(f"lgc figures: error: {e}", file=sys.stderr)
         return 2
     est = plan_estimate(jobs, scale)
     if args.plan:
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
                                   quiet=args.quiet, max_runs=args.max_runs)
         paths = pp_draw().draw_all(done, args.out, constants=constants, scale=scale, only=only)
     except UserError as e:
-        print(f"paper: error: {e}", file=sys.stderr)
+        print(f"lgc figures: error: {e}", file=sys.stderr)
         return 2
     from lgc import runs
 

@@ -228,7 +228,7 @@ def test_a_dist_runs_config_json_reruns_it(capsys, tmp_path):
     _fails(capsys, ["train", "--config", _write(tmp_path / "bad.json", json.dumps(bad))], "unknown dist option 'warp_speed'")
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered in multiply:RuntimeWarning")  # time = 0 rounds x inf
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an infinite E[R] row must not warn
 def test_optimize_k_with_an_infinite_mean_timing_model(capsys):
     """Pareto alpha <= 1 (boundary semantics): E[R] was a Monte Carlo figure of an infinite mean
     and K* was arbitrary. With abort semantics E[R(K)] = E[X_(K:N)], finite for small K."""

@@ -218,7 +218,8 @@ def tradeoff(
         best_val = np.where(better, val, best_val)
     if optimize_eta and budget is not None:
         best = _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget)
-    time = best["T"] * rt.mean
+    with np.errstate(invalid="ignore"):  # T = 0 rounds of an infinite E[R]: no time, nan by design
+        time = best["T"] * rt.mean
     crit = best["total"] if budget is not None else time
     if algorithm == "full-sync" or not np.isfinite(crit).any():
         k_star = n
