@@ -82,6 +82,20 @@ def check_replayed_k(cfg, by_round) -> None:
         check(k == cfg.threshold_k, f"schedule round {t} has K={k} fast workers, run has K={cfg.threshold_k}")
 
 
+def anytime_deadline(cfg: TrainConfig, timing_model) -> Optional[float]:
+    """The anytime-minibatch deadline, shared by both backends: cfg.deadline, or by default the
+    expected K-th fastest mini-batch time E[X_(K:N)] (the model's mean where it has no order
+    statistic). None for the other algorithms."""
+    if cfg.algorithm != "anytime-minibatch":
+        return cfg.deadline
+    if cfg.deadline is not None:
+        return cfg.deadline
+    try:
+        return float(timing_model.expected_order_statistic(cfg.threshold_k, cfg.n_workers))
+    except (AttributeError, NotImplementedError):
+        return float(timing_model.mean())
+
+
 class Simulator:
     """All N workers of one run, in memory. `step()` runs one round and returns its record."""
 
@@ -112,13 +126,7 @@ class Simulator:
         self.rows: list[dict] = []
         self.schedules: list[RoundSchedule] = []
         self.replay = self._load_replay(schedule)
-        self.deadline = cfg.deadline
-        if cfg.algorithm == "anytime-minibatch" and self.deadline is None:
-            # default deadline: the expected K-th fastest mini-batch time, E[X_(K:N)]
-            try:
-                self.deadline = float(self.timing.expected_order_statistic(cfg.threshold_k, cfg.n_workers))
-            except (AttributeError, NotImplementedError):
-                self.deadline = float(self.timing.mean())
+        self.deadline = anytime_deadline(cfg, self.timing)
 
     # ------------------------------------------------------------------ schedule
     def _load_replay(self, schedule):

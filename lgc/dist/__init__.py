@@ -118,14 +118,9 @@ def options_from_args(args) -> DistOptions:
 def settings_from_config(cfg, opts: DistOptions, timing_model):
     """The round protocol's parameters from a resolved TrainConfig."""
     from lgc.dist.worker import DistSettings
+    from lgc.sim import anytime_deadline
 
-    deadline = cfg.deadline
-    if cfg.algorithm == "anytime-minibatch" and deadline is None:
-        # the same default as lgc.sim: E[X_(K:N)], the expected K-th fastest mini-batch time
-        try:
-            deadline = float(timing_model.expected_order_statistic(cfg.threshold_k, cfg.n_workers))
-        except (AttributeError, NotImplementedError):
-            deadline = float(timing_model.mean())
+    deadline = anytime_deadline(cfg, timing_model)
     return DistSettings(
         n_workers=cfg.n_workers, threshold_k=cfg.threshold_k, blocks=cfg.blocks, batch_size=cfg.batch_size,
         rounds=cfg.rounds, algorithm=cfg.algorithm, warmup_rounds=cfg.warmup_rounds, lr=cfg.lr,
