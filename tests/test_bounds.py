@@ -242,19 +242,25 @@ def test_bounds_exceed_a_simulation_of_the_rules(timing, h, h_bound, set_model):
             assert bound <= 10 * meas, (bound, meas)  # not vacuous
 
 
-@pytest.mark.parametrize("k,timing,h", [(1, ShiftedExponential(), 5), (4, ShiftedExponential(), 3),
-                                        (2, Deterministic(times=(1, 1, 2, 2, 3, 3, 4)), 1)])
-def test_direct_lgc_bound_holds_at_its_largest_step_size(k, timing, h):
-    """The direct lgc bound (eq. 4.29) at 0.98 of its own step-size limit (eq. 4.28), beyond the
-    recursive bound's q < 1/2 where it is the only one that holds, exceeds the simulation with
-    persistent sets (set changes every h rounds; never for the fixed Deterministic times)."""
-    rng = np.random.default_rng(3)
+def _small_quadratic(seed):
+    """N = 7 workers, d = 4, L = 1: the setting of the step-size-limit tests, with its exact constants."""
+    rng = np.random.default_rng(seed)
     n, b_size, m_blocks, d, rounds, sigma2 = 7, 6, 3, 4, 150, 2.0
     hdiag = np.linspace(0.3, 1.0, d)
     centers = rng.normal(0, 1.0, size=(n, d)) + 2.0
     cbar = centers.mean(0)
     consts = dict(L=1.0, sigma2=sigma2, zeta2=float(np.mean(np.sum((hdiag * (centers - cbar)) ** 2, 1))),
                   Delta=float(0.5 * np.sum(hdiag * cbar**2)))
+    return n, b_size, m_blocks, rounds, sigma2, hdiag, centers, consts
+
+
+@pytest.mark.parametrize("k,timing,h", [(1, ShiftedExponential(), 5), (4, ShiftedExponential(), 3),
+                                        (2, Deterministic(times=(1, 1, 2, 2, 3, 3, 4)), 1)])
+def test_direct_lgc_bound_holds_at_its_largest_step_size(k, timing, h):
+    """The direct lgc bound (eq. 4.29) at 0.98 of its own step-size limit (eq. 4.28), beyond the
+    recursive bound's q < 1/2 where it is the only one that holds, exceeds the simulation with
+    persistent sets (set changes every h rounds; never for the fixed Deterministic times)."""
+    n, b_size, m_blocks, rounds, sigma2, hdiag, centers, consts = _small_quadratic(3)
     eta = 0.98 * float(eta_max("lgc", n, k, 1.0, form="direct"))
     assert eta > float(eta_max("lgc", n, k, 1.0, form="recursive"))
     meas, st = _simulate("lgc", n=n, k=k, b_size=b_size, m_blocks=m_blocks, eta=eta, rounds=rounds, hdiag=hdiag,
@@ -273,13 +279,7 @@ def test_direct_lgc_bound_holds_at_its_largest_step_size(k, timing, h):
 def test_virtual_lgc_bound_holds_up_to_eta_l_one(k, timing, h, semantics, eta_l):
     """The virtual-sequence lgc bound (eq. 4.31) at step sizes up to 0.97/L, where the
     compensation's delay matters most, exceeds the simulation for persistent and fresh sets."""
-    rng = np.random.default_rng(4)
-    n, b_size, m_blocks, d, rounds, sigma2 = 7, 6, 3, 4, 150, 2.0
-    hdiag = np.linspace(0.3, 1.0, d)
-    centers = rng.normal(0, 1.0, size=(n, d)) + 2.0
-    cbar = centers.mean(0)
-    consts = dict(L=1.0, sigma2=sigma2, zeta2=float(np.mean(np.sum((hdiag * (centers - cbar)) ** 2, 1))),
-                  Delta=float(0.5 * np.sum(hdiag * cbar**2)))
+    n, b_size, m_blocks, rounds, sigma2, hdiag, centers, consts = _small_quadratic(4)
     meas, st = _simulate("lgc", n=n, k=k, b_size=b_size, m_blocks=m_blocks, eta=eta_l, rounds=rounds, hdiag=hdiag,
                          centers=centers, sigma2=sigma2, timing=timing, h=h, seeds=6)
     q = dict(N=n, K=k, B=b_size, M=m_blocks, eta=eta_l, T=rounds, m_inv=st["m_inv"], zero_frac=st["zero_frac"],
