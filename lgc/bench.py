@@ -96,7 +96,7 @@ def bench_config(args, data_dir: str, engine: str, mode: str, rounds: int):
 def replayed_schedule(cfg, steps: int) -> list:
     """`steps` rounds drawn from the timing model, then the same rounds again (the first pass
     warms up every round size; the second is timed)."""
-    from lgc.sim import make_timing
+    from lgc.protocol import make_timing
     from theory.schedule import schedule_round
 
     timing = make_timing(cfg)
@@ -123,7 +123,7 @@ def time_sim(args, data_dir, engine: str, mode: str) -> dict:
 
 def time_plain(args, samples: list, mode: str, device: torch.device) -> dict:
     """forward + backward + SGD (momentum 0.9) on len(samples) batches of the given sizes."""
-    from lgc.fused import _maybe_compile, mark_step
+    from lgc.sim.fused import _maybe_compile, mark_step
     from lgc.models import make_model
 
     torch.manual_seed(args.seed)

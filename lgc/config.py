@@ -14,7 +14,7 @@ from lgc.rules import ALGORITHMS
 
 DATASETS = ("synthetic", "quadratic", "cifar10")
 SEMANTICS = ("boundary", "abort")
-ENGINES = ("batched", "fused")  # lgc.sim_grads.BatchedEngine (two passes), lgc.fused.FusedEngine
+ENGINES = ("batched", "fused")  # lgc.sim.engines.BatchedEngine (two passes), lgc.sim.fused.FusedEngine
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile of the engine's pass
 BACKENDS = ("sim", "dist")
 

@@ -33,7 +33,7 @@ def config():
 def rows(root=None) -> list[dict]:
     from lgc.dist import DistOptions, run_dist
     from lgc.dist.compare import round_comparison
-    from lgc.sim import make_timing
+    from lgc.protocol import make_timing
     from theory.order_stats import expected_round_times
 
     cfg = config()

@@ -35,7 +35,7 @@ def test_dist_trace_is_read_by_the_trace_timing_model(results_root):
     """theory.trace reads dist's trace.csv; the measured mini-batch times of the workers that
     finished all M blocks are the injected ones (model X_i times the unit), up to overhead."""
     from lgc.dist import DistOptions, run_dist
-    from lgc.sim import make_timing
+    from lgc.protocol import make_timing
     from theory.schedule import schedule_from_csv
     from theory.trace import TraceReplay, fit_shifted_exponential_csv
 

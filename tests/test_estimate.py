@@ -168,7 +168,7 @@ def test_cli_estimate_config_estimates_the_training_runs_problem(tmp_path):
     F(w_0) is the pi-weighted initial training loss of that run's workers and weights."""
     from lgc.cli import main
     from lgc.config import TrainConfig
-    from lgc.sim_task import make_task
+    from lgc.task import make_task
 
     cfg = TrainConfig(dataset="synthetic", model="softmax", n_workers=3, threshold_k=2, partition="main-label",
                       classes_per_worker=2, samples_per_worker=40, seed=5, synthetic_train=2000, device="cpu")

@@ -8,10 +8,11 @@ from torch import nn
 
 from lgc.config import TrainConfig
 from lgc.errors import UserError
-from lgc.fused import FusedEngine, split_model
+from lgc.sim.fused import FusedEngine, split_model
 from lgc.models import make_model
 from lgc.sim import Simulator
-from lgc.sim_grads import BatchedEngine, RoundBatch, round_plan, sample_weights
+from lgc.protocol import round_plan
+from lgc.sim.engines import BatchedEngine, RoundBatch, sample_weights
 
 N, K, B, M = 5, 2, 6, 3
 b = B // M

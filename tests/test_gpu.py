@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from lgc.fused import CompiledBatchedEngine, FusedEngine
+from lgc.sim.fused import CompiledBatchedEngine, FusedEngine
 from lgc.sim import Simulator
-from lgc.sim_grads import BatchedEngine
+from lgc.sim.engines import BatchedEngine
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")]

@@ -1,6 +1,6 @@
 """The sim backend against an explicit per-worker loop written here, independently.
 
-The loop below never calls lgc.sim / lgc.sim_grads / lgc.rules: it computes every worker's
+The loop below never calls lgc.sim / lgc.sim.engines / lgc.rules: it computes every worker's
 g_i and every straggler's gp_j by its own backward and combines them by SPEC section 3's
 formulas, with heavy-ball SGD written out. Only the per-worker pure functions (data,
 partition, model constructor, sampling) are shared.

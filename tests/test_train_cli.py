@@ -10,7 +10,7 @@ import torch
 
 from lgc import runs
 from lgc.cli import main
-from lgc.sim import ROUND_FIELDS
+from lgc.protocol import ROUND_FIELDS
 from theory.schedule import schedule_from_csv
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ intervals, written as the constants JSON that `lgc optimize-k --constants` reads
     lgc estimate --config run.json --max-samples 500     # the problem `lgc train --config run.json` trains
 
 The problem (data, partition, pi, initial weights) is built by the trainer's own code
-(lgc.sim_task.make_task), so the constants belong to the run that `lgc train` would make.
+(lgc.task.make_task), so the constants belong to the run that `lgc train` would make.
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def build_problem(args):
     import torch
 
     from lgc.estimate import problem_from_model, quadratic_problem
-    from lgc.sim_task import make_task
+    from lgc.task import make_task
 
     check(args.samples_per_worker >= 2, f"--samples-per-worker {args.samples_per_worker} must be >= 2")
     check(args.threads is None or args.threads >= 1, f"--threads {args.threads} must be >= 1")

@@ -20,7 +20,7 @@ from theory.schedule import schedule_deadline, schedule_from_csv, schedule_round
 def round_comparison(run_path: str | Path) -> list[dict]:
     """One row per round: round, measured_s, modelled_s, overhead, same_fast, same_blocks."""
     from lgc.config import TrainConfig
-    from lgc.sim import make_timing
+    from lgc.protocol import make_timing
 
     run_path = Path(run_path)
     key = json.loads((run_path / "config.json").read_text())

@@ -85,7 +85,7 @@ def _context():
         ctx = mp.get_context("forkserver")
     except ValueError:  # pragma: no cover - platforms without fork
         return mp.get_context("spawn")
-    ctx.set_forkserver_preload(["torch", "torch.distributed", "lgc.dist.runner", "lgc.sim_task"])
+    ctx.set_forkserver_preload(["torch", "torch.distributed", "lgc.dist.runner", "lgc.task"])
     return ctx
 
 

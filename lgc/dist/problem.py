@@ -1,6 +1,6 @@
 """What one `dist` worker computes: the gradient of one block of its mini-batch.
 
-The samples are the ones `sim` uses (lgc.sim_task.round_inputs: lgc.sampling's pure
+The samples are the ones `sim` uses (lgc.task.round_inputs: lgc.sampling's pure
 per-(seed, round, worker) mini-batches, crops and flips); block m of worker i is the slice
 [m*b, (m+1)*b) of its mini-batch. Parameters travel as one flat float32 vector (lgc.rules works on flat tensors);
 torch.func.functional_call evaluates the model at that vector without copying it into the
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from lgc.sim_grads import per_sample_loss
+from lgc.task import per_sample_loss
 
 
 class FlatModel:
@@ -47,12 +47,12 @@ class FlatModel:
 
 
 class TaskBlocks:
-    """Worker blocks of the `sim` backend's task (lgc.sim_task): same data, partition, pi,
+    """Worker blocks of the `sim` backend's task (lgc.task): same data, partition, pi,
     model initialisation, augmentation and normalisation as `sim`, one worker at a time."""
 
     def __init__(self, config: dict, device: str = "cpu"):
         from lgc.config import TrainConfig
-        from lgc.sim_task import make_task
+        from lgc.task import make_task
 
         self.cfg = TrainConfig(**config).resolved()
         self.device = torch.device(device)

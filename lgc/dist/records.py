@@ -50,7 +50,7 @@ class RunRecorder:
                                    "start_s": f"{rep[i, 6 + m]:.6f}", "end_s": f"{rep[i, 6 + M + m]:.6f}"})
 
     def save(self, state) -> None:
-        from lgc.sim import ROUND_FIELDS
+        from lgc.protocol import ROUND_FIELDS
 
         atomic_write_csv(self.path / "rounds.csv", self.rounds, ROUND_FIELDS)
         atomic_write_text(self.path / "schedule.csv", schedule_to_csv(self.schedule))

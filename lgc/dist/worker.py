@@ -267,7 +267,7 @@ class Worker:
         return RoundSchedule(round=t, fast=fast, blocks=blocks, t_cut=t_cut, wall=wall_s / s.unit_s)
 
     def _used_workers(self, t: int, sched: RoundSchedule, rho: float) -> np.ndarray:
-        """Workers whose reported samples enter the round's rule (lgc.sim_grads.round_plan)."""
+        """Workers whose reported samples enter the round's rule (lgc.sim.engines.round_plan)."""
         s = self.s
         if s.is_full_round(t) or s.algorithm == "anytime-minibatch":
             return np.ones(s.n_workers, dtype=bool)

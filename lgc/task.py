@@ -25,6 +25,13 @@ from lgc.partition import label_histogram, make_partition
 from lgc.sampling import augment, augment_params, round_batch_indices
 
 
+def per_sample_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per sample, or the model's own per-sample loss (QuadraticModel)."""
+    if getattr(model, "returns_loss", False):
+        return out.float()
+    return nn.functional.cross_entropy(out.float(), y, reduction="none")
+
+
 def _partition_params(cfg: TrainConfig) -> dict:
     if cfg.partition == "iid":
         return {"samples_per_worker": cfg.samples_per_worker}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lgc.rules import Weights
+from lgc.task import per_sample_loss
 
 GROUPS = ("all", "fast", "strag", "any")
 
@@ -41,13 +41,6 @@ class RoundBatch:
 class GradientEngine(Protocol):
     def grads(self, model: nn.Module, batch: RoundBatch) -> tuple[dict, float]:
         """({group: flat float32 gradient of sum_s weight_s * loss_s}, mean per-sample loss)."""
-
-
-def per_sample_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy per sample, or the model's own per-sample loss (QuadraticModel)."""
-    if getattr(model, "returns_loss", False):
-        return out.float()
-    return nn.functional.cross_entropy(out.float(), y, reduction="none")
 
 
 class BatchedEngine:
@@ -72,46 +65,6 @@ class BatchedEngine:
             gs = torch.autograd.grad((losses * batch.weights[g]).sum(), params, retain_graph=k < len(names) - 1)
             res[g] = torch.cat([t.reshape(-1) for t in gs])
         return res, float(losses.detach().mean())
-
-
-# ----------------------------------------------------------------------------- the round's plan
-@dataclass(frozen=True)
-class RoundPlan:
-    """Which samples each worker contributes (counts, a multiple of b) and each group's
-    per-worker weight per sample (numpy float64, length N)."""
-
-    counts: np.ndarray
-    per_sample: dict
-    rho: float
-
-
-def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_size: int, *, warmup: bool) -> RoundPlan:
-    """The samples and weights each algorithm's rule needs (SPEC section 3).
-
-    full-sync / warm-up: all N*B samples, weight pi_i / B ("all", eq. 3.1);
-    fastest-k: the fast workers' samples, w_fast[i] / B ("fast");
-    lgc, lgc-fresh: also straggler j's first m_j b samples, w_strag[j] / (m_j b) ("strag", eq. 3.3-3.4);
-    anytime-minibatch: worker i's first m_i b samples, w_any[i] / (m_i b) ("any", eq. 3.5).
-    """
-    from lgc.rules import group_weights
-
-    pi = np.asarray(pi, dtype=np.float64)
-    n = len(pi)
-    blocks = np.asarray(blocks, dtype=np.int64)
-    fast_mask = np.asarray(fast_mask, dtype=bool)
-    if warmup or algorithm == "full-sync":
-        return RoundPlan(np.full(n, batch_size), {"all": pi / batch_size}, 0.0)
-    w: Weights = group_weights(fast_mask, blocks, pi)
-    done = blocks * block_size  # samples finished by each worker
-    if algorithm == "anytime-minibatch":
-        per = np.divide(w.w_any, done, out=np.zeros(n), where=done > 0)
-        return RoundPlan(done, {"any": per}, w.rho)
-    counts = np.where(fast_mask, batch_size, 0)
-    per = {"fast": w.w_fast / batch_size}
-    if algorithm in ("lgc", "lgc-fresh") and w.rho > 0:
-        counts = np.where(fast_mask, batch_size, done)
-        per["strag"] = np.divide(w.w_strag, done, out=np.zeros(n), where=done > 0)
-    return RoundPlan(counts, per, w.rho)
 
 
 def sample_weights(plan: RoundPlan, device) -> dict:

@@ -3,7 +3,7 @@
 Per round t:
   1. the schedule (A_t, every m_j, R_t) from the timing model's block finish times
      (theory.timing + theory.schedule; boundary semantics by default) or a replayed file;
-  2. the samples and weights the rule needs (lgc.sim_grads.round_plan) and their gradient
+  2. the samples and weights the rule needs (lgc.sim.engines.round_plan) and their gradient
      means from batched passes (a GradientEngine: no Python loop over workers);
   3. d_t = lgc.rules.aggregate(...), w_{t+1} = lgc.rules.server_step(...);
   4. the virtual clock advances by R_t.
@@ -11,24 +11,11 @@ Per round t:
     sim = Simulator(TrainConfig(...)); row = sim.step()    # in-memory, for tests and scripts
     run_dir = train(TrainConfig(...))                        # run directory, cache, checkpoints
 
-rounds.csv schema (one row per round; units in brackets):
-  round          t, from 0
-  time           virtual time at the end of the round [time units: one fast mini-batch = 1]
-  round_time     R_t, the round's wall time on the virtual clock [time units]
-  wall_s         real seconds the round took on this machine [s]
-  n_fast         |A_t| (N in full-sync and warm-up rounds)
-  blocks         sum of m_j over the stragglers (anytime-minibatch: over all workers) [blocks]
-  samples        samples whose gradients entered d_t
-  rho            rho_t, pi-weight of the stragglers that finished >= 1 block
-  loss           mean per-sample training loss over those samples, at w_t
-  lr, warmup     step size; 1 in warm-up (full-sync) rounds
-  test_loss, test_acc   after the round's update, every eval_every rounds and after the last
-  grad_norm2, dist_opt, f_gap   quadratic only: ||grad F(w_t)||^2, ||w_t - w*||, F(w_t) - F*
+The round record (rounds.csv) and the rest of the round protocol: lgc.protocol.
 """
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import time
 from pathlib import Path
 from typing import Optional
@@ -36,20 +23,15 @@ from typing import Optional
 import numpy as np
 import torch
 
-from lgc import runs
-from lgc.checkpoint import load_checkpoint, save_checkpoint
 from lgc.config import TrainConfig
 from lgc.errors import UserError, check
+from lgc.protocol import anytime_deadline, check_replayed_k, make_timing, round_plan
 from lgc.rules import RuleState, ServerState, aggregate, server_step
-from lgc.sim_grads import RoundBatch, round_plan, sample_weights
-from lgc.sim_task import make_task
+from lgc.sim.engines import RoundBatch, sample_weights
+from lgc.task import make_task
 from theory.errors import TheoryInputError
 from theory.schedule import RoundSchedule, check_schedule, comm_time, schedule_deadline, schedule_from_csv, \
-    schedule_round, schedule_to_csv
-
-ROUND_FIELDS = ("round", "time", "round_time", "wall_s", "n_fast", "blocks", "samples", "rho", "loss", "lr",
-                "warmup", "test_loss", "test_acc", "grad_norm2", "dist_opt", "f_gap")
-RUN_KIND = "train"
+    schedule_round
 
 
 def resolve_device(name: str) -> torch.device:
@@ -58,42 +40,6 @@ def resolve_device(name: str) -> torch.device:
     dev = torch.device(name)
     check(dev.type != "cuda" or torch.cuda.is_available(), f"device={name!r} but CUDA is not available")
     return dev
-
-
-def make_timing(cfg: TrainConfig):
-    """The timing model named in the config (theory.timing.make_timing_model when present)."""
-    try:
-        from theory.timing import make_timing_model
-    except ImportError:  # the factory of the bound calculator has not landed: the default model only
-        from theory.timing import ShiftedExponential
-
-        check(cfg.timing == "shifted-exp", f"timing={cfg.timing!r}: only 'shifted-exp' is available in this build")
-        return ShiftedExponential(**cfg.timing_params)
-    return make_timing_model(cfg.timing, **cfg.timing_params)
-
-
-def check_replayed_k(cfg, by_round) -> None:
-    """A replayed schedule's |A_t| must be the run's K after warm-up (fastest-k, lgc, lgc-fresh),
-    else config.json would record a K the run did not use."""
-    if cfg.algorithm not in ("fastest-k", "lgc", "lgc-fresh"):
-        return
-    for t in range(cfg.warmup_rounds, cfg.rounds):
-        k = len(by_round[t].fast)
-        check(k == cfg.threshold_k, f"schedule round {t} has K={k} fast workers, run has K={cfg.threshold_k}")
-
-
-def anytime_deadline(cfg: TrainConfig, timing_model) -> Optional[float]:
-    """The anytime-minibatch deadline, shared by both backends: cfg.deadline, or by default the
-    expected K-th fastest mini-batch time E[X_(K:N)] (the model's mean where it has no order
-    statistic). None for the other algorithms."""
-    if cfg.algorithm != "anytime-minibatch":
-        return cfg.deadline
-    if cfg.deadline is not None:
-        return cfg.deadline
-    try:
-        return float(timing_model.expected_order_statistic(cfg.threshold_k, cfg.n_workers))
-    except (AttributeError, NotImplementedError):
-        return float(timing_model.mean())
 
 
 class Simulator:
@@ -115,7 +61,7 @@ class Simulator:
         with torch.no_grad():
             self.w = torch.cat([p.detach().reshape(-1) for p in self.params]).float().clone()
         if engine is None:
-            from lgc.fused import make_engine
+            from lgc.sim.fused import make_engine
 
             engine = make_engine(cfg.engine, cfg.compile, self.device)
         self.engine = engine
@@ -248,60 +194,3 @@ class Simulator:
         if st.get("cuda_rng") is not None and dev.type == "cuda":
             torch.cuda.set_rng_state_all(st["cuda_rng"])
         self._load_w()
-
-
-# ----------------------------------------------------------------------------- run directories
-def _write_progress(path: Path, sim: Simulator) -> None:
-    runs.atomic_write_csv(path / "rounds.csv", sim.rows, ROUND_FIELDS)
-    runs.atomic_write_text(path / "schedule.csv", schedule_to_csv(sim.schedules))
-    save_checkpoint(path / "checkpoint.pt", sim.state_dict())
-
-
-def train(
-    config: TrainConfig, *, root=None, force: bool = False, resume: bool = True, quiet: bool = False,
-    stop_after: Optional[int] = None, time_limit_s: Optional[float] = None,
-) -> Path:
-    """Run (or reuse) the `sim` run of `config`; returns its directory results/train/<key>/.
-
-    A finished run with the same config and code is reused unless `force`. With `resume`, an
-    unfinished run continues from its last checkpoint and ends bit-identical to an uninterrupted
-    run. `stop_after` rounds or `time_limit_s` seconds end this call early after a checkpoint
-    (chunked GPU sessions; tests); run `train` again to continue.
-    """
-    cfg = config.resolved().validate()
-    key = cfg.to_dict()
-    path = runs.run_dir(RUN_KIND, key, root)
-    if runs.is_complete(path) and not force:
-        return path
-    sim = Simulator(cfg)
-    ckpt = path / "checkpoint.pt"
-    if resume and not force and ckpt.exists():
-        sim.load_state_dict(load_checkpoint(ckpt))
-    else:
-        if path.exists():
-            shutil.rmtree(path)
-        runs.start_run(path, key, str(sim.device))
-        runs.atomic_write_json(path / "data.json", sim.task.info())
-    from tqdm import tqdm
-
-    began = time.perf_counter()
-    done_here = 0
-    with tqdm(total=cfg.rounds, initial=sim.round, disable=quiet, desc=f"{cfg.algorithm} K={cfg.threshold_k}",
-              unit="round", leave=False) as bar:
-        while sim.round < cfg.rounds:
-            row = sim.step()
-            done_here += 1
-            bar.update(1)
-            if "test_acc" in row:
-                bar.set_postfix(acc=f"{row['test_acc']:.3f}", loss=f"{row['loss']:.3f}")
-            if sim.round == cfg.rounds:
-                break
-            out_of_time = time_limit_s is not None and time.perf_counter() - began > time_limit_s
-            if (cfg.checkpoint_every and sim.round % cfg.checkpoint_every == 0) or out_of_time \
-                    or (stop_after is not None and done_here >= stop_after):
-                _write_progress(path, sim)
-            if out_of_time or (stop_after is not None and done_here >= stop_after):
-                return path
-    _write_progress(path, sim)
-    runs.finish_run(path, sim.final_metrics())
-    return path

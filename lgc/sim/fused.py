@@ -25,7 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from lgc.errors import UserError
-from lgc.sim_grads import GROUPS, BatchedEngine, RoundBatch, per_sample_loss
+from lgc.sim.engines import GROUPS, BatchedEngine, RoundBatch
+from lgc.task import per_sample_loss
 
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 SPLIT_TYPES = (nn.Conv2d, nn.Linear, nn.GroupNorm)
@@ -218,7 +219,7 @@ def _maybe_compile(fn, mode: str):
 
 
 class FusedEngine:
-    """GradientEngine (lgc.sim_grads) computing every group's gradient in one pass.
+    """GradientEngine (lgc.sim.engines) computing every group's gradient in one pass.
 
     Rounds with one group (warm-up, full-sync, fastest-K, anytime-minibatch, lgc rounds where no
     straggler finished a block) need one weighted backward; rounds with "fast" and "strag" use

@@ -1,0 +1,115 @@
+"""`run_dist`: one dist run from a TrainConfig and DistOptions to its run directory.
+
+    path = run_dist(TrainConfig(..., backend="dist"), DistOptions(unit_ms=50))
+
+Checks the options, loads a replayed schedule, prepares the run directory (rank 0), then
+spawns the local workers (lgc.dist.launch) or runs this process as one rank under torchrun;
+a local run with on_worker_death="straggler" restarts without a dead worker.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Optional
+
+from lgc.dist import DistOptions, settings_from_config
+from lgc.errors import UserError, check
+
+
+def _process_backend(opts, device: str, n_workers: int) -> str:
+    import torch
+
+    if opts.process_backend != "auto":
+        return opts.process_backend
+    if device.startswith("cuda") and torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", n_workers))
+        if local <= torch.cuda.device_count():
+            return "nccl"  # one GPU per rank; NCCL refuses two ranks on one GPU
+    return "gloo"  # CPU, or several ranks sharing a GPU (gloo collectives take CUDA tensors)
+
+
+def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force: bool = False,
+             resume: bool = True, quiet: bool = False) -> Path:
+    """Run (or reuse) the dist run of `config`; returns its directory results/train/<key>/.
+
+    With `resume`, an unfinished run continues from its last checkpoint (a run stopped by a
+    dead worker or a timeout says so). Raises UserError (one line) when the run cannot finish.
+    """
+    import torch
+
+    from lgc import runs
+    from lgc.dist.launch import WorkerLost, launch_local, run_torchrun, under_torchrun
+    from lgc.dist.problem import TaskBlocks
+    from lgc.dist.runner import DistJob
+    from lgc.protocol import RUN_KIND, check_replayed_k, make_timing
+    from theory.errors import TheoryInputError
+    from theory.schedule import check_schedule, schedule_from_csv
+
+    opts = options or DistOptions()
+    cfg = dataclasses.replace(config, backend="dist").resolved().validate()
+    opts.validate(cfg.n_workers)
+    check(cfg.comm_alpha == 0 and cfg.comm_beta == 0,
+          "comm_alpha/comm_beta model communication in sim; dist measures the real communication (set them to 0)")
+    try:
+        timing = make_timing(cfg)
+        replay = None
+        if cfg.schedule_file:
+            replay = schedule_from_csv(Path(cfg.schedule_file).read_text(), source=cfg.schedule_file)
+            by_round = {s.round: s for s in replay}
+            check(all(t in by_round for t in range(cfg.rounds)),
+                  f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{cfg.rounds - 1})")
+            replay = [by_round[t] for t in range(cfg.rounds)]
+            check_replayed_k(cfg, by_round)
+            if cfg.algorithm != "anytime-minibatch":
+                for t, s in enumerate(replay):
+                    if t >= cfg.warmup_rounds and cfg.algorithm != "full-sync":
+                        check_schedule(s, cfg.n_workers, cfg.blocks)
+    except TheoryInputError as e:
+        raise UserError(str(e)) from None
+    device = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) else (
+        "cpu" if cfg.device == "auto" else cfg.device)
+    check(not device.startswith("cuda") or torch.cuda.is_available(), f"device={cfg.device!r} but CUDA is not available")
+    key = {**cfg.to_dict(), "dist": dataclasses.asdict(opts)}
+    path = runs.run_dir(RUN_KIND, key, root)
+    torchrun = under_torchrun()
+    rank0 = not torchrun or int(os.environ["RANK"]) == 0
+    if opts.on_worker_death == "straggler":
+        check(not torchrun, "--on-worker-death straggler needs a local spawn (torchrun restarts are torchrun's)")
+        check(cfg.algorithm != "full-sync" and replay is None,
+              "--on-worker-death straggler needs an algorithm with stragglers and no --schedule-file")
+    if runs.is_complete(path) and not force:
+        return path
+    has_ckpt = (path / "checkpoint.pt").exists()
+    if rank0 and not (resume and has_ckpt and not force):
+        if path.exists():
+            shutil.rmtree(path)
+        runs.start_run(path, key, device)
+    settings = settings_from_config(cfg, opts, timing)
+    job = DistJob(
+        settings=settings, problem_builder=functools.partial(TaskBlocks, cfg.to_dict()), timing_model=timing,
+        run_path=str(path), resume=resume and has_ckpt and not force, replay=replay,
+        backend=_process_backend(opts, device, cfg.n_workers), device=device, threads=opts.threads,
+        quiet=quiet, eval_every=cfg.eval_every, reduce=opts.reduce,
+        final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject})
+    if job.resume:  # workers that died earlier stay permanent stragglers
+        from lgc.checkpoint import load_checkpoint
+
+        job = dataclasses.replace(job, dead=tuple(load_checkpoint(path / "checkpoint.pt").get("dead", ())))
+    if torchrun:
+        run_torchrun(job)
+        return path
+    while True:
+        try:
+            launch_local(job, host=opts.host)
+            return path
+        except WorkerLost as e:
+            dead = tuple(sorted({*job.dead, e.worker}))
+            if opts.on_worker_death != "straggler" or cfg.threshold_k > cfg.n_workers - len(dead):
+                raise
+            sys.stderr.write(f"lgc train: {e}\nlgc train: continuing with worker {e.worker} as a permanent "
+                             f"straggler (dead: {', '.join(map(str, dead))})\n")
+            job = dataclasses.replace(job, dead=dead, resume=(path / "checkpoint.pt").exists())
