@@ -20,7 +20,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
-    flags = ["optimize-k", "-N", str(a.n), "--L", "1", "--sigma2", "1", "--zeta2", "0.1", "--Delta", "5",
+    flags = ["optimize-k", "--workers", str(a.n), "--L", "1", "--sigma2", "1", "--zeta2", "0.1", "--Delta", "5",
              "--straggling-period", "10", "--budget", "3000", "--json"]
     from lgc.cli import build_parser
     from lgc.commands import optimize_k

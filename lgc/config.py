@@ -1,5 +1,15 @@
-"""The training configuration: one dataclass, validated, the same for the CLI, JSON files and
-the Python API (`lgc.sim.train(TrainConfig(...))`). Symbols as in SPEC section 1."""
+"""The training configuration: one dataclass vocabulary, validated, the same for the CLI, JSON
+files and the Python API (`lgc.sim.train(TrainConfig(...))`). Symbols as in theory/DERIVATION.md
+section 1 (N workers, K fastest, B samples per worker, M blocks of b = B / M samples).
+
+Each field is written once here, with its default and its help text (field metadata); the
+command-line flags of `lgc train`, `lgc estimate` and `lgc optimize-k` are generated from these
+fields (lgc/commands/_config_args.py), so a quantity has one flag everywhere: `--workers` (N),
+`--k` (K), `--blocks` (M), `--batch-size` (B), `--rounds` (T). The dist backend's own options are
+`DistOptions` (recorded in a dist run's config.json under "dist").
+
+No torch import here: `lgc optimize-k` reads these fields without loading torch.
+"""
 from __future__ import annotations
 
 import json
@@ -8,74 +18,97 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lgc.errors import UserError, check
-from lgc.models import MODELS, NORMS
-from lgc.partition import PARTITIONS
-from lgc.rules import ALGORITHMS
 
 DATASETS = ("synthetic", "quadratic", "cifar10")
 SEMANTICS = ("boundary", "abort")
 ENGINES = ("batched", "fused")  # lgc.sim.engines.BatchedEngine (two passes), lgc.sim.fused.FusedEngine
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile of the engine's pass
 BACKENDS = ("sim", "dist")
+DIST_BACKENDS = ("auto", "gloo", "nccl")
+REDUCE_MODES = ("auto", "gather", "allreduce")
+ON_WORKER_DEATH = ("stop", "straggler")
+# the fields that define the task (data, partition, pi, model and its initial weights: lgc.sim_task.make_task),
+# the problem `lgc estimate` measures
+TASK_FIELDS = ("dataset", "data_dir", "accept_md5_mismatch", "model", "width", "norm", "partition", "n_workers",
+               "classes_per_worker", "samples_per_worker", "main_share", "dirichlet_alpha", "min_size",
+               "shards_per_worker", "worker_weights", "synthetic_train", "synthetic_test", "synthetic_signal",
+               "synthetic_side", "quad_dim", "quad_h_min", "quad_h_max", "quad_spread", "quad_sigma2", "seed",
+               "data_seed")
+
+
+def option(default: Any = None, help: str = "", *, flag: str | None = None, metavar: str | None = None,
+           none: str | None = None, factory=None):
+    """A config field with its help text. flag: the command-line name when it is not
+    --field-name; none: what a None default means (shown as the flag's default)."""
+    meta = {"help": help, "flag": flag, "metavar": metavar, "none": none}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     # algorithm and the round structure
-    algorithm: str = "lgc"
-    n_workers: int = 10  # N
-    threshold_k: int = 7  # K
-    batch_size: int = 50  # B, samples per worker per round
-    blocks: int = 5  # M, blocks per mini-batch; b = B / M
-    rounds: int = 200  # T
-    warmup_rounds: int = 2  # full-sync rounds at the start (the lab code uses 2)
+    algorithm: str = option("lgc", "full-sync, fastest-k, lgc, lgc-fresh or anytime-minibatch")
+    n_workers: int = option(10, "N, number of workers", flag="--workers", metavar="N")
+    threshold_k: int = option(7, "K, the server waits for the K fastest workers", flag="--k", metavar="K")
+    batch_size: int = option(50, "B, samples per worker per round", metavar="B")
+    blocks: int = option(5, "M, blocks per mini-batch (B must be divisible by M; b = B / M)", metavar="M")
+    rounds: int = option(200, "T, number of rounds", metavar="T")
+    warmup_rounds: int = option(2, "full-sync rounds at the start (the lab code uses 2)")
     # server optimiser (identical across algorithms)
-    lr: float = 0.05  # eta
-    momentum: float = 0.9
-    weight_decay: float = 0.0
+    lr: float = option(0.05, "step size eta", metavar="ETA")
+    momentum: float = option(0.9, "server heavy-ball momentum")
+    weight_decay: float = option(0.0, "server weight decay")
     # data, partition and model
-    dataset: str = "synthetic"
-    data_dir: Optional[str] = None  # cifar10: folder holding cifar-10-batches-py/ (or the batches)
-    accept_md5_mismatch: bool = False
-    augment: Optional[bool] = None  # None: on for cifar10, off otherwise
-    model: str = "mlp"
-    width: Optional[int] = None
-    norm: str = "group"
-    partition: str = "main-label"
-    classes_per_worker: int = 3  # c (main-label)
-    samples_per_worker: Optional[int] = 500  # main-label (required), iid (None: n // N)
-    main_share: float = 0.8
-    dirichlet_alpha: float = 0.5
-    min_size: int = 10
-    shards_per_worker: int = 2
-    worker_weights: str = "uniform"  # pi: "uniform" (1/N) or "size" (data-size share)
-    synthetic_train: int = 20000
-    synthetic_test: int = 2000
-    synthetic_signal: float = 0.2
-    synthetic_side: int = 8  # synthetic images are 3 x side x side
-    quad_dim: int = 10
-    quad_h_min: float = 0.1
-    quad_h_max: float = 1.0
-    quad_spread: float = 1.0
-    quad_sigma2: float = 1.0
-    # timing (SPEC section 2)
-    timing: str = "shifted-exp"
-    timing_params: dict = field(default_factory=dict)
-    straggling_period: int = 1  # h
-    semantics: str = "boundary"
-    comm_alpha: float = 0.0
-    comm_beta: float = 0.0
-    deadline: Optional[float] = None  # anytime-minibatch; None: E[X_(K:N)] of the timing model
-    schedule_file: Optional[str] = None  # replay a recorded schedule instead of the timing model
+    dataset: str = option("synthetic", "synthetic (embedded classification), quadratic (exact constants) or cifar10")
+    data_dir: Optional[str] = option(None, "CIFAR-10 folder (holding cifar-10-batches-py/ or the batches)",
+                                     metavar="DIR", none="none")
+    accept_md5_mismatch: bool = option(False, "use CIFAR-10 files whose MD5 differs from the official release")
+    augment: Optional[bool] = option(None, "random crop + flip on the device", none="on for cifar10, off otherwise")
+    model: str = option("mlp", "resnet18, cnn, mlp or softmax (ignored for quadratic)")
+    width: Optional[int] = option(None, "channels / hidden units", none="per model")
+    norm: str = option("group", "group or batch (statistics per block of b samples)")
+    partition: str = option("main-label", "iid, main-label, dirichlet or shards")
+    classes_per_worker: int = option(3, "c, classes per worker (main-label)", metavar="C")
+    samples_per_worker: Optional[int] = option(500, "samples per worker (main-label: required; iid: none means n / N)")
+    main_share: float = option(0.8, "share of a worker's samples from its main class (main-label)")
+    dirichlet_alpha: float = option(0.5, "Dirichlet concentration (dirichlet)")
+    min_size: int = option(10, "minimum samples per worker (dirichlet)")
+    shards_per_worker: int = option(2, "shards per worker (shards)")
+    worker_weights: str = option("uniform", "pi: uniform (1/N) or size (data-size share)")
+    synthetic_train: int = option(20000, "training samples of the synthetic problem")
+    synthetic_test: int = option(2000, "test samples of the synthetic problem")
+    synthetic_signal: float = option(0.2, "prototype scale of the synthetic problem (difficulty)")
+    synthetic_side: int = option(8, "synthetic images are 3 x side x side")
+    quad_dim: int = option(10, "dimension d of the quadratics")
+    quad_h_min: float = option(0.1, "smallest curvature h of the quadratics")
+    quad_h_max: float = option(1.0, "largest curvature h of the quadratics (= L)")
+    quad_spread: float = option(1.0, "scale of the workers' optima c_i of the quadratics")
+    quad_sigma2: float = option(1.0, "per-sample gradient variance sigma^2 of the quadratics")
+    # timing (README "Timing models"; theory/DERIVATION.md section 2)
+    timing: str = option("shifted-exp", "timing model: shifted-exp, pareto, lognormal, heterogeneous, "
+                                        "deterministic, trace or trace-fit", metavar="NAME")
+    timing_params: dict = option(help="a parameter of the timing model (repeatable; VALUE is JSON or text), "
+                                      "e.g. rate=0.5, slowdown=3, path=trace.csv",
+                                 flag="--timing-param", metavar="KEY=VALUE", factory=dict)
+    straggling_period: int = option(1, "h, rounds for which the drawn times are held", metavar="H")
+    semantics: str = option("boundary", "boundary (stragglers finish the block in flight) or abort (cut at t_cut)")
+    comm_alpha: float = option(0.0, "communication latency per round [time units] (eq. 2.5)", metavar="A")
+    comm_beta: float = option(0.0, "communication time per byte sent [time units] (eq. 2.5)", metavar="B")
+    deadline: Optional[float] = option(None, "anytime-minibatch deadline [time units]", none="E[X_(K:N)]")
+    schedule_file: Optional[str] = option(None, "replay a recorded schedule.csv instead of the timing model",
+                                          metavar="FILE", none="none")
     # bookkeeping
-    seed: int = 0  # timing, mini-batches, augmentation, model init
-    data_seed: Optional[int] = None  # synthetic data and partition; None: seed
-    eval_every: int = 10  # test evaluation every n rounds (and after the last); 0: only at the end
-    checkpoint_every: int = 50  # 0: only at the end
-    device: str = "auto"
-    engine: str = "batched"
-    compile: str = "none"
-    backend: str = "sim"
+    seed: int = option(0, "seed of timing, mini-batches, augmentation and initial weights")
+    data_seed: Optional[int] = option(None, "seed of the synthetic data and the partition", none="--seed")
+    eval_every: int = option(10, "test evaluation every n rounds and after the last (0: only at the end)")
+    checkpoint_every: int = option(50, "checkpoint every n rounds (0: only at the end)")
+    device: str = option("auto", "auto, cpu or cuda[:i]")
+    engine: str = option("batched", "gradient engine: batched (one backward per group) or fused "
+                                    "(one backward, split weight gradients)")
+    compile: str = option("none", "torch.compile of the gradient pass: none, default, reduce-overhead or max-autotune")
+    backend: str = option("sim", "sim (one process, virtual clock) or dist (torch.distributed)")
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -95,6 +128,10 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise UserError (one line naming the value) for an invalid configuration."""
+        from lgc.models import MODELS, NORMS  # here, not at the top: lgc optimize-k imports this module without torch
+        from lgc.partition import PARTITIONS
+        from lgc.rules import ALGORITHMS
+
         c = self
         check(c.algorithm in ALGORITHMS, f"algorithm={c.algorithm!r} must be one of {', '.join(ALGORITHMS)}")
         check(c.n_workers >= 1, f"N={c.n_workers} must be >= 1")
@@ -154,6 +191,54 @@ class TrainConfig:
         d = read_json_object(path)
         d.pop("dist", None)
         return cls.from_dict(d, source=str(path))
+
+
+@dataclass(frozen=True)
+class DistOptions:
+    """Options of the dist backend beyond TrainConfig (recorded in config.json under "dist";
+    docs/DIST.md). Times in milliseconds or seconds, not the timing model's units."""
+
+    inject: bool = option(True, "sleep until the timing model's block finish times (injected stragglers); "
+                                "--no-inject runs at the workers' real speeds")
+    unit_ms: float = option(100.0, "milliseconds per time unit (one fast mini-batch)", metavar="MS")
+    timeout_s: float = option(60.0, "a round without progress for this long ends the run, naming the worker it "
+                                    "waits for; the run ends within about timeout + 5 s", metavar="SECONDS")
+    process_backend: str = option("auto", "process-group engine: auto (NCCL when every rank has its own GPU, "
+                                          "else gloo), gloo or nccl", flag="--dist-backend")
+    host: str = option("127.0.0.1", "rendezvous address of locally spawned workers", flag="--rendezvous-host",
+                       metavar="ADDR")
+    threads: int = option(1, "torch CPU threads per process (1 is fastest for small models)")
+    slow_worker: int = option(-1, "demo/test: worker I does extra work the timing model does not know about "
+                                  "(-1: none)", metavar="I")
+    slow_ms: float = option(0.0, "demo/test: the extra work of --slow-worker, milliseconds of sleep per block",
+                            metavar="MS")
+    reduce: str = option("auto", "how gradient sums travel: gather (to rank 0, summed in rank order, then "
+                                 "broadcast), allreduce, or auto (gather for gloo on CPU)", flag="--dist-reduce")
+    on_worker_death: str = option("stop", "stop: a dead or hung worker ends the run (resume with --resume); "
+                                          "straggler: continue from the last checkpoint with it as a permanent "
+                                          "straggler (m_j = 0; a local spawn, an algorithm with stragglers)")
+
+    def validate(self, n_workers: int) -> "DistOptions":
+        check(self.unit_ms > 0, f"unit_ms={self.unit_ms} must be > 0")
+        check(self.timeout_s > 0, f"timeout_s={self.timeout_s} must be > 0")
+        check(self.process_backend in DIST_BACKENDS,
+              f"dist backend {self.process_backend!r} must be one of {', '.join(DIST_BACKENDS)}")
+        check(self.threads >= 1, f"threads={self.threads} must be >= 1")
+        check(-1 <= self.slow_worker < n_workers, f"slow_worker={self.slow_worker} must be -1 or in 0..{n_workers - 1}")
+        check(self.slow_ms >= 0, f"slow_ms={self.slow_ms} must be >= 0")
+        check(self.reduce in REDUCE_MODES, f"reduce={self.reduce!r} must be one of {', '.join(REDUCE_MODES)}")
+        check(self.on_worker_death in ON_WORKER_DEATH,
+              f"on_worker_death={self.on_worker_death!r} must be one of {', '.join(ON_WORKER_DEATH)}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "DistOptions":
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        check(not unknown, f"{source}: unknown dist option {unknown[0]!r} (valid: see `lgc train --help`)" if unknown else "")
+        return cls(**d)
 
 
 def read_json_object(path: str | Path) -> dict:

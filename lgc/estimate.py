@@ -36,7 +36,7 @@ PerSampleLoss = Callable[[Tensor, Tensor, Tensor], Tensor]  # (w (P,), x (n, ...
 
 
 @dataclass
-class Problem:
+class EmpiricalProblem:
     """Per-worker data and a per-sample loss of flat parameters: all that estimation needs.
 
     f_i(w) = mean over worker i's samples of per_sample_loss(w, x, y); F = sum_i pi_i f_i.
@@ -59,7 +59,7 @@ class Problem:
         self.w0 = self.w0.detach().clone()
 
 
-def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = "model") -> Problem:
+def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = "model") -> EmpiricalProblem:
     """Cross-entropy of `model` on each worker's (x, y); a model with `returns_loss = True`
     (the quadratics' QuadraticModel) gives its per-sample losses itself and y is ignored."""
     from torch.func import functional_call
@@ -85,10 +85,10 @@ def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = 
     except (ValueError, RuntimeError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         check(False, f"model {name} cannot evaluate a single sample of shape {tuple(x.shape[1:])} ({msg})")
-    return Problem(per_sample_loss, workers, w0, pi=pi, name=name)
+    return EmpiricalProblem(per_sample_loss, workers, w0, pi=pi, name=name)
 
 
-def quadratic_problem(quad, *, samples_per_worker: int, seed: int = 0) -> Problem:
+def quadratic_problem(quad, *, samples_per_worker: int, seed: int = 0) -> EmpiricalProblem:
     """The quadratics of lgc.data.synthetic with a finite sample: worker i's samples are
     noise vectors xi (quad.noise), so the estimates can be checked against quad.constants()."""
     from lgc.data.synthetic import QuadraticModel
@@ -106,7 +106,7 @@ def _chunks(n: int, size: int):
         yield slice(s, min(s + size, n))
 
 
-def worker_loss(problem: Problem, w: Tensor, i: int, weights: Optional[Tensor] = None, chunk: int = 4096) -> Tensor:
+def worker_loss(problem: EmpiricalProblem, w: Tensor, i: int, weights: Optional[Tensor] = None, chunk: int = 4096) -> Tensor:
     """f_i(w): mean per-sample loss of worker i (weights: bootstrap counts, mean 1)."""
     x, y = problem.workers[i]
     total = 0.0
@@ -116,12 +116,12 @@ def worker_loss(problem: Problem, w: Tensor, i: int, weights: Optional[Tensor] =
     return total / len(x)
 
 
-def full_loss(problem: Problem, w: Tensor) -> Tensor:
+def full_loss(problem: EmpiricalProblem, w: Tensor) -> Tensor:
     """F(w) = sum_i pi_i f_i(w)."""
     return sum(float(p) * worker_loss(problem, w, i) for i, p in enumerate(problem.pi))
 
 
-def worker_gradients(problem: Problem, w: Tensor) -> Tensor:
+def worker_gradients(problem: EmpiricalProblem, w: Tensor) -> Tensor:
     """(N, P): grad f_i(w) for every worker."""
     out = []
     for i in range(len(problem.workers)):
@@ -154,7 +154,7 @@ def top_hessian_eigenvalue(loss_of_w: Callable[[Tensor], Tensor], w: Tensor, *, 
     return lam, v
 
 
-def per_sample_gradients(problem: Problem, w: Tensor, i: int, sl: slice) -> Tensor:
+def per_sample_gradients(problem: EmpiricalProblem, w: Tensor, i: int, sl: slice) -> Tensor:
     """(n, P): the gradient of each of worker i's samples in `sl` (torch.func.vmap of grad)."""
     from torch.func import grad, vmap
 
@@ -166,7 +166,7 @@ def per_sample_gradients(problem: Problem, w: Tensor, i: int, sl: slice) -> Tens
     return vmap(grad(one), in_dims=(None, 0, 0))(w.detach(), x[sl], y[sl])
 
 
-def gradient_moments(problem: Problem, w: Tensor, i: int, counts: Tensor, chunk: int = 1024):
+def gradient_moments(problem: EmpiricalProblem, w: Tensor, i: int, counts: Tensor, chunk: int = 1024):
     """Per-sample gradient moments of worker i, for the sample and bootstrap replicates.
 
     counts: (R, n) resampling counts (row 0 may be all ones = the sample itself).
@@ -184,7 +184,7 @@ def gradient_moments(problem: Problem, w: Tensor, i: int, counts: Tensor, chunk:
     return means / n, second / n
 
 
-def sgd_trajectory(problem: Problem, *, steps: int, lr: float, batch: int, seed: int) -> list[Tensor]:
+def sgd_trajectory(problem: EmpiricalProblem, *, steps: int, lr: float, batch: int, seed: int) -> list[Tensor]:
     """Plain SGD on F from w_0: each step uses `batch` samples per worker, pi-weighted."""
     gen = torch.Generator().manual_seed(seed)
     w = problem.w0.clone()
@@ -201,7 +201,7 @@ def sgd_trajectory(problem: Problem, *, steps: int, lr: float, batch: int, seed:
     return out
 
 
-def lowest_loss(problem: Problem, *, iters: int) -> tuple[float, Tensor]:
+def lowest_loss(problem: EmpiricalProblem, *, iters: int) -> tuple[float, Tensor]:
     """The lowest F reached by full-batch L-BFGS (strong Wolfe) from w_0, and where."""
     w = problem.w0.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([w], lr=1.0, max_iter=iters, line_search_fn="strong_wolfe",
@@ -221,7 +221,7 @@ def lowest_loss(problem: Problem, *, iters: int) -> tuple[float, Tensor]:
     return best[0], best[1]
 
 
-def _variance_and_dissimilarity(problem: Problem, w: Tensor, counts: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray]:
+def _variance_and_dissimilarity(problem: EmpiricalProblem, w: Tensor, counts: Sequence[Tensor]) -> tuple[np.ndarray, np.ndarray]:
     """sigma^2 (max over workers of the unbiased per-sample gradient variance) and zeta^2
     ((1/N) sum_i ||grad f_i - grad F||^2) at w, for the sample (row 0) and every replicate.
 
@@ -270,7 +270,7 @@ def _interval(estimate: float, replicates: np.ndarray, level: float) -> list[flo
 
 
 def estimate_constants(
-    problem: Problem, *, bootstrap: int = 200, level: float = 0.95, power_iters: int = 30,
+    problem: EmpiricalProblem, *, bootstrap: int = 200, level: float = 0.95, power_iters: int = 30,
     l_bootstrap: int = 20, trajectory_steps: int = 20, lr: Optional[float] = None, batch: int = 32,
     points: int = 3, lbfgs_iters: int = 200, seed: int = 0, threads: Optional[int] = None,
 ) -> Estimate:
@@ -293,7 +293,7 @@ def estimate_constants(
                          points=points, lbfgs_iters=lbfgs_iters, seed=seed)
 
 
-def _estimate(problem: Problem, *, bootstrap, level, power_iters, l_bootstrap, trajectory_steps, lr, batch, points,
+def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_bootstrap, trajectory_steps, lr, batch, points,
               lbfgs_iters, seed) -> Estimate:
     check(bootstrap >= 10, f"--bootstrap {bootstrap} must be >= 10")
     check(l_bootstrap >= 0, f"--l-bootstrap {l_bootstrap} must be >= 0")

@@ -9,7 +9,7 @@ import pytest
 
 from lgc.cli import main
 
-TINY = ["-N", "3", "-K", "2", "-B", "4", "-M", "2", "--model", "softmax", "--partition", "iid",
+TINY = ["--workers", "3", "--k", "2", "--batch-size", "4", "--blocks", "2", "--model", "softmax", "--partition", "iid",
         "--synthetic-train", "120", "--synthetic-test", "12", "--samples-per-worker", "20", "--device", "cpu",
         "--threads", "1", "--quiet"]
 CONSTS = ["--L", "1", "--sigma2", "1", "--zeta2", "1", "--Delta", "1"]
@@ -50,14 +50,14 @@ def test_train_accepts_the_flag_names_of_the_readme_and_optimize_k(capsys):
     (["--time-limit", "-5"], "--time-limit=-5.0 must be > 0"),
 ])
 def test_train_run_control_flags_out_of_range(capsys, tmp_path, flags, match):
-    _fails(capsys, ["train", *TINY, "-T", "1", *flags, "--results", str(tmp_path)], match)
+    _fails(capsys, ["train", *TINY, "--rounds", "1", *flags, "--results", str(tmp_path)], match)
     assert not (tmp_path / "train").exists()
 
 
 @pytest.mark.parametrize("junk", [b"junk\n", b"PK\x03\x04 not a zip", bytes(range(64))])
 def test_corrupt_checkpoint_stops_the_resume_and_keeps_the_rows(capsys, tmp_path, junk):
     """Any garbage in checkpoint.pt (torch.load raises KeyError, BadZipFile, UnpicklingError, ...)."""
-    argv = ["train", *TINY, "-T", "4", "--checkpoint-every", "1", "--results", str(tmp_path)]
+    argv = ["train", *TINY, "--rounds", "4", "--checkpoint-every", "1", "--results", str(tmp_path)]
     assert main([*argv, "--stop-after", "2"]) == 0
     capsys.readouterr()
     (run,) = tmp_path.glob("train/*")
@@ -76,7 +76,7 @@ def test_corrupt_checkpoint_stops_the_resume_and_keeps_the_rows(capsys, tmp_path
 @pytest.mark.parametrize("backend", ["sim", "dist"])
 def test_corrupt_schedule_csv(capsys, tmp_path, text, match, backend):
     path = _write(tmp_path / "sched.csv", text)
-    _fails(capsys, ["train", *TINY, "-T", "3", "--backend", backend, "--schedule-file", path,
+    _fails(capsys, ["train", *TINY, "--rounds", "3", "--backend", backend, "--schedule-file", path,
                     "--results", str(tmp_path)], match)
     assert not list(tmp_path.glob("train/*/rounds.csv"))
 
@@ -86,14 +86,14 @@ def test_cifar_folder_of_junk_files(capsys, tmp_path):
     folder.mkdir(parents=True)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
         (folder / name).write_bytes(b"junk\n")
-    base = ["train", *TINY, "-T", "1", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"),
+    base = ["train", *TINY, "--rounds", "1", "--dataset", "cifar10", "--data-dir", str(tmp_path / "cifar"),
             "--results", str(tmp_path)]
     _fails(capsys, base, "MD5")
     _fails(capsys, [*base, "--accept-md5-mismatch"], "corrupt")
 
 
 def test_dist_refuses_modelled_communication(capsys, tmp_path):
-    _fails(capsys, ["train", *TINY, "-T", "2", "--backend", "dist", "--comm-alpha", "1", "--results", str(tmp_path)],
+    _fails(capsys, ["train", *TINY, "--rounds", "2", "--backend", "dist", "--comm-alpha", "1", "--results", str(tmp_path)],
            "comm_alpha/comm_beta")
 
 
@@ -102,7 +102,7 @@ def test_dist_refuses_modelled_communication(capsys, tmp_path):
     ("{tmp}/k.xyz", "Format 'xyz' is not supported"),
 ])
 def test_optimize_k_plot_path_that_cannot_be_written(capsys, tmp_path, plot, match):
-    out = _fails(capsys, ["optimize-k", "-N", "4", *CONSTS, "--plot", plot.format(tmp=tmp_path)], match)
+    out = _fails(capsys, ["optimize-k", "--workers", "4", *CONSTS, "--plot", plot.format(tmp=tmp_path)], match)
     if match == "folder":
         assert out == ""  # refused before the computation
 
@@ -113,7 +113,7 @@ def test_optimize_k_plot_path_that_cannot_be_written(capsys, tmp_path, plot, mat
 ])
 def test_optimize_k_corrupt_trace(capsys, tmp_path, text, match):
     path = _write(tmp_path / "trace.csv", text)
-    _fails(capsys, ["optimize-k", "-N", "4", *CONSTS, "--timing", "trace", "--timing-param", f"path={path}"], match)
+    _fails(capsys, ["optimize-k", "--workers", "4", *CONSTS, "--timing", "trace", "--timing-param", f"path={path}"], match)
 
 
 @pytest.mark.parametrize("text,match", [
@@ -151,7 +151,7 @@ def test_paper_profile_reads_constants_before_training(capsys, tmp_path):
 @pytest.mark.parametrize("model", ["trace", "trace-fit"])
 def test_trace_timing_without_a_path(capsys, model):
     """It was a TypeError traceback (the factory's required argument was never checked)."""
-    _fails(capsys, ["optimize-k", "-N", "4", *CONSTS, "--timing", model], f"timing model '{model}' needs the parameter 'path'")
+    _fails(capsys, ["optimize-k", "--workers", "4", *CONSTS, "--timing", model], f"timing model '{model}' needs the parameter 'path'")
 
 
 def test_pareto_order_statistic_with_an_infinite_mean_is_inf_not_noise():
@@ -173,7 +173,7 @@ def test_pareto_order_statistic_with_an_infinite_mean_is_inf_not_noise():
 
 
 @pytest.mark.parametrize("command", [
-    ["train", *TINY, "-T", "1", "--results", "{file}/results"],
+    ["train", *TINY, "--rounds", "1", "--results", "{file}/results"],
     ["estimate", "--dataset", "quadratic", "--bootstrap", "10", "--out", "{file}/c.json"],
     ["estimate", "--dataset", "quadratic", "--bootstrap", "10", "--out", "{tmp}"],
     ["figures", "--only", "tradeoff", "--quiet", "--out", "{file}/figs"],
@@ -187,7 +187,7 @@ def test_output_path_that_cannot_be_created(capsys, tmp_path, command):
 
 
 def test_corrupt_final_json_of_a_finished_run(capsys, tmp_path):
-    argv = ["train", *TINY, "-T", "2", "--results", str(tmp_path)]
+    argv = ["train", *TINY, "--rounds", "2", "--results", str(tmp_path)]
     assert main(argv) == 0
     capsys.readouterr()
     (final,) = tmp_path.glob("train/*/final.json")
@@ -199,12 +199,12 @@ def test_corrupt_final_json_of_a_finished_run(capsys, tmp_path):
 @pytest.mark.parametrize("backend", ["sim", "dist"])
 def test_replayed_schedule_with_another_k(capsys, tmp_path, backend):
     """A K = 2 schedule replayed with -K 1 used to run silently with K = 2 while config.json said 1."""
-    argv = ["train", *TINY, "-T", "4", "--results", str(tmp_path)]
+    argv = ["train", *TINY, "--rounds", "4", "--results", str(tmp_path)]
     assert main(argv) == 0
     capsys.readouterr()
     (sched,) = tmp_path.glob("train/*/schedule.csv")
     out = tmp_path / "other"
-    _fails(capsys, [*argv[:-1], str(out), "-K", "1", "--backend", backend, "--schedule-file", str(sched)],
+    _fails(capsys, [*argv[:-1], str(out), "--k", "1", "--backend", backend, "--schedule-file", str(sched)],
            "schedule round 2 has K=2 fast workers, run has K=1")
     assert not list(out.glob("train/*/rounds.csv"))
 
@@ -213,7 +213,7 @@ def test_a_dist_runs_config_json_reruns_it(capsys, tmp_path):
     """`lgc train --config results/train/<key>/config.json` of a dist run was refused ("unknown
     config key 'dist'"): now its dist options are read too, so the same run is found and reused;
     a flag still overrides the file; a bad dist option is one line."""
-    argv = ["train", *TINY, "-T", "2", "--backend", "dist", "--unit-ms", "7", "--results", str(tmp_path), "--json"]
+    argv = ["train", *TINY, "--rounds", "2", "--backend", "dist", "--unit-ms", "7", "--results", str(tmp_path), "--json"]
     assert main(argv) == 0
     first = json.loads(capsys.readouterr().out)
     config = f"{first['run_dir']}/config.json"
@@ -232,7 +232,7 @@ def test_a_dist_runs_config_json_reruns_it(capsys, tmp_path):
 def test_optimize_k_with_an_infinite_mean_timing_model(capsys):
     """Pareto alpha <= 1 (boundary semantics): E[R] was a Monte Carlo figure of an infinite mean
     and K* was arbitrary. With abort semantics E[R(K)] = E[X_(K:N)], finite for small K."""
-    args = ["optimize-k", "-N", "6", *CONSTS, "--timing", "pareto", "--timing-param", "alpha=0.5"]
+    args = ["optimize-k", "--workers", "6", *CONSTS, "--timing", "pareto", "--timing-param", "alpha=0.5"]
     _fails(capsys, args, "infinite mean")
     assert main([*args, "--semantics", "abort", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["rows"]

@@ -75,7 +75,7 @@ def test_lgc_train_under_torchrun_detects_the_launcher(tmp_path):
 
         pytest.skip("torchrun is not installed beside this python")
     cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "lgc",
-           "train", "--backend", "dist", "-N", "2", "-K", "1", "-B", "4", "-M", "2", "-T", "4",
+           "train", "--backend", "dist", "--workers", "2", "--k", "1", "--batch-size", "4", "--blocks", "2", "--rounds", "4",
            "--dataset", "synthetic", "--synthetic-train", "500", "--synthetic-test", "50", "--partition", "iid",
            "--samples-per-worker", "100", "--model", "softmax", "--unit-ms", "10", "--results", str(tmp_path),
            "--quiet", "--json"]

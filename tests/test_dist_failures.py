@@ -23,7 +23,7 @@ CFG = dict(algorithm="lgc", n_workers=4, threshold_k=2, batch_size=8, blocks=4, 
            dataset="synthetic", synthetic_train=1000, synthetic_test=100, partition="iid", samples_per_worker=200,
            model="softmax", eval_every=0, checkpoint_every=2, seed=5)
 
-FLAGS = ["--backend", "dist", "--algorithm", "lgc", "-N", "4", "-K", "2", "-B", "8", "-M", "4", "-T", str(ROUNDS),
+FLAGS = ["--backend", "dist", "--algorithm", "lgc", "--workers", "4", "--k", "2", "--batch-size", "8", "--blocks", "4", "--rounds", str(ROUNDS),
          "--warmup-rounds", "2", "--dataset", "synthetic", "--synthetic-train", "1000", "--synthetic-test", "100",
          "--partition", "iid", "--samples-per-worker", "200", "--model", "softmax", "--eval-every", "0",
          "--checkpoint-every", "2", "--seed", "5", "--quiet"]
@@ -137,7 +137,7 @@ def test_dead_worker_becomes_a_permanent_straggler_with_the_option(tmp_path):
 def test_bad_dist_flags_are_one_line_exit_2_before_any_process_starts(tmp_path, capsys, flags, message):
     from lgc.cli import main
 
-    assert main(["train", "--backend", "dist", "-T", "2", "--results", str(tmp_path), *flags]) == 2
+    assert main(["train", "--backend", "dist", "--rounds", "2", "--results", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not list(tmp_path.glob("train/*"))  # nothing started, nothing written

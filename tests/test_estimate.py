@@ -2,6 +2,7 @@
 the building blocks agree with explicit computations; the CLI reports bad input in one line."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ import torch
 
 from lgc.data.synthetic import make_quadratic
 from lgc.estimate import (
-    Problem, estimate_constants, gradient_moments, problem_from_model, quadratic_problem,
+    EmpiricalProblem, estimate_constants, gradient_moments, problem_from_model, quadratic_problem,
     top_hessian_eigenvalue, worker_loss,
 )
 
@@ -95,14 +96,14 @@ def test_problem_rejects_bad_weights():
 
     _, workers, problem = _softmax_problem()
     with pytest.raises(UserError, match="pi must be N=3"):
-        Problem(problem.per_sample_loss, workers, problem.w0, pi=np.array([0.5, 0.5, 0.5]))
+        EmpiricalProblem(problem.per_sample_loss, workers, problem.w0, pi=np.array([0.5, 0.5, 0.5]))
 
 
 def test_cli_estimate_writes_the_constants_json(tmp_path, capsys):
     from lgc.cli import main
 
     out = tmp_path / "constants.json"
-    rc = main(["estimate", "--dataset", "quadratic", "--workers", "4", "--dim", "6", "--samples-per-worker",
+    rc = main(["estimate", "--dataset", "quadratic", "--workers", "4", "--quad-dim", "6", "--samples-per-worker",
                "400", "--bootstrap", "20", "--out", str(out), "--json"])
     assert rc == 0
     data = json.loads(out.read_text())
@@ -113,7 +114,7 @@ def test_cli_estimate_writes_the_constants_json(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, needle", [
-    (["--workers", "0"], "--workers 0"),
+    (["--workers", "0"], "N=0"),
     (["--model", "transformer"], "transformer"),
     (["--partition", "random"], "random"),
     (["--bootstrap", "3"], "--bootstrap 3"),
@@ -145,7 +146,7 @@ def test_pipeline_softmax_estimate_then_optimize_k(tmp_path, capsys):
     assert est["source"]["model"] == "softmax" and est["source"]["samples_per_worker"] == [60] * 4
     assert est["zeta2"] > 0 and est["Delta"] > 0  # a non-IID split from a random start
     capsys.readouterr()
-    rc = main(["optimize-k", "-N", "4", "-M", "2", "-B", "10", "--constants", str(out), "--budget", "200",
+    rc = main(["optimize-k", "--workers", "4", "--blocks", "2", "--batch-size", "10", "--constants", str(out), "--budget", "200",
                "--algorithm", "lgc", "--json"])
     assert rc == 0
     table = json.loads(capsys.readouterr().out)
@@ -164,8 +165,9 @@ def test_pipeline_softmax_estimate_then_optimize_k(tmp_path, capsys):
 
 
 def test_cli_estimate_config_estimates_the_training_runs_problem(tmp_path):
-    """--config FILE: the same TrainConfig JSON `lgc train --config` reads; the estimate's
-    F(w_0) is the pi-weighted initial training loss of that run's workers and weights."""
+    """--config FILE: the same TrainConfig JSON `lgc train --config` reads, flags over it as in
+    `lgc train`; the estimate's F(w_0) is the pi-weighted initial training loss of that run's
+    workers and weights."""
     from lgc.cli import main
     from lgc.config import TrainConfig
     from lgc.task import make_task
@@ -174,11 +176,13 @@ def test_cli_estimate_config_estimates_the_training_runs_problem(tmp_path):
                       classes_per_worker=2, samples_per_worker=40, seed=5, synthetic_train=2000, device="cpu")
     (tmp_path / "run.json").write_text(json.dumps(cfg.to_dict()))
     out = tmp_path / "c.json"
-    assert main(["estimate", "--config", str(tmp_path / "run.json"), "--workers", "99", "--bootstrap", "10",
+    assert main(["estimate", "--config", str(tmp_path / "run.json"), "--samples-per-worker", "30", "--bootstrap", "10",
                  "--power-iters", "5", "--l-bootstrap", "0", "--trajectory-steps", "2", "--lbfgs-iters", "5",
                  "--out", str(out)]) == 0
     est = json.loads(out.read_text())
-    assert est["source"]["workers"] == 3 and est["source"]["samples_per_worker"] == [40, 40, 40]  # --workers ignored
+    assert est["source"]["workers"] == 3 and est["source"]["samples_per_worker"] == [30, 30, 30]  # the flag wins
+    assert est["source"]["train_config"]["threshold_k"] == 2  # the file's K (no --workers given)
+    cfg = dataclasses.replace(cfg, samples_per_worker=30)
     task = make_task(cfg.resolved(), torch.device("cpu"))
     with torch.no_grad():
         f0 = sum(p * float(torch.nn.functional.cross_entropy(task.model(task.ds.normalize(task.ds.x_train[idx])),

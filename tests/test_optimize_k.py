@@ -20,7 +20,7 @@ def _run(*args):
 
 
 def test_json_rows_match_the_trade_off_and_k_star(capsys):
-    assert main(["optimize-k", "-N", "8", "-M", "2", "-B", "4", *CONST, "--budget", "100", "--algorithm", "fastest-k",
+    assert main(["optimize-k", "--workers", "8", "--blocks", "2", "--batch-size", "4", *CONST, "--budget", "100", "--algorithm", "fastest-k",
                  "--semantics", "abort", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     rows = out["rows"]
@@ -45,31 +45,31 @@ def test_table_marks_k_star_and_constants_file_is_read(tmp_path, capsys):
 
 
 def test_selected_ks(capsys):
-    assert main(["optimize-k", "-N", "9", "--ks", "3,7,9", *CONST, "--json"]) == 0
+    assert main(["optimize-k", "--workers", "9", "--ks", "3,7,9", *CONST, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["K"] for r in out["rows"]] == [3, 7, 9] and out["k_star"] in (3, 7, 9)
 
 
 def test_plot_writes_the_trade_off_curve(tmp_path):
     p = tmp_path / "curve.png"
-    assert main(["optimize-k", "-N", "6", *CONST, "--target", "2.0", "--plot", str(p)]) == 0
+    assert main(["optimize-k", "--workers", "6", *CONST, "--target", "2.0", "--plot", str(p)]) == 0
     assert p.stat().st_size > 1000 and p.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_large_n_prints_a_sample_of_rows(capsys):
-    assert main(["optimize-k", "-N", "500", *CONST, "--budget", "500", "--eta", "0.2", "--mc-rounds", "20"]) == 0
+    assert main(["optimize-k", "--workers", "500", *CONST, "--budget", "500", "--eta", "0.2", "--mc-rounds", "20"]) == 0
     out = capsys.readouterr().out
     assert "rows shown" in out and len(out.splitlines()) < 60
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["-N", "4", *CONST, "--ks-dummy"], None),
-    (["-N", "0", *CONST], "N=0"),
-    (["-N", "5", "--ks", "3,6", *CONST], "K=6"),
-    (["-N", "5", "--ks", "0", *CONST], "K=0"),
-    (["-N", "5", "--ks", "a", *CONST], "--ks 'a'"),
-    (["-M", "0", *CONST], "M=0"),
-    (["-B", "10", "-M", "3", *CONST], "B=10"),
+    (["--workers", "4", *CONST, "--ks-dummy"], None),
+    (["--workers", "0", *CONST], "N=0"),
+    (["--workers", "5", "--ks", "3,6", *CONST], "K=6"),
+    (["--workers", "5", "--ks", "0", *CONST], "K=0"),
+    (["--workers", "5", "--ks", "a", *CONST], "--ks 'a'"),
+    (["--blocks", "0", *CONST], "M=0"),
+    (["--batch-size", "10", "--blocks", "3", *CONST], "B=10"),
     (["--timing-param", "rate=-1", *CONST], "rate=-1"),
     (["--timing-param", "rate=0", *CONST], "rate=0"),
     (["--timing", "gamma", *CONST], "gamma"),
@@ -103,7 +103,7 @@ def test_malformed_constants_json(tmp_path):
 
 def test_optimize_k_does_not_import_torch():
     code = ("import sys; from lgc.cli import main; "
-            "main(['optimize-k', '-N', '5', '--L', '1', '--sigma2', '1', '--zeta2', '0', '--Delta', '1', '--json']); "
+            "main(['optimize-k', '--workers', '5', '--L', '1', '--sigma2', '1', '--zeta2', '0', '--Delta', '1', '--json']); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr

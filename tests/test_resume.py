@@ -86,7 +86,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(tmp_path):
 
 
 def test_sigkilled_cli_run_resumes_bit_identical(tmp_path):
-    args = ["-N", "4", "-K", "2", "-B", "10", "-M", "5", "-T", "400", "--lr", "0.05", "--model", "mlp",
+    args = ["--workers", "4", "--k", "2", "--batch-size", "10", "--blocks", "5", "--rounds", "400", "--lr", "0.05", "--model", "mlp",
             "--width", "8", "--synthetic-train", "2000", "--synthetic-test", "100", "--samples-per-worker", "100",
             "--eval-every", "200", "--checkpoint-every", "10", "--device", "cpu", "--threads", "1", "--quiet",
             "--results", str(tmp_path / "killed")]

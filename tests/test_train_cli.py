@@ -14,7 +14,7 @@ from lgc.protocol import ROUND_FIELDS
 from theory.schedule import schedule_from_csv
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = ["-N", "4", "-K", "3", "-B", "6", "-M", "3", "-T", "6", "--model", "softmax", "--synthetic-train", "1200",
+SMALL = ["--workers", "4", "--k", "3", "--batch-size", "6", "--blocks", "3", "--rounds", "6", "--model", "softmax", "--synthetic-train", "1200",
          "--synthetic-test", "100", "--samples-per-worker", "100", "--eval-every", "3", "--device", "cpu", "--quiet"]
 
 
@@ -29,9 +29,9 @@ def _one_line_exit_2(capsys, argv, match):
 
 
 @pytest.mark.parametrize("argv,match", [
-    (["-K", "11"], "K=11 must satisfy 1 <= K <= N=10"),
-    (["-K", "0"], "K=0 must satisfy"),
-    (["-B", "7", "-M", "5"], "B=7 is not divisible by M=5"),
+    (["--k", "11"], "K=11 must satisfy 1 <= K <= N=10"),
+    (["--k", "0"], "K=0 must satisfy"),
+    (["--batch-size", "7", "--blocks", "5"], "B=7 is not divisible by M=5"),
     (["--model", "vgg"], "model='vgg'"),
     (["--algorithm", "k-sync"], "algorithm='k-sync'"),
     (["--partition", "zipf"], "partition='zipf'"),
@@ -64,16 +64,11 @@ def test_config_file_and_flags_compose(capsys, tmp_path):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"n_workers": 6, "threshold_k": 4, "lr": 1, "timing": "shifted-exp",
                                "timing_params": {"rate": 0.5}}))
-    assert main(["train", "--config", str(cfg), "-K", "5", "--timing-param", "shift=2", "--print-config"]) == 0
+    assert main(["train", "--config", str(cfg), "--k", "5", "--timing-param", "shift=2", "--print-config"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n_workers"] == 6 and out["threshold_k"] == 5 and out["lr"] == 1.0
     assert out["timing_params"] == {"rate": 0.5, "shift": 2}
     assert out["augment"] is False and out["data_seed"] == out["seed"]  # resolved defaults recorded
-
-
-def test_dist_backend_without_the_package_says_not_built(capsys, monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "lgc.dist", None)  # makes `import lgc.dist` fail
-    _one_line_exit_2(capsys, [*SMALL, "--backend", "dist", "--results", str(tmp_path)], "not built yet")
 
 
 def test_run_directory_files_and_cache(capsys, tmp_path):

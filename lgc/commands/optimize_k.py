@@ -1,8 +1,8 @@
 """`lgc optimize-k`: the bound and E[R] over K, and the optimal straggler threshold K*.
 
-    lgc optimize-k -N 10 -M 5 -B 50 --constants constants.json --budget 500
-    lgc optimize-k -N 10000 --L 1 --sigma2 1 --zeta2 0.1 --Delta 5 --target 0.3 --json
-    lgc optimize-k -N 10 --L 1 --sigma2 1 --zeta2 0.1 --Delta 5 --timing heterogeneous \\
+    lgc optimize-k --workers 10 --blocks 5 --batch-size 50 --constants constants.json --budget 500
+    lgc optimize-k --workers 10000 --L 1 --sigma2 1 --zeta2 0.1 --Delta 5 --target 0.3 --json
+    lgc optimize-k --workers 10 --L 1 --sigma2 1 --zeta2 0.1 --Delta 5 --timing heterogeneous \\
         --timing-param slowdown=4 --straggling-period 30 --plot tradeoff.pdf
 
 Table columns: K, E[R] (time units, with its Monte Carlo standard error), T (rounds within the
@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lgc.commands._config_args import add_config_arguments
 from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timing_from_args
+from lgc.config import SEMANTICS, TrainConfig
 from lgc.errors import UserError, check
 
 ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
@@ -26,10 +28,8 @@ MAX_ROWS = 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-N", "--n-workers", "--workers", type=int, default=10, help="N, workers (default: 10)")
-    p.add_argument("-M", "--blocks", type=int, default=5, help="M, blocks per mini-batch (default: 5)")
-    p.add_argument("-B", "--batch-size", type=int, default=50, help="B, samples per worker (default: 50)")
-    p.add_argument("--algorithm", default="lgc", choices=ALGORITHMS, help="whose bound (default: lgc)")
+    add_config_arguments(p, TrainConfig, only=("n_workers", "blocks", "batch_size", "algorithm", "seed"),
+                         layered=False)
     c = p.add_argument_group("constants (a JSON file, flags override it)")
     c.add_argument("--constants", metavar="FILE", help="constants JSON written by `lgc estimate`")
     for name, text in (("L", "smoothness"), ("sigma2", "per-sample gradient variance"),
@@ -44,7 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--optimize-eta", action="store_true", help="optimize the step size per K instead")
     p.add_argument("--report-latency", type=float, default=0.0, help="lgc-fresh: latency of the partial reports")
     p.add_argument("--mc-rounds", type=int, help="Monte Carlo rounds for E[R] (default: by N and M)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws")
     add_timing_arguments(p)
     p.add_argument("--all-rows", action="store_true", help=f"print every K (default: at most {MAX_ROWS} rows)")
     p.add_argument("--json", action="store_true", help="print JSON for programs instead of the table")
@@ -71,6 +70,9 @@ def resolve_constants(args) -> dict:
 def compute(args):
     from theory.tradeoff import Problem, tradeoff
 
+    check(args.algorithm in ALGORITHMS,
+          f"algorithm={args.algorithm!r} has no bound; must be one of {', '.join(ALGORITHMS)}")
+    check(args.semantics in SEMANTICS, f"semantics={args.semantics!r} must be one of {', '.join(SEMANTICS)}")
     check(args.n_workers >= 1, f"N={args.n_workers} must be >= 1")
     check(args.blocks >= 1, f"M={args.blocks} must be >= 1")
     check(args.batch_size >= 1 and args.batch_size % args.blocks == 0,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, Sequence
+from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ import torch.distributed as dist
 from lgc import rules
 from lgc.dist.coordinator import RoundCoordinator, sleep_until
 from theory.schedule import RoundSchedule
+
+if TYPE_CHECKING:
+    from lgc.config import DistOptions, TrainConfig
 
 # columns of a worker's report row (then M block starts and M block ends)
 _POS, _M, _DONE, _ARRIVE, _LOSS, _NSAMP = range(6)
@@ -47,29 +50,27 @@ class WorkerProblem(Protocol):
 
 @dataclass(frozen=True)
 class DistSettings:
-    """The round protocol's parameters (time in the timing model's units unless `_s`/`_ms`)."""
+    """The round protocol's parameters: the run's TrainConfig and DistOptions (lgc/config.py),
+    whose fields read as attributes (settings.n_workers, settings.unit_ms), and what is derived
+    from them (time in the timing model's units unless `_s`/`_ms`)."""
 
-    n_workers: int
-    threshold_k: int
-    blocks: int
-    batch_size: int
-    rounds: int
-    algorithm: str
-    warmup_rounds: int = 2
-    lr: float = 0.1
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    seed: int = 0
-    straggling_period: int = 1
-    semantics: str = "boundary"
-    deadline: Optional[float] = None
-    inject: bool = True
-    unit_ms: float = 100.0
-    timeout_s: float = 60.0
-    checkpoint_every: int = 10
-    slow_worker: int = -1  # test/benchmark hook: this worker does extra work the schedule ignores
-    slow_ms: float = 0.0
+    config: "TrainConfig"
+    options: "DistOptions"
+    deadline: Optional[float] = None  # anytime-minibatch: lgc.sim.anytime_deadline
     pi: Optional[tuple] = None
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name in ("config", "options"):  # pickling, and before __init__
+            raise AttributeError(name)
+        for part in (self.config, self.options):
+            if hasattr(part, name):
+                return getattr(part, name)
+        raise AttributeError(f"DistSettings has no {name!r}")
+
+    @property
+    def checkpoint_every(self) -> int:
+        """Rounds between checkpoints (config 0: only at the end)."""
+        return self.config.checkpoint_every or self.config.rounds
 
     @property
     def block_size(self) -> int:

@@ -1,0 +1,135 @@
+"""Command-line flags generated from the config dataclasses (lgc/config.py).
+
+Every field of TrainConfig and DistOptions is one flag, named --field-name unless the field's
+metadata names it otherwise (`--workers` for n_workers, `--k` for threshold_k, ...), with the
+field's help text and its default. `lgc train`, `lgc estimate` and `lgc optimize-k` call
+`add_config_arguments` with the fields they use, so a quantity has the same flag, help and
+default everywhere. The dict field timing_params is the repeatable `--timing-param KEY=VALUE`,
+parsed here once (`parse_timing_params`).
+
+No torch import here: `lgc optimize-k` stays light.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import typing
+from dataclasses import MISSING, fields
+from typing import Iterable, Optional
+
+from lgc.errors import check
+
+
+def flag_name(f) -> str:
+    """The command-line name of a dataclass field."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _types(cls) -> dict:
+    """int / float / str / bool / dict of each field (Optional[...] unwrapped)."""
+    out = {}
+    for name, tp in typing.get_type_hints(cls).items():
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        out[name] = typing.get_origin(args[0] if args else tp) or (args[0] if args else tp)
+    return out
+
+
+def _default(f):
+    return f.default_factory() if f.default is MISSING else f.default
+
+
+def _help(f) -> str:
+    d = _default(f)
+    if d is None:
+        shown = f.metadata.get("none") or "none"
+    elif isinstance(d, bool):
+        shown = "on" if d else "off"
+    elif isinstance(d, dict):
+        return f.metadata.get("help", "")
+    else:
+        shown = d
+    return f"{f.metadata.get('help', '')} (default: {shown})"
+
+
+def select(cls, only: Optional[Iterable[str]] = None, exclude: Iterable[str] = ()) -> list:
+    """The fields of cls named in `only` (all when None), in declaration order, less `exclude`."""
+    names = None if only is None else set(only)
+    if names is not None:
+        unknown = names - {f.name for f in fields(cls)}
+        assert not unknown, f"{cls.__name__} has no fields {sorted(unknown)}"
+    return [f for f in fields(cls) if (names is None or f.name in names) and f.name not in set(exclude)]
+
+
+def add_config_arguments(parser, cls, *, only: Optional[Iterable[str]] = None, exclude: Iterable[str] = (),
+                         layered: bool = True) -> None:
+    """One flag per selected field of the dataclass cls. layered=True: a flag not given parses
+    as None, so a config file can fill it (config_values); False: it parses as the default."""
+    types = _types(cls)
+    for f in select(cls, only, exclude):
+        tp, name = types[f.name], flag_name(f)
+        default = None if layered else _default(f)
+        if tp is bool:
+            parser.add_argument(name, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=_help(f))
+        elif tp is dict:
+            parser.add_argument(name, dest=f.name, action="append", default=None,
+                                metavar=f.metadata.get("metavar") or "KEY=VALUE", help=_help(f))
+        else:
+            metavar = f.metadata.get("metavar") or {str: "NAME", int: "INT", float: "X"}[tp]
+            parser.add_argument(name, dest=f.name, type=tp, default=default, metavar=metavar, help=_help(f))
+
+
+def parse_timing_params(items: Optional[Iterable[str]], base: Optional[dict] = None) -> dict:
+    """--timing-param KEY=VALUE items (VALUE is JSON, else text) over the parameters `base`."""
+    params = dict(base or {})
+    for item in items or []:
+        check("=" in item, f"--timing-param {item!r} must look like KEY=VALUE")
+        k, v = item.split("=", 1)
+        try:
+            params[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k.strip()] = v
+    return params
+
+
+def config_values(cls, args, base: Optional[dict] = None, *, only: Optional[Iterable[str]] = None,
+                  source: str = "config") -> dict:
+    """The values of cls's fields: `base` (a config file's), overridden by the flags given,
+    each checked against the field's type (a JSON file could hold "rounds": "ten")."""
+    d = dict(base or {})
+    types = _types(cls)
+    for f in select(cls, only):
+        v = getattr(args, f.name, None)
+        if types[f.name] is dict:
+            if v:
+                d[f.name] = parse_timing_params(v, d.get(f.name))
+        elif v is not None:
+            d[f.name] = v
+    for name, v in d.items():
+        tp = types.get(name)
+        if tp is None or v is None:
+            continue
+        ok = isinstance(v, tp) and not (tp is int and isinstance(v, bool))
+        if tp is float and isinstance(v, int) and not isinstance(v, bool):
+            d[name], ok = float(v), True
+        check(ok, f"{source}: config key {name!r}={v!r} must be {tp.__name__}")
+    return d
+
+
+def to_argv(obj, *, only: Optional[Iterable[str]] = None) -> list[str]:
+    """The flags that make `obj` (a TrainConfig or DistOptions): config_values(parse(to_argv(c)))
+    gives c back. None values have no flag (None is the default of every Optional field)."""
+    types = _types(type(obj))
+    argv: list[str] = []
+    for f in select(type(obj), only):
+        v, name = getattr(obj, f.name), flag_name(f)
+        if v is None:
+            continue
+        if types[f.name] is bool:
+            argv.append(name if v else "--no-" + name[2:])
+        elif types[f.name] is dict:
+            for k, x in v.items():
+                argv += [name, f"{k}={json.dumps(x)}"]
+        else:
+            argv += [name, str(v)]
+    return argv
