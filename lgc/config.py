@@ -27,7 +27,7 @@ BACKENDS = ("sim", "dist")
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 REDUCE_MODES = ("auto", "gather", "allreduce")
 ON_WORKER_DEATH = ("stop", "straggler")
-# the fields that define the task (data, partition, pi, model and its initial weights: lgc.sim_task.make_task),
+# the fields that define the task (data, partition, pi, model and its initial weights: lgc.task.make_task),
 # the problem `lgc estimate` measures
 TASK_FIELDS = ("dataset", "data_dir", "accept_md5_mismatch", "model", "width", "norm", "partition", "n_workers",
                "classes_per_worker", "samples_per_worker", "main_share", "dirichlet_alpha", "min_size",

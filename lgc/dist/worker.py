@@ -56,7 +56,7 @@ class DistSettings:
 
     config: "TrainConfig"
     options: "DistOptions"
-    deadline: Optional[float] = None  # anytime-minibatch: lgc.sim.anytime_deadline
+    deadline: Optional[float] = None  # anytime-minibatch: lgc.protocol.anytime_deadline
     pi: Optional[tuple] = None
 
     def __getattr__(self, name: str):
