@@ -38,6 +38,7 @@ class Problem:
     semantics: str = "boundary"
     comm: CommModel = field(default_factory=CommModel)
     report_latency: float = 0.0
+    delta: float | None = None  # Lipschitz constant of grad f_i - grad F (A6), optional
 
     def __post_init__(self):
         require(self.N >= 1, f"N={self.N} must be >= 1")
@@ -47,6 +48,7 @@ class Problem:
         for k in ("sigma2", "zeta2", "Delta"):
             require(getattr(self, k) >= 0, f"{k}={getattr(self, k)} must be >= 0")
         require(self.h >= 1, f"straggling period h={self.h} must be >= 1")
+        require(self.delta is None or self.delta >= 0, f"delta={self.delta} must be >= 0")
         require(self.semantics in ("boundary", "abort"), f"semantics={self.semantics!r} must be 'boundary' or 'abort'")
 
 
@@ -64,6 +66,24 @@ def fastest_k_set_model(timing: TimingModel, h: float) -> str:
     """'uniform' (A_t a uniformly random K-subset each round) only for i.i.d. fresh draws
     (the set model of the fastest-k and lgc bounds, eqs. 4.11 and 4.26)."""
     return "uniform" if (timing.iid and set_change_period(timing, h) == 1) else "persistent"
+
+
+def independent_sets(timing: TimingModel, h: float) -> bool:
+    """A_t redrawn every round from one fixed law, independent of earlier rounds (the set model
+    'independent' of fastest-K, eq. 4.11'): fresh draws every round of a non-i.i.d. model whose
+    per-worker speeds never change (or are redrawn every round too)."""
+    if timing.iid or isinstance(timing, Deterministic) or set_change_period(timing, h) != 1:
+        return False
+    return not isinstance(timing, HeterogeneousSpeed) or timing.slow_workers == "first" or h == 1
+
+
+def inclusion_from_timing(timing: TimingModel, n: int, m_blocks: int, h: float, ks, *, rounds: int = 4000,
+                          seed: int = 0) -> dict:
+    """set_bias and set_var of eq. (4.11') by Monte Carlo over rounds drawn as the trainers draw them
+    (each round from its own seed, so the rounds are independent draws of the law of A_t)."""
+    x = np.array([timing.block_finish_times(seed + r, 0, n, m_blocks, period=h)[:, -1] for r in range(rounds)])
+    ranks = np.argsort(np.argsort(x, axis=1, kind="stable"), axis=1, kind="stable")  # ties by index (eq. 2.1)
+    return bounds.inclusion_coefficients(ranks, ks)
 
 
 @dataclass(frozen=True)
@@ -97,16 +117,17 @@ class Tradeoff:
         return out
 
 
-def _bound(algorithm, prob: Problem, ks, eta, T, stats_idx, stats, set_model, h_eff):
+def _bound(algorithm, prob: Problem, ks, eta, T, stats_idx, stats, set_model, h_eff, inclusion=None):
+    zero_frac = np.clip(stats.zero_frac[stats_idx], 0, 1)
     return bounds.evaluate(
         algorithm, N=prob.N, K=ks, B=prob.B, M=prob.M, eta=eta, T=T, L=prob.L, sigma2=prob.sigma2,
-        zeta2=prob.zeta2, Delta=prob.Delta, h=h_eff, m_inv=np.clip(stats.m_inv[stats_idx], 0, 1),
-        zero_frac=np.clip(stats.zero_frac[stats_idx], 0, 1), set_model=set_model)
+        zeta2=prob.zeta2, Delta=prob.Delta, h=h_eff, m_inv=np.clip(stats.m_inv[stats_idx], 0, 1 - zero_frac),
+        zero_frac=zero_frac, delta=prob.delta, set_model=set_model, **(inclusion or {}))
 
 
-def _rounds_for_target(algorithm, prob, ks, eta, target, stats, idx, set_model, h_eff, t_max=1e15):
+def _rounds_for_target(algorithm, prob, ks, eta, target, stats, idx, set_model, h_eff, inclusion=None, t_max=1e15):
     """Fewest rounds T with bound(T) <= target, per K (bisection, eq. 5.3); inf if never."""
-    f = lambda T: _bound(algorithm, prob, ks, eta, T, idx, stats, set_model, h_eff)["total"]
+    f = lambda T: _bound(algorithm, prob, ks, eta, T, idx, stats, set_model, h_eff, inclusion)["total"]
     hi = np.full(len(ks), t_max)
     ok = f(hi) <= target
     lo = np.zeros(len(ks))
@@ -122,10 +143,10 @@ def _rounds_for_target(algorithm, prob, ks, eta, target, stats, idx, set_model, 
     return hi
 
 
-def _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget, iters=25):
+def _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget, inclusion=None, iters=25):
     """Golden-section search in log eta between the grid neighbours of the best grid point."""
     T = np.floor(budget / rt.mean)
-    f = lambda e: _bound(algorithm, prob, ks, e, T, idx, stats, set_model, h_eff)
+    f = lambda e: _bound(algorithm, prob, ks, e, T, idx, stats, set_model, h_eff, inclusion)
     lg = np.log(grid)
     i = np.argmin(np.abs(lg - np.log(best["eta"])[None, :]), axis=0)
     cols = np.arange(len(ks))
@@ -187,7 +208,10 @@ def tradeoff(
     h_eff = set_change_period(prob.timing, prob.h)
     if set_model == "auto":
         set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm in ("fastest-k", "lgc") else "persistent"
-    emax = bounds.eta_max(algorithm, n, ks, prob.L, set_model)
+        if algorithm == "fastest-k" and independent_sets(prob.timing, prob.h):
+            set_model = "independent"  # timing-aware bias from the inclusion law of A_t (eq. 4.11')
+    inclusion = inclusion_from_timing(prob.timing, n, prob.M, prob.h, ks, seed=seed) if set_model == "independent" else None
+    emax = bounds.eta_max(algorithm, n, ks, prob.L, set_model, delta=prob.delta)
     if optimize_eta:
         grid = emax[None, :] * np.logspace(-3, 0, ETA_GRID)[:, None]  # (G, K)
     else:
@@ -199,11 +223,11 @@ def tradeoff(
     for g in grid:
         if budget is not None:
             T = np.floor(budget / rt.mean)
-            b = _bound(algorithm, prob, ks, g, T, idx, stats, set_model, h_eff)
+            b = _bound(algorithm, prob, ks, g, T, idx, stats, set_model, h_eff, inclusion)
             val = b["total"]
         else:
-            T = _rounds_for_target(algorithm, prob, ks, g, target, stats, idx, set_model, h_eff)
-            b = _bound(algorithm, prob, ks, g, np.where(np.isfinite(T), T, 1e15), idx, stats, set_model, h_eff)
+            T = _rounds_for_target(algorithm, prob, ks, g, target, stats, idx, set_model, h_eff, inclusion)
+            b = _bound(algorithm, prob, ks, g, np.where(np.isfinite(T), T, 1e15), idx, stats, set_model, h_eff, inclusion)
             val = T * rt.mean
         better = val < best_val
         if best is None:
@@ -217,10 +241,11 @@ def tradeoff(
             best["terms"][k] = np.where(better, v, best["terms"][k])
         best_val = np.where(better, val, best_val)
     if optimize_eta and budget is not None:
-        best = _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget)
+        best = _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget, inclusion)
     with np.errstate(invalid="ignore"):  # T = 0 rounds of an infinite E[R]: no time, nan by design
         time = best["T"] * rt.mean
     crit = best["total"] if budget is not None else time
+    crit = np.where(np.isnan(crit), np.inf, crit)  # nan is no bound: it must not win the argmin
     if algorithm == "full-sync" or not np.isfinite(crit).any():
         k_star = n
     else:
