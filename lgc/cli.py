@@ -31,12 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _load(module: str):
-    try:
-        return importlib.import_module(f"lgc.commands.{module}")
-    except ModuleNotFoundError as e:
-        if e.name == f"lgc.commands.{module}":
-            return None
-        raise
+    return importlib.import_module(f"lgc.commands.{module}")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -49,9 +44,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (module, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        mod = _load(module) if only is None or only == name else None
-        if mod is not None:
-            mod.add_arguments(p)
+        if only is None or only == name:
+            _load(module).add_arguments(p)
         p.set_defaults(_module=module)
     return parser
 
@@ -64,9 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     mod = _load(args._module)
-    if mod is None:
-        sys.stderr.write(f"lgc {args.command}: not built yet\n")
-        return 2
     try:
         return int(mod.run(args) or 0)
     except (UserError, TheoryInputError) as e:

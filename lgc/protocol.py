@@ -36,14 +36,9 @@ RUN_KIND = "train"
 
 
 def make_timing(cfg: TrainConfig):
-    """The timing model named in the config (theory.timing.make_timing_model when present)."""
-    try:
-        from theory.timing import make_timing_model
-    except ImportError:  # the factory of the bound calculator has not landed: the default model only
-        from theory.timing import ShiftedExponential
+    """The timing model named in the config (theory.timing.make_timing_model)."""
+    from theory.timing import make_timing_model
 
-        check(cfg.timing == "shifted-exp", f"timing={cfg.timing!r}: only 'shifted-exp' is available in this build")
-        return ShiftedExponential(**cfg.timing_params)
     return make_timing_model(cfg.timing, **cfg.timing_params)
 
 

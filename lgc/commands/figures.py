@@ -32,11 +32,8 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise UserError(f"--out {args.out}: cannot create the folder ({e.strerror})") from None
     if args.profile == "paper":
-        try:
-            from paper_figures import paper
-        except ModuleNotFoundError as e:
-            check(e.name != "paper_figures.paper", "--profile paper: paper_figures/paper.py is not built yet")
-            raise
+        from paper_figures import paper
+
         check(args.data_dir is not None, "--profile paper needs --data-dir (the CIFAR-10 folder)")
         argv = ["--data-dir", str(args.data_dir)]
         argv += ["--accept-md5-mismatch"] if args.accept_md5_mismatch else []

@@ -115,14 +115,8 @@ class RoundResult:
 
 def model_finish_times(timing_model, settings: DistSettings, t: int) -> np.ndarray:
     """(N, M) block finish times of round t in time units: the draws `sim` uses (same seed)."""
-    fn = getattr(timing_model, "block_finish_times", None)
-    args = (settings.seed, t, settings.n_workers, settings.blocks)
-    if fn is not None:
-        return np.asarray(fn(*args, period=settings.straggling_period), dtype=np.float64)
-    from theory import timing
-
-    return np.asarray(timing.block_finish_times(timing_model, *args, period=settings.straggling_period),
-                      dtype=np.float64)
+    return np.asarray(timing_model.block_finish_times(settings.seed, t, settings.n_workers, settings.blocks,
+                                                      period=settings.straggling_period), dtype=np.float64)
 
 
 def _slots(settings: DistSettings, t: int) -> tuple[str, ...]:
