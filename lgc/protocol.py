@@ -2,7 +2,9 @@
 
 A round t of a run: the timing model (make_timing) or a replayed schedule file (load_replay)
 gives the schedule (A_t, every m_j, R_t); round_plan says which workers' samples enter which
-gradient group with which weights; lgc.rules aggregates; the round's record is one row of
+gradient group with which weights (the dist worker forms the same weights in two steps:
+local_weight before its one reduction, group_norms after it); lgc.rules aggregates and steps
+the server state (RunState, also what a checkpoint holds); round_record is the round's row of
 rounds.csv (ROUND_FIELDS). Anytime-minibatch rounds end at a deadline (anytime_deadline).
 
 rounds.csv schema (one row per round; units in brackets):
@@ -21,14 +23,18 @@ rounds.csv schema (one row per round; units in brackets):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
 
 import numpy as np
+import torch
 
 from lgc.config import TrainConfig
-from lgc.errors import check
-from lgc.rules import Weights
+from lgc.errors import UserError, check
+from lgc.rules import RuleState, ServerState, Weights, group_weights
+from theory.errors import TheoryInputError
+from theory.schedule import RoundSchedule, check_schedule, schedule_from_csv
 
 ROUND_FIELDS = ("round", "time", "round_time", "wall_s", "n_fast", "blocks", "samples", "rho", "loss", "lr",
                 "warmup", "test_loss", "test_acc", "grad_norm2", "dist_opt", "f_gap")
@@ -36,10 +42,14 @@ RUN_KIND = "train"
 
 
 def make_timing(cfg: TrainConfig):
-    """The timing model named in the config (theory.timing.make_timing_model)."""
+    """The timing model named in the config (theory.timing.make_timing_model); UserError if its
+    parameters are invalid."""
     from theory.timing import make_timing_model
 
-    return make_timing_model(cfg.timing, **cfg.timing_params)
+    try:
+        return make_timing_model(cfg.timing, **cfg.timing_params)
+    except TheoryInputError as e:
+        raise UserError(str(e)) from None
 
 
 def check_replayed_k(cfg, by_round) -> None:
@@ -50,6 +60,28 @@ def check_replayed_k(cfg, by_round) -> None:
     for t in range(cfg.warmup_rounds, cfg.rounds):
         k = len(by_round[t].fast)
         check(k == cfg.threshold_k, f"schedule round {t} has K={k} fast workers, run has K={cfg.threshold_k}")
+
+
+def load_replay(cfg: TrainConfig, schedule: Optional[Sequence[RoundSchedule]] = None) -> Optional[list]:
+    """The replayed schedule of a run, one RoundSchedule per round 0..rounds-1 (list index = t):
+    `schedule`, else cfg.schedule_file, else None (the timing model decides). Every round is
+    checked against N and M (except anytime-minibatch rounds after warm-up, whose A_t and m_j
+    come from the deadline), and |A_t| against K (check_replayed_k). UserError, one line, if not."""
+    try:
+        if schedule is None and cfg.schedule_file:
+            schedule = schedule_from_csv(Path(cfg.schedule_file).read_text(), source=cfg.schedule_file)
+        if schedule is None:
+            return None
+        by_round = {s.round: s for s in schedule}
+        check(all(t in by_round for t in range(cfg.rounds)),
+              f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{cfg.rounds - 1})")
+        check_replayed_k(cfg, by_round)
+        for t in range(cfg.rounds):
+            if cfg.algorithm != "anytime-minibatch" or t < cfg.warmup_rounds:
+                check_schedule(by_round[t], cfg.n_workers, cfg.blocks)
+    except TheoryInputError as e:
+        raise UserError(str(e)) from None
+    return [by_round[t] for t in range(cfg.rounds)]
 
 
 def anytime_deadline(cfg: TrainConfig, timing_model) -> Optional[float]:
@@ -85,8 +117,6 @@ def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_siz
     lgc, lgc-fresh: also straggler j's first m_j b samples, w_strag[j] / (m_j b) ("strag", eq. 3.3-3.4);
     anytime-minibatch: worker i's first m_i b samples, w_any[i] / (m_i b) ("any", eq. 3.5).
     """
-    from lgc.rules import group_weights
-
     pi = np.asarray(pi, dtype=np.float64)
     n = len(pi)
     blocks = np.asarray(blocks, dtype=np.int64)
@@ -104,3 +134,83 @@ def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_siz
         counts = np.where(fast_mask, batch_size, done)
         per["strag"] = np.divide(w.w_strag, done, out=np.zeros(n), where=done > 0)
     return RoundPlan(counts, per, w.rho)
+
+
+def plan_groups(algorithm: str, *, warmup: bool) -> tuple[str, ...]:
+    """The gradient groups a round of `algorithm` may need (lgc.rules.aggregate's `grads` keys;
+    round_plan's keys are these, less "strag" when no straggler finished a block)."""
+    if warmup or algorithm == "full-sync":
+        return ("all",)
+    return {"fastest-k": ("fast",), "lgc": ("fast", "strag"), "lgc-fresh": ("fast", "strag"),
+            "anytime-minibatch": ("any",)}[algorithm]
+
+
+def local_weight(group: str, *, pi_i: float, fast: bool, m: int, batch_size: int, block_size: int) -> float:
+    """Worker i's weight per sample in `group` from what it knows alone (pi_i, whether it is in
+    A_t, its m_i), before the group's normaliser: round_plan's per_sample[group][i] is
+    local_weight / group_norms()[group] (up to rounding). The dist worker sums these
+    unnormalised terms in its one reduction, before it knows A_t, rho_t or sum_i m_i.
+
+      all:   pi_i / B                                   (eq. 3.1; normaliser 1)
+      fast:  pi_i / B for i in A_t, else 0              (eq. 3.2; normaliser sum_{A_t} pi)
+      strag: pi_j / (m_j b) for stragglers with m_j >= 1 (eq. 3.3-3.4; normaliser rho_t)
+      any:   1 / b for m_i >= 1                         (eq. 3.5; normaliser sum_i m_i)
+    """
+    if group == "all":
+        return pi_i / batch_size
+    if group == "fast":
+        return pi_i / batch_size if fast else 0.0
+    if group == "strag":
+        return pi_i / (m * block_size) if (not fast and m >= 1) else 0.0
+    if group == "any":
+        return 1.0 / block_size if m >= 1 else 0.0
+    raise ValueError(f"unknown gradient group {group!r}")
+
+
+def group_norms(fast_mask, blocks, pi, *, absent: Sequence[int] = ()) -> dict:
+    """Each group's normaliser (see local_weight) once the round's A_t and m_j are known.
+    `absent` workers (dead, permanent stragglers in dist) hand their pi share of "all" to the others."""
+    pi = np.asarray(pi, dtype=np.float64)
+    w = group_weights(np.asarray(fast_mask, dtype=bool), np.asarray(blocks, dtype=np.int64), pi)
+    return {"all": 1.0 - float(pi[list(absent)].sum()), "fast": float(pi[np.asarray(fast_mask, dtype=bool)].sum()),
+            "strag": w.rho, "any": float(np.sum(blocks))}
+
+
+# ----------------------------------------------------------------------------- server state, round record
+@dataclass
+class RunState:
+    """The server state of a run (every dist rank holds a replica): w_t, the momentum buffer,
+    LGC's u_{t-1}, the next round and the clock [time units]. A checkpoint holds it (checkpoint()),
+    with whatever a backend adds (sim: model buffers, rows, RNG; dist: dead workers)."""
+
+    w: torch.Tensor
+    server: ServerState = field(default_factory=ServerState)
+    rule: RuleState = field(default_factory=RuleState)
+    round: int = 0
+    clock: float = 0.0
+
+    def checkpoint(self) -> dict:
+        """Tensors on the CPU, copied (the run goes on changing its own)."""
+        def cpu(v):
+            return None if v is None else v.detach().cpu().clone()
+
+        return {"round": self.round, "clock": self.clock, "w": cpu(self.w), "momentum": cpu(self.server.momentum),
+                "u": cpu(self.rule.u)}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, device) -> "RunState":
+        def dev(v):
+            return None if v is None else v.to(device)
+
+        return cls(w=ckpt["w"].to(device), server=ServerState(momentum=dev(ckpt.get("momentum"))),
+                   rule=RuleState(u=dev(ckpt.get("u"))), round=int(ckpt["round"]), clock=float(ckpt["clock"]))
+
+
+def round_record(algorithm: str, warmup: bool, schedule: RoundSchedule, *, clock: float, samples: int, rho: float,
+                 loss: float, lr: float) -> dict:
+    """The round's fields of rounds.csv that both backends fill the same way (the schema above);
+    the caller adds round, wall_s, the iterate and test metrics."""
+    blocks = np.asarray(schedule.blocks)
+    strag = blocks.sum() if (algorithm == "anytime-minibatch" and not warmup) else blocks[~schedule.fast_mask()].sum()
+    return {"time": clock, "round_time": schedule.wall, "n_fast": len(schedule.fast), "blocks": int(strag),
+            "samples": int(samples), "rho": rho, "loss": loss, "lr": lr, "warmup": int(warmup)}

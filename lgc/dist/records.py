@@ -2,14 +2,15 @@
 and the checkpoint, all written atomically through lgc.runs (SPEC sections 2 and 5).
 
 Files (beside config.json and meta.json written by lgc.runs.start_run):
-    rounds.csv     lgc.sim's schema; `round_time` is the measured R_t in time units
+    rounds.csv     lgc.protocol's schema (ROUND_FIELDS); `round_time` is the measured R_t in time units
                    (wall_s / unit), `time` their running sum
     schedule.csv   the realised schedule (theory.schedule format; A_t in arrival order, t_cut
                    the K-th arrival, wall the measured R_t, in time units): replayable by `sim`
     trace.csv      round,worker,block,start_s,end_s: every processed block, seconds from the
                    worker's round start (blocks a straggler computed but did not report
                    included); the trace timing model replays it
-    checkpoint.pt  w_t, momentum, u_{t-1}, round, clock (lgc.checkpoint: weights_only loading)
+    checkpoint.pt  lgc.protocol.RunState (w_t, momentum, u_{t-1}, round, clock) and the dead
+                   workers (lgc.checkpoint: weights_only loading)
 
 The CSVs are written before the checkpoint, and a resumed run keeps only rows of rounds
 before the checkpoint's round, so a crash between the two loses and duplicates nothing.
@@ -19,9 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-
-from lgc import rules
 from lgc.checkpoint import load_checkpoint, save_checkpoint
+from lgc.protocol import ROUND_FIELDS, RunState
 from lgc.runs import atomic_write_csv, atomic_write_text, read_csv
 from theory.schedule import schedule_from_csv, schedule_to_csv
 
@@ -40,7 +40,7 @@ class RunRecorder:
         self.dead: list[int] = []  # permanent stragglers (dead workers), kept in the checkpoint
 
     def add(self, row: dict, res) -> None:
-        """One round: its record (lgc.sim's rounds.csv schema), schedule and block times."""
+        """One round: its record (rounds.csv, lgc.protocol.ROUND_FIELDS), schedule and block times."""
         self.rounds.append(row)
         self.schedule.append(res.schedule)
         rep, M, t = res.report, self.M, res.schedule.round
@@ -49,16 +49,11 @@ class RunRecorder:
                 self.trace.append({"round": t, "worker": i, "block": m,
                                    "start_s": f"{rep[i, 6 + m]:.6f}", "end_s": f"{rep[i, 6 + M + m]:.6f}"})
 
-    def save(self, state) -> None:
-        from lgc.protocol import ROUND_FIELDS
-
+    def save(self, state: RunState) -> None:
         atomic_write_csv(self.path / "rounds.csv", self.rounds, ROUND_FIELDS)
         atomic_write_text(self.path / "schedule.csv", schedule_to_csv(self.schedule))
         atomic_write_csv(self.path / "trace.csv", self.trace, TRACE_FIELDS)
-        save_checkpoint(self.path / "checkpoint.pt", {
-            "w": state.w.detach().cpu(), "round": state.round, "clock": state.clock,
-            "momentum": None if state.server.momentum is None else state.server.momentum.detach().cpu(),
-            "u": None if state.rule.u is None else state.rule.u.detach().cpu(), "dead": list(self.dead)})
+        save_checkpoint(self.path / "checkpoint.pt", {**state.checkpoint(), "dead": list(self.dead)})
 
     def load(self) -> Optional[dict]:
         """Rows and state of a previous attempt, cut at its checkpoint; None if there is none."""
@@ -76,11 +71,3 @@ class RunRecorder:
         if (self.path / "trace.csv").exists():
             self.trace = [r for r in read_csv(self.path / "trace.csv") if int(r["round"]) < t]
         return state
-
-
-def state_from_checkpoint(ckpt: dict, device) -> tuple:
-    """(w, ServerState, RuleState, round, clock) from a checkpoint dict."""
-    w = ckpt["w"].to(device)
-    server = rules.ServerState(momentum=None if ckpt.get("momentum") is None else ckpt["momentum"].to(device))
-    rule = rules.RuleState(u=None if ckpt.get("u") is None else ckpt["u"].to(device))
-    return w, server, rule, int(ckpt["round"]), float(ckpt["clock"])

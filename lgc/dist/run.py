@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from lgc.dist import DistOptions, settings_from_config
-from lgc.errors import UserError, check
+from lgc.errors import check
 
 
 def _process_backend(opts, device: str, n_workers: int) -> str:
@@ -45,31 +45,15 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     from lgc.dist.launch import WorkerLost, launch_local, run_torchrun, under_torchrun
     from lgc.dist.problem import TaskBlocks
     from lgc.dist.runner import DistJob
-    from lgc.protocol import RUN_KIND, check_replayed_k, make_timing
-    from theory.errors import TheoryInputError
-    from theory.schedule import check_schedule, schedule_from_csv
+    from lgc.protocol import RUN_KIND, load_replay, make_timing
 
     opts = options or DistOptions()
     cfg = dataclasses.replace(config, backend="dist").resolved().validate()
     opts.validate(cfg.n_workers)
     check(cfg.comm_alpha == 0 and cfg.comm_beta == 0,
           "comm_alpha/comm_beta model communication in sim; dist measures the real communication (set them to 0)")
-    try:
-        timing = make_timing(cfg)
-        replay = None
-        if cfg.schedule_file:
-            replay = schedule_from_csv(Path(cfg.schedule_file).read_text(), source=cfg.schedule_file)
-            by_round = {s.round: s for s in replay}
-            check(all(t in by_round for t in range(cfg.rounds)),
-                  f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{cfg.rounds - 1})")
-            replay = [by_round[t] for t in range(cfg.rounds)]
-            check_replayed_k(cfg, by_round)
-            if cfg.algorithm != "anytime-minibatch":
-                for t, s in enumerate(replay):
-                    if t >= cfg.warmup_rounds and cfg.algorithm != "full-sync":
-                        check_schedule(s, cfg.n_workers, cfg.blocks)
-    except TheoryInputError as e:
-        raise UserError(str(e)) from None
+    timing = make_timing(cfg)
+    replay = load_replay(cfg)
     device = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) else (
         "cpu" if cfg.device == "auto" else cfg.device)
     check(not device.startswith("cuda") or torch.cuda.is_available(), f"device={cfg.device!r} but CUDA is not available")

@@ -8,14 +8,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 from lgc.dist.coordinator import RoundCoordinator
-from lgc.dist.records import RunRecorder, state_from_checkpoint
-import numpy as np
-
-from lgc.dist.worker import DistSettings, ReplicaState, Worker
+from lgc.dist.records import RunRecorder
+from lgc.dist.worker import DistSettings, Worker
+from lgc.protocol import RunState, round_record
 from lgc.runs import finish_run
 from theory.schedule import RoundSchedule
 
@@ -40,8 +40,8 @@ class DistJob:
     quiet: bool = True
     eval_every: int = 0
     reduce: str = "auto"  # "gather" (rank 0 sums, broadcasts), "allreduce", or "auto"
-    keepalive: Optional[tuple] = None
-    dead: tuple = ()  # workers that died and are permanent stragglers (m_j = 0), no process  # (host, port) of the store for the keep-alive thread
+    keepalive: Optional[tuple] = None  # (host, port) of the store for the keep-alive thread
+    dead: tuple = ()  # workers that died and are permanent stragglers (m_j = 0), no process
     final_extra: dict = field(default_factory=dict)
 
 
@@ -75,7 +75,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
     if job.keepalive is not None:
         coord.start_keepalive(*job.keepalive)
     problem = job.problem_builder(device)
-    state = ReplicaState(w=problem.initial_params().to(device))
+    state = RunState(w=problem.initial_params().to(device))
     recorder = RunRecorder(Path(job.run_path), s.n_workers, s.blocks) if (rank == 0 and job.run_path) else None
     if recorder is not None:
         recorder.dead = list(job.dead)
@@ -83,11 +83,11 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
     payload = [recorder.load() if (recorder is not None and job.resume) else None]
     dist.broadcast_object_list(payload, src=0)
     if payload[0] is not None:
-        state.w, state.server, state.rule, state.round, state.clock = state_from_checkpoint(payload[0], device)
+        state = RunState.from_checkpoint(payload[0], device)
     elif recorder is not None and hasattr(problem, "task"):
         from lgc.runs import atomic_write_json
 
-        atomic_write_json(recorder.path / "data.json", problem.task.info())  # as lgc.sim writes it
+        atomic_write_json(recorder.path / "data.json", problem.task.info())  # as lgc.sim.train writes it
     worker = Worker(rank, s, problem, coord, job.timing_model, replay=job.replay, device=device, dead=job.dead)
     worker.reduce = _reduce_mode(job, state.w)
     if getattr(problem, "pi", None) is not None:
@@ -106,7 +106,9 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
         res = worker.step(state)
         sync = False  # rank 0's extra work below is followed by a barrier so rounds start together
         if rank == 0:
-            row.update(_record(s, t, res, state.clock))
+            row.update(round_record(s.algorithm, t < s.warmup_rounds, res.schedule, clock=state.clock,
+                                    samples=res.samples, rho=res.rho, loss=res.loss, lr=s.lr))
+            row["wall_s"] = res.wall_s
             if t == s.rounds - 1 or (job.eval_every and (t + 1) % job.eval_every == 0):
                 row.update(problem.evaluate(state.w))
             if recorder is not None:
@@ -150,15 +152,3 @@ def _reduce_mode(job: DistJob, w: torch.Tensor) -> str:
         return job.reduce
     size = job.settings.n_workers * 2 * w.numel() * w.element_size()
     return "gather" if (job.backend == "gloo" and w.device.type == "cpu" and size <= GATHER_MAX_BYTES) else "allreduce"
-
-
-def _record(s: DistSettings, t: int, res, clock: float) -> dict:
-    """The round's row in lgc.sim's rounds.csv schema (measured times)."""
-    sched = res.schedule
-    fast = sched.fast_mask()
-    blocks = np.asarray(sched.blocks)
-    warm = t < s.warmup_rounds
-    strag_blocks = blocks.sum() if (s.algorithm == "anytime-minibatch" and not warm) else blocks[~fast].sum()
-    return {"time": clock, "round_time": sched.wall, "wall_s": res.wall_s, "n_fast": len(sched.fast),
-            "blocks": int(strag_blocks), "samples": res.samples, "rho": res.rho, "loss": res.loss,
-            "lr": s.lr, "warmup": int(warm)}

@@ -11,15 +11,16 @@ Every rank keeps a replica of the server state (w_t, momentum, u_{t-1}). A round
 3. one reduction (gather to rank 0 + broadcast on CPU, all-reduce otherwise) sums the
    pi-weighted gradient sums every worker forms from what it knows locally (its A_t
    membership, its m_j) and every worker's report row (arrival position, m_j, block times);
-4. every rank derives the same weights with lgc.rules.group_weights, normalises the sums
-   into gA_t, gS_t (or sum_i pi_i g_i), and applies lgc.rules.aggregate and
-   lgc.rules.server_step on identical inputs: the replicas stay equal.
+4. every rank builds the round plan from the gathered reports (lgc.protocol.round_plan: the
+   groups, whose samples enter, rho_t), normalises the sums into gA_t, gS_t (or sum_i pi_i g_i)
+   with lgc.protocol.group_norms, and applies lgc.rules.aggregate and lgc.rules.server_step on
+   identical inputs: the replicas stay equal.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 import numpy as np
@@ -28,6 +29,7 @@ import torch.distributed as dist
 
 from lgc import rules
 from lgc.dist.coordinator import RoundCoordinator, sleep_until
+from lgc.protocol import RunState, group_norms, local_weight, plan_groups, round_plan
 from theory.schedule import RoundSchedule
 
 if TYPE_CHECKING:
@@ -91,17 +93,6 @@ class DistSettings:
 
 
 @dataclass
-class ReplicaState:
-    """The server state every rank holds: w_t, the momentum buffer and LGC's u_{t-1}."""
-
-    w: torch.Tensor
-    server: rules.ServerState = field(default_factory=rules.ServerState)
-    rule: rules.RuleState = field(default_factory=rules.RuleState)
-    round: int = 0
-    clock: float = 0.0  # wall time so far, in time units
-
-
-@dataclass
 class RoundResult:
     """What every rank knows after a round (rank 0 records it)."""
 
@@ -117,14 +108,6 @@ def model_finish_times(timing_model, settings: DistSettings, t: int) -> np.ndarr
     """(N, M) block finish times of round t in time units: the draws `sim` uses (same seed)."""
     return np.asarray(timing_model.block_finish_times(settings.seed, t, settings.n_workers, settings.blocks,
                                                       period=settings.straggling_period), dtype=np.float64)
-
-
-def _slots(settings: DistSettings, t: int) -> tuple[str, ...]:
-    """The gradient means the round's rule needs (lgc.rules.aggregate's `grads` keys)."""
-    if settings.is_full_round(t):
-        return ("all",)
-    return {"fastest-k": ("fast",), "lgc": ("fast", "strag"), "lgc-fresh": ("fast", "strag"),
-            "anytime-minibatch": ("any",)}[settings.algorithm]
 
 
 class Worker:
@@ -261,16 +244,6 @@ class Worker:
             t_cut = float(arrive[fast[-1]]) / s.unit_s if fast else float(wall_s) / s.unit_s
         return RoundSchedule(round=t, fast=fast, blocks=blocks, t_cut=t_cut, wall=wall_s / s.unit_s)
 
-    def _used_workers(self, t: int, sched: RoundSchedule, rho: float) -> np.ndarray:
-        """Workers whose reported samples enter the round's rule (lgc.sim.engines.round_plan)."""
-        s = self.s
-        if s.is_full_round(t) or s.algorithm == "anytime-minibatch":
-            return np.ones(s.n_workers, dtype=bool)
-        used = sched.fast_mask()
-        if s.algorithm in ("lgc", "lgc-fresh") and rho > 0:
-            used |= np.asarray(sched.blocks) >= 1
-        return used
-
     def _sum_over_workers(self, buf: torch.Tensor) -> torch.Tensor:
         """The sum of every worker's `buf`, identical on every rank.
 
@@ -305,14 +278,14 @@ class Worker:
             return row[_POS] >= 1
         return 1 <= row[_POS] <= (s.n_workers if full else s.threshold_k)
 
-    def step(self, state: ReplicaState) -> RoundResult:
+    def step(self, state: RunState) -> RoundResult:
         """Run round state.round; updates `state` in place on every rank.
 
         One all-reduce carries the pi-weighted gradient sums, which every worker can form from
-        what it knows locally (its own A_t membership and m_j), and every worker's report row;
-        the normalisers (sum of pi over A_t, rho_t, sum of m_i) come from lgc.rules.group_weights
-        on the gathered reports, so gA_t = sum_{A_t} pi_i g_i / sum_{A_t} pi_i is
-        sum_i w_fast[i] g_i exactly as the rule defines it (eq. 3.2).
+        what it knows locally (lgc.protocol.local_weight: its own A_t membership and m_j), and
+        every worker's report row; the normalisers (sum of pi over A_t, rho_t, sum of m_i) come
+        from lgc.protocol.group_norms on the gathered reports, so gA_t = sum_{A_t} pi_i g_i /
+        sum_{A_t} pi_i is sum_i w_fast[i] g_i exactly as the rule defines it (eq. 3.2).
         """
         s, M, b, r, t = self.s, self.s.blocks, self.s.block_size, self.worker_id, state.round
         self.coord.heartbeat(t)
@@ -320,18 +293,13 @@ class Worker:
         self.coord.reported(t)
         fast = self._is_fast(t, row)
         m_mine = M if fast else int(row[_M])
-        slots = _slots(s, t)
+        warm = t < s.warmup_rounds
+        slots = plan_groups(s.algorithm, warmup=warm)
         P, width = state.w.numel(), row.size
         buf = torch.zeros(len(slots) * P + s.n_workers * width, dtype=state.w.dtype, device=self.device)
         for k, name in enumerate(slots):
-            if name == "all":  # sum_i pi_i g_i (a dead worker's pi shared by the live ones)
-                coef = self.pi[r] / (M * b) / (1.0 - float(self.pi[list(self.dead)].sum()))
-            elif name == "fast":
-                coef = self.pi[r] / (M * b) if fast else 0.0
-            elif name == "strag":  # pi_j gp_j over stragglers with m_j >= 1
-                coef = self.pi[r] / (m_mine * b) if (not fast and m_mine >= 1) else 0.0
-            else:  # "any": m_i * (mean over i's finished blocks), normalised by sum_i m_i below
-                coef = 1.0 / b if m_mine >= 1 else 0.0
+            coef = local_weight(name, pi_i=float(self.pi[r]), fast=fast, m=m_mine, batch_size=s.batch_size,
+                                block_size=b)
             if coef != 0.0 and gsum is not None:
                 buf[k * P:(k + 1) * P] = gsum * coef
         off = len(slots) * P + r * width
@@ -340,27 +308,24 @@ class Worker:
         rep = buf[len(slots) * P:].view(s.n_workers, width).to("cpu", torch.float64).numpy()
         sched = self._schedule_from_reports(t, rep, 0.0)
         fast_mask = sched.fast_mask()
-        wts = rules.group_weights(fast_mask, sched.blocks, self.pi)
+        plan = round_plan(s.algorithm, fast_mask, sched.blocks, self.pi, s.batch_size, b, warmup=warm)
+        norms = group_norms(fast_mask, sched.blocks, self.pi, absent=self.dead)
         grads = {}
         for k, name in enumerate(slots):
+            if name not in plan.per_sample:  # lgc: no straggler finished a block (rho_t = 0)
+                grads[name] = None
+                continue
             g = buf[k * P:(k + 1) * P]
-            if name == "fast":
-                g = g / float(self.pi[fast_mask].sum())
-            elif name == "strag":
-                g = g / wts.rho if wts.rho > 0 else None
-            elif name == "any":
-                total = int(np.sum(sched.blocks))
-                g = g / total if total > 0 else g
-            grads[name] = g
-        d, state.rule = rules.aggregate(s.algorithm, grads, wts.rho, state.rule, warmup=t < s.warmup_rounds)
+            grads[name] = g / norms[name] if norms[name] > 0 else g
+        d, state.rule = rules.aggregate(s.algorithm, grads, plan.rho, state.rule, warmup=warm)
         state.w, state.server = rules.server_step(state.w, d, state.server, lr=s.lr, momentum=s.momentum,
                                                   weight_decay=s.weight_decay)
         wall_s = time.perf_counter() - t0
         sched = self._schedule_from_reports(t, rep, wall_s)
-        # the training loss over the samples that entered d_t (as lgc.sim records it)
-        used = self._used_workers(t, sched, wts.rho)
+        # the training loss over the samples that entered d_t (the plan's workers, as in sim)
+        used = plan.counts > 0
         n = float(rep[used, _NSAMP].sum())
         loss = float(rep[used, _LOSS].sum()) / n if n > 0 else math.nan
         state.round = t + 1
         state.clock += sched.wall
-        return RoundResult(schedule=sched, wall_s=wall_s, loss=loss, samples=int(n), report=rep, rho=wts.rho)
+        return RoundResult(schedule=sched, wall_s=wall_s, loss=loss, samples=int(n), report=rep, rho=plan.rho)

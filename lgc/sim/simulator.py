@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 
 from lgc.config import TrainConfig
-from lgc.errors import UserError, check
-from lgc.protocol import anytime_deadline, check_replayed_k, make_timing, round_plan
+from lgc.errors import check
+from lgc.protocol import RunState, anytime_deadline, load_replay, make_timing, round_plan, round_record
 from lgc.rules import RuleState, ServerState, aggregate, server_step
 from lgc.sim.engines import RoundBatch, sample_weights
 from lgc.task import make_task
-from theory.errors import TheoryInputError
-from theory.schedule import RoundSchedule, check_schedule, comm_time, schedule_deadline, schedule_from_csv, \
-    schedule_round
+from theory.schedule import RoundSchedule, comm_time, schedule_deadline, schedule_round
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,10 +47,7 @@ class Simulator:
         check(cfg.backend == "sim", f"backend={cfg.backend!r}: Simulator runs the sim backend only")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        try:
-            self.timing = make_timing(cfg)
-        except TheoryInputError as e:
-            raise UserError(str(e)) from None
+        self.timing = make_timing(cfg)
         self.task = make_task(cfg, self.device)
         self.model = self.task.model
         self.model.train()
@@ -71,35 +65,15 @@ class Simulator:
         self.clock = 0.0
         self.rows: list[dict] = []
         self.schedules: list[RoundSchedule] = []
-        self.replay = self._load_replay(schedule)
+        self.replay = load_replay(cfg, schedule)
         self.deadline = anytime_deadline(cfg, self.timing)
 
     # ------------------------------------------------------------------ schedule
-    def _load_replay(self, schedule):
-        if schedule is None and self.cfg.schedule_file:
-            try:
-                schedule = schedule_from_csv(Path(self.cfg.schedule_file).read_text(), source=self.cfg.schedule_file)
-            except TheoryInputError as e:
-                raise UserError(str(e)) from None
-        if schedule is None:
-            return None
-        by_round = {s.round: s for s in schedule}
-        check(all(t in by_round for t in range(self.cfg.rounds)),
-              f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{self.cfg.rounds - 1})")
-        check_replayed_k(self.cfg, by_round)
-        return by_round
-
     def schedule_for(self, t: int, warmup: bool) -> RoundSchedule:
         cfg = self.cfg
         n, m = cfg.n_workers, cfg.blocks
         if self.replay is not None:
-            s = self.replay[t]
-            if cfg.algorithm != "anytime-minibatch" or warmup:
-                try:
-                    check_schedule(s, n, m)
-                except TheoryInputError as e:
-                    raise UserError(str(e)) from None
-            return s
+            return self.replay[t]  # checked by load_replay
         finish = self.timing.block_finish_times(cfg.seed, t, n, m, period=cfg.straggling_period)
         if cfg.algorithm == "anytime-minibatch" and not warmup:
             s = schedule_deadline(finish, self.deadline, round_index=t)
@@ -138,12 +112,8 @@ class Simulator:
         self._load_w()
         self.clock += s.wall
         self.round += 1
-        blocks = np.asarray(s.blocks)
-        row.update({
-            "time": self.clock, "round_time": s.wall, "n_fast": len(s.fast),
-            "blocks": int(blocks.sum() if cfg.algorithm == "anytime-minibatch" and not warm else blocks[~fast_mask].sum()),
-            "samples": int(plan.counts.sum()), "rho": plan.rho, "loss": loss, "lr": cfg.lr, "warmup": int(warm),
-        })
+        row.update(round_record(cfg.algorithm, warm, s, clock=self.clock, samples=int(plan.counts.sum()), rho=plan.rho,
+                                loss=loss, lr=cfg.lr))
         if t == cfg.rounds - 1 or (cfg.eval_every and (t + 1) % cfg.eval_every == 0):
             row.update(self.task.evaluate())
         row["wall_s"] = time.perf_counter() - start
@@ -168,9 +138,7 @@ class Simulator:
     def state_dict(self) -> dict:
         buffers = {k: v.detach().cpu().clone() for k, v in self.model.named_buffers()}
         return {
-            "round": self.round, "clock": self.clock, "w": self.w.detach().cpu().clone(),
-            "momentum": None if self.server.momentum is None else self.server.momentum.detach().cpu().clone(),
-            "u": None if self.rule.u is None else self.rule.u.detach().cpu().clone(),
+            **RunState(self.w, self.server, self.rule, self.round, self.clock).checkpoint(),
             "buffers": buffers, "rows": [dict(r) for r in self.rows],
             "schedule": [[s.round, list(s.fast), list(s.blocks), s.t_cut, s.wall, s.comm] for s in self.schedules],
             "torch_rng": torch.get_rng_state(),
@@ -179,10 +147,8 @@ class Simulator:
 
     def load_state_dict(self, st: dict) -> None:
         dev = self.device
-        self.round, self.clock = int(st["round"]), float(st["clock"])
-        self.w = st["w"].to(dev)
-        self.server = ServerState(momentum=None if st["momentum"] is None else st["momentum"].to(dev))
-        self.rule = RuleState(u=None if st["u"] is None else st["u"].to(dev))
+        run = RunState.from_checkpoint(st, dev)
+        self.w, self.server, self.rule, self.round, self.clock = run.w, run.server, run.rule, run.round, run.clock
         named = dict(self.model.named_buffers())
         with torch.no_grad():
             for k, v in st["buffers"].items():
