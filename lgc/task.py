@@ -19,6 +19,8 @@ import torch
 from torch import nn
 
 from lgc.config import TrainConfig
+from lgc.data import ArrayDataset
+from lgc.errors import check
 from lgc.data.synthetic import QuadraticModel, make_classification, make_quadratic
 from lgc.models import BlockBatchNorm2d, make_model
 from lgc.partition import label_histogram, make_partition
@@ -44,10 +46,16 @@ def _partition_params(cfg: TrainConfig) -> dict:
 
 
 class ClassificationTask:
-    def __init__(self, cfg: TrainConfig, device: torch.device):
+    """`dataset`: the data set the config names, already in memory (a process that trains many
+    runs loads CIFAR-10 once and passes it to each); loaded from the config when None."""
+
+    def __init__(self, cfg: TrainConfig, device: torch.device, dataset: Optional[ArrayDataset] = None):
         self.cfg = cfg
         self.device = device
-        if cfg.dataset == "cifar10":
+        if dataset is not None:
+            check(dataset.name == cfg.dataset, f"dataset {dataset.name!r} passed to a run of dataset={cfg.dataset!r}")
+            ds = dataset
+        elif cfg.dataset == "cifar10":
             from lgc.data.cifar10 import load_cifar10
 
             ds = load_cifar10(cfg.data_dir, accept_md5_mismatch=cfg.accept_md5_mismatch)
@@ -147,5 +155,9 @@ class QuadraticTask:
                 "f_gap": p.F(wn) - p.F_star}
 
 
-def make_task(cfg: TrainConfig, device: torch.device):
-    return QuadraticTask(cfg, device) if cfg.dataset == "quadratic" else ClassificationTask(cfg, device)
+def make_task(cfg: TrainConfig, device: torch.device, dataset: Optional[ArrayDataset] = None):
+    """The run's task; `dataset` (classification only): its data set already loaded."""
+    if cfg.dataset == "quadratic":
+        check(dataset is None, "dataset=quadratic builds its own problem; pass no data set")
+        return QuadraticTask(cfg, device)
+    return ClassificationTask(cfg, device, dataset)

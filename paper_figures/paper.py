@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tarfile
 import time
-from functools import lru_cache
 from pathlib import Path
 
 from paper_figures import paper_profile as pp
@@ -47,14 +46,6 @@ def convert_shared(shared: Path, data_dir: Path) -> None:
     subprocess.run([sys.executable, str(script), str(data_dir)], check=True)
 
 
-def memoize_cifar() -> None:
-    """Load CIFAR-10 once per process instead of once per run (about 2 s each)."""
-    from lgc.data import cifar10
-
-    if not hasattr(cifar10.load_cifar10, "cache_info"):
-        cifar10.load_cifar10 = lru_cache(maxsize=2)(cifar10.load_cifar10)
-
-
 def plan_estimate(jobs, scale) -> dict:
     rounds = sum(j.config.rounds for j in jobs)
     evals = sum(j.config.rounds // j.config.eval_every + 1 for j in jobs)
@@ -78,10 +69,12 @@ def measured_speed(done) -> dict:
 def run_chunk(jobs, *, results, budget_s: float, quiet: bool, max_runs: int | None = None) -> tuple[list, int]:
     """Train jobs in order until the budget is spent; returns ([(job, dir)] complete, started)."""
     from lgc import runs
+    from lgc.data.cifar10 import load_cifar10
     from lgc.sim import train
 
     began = time.perf_counter()
     done, started = [], 0
+    loaded = {}  # CIFAR-10 once per chunk, not once per run (about 2 s each)
     for i, job in enumerate(jobs):
         path = runs.run_dir("train", job.config.resolved().to_dict(), results)
         if runs.is_complete(path):
@@ -94,7 +87,14 @@ def run_chunk(jobs, *, results, budget_s: float, quiet: bool, max_runs: int | No
         if not quiet:
             print(f"[{time.perf_counter() - began:6.0f} s] run {i + 1}/{len(jobs)} {', '.join(job.figures)} "
                   f"{job.config.algorithm} {job.tags} seed={job.config.seed} T={job.config.rounds}", flush=True)
-        path = train(job.config, root=results, quiet=True, time_limit_s=left)
+        cfg = job.config
+        data = None
+        if cfg.dataset == "cifar10":
+            key = (str(cfg.data_dir), cfg.accept_md5_mismatch)
+            if key not in loaded:
+                loaded[key] = load_cifar10(cfg.data_dir, accept_md5_mismatch=cfg.accept_md5_mismatch)
+            data = loaded[key]
+        path = train(cfg, root=results, quiet=True, time_limit_s=left, dataset=data)
         if runs.is_complete(path):
             done.append((job, path))
         else:
@@ -189,7 +189,6 @@ def main(argv=None) -> int:
     try:
         if args.shared_data is not None:
             convert_shared(args.shared_data, Path(args.data_dir))
-        memoize_cifar()
         budget_s -= time.perf_counter() - t0
         done, started = run_chunk(jobs, results=args.results, budget_s=0 if args.draw_only else budget_s,
                                   quiet=args.quiet, max_runs=args.max_runs)

@@ -42,13 +42,15 @@ def resolve_device(name: str) -> torch.device:
 class Simulator:
     """All N workers of one run, in memory. `step()` runs one round and returns its record."""
 
-    def __init__(self, config: TrainConfig, *, engine=None, schedule: Optional[list] = None):
+    def __init__(self, config: TrainConfig, *, engine=None, schedule: Optional[list] = None, dataset=None):
+        """`schedule` replays instead of the timing model (else cfg.schedule_file); `dataset`: the
+        config's data set already in memory (lgc.task.make_task)."""
         cfg = config.resolved().validate()
         check(cfg.backend == "sim", f"backend={cfg.backend!r}: Simulator runs the sim backend only")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.timing = make_timing(cfg)
-        self.task = make_task(cfg, self.device)
+        self.task = make_task(cfg, self.device, dataset)
         self.model = self.task.model
         self.model.train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]

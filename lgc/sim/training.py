@@ -25,21 +25,22 @@ def _write_progress(path: Path, sim: Simulator) -> None:
 
 def train(
     config: TrainConfig, *, root=None, force: bool = False, resume: bool = True, quiet: bool = False,
-    stop_after: Optional[int] = None, time_limit_s: Optional[float] = None,
+    stop_after: Optional[int] = None, time_limit_s: Optional[float] = None, dataset=None,
 ) -> Path:
     """Run (or reuse) the `sim` run of `config`; returns its directory results/train/<key>/.
 
     A finished run with the same config and code is reused unless `force`. With `resume`, an
     unfinished run continues from its last checkpoint and ends bit-identical to an uninterrupted
     run. `stop_after` rounds or `time_limit_s` seconds end this call early after a checkpoint
-    (chunked GPU sessions; tests); run `train` again to continue.
+    (chunked GPU sessions; tests); run `train` again to continue. `dataset`: the config's data
+    set already in memory (a script training many runs loads CIFAR-10 once).
     """
     cfg = config.resolved().validate()
     key = cfg.to_dict()
     path = runs.run_dir(RUN_KIND, key, root)
     if runs.is_complete(path) and not force:
         return path
-    sim = Simulator(cfg)
+    sim = Simulator(cfg, dataset=dataset)
     ckpt = path / "checkpoint.pt"
     if resume and not force and ckpt.exists():
         sim.load_state_dict(load_checkpoint(ckpt))
