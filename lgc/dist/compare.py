@@ -20,7 +20,7 @@ from theory.schedule import schedule_deadline, schedule_from_csv, schedule_round
 def round_comparison(run_path: str | Path) -> list[dict]:
     """One row per round: round, measured_s, modelled_s, overhead, same_fast, same_blocks."""
     from lgc.config import TrainConfig
-    from lgc.protocol import make_timing
+    from lgc.protocol import anytime_deadline, make_timing
 
     run_path = Path(run_path)
     key = json.loads((run_path / "config.json").read_text())
@@ -28,10 +28,7 @@ def round_comparison(run_path: str | Path) -> list[dict]:
     cfg = TrainConfig(**key)
     timing = make_timing(cfg)
     unit_s = float(opts["unit_ms"]) / 1000.0
-    from lgc.dist import settings_from_config
-    from lgc.dist import DistOptions
-
-    deadline = settings_from_config(cfg.resolved(), DistOptions(), timing).deadline
+    deadline = anytime_deadline(cfg.resolved(), timing)
     measured = schedule_from_csv((run_path / "schedule.csv").read_text(), source=str(run_path / "schedule.csv"))
     rows = []
     for s in measured:

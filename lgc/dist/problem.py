@@ -47,7 +47,7 @@ class FlatModel:
 
 
 class TaskBlocks:
-    """Worker blocks of the `sim` backend's task (lgc.task): same data, partition, pi,
+    """Worker blocks of the run's task (lgc.task): same data, partition, pi,
     model initialisation, augmentation and normalisation as `sim`, one worker at a time."""
 
     def __init__(self, config: dict, device: str = "cpu"):
