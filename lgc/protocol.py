@@ -110,7 +110,7 @@ class RoundPlan:
 
 
 def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_size: int, *, warmup: bool) -> RoundPlan:
-    """The samples and weights each algorithm's rule needs (SPEC section 3).
+    """The samples and weights each algorithm's rule needs (theory/DERIVATION.md eq. 3.1-3.5).
 
     full-sync / warm-up: all N*B samples, weight pi_i / B ("all", eq. 3.1);
     fastest-k: the fast workers' samples, w_fast[i] / B ("fast");
