@@ -12,12 +12,13 @@ import importlib
 import sys
 
 from lgc.errors import UserError
+from theory.algorithms import NAMES
 from theory.errors import TheoryInputError
 
 SUBCOMMANDS = {
     "optimize-k": ("optimize_k", "table of the bound and E[R] over K, and the optimal K*"),
     "estimate": ("estimate", "estimate L, sigma^2, zeta^2, Delta from a model and data"),
-    "train": ("train", "train with full-sync, fastest-K, lgc, lgc-fresh or anytime-minibatch"),
+    "train": ("train", "train with " + ", ".join(NAMES[:-1]) + " or " + NAMES[-1]),
     "figures": ("figures", "draw the quick-profile (CPU) or paper-profile figures"),
 }
 

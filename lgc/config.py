@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lgc.errors import UserError, check
+from theory.algorithms import NAMES as ALGORITHMS
 
 DATASETS = ("synthetic", "quadratic", "cifar10")
 SEMANTICS = ("boundary", "abort")
@@ -49,7 +50,7 @@ def option(default: Any = None, help: str = "", *, flag: str | None = None, meta
 @dataclass(frozen=True)
 class TrainConfig:
     # algorithm and the round structure
-    algorithm: str = option("lgc", "full-sync, fastest-k, lgc, lgc-fresh or anytime-minibatch")
+    algorithm: str = option("lgc", ", ".join(ALGORITHMS[:-1]) + " or " + ALGORITHMS[-1])
     n_workers: int = option(10, "N, number of workers", flag="--workers", metavar="N")
     threshold_k: int = option(7, "K, the server waits for the K fastest workers", flag="--k", metavar="K")
     batch_size: int = option(50, "B, samples per worker per round", metavar="B")
@@ -130,7 +131,6 @@ class TrainConfig:
         """Raise UserError (one line naming the value) for an invalid configuration."""
         from lgc.models import MODELS, NORMS  # here, not at the top: lgc optimize-k imports this module without torch
         from lgc.partition import PARTITIONS
-        from lgc.rules import ALGORITHMS
 
         c = self
         check(c.algorithm in ALGORITHMS, f"algorithm={c.algorithm!r} must be one of {', '.join(ALGORITHMS)}")

@@ -32,6 +32,7 @@ import torch
 
 from lgc.config import TrainConfig
 from lgc.errors import UserError, check
+from theory.algorithms import algorithm as algorithm_entry
 from lgc.rules import RuleState, ServerState, Weights, group_weights
 from theory.errors import TheoryInputError
 from theory.schedule import RoundSchedule, check_schedule, schedule_from_csv
@@ -44,7 +45,7 @@ RUN_KIND = "train"
 def make_timing(cfg: TrainConfig):
     """The timing model named in the config (theory.timing.make_timing_model); UserError if its
     parameters are invalid."""
-    from theory.timing import make_timing_model
+    from theory.timing_factory import make_timing_model
 
     try:
         return make_timing_model(cfg.timing, **cfg.timing_params)
@@ -55,7 +56,7 @@ def make_timing(cfg: TrainConfig):
 def check_replayed_k(cfg, by_round) -> None:
     """A replayed schedule's |A_t| must be the run's K after warm-up (fastest-k, lgc, lgc-fresh),
     else config.json would record a K the run did not use."""
-    if cfg.algorithm not in ("fastest-k", "lgc", "lgc-fresh"):
+    if not algorithm_entry(cfg.algorithm).waits_for_k:
         return
     for t in range(cfg.warmup_rounds, cfg.rounds):
         k = len(by_round[t].fast)
@@ -77,7 +78,7 @@ def load_replay(cfg: TrainConfig, schedule: Optional[Sequence[RoundSchedule]] = 
               f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{cfg.rounds - 1})")
         check_replayed_k(cfg, by_round)
         for t in range(cfg.rounds):
-            if cfg.algorithm != "anytime-minibatch" or t < cfg.warmup_rounds:
+            if algorithm_entry(cfg.algorithm).round_end != "deadline" or t < cfg.warmup_rounds:
                 check_schedule(by_round[t], cfg.n_workers, cfg.blocks)
     except TheoryInputError as e:
         raise UserError(str(e)) from None
@@ -88,14 +89,11 @@ def anytime_deadline(cfg: TrainConfig, timing_model) -> Optional[float]:
     """The anytime-minibatch deadline, shared by both backends: cfg.deadline, or by default the
     expected K-th fastest mini-batch time E[X_(K:N)] (the model's mean where it has no order
     statistic). None for the other algorithms."""
-    if cfg.algorithm != "anytime-minibatch":
+    if algorithm_entry(cfg.algorithm).round_end != "deadline":
         return cfg.deadline
     if cfg.deadline is not None:
         return cfg.deadline
-    try:
-        return float(timing_model.expected_order_statistic(cfg.threshold_k, cfg.n_workers))
-    except (AttributeError, NotImplementedError):
-        return float(timing_model.mean())
+    return float(timing_model.expected_order_statistic(cfg.threshold_k, cfg.n_workers))
 
 
 # ----------------------------------------------------------------------------- the round's plan
@@ -121,16 +119,17 @@ def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_siz
     n = len(pi)
     blocks = np.asarray(blocks, dtype=np.int64)
     fast_mask = np.asarray(fast_mask, dtype=bool)
-    if warmup or algorithm == "full-sync":
+    groups = algorithm_entry(algorithm).groups
+    if warmup or "all" in groups:
         return RoundPlan(np.full(n, batch_size), {"all": pi / batch_size}, 0.0)
     w: Weights = group_weights(fast_mask, blocks, pi)
     done = blocks * block_size  # samples finished by each worker
-    if algorithm == "anytime-minibatch":
+    if "any" in groups:
         per = np.divide(w.w_any, done, out=np.zeros(n), where=done > 0)
         return RoundPlan(done, {"any": per}, w.rho)
     counts = np.where(fast_mask, batch_size, 0)
     per = {"fast": w.w_fast / batch_size}
-    if algorithm in ("lgc", "lgc-fresh") and w.rho > 0:
+    if "strag" in groups and w.rho > 0:
         counts = np.where(fast_mask, batch_size, done)
         per["strag"] = np.divide(w.w_strag, done, out=np.zeros(n), where=done > 0)
     return RoundPlan(counts, per, w.rho)
@@ -139,10 +138,9 @@ def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_siz
 def plan_groups(algorithm: str, *, warmup: bool) -> tuple[str, ...]:
     """The gradient groups a round of `algorithm` may need (lgc.rules.aggregate's `grads` keys;
     round_plan's keys are these, less "strag" when no straggler finished a block)."""
-    if warmup or algorithm == "full-sync":
+    if warmup or algorithm_entry(algorithm).round_end == "all":
         return ("all",)
-    return {"fastest-k": ("fast",), "lgc": ("fast", "strag"), "lgc-fresh": ("fast", "strag"),
-            "anytime-minibatch": ("any",)}[algorithm]
+    return algorithm_entry(algorithm).groups
 
 
 def local_weight(group: str, *, pi_i: float, fast: bool, m: int, batch_size: int, block_size: int) -> float:
@@ -211,6 +209,6 @@ def round_record(algorithm: str, warmup: bool, schedule: RoundSchedule, *, clock
     """The round's fields of rounds.csv that both backends fill the same way (the schema above);
     the caller adds round, wall_s, the iterate and test metrics."""
     blocks = np.asarray(schedule.blocks)
-    strag = blocks.sum() if (algorithm == "anytime-minibatch" and not warmup) else blocks[~schedule.fast_mask()].sum()
+    strag = blocks.sum() if (algorithm_entry(algorithm).round_end == "deadline" and not warmup) else blocks[~schedule.fast_mask()].sum()
     return {"time": clock, "round_time": schedule.wall, "n_fast": len(schedule.fast), "blocks": int(strag),
             "samples": int(samples), "rho": rho, "loss": loss, "lr": lr, "warmup": int(warmup)}

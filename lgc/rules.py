@@ -14,7 +14,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
+from theory.algorithms import NAMES as ALGORITHMS  # noqa: F401  (the table, theory/algorithms.py)
+from theory.algorithms import algorithm as algorithm_entry
 
 
 class RuleState(NamedTuple):
@@ -63,25 +64,43 @@ def fastest_k(g_fast: torch.Tensor) -> torch.Tensor:
     return g_fast
 
 
-def lgc(g_fast: torch.Tensor, g_strag: Optional[torch.Tensor], rho: float, state: RuleState):
+def _per_row(rho, g: torch.Tensor):
+    """rho_t as a float, or a tensor of one rho_t per leading row of g (a batch of runs),
+    shaped to broadcast over g's trailing dimensions."""
+    if isinstance(rho, torch.Tensor):
+        return rho.to(dtype=g.dtype, device=g.device).reshape(rho.shape + (1,) * (g.dim() - rho.dim()))
+    return rho
+
+
+def _where_reported(rho, value: torch.Tensor, default: torch.Tensor) -> torch.Tensor:
+    """value where rho_t > 0 (some straggler finished a block), else default, row by row."""
+    if isinstance(rho, torch.Tensor):
+        return torch.where(rho > 0, value, default)
+    return value if rho != 0.0 else default
+
+
+def lgc(g_fast: torch.Tensor, g_strag: Optional[torch.Tensor], rho, state: RuleState):
     """LGC-SGD (Xu et al., INFOCOM 2021): d_t = gA_t + u_{t-1}, u_t = rho_t (gS_t - gA_t) (eq. 3.3).
 
-    u_{-1} = 0; u_t = 0 if no straggler finished a block (rho_t = 0).
+    u_{-1} = 0; u_t = 0 if no straggler finished a block (rho_t = 0). rho: a float, or a tensor
+    with one rho_t per leading row of the gradients (a batch of runs, as in lgc.validate).
     Returns (d_t, new_state).
     """
     d = g_fast if state.u is None else g_fast + state.u
-    if g_strag is None or rho == 0.0:
-        u = torch.zeros_like(g_fast)
-    else:
-        u = rho * (g_strag - g_fast)
-    return d, RuleState(u=u)
+    zeros = torch.zeros_like(g_fast)
+    if g_strag is None:
+        return d, RuleState(u=zeros)
+    rho = _per_row(rho, g_fast)
+    return d, RuleState(u=_where_reported(rho, rho * (g_strag - g_fast), zeros))
 
 
-def lgc_fresh(g_fast: torch.Tensor, g_strag: Optional[torch.Tensor], rho: float) -> torch.Tensor:
-    """Ablation: the server waits for the partial reports, d_t = (1-rho_t) gA_t + rho_t gS_t (eq. 3.4)."""
-    if g_strag is None or rho == 0.0:
+def lgc_fresh(g_fast: torch.Tensor, g_strag: Optional[torch.Tensor], rho) -> torch.Tensor:
+    """Ablation: the server waits for the partial reports, d_t = (1-rho_t) gA_t + rho_t gS_t (eq. 3.4).
+    rho: a float, or one per leading row, as in `lgc`."""
+    if g_strag is None:
         return g_fast
-    return (1.0 - rho) * g_fast + rho * g_strag
+    rho = _per_row(rho, g_fast)
+    return _where_reported(rho, (1.0 - rho) * g_fast + rho * g_strag, g_fast)
 
 
 def anytime_minibatch(g_any: torch.Tensor) -> torch.Tensor:
@@ -89,25 +108,27 @@ def anytime_minibatch(g_any: torch.Tensor) -> torch.Tensor:
     return g_any
 
 
-def aggregate(algorithm: str, grads: dict, rho: float, state: RuleState, *, warmup: bool = False):
+# One rule per algorithm of the table (theory/algorithms.py), one signature for all:
+# (grads, rho, state) -> (d_t, new_state); `grads` holds the groups the entry names.
+RULES = {
+    "full-sync": lambda g, rho, state: (full_sync(g["all"]), RuleState()),
+    "fastest-k": lambda g, rho, state: (fastest_k(g["fast"]), state),
+    "lgc": lambda g, rho, state: lgc(g["fast"], g.get("strag"), rho, state),
+    "lgc-fresh": lambda g, rho, state: (lgc_fresh(g["fast"], g.get("strag"), rho), state),
+    "anytime-minibatch": lambda g, rho, state: (anytime_minibatch(g["any"]), state),
+}
+
+
+def aggregate(algorithm: str, grads: dict, rho, state: RuleState, *, warmup: bool = False):
     """The direction d_t of `algorithm` from the round's gradient means.
 
-    grads holds what the algorithm needs: "all" (full-sync and warm-up rounds), "fast" and
-    "strag" (fastest-k, lgc, lgc-fresh), "any" (anytime-minibatch). During warm-up every
-    algorithm runs full-sync and LGC's state is reset (no compensation carries out of warm-up).
-    Returns (d_t, new_state).
+    grads holds the groups the algorithm's table entry names (theory/algorithms.py): "all"
+    (full-sync and warm-up rounds), "fast" and "strag", "any". rho: a float, or a tensor of
+    one rho_t per leading row of the gradients. During warm-up every algorithm runs full-sync
+    and LGC's state is reset (no compensation carries out of warm-up). Returns (d_t, new_state).
     """
-    if warmup or algorithm == "full-sync":
-        return full_sync(grads["all"]), RuleState()
-    if algorithm == "fastest-k":
-        return fastest_k(grads["fast"]), state
-    if algorithm == "lgc":
-        return lgc(grads["fast"], grads.get("strag"), rho, state)
-    if algorithm == "lgc-fresh":
-        return lgc_fresh(grads["fast"], grads.get("strag"), rho), state
-    if algorithm == "anytime-minibatch":
-        return anytime_minibatch(grads["any"]), state
-    raise ValueError(f"algorithm={algorithm!r} must be one of {', '.join(ALGORITHMS)}")
+    algorithm_entry(algorithm)  # TheoryInputError (a ValueError) names the valid algorithms
+    return RULES["full-sync" if warmup else algorithm](grads, rho, state)
 
 
 class ServerState(NamedTuple):

@@ -30,9 +30,10 @@ from lgc.data.synthetic import QuadraticProblem
 from lgc.errors import check
 from lgc.rules import RuleState, ServerState, aggregate, group_weights, server_step
 from lgc.threads import torch_threads
+from theory.algorithms import BOUND_NAMES
 from theory.schedule import schedule_round
 
-VALIDATED = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
+VALIDATED = BOUND_NAMES  # the measurement is compared with the bound
 
 
 @dataclass(frozen=True)
@@ -161,28 +162,8 @@ def _run(quad, algorithm, schedules, noise, *, lr, warmup, momentum) -> Measurem
             "fast": torch.einsum("sn,snd->sd", torch.tensor(schedules.w_fast[:, t], dtype=dt), g),
             "strag": torch.einsum("sn,snd->sd", torch.tensor(schedules.w_strag[:, t], dtype=dt), gp),
         }
-        direction, rule = _aggregate_by_rho(algorithm, grads, schedules.rho[:, t], rule, warmup=t < warmup)
+        direction, rule = aggregate(algorithm, grads, torch.from_numpy(schedules.rho[:, t]), rule, warmup=t < warmup)
         w, server = server_step(w, direction, server, lr=lr, momentum=momentum)
         check(bool(torch.isfinite(w).all()), f"{algorithm} diverged at round {t} (lr={lr} too large?)")
     return Measurement(algorithm=algorithm, k=int(schedules.fast[0, 0].sum()), grad_sq=grad_sq,
                        wall=schedules.wall)
-
-
-def _aggregate_by_rho(algorithm, grads, rho: np.ndarray, state: RuleState, *, warmup: bool):
-    """lgc.rules.aggregate on the seeds that share a rho_t (a scalar in the rules)."""
-    values = np.unique(rho)
-    if len(values) == 1:
-        return aggregate(algorithm, grads, float(values[0]), state, warmup=warmup)
-    S = rho.shape[0]
-    direction = torch.empty_like(grads["all"])
-    u = torch.zeros_like(grads["all"])
-    has_u = False
-    for r in values:
-        idx = torch.from_numpy(np.flatnonzero(rho == r))
-        sub = RuleState(u=None if state.u is None else state.u[idx])
-        d_r, st = aggregate(algorithm, {k: v[idx] for k, v in grads.items()}, float(r), sub, warmup=warmup)
-        direction[idx] = d_r
-        if st.u is not None:
-            u[idx], has_u = st.u, True
-    assert direction.shape[0] == S
-    return direction, RuleState(u=u if has_u else None)

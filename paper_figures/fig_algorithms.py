@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from paper_figures import style
+from theory.algorithms import NAMES
 
-ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
+ALGORITHMS = NAMES
 FIELDS = ("regime", "straggling_period", "algorithm", "seed", "round", "time", "test_loss", "test_acc")
 
 

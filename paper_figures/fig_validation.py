@@ -18,8 +18,10 @@ import numpy as np
 
 from paper_figures import quadratic_runs as qr
 from paper_figures import style
+from theory.algorithms import BOUND_NAMES
+from theory.algorithms import algorithm as algorithm_entry
 
-ALGS = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
+ALGS = BOUND_NAMES  # measured against their bounds
 T_VALIDATE = 200
 BUDGETS = (100, 200, 400, 800, 1600)
 HORIZON = 1000  # rounds of the sweep runs; T(K) <= 1600 / E[R(1)] < 1000
@@ -32,7 +34,7 @@ def validation_rows() -> list[dict]:
     for period in (1, qr.PERSISTENT):
         for alg in ALGS:
             for k in range(1, n + 1):
-                m = qr.measured(alg, n if alg == "full-sync" else k, period, T_VALIDATE)
+                m = qr.measured(alg, n if algorithm_entry(alg).round_end == "all" else k, period, T_VALIDATE)
                 b = qr.bound(alg, k, T_VALIDATE, period, m_inv=float(m["m_inv"]), zero_frac=float(m["zero_frac"]))
                 per_seed = m["per_seed"]
                 rows.append({"regime": qr.regime_label(period), "algorithm": alg, "K": k, "T": T_VALIDATE,

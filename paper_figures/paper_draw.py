@@ -12,6 +12,7 @@ import numpy as np
 
 from paper_figures import paper_profile as pp
 from paper_figures import style
+from theory.algorithms import algorithm as algorithm_entry
 
 EVAL_FIELDS = ("figure", "c", "h", "K", "M", "lr", "algorithm", "seed", "round", "time", "test_acc", "test_loss")
 
@@ -34,7 +35,7 @@ def eval_rows(done: list) -> list[dict]:
                 continue
             for fig in job.figures:
                 rows.append({"figure": fig, "c": cfg.classes_per_worker, "h": cfg.straggling_period,
-                             "K": cfg.threshold_k if cfg.algorithm != "full-sync" else cfg.n_workers,
+                             "K": cfg.threshold_k if algorithm_entry(cfg.algorithm).round_end != "all" else cfg.n_workers,
                              "M": cfg.blocks, "lr": cfg.lr, "algorithm": cfg.algorithm, "seed": cfg.seed,
                              "round": int(r["round"]) + 1, "time": float(r["time"]),
                              "test_acc": float(r["test_acc"]), "test_loss": float(r["test_loss"])})
@@ -143,7 +144,7 @@ def fig_threshold(rows, out: Path, constants, scale) -> list[Path]:
     pts = at_time(_select_fig(rows, "fig4"), tau)
     fig, axes = style.figure(ncols=2, width=3.4, height=2.7)
     ax = axes[0, 0]
-    for alg in ("fastest-k", "lgc", "full-sync"):
+    for alg in pp.CORE:
         ks = sorted({p["K"] for p in pts if p["algorithm"] == alg})
         means, halves = [], []
         for k in ks:

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from lgc import runs
+from theory.algorithms import algorithm as algorithm_entry
 
 SETTING = dict(N=8, dim=10, B=16, M=4, eta=0.15, sigma2=30.0, spread=1.0, h_min=0.1, h_max=1.0, data_seed=0,
                seeds=20, semantics="boundary", timing="shifted-exp", shift=1.0, rate=1.0)
@@ -74,7 +75,7 @@ def measured(algorithm: str, k: int, period: int, rounds: int) -> dict:
 
     s = SETTING
     seeds = list(range(s["seeds"]))
-    k_run = s["N"] if algorithm == "full-sync" else int(k)
+    k_run = s["N"] if algorithm_entry(algorithm).round_end == "all" else int(k)
     sched = make_schedules(timing(), seeds, rounds, s["N"], s["M"], k_run, period=period, semantics=s["semantics"])
     m = measure(problem(), algorithm, sched, batch=s["B"], blocks=s["M"], lr=s["eta"], seeds=seeds,
                 noise=_noise(_horizon(rounds)))

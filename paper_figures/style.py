@@ -17,19 +17,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from lgc.runs import atomic_write_csv  # noqa: E402
+from theory.algorithms import ALGORITHMS  # noqa: E402
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 # One colour, marker and line style per algorithm, in every figure.
-ALGORITHM_ORDER = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
-ALGORITHM_LABELS = {
-    "full-sync": "full-sync",
-    "fastest-k": "fastest-K",
-    "lgc": "LGC",
-    "lgc-fresh": "LGC-fresh (ablation)",
-    "anytime-minibatch": "anytime-minibatch",
-}
+# The order (colours), labels and line styles come from the algorithm table.
+ALGORITHM_ORDER = tuple(a.name for a in ALGORITHMS)
+ALGORITHM_LABELS = {a.name: a.label for a in ALGORITHMS}
 
 
 def apply() -> None:
@@ -47,8 +43,7 @@ def apply() -> None:
 
 
 # Line styles tell apart curves that overlap (LGC and its ablation often coincide).
-ALGORITHM_LINESTYLES = {"full-sync": "-", "fastest-k": "-", "lgc": "-", "lgc-fresh": (0, (4, 2)),
-                        "anytime-minibatch": (0, (1, 1.5))}
+ALGORITHM_LINESTYLES = {a.name: a.line for a in ALGORITHMS}
 TIME_LABEL = "virtual time [fast mini-batches]"
 
 

@@ -84,3 +84,20 @@ def test_server_step_equals_torch_sgd(momentum, wd):
     torch.testing.assert_close(w, p.detach(), rtol=1e-6, atol=1e-7)
     if momentum == 0.0 and wd == 0.0:
         torch.testing.assert_close(w, w0 - 0.1 * sum(ds))  # plain SGD, eq. 3.6
+
+
+@pytest.mark.parametrize("algorithm", ["lgc", "lgc-fresh"])
+def test_rho_per_row_tensor_equals_the_rule_row_by_row(algorithm):
+    """A batch of runs (lgc.validate): one rho_t per row, a zero among them, gives bit for bit
+    what each row gives with its rho_t as a float."""
+    torch.manual_seed(2)
+    g_fast, g_strag, u = (torch.randn(3, 4, dtype=torch.float64) for _ in range(3))
+    rho = torch.tensor([0.25, 0.0, 0.6], dtype=torch.float64)
+    grads = {"fast": g_fast, "strag": g_strag}
+    d, st = aggregate(algorithm, grads, rho, RuleState(u=u))
+    for r in range(3):
+        d_r, st_r = aggregate(algorithm, {k: v[r] for k, v in grads.items()}, float(rho[r]), RuleState(u=u[r]))
+        assert torch.equal(d[r], d_r)
+        assert (st.u is None) == (st_r.u is None) and (st.u is None or torch.equal(st.u[r], st_r.u))
+    if algorithm == "lgc":
+        assert torch.equal(st.u[1], torch.zeros(4))  # rho_t = 0: no compensation carried

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.algorithms import BOUND_NAMES
 from theory.errors import require
 from theory import lgc_bounds
 from theory.lgc_bounds import LAMBDA, THETA
 
-BOUND_ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
+BOUND_ALGORITHMS = BOUND_NAMES  # the table (theory/algorithms.py): entries with has_bound
 # persistent: any timing; uniform: exchangeable sets (i.i.d. times, h = 1); independent (fastest-k):
 # A_t redrawn every round from a fixed inclusion law (e.g. held heterogeneous speeds)
 SET_MODELS = ("persistent", "uniform", "independent")

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.algorithms import NAMES, algorithm as algorithm_entry
 from theory.errors import require
+from theory.schedule import comm_time
 from theory.timing import Pareto, ShiftedExponential, TimingModel
 
 MC_ROUNDS = 200  # default Monte Carlo rounds
@@ -206,7 +208,7 @@ def round_stats(
 
 
 # ----------------------------------------------------------------------------- E[R(K)] per algorithm
-ROUND_ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
+ROUND_ALGORITHMS = NAMES  # the table, theory/algorithms.py
 EXACT_MAX_N = 1000  # integrate order statistics up to this N; Monte Carlo beyond (speed)
 
 
@@ -223,9 +225,7 @@ class CommModel:
             require(getattr(self, k) >= 0, f"{k}={getattr(self, k)} must be >= 0")
 
     def time(self, messages):
-        if self.alpha == 0.0 and self.beta == 0.0:
-            return np.zeros_like(np.asarray(messages, dtype=float))
-        return self.alpha + self.beta * self.model_bytes * np.asarray(messages, dtype=float)
+        return comm_time(self.alpha, self.beta, self.model_bytes, np.asarray(messages, dtype=float))
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,7 @@ def expected_round_times(
     E[R(K)] is exact under abort semantics (R = t_cut) for i.i.d. even-split models, Monte Carlo
     under boundary semantics (the wait for the blocks in flight, eq. 2.3).
     """
-    require(algorithm in ROUND_ALGORITHMS, f"algorithm={algorithm!r} must be one of {', '.join(ROUND_ALGORITHMS)}")
+    entry = algorithm_entry(algorithm)
     require(report_latency >= 0, f"report_latency={report_latency} must be >= 0")
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
     rounds = default_rounds(n, m_blocks) if rounds is None else rounds
@@ -280,29 +280,28 @@ def expected_round_times(
     exact, method = _exact_cutoffs(model, n, ks)
     t_cut = stats.t_cut if exact is None else exact
     zeros = np.zeros(len(ks))
-    if algorithm == "full-sync":
+    if entry.round_end == "all":
         top, m2 = _exact_cutoffs(model, n, np.array([n]))
         if top is None:
             full = round_stats(model, n, m_blocks, semantics=semantics, ks=[n], rounds=rounds, seed=seed)
             top, se = full.t_cut, full.t_cut_se
         else:
             se = zeros[:1]
-        mean = np.full(len(ks), float(top[0])) + comm.time(n)
+        mean = np.full(len(ks), float(top[0])) + comm.time(entry.messages(n, 0))
         return RoundTimes(algorithm, ks, mean, np.full(len(ks), float(se[0])), m2, t_cut, stats)
-    if algorithm == "anytime-minibatch":
+    if entry.round_end == "deadline":
         dl = t_cut if deadline is None else np.full(len(ks), float(deadline))
         require(bool(np.all(dl > 0)), f"deadline={deadline} must be > 0")
         se = stats.t_cut_se if (deadline is None and exact is None) else zeros
-        return RoundTimes(algorithm, ks, dl + comm.time(n), se, method if deadline is None else "given", t_cut, stats)
+        return RoundTimes(algorithm, ks, dl + comm.time(entry.messages(ks, n - ks)), se, method if deadline is None else "given", t_cut, stats)
     if semantics == "abort":
         mean, se = t_cut.copy(), (stats.t_cut_se if exact is None else zeros)
     elif exact is None:
         mean, se, method = stats.wall.copy(), stats.wall_se, "monte carlo"
     else:  # exact cutoff plus the Monte Carlo boundary wait: a control variate, smaller error
         mean, se, method = exact + stats.wait, stats.wait_se, method + " + monte carlo wait"
-    messages = ks if algorithm == "fastest-k" else np.full(len(ks), n)
-    mean = mean + comm.time(messages)
-    if algorithm == "lgc-fresh":
+    mean = mean + comm.time(entry.messages(ks, n - ks))  # every straggler reports (boundary, M >= 2)
+    if entry.waits_for_reports:
         mean = mean + report_latency
     return RoundTimes(algorithm, ks, mean, se, method, t_cut, stats)
 

@@ -97,10 +97,11 @@ def schedule_round(
     )
 
 
-def comm_time(alpha: float, beta: float, model_bytes: float, messages: int) -> float:
-    """comm = alpha + beta * bytes sent (eq. 2.5); zero by default."""
+def comm_time(alpha: float, beta: float, model_bytes: float, messages):
+    """comm = alpha + beta * model_bytes * messages (eq. 2.5); zero by default.
+    messages: a count, or a numpy array of counts (one comm time each)."""
     if alpha == 0.0 and beta == 0.0:
-        return 0.0
+        return 0.0 * messages
     return alpha + beta * model_bytes * messages
 
 

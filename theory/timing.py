@@ -27,6 +27,12 @@ def rng_for(seed: int, period_index: int, stream: int = 0) -> np.random.Generato
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(period_index), int(stream)])))
 
 
+def even_split_finish_times(x: np.ndarray, blocks: int) -> np.ndarray:
+    """(N, M) block finish times when worker i spreads its mini-batch time X_i evenly over its
+    M blocks: block m ends at X_i (m+1)/M (eq. 2.2)."""
+    return x[:, None] * (np.arange(1, blocks + 1) / blocks)[None, :]
+
+
 class TimingModel(ABC):
     """A distribution of mini-batch times X_i (in time units: one fast mini-batch = 1)."""
 
@@ -71,8 +77,7 @@ class TimingModel(ABC):
         if self.per_block:
             t = self.sample(rng, (blocks, n_workers)).T / blocks
             return np.cumsum(t, axis=1)
-        x = self.sample(rng, (n_workers,))
-        return x[:, None] * (np.arange(1, blocks + 1) / blocks)[None, :]
+        return even_split_finish_times(self.sample(rng, (n_workers,)), blocks)
 
 
 @dataclass
@@ -246,8 +251,7 @@ class HeterogeneousSpeed(TimingModel):
         if self.per_block:
             t = self._base.sample(rng, (blocks, n_workers)).T * s[:, None] / blocks
             return np.cumsum(t, axis=1)
-        x = self._base.sample(rng, (n_workers,)) * s
-        return x[:, None] * (np.arange(1, blocks + 1) / blocks)[None, :]
+        return even_split_finish_times(self._base.sample(rng, (n_workers,)) * s, blocks)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from theory.errors import require
-from theory.timing import ShiftedExponential, TimingModel
+from theory.timing import ShiftedExponential, TimingModel, even_split_finish_times
 
 TRACE_FIELDS = ("round", "worker", "block", "start_s", "end_s")
 TRACE_FORMAT_VERSION = 1
@@ -115,8 +115,7 @@ class TraceReplay(TimingModel):
         require(blocks >= 1, f"M={blocks} must be >= 1")
         require(period >= 1, f"straggling period h={period} must be >= 1")
         require(n_workers == self.times.shape[1], f"trace has N={self.times.shape[1]} workers, run has N={n_workers}")
-        x = self.times[(round_index // period) % self.times.shape[0]]
-        return x[:, None] * (np.arange(1, blocks + 1) / blocks)[None, :]
+        return even_split_finish_times(self.times[(round_index // period) % self.times.shape[0]], blocks)
 
 
 def fit_shifted_exponential(x) -> ShiftedExponential:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from theory import bounds
+from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.order_stats import CommModel, expected_round_times
 from theory.timing import Deterministic, HeterogeneousSpeed, ShiftedExponential, TimingModel
@@ -246,7 +247,7 @@ def tradeoff(
         time = best["T"] * rt.mean
     crit = best["total"] if budget is not None else time
     crit = np.where(np.isnan(crit), np.inf, crit)  # nan is no bound: it must not win the argmin
-    if algorithm == "full-sync" or not np.isfinite(crit).any():
+    if algorithm_entry(algorithm).round_end == "all" or not np.isfinite(crit).any():
         k_star = n
     else:
         k_star = int(ks[int(np.argmin(crit))])

@@ -22,8 +22,9 @@ from lgc.commands._config_args import add_config_arguments
 from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timing_from_args
 from lgc.config import SEMANTICS, TrainConfig
 from lgc.errors import UserError, check
+from theory.algorithms import BOUND_NAMES
 
-ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
+ALGORITHMS = BOUND_NAMES  # whose bound exists (theory/algorithms.py)
 MAX_ROWS = 40
 
 

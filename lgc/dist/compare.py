@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from theory.algorithms import algorithm as algorithm_entry
 from theory.schedule import schedule_deadline, schedule_from_csv, schedule_round
 
 
@@ -33,10 +34,10 @@ def round_comparison(run_path: str | Path) -> list[dict]:
     rows = []
     for s in measured:
         t = s.round
-        full = t < cfg.warmup_rounds or cfg.algorithm == "full-sync"
+        full = t < cfg.warmup_rounds or algorithm_entry(cfg.algorithm).round_end == "all"
         k = cfg.n_workers if full else cfg.threshold_k
         finish = timing.block_finish_times(cfg.seed, t, cfg.n_workers, cfg.blocks, period=cfg.straggling_period)
-        if cfg.algorithm == "anytime-minibatch" and not full:
+        if algorithm_entry(cfg.algorithm).round_end == "deadline" and not full:
             model = schedule_deadline(finish, deadline, round_index=t)
         else:
             model = schedule_round(finish, k, semantics=cfg.semantics, round_index=t)

@@ -24,8 +24,7 @@ from lgc.checkpoint import load_checkpoint, save_checkpoint
 from lgc.protocol import ROUND_FIELDS, RunState
 from lgc.runs import atomic_write_csv, atomic_write_text, read_csv
 from theory.schedule import schedule_from_csv, schedule_to_csv
-
-TRACE_FIELDS = ("round", "worker", "block", "start_s", "end_s")  # theory/trace.py reads it
+from theory.trace import TRACE_FIELDS
 
 
 class RunRecorder:

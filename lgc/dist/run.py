@@ -18,6 +18,7 @@ from typing import Optional
 
 from lgc.dist import DistOptions, settings_from_config
 from lgc.errors import check
+from theory.algorithms import algorithm as algorithm_entry
 
 
 def _process_backend(opts, device: str, n_workers: int) -> str:
@@ -63,7 +64,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     rank0 = not torchrun or int(os.environ["RANK"]) == 0
     if opts.on_worker_death == "straggler":
         check(not torchrun, "--on-worker-death straggler needs a local spawn (torchrun restarts are torchrun's)")
-        check(cfg.algorithm != "full-sync" and replay is None,
+        check(algorithm_entry(cfg.algorithm).round_end != "all" and replay is None,
               "--on-worker-death straggler needs an algorithm with stragglers and no --schedule-file")
     if runs.is_complete(path) and not force:
         return path

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 import numpy as np
+from theory.algorithms import algorithm as algorithm_entry
 import torch
 import torch.distributed as dist
 
@@ -89,7 +90,7 @@ class DistSettings:
 
     def is_full_round(self, t: int) -> bool:
         """Warm-up rounds and full-sync wait for every worker (K = N)."""
-        return t < self.warmup_rounds or self.algorithm == "full-sync"
+        return t < self.warmup_rounds or algorithm_entry(self.algorithm).round_end == "all"
 
 
 @dataclass
@@ -146,7 +147,7 @@ class Worker:
         s, M, r = self.s, self.s.blocks, self.worker_id
         full = s.is_full_round(t)
         k_t = s.n_workers if full else s.threshold_k
-        anytime = s.algorithm == "anytime-minibatch" and not full
+        anytime = algorithm_entry(s.algorithm).round_end == "deadline" and not full
         planned = M
         if self.replay is not None and not full:
             sched = self.replay[t]
@@ -228,7 +229,7 @@ class Worker:
             fast = tuple(self.replay[t].fast)
         else:
             k_t = s.n_workers if full else s.threshold_k
-            if s.algorithm == "anytime-minibatch" and not full:
+            if algorithm_entry(s.algorithm).round_end == "deadline" and not full:
                 k_t = s.n_workers  # every worker that finished all M blocks by the deadline
             pos = rep[:, _POS]
             arrived = [i for i in np.argsort(pos, kind="stable") if 1 <= pos[i] <= k_t]
@@ -238,7 +239,7 @@ class Worker:
         else:
             blocks = tuple(int(M) if i in fast else int(rep[i, _M]) for i in range(s.n_workers))
         arrive = rep[:, _ARRIVE]
-        if s.algorithm == "anytime-minibatch" and not full and s.deadline is not None:
+        if algorithm_entry(s.algorithm).round_end == "deadline" and not full and s.deadline is not None:
             t_cut = float(s.deadline)  # the deadline closes the round (eq. 2.6)
         else:
             t_cut = float(arrive[fast[-1]]) / s.unit_s if fast else float(wall_s) / s.unit_s
@@ -274,7 +275,7 @@ class Worker:
         full = s.is_full_round(t)
         if self.replay is not None and not full:
             return self.worker_id in self.replay[t].fast
-        if s.algorithm == "anytime-minibatch" and not full:
+        if algorithm_entry(s.algorithm).round_end == "deadline" and not full:
             return row[_POS] >= 1
         return 1 <= row[_POS] <= (s.n_workers if full else s.threshold_k)
 

@@ -24,11 +24,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lgc.config import COMPILE_MODES
 from lgc.errors import UserError
 from lgc.sim.engines import GROUPS, BatchedEngine, RoundBatch
 from lgc.task import per_sample_loss
 
-COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 SPLIT_TYPES = (nn.Conv2d, nn.Linear, nn.GroupNorm)
 
 

@@ -24,6 +24,7 @@ import torch
 
 from lgc.config import TrainConfig
 from lgc.errors import check
+from theory.algorithms import algorithm as algorithm_entry
 from lgc.protocol import RunState, anytime_deadline, load_replay, make_timing, round_plan, round_record
 from lgc.rules import RuleState, ServerState, aggregate, server_step
 from lgc.sim.engines import RoundBatch, sample_weights
@@ -77,14 +78,14 @@ class Simulator:
         if self.replay is not None:
             return self.replay[t]  # checked by load_replay
         finish = self.timing.block_finish_times(cfg.seed, t, n, m, period=cfg.straggling_period)
-        if cfg.algorithm == "anytime-minibatch" and not warmup:
+        if algorithm_entry(cfg.algorithm).round_end == "deadline" and not warmup:
             s = schedule_deadline(finish, self.deadline, round_index=t)
             messages = int(np.count_nonzero(np.asarray(s.blocks) > 0))
         else:
-            k = n if (warmup or cfg.algorithm == "full-sync") else cfg.threshold_k
+            k = n if (warmup or algorithm_entry(cfg.algorithm).round_end == "all") else cfg.threshold_k
             s = schedule_round(finish, k, semantics=cfg.semantics, round_index=t)
             reporting = sum(1 for i, b in enumerate(s.blocks) if b > 0 and i not in s.fast)
-            messages = k + (reporting if cfg.algorithm in ("lgc", "lgc-fresh") else 0)
+            messages = algorithm_entry(cfg.algorithm).messages(k, reporting)
         comm = comm_time(cfg.comm_alpha, cfg.comm_beta, 4.0 * self.w.numel(), messages)
         return dataclasses.replace(s, wall=s.wall + comm, comm=comm) if comm else s
 

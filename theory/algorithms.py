@@ -1,0 +1,76 @@
+"""The algorithm table: every fact about an algorithm that more than one module needs, once.
+
+Every layer reads this table (the rules, the expected round times, the bounds, optimize-k,
+the config check, both backends, the figures); none lists algorithm names of its own. Adding
+an algorithm means: its entry here, its rule in lgc/rules.py (`RULES`), and its tests.
+
+Fields (theory/DERIVATION.md sections 2 and 3):
+  name               the name on the command line, in configs and in CSVs
+  groups             the gradient means the rule reads outside warm-up (lgc.rules.aggregate's
+                     `grads` keys): "all" sum_i pi_i g_i (eq. 3.1), "fast" gA_t, "strag" gS_t
+                     (eq. 3.2), "any" the sample-weighted blocks finished by the deadline (eq. 3.5)
+  round_end          what closes a round: "all" (every worker's mini-batch), "k" (the K-th
+                     fastest, t_cut of eq. 2.3), "deadline" (a fixed deadline, eq. 2.6)
+  stragglers_report  stragglers send their partial gradients (eq. 2.5 counts their messages)
+  waits_for_reports  the server also waits for the partial reports (the round lasts the report
+                     latency longer: lgc-fresh, eq. 3.4)
+  has_bound          theory/bounds.py has a convergence bound for it
+  label, line        legend label and matplotlib line style (dash tuple) of its curves
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from theory.errors import require
+
+ROUND_ENDS = ("all", "k", "deadline")
+GROUPS = ("all", "fast", "strag", "any")
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    groups: tuple
+    round_end: str
+    stragglers_report: bool
+    has_bound: bool
+    label: str
+    waits_for_reports: bool = False
+    line: object = "-"
+
+    def __post_init__(self):
+        require(self.round_end in ROUND_ENDS, f"round_end={self.round_end!r} must be one of {', '.join(ROUND_ENDS)}")
+        require(set(self.groups) <= set(GROUPS), f"groups={self.groups!r} must be among {', '.join(GROUPS)}")
+
+    @property
+    def waits_for_k(self) -> bool:
+        """The round ends at the K-th fastest worker, so the fast set A_t has K workers."""
+        return self.round_end == "k"
+
+    def messages(self, n_fast, n_reporting):
+        """Messages to the server in one round, the count in eq. (2.5): the |A_t| fast workers,
+        plus the stragglers that report a partial gradient where the algorithm uses them."""
+        return n_fast + n_reporting if self.stragglers_report else n_fast
+
+
+ALGORITHMS = (
+    Algorithm("full-sync", groups=("all",), round_end="all", stragglers_report=False, has_bound=True,
+              label="full-sync"),
+    Algorithm("fastest-k", groups=("fast",), round_end="k", stragglers_report=False, has_bound=True,
+              label="fastest-K"),
+    Algorithm("lgc", groups=("fast", "strag"), round_end="k", stragglers_report=True, has_bound=True,
+              label="LGC"),
+    Algorithm("lgc-fresh", groups=("fast", "strag"), round_end="k", stragglers_report=True, has_bound=True,
+              label="LGC-fresh (ablation)", line=(0, (4, 2)), waits_for_reports=True),
+    Algorithm("anytime-minibatch", groups=("any",), round_end="deadline", stragglers_report=True, has_bound=False,
+              label="anytime-minibatch", line=(0, (1, 1.5))),
+)
+NAMES = tuple(a.name for a in ALGORITHMS)
+BOUND_NAMES = tuple(a.name for a in ALGORITHMS if a.has_bound)
+_BY_NAME = {a.name: a for a in ALGORITHMS}
+
+
+def algorithm(name: str) -> Algorithm:
+    """The table entry of `name`; TheoryInputError names the valid ones."""
+    require(name in _BY_NAME, f"algorithm={name!r} must be one of {', '.join(NAMES)}")
+    return _BY_NAME[name]
