@@ -29,7 +29,7 @@ OUT = Path(__file__).resolve().parent / "out" / "bound_sweep.csv"
 
 
 def timing_models() -> dict:
-    from theory.timing import make_timing_model
+    from theory.timing_factory import make_timing_model
 
     return {
         "shifted-exp": make_timing_model("shifted-exp"),

@@ -149,7 +149,7 @@ def test_block_batch_norm_matches_workers_that_run_blocks_one_by_one(tmp_path):
 
 def test_schedule_and_clock_come_from_the_timing_model():
     from theory.schedule import schedule_round
-    from theory.timing import make_timing_model
+    from theory.timing_factory import make_timing_model
 
     cfg = TrainConfig(algorithm="lgc", n_workers=6, threshold_k=4, batch_size=10, blocks=5, rounds=7, lr=0.1,
                       dataset="quadratic", timing="shifted-exp", timing_params={"rate": 0.5},

@@ -5,8 +5,9 @@ import pytest
 from theory.errors import TheoryInputError
 from theory.order_stats import expected_order_statistic, heterogeneous_cutoff
 from theory.timing import (
-    Deterministic, HeterogeneousSpeed, LogNormal, Pareto, ShiftedExponential, make_timing_model, rng_for,
+    MC_ROUNDS, Deterministic, HeterogeneousSpeed, LogNormal, Pareto, ShiftedExponential, TimingModel, rng_for,
 )
+from theory.timing_factory import make_timing_model
 from theory.trace import (
     TraceReplay, batch_times_from_trace, fit_shifted_exponential, read_trace, trace_to_csv,
 )
@@ -128,3 +129,90 @@ def test_malformed_trace_names_the_line(tmp_path):
         read_trace("round,worker,block,start_s,end_s\n0,0,0,2.0,1.0\n")
     with pytest.raises(TheoryInputError, match="does not exist"):
         make_timing_model("trace", path=str(tmp_path / "missing.csv"))
+
+
+# ----------------------------------------------------------------------------- the base class's routes
+class _PdfOnly(TimingModel):  # a model that knows only its density: Exp(1) shifted by 1
+    name = "pdf-only"
+
+    def sample(self, rng, size):
+        return 1.0 + rng.exponential(1.0, size=size)
+
+    def mean(self):
+        return 2.0
+
+    def pdf(self, x):
+        x = np.asarray(x, dtype=float)
+        return np.where(x < 1.0, 0.0, np.exp(-np.maximum(x - 1.0, 0.0)))
+
+
+class _CdfOnly(_PdfOnly):
+    name = "cdf-only"
+    pdf = TimingModel.pdf
+
+    def cdf(self, x):
+        return ShiftedExponential().cdf(x)
+
+
+class _SamplesOnly(_PdfOnly):
+    name = "samples-only"
+    pdf = TimingModel.pdf  # back to the base: no distribution in closed form
+
+
+def test_base_class_integrates_the_density_and_root_finds_the_quantile():
+    ref = ShiftedExponential()
+    x = np.array([0.5, 1.7, 4.0])
+    np.testing.assert_allclose(_PdfOnly().cdf(x), ref.cdf(x), atol=1e-9)  # cdf = integral of pdf
+    np.testing.assert_allclose(_CdfOnly().ppf([0.1, 0.5, 0.99]), ref.ppf([0.1, 0.5, 0.99]), rtol=1e-9)
+    assert _CdfOnly().order_statistic_route == "integration" and _PdfOnly().order_statistic_route == "monte carlo"
+    assert _CdfOnly().expected_order_statistic(3, 5) == pytest.approx(ref.expected_order_statistic(3, 5), rel=1e-7)
+
+
+def test_base_class_falls_back_to_monte_carlo_with_its_error():
+    m, ref = _SamplesOnly(), ShiftedExponential()
+    assert m.order_statistic_route == "monte carlo" and not m.has_distribution
+    mc = m.order_statistic_mc(3, 5, rounds=400)
+    assert abs(mc.mean - ref.expected_order_statistic(3, 5)) < 4 * mc.se and mc.rounds == 400
+    with pytest.raises(TheoryInputError, match="'samples-only' has no distribution function"):
+        m.cdf(1.0)
+
+
+def test_non_iid_order_statistic_is_the_monte_carlo_of_the_rounds_sim_sees():
+    from theory.order_stats import round_stats
+
+    model = HeterogeneousSpeed(slowdown=4.0)
+    assert model.order_statistic_route == "monte carlo"
+    stats = round_stats(model, 10, 1, ks=[7], rounds=MC_ROUNDS)
+    assert model.expected_order_statistic(7, 10) == pytest.approx(float(stats.t_cut[0]), rel=1e-12)
+    fixed = Deterministic(times=(1.0, 3.0, 2.0))
+    assert fixed.order_statistic_mc(2, 3) == (2.0, 0.0, 1)  # one period: fixed times need one round
+
+
+def test_anytime_deadline_of_a_non_iid_model_is_its_monte_carlo_order_statistic():
+    from lgc.config import TrainConfig
+    from lgc.sim import anytime_deadline
+
+    cfg = TrainConfig(algorithm="anytime-minibatch", timing="heterogeneous", n_workers=4, threshold_k=2)
+    model = HeterogeneousSpeed()
+    assert anytime_deadline(cfg, model) == model.order_statistic_mc(2, 4).mean
+
+
+def test_models_say_how_their_fast_set_changes():
+    assert Deterministic().set_change_period(5) == np.inf and Deterministic().periods() == 1
+    assert HeterogeneousSpeed(hold="speed").set_change_period(5) == 1.0
+    assert HeterogeneousSpeed().set_change_period(5) == 5.0 and ShiftedExponential().periods() is None
+    assert TraceReplay(times=np.ones((3, 2))).periods() == 3 and TraceReplay(times=np.ones((3, 2))).fixed_times()
+
+
+def test_timing_imports_neither_the_order_statistics_nor_the_traces():
+    """No import circle: theory.timing <- theory.trace <- theory.timing_factory; order_stats on top."""
+    import ast
+    from pathlib import Path
+
+    import theory.timing as timing
+
+    tree = ast.parse(Path(timing.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not imported & {"theory.order_stats", "theory.trace", "theory.timing_factory"}
+    assert not any(isinstance(n, ast.ImportFrom) and n.module == "theory" for n in ast.walk(tree))

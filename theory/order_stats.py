@@ -1,6 +1,6 @@
 """Expected cutoff and round times E[t_cut(K)], E[R(K)] and straggler work E[m_j] (SPEC 4.1).
 
-Three routes, the most exact that applies:
+Three routes, the most exact that applies (the model's `order_statistic_route`, theory/timing.py):
   closed form   shifted exponential: E[X_(K:N)] = shift + (H_N - H_{N-K}) / rate   (eq. 2.7)
   integration   any i.i.d. continuous model: E[X_(K:N)] = int_0^1 Q(u) beta_{K,N-K+1}(u) du  (eq. 2.8)
   Monte Carlo   everything else (boundary wait, heterogeneous, deterministic, trace, per-block
@@ -16,9 +16,9 @@ import numpy as np
 from theory.algorithms import NAMES, algorithm as algorithm_entry
 from theory.errors import require
 from theory.schedule import comm_time
-from theory.timing import Pareto, ShiftedExponential, TimingModel
-
-MC_ROUNDS = 200  # default Monte Carlo rounds
+from theory.timing import (
+    MC_ROUNDS, ShiftedExponential, TimingModel, expected_order_statistic_groups, quantile_order_statistic,
+)
 
 
 # ----------------------------------------------------------------------------- i.i.d. order statistics
@@ -29,51 +29,23 @@ def harmonic_cumsum(n: int) -> np.ndarray:
 
 def shifted_exp_order_stats(model: ShiftedExponential, n: int, ks) -> np.ndarray:
     """E[X_(K:N)] for every K in ks, eq. (2.7), vectorized."""
-    ks = np.asarray(ks, dtype=int)
-    require(bool(np.all((ks >= 1) & (ks <= n))), f"K must satisfy 1 <= K <= N={n}")
-    h = harmonic_cumsum(n)
-    return model.shift + (h[n] - h[n - ks]) / model.rate
+    return model.expected_order_statistics(ks, n)
 
 
 def expected_order_statistic(model: TimingModel, k: int, n: int) -> float:
-    """E[X_(k:n)] of an i.i.d. continuous model by quadrature in the quantile domain (eq. 2.8).
-
-    The beta(k, n-k+1) density is evaluated in log space (no overflow for n in the thousands)
-    and the interval is split around its bulk, so sharp densities are integrated accurately.
-    """
-    from scipy import integrate, special
-
+    """E[X_(k:n)] of an i.i.d. model by quadrature of its quantile function (eq. 2.8), whatever
+    closed form it has (the check of eq. 2.7); infinite where the integral diverges."""
     require(1 <= k <= n, f"K={k} must satisfy 1 <= K <= N={n}")
-    if isinstance(model, Pareto) and model.alpha * (n - k + 1) <= 1:
-        return float("inf")  # the integral diverges (Pareto's docstring); quadrature would return noise
-    a, b = float(k), float(n - k + 1)
-    log_norm = special.betaln(a, b)
-
-    def integrand(u):
-        if u <= 0.0 or u >= 1.0:
-            return 0.0
-        logd = (a - 1) * np.log(u) + (b - 1) * np.log1p(-u) - log_norm
-        return float(model.ppf(u)) * np.exp(logd)
-
-    mean = a / (a + b)
-    sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
-    cuts = sorted({0.0, 1.0, *[float(np.clip(mean + z * sd, 0.0, 1.0)) for z in (-12, -4, -1, 0, 1, 4, 12)]})
-    scale = abs(float(model.ppf(mean))) + 1e-300
-    total = 0.0
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        if hi > lo:
-            val, _ = integrate.quad(integrand, lo, hi, epsabs=1e-13 * scale, epsrel=1e-11, limit=200)
-            total += val
-    return total
+    if not model.order_statistic_finite(k, n):
+        return float("inf")
+    return quantile_order_statistic(model.ppf, k, n)
 
 
 def expected_cutoffs(model: TimingModel, n: int, ks=None) -> np.ndarray:
     """E[t_cut(K)] = E[X_(K:N)] by closed form or integration (i.i.d., even-split models only)."""
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
     require(model.iid and not model.per_block, f"{model.name} needs Monte Carlo (round_stats)")
-    if isinstance(model, ShiftedExponential):
-        return shifted_exp_order_stats(model, n, ks)
-    return np.array([expected_order_statistic(model, int(k), n) for k in ks])
+    return model.expected_order_statistics(ks, n)
 
 
 # ----------------------------------------------------------------------------- Monte Carlo rounds
@@ -179,16 +151,10 @@ def round_stats(
     require(rounds >= 2, f"rounds={rounds} must be >= 2")
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
     require(bool(np.all((ks >= 1) & (ks <= n))), f"K must satisfy 1 <= K <= N={n}")
-    from theory.timing import Deterministic
-    from theory.trace import TraceReplay
-
-    if isinstance(model, Deterministic):
-        rounds = 1
-    elif isinstance(model, TraceReplay):
-        rounds = model.times.shape[0]
+    rounds = model.periods() or rounds
     # fixed or replayed times can tie exactly with block boundaries: there, use the finish
     # matrix itself (float-identical to the schedule code) unless N is large
-    exact_path = model.per_block or (isinstance(model, (Deterministic, TraceReplay)) and n <= 2000)
+    exact_path = model.per_block or (model.fixed_times() and n <= 2000)
     per = np.zeros((rounds, 5, len(ks)))
     for r in range(rounds):
         if exact_path:
@@ -248,15 +214,10 @@ def default_rounds(n: int, m_blocks: int) -> int:
 
 
 def _exact_cutoffs(model: TimingModel, n: int, ks: np.ndarray):
-    if model.iid and not model.per_block:
-        if isinstance(model, ShiftedExponential):
-            return shifted_exp_order_stats(model, n, ks), "closed form"
-        if n <= EXACT_MAX_N:
-            try:
-                return expected_cutoffs(model, n, ks), "integration"
-            except NotImplementedError:
-                pass
-    return None, "monte carlo"
+    route = model.order_statistic_route
+    if model.per_block or route == "monte carlo" or (route == "integration" and n > EXACT_MAX_N):
+        return None, "monte carlo"
+    return expected_cutoffs(model, n, ks), route
 
 
 def expected_round_times(
@@ -307,37 +268,6 @@ def expected_round_times(
 
 
 # ----------------------------------------------------------------------------- independent, non-identical
-def expected_order_statistic_groups(groups, k: int) -> float:
-    """E[X_(k)] for independent workers in groups of identical cdfs: [(cdf, count), ...].
-
-    E[X_(k)] = int_0^inf P(#{i: X_i <= x} < k) dx for non-negative X (eq. 2.8'), with the count
-    a sum of independent binomials (a convolution). Used for the heterogeneous-speed model.
-    """
-    from scipy import integrate, stats
-
-    n = sum(c for _, c in groups)
-    require(1 <= k <= n, f"K={k} must satisfy 1 <= K <= N={n}")
-
-    def survival(x):
-        pmf = np.array([1.0])
-        for cdf, count in groups:
-            if count:
-                pmf = np.convolve(pmf, stats.binom.pmf(np.arange(count + 1), count, float(cdf(x))))
-        return float(pmf[:k].sum())
-
-    total, lo, width = 0.0, 0.0, 1.0
-    while True:  # integrate on doubling intervals until the survival function is negligible
-        val, _ = integrate.quad(survival, lo, lo + width, epsabs=1e-12, epsrel=1e-10, limit=200)
-        total += val
-        lo += width
-        width *= 2
-        if survival(lo) < 1e-14:
-            return total
-
-
 def heterogeneous_cutoff(model, n: int, k: int) -> float:
     """E[t_cut(K)] of HeterogeneousSpeed with a fixed slow set (hold="times" or "speed")."""
-    n_slow = int(round(model.slow_fraction * n))
-    base = model._base
-    groups = [(base.cdf, n - n_slow), (lambda x: base.cdf(x / model.slowdown), n_slow)]
-    return expected_order_statistic_groups(groups, k)
+    return expected_order_statistic_groups(model.worker_groups(n), k)

@@ -1,11 +1,19 @@
 """Timing models: how long each worker takes for its mini-batch and its blocks (SPEC section 2).
 
-One interface for every model (as scipy.stats does for distributions):
+One interface for every model (as scipy.stats' base class does for distributions): a model
+writes `sample` and `mean`, and whatever else it knows in closed form; the base class supplies
+the general routes, so callers never ask which model they hold.
 
     model.sample(rng, size)            -> mini-batch times X, shape `size`
-    model.mean() / model.cdf(x) / model.pdf(x)
-    model.expected_order_statistic(k, n) -> E[X_(k:n)], k-th smallest of n (i.i.d. models)
+    model.mean() / model.cdf(x) / model.pdf(x) / model.ppf(u)
+        cdf: closed form, else the integral of pdf; ppf: closed form, else the root of cdf
+    model.order_statistic_route        -> "closed form", "integration" or "monte carlo"
+    model.expected_order_statistic(k, n) -> E[X_(k:n)], k-th smallest of n: closed form,
+        else integration of the quantile function (i.i.d. models with a distribution, eq. 2.8),
+        else Monte Carlo over the model's own rounds (`order_statistic_mc`, with its error)
     model.block_finish_times(seed, round_index, n_workers, blocks, period=1) -> (N, M)
+    model.periods() / model.fixed_times() / model.set_change_period(h): what Monte Carlo and
+        the bounds need to know about the draws (module theory.order_stats, theory.tradeoff)
 
 Draws are seeded by (seed, period index): rng_for(seed, p) gives the same generator in any
 backend, and worker i's times are row i of the draw, so `sim`, `dist` and the theory's Monte
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -33,6 +42,75 @@ def even_split_finish_times(x: np.ndarray, blocks: int) -> np.ndarray:
     return x[:, None] * (np.arange(1, blocks + 1) / blocks)[None, :]
 
 
+class MonteCarlo(NamedTuple):
+    """A Monte Carlo mean over independent rounds and its standard error."""
+
+    mean: float
+    se: float
+    rounds: int
+
+
+MC_ROUNDS = 200  # default Monte Carlo rounds
+
+
+def quantile_order_statistic(ppf, k: int, n: int) -> float:
+    """E[X_(k:n)] = int_0^1 Q(u) beta_{k,n-k+1}(u) du for i.i.d. X with quantile function Q (eq. 2.8).
+
+    The beta(k, n-k+1) density is evaluated in log space (no overflow for n in the thousands)
+    and the interval is split around its bulk, so sharp densities are integrated accurately.
+    """
+    from scipy import integrate, special
+
+    a, b = float(k), float(n - k + 1)
+    log_norm = special.betaln(a, b)
+
+    def integrand(u):
+        if u <= 0.0 or u >= 1.0:
+            return 0.0
+        logd = (a - 1) * np.log(u) + (b - 1) * np.log1p(-u) - log_norm
+        return float(ppf(u)) * np.exp(logd)
+
+    mean = a / (a + b)
+    sd = np.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    cuts = sorted({0.0, 1.0, *[float(np.clip(mean + z * sd, 0.0, 1.0)) for z in (-12, -4, -1, 0, 1, 4, 12)]})
+    scale = abs(float(ppf(mean))) + 1e-300
+    total = 0.0
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        if hi > lo:
+            val, _ = integrate.quad(integrand, lo, hi, epsabs=1e-13 * scale, epsrel=1e-11, limit=200)
+            total += val
+    return total
+
+
+def expected_order_statistic_groups(groups, k: int) -> float:
+    """E[X_(k)] for independent workers in groups of identical cdfs: [(cdf, count), ...].
+
+    E[X_(k)] = int_0^inf P(#{i: X_i <= x} < k) dx for non-negative X (eq. 2.8'), with the count
+    a sum of independent binomials (a convolution). Used for the heterogeneous-speed model and
+    for i.i.d. models that know their cdf but not their quantile function.
+    """
+    from scipy import integrate, stats
+
+    n = sum(c for _, c in groups)
+    require(1 <= k <= n, f"K={k} must satisfy 1 <= K <= N={n}")
+
+    def survival(x):
+        pmf = np.array([1.0])
+        for cdf, count in groups:
+            if count:
+                pmf = np.convolve(pmf, stats.binom.pmf(np.arange(count + 1), count, float(cdf(x))))
+        return float(pmf[:k].sum())
+
+    total, lo, width = 0.0, 0.0, 1.0
+    while True:  # integrate on doubling intervals until the survival function is negligible
+        val, _ = integrate.quad(survival, lo, lo + width, epsabs=1e-12, epsrel=1e-10, limit=200)
+        total += val
+        lo += width
+        width *= 2
+        if survival(lo) < 1e-14:
+            return total
+
+
 class TimingModel(ABC):
     """A distribution of mini-batch times X_i (in time units: one fast mini-batch = 1)."""
 
@@ -47,21 +125,93 @@ class TimingModel(ABC):
     @abstractmethod
     def mean(self) -> float: ...
 
-    def cdf(self, x):  # pragma: no cover - overridden where a closed form exists
-        raise NotImplementedError(f"{self.name} has no cdf; use Monte Carlo")
+    # ------------------------------------------------------------------ the distribution
+    def _overrides(self, method: str) -> bool:
+        return getattr(type(self), method) is not getattr(TimingModel, method)
 
-    def pdf(self, x):  # pragma: no cover
-        raise NotImplementedError(f"{self.name} has no pdf; use Monte Carlo")
+    @property
+    def has_distribution(self) -> bool:
+        """A pdf, cdf or quantile function in closed form (the model writes one of them)."""
+        return any(self._overrides(m) for m in ("pdf", "cdf", "ppf"))
 
-    def ppf(self, u):  # pragma: no cover
-        raise NotImplementedError(f"{self.name} has no quantile function; use Monte Carlo")
+    def pdf(self, x):
+        require(False, f"timing model {self.name!r} has no density; its order statistics come from Monte Carlo")
+
+    def cdf(self, x):
+        """P(X <= x): the integral of the density from 0 (times are >= 0)."""
+        require(self._overrides("pdf"), f"timing model {self.name!r} has no distribution function; "
+                                        f"its order statistics come from Monte Carlo")
+        from scipy import integrate
+
+        def one(v):
+            return integrate.quad(self.pdf, 0.0, v, epsabs=1e-13, epsrel=1e-12, limit=200)[0] if v > 0 else 0.0
+
+        return np.vectorize(one)(np.asarray(x, float))
+
+    def ppf(self, u):
+        """The quantile function: the root of cdf(x) = u."""
+        require(self._overrides("cdf") or self._overrides("pdf"),
+                f"timing model {self.name!r} has no quantile function; its order statistics come from Monte Carlo")
+        from scipy import optimize
+
+        def one(v):
+            hi = max(self.mean(), 1.0)
+            while self.cdf(hi) < v:
+                hi *= 2
+            return optimize.brentq(lambda x: self.cdf(x) - v, 0.0, hi, xtol=1e-14)
+
+        return np.vectorize(one)(np.asarray(u, float))
+
+    # ------------------------------------------------------------------ order statistics
+    @property
+    def order_statistic_route(self) -> str:
+        """How `expected_order_statistic` is computed: "closed form", "integration" (an i.i.d.
+        model with a quantile function or a cdf in closed form) or "monte carlo" (a density
+        alone would need an integral inside an integral: Monte Carlo is faster)."""
+        closed = self._overrides("ppf") or self._overrides("cdf")
+        return "integration" if (self.iid and closed) else "monte carlo"
+
+    def order_statistic_finite(self, k: int, n: int) -> bool:
+        """Is E[X_(k:n)] finite? (Heavy tails can make it infinite.)"""
+        return True
 
     def expected_order_statistic(self, k: int, n: int) -> float:
-        """E[X_(k:n)] by integrating the order-statistic density in the quantile domain (eq. 2.8)."""
-        require(self.iid, f"{self.name} is not i.i.d. across workers; use theory.order_stats Monte Carlo")
-        from theory.order_stats import expected_order_statistic
+        """E[X_(k:n)], the k-th smallest of n mini-batch times, by the model's route."""
+        require(1 <= k <= n, f"K={k} must satisfy 1 <= K <= N={n}")
+        if not self.order_statistic_finite(k, n):
+            return float("inf")
+        if self.order_statistic_route == "integration" and self._overrides("ppf"):
+            return quantile_order_statistic(self.ppf, k, n)
+        if self.order_statistic_route == "integration":  # a cdf (or a density): eq. (2.8')
+            return expected_order_statistic_groups([(self.cdf, n)], k)
+        return self.order_statistic_mc(k, n).mean
 
-        return expected_order_statistic(self, k, n)
+    def expected_order_statistics(self, ks, n: int) -> np.ndarray:
+        """E[X_(k:n)] for every k in ks."""
+        return np.array([self.expected_order_statistic(int(k), n) for k in np.asarray(ks, dtype=int)])
+
+    def order_statistic_mc(self, k: int, n: int, *, rounds: int = MC_ROUNDS, seed: int = 0) -> MonteCarlo:
+        """E[X_(k:n)] by Monte Carlo over the rounds `sim` and `dist` see (period r of `seed`),
+        at most the model's distinct periods; standard error over the rounds."""
+        require(1 <= k <= n, f"K={k} must satisfy 1 <= K <= N={n}")
+        rounds = min(rounds, self.periods() or rounds)
+        x = np.array([np.sort(self.block_finish_times(seed, r, n, 1)[:, 0])[k - 1] for r in range(rounds)])
+        se = float(x.std(ddof=1) / np.sqrt(rounds)) if rounds > 1 else 0.0
+        return MonteCarlo(float(x.mean()), se, rounds)
+
+    # ------------------------------------------------------------------ the draws
+    def periods(self) -> Optional[int]:
+        """Distinct straggling periods the model draws (None: unlimited); Monte Carlo needs no more."""
+        return None
+
+    def fixed_times(self) -> bool:
+        """Fixed or replayed times, which can tie exactly with block boundaries."""
+        return False
+
+    def set_change_period(self, h: float) -> float:
+        """Rounds between changes of the fast set: the straggling period h (its times are held
+        for h rounds, eq. 2.2)."""
+        return float(h)
 
     def block_finish_times(
         self, seed: int, round_index: int, n_workers: int, blocks: int, *, period: int = 1
@@ -110,10 +260,19 @@ class ShiftedExponential(TimingModel):
         x = np.asarray(x, dtype=float)
         return np.where(x < self.shift, 0.0, self.rate * np.exp(-self.rate * np.maximum(x - self.shift, 0.0)))
 
+    order_statistic_route = "closed form"
+
     def expected_order_statistic(self, k: int, n: int) -> float:
         """E[X_(k:n)] = shift + (H_n - H_{n-k}) / rate (eq. 2.7)."""
         require(1 <= k <= n, f"K={k} must satisfy 1 <= K <= N={n}")
         return self.shift + float(np.sum(1.0 / np.arange(n - k + 1, n + 1))) / self.rate
+
+    def expected_order_statistics(self, ks, n: int) -> np.ndarray:
+        """eq. (2.7) for every k in ks, from one table of harmonic numbers H_0..H_n."""
+        ks = np.asarray(ks, dtype=int)
+        require(bool(np.all((ks >= 1) & (ks <= n))), f"K must satisfy 1 <= K <= N={n}")
+        h = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1))])
+        return self.shift + (h[n] - h[n - ks]) / self.rate
 
 
 @dataclass
@@ -148,6 +307,9 @@ class Pareto(TimingModel):
 
     def ppf(self, u):
         return self.scale * (1.0 - np.asarray(u, dtype=float)) ** (-1.0 / self.alpha)
+
+    def order_statistic_finite(self, k: int, n: int) -> bool:
+        return self.alpha * (n - k + 1) > 1  # else the integral diverges (class docstring)
 
 
 @dataclass
@@ -238,6 +400,17 @@ class HeterogeneousSpeed(TimingModel):
         """Mean over a uniformly chosen worker."""
         return self._base.mean() * (1.0 + self.slow_fraction * (self.slowdown - 1.0))
 
+    def worker_groups(self, n_workers: int) -> list:
+        """[(cdf, count), ...]: groups of independent workers with identical cdfs (the slow set
+        has round(slow_fraction N) workers, held or redrawn alike)."""
+        n_slow = int(round(self.slow_fraction * n_workers))
+        base = self._base
+        return [(base.cdf, n_workers - n_slow), (lambda x: base.cdf(x / self.slowdown), n_slow)]
+
+    def set_change_period(self, h: float) -> float:
+        """hold='speed' redraws the noise every round, so the fast set changes every round."""
+        return 1.0 if self.hold == "speed" else float(h)
+
     def block_finish_times(self, seed, round_index, n_workers, blocks, *, period=1):
         require(blocks >= 1, f"M={blocks} must be >= 1")
         require(period >= 1, f"straggling period h={period} must be >= 1")
@@ -288,63 +461,16 @@ class Deterministic(TimingModel):
         size = (size,) if np.isscalar(size) else tuple(size)
         return np.broadcast_to(self.worker_times(size[-1]), size).copy()
 
+    def periods(self) -> int:
+        return 1  # every round draws the same times
+
+    def fixed_times(self) -> bool:
+        return True
+
+    def set_change_period(self, h: float) -> float:
+        return np.inf  # the fast set never changes
+
     def mean(self) -> float:
         if self.times:
             return float(np.mean(self.times))
         return 1.0 + self.slow_fraction * (self.slowdown - 1.0)
-
-
-# ----------------------------------------------------------------------------- factory
-def _registry():
-    from theory import trace
-
-    return {
-        "shifted-exp": ShiftedExponential,
-        "pareto": Pareto,
-        "lognormal": LogNormal,
-        "heterogeneous": HeterogeneousSpeed,
-        "deterministic": Deterministic,
-        "trace": trace.TraceReplay.from_csv,
-        "trace-fit": trace.fit_shifted_exponential_csv,
-    }
-
-
-MODEL_NAMES = ("shifted-exp", "pareto", "lognormal", "heterogeneous", "deterministic", "trace", "trace-fit")
-
-
-def make_timing_model(name: str, **params) -> TimingModel:
-    """Build a timing model by name; parameters are validated (TheoryInputError names the bad one).
-
-    shifted-exp(shift=1, rate=1, per_block=False); pareto(scale=1, alpha=3, per_block=False);
-    lognormal(mu=0, sigma=0.5, shift=0, per_block=False);
-    heterogeneous(slow_fraction=0.2, slowdown=3, shift=1, rate=1, slow_workers="first", hold="times");
-    deterministic(times=(), slow_fraction=0.2, slowdown=2); trace(path); trace-fit(path).
-    """
-    import inspect
-
-    reg = _registry()
-    require(name in reg, f"timing model {name!r} is unknown; valid: {', '.join(MODEL_NAMES)}")
-    factory = reg[name]
-    sig = inspect.signature(factory)
-    allowed = [p for p in sig.parameters if p not in ("name", "iid", "self")]
-    for k in params:
-        require(k in allowed, f"timing model {name!r} has no parameter {k!r}; valid: {', '.join(allowed)}")
-    for k in allowed:
-        require(k in params or sig.parameters[k].default is not inspect.Parameter.empty,
-                f"timing model {name!r} needs the parameter {k!r} (e.g. {k}=trace.csv)" if k == "path"
-                else f"timing model {name!r} needs the parameter {k!r}")
-    for k, v in params.items():
-        default = sig.parameters[k].default
-        if isinstance(default, bool):
-            require(isinstance(v, bool), f"{k}={v!r} must be true or false")
-        elif isinstance(default, (int, float)):
-            require(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v),
-                    f"{k}={v!r} must be a finite number")
-        elif isinstance(default, str) or default is inspect.Parameter.empty:
-            require(isinstance(v, str), f"{k}={v!r} must be a string")
-        elif isinstance(default, tuple):
-            require(isinstance(v, (list, tuple)), f"{k}={v!r} must be a list of numbers")
-            for x in v:
-                require(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x),
-                        f"{k}: {x!r} must be a finite number")
-    return factory(**params)

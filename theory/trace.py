@@ -111,6 +111,12 @@ class TraceReplay(TimingModel):
     def mean(self) -> float:
         return float(self.times.mean())
 
+    def periods(self) -> int:
+        return self.times.shape[0]  # each recorded round once
+
+    def fixed_times(self) -> bool:
+        return True
+
     def block_finish_times(self, seed, round_index, n_workers, blocks, *, period=1):
         require(blocks >= 1, f"M={blocks} must be >= 1")
         require(period >= 1, f"straggling period h={period} must be >= 1")

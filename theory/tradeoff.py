@@ -17,7 +17,7 @@ from theory import bounds
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.order_stats import CommModel, expected_round_times
-from theory.timing import Deterministic, HeterogeneousSpeed, ShiftedExponential, TimingModel
+from theory.timing import ShiftedExponential, TimingModel
 
 DEFAULT_ETA_L = 0.5  # default step size eta = 0.5 / L
 ETA_GRID = 24  # step sizes tried per K when optimizing eta (log-spaced up to eta_max), then refined
@@ -56,11 +56,7 @@ class Problem:
 def set_change_period(timing: TimingModel, h: float) -> float:
     """Rounds between changes of the fast set: never for fixed times, every round when the
     noise is redrawn every round (hold='speed'), else the straggling period h."""
-    if isinstance(timing, Deterministic):
-        return np.inf
-    if isinstance(timing, HeterogeneousSpeed) and timing.hold == "speed":
-        return 1.0
-    return float(h)
+    return timing.set_change_period(h)
 
 
 def fastest_k_set_model(timing: TimingModel, h: float) -> str:

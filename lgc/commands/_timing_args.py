@@ -26,7 +26,7 @@ def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
 
 def timing_from_args(args):
     """The TimingModel the flags describe (TheoryInputError names a bad name or parameter)."""
-    from theory.timing import make_timing_model
+    from theory.timing_factory import make_timing_model
 
     return make_timing_model(args.timing, **parse_timing_params(args.timing_params))
 
