@@ -190,7 +190,7 @@ def test_non_iid_order_statistic_is_the_monte_carlo_of_the_rounds_sim_sees():
 
 def test_anytime_deadline_of_a_non_iid_model_is_its_monte_carlo_order_statistic():
     from lgc.config import TrainConfig
-    from lgc.sim import anytime_deadline
+    from lgc.protocol import anytime_deadline
 
     cfg = TrainConfig(algorithm="anytime-minibatch", timing="heterogeneous", n_workers=4, threshold_k=2)
     model = HeterogeneousSpeed()
