@@ -319,14 +319,23 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
             by_point[p]["L"] = max(by_point[p].get("L", 0.0), lam)
             if lam > l_hvp:
                 l_hvp, l_arg = lam, (p, i, v)
-    secants, prev = [], worker_gradients(problem, traj[0])
+    # delta (A6 of theory/DERIVATION.md): secants of a_i = grad f_i - grad F along the trajectory
+    pi = torch.as_tensor(np.asarray(problem.pi, dtype=float), dtype=problem.w0.dtype)
+    secants, d_secant, d_arg, prev = [], 0.0, (0, 0), worker_gradients(problem, traj[0])
     for t in range(len(traj) - 1):  # one (N, P) gradient set in memory at a time
         cur = worker_gradients(problem, traj[t + 1])
         step_norm = float((traj[t + 1] - traj[t]).norm())
         if step_norm > 0:
-            secants.append(float((cur - prev).norm(dim=1).max()) / step_norm)
+            diff = cur - prev
+            secants.append(float(diff.norm(dim=1).max()) / step_norm)
+            a_diff = (diff - (pi[:, None] * diff).sum(0)).norm(dim=1) / step_norm
+            if float(a_diff.max()) > d_secant:
+                d_secant, d_arg = float(a_diff.max()), (t, int(a_diff.argmax()))
         prev = cur
     l_secant = max(secants) if secants else float("nan")
+    # and the top |eigenvalue| of Hess(f_i - F) for the worker and point of the largest secant
+    d_hvp = top_hessian_eigenvalue(lambda w: worker_loss(problem, w, d_arg[1]) - full_loss(problem, w),
+                                   traj[d_arg[0]], iters=power_iters, seed=seed)[0]
     p, i, v = l_arg
     lam, v = top_hessian_eigenvalue(lambda w: worker_loss(problem, w, i), traj[p], iters=power_iters, v0=v)
     l_hvp = max(l_hvp, lam)  # refined from the warm start, as the bootstrap replicates are
@@ -360,7 +369,7 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
 
     return Estimate(
         L=float(max(l_hvp, l_secant if np.isfinite(l_secant) else 0.0)),
-        sigma2=float(sig[0]), zeta2=float(zet[0]), Delta=float(f0 - f_best),
+        sigma2=float(sig[0]), zeta2=float(zet[0]), Delta=float(f0 - f_best), delta=float(max(d_secant, d_hvp)),
         intervals={
             "L": _interval(l_hvp, np.array(l_boot), level) if l_boot else [l_hvp, l_hvp],
             "sigma2": _interval(float(sig[0]), sig[1:], level),
@@ -377,6 +386,10 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
                         f"(power iteration, {power_iters} HVPs), max with the largest secant",
             "sigma2_method": "max over workers and trajectory points of the unbiased per-sample gradient variance",
             "zeta2_method": "max over trajectory points of (1/N) sum_i ||grad f_i - grad F||^2",
+            "delta_method": "max of the largest secant ||a_i(w') - a_i(w)|| / ||w' - w|| (a_i = grad f_i - grad F) "
+                            "between consecutive trajectory points and the top |eigenvalue| of Hess(f_i - F) "
+                            f"({power_iters} HVPs) for that worker and point",
+            "delta_secant": d_secant, "delta_hvp": d_hvp,
             "Delta_method": f"F(w_0) - lowest F of full-batch L-BFGS ({lbfgs_iters} iterations); F(w_0)={f0:.6g}",
             "F_w0": f0, "F_best": f_best,
             "trajectory": {"steps": trajectory_steps, "lr": step, "batch_per_worker": batch, "points": where},

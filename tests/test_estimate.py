@@ -150,7 +150,7 @@ def test_pipeline_softmax_estimate_then_optimize_k(tmp_path, capsys):
                "--algorithm", "lgc", "--json"])
     assert rc == 0
     table = json.loads(capsys.readouterr().out)
-    assert table["constants"] == {k: est[k] for k in ("L", "sigma2", "zeta2", "Delta")}
+    assert table["constants"] == {k: est[k] for k in ("L", "sigma2", "zeta2", "Delta", "delta")}
     k_star = table["k_star"]
     assert 1 <= k_star <= 4 and [r["K"] for r in table["rows"]] == [1, 2, 3, 4]
     run = {**est["source"]["train_config"], "threshold_k": k_star, "batch_size": 10, "blocks": 2, "rounds": 3,

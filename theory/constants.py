@@ -1,12 +1,15 @@
 """The constants JSON of SPEC section 2: read, validate, write (format v1).
 
     {"L": 4.0, "sigma2": 1.0, "zeta2": 0.5, "Delta": 2.0,
+     "delta": 0.3,                              # optional: Lipschitz constant of grad f_i - grad F
      "intervals": {"L": [3.8, 4.2], ...},      # optional: bootstrap intervals [lo, hi]
      "source": {...},                           # optional: how they were obtained
      "format": 1}                               # optional on read; written by write_constants
 
 L > 0 (smoothness), sigma2 >= 0 (per-sample gradient variance), zeta2 >= 0 (dissimilarity),
-Delta >= 0 (F(w_0) - F*). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
+Delta >= 0 (F(w_0) - F*); optional delta >= 0, the Lipschitz constant of the dissimilarity
+grad f_i - grad F (assumption A6 of theory/DERIVATION.md; files without it still load, and the
+bounds then use L). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from theory.errors import require
 
 CONSTANTS_FORMAT_VERSION = 1
 KEYS = ("L", "sigma2", "zeta2", "Delta")
+OPTIONAL_KEYS = ("delta",)
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class Constants:
     sigma2: float
     zeta2: float
     Delta: float
+    delta: float | None = None
     intervals: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
 
@@ -47,6 +52,10 @@ def validate_constants(d, *, source: str = "constants") -> dict:
     require(d["L"] > 0, f"{source}: L={d['L']} must be > 0")
     for k in ("sigma2", "zeta2", "Delta"):
         require(d[k] >= 0, f"{source}: {k}={d[k]} must be >= 0")
+    for k in OPTIONAL_KEYS:
+        v = d.get(k)
+        require(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0),
+                f"{source}: {k}={v!r} must be a finite number >= 0 (or absent)")
     fmt = d.get("format", CONSTANTS_FORMAT_VERSION)
     require(fmt == CONSTANTS_FORMAT_VERSION, f"{source}: format={fmt!r} is not supported (expected {CONSTANTS_FORMAT_VERSION})")
     intervals = d.get("intervals", {})
@@ -68,12 +77,14 @@ def read_constants(path) -> Constants:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         require(False, f"constants file {str(p)!r} is not valid JSON: {e}")
     validate_constants(d, source=str(p))
-    return Constants(**{k: float(d[k]) for k in KEYS}, intervals=d.get("intervals", {}), source=d.get("source", {}))
+    opt = {k: float(d[k]) for k in OPTIONAL_KEYS if d.get(k) is not None}
+    return Constants(**{k: float(d[k]) for k in KEYS}, **opt, intervals=d.get("intervals", {}), source=d.get("source", {}))
 
 
 def write_constants(path, constants) -> None:
     """Validate, then write atomically (temporary file in the same folder, then rename)."""
     d = asdict(constants) if isinstance(constants, Constants) else dict(constants)
+    d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS and v is None)}  # absent, not null
     validate_constants(d, source=str(path))
     d["format"] = CONSTANTS_FORMAT_VERSION
     p = Path(path)

@@ -36,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for name, text in (("L", "smoothness"), ("sigma2", "per-sample gradient variance"),
                        ("zeta2", "dissimilarity"), ("Delta", "F(w_0) - F*")):
         c.add_argument(f"--{name}", type=float, default=None, help=text)
+    c.add_argument("--delta", type=float, default=None,
+                   help="optional: Lipschitz constant of grad f_i - grad F (tightens lgc's staleness; default: L)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", type=float, metavar="TAU", help="wall-clock budget tau [time units] (default criterion)")
     g.add_argument("--target", type=float, metavar="EPS", help="target bound: minimize the time to reach it")
@@ -52,14 +54,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def resolve_constants(args) -> dict:
-    """Constants from --constants FILE, overridden by flags; all four must end up known."""
-    from theory.constants import KEYS, read_constants, validate_constants
+    """Constants from --constants FILE, overridden by flags; all four must end up known (delta is optional)."""
+    from theory.constants import KEYS, OPTIONAL_KEYS, read_constants, validate_constants
 
     d = {}
     if args.constants:
         c = read_constants(args.constants)
-        d = {k: getattr(c, k) for k in KEYS}
-    for k in KEYS:
+        d = {k: getattr(c, k) for k in KEYS + OPTIONAL_KEYS if getattr(c, k) is not None}
+    for k in KEYS + OPTIONAL_KEYS:
         if getattr(args, k) is not None:
             d[k] = getattr(args, k)
     missing = [k for k in KEYS if k not in d]
@@ -95,7 +97,8 @@ def compute(args):
           f"E[R] is infinite for every K; use --semantics abort or a finite-mean model")
     prob = Problem(N=args.n_workers, M=args.blocks, B=args.batch_size, L=const["L"], sigma2=const["sigma2"],
                    zeta2=const["zeta2"], Delta=const["Delta"], timing=timing, h=args.straggling_period,
-                   semantics=args.semantics, comm=comm_from_args(args), report_latency=args.report_latency)
+                   semantics=args.semantics, comm=comm_from_args(args), report_latency=args.report_latency,
+                   delta=const.get("delta"))
     budget = args.budget if args.target is None and args.budget is not None else None
     if args.target is None and budget is None:
         budget = 1000.0
