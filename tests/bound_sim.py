@@ -79,9 +79,9 @@ def make_problem(kind, *, n=6, d=3, seed=0, sigma2=1.0, spread=1.0, curvature=(0
     rng = np.random.default_rng(seed)
     h = rng.uniform(*curvature, size=(n, d))
     c = rng.normal(0, spread, size=(n, d)) + 1.0
+    h[0, 0] = curvature[1]  # L = the top of the range exactly
     if same:  # identical workers: zeta2 = 0 = delta
         h, c = np.repeat(h[:1], n, 0), np.repeat(c[:1], n, 0)
-    h[0, 0] = curvature[1]  # L = the top of the range exactly
     return Problem(kind, h, c, sigma2)
 
 

@@ -20,6 +20,7 @@ def total(alg, **kw):
     ("lgc", "persistent", "direct", 1.0), ("lgc", "persistent", "recursive", 1.0), ("lgc", "persistent", "virtual", 1.0),
     ("lgc", "persistent", "noise-virtual", 1.0), ("lgc", "persistent", "noise-virtual", 0.125),
     ("lgc", "uniform", "uniform", 1.0), ("lgc", "uniform", "exchangeable", 1.0), ("lgc-fresh", "persistent", None, 1.0),
+    ("lgc-fresh", "uniform", None, 1.0),
     ("fastest-k", "persistent", None, 1.0), ("fastest-k", "uniform", None, 1.0), ("fastest-k", "independent", None, 1.0)])
 def test_every_bound_at_k_equal_n_is_full_sync(alg, set_model, form, lam):
     """At K = N (no stragglers; for independent sets pi = 1, so set_bias = set_var = 0) every form is eq. (4.6)."""
@@ -189,7 +190,7 @@ def _random_stats(rng, m):
 def test_numeric_evaluation_equals_the_sympy_expression():
     rng = np.random.default_rng(0)
     cases = [(a, "persistent") for a in ("full-sync", "fastest-k", "lgc", "lgc-fresh")]
-    for alg, set_model in cases + [("fastest-k", "uniform"), ("lgc", "uniform")]:
+    for alg, set_model in cases + [("fastest-k", "uniform"), ("lgc", "uniform"), ("lgc-fresh", "uniform")]:
         forms = [(f, lam) for f in ({"persistent": ("virtual", "noise-virtual", "direct", "recursive"),
                                      "uniform": ("virtual", "exchangeable", "uniform")}[set_model])
                  for lam in (LAMBDAS if f == "noise-virtual" else (1.0,))] if alg == "lgc" else [(None, 1.0)]

@@ -64,7 +64,8 @@ def test_every_bound_exceeds_the_simulation_for_every_k(kind, timing_name, seman
         fast, blocks = schedules(fin, k, semantics)
         for alg in ("full-sync", "fastest-k", "lgc", "lgc-fresh"):
             meas, box = simulate(alg, prob, fast, blocks, k=k, b_size=B, m_blocks=M, eta=eta, w0=w0)
-            sm = {"fastest-k": set_model, "lgc": "persistent" if set_model == "independent" else set_model}.get(alg, "persistent")
+            sm = {"fastest-k": set_model, "lgc": "persistent" if set_model == "independent" else set_model,
+                  "lgc-fresh": "uniform" if set_model == "uniform" else "persistent"}.get(alg, "persistent")
             extra = dict(set_bias=inc["set_bias"][k - 1], set_var=inc["set_var"][k - 1]) if sm == "independent" else {}
             got = evaluate(alg, N=N, K=k, B=B, M=M, eta=eta, T=T, h=h_bound, Delta=0.0, delta=prob.delta(),
                            set_model=sm, **stats(fast, blocks), **_constants(prob, box), **extra)

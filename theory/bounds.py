@@ -75,9 +75,12 @@ def _fastest_k(p, sqrt, set_model="persistent"):
     return t
 
 
-def _lgc_fresh(p, sqrt):
-    """eq. (4.14): zero-block bias E z (z + K) zeta^2/(N K) and the mixed noise; eta L <= 1."""
-    v, bias, _ = lgc_bounds.fresh_parts(p)
+def _lgc_fresh(p, sqrt, set_model="persistent"):
+    """eq. (4.14): zero-block bias E z (z + K) zeta^2/(N K) and the mixed noise; eq. (4.14'), exchangeable
+    sets: the zero-block set is noise, L eta E z (z + K) zeta^2/(N K (N-1)). eta L <= 1."""
+    v, bias, mo = lgc_bounds.fresh_parts(p)
+    if set_model == "uniform":
+        bias = p["L"] * p["eta"] * (mo["ez2"] + p["K"] * mo["ez"]) * p["zeta2"] / (p["N"] * p["K"] * p.get("Nm1", p["N"] - 1))
     return {
         "optimization": 2 * p["Delta"] / (p["eta"] * p["T"]),
         "noise": p["L"] * p["eta"] * v,
@@ -100,7 +103,8 @@ def terms(algorithm: str, p, sqrt=math.sqrt, *, set_model: str = "persistent", f
     if algorithm == "fastest-k":
         return _fastest_k(p, sqrt, set_model)
     if algorithm == "lgc-fresh":
-        return _lgc_fresh(p, sqrt)
+        require(set_model in _FORMS_FOR, f"set_model={set_model!r} has no lgc-fresh bound (use persistent or uniform)")
+        return _lgc_fresh(p, sqrt, set_model)
     require(set_model in _FORMS_FOR, f"set_model={set_model!r} has no lgc bound (use persistent or uniform)")
     form = _DEFAULT_FORM[set_model] if form is None else form
     require(form in _FORMS_FOR[set_model], f"form={form!r} must be one of {', '.join(_FORMS_FOR[set_model])} "
@@ -245,8 +249,8 @@ def evaluate(
         (default zero_frac, the linearised bound). Without m_inv and zero_frac, they follow from
         M and `semantics` (M = 1: every straggler reports nothing; "boundary", M >= 2: every one
         reports >= 1 block, worst case m_inv = 1; None or "abort": the worst of both).
-      set_model: "persistent" (default; any timing), "uniform" (fastest-k and lgc: exchangeable
-        sets, i.i.d. times with h = 1, eqs. 4.11, 4.26, 4.32) or "independent" (fastest-k: sets
+      set_model: "persistent" (default; any timing), "uniform" (fastest-k, lgc, lgc-fresh: exchangeable
+        sets, i.i.d. times with h = 1, eqs. 4.11, 4.14', 4.26, 4.32) or "independent" (fastest-k: sets
         redrawn each round from a fixed law, with set_bias and set_var from
         `inclusion_coefficients`, eq. 4.11').
     Returns:
@@ -259,7 +263,8 @@ def evaluate(
     N_, K_ = np.asarray(N, dtype=float), np.asarray(K, dtype=float)
     _check(N_, K_, M, B, eta, L, sigma2, zeta2, Delta, h, m_inv, zero_frac, zero_sq, delta, semantics)
     if set_model == "uniform":
-        require(algorithm in ("fastest-k", "lgc"), f"set_model='uniform' has a bound for fastest-k and lgc, not {algorithm}")
+        require(algorithm in ("fastest-k", "lgc", "lgc-fresh"),
+                f"set_model='uniform' has a bound for fastest-k, lgc and lgc-fresh, not {algorithm}")
         require(bool(np.all(np.asarray(h) == 1)), "set_model='uniform' needs h=1 (fresh i.i.d. draws every round)")
     if set_model == "independent":
         require(algorithm == "fastest-k", f"set_model='independent' has a bound for fastest-k, not {algorithm}")

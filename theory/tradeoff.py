@@ -61,7 +61,7 @@ def set_change_period(timing: TimingModel, h: float) -> float:
 
 def fastest_k_set_model(timing: TimingModel, h: float) -> str:
     """'uniform' (A_t a uniformly random K-subset each round) only for i.i.d. fresh draws
-    (the set model of the fastest-k and lgc bounds, eqs. 4.11 and 4.26)."""
+    (the set model of the fastest-k, lgc and lgc-fresh bounds, eqs. 4.11, 4.14', 4.26, 4.32)."""
     return "uniform" if (timing.iid and set_change_period(timing, h) == 1) else "persistent"
 
 
@@ -204,7 +204,8 @@ def tradeoff(
     idx = np.arange(len(ks))
     h_eff = set_change_period(prob.timing, prob.h)
     if set_model == "auto":
-        set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm in ("fastest-k", "lgc") else "persistent"
+        set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm in ("fastest-k", "lgc", "lgc-fresh") \
+            else "persistent"
         if algorithm == "fastest-k" and independent_sets(prob.timing, prob.h):
             set_model = "independent"  # timing-aware bias from the inclusion law of A_t (eq. 4.11')
     inclusion = inclusion_from_timing(prob.timing, n, prob.M, prob.h, ks, seed=seed) if set_model == "independent" else None
