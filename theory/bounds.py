@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.algorithms import BOUND_NAMES
+from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory import lgc_bounds
 from theory.lgc_bounds import LAMBDA, THETA
@@ -263,8 +264,8 @@ def evaluate(
     N_, K_ = np.asarray(N, dtype=float), np.asarray(K, dtype=float)
     _check(N_, K_, M, B, eta, L, sigma2, zeta2, Delta, h, m_inv, zero_frac, zero_sq, delta, semantics)
     if set_model == "uniform":
-        require(algorithm in ("fastest-k", "lgc", "lgc-fresh"),
-                f"set_model='uniform' has a bound for fastest-k, lgc and lgc-fresh, not {algorithm}")
+        require(algorithm_entry(algorithm).waits_for_k,  # a K-worker fast set A_t (theory/algorithms.py)
+                f"set_model='uniform' is about the fast set A_t; {algorithm} has none")
         require(bool(np.all(np.asarray(h) == 1)), "set_model='uniform' needs h=1 (fresh i.i.d. draws every round)")
     if set_model == "independent":
         require(algorithm == "fastest-k", f"set_model='independent' has a bound for fastest-k, not {algorithm}")

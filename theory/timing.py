@@ -213,6 +213,11 @@ class TimingModel(ABC):
         for h rounds, eq. 2.2)."""
         return float(h)
 
+    def sets_independent(self, h: float) -> bool:
+        """Every round's times are a fresh draw from one law, independent of earlier rounds (the
+        fast set's inclusion law is then the same every round: fastest-K's eq. 4.11')."""
+        return self.set_change_period(h) == 1 and not self.fixed_times()
+
     def block_finish_times(
         self, seed: int, round_index: int, n_workers: int, blocks: int, *, period: int = 1
     ) -> np.ndarray:
@@ -410,6 +415,10 @@ class HeterogeneousSpeed(TimingModel):
     def set_change_period(self, h: float) -> float:
         """hold='speed' redraws the noise every round, so the fast set changes every round."""
         return 1.0 if self.hold == "speed" else float(h)
+
+    def sets_independent(self, h: float) -> bool:
+        """Also the speeds must not be held across rounds: a fixed slow set, or one redrawn every round."""
+        return self.set_change_period(h) == 1 and (self.slow_workers == "first" or h == 1)
 
     def block_finish_times(self, seed, round_index, n_workers, blocks, *, period=1):
         require(blocks >= 1, f"M={blocks} must be >= 1")

@@ -69,9 +69,7 @@ def independent_sets(timing: TimingModel, h: float) -> bool:
     """A_t redrawn every round from one fixed law, independent of earlier rounds (the set model
     'independent' of fastest-K, eq. 4.11'): fresh draws every round of a non-i.i.d. model whose
     per-worker speeds never change (or are redrawn every round too)."""
-    if timing.iid or isinstance(timing, Deterministic) or set_change_period(timing, h) != 1:
-        return False
-    return not isinstance(timing, HeterogeneousSpeed) or timing.slow_workers == "first" or h == 1
+    return not timing.iid and timing.sets_independent(h)  # i.i.d.: the uniform set model instead
 
 
 def inclusion_from_timing(timing: TimingModel, n: int, m_blocks: int, h: float, ks, *, rounds: int = 4000,
@@ -204,8 +202,8 @@ def tradeoff(
     idx = np.arange(len(ks))
     h_eff = set_change_period(prob.timing, prob.h)
     if set_model == "auto":
-        set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm in ("fastest-k", "lgc", "lgc-fresh") \
-            else "persistent"
+        # the set model is about the K-worker fast set A_t (theory/algorithms.py waits_for_k)
+        set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm_entry(algorithm).waits_for_k else "persistent"
         if algorithm == "fastest-k" and independent_sets(prob.timing, prob.h):
             set_model = "independent"  # timing-aware bias from the inclusion law of A_t (eq. 4.11')
     inclusion = inclusion_from_timing(prob.timing, n, prob.M, prob.h, ks, seed=seed) if set_model == "independent" else None
