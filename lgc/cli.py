@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         sys.stderr.write(f"lgc {args.command}: error: {e.filename}: {e.strerror}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"lgc {args.command}: interrupted\n")
+    except KeyboardInterrupt as e:  # lgc.sim.Interrupted says which round was checkpointed
+        sys.stderr.write(f"lgc {args.command}: {e or 'interrupted'}\n")
         return 130
 
 

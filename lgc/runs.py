@@ -14,17 +14,20 @@ Every backend writes through these helpers:
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -169,8 +172,11 @@ def config_key(config: Mapping[str, Any], *, include_code: bool = True) -> str:
 
 
 def run_dir(kind: str, config: Mapping[str, Any], root: str | os.PathLike | None = None) -> Path:
-    """The directory of the run of `kind` with this config under this code version."""
-    return Path(root or RESULTS_ROOT) / kind / config_key(config)
+    """The directory of the run of `kind` with this config, these input files (input_digests)
+    and this code version."""
+    inputs = input_digests(config)
+    keyed = {**config, "inputs": inputs} if inputs else config
+    return Path(root or RESULTS_ROOT) / kind / config_key(keyed)
 
 
 def is_complete(path: str | os.PathLike) -> bool:
@@ -185,10 +191,113 @@ def start_run(path: str | os.PathLike, config: Mapping[str, Any], device: str | 
     atomic_write_json(
         path / "meta.json",
         {"code_version": code_version(), "environment": environment_info(device),
-         "command": " ".join(sys.argv)},
+         "command": " ".join(sys.argv), "inputs": input_digests(config)},
     )
     return path
 
 
 def finish_run(path: str | os.PathLike, final: Mapping[str, Any]) -> None:
     atomic_write_json(Path(path) / "final.json", dict(final))
+
+
+# ----------------------------------------------------------------------------- what a run reads
+def input_digests(config: Mapping[str, Any]) -> dict[str, str]:
+    """The identity of the files a run reads besides its config: the content (sha256) of a
+    replayed schedule file and of a trace file (timing_params["path"]), and the name, size and
+    mtime of every file in a CIFAR-10 folder (hashing 180 MB per run would cost seconds).
+    Editing any of them gives the run another key (a stale result is never reused)."""
+    out: dict[str, str] = {}
+    files = {"schedule_file": config.get("schedule_file")}
+    params = config.get("timing_params") or {}
+    if isinstance(params, Mapping) and isinstance(params.get("path"), str):
+        files["timing_params.path"] = params["path"]
+    for name, f in files.items():
+        if f and Path(f).is_file():
+            out[name] = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16]
+    if config.get("dataset") == "cifar10" and config.get("data_dir"):
+        h = hashlib.sha256()
+        for folder in (Path(config["data_dir"]), Path(config["data_dir"]) / "cifar-10-batches-py"):
+            for p in sorted(folder.iterdir()) if folder.is_dir() else ():
+                if p.is_file():
+                    st = p.stat()
+                    h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        out["data_dir"] = h.hexdigest()[:16]
+    return out
+
+
+# ----------------------------------------------------------------------------- one writer per run
+def _private(path: Path, what: str) -> Path:
+    """results/.lgc/<what>/<kind>-<key>: beside the runs, on their file system, out of their listing."""
+    return path.parent.parent / ".lgc" / what / f"{path.parent.name}-{path.name}"
+
+
+@contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive fcntl lock on the run `path` (results/.lgc/locks/<kind>-<key>.lock).
+    A second identical run waits here, then finds the first one's result and reuses it."""
+    path = Path(path)
+    lock = _private(path, "locks").with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another process running the same run {path}")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def staging_dir(path: str | os.PathLike) -> Path:
+    """Where a forced rerun of the finished run `path` writes until it finishes
+    (results/.lgc/staging/<kind>-<key>); replace_dir then swaps it in."""
+    return _private(Path(path), "staging")
+
+
+def replace_dir(new: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the finished directory `new` at `path`, replacing what is there in one atomic step
+    (Linux renameat2 RENAME_EXCHANGE; elsewhere two renames), then delete the old one."""
+    new, path = Path(new), Path(path)
+    if not path.exists():
+        os.replace(new, path)
+        return
+    if not _exchange(new, path):
+        old = new.with_name(new.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(new, path)
+        new = old
+    shutil.rmtree(new)  # after the exchange it holds the old run
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def reuse(path: str | os.PathLike) -> Path:
+    """Say (one line) that the finished run `path` is reused; its final.json must be readable."""
+    from lgc.errors import UserError
+
+    final = Path(path) / "final.json"
+    try:
+        json.loads(final.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{final} is corrupt (not JSON): rerun with --force to train the run again") from None
+    say(f"reusing the finished run {path} (same config, inputs and code; --force reruns)")
+    return Path(path)
+
+
+def say(text: str) -> None:
+    """One line to stderr about what the run directory is doing (reused, resumed, waiting)."""
+    sys.stderr.write(f"lgc: {text}\n")
+    sys.stderr.flush()

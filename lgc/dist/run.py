@@ -8,6 +8,7 @@ a local run with on_worker_death="straggler" restarts without a dead worker.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -66,35 +67,42 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
         check(not torchrun, "--on-worker-death straggler needs a local spawn (torchrun restarts are torchrun's)")
         check(algorithm_entry(cfg.algorithm).round_end != "all" and replay is None,
               "--on-worker-death straggler needs an algorithm with stragglers and no --schedule-file")
-    if runs.is_complete(path) and not force:
-        return path
-    has_ckpt = (path / "checkpoint.pt").exists()
-    if rank0 and not (resume and has_ckpt and not force):
-        if path.exists():
-            shutil.rmtree(path)
-        runs.start_run(path, key, device)
-    settings = settings_from_config(cfg, opts, timing)
-    job = DistJob(
-        settings=settings, problem_builder=functools.partial(TaskBlocks, cfg.to_dict()), timing_model=timing,
-        run_path=str(path), resume=resume and has_ckpt and not force, replay=replay,
-        backend=_process_backend(opts, device, cfg.n_workers), device=device, threads=opts.threads,
-        quiet=quiet, eval_every=cfg.eval_every, reduce=opts.reduce,
-        final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject})
-    if job.resume:  # workers that died earlier stay permanent stragglers
-        from lgc.checkpoint import load_checkpoint
+    with runs.locked(path) if rank0 else contextlib.nullcontext():  # rank 0 holds the run directory
+        if runs.is_complete(path) and not force:
+            return runs.reuse(path)
+        rerun = force and runs.is_complete(path)  # into a staging folder; the finished run stays until it ends
+        work = runs.staging_dir(path) if rerun else path
+        has_ckpt = (path / "checkpoint.pt").exists()
+        if rank0 and not (resume and has_ckpt and not force):
+            if work.exists():
+                shutil.rmtree(work)
+            runs.start_run(work, key, device)
+        elif rank0 and resume and has_ckpt and not force:
+            runs.say(f"resuming {path} from its checkpoint")
+        settings = settings_from_config(cfg, opts, timing)
+        job = DistJob(
+            settings=settings, problem_builder=functools.partial(TaskBlocks, cfg.to_dict()), timing_model=timing,
+            run_path=str(work), resume=resume and has_ckpt and not force, replay=replay,
+            backend=_process_backend(opts, device, cfg.n_workers), device=device, threads=opts.threads,
+            quiet=quiet, eval_every=cfg.eval_every, reduce=opts.reduce,
+            final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject})
+        if job.resume:  # workers that died earlier stay permanent stragglers
+            from lgc.checkpoint import load_checkpoint
 
-        job = dataclasses.replace(job, dead=tuple(load_checkpoint(path / "checkpoint.pt").get("dead", ())))
-    if torchrun:
-        run_torchrun(job)
+            job = dataclasses.replace(job, dead=tuple(load_checkpoint(path / "checkpoint.pt").get("dead", ())))
+        if torchrun:
+            run_torchrun(job)
+        while not torchrun:
+            try:
+                launch_local(job, host=opts.host)
+                break
+            except WorkerLost as e:
+                dead = tuple(sorted({*job.dead, e.worker}))
+                if opts.on_worker_death != "straggler" or cfg.threshold_k > cfg.n_workers - len(dead):
+                    raise
+                sys.stderr.write(f"lgc train: {e}\nlgc train: continuing with worker {e.worker} as a permanent "
+                                 f"straggler (dead: {', '.join(map(str, dead))})\n")
+                job = dataclasses.replace(job, dead=dead, resume=(work / "checkpoint.pt").exists())
+        if rerun and rank0 and runs.is_complete(work):
+            runs.replace_dir(work, path)
         return path
-    while True:
-        try:
-            launch_local(job, host=opts.host)
-            return path
-        except WorkerLost as e:
-            dead = tuple(sorted({*job.dead, e.worker}))
-            if opts.on_worker_death != "straggler" or cfg.threshold_k > cfg.n_workers - len(dead):
-                raise
-            sys.stderr.write(f"lgc train: {e}\nlgc train: continuing with worker {e.worker} as a permanent "
-                             f"straggler (dead: {', '.join(map(str, dead))})\n")
-            job = dataclasses.replace(job, dead=dead, resume=(path / "checkpoint.pt").exists())

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Optional
 from lgc import runs
 from lgc.checkpoint import load_checkpoint, save_checkpoint
 from lgc.config import TrainConfig
+from lgc.errors import check
 from lgc.protocol import ROUND_FIELDS, RUN_KIND
 from lgc.sim.simulator import Simulator
 from theory.schedule import schedule_to_csv
@@ -29,46 +31,127 @@ def train(
 ) -> Path:
     """Run (or reuse) the `sim` run of `config`; returns its directory results/train/<key>/.
 
-    A finished run with the same config and code is reused unless `force`. With `resume`, an
-    unfinished run continues from its last checkpoint and ends bit-identical to an uninterrupted
+    A finished run with the same config, input files and code is reused unless `force`; a
+    forced rerun writes elsewhere and replaces the finished run only when it finishes. With
+    `resume`, an unfinished run continues from its last checkpoint, and a finished run of the
+    same settings with fewer rounds is extended; either ends bit-identical to an uninterrupted
     run. `stop_after` rounds or `time_limit_s` seconds end this call early after a checkpoint
     (chunked GPU sessions; tests); run `train` again to continue. `dataset`: the config's data
-    set already in memory (a script training many runs loads CIFAR-10 once).
+    set already in memory (a script training many runs loads CIFAR-10 once). Ctrl-C lets the
+    round in flight finish, checkpoints it and says how to resume. Two identical runs at once:
+    the second waits for the first (runs.locked) and reuses its result.
     """
     cfg = config.resolved().validate()
     key = cfg.to_dict()
     path = runs.run_dir(RUN_KIND, key, root)
-    if runs.is_complete(path) and not force:
-        return path
-    sim = Simulator(cfg, dataset=dataset)
-    ckpt = path / "checkpoint.pt"
-    if resume and not force and ckpt.exists():
-        sim.load_state_dict(load_checkpoint(ckpt))
-    else:
-        if path.exists():
-            shutil.rmtree(path)
-        runs.start_run(path, key, str(sim.device))
-        runs.atomic_write_json(path / "data.json", sim.task.info())
+    with runs.locked(path):
+        if runs.is_complete(path) and not force:
+            return runs.reuse(path)
+        rerun = force and runs.is_complete(path)
+        check(not (rerun and (stop_after is not None or time_limit_s is not None)),
+              "--force of a finished run must finish in one call: drop --stop-after/--time-limit")
+        work = runs.staging_dir(path) if rerun else path
+        sim = Simulator(cfg, dataset=dataset)
+        ckpt = path / "checkpoint.pt"
+        if resume and not force and ckpt.exists():
+            sim.load_state_dict(load_checkpoint(ckpt))
+            runs.say(f"resuming {path} from round {sim.round} of {cfg.rounds}")
+        else:
+            if work.exists():
+                shutil.rmtree(work)
+            runs.start_run(work, key, str(sim.device))
+            runs.atomic_write_json(work / "data.json", sim.task.info())
+            shorter = None if (force or not resume) else _extendable(cfg, root)
+            if shorter is not None:
+                _extend_from(sim, shorter)
+                runs.say(f"extending the finished run {shorter} from {sim.round} to {cfg.rounds} rounds")
+        finished = _loop(sim, work, quiet=quiet, stop_after=stop_after, time_limit_s=time_limit_s,
+                         resume_hint=None if rerun else _resume_command(path, root))
+        if finished:
+            runs.finish_run(work, sim.final_metrics())
+            if rerun:
+                runs.replace_dir(work, path)
+    return path
+
+
+def _loop(sim: Simulator, work: Path, *, quiet, stop_after, time_limit_s, resume_hint) -> bool:
+    """Rounds until T (True) or until this call's budget ends (False, after a checkpoint).
+    A first Ctrl-C lets the round in flight finish, checkpoints it and stops (Interrupted)."""
+    import signal
+    import threading
+
     from tqdm import tqdm
 
+    cfg = sim.cfg
+    stop = []
+    handler = None
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.signal(signal.SIGINT, lambda *_: stop.append(1) if not stop else _raise_interrupt())
     began = time.perf_counter()
     done_here = 0
-    with tqdm(total=cfg.rounds, initial=sim.round, disable=quiet, desc=f"{cfg.algorithm} K={cfg.threshold_k}",
-              unit="round", leave=False) as bar:
-        while sim.round < cfg.rounds:
-            row = sim.step()
-            done_here += 1
-            bar.update(1)
-            if "test_acc" in row:
-                bar.set_postfix(acc=f"{row['test_acc']:.3f}", loss=f"{row['loss']:.3f}")
-            if sim.round == cfg.rounds:
-                break
-            out_of_time = time_limit_s is not None and time.perf_counter() - began > time_limit_s
-            if (cfg.checkpoint_every and sim.round % cfg.checkpoint_every == 0) or out_of_time \
-                    or (stop_after is not None and done_here >= stop_after):
-                _write_progress(path, sim)
-            if out_of_time or (stop_after is not None and done_here >= stop_after):
-                return path
-    _write_progress(path, sim)
-    runs.finish_run(path, sim.final_metrics())
-    return path
+    try:
+        with tqdm(total=cfg.rounds, initial=sim.round, disable=quiet, desc=f"{cfg.algorithm} K={cfg.threshold_k}",
+                  unit="round", leave=False) as bar:
+            while sim.round < cfg.rounds:
+                row = sim.step()
+                done_here += 1
+                bar.update(1)
+                if "test_acc" in row:
+                    bar.set_postfix(acc=f"{row['test_acc']:.3f}", loss=f"{row['loss']:.3f}")
+                if sim.round == cfg.rounds:
+                    break
+                out_of_time = time_limit_s is not None and time.perf_counter() - began > time_limit_s
+                early = out_of_time or (stop_after is not None and done_here >= stop_after)
+                if (cfg.checkpoint_every and sim.round % cfg.checkpoint_every == 0) or early or stop:
+                    _write_progress(work, sim)
+                if stop:
+                    raise Interrupted(
+                        f"interrupted: round {sim.round} of {cfg.rounds} is checkpointed; resume with: {resume_hint}"
+                        if resume_hint else "interrupted: the forced rerun is discarded, the finished run is kept")
+                if early:
+                    return False
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+    _write_progress(work, sim)
+    return True
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during `train`: its text says which round was checkpointed and how to resume."""
+
+
+def _raise_interrupt():
+    raise KeyboardInterrupt  # a second Ctrl-C: stop now (the last checkpoint stays)
+
+
+def _resume_command(path: Path, root) -> str:
+    cmd = f"lgc train --config {path / 'config.json'}"
+    return cmd + (f" --results {root}" if root is not None else "")
+
+
+def _extendable(cfg: TrainConfig, root) -> Optional[Path]:
+    """The finished sim run with the most rounds T' < T whose settings, inputs and code are
+    this run's but for T (its directory is the one runs.run_dir gives for T'), or None."""
+    here = runs.run_dir(RUN_KIND, cfg.to_dict(), root).parent
+    best, best_t = None, 0
+    for conf in here.glob("*/config.json"):
+        try:
+            t = int(json.loads(conf.read_text()).get("rounds", 0))
+        except (ValueError, TypeError, AttributeError, UnicodeDecodeError, OSError):
+            continue
+        if best_t < t < cfg.rounds and runs.is_complete(conf.parent) and (conf.parent / "checkpoint.pt").exists() \
+                and runs.run_dir(RUN_KIND, {**cfg.to_dict(), "rounds": t}, root) == conf.parent:
+            best, best_t = conf.parent, t
+    return best
+
+
+def _extend_from(sim: Simulator, shorter: Path) -> None:
+    """Continue from the final state of a finished run of T' < T rounds. Its last round was
+    evaluated because it was last; an uninterrupted run evaluates it only on the eval_every
+    grid, so those metrics go (evaluation changes no state: eval mode, no random numbers)."""
+    sim.load_state_dict(load_checkpoint(shorter / "checkpoint.pt"))
+    every = sim.cfg.eval_every
+    if sim.rows and not (every and sim.round % every == 0):
+        for k in ("test_loss", "test_acc"):
+            sim.rows[-1].pop(k, None)

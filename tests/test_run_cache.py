@@ -1,0 +1,199 @@
+"""The run cache: keyed on what a run reads, one writer per run, --force replaces atomically,
+a finished run extends to more rounds bit-identically (lgc/runs.py, lgc/sim.py train)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from lgc import runs
+from lgc.checkpoint import load_checkpoint
+from lgc.config import TrainConfig
+from lgc.sim import train
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+
+def _cfg(**kw):
+    base = dict(algorithm="lgc", n_workers=4, threshold_k=2, batch_size=10, blocks=5, rounds=12, lr=0.1,
+                momentum=0.9, dataset="synthetic", synthetic_train=2000, synthetic_test=100, model="cnn", width=4,
+                augment=True, samples_per_worker=100, eval_every=5, checkpoint_every=4, straggling_period=3,
+                device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _rows_without_wall(path):
+    return [{k: v for k, v in r.items() if k != "wall_s"} for r in runs.read_csv(path / "rounds.csv")]
+
+
+def _cli(*args, root, extra=()):
+    return [sys.executable, "-m", "lgc", "train", "-N", "4", "-K", "2", "-B", "10", "-M", "5", "--model", "mlp",
+            "--width", "8", "--synthetic-train", "2000", "--synthetic-test", "100", "--samples-per-worker", "100",
+            "--eval-every", "0", "--device", "cpu", "--threads", "1", "--quiet", "--results", str(root), *args, *extra]
+
+
+def _wait_for(pattern_root, name, proc, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        found = list(Path(pattern_root).rglob(name))
+        if found:
+            return found[0]
+        time.sleep(0.02)
+    raise AssertionError(f"no {name} appeared under {pattern_root}")
+
+
+# ----------------------------------------------------------------------------- item 2: content keys
+def test_editing_the_schedule_file_gives_a_new_run(tmp_path):
+    cfg = _cfg(dataset="quadratic", rounds=4, eval_every=0)
+    first = train(cfg, root=tmp_path / "rec", quiet=True)
+    sched = tmp_path / "schedule.csv"
+    sched.write_text((first / "schedule.csv").read_text())
+    replay = _cfg(dataset="quadratic", rounds=4, eval_every=0, schedule_file=str(sched))
+    a = train(replay, root=tmp_path, quiet=True)
+    lines = sched.read_text().splitlines()
+    header = next(line for line in lines if line.startswith("round,")).split(",")
+    col = header.index("wall")
+    row = lines[-1].split(",")
+    row[col] = repr(float(row[col]) + 1.0)  # the last round took one time unit longer
+    sched.write_text("\n".join(lines[:-1] + [",".join(row)]) + "\n")
+    b = train(replay, root=tmp_path, quiet=True)
+    assert a != b and runs.is_complete(a) and runs.is_complete(b)
+    ta, tb = (json.loads((p / "final.json").read_text())["time"] for p in (a, b))
+    assert tb == pytest.approx(ta + 1.0)
+
+
+def test_run_key_hashes_trace_file_content_not_its_path(tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("worker,round,block,time\n0,0,0,1.0\n")
+    config = {"timing": "trace", "timing_params": {"path": str(trace)}}
+    a = runs.run_dir("train", config, tmp_path)
+    assert runs.run_dir("train", config, tmp_path) == a
+    trace.write_text("worker,round,block,time\n0,0,0,2.0\n")
+    assert runs.run_dir("train", config, tmp_path) != a
+
+
+def test_cifar_folder_identity_is_in_the_key(tmp_path):
+    (tmp_path / "data_batch_1").write_bytes(b"x" * 10)
+    config = {"dataset": "cifar10", "data_dir": str(tmp_path)}
+    a = runs.run_dir("train", config, tmp_path)
+    (tmp_path / "data_batch_1").write_bytes(b"y" * 11)
+    assert runs.run_dir("train", config, tmp_path) != a
+
+
+# ----------------------------------------------------------------------------- --force, lock, Ctrl-C
+CLI_CFG = dict(n_workers=4, threshold_k=2, batch_size=10, blocks=5, rounds=400, model="mlp", width=8,
+               synthetic_train=2000, synthetic_test=100, samples_per_worker=100, eval_every=0, checkpoint_every=5,
+               device="cpu")
+
+
+def _cli(root, *extra):
+    c = CLI_CFG
+    return [sys.executable, "-m", "lgc", "train", "-N", str(c["n_workers"]), "-K", str(c["threshold_k"]),
+            "-B", str(c["batch_size"]), "-M", str(c["blocks"]), "-T", str(c["rounds"]), "--model", c["model"],
+            "--width", str(c["width"]), "--synthetic-train", str(c["synthetic_train"]),
+            "--synthetic-test", str(c["synthetic_test"]), "--samples-per-worker", str(c["samples_per_worker"]),
+            "--eval-every", "0", "--checkpoint-every", "5", "--device", "cpu", "--threads", "1", "--quiet",
+            "--results", str(root), *extra]
+
+
+def _wait_for(folder, name, proc, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        found = list(Path(folder).rglob(name)) if Path(folder).exists() else []
+        if found:
+            return found[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no {name} appeared under {folder} (exit {proc.poll()})")
+
+
+def test_killed_forced_rerun_leaves_the_finished_run_intact(tmp_path):
+    done = train(TrainConfig(**CLI_CFG), root=tmp_path, quiet=True)
+    before = {p.name: p.read_bytes() for p in done.iterdir()}
+    proc = subprocess.Popen(_cli(tmp_path, "--force"), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _wait_for(tmp_path / ".lgc" / "staging", "checkpoint.pt", proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert {p.name: p.read_bytes() for p in done.iterdir()} == before  # nothing of the finished run is lost
+    # a forced rerun that finishes replaces it: same results, new files, no staging left behind
+    assert train(TrainConfig(**CLI_CFG), root=tmp_path, quiet=True, force=True) == done
+    assert runs.is_complete(done) and (done / "final.json").read_bytes() != before["final.json"]  # wall_s differs
+    assert not list((tmp_path / ".lgc" / "staging").iterdir())
+
+
+def test_a_second_identical_run_waits_and_reuses_the_first(tmp_path):
+    first = subprocess.Popen(_cli(tmp_path, "--json"), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    _wait_for(tmp_path / "train", "config.json", first)  # the first holds the lock and is training
+    second = subprocess.run(_cli(tmp_path, "--json"), cwd=ROOT, capture_output=True, text=True)
+    out1, err1 = first.communicate()
+    assert first.returncode == 0 and second.returncode == 0, (err1, second.stderr)
+    assert "waiting for another process running the same run" in second.stderr
+    assert "reusing the finished run" in second.stderr
+    a, b = json.loads(out1), json.loads(second.stdout)
+    assert a == b  # the same stored result, not a second run's (its wall_s would differ)
+    assert len(runs.read_csv(Path(a["run_dir"]) / "rounds.csv")) == CLI_CFG["rounds"]
+
+
+def test_ctrl_c_checkpoints_and_names_the_round_and_the_resume_command(tmp_path):
+    proc = subprocess.Popen(_cli(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(tmp_path / "train", "checkpoint.pt", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate()
+    assert proc.returncode == 130, err
+    line = err.strip().splitlines()[-1]
+    assert "interrupted: round" in line and "is checkpointed; resume with: lgc train --config" in line, err
+    t = int(line.split("interrupted: round ")[1].split()[0])
+    run = next((tmp_path / "train").iterdir())
+    assert load_checkpoint(run / "checkpoint.pt")["round"] == t
+    command = line.split("resume with: ")[1].split()
+    assert command[0] == "lgc"
+    r = subprocess.run([sys.executable, "-m", *command, "--quiet", "--threads", "1"], cwd=ROOT, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"resuming {run} from round {t} of" in r.stderr
+    assert runs.is_complete(run)
+
+
+# ----------------------------------------------------------------------------- extension
+def test_more_rounds_extend_a_finished_run_bit_identically(tmp_path, capsys):
+    short = train(_cfg(rounds=7), root=tmp_path, quiet=True)
+    long = train(_cfg(rounds=12), root=tmp_path, quiet=True)
+    assert long != short and runs.is_complete(short)
+    assert f"extending the finished run {short} from 7 to 12 rounds" in capsys.readouterr().err
+    ref = train(_cfg(rounds=12), root=tmp_path / "ref", quiet=True)
+    a, b = load_checkpoint(ref / "checkpoint.pt"), load_checkpoint(long / "checkpoint.pt")
+    for k in ("w", "momentum", "u"):
+        assert torch.equal(a[k], b[k]), k
+    assert _rows_without_wall(ref) == _rows_without_wall(long)
+    assert (ref / "schedule.csv").read_text() == (long / "schedule.csv").read_text()
+    # the first 7 rounds were not recomputed: their measured seconds are the short run's
+    assert [r["wall_s"] for r in runs.read_csv(long / "rounds.csv")[:7]] == \
+        [r["wall_s"] for r in runs.read_csv(short / "rounds.csv")]
+
+
+def test_a_run_with_another_setting_is_not_extended(tmp_path, capsys):
+    train(_cfg(rounds=7, dataset="quadratic"), root=tmp_path, quiet=True)
+    long = train(_cfg(rounds=12, dataset="quadratic", lr=0.05), root=tmp_path, quiet=True)
+    assert "extending" not in capsys.readouterr().err
+    assert len(runs.read_csv(long / "rounds.csv")) == 12
+
+
+def test_a_reused_run_says_so_even_with_other_threads(tmp_path, capsys):
+    cfg = _cfg(rounds=3, dataset="quadratic")
+    p = train(cfg, root=tmp_path, quiet=True)
+    stamp = (p / "final.json").stat().st_mtime_ns
+    capsys.readouterr()
+    from lgc.threads import torch_threads
+
+    with torch_threads(2):  # threads do not change the result: not in the key, the run is reused
+        assert train(cfg, root=tmp_path, quiet=True) == p
+    assert f"reusing the finished run {p}" in capsys.readouterr().err
+    assert (p / "final.json").stat().st_mtime_ns == stamp
