@@ -68,6 +68,8 @@ def test_large_n_prints_a_sample_of_rows(capsys):
     (["--workers", "5", "--ks", "3,6", *CONST], "K=6"),
     (["--workers", "5", "--ks", "0", *CONST], "K=0"),
     (["--workers", "5", "--ks", "a", *CONST], "--ks 'a'"),
+    (["--workers", "5", "--ks", "", *CONST], "--ks '' names no K"),  # not "every K"
+    ([*CONST, "--mc-rounds", "-5"], "--mc-rounds=-5"),
     (["--blocks", "0", *CONST], "M=0"),
     (["--batch-size", "10", "--blocks", "3", *CONST], "B=10"),
     (["--timing-param", "rate=-1", *CONST], "rate=-1"),

@@ -112,3 +112,35 @@ def test_round_times_per_algorithm():
     assert np.all(boundary.mean[:-1] > exact[:-1]) and boundary.mean[-1] == pytest.approx(exact[-1])
     any_ = expected_round_times(model, n, m_blocks, "anytime-minibatch", deadline=2.0)
     assert np.allclose(any_.mean, 2.0)
+
+
+def test_monte_carlo_memory_does_not_grow_with_rounds_and_progress_is_reported():
+    """round_stats keeps running means (Welford), not a (rounds, K) array: N = 10^6 needed 3 GB."""
+    import tracemalloc
+
+    model, n = ShiftedExponential(), 4000
+
+    def peak(rounds):
+        tracemalloc.start()
+        round_stats(model, n, 5, rounds=rounds, seed=1)
+        out = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return out
+
+    assert peak(120) < 1.5 * peak(4)  # a (rounds, 6, N) float array would be 30x larger
+    seen = []
+    round_stats(model, 50, 5, rounds=7, seed=1, progress=seen.append)
+    assert seen == list(range(1, 8))
+
+
+def test_running_means_equal_the_explicit_mean_and_standard_error():
+    from theory.order_stats import _even_split_round
+
+    model, n, m, rounds = ShiftedExponential(), 30, 4, 9
+    st = round_stats(model, n, m, rounds=rounds, seed=3)
+    per = np.array([np.stack(_even_split_round(model.block_finish_times(3, r, n, 1)[:, 0], m, "boundary"))
+                    for r in range(rounds)])
+    assert np.allclose(st.wall, per[:, 1].mean(axis=0), rtol=1e-12, atol=0)
+    assert np.allclose(st.wall_se, per[:, 1].std(axis=0, ddof=1) / np.sqrt(rounds), rtol=1e-9, atol=1e-15)
+    wait = per[:, 1] - per[:, 0]
+    assert np.allclose(st.wait_se, wait.std(axis=0, ddof=1) / np.sqrt(rounds), rtol=1e-9, atol=1e-15)

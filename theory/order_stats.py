@@ -10,6 +10,7 @@ Three routes, the most exact that applies (the model's `order_statistic_route`, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -137,13 +138,15 @@ def _generic_round(finish: np.ndarray, ks: np.ndarray, semantics: str):
 
 def round_stats(
     model: TimingModel, n: int, m_blocks: int, *, semantics: str = "boundary", ks=None,
-    rounds: int = MC_ROUNDS, seed: int = 0,
+    rounds: int = MC_ROUNDS, seed: int = 0, progress: Callable[[int], None] | None = None,
 ) -> RoundStats:
     """Monte Carlo E[t_cut(K)], E[R(K)] (boundary wait included), E[m_j] over independent rounds.
 
     Round r uses model.block_finish_times(seed, r, N, M, period=1): independent periods, the
     same draws `sim` and `dist` see. Deterministic models need one round; trace replay uses
-    each recorded round once.
+    each recorded round once. Memory O(N + len(ks)): the rounds enter running means and sums
+    of squared deviations (Welford's update), not a (rounds, len(ks)) array (1.4 GB at N = 10^6).
+    `progress(r)` is called after each round r = 1..rounds (a progress bar; theory prints nothing).
     """
     require(n >= 1, f"N={n} must be >= 1")
     require(m_blocks >= 1, f"M={m_blocks} must be >= 1")
@@ -155,17 +158,24 @@ def round_stats(
     # fixed or replayed times can tie exactly with block boundaries: there, use the finish
     # matrix itself (float-identical to the schedule code) unless N is large
     exact_path = model.per_block or (model.fixed_times() and n <= 2000)
-    per = np.zeros((rounds, 5, len(ks)))
+    mean = np.zeros((6, len(ks)))  # rows: t_cut, wall, sum m, sum 1{m>=1}/m, #zero, wait R - t_cut
+    m2 = np.zeros((6, len(ks)))
+    one = np.empty((6, len(ks)))
     for r in range(rounds):
         if exact_path:
-            per[r] = _generic_round(model.block_finish_times(seed, r, n, m_blocks), ks, semantics)
+            one[:5] = _generic_round(model.block_finish_times(seed, r, n, m_blocks), ks, semantics)
         else:
             x = model.block_finish_times(seed, r, n, 1)[:, 0]
-            per[r] = np.stack(_even_split_round(x, m_blocks, semantics))[:, ks - 1]
+            for row, v in enumerate(_even_split_round(x, m_blocks, semantics)):
+                one[row] = v[ks - 1]
+        one[5] = one[1] - one[0]
+        delta = one - mean
+        mean += delta / (r + 1)
+        m2 += delta * (one - mean)
+        if progress is not None:
+            progress(r + 1)
     strag = np.maximum(n - ks, 1)
-    per = np.concatenate([per, per[:, 1:2] - per[:, 0:1]], axis=1)  # row 5: the wait R - t_cut
-    mean = per.mean(axis=0)
-    se = per.std(axis=0, ddof=1) / np.sqrt(rounds) if rounds > 1 else np.zeros_like(mean)
+    se = np.sqrt(m2 / (rounds - 1) / rounds) if rounds > 1 else np.zeros_like(mean)
     return RoundStats(
         ks=ks, t_cut=mean[0], t_cut_se=se[0], wall=mean[1], wall_se=se[1],
         m_mean=mean[2] / strag, m_inv=mean[3] / strag, zero_frac=mean[4] / strag, rounds=rounds,
@@ -223,7 +233,7 @@ def _exact_cutoffs(model: TimingModel, n: int, ks: np.ndarray):
 def expected_round_times(
     model: TimingModel, n: int, m_blocks: int, algorithm: str, *, semantics: str = "boundary", ks=None,
     comm: CommModel = CommModel(), report_latency: float = 0.0, deadline: float | None = None,
-    rounds: int | None = None, seed: int = 0,
+    rounds: int | None = None, seed: int = 0, progress: Callable[[int], None] | None = None,
 ) -> RoundTimes:
     """E[R(K)] for `algorithm` (SPEC section 3's wall-time column) for every K in ks.
 
@@ -237,7 +247,7 @@ def expected_round_times(
     require(report_latency >= 0, f"report_latency={report_latency} must be >= 0")
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
     rounds = default_rounds(n, m_blocks) if rounds is None else rounds
-    stats = round_stats(model, n, m_blocks, semantics=semantics, ks=ks, rounds=rounds, seed=seed)
+    stats = round_stats(model, n, m_blocks, semantics=semantics, ks=ks, rounds=rounds, seed=seed, progress=progress)
     exact, method = _exact_cutoffs(model, n, ks)
     t_cut = stats.t_cut if exact is None else exact
     zeros = np.zeros(len(ks))

@@ -81,8 +81,9 @@ def compute(args):
     check(args.batch_size >= 1 and args.batch_size % args.blocks == 0,
           f"B={args.batch_size} must be a positive multiple of M={args.blocks}")
     check(args.straggling_period >= 1, f"straggling period h={args.straggling_period} must be >= 1")
+    check(args.mc_rounds is None or args.mc_rounds >= 2, f"--mc-rounds={args.mc_rounds} must be >= 2")
     ks = None
-    if args.ks:
+    if args.ks is not None:  # --ks "" names no K (it is not "every K")
         try:
             ks = sorted({int(v) for v in args.ks.split(",") if v.strip()})
         except ValueError:
@@ -103,7 +104,25 @@ def compute(args):
     if args.target is None and budget is None:
         budget = 1000.0
     return prob, const, tradeoff(args.algorithm, prob, budget=budget, target=args.target, eta=args.eta,
-                                 optimize_eta=args.optimize_eta, ks=ks, rounds=args.mc_rounds, seed=args.seed)
+                                 optimize_eta=args.optimize_eta, ks=ks, seed=args.seed,
+                                 round_times=_round_times(args.algorithm, prob, ks, args.mc_rounds, args.seed))
+
+
+def _round_times(algorithm, prob, ks, rounds, seed):
+    """E[R(K)] with a progress bar over the Monte Carlo rounds: at N = 10^6 they take most of
+    the run's half minute. tqdm draws it on a terminal only, and only after the first second."""
+    from tqdm import tqdm
+
+    from theory.order_stats import default_rounds, expected_round_times
+
+    total = prob.timing.periods() or rounds or default_rounds(prob.N, prob.M)  # as round_stats draws them
+    with tqdm(total=total, desc="E[R(K)] Monte Carlo", unit="round", delay=1.0, leave=False, disable=None) as bar:
+        def progress(r: int) -> None:
+            bar.update(r - bar.n)
+
+        return expected_round_times(prob.timing, prob.N, prob.M, algorithm, semantics=prob.semantics, ks=ks,
+                                    comm=prob.comm, report_latency=prob.report_latency, rounds=rounds, seed=seed,
+                                    progress=progress)
 
 
 def _rows_to_show(res, all_rows: bool) -> np.ndarray:
