@@ -272,7 +272,7 @@ def _interval(estimate: float, replicates: np.ndarray, level: float) -> list[flo
 def estimate_constants(
     problem: EmpiricalProblem, *, bootstrap: int = 200, level: float = 0.95, power_iters: int = 30,
     l_bootstrap: int = 20, trajectory_steps: int = 20, lr: Optional[float] = None, batch: int = 32,
-    points: int = 3, lbfgs_iters: int = 200, seed: int = 0, threads: Optional[int] = None,
+    points: int = 3, lbfgs_iters: int = 200, seed: int = 0, threads: Optional[int] = None, quiet: bool = True,
 ) -> Estimate:
     """L, sigma^2, zeta^2, Delta of `problem` with percentile-bootstrap intervals.
 
@@ -284,22 +284,28 @@ def estimate_constants(
         constant is evaluated; the largest value is reported.
       threads: torch intra-op threads during the estimate (None: 1 for models under 10^5
         parameters, whose tiny ops run fastest on one thread (lgc/threads.py); else unchanged).
+      quiet: False draws a progress bar (tqdm, stderr) over the Hessian-vector power
+        iterations, gradient sets, bootstrap replicates and L-BFGS.
     """
     if threads is None and problem.w0.numel() < 100_000:
         threads = 1
     with torch_threads(threads):
         return _estimate(problem, bootstrap=bootstrap, level=level, power_iters=power_iters,
                          l_bootstrap=l_bootstrap, trajectory_steps=trajectory_steps, lr=lr, batch=batch,
-                         points=points, lbfgs_iters=lbfgs_iters, seed=seed)
+                         points=points, lbfgs_iters=lbfgs_iters, seed=seed, quiet=quiet)
 
 
 def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_bootstrap, trajectory_steps, lr, batch, points,
-              lbfgs_iters, seed) -> Estimate:
+              lbfgs_iters, seed, quiet=True) -> Estimate:
+    from tqdm import tqdm
+
     check(bootstrap >= 10, f"--bootstrap {bootstrap} must be >= 10")
     check(l_bootstrap >= 0, f"--l-bootstrap {l_bootstrap} must be >= 0")
     check(power_iters >= 1, f"--power-iters {power_iters} must be >= 1")
     check(0 < level < 1, f"--level {level} must be in (0, 1)")
     check(points >= 1 and trajectory_steps >= 0, f"points={points} >= 1 and steps={trajectory_steps} >= 0 required")
+    check(lr is None or (np.isfinite(lr) and lr > 0), f"--lr {lr} must be a finite number > 0")
+    check(lbfgs_iters >= 1, f"--lbfgs-iters {lbfgs_iters} must be >= 1")
     n_workers = len(problem.workers)
     rng = np.random.default_rng(seed)
 
@@ -309,6 +315,8 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
     step = lr if lr is not None else 1.0 / max(l0, 1e-12)
     traj = sgd_trajectory(problem, steps=trajectory_steps, lr=step, batch=batch, seed=seed)
     where = sorted({int(round(k)) for k in np.linspace(0, len(traj) - 1, points)})
+    bar = tqdm(total=len(where) * (n_workers + 1) + len(traj) + l_bootstrap + 1, desc="estimate", unit="step",
+               leave=False, disable=quiet)
 
     # L: power iteration per worker and point; secants between consecutive trajectory points
     l_hvp, l_arg = -1.0, None
@@ -317,6 +325,7 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
         for i in range(n_workers):
             lam, v = top_hessian_eigenvalue(lambda w: worker_loss(problem, w, i), traj[p], iters=power_iters, seed=seed)
             by_point[p]["L"] = max(by_point[p].get("L", 0.0), lam)
+            bar.update(1)
             if lam > l_hvp:
                 l_hvp, l_arg = lam, (p, i, v)
     # delta (A6 of theory/DERIVATION.md): secants of a_i = grad f_i - grad F along the trajectory
@@ -332,6 +341,7 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
             if float(a_diff.max()) > d_secant:
                 d_secant, d_arg = float(a_diff.max()), (t, int(a_diff.argmax()))
         prev = cur
+        bar.update(1)
     l_secant = max(secants) if secants else float("nan")
     # and the top |eigenvalue| of Hess(f_i - F) for the worker and point of the largest secant
     d_hvp = top_hessian_eigenvalue(lambda w: worker_loss(problem, w, d_arg[1]) - full_loss(problem, w),
@@ -345,6 +355,7 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
         wts = torch.from_numpy(rng.multinomial(len(x_i), np.full(len(x_i), 1 / len(x_i)))).to(problem.w0.dtype)
         l_boot.append(top_hessian_eigenvalue(lambda w: worker_loss(problem, w, i, wts), traj[p],
                                              iters=max(5, power_iters // 3), v0=v)[0])
+        bar.update(1)
 
     # sigma^2 and zeta^2: row 0 of counts is the sample itself, rows 1.. the bootstrap replicates
     counts = []
@@ -357,9 +368,12 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
         sig_p, zet_p = _variance_and_dissimilarity(problem, traj[p], counts)
         sig, zet = np.maximum(sig, sig_p), np.maximum(zet, zet_p)
         by_point[p].update(sigma2=float(sig_p[0]), zeta2=float(zet_p[0]))
+        bar.update(1)
 
     # Delta: F(w_0) - lowest F from L-BFGS; bootstrap over the per-sample loss differences
     f_best, w_best = lowest_loss(problem, iters=lbfgs_iters)
+    bar.update(1)
+    bar.close()
     f0 = float(full_loss(problem, problem.w0))
     with torch.no_grad():
         d_boot = np.zeros(bootstrap)

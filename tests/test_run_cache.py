@@ -33,23 +33,7 @@ def _rows_without_wall(path):
     return [{k: v for k, v in r.items() if k != "wall_s"} for r in runs.read_csv(path / "rounds.csv")]
 
 
-def _cli(*args, root, extra=()):
-    return [sys.executable, "-m", "lgc", "train", "-N", "4", "-K", "2", "-B", "10", "-M", "5", "--model", "mlp",
-            "--width", "8", "--synthetic-train", "2000", "--synthetic-test", "100", "--samples-per-worker", "100",
-            "--eval-every", "0", "--device", "cpu", "--threads", "1", "--quiet", "--results", str(root), *args, *extra]
-
-
-def _wait_for(pattern_root, name, proc, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        found = list(Path(pattern_root).rglob(name))
-        if found:
-            return found[0]
-        time.sleep(0.02)
-    raise AssertionError(f"no {name} appeared under {pattern_root}")
-
-
-# ----------------------------------------------------------------------------- item 2: content keys
+# ----------------------------------------------------------------------------- the key: what a run reads
 def test_editing_the_schedule_file_gives_a_new_run(tmp_path):
     cfg = _cfg(dataset="quadratic", rounds=4, eval_every=0)
     first = train(cfg, root=tmp_path / "rec", quiet=True)
@@ -95,8 +79,9 @@ CLI_CFG = dict(n_workers=4, threshold_k=2, batch_size=10, blocks=5, rounds=400, 
 
 def _cli(root, *extra):
     c = CLI_CFG
-    return [sys.executable, "-m", "lgc", "train", "-N", str(c["n_workers"]), "-K", str(c["threshold_k"]),
-            "-B", str(c["batch_size"]), "-M", str(c["blocks"]), "-T", str(c["rounds"]), "--model", c["model"],
+    return [sys.executable, "-m", "lgc", "train", "--workers", str(c["n_workers"]), "--k", str(c["threshold_k"]),
+            "--batch-size", str(c["batch_size"]), "--blocks", str(c["blocks"]), "--rounds", str(c["rounds"]),
+            "--model", c["model"],
             "--width", str(c["width"]), "--synthetic-train", str(c["synthetic_train"]),
             "--synthetic-test", str(c["synthetic_test"]), "--samples-per-worker", str(c["samples_per_worker"]),
             "--eval-every", "0", "--checkpoint-every", "5", "--device", "cpu", "--threads", "1", "--quiet",

@@ -82,17 +82,23 @@ def read_constants(path) -> Constants:
 
 
 def write_constants(path, constants) -> None:
-    """Validate, then write atomically (temporary file in the same folder, then rename)."""
+    """Validate, then write atomically (temporary file in the same folder, fsync, rename), with
+    the permissions of any new file (0644 under umask 022); the folder must exist."""
     d = asdict(constants) if isinstance(constants, Constants) else dict(constants)
     d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS and v is None)}  # absent, not null
     validate_constants(d, source=str(path))
     d["format"] = CONSTANTS_FORMAT_VERSION
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    require(p.absolute().parent.is_dir(), f"folder {str(p.absolute().parent)!r} of {str(p)!r} does not exist")
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             f.write(json.dumps(d, indent=2, sort_keys=True, default=float) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a constants file is an ordinary file
         os.replace(tmp, p)
     except BaseException:
         if os.path.exists(tmp):

@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o = parser.add_argument_group("output")
     o.add_argument("--out", type=Path, default=Path("constants.json"), help="constants JSON (default constants.json)")
     o.add_argument("--json", action="store_true", help="print the JSON instead of a table")
+    o.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def train_config(args):
@@ -93,16 +94,31 @@ def build_problem(args):
     return problem_from_model(model, workers, pi=task.pi, name=f"{cfg.dataset}/{cfg.model}/{cfg.partition}"), None, cfg
 
 
+def check_estimate_flags(args) -> None:
+    """The estimation flags, named, before any work (a NaN step size used to fail at the end)."""
+    import math
+
+    check(args.trajectory_lr is None or (math.isfinite(args.trajectory_lr) and args.trajectory_lr > 0),
+          f"--trajectory-lr {args.trajectory_lr} must be a finite number > 0")
+    check(args.lbfgs_iters >= 1, f"--lbfgs-iters {args.lbfgs_iters} must be >= 1")
+    check(args.bootstrap >= 10, f"--bootstrap {args.bootstrap} must be >= 10")
+    check(args.l_bootstrap >= 0, f"--l-bootstrap {args.l_bootstrap} must be >= 0")
+    check(args.power_iters >= 1, f"--power-iters {args.power_iters} must be >= 1")
+    check(args.trajectory_steps >= 0, f"--trajectory-steps {args.trajectory_steps} must be >= 0")
+    check(0 < args.level < 1, f"--level {args.level} must be in (0, 1)")
+
+
 def run(args: argparse.Namespace) -> int:
     from lgc.commands._paths import check_writable_file
     from lgc.estimate import estimate_constants
 
     check_writable_file(args.out, "--out")  # before the estimate, which takes a while
+    check_estimate_flags(args)
     problem, quad, cfg = build_problem(args)
     est = estimate_constants(
         problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters, l_bootstrap=args.l_bootstrap,
         trajectory_steps=args.trajectory_steps, lr=args.trajectory_lr, lbfgs_iters=args.lbfgs_iters, seed=cfg.seed,
-        threads=args.threads)
+        threads=args.threads, quiet=args.quiet)
     constants = est.to_json()
     constants["source"].update({
         "command": "lgc estimate", "dataset": cfg.dataset, "model": None if quad else cfg.model,

@@ -27,8 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.out is not None:  # one line now, rather than one traceback per figure later
+        above = Path(args.out).absolute().parent  # created: the folder named, not the ones above it
+        check(above.is_dir(), f"--out {args.out}: folder {above} does not exist")
         try:
-            Path(args.out).mkdir(parents=True, exist_ok=True)
+            Path(args.out).mkdir(exist_ok=True)
         except OSError as e:
             raise UserError(f"--out {args.out}: cannot create the folder ({e.strerror})") from None
     if args.profile == "paper":

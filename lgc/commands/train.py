@@ -67,11 +67,15 @@ def run(args) -> int:
         print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
         return 0
     options = options_from_args(args)
-    if args.threads is not None:  # sim: only when given (dist workers: DistOptions.threads, default 1)
+    check(args.threads is None or args.threads >= 1, f"--threads={args.threads} must be >= 1")
+    from lgc.threads import default_threads
+
+    # sim: --threads, else 1 for the small models (dist workers: DistOptions.threads, default 1)
+    threads = args.threads if args.threads is not None else default_threads(cfg.model)
+    if threads is not None:
         import torch
 
-        check(args.threads >= 1, f"--threads={args.threads} must be >= 1")
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     common = dict(root=args.results, force=args.force, resume=args.resume, quiet=args.quiet)
     if cfg.backend == "dist":
         from lgc.dist import run_dist
