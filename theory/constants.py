@@ -83,13 +83,13 @@ def read_constants(path) -> Constants:
 
 def write_constants(path, constants) -> None:
     """Validate, then write atomically (temporary file in the same folder, fsync, rename), with
-    the permissions of any new file (0644 under umask 022); the folder must exist."""
+    the permissions of any new file (0644 under umask 022)."""
     d = asdict(constants) if isinstance(constants, Constants) else dict(constants)
     d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS and v is None)}  # absent, not null
     validate_constants(d, source=str(path))
     d["format"] = CONSTANTS_FORMAT_VERSION
     p = Path(path)
-    require(p.absolute().parent.is_dir(), f"folder {str(p.absolute().parent)!r} of {str(p)!r} does not exist")
+    p.parent.mkdir(parents=True, exist_ok=True)  # `lgc estimate --out` checks its folder exists first
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
