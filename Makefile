@@ -16,10 +16,20 @@ TORCH ?= torch==2.13.0
 # GPU machine: no package registry; its own python3 has torch and the scientific stack.
 GPU_PY ?= python3
 GPU_ENV := PYTHONPATH=$(CURDIR) PYTHONUNBUFFERED=1
+# Targets that run on either machine use the GPU machine's python3 where nvidia-smi is (no venv
+# can be built there), else the project's environment.
+ifneq ($(shell command -v nvidia-smi 2>/dev/null),)
+RUN_PY := $(GPU_PY)
+RUN_DEPS :=
+else
+RUN_PY := $(PY)
+RUN_DEPS := $(STAMP)
+endif
 DATA_DIR ?= data
 SHARED ?= ../shared
 
-.PHONY: help install test test-gpu test-integration figures figures-paper data bench bench-dist clean
+.PHONY: help install test test-gpu test-integration figures figures-paper data bench bench-dist gpu-carry \
+	gpu-session gpu-rehearsal clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-17s %s\n", $$1, $$2}'
@@ -54,11 +64,24 @@ figures-paper:  ## paper profile on CIFAR-10, GPU, resumable in chunks (GPU mach
 data:  ## download CIFAR-10 (official archive, MD5 checked) into $(DATA_DIR)
 	$(PY) -m lgc.data.cifar10 download $(DATA_DIR)
 
-bench:  ## sim round vs plain step throughput (SPEC section 8), GPU machine
-	$(GPU_ENV) $(GPU_PY) -m lgc.bench $(ARGS)
+bench: $(RUN_DEPS)  ## sim round vs plain step vs per-worker loop, samples/s and ratios (GPU or CPU)
+	$(GPU_ENV) $(RUN_PY) -m lgc.bench $(ARGS)
 
 bench-dist: install  ## dist coordination overhead, N = 8 gloo processes on CPU
-	$(PY) -m lgc.bench_dist $(ARGS)
+	$(PY) -m lgc.bench.dist $(ARGS)
+
+gpu-carry:  ## fill .carry/ (ignored; the device call carries it): CIFAR-10 JPEG copy, converter, code version
+	@test -f $(SHARED)/data/cifar10-jpeg.tar.xz || { echo "gpu-carry: no $(SHARED)/data/cifar10-jpeg.tar.xz: set SHARED=DIR"; exit 2; }
+	mkdir -p .carry
+	cp $(SHARED)/data/cifar10-jpeg.tar.xz $(SHARED)/data/cifar10_from_jpeg.py .carry/
+	git rev-parse HEAD > .carry/CODE_VERSION
+	@echo "travels: $$( (git ls-files -z; find .carry -type f -print0) | du -cb --files0-from=- | tail -1 | cut -f1) bytes (limit 64 MiB = 67108864)"
+
+gpu-session: $(RUN_DEPS)  ## GPU machine, one command: test-gpu, bench, paper profile cut to fit, one archive
+	PYTHON=$(RUN_PY) bash scripts/gpu_session.sh $(ARGS)
+
+gpu-rehearsal: $(RUN_DEPS)  ## the same session at tiny scale on a CPU (a few minutes), before a GPU call
+	PYTHON=$(RUN_PY) bash scripts/gpu_session.sh --tiny $(ARGS)
 
 clean:  ## remove the venv, caches and results (keeps committed figures)
 	rm -rf .venv .pytest_cache build *.egg-info

@@ -30,15 +30,20 @@ def eval_rows(done: list) -> list[dict]:
     rows = []
     for job, path in done:
         cfg = job.config
-        for r in read_csv(Path(path) / "rounds.csv"):
-            if r.get("test_acc", "") == "":
-                continue
-            for fig in job.figures:
-                rows.append({"figure": fig, "c": cfg.classes_per_worker, "h": cfg.straggling_period,
-                             "K": cfg.threshold_k if algorithm_entry(cfg.algorithm).round_end != "all" else cfg.n_workers,
-                             "M": cfg.blocks, "lr": cfg.lr, "algorithm": cfg.algorithm, "seed": cfg.seed,
-                             "round": int(r["round"]) + 1, "time": float(r["time"]),
-                             "test_acc": float(r["test_acc"]), "test_loss": float(r["test_loss"])})
+        evals = [r for r in read_csv(Path(path) / "rounds.csv") if r.get("test_acc", "") != ""]
+        for fig in job.figures:
+            # fig3's full-sync run stands for every h, on the clock each h gives it (pp.full_sync_clock)
+            shared = fig == "fig3" and cfg.algorithm == "full-sync"
+            for h in pp.PERIODS if shared else (cfg.straggling_period,):
+                clock = pp.full_sync_clock(cfg, h) if shared and h != cfg.straggling_period else None
+                for r in evals:
+                    t = int(r["round"])
+                    rows.append({"figure": fig, "c": cfg.classes_per_worker, "h": h,
+                                 "K": cfg.threshold_k if algorithm_entry(cfg.algorithm).round_end != "all"
+                                 else cfg.n_workers, "M": cfg.blocks, "lr": cfg.lr, "algorithm": cfg.algorithm,
+                                 "seed": cfg.seed,
+                                 "round": t + 1, "time": float(r["time"]) if clock is None else float(clock[t]),
+                                 "test_acc": float(r["test_acc"]), "test_loss": float(r["test_loss"])})
     return rows
 
 

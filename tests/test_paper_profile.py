@@ -6,7 +6,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from lgc.bench import write_fake_cifar10
+from lgc.data.cifar10 import write_fake_cifar10
 from lgc.runs import read_csv
 from paper_figures import paper, paper_draw
 from paper_figures import paper_profile as pp
@@ -102,3 +102,45 @@ def test_bad_figure_name_is_one_line_and_status_2(capsys):
 def test_bad_engine_is_refused_before_any_run(tmp_path, capsys):
     assert paper.main(["--data-dir", str(tmp_path), "--engine", "bogus", "--plan"]) == 2
     assert "engine='bogus' must be one of" in capsys.readouterr().err
+
+
+def test_full_sync_runs_once_for_every_straggling_period():
+    """fig3 trains no full-sync run per h: the base run (h = 10) serves every h."""
+    jobs = pp.jobs("/data", pp.PAPER)
+    fs3 = [j for j in jobs if "fig3" in j.figures and j.config.algorithm == "full-sync"]
+    assert len(fs3) == pp.PAPER.seeds and {j.config.straggling_period for j in fs3} == {pp.BASE_H}
+    assert all("fig1" in j.figures for j in fs3)  # the very runs of figure 1 (c = 5)
+
+
+def test_full_sync_iterates_do_not_depend_on_h_and_its_clock_is_rederived():
+    """The premise, checked: full-sync with h = 1 and h = 10 ends at the same weights; and
+    full_sync_clock(h) equals the time column a full-sync run with that h records."""
+    import dataclasses
+
+    import torch
+
+    from lgc.config import TrainConfig
+    from lgc.sim import Simulator
+
+    cfg = TrainConfig(algorithm="full-sync", n_workers=5, threshold_k=3, batch_size=10, blocks=5, rounds=6,
+                      dataset="synthetic", synthetic_train=1000, synthetic_test=20, model="mlp", width=4,
+                      partition="main-label", samples_per_worker=40, straggling_period=10, eval_every=0,
+                      checkpoint_every=0, device="cpu")
+    sims = {h: Simulator(dataclasses.replace(cfg, straggling_period=h)) for h in (1, 10)}
+    rows = {h: [s.step() for _ in range(cfg.rounds)] for h, s in sims.items()}
+    assert torch.equal(sims[1].w, sims[10].w)
+    for h in (1, 10):
+        np.testing.assert_allclose(pp.full_sync_clock(cfg, h), [r["time"] for r in rows[h]], rtol=1e-12)
+    assert pp.full_sync_clock(cfg, 1)[-1] != pp.full_sync_clock(cfg, 10)[-1]
+
+
+def test_lgc_figures_forwards_the_paper_profile_options(capsys):
+    from lgc.cli import main
+
+    assert main(["figures", "--profile", "paper", "--data-dir", "/nowhere", "--tiny", "--plan", "--only", "fig5",
+                 "--chunk-minutes", "1"]) == 0
+    out = capsys.readouterr().out
+    plan = json.loads(out[out.index("{\n"):])
+    assert plan["runs"] == len(pp.BLOCKS) * pp.TINY.seeds  # tiny scale, figure 5 only
+    assert main(["figures", "--tiny"]) == 2  # the quick profile has no tiny scale
+    assert "--tiny applies to --profile paper only" in capsys.readouterr().err

@@ -23,6 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     paper.add_argument("--accept-md5-mismatch", action="store_true", help="use CIFAR-10 files whose MD5 differs")
     paper.add_argument("--constants", type=Path, default=None,
                        help="constants JSON of `lgc estimate` for the bound curves")
+    paper.add_argument("--tiny", action="store_true", help="tiny CPU scale: a smoke test of the whole profile")
+    paper.add_argument("--plan", action="store_true", help="print the runs and the GPU-time estimate, run nothing")
+    paper.add_argument("--chunk-minutes", type=float, default=None,
+                       help="stop cleanly within this time; run again to continue (default 9)")
+    paper.add_argument("--archive", type=Path, default=None, help="also pack run records and figures into this .tar.gz")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +48,13 @@ def run(args: argparse.Namespace) -> int:
         argv += ["--only", ",".join(args.only)] if args.only else []
         argv += ["--out", str(args.out)] if args.out else []
         argv += ["--quiet"] if args.quiet else []
+        argv += ["--tiny"] * args.tiny + ["--plan"] * args.plan
+        argv += ["--chunk-minutes", str(args.chunk_minutes)] if args.chunk_minutes is not None else []
+        argv += ["--archive", str(args.archive)] if args.archive else []
         return int(paper.main(argv) or 0)
+    for flag, given in (("--tiny", args.tiny), ("--plan", args.plan), ("--chunk-minutes", args.chunk_minutes),
+                        ("--archive", args.archive)):
+        check(not given, f"{flag} applies to --profile paper only")
     from paper_figures import quick
 
     known = quick.discover()

@@ -192,6 +192,28 @@ def download(data_dir, *, url: str = ARCHIVE_URL) -> Path:
     return d / FOLDER
 
 
+def write_fake_cifar10(folder, *, n_train: int = 5000, n_test: int = 500, seed: int = 0) -> Path:
+    """Random images and labels in CIFAR-10's official python layout (data_batch_1..5,
+    test_batch, batches.meta) under folder/cifar-10-batches-py; load with accept_md5_mismatch.
+    For benchmarks and pipeline tests that need CIFAR-shaped data without the download."""
+    rng = np.random.default_rng(seed)
+    out = Path(folder) / "cifar-10-batches-py"
+    out.mkdir(parents=True, exist_ok=True)
+    per = -(-n_train // 5)
+    sizes = [min(per, n_train - k * per) for k in range(5)] + [n_test]
+    names = [f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]
+    for name, n in zip(names, sizes):
+        n = max(n, 0)
+        # every class present in every batch (partitions need each label)
+        labels = [int(v) for v in (np.arange(n) + rng.integers(0, 10)) % 10]
+        d = {b"batch_label": name.encode(), b"labels": labels,
+             b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"fake.png"] * n}
+        (out / name).write_bytes(pickle.dumps(d, protocol=2))
+    (out / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"class{i}".encode() for i in range(10)]},
+                                                    protocol=2))
+    return out
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2 or argv[0] != "download":

@@ -10,7 +10,7 @@ block counts equal the model's, and the round-period overhead (time between roun
 rank 0, bookkeeping included). A benchmark, not a test: machines are noisy, and other
 processes on a 2-core machine delay the workers' wake-ups.
 
-    python -m lgc.bench_dist [--workers 8 --k 6 --blocks 5 --unit-ms 100 --rounds 40 --json]
+    python -m lgc.bench.dist [--workers 8 --k 6 --blocks 5 --unit-ms 100 --rounds 40 --json]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import time
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lgc.bench_dist", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m lgc.bench.dist", description=__doc__.splitlines()[0])
     p.add_argument("--workers", dest="n", type=int, default=8, help="N worker processes (default 8)")
     p.add_argument("--k", type=int, default=6, help="K (default 6)")
     p.add_argument("--blocks", type=int, default=5, help="M (default 5)")

@@ -1,7 +1,7 @@
 """Benchmark (not a test): `lgc optimize-k` for N = 10,000 (SPEC section 8: under 1 s after
 imports, under 3 s end to end). Prints both, as medians of a few runs.
 
-    python -m lgc.bench_optimize_k [--n 10000] [--repeats 3]
+    python -m lgc.bench.optimize_k [--n 10000] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,407 @@
+"""`make bench`: the `sim` round's throughput against a plain training step and against an
+explicit per-worker loop (SPEC section 8; README's performance table).
+
+Configuration (fixed): N = 10, K = 7, B = 50, M = 5, shifted-exponential timing (shift 1,
+rate 1), h = 1, lgc. A sim round processes K*B + sum_j m_j*b samples (the fast mini-batches and
+the stragglers' finished blocks). Three sides, on the same sequence of rounds:
+
+  sim round       the whole `Simulator.step()`: data gather and augmentation on the device,
+                  schedule, gradient engine (fused and/or two-pass), rule, server step;
+  plain step      forward + backward + SGD with momentum on one batch of the round's size:
+                  what the same samples cost a single-worker trainer;
+  per-worker loop the structure of the authors' lab code: one forward and backward per worker
+                  on its own samples, the groups' gradient means summed, the same rule and step.
+
+Each side is timed in every compile mode asked for, `--repeats` times interleaved (the machine
+may be shared: the median of each side, ratios from the same run), and the best mode of each
+is compared:
+
+    ratio = (sim samples/s) / (plain samples/s) = plain ms/round / sim ms/round  (target >= 0.9)
+
+On CUDA: ResNet-18-GN width 64, bf16 autocast, channels_last, CUDA events, compile modes
+none and reduce-overhead; compilation happens in an untimed first pass over the same rounds.
+On a CPU: the small CNN (width 32), one thread, eager. `--profile` adds a torch.profiler table
+of one sim round and one plain step (where the time goes).
+
+    python -m lgc.bench                                   # GPU: ResNet-18-GN; CPU: small CNN
+    python -m lgc.bench --device cpu --model resnet18 --width 8 --steps 4
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+N_WORKERS, THRESHOLD_K, BATCH, BLOCKS = 10, 7, 50, 5
+ALGORITHM = "lgc"
+
+
+# ----------------------------------------------------------------------------- timers
+class Timer:
+    """Elapsed milliseconds of a block of work: CUDA events on a GPU, perf_counter otherwise."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.end.record()
+            torch.cuda.synchronize()
+            self.ms = self.start.elapsed_time(self.end)
+        else:
+            self.ms = (time.perf_counter() - self.t0) * 1e3
+
+
+# ----------------------------------------------------------------------------- the rounds
+def bench_config(args, data_dir: str, engine: str, mode: str, rounds: int):
+    from lgc.config import TrainConfig
+
+    return TrainConfig(
+        algorithm=ALGORITHM, n_workers=N_WORKERS, threshold_k=THRESHOLD_K, batch_size=BATCH, blocks=BLOCKS,
+        rounds=rounds, warmup_rounds=0, lr=0.05, momentum=0.9, dataset="cifar10", data_dir=data_dir,
+        accept_md5_mismatch=True, model=args.model, width=args.width, partition="iid",
+        samples_per_worker=args.samples_per_worker, timing="shifted-exp", straggling_period=1, seed=args.seed,
+        eval_every=0, checkpoint_every=0, device=args.device, engine=engine, compile=mode)
+
+
+def draw_rounds(cfg, steps: int) -> list:
+    """`steps` rounds drawn from the timing model (rounds 0..steps-1)."""
+    from lgc.protocol import make_timing
+    from theory.schedule import schedule_round
+
+    timing = make_timing(cfg)
+    return [schedule_round(timing.block_finish_times(cfg.seed, t, cfg.n_workers, cfg.blocks, period=1),
+                           cfg.threshold_k, semantics=cfg.semantics, round_index=t) for t in range(steps)]
+
+
+def cycled(rounds: list, times: int) -> list:
+    """The same rounds `times` times over, renumbered (every pass sees the same round sizes)."""
+    n = len(rounds)
+    return [dataclasses.replace(rounds[t % n], round=t) for t in range(times * n)]
+
+
+def plans(cfg, rounds: list) -> list:
+    """Each round's per-worker sample counts and group weights (lgc.protocol.round_plan)."""
+    from lgc.protocol import round_plan
+
+    pi = np.full(cfg.n_workers, 1.0 / cfg.n_workers)
+    return [round_plan(cfg.algorithm, s.fast_mask(), s.blocks, pi, cfg.batch_size, cfg.block_size, warmup=False)
+            for s in rounds]
+
+
+# ----------------------------------------------------------------------------- the three sides
+class SimSide:
+    """Simulator.step() over a replayed schedule (the sim backend as `lgc train` runs it)."""
+
+    def __init__(self, args, data_dir: str, engine: str, mode: str, rounds: list, passes: int):
+        from lgc.sim import Simulator
+
+        cfg = bench_config(args, data_dir, engine, mode, passes * len(rounds) + 1)
+        self.sim = Simulator(cfg, schedule=cycled(rounds, passes) + [dataclasses.replace(rounds[0],
+                                                                                         round=passes * len(rounds))])
+        self.device = self.sim.device
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self.sim.step()
+
+    def extra(self) -> dict:
+        return {"fused_rounds": getattr(self.sim.engine, "fused_rounds", None)}
+
+
+class _ModelSide:
+    """A fresh model of the bench's kind with random CIFAR-shaped inputs on the device."""
+
+    def __init__(self, args, mode: str, device: torch.device):
+        from lgc.sim.fused import _maybe_compile
+        from lgc.models import make_model
+
+        torch.manual_seed(args.seed)
+        self.device, self.mode = device, mode
+        self.cl = device.type == "cuda" and args.model in ("resnet18", "cnn")
+        self.model = make_model(args.model, 10, (3, 32, 32), width=args.width).to(
+            device, memory_format=torch.channels_last if self.cl else torch.preserve_format)
+        self.model.train()
+        self.fwd = _maybe_compile(self.model, mode)
+        g = torch.Generator(device="cpu").manual_seed(args.seed)
+        x = torch.randn(N_WORKERS * BATCH, 3, 32, 32, generator=g).to(device)
+        self.x = x.contiguous(memory_format=torch.channels_last) if self.cl else x
+        self.y = torch.randint(0, 10, (N_WORKERS * BATCH,), generator=g).to(device)
+
+    def loss(self, x, y):
+        from lgc.sim.fused import mark_step
+
+        mark_step(self.mode)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            out = self.fwd(x)
+        return torch.nn.functional.cross_entropy(out.float(), y)
+
+
+class PlainSide(_ModelSide):
+    """forward + backward + SGD (momentum 0.9) on one batch of each round's sample count."""
+
+    def __init__(self, args, mode, device, plans_: list):
+        super().__init__(args, mode, device)
+        self.sizes = [int(p.counts.sum()) for p in plans_]
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9)
+        self.t = 0
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            n = self.sizes[self.t % len(self.sizes)]
+            self.t += 1
+            loss = self.loss(self.x[:n], self.y[:n])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+
+
+class LoopSide(_ModelSide):
+    """The lab code's structure: for each worker with work, one forward and one backward of its
+    mean loss over its own samples; the groups' means gA_t, gS_t as pi-weighted sums of the
+    workers' gradients (DERIVATION.md (3.2)-(3.3)); then the same rule and server step as sim."""
+
+    def __init__(self, args, mode, device, plans_: list):
+        super().__init__(args, mode, device)
+        self.plans = plans_
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        with torch.no_grad():
+            self.w = torch.cat([p.detach().reshape(-1) for p in self.params]).float().clone()
+        from lgc.rules import RuleState, ServerState
+
+        self.rule, self.server = RuleState(), ServerState()
+        self.t = 0
+
+    def run(self, steps: int) -> None:
+        from lgc.rules import aggregate, server_step
+
+        for _ in range(steps):
+            plan = self.plans[self.t % len(self.plans)]
+            self.t += 1
+            grads = {g: torch.zeros_like(self.w) for g in plan.per_sample}
+            for i, n in enumerate(int(c) for c in plan.counts):
+                if n == 0:
+                    continue
+                rows = slice(i * BATCH, i * BATCH + n)
+                gs = torch.autograd.grad(self.loss(self.x[rows], self.y[rows]), self.params)
+                flat = torch.cat([t.reshape(-1) for t in gs]).float()
+                for g, per in plan.per_sample.items():  # per-sample weight x n = the worker's group weight
+                    if per[i] != 0:
+                        grads[g].add_(flat, alpha=float(per[i] * n))
+            d, self.rule = aggregate(ALGORITHM, grads, plan.rho, self.rule)
+            self.w, self.server = server_step(self.w, d, self.server, lr=0.05, momentum=0.9)
+            with torch.no_grad():
+                off = 0
+                for p in self.params:
+                    p.copy_(self.w[off:off + p.numel()].view_as(p))
+                    off += p.numel()
+
+
+# ----------------------------------------------------------------------------- measuring
+def _error(e: Exception) -> dict:
+    return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+
+
+def measure(sides: dict, steps: int, repeats: int, samples_per_round: float, device, report: dict, args) -> None:
+    """One untimed pass per side (compilation, caches), then `repeats` timed passes of `steps`
+    rounds, the sides interleaved so that a busy neighbour slows them alike; the median."""
+    times: dict = {k: [] for k in sides}
+    for key, side in list(sides.items()):
+        try:
+            side.run(steps)
+        except Exception as e:  # a compile mode that fails on this machine is reported, not fatal
+            report["sides"][key] = _error(e)
+            del sides[key]
+            _say(args, f"{key:<32} FAILED {report['sides'][key]['error'][:120]}")
+    for _ in range(repeats):
+        for key, side in list(sides.items()):
+            try:
+                with Timer(device) as tm:
+                    side.run(steps)
+            except Exception as e:
+                report["sides"][key] = _error(e)
+                del sides[key]
+                continue
+            times[key].append(tm.ms / steps)
+    for key, side in sides.items():
+        ms = statistics.median(times[key])
+        res = {"ms_per_round": ms, "samples_per_s": samples_per_round / ms * 1e3,
+               "ms_all_repeats": times[key], **(side.extra() if hasattr(side, "extra") else {})}
+        report["sides"][key] = res
+        _say(args, f"{key:<32} {ms:9.2f} ms/round {res['samples_per_s']:10.0f} samples/s  "
+                   f"(repeats: {', '.join(f'{t:.1f}' for t in times[key])})")
+    _save(args, report)
+
+
+def best(report: dict, prefix: str):
+    """(ms per round, key) of the fastest measured side whose key starts with prefix, or None."""
+    got = [(v["ms_per_round"], k) for k, v in report["sides"].items() if k.startswith(prefix) and "ms_per_round" in v]
+    return min(got) if got else None
+
+
+def profile_table(side, steps: int, device, rows: int = 15) -> str:
+    """torch.profiler's table of `steps` rounds of one side, sorted by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        side.run(steps)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows)
+
+
+def run(args) -> dict:
+    from lgc import runs
+    from lgc.data.cifar10 import write_fake_cifar10
+    from lgc.sim import resolve_device
+
+    device = resolve_device(args.device)
+    if device.type == "cpu" and args.threads:
+        torch.set_num_threads(args.threads)
+    modes = [m for m in args.modes.split(",") if m]
+    engines = [e for e in args.engines.split(",") if e]
+    report = {"config": {"N": N_WORKERS, "K": THRESHOLD_K, "B": BATCH, "M": BLOCKS, "algorithm": ALGORITHM,
+                         "model": args.model + ("-gn" if args.model == "resnet18" else ""), "width": args.width,
+                         "steps": args.steps, "repeats": args.repeats,
+                         "timing": "shifted-exp(shift=1, rate=1), h=1",
+                         "amp_bf16": device.type == "cuda", "channels_last": device.type == "cuda",
+                         "threads": torch.get_num_threads() if device.type == "cpu" else None},
+              "device": runs.environment_info(str(device)), "code_version": runs.code_version(),
+              "command": "python -m lgc.bench " + " ".join(args.argv), "sides": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = args.data_dir or str(write_fake_cifar10(tmp, n_train=N_WORKERS * args.samples_per_worker,
+                                                           n_test=100).parent)
+        cfg = bench_config(args, data_dir, engines[0], "none", args.steps)
+        rounds = draw_rounds(cfg, args.steps)
+        plan = plans(cfg, rounds)
+        samples = float(np.mean([p.counts.sum() for p in plan]))
+        report["config"]["mean_samples_per_round"] = samples
+        _say(args, f"{args.model} width {args.width} on {device}, {samples:.0f} samples/round on average, "
+                   f"{args.steps} rounds x {args.repeats} repeats per side (median)")
+        sides: dict = {}
+        for mode in modes:  # one compile mode at a time: the sides of a mode are timed together
+            mode_sides = {}
+            for engine in engines:
+                try:
+                    mode_sides[f"sim round {engine}/{mode}"] = SimSide(args, data_dir, engine, mode, rounds,
+                                                                       passes=1 + args.repeats + 1)
+                except Exception as e:
+                    report["sides"][f"sim round {engine}/{mode}"] = _error(e)
+            mode_sides[f"plain step {mode}"] = PlainSide(args, mode, device, plan)
+            if not args.no_loop:
+                mode_sides[f"per-worker loop {mode}"] = LoopSide(args, mode, device, plan)
+            measure(mode_sides, args.steps, args.repeats, samples, device, report, args)
+            sides.update(mode_sides)
+        ratios = {}
+        b_sim, b_plain = best(report, "sim round "), best(report, "plain step ")
+        b_loop = best(report, "per-worker loop ")
+        if b_sim and b_plain:
+            ratios["sim/plain"] = b_plain[0] / b_sim[0]
+            for engine in engines:
+                b_eng = best(report, f"sim round {engine}/")
+                if b_eng:
+                    ratios[f"sim {engine}/plain"] = b_plain[0] / b_eng[0]
+        if b_loop and b_plain:
+            ratios["per-worker loop/plain"] = b_plain[0] / b_loop[0]
+        if b_sim and b_loop:
+            ratios["sim/per-worker loop"] = b_loop[0] / b_sim[0]
+        report["best"] = {"sim": b_sim and b_sim[1], "plain": b_plain and b_plain[1],
+                          "per_worker_loop": b_loop and b_loop[1], "ratios": ratios}
+        _save(args, report)
+        if args.profile and b_sim and b_plain:
+            report["profile"] = {}
+            for key in (b_sim[1], b_plain[1]):
+                table = profile_table(sides[key], 1, device)
+                report["profile"][key] = table
+                _say(args, f"\ntorch.profiler, one round of {key}:\n{table}")
+            _save(args, report)
+    return report
+
+
+def _say(args, text: str) -> None:
+    if not args.json:
+        print(text, flush=True)
+
+
+def _save(args, report: dict) -> None:
+    """The report so far (a step killed by its timeout still leaves what it measured)."""
+    if args.out:
+        from lgc.runs import atomic_write_json
+
+        atomic_write_json(args.out, report)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = argparse.ArgumentParser(prog="python -m lgc.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto", help="auto, cuda[:i] or cpu (default: auto)")
+    p.add_argument("--model", choices=("resnet18", "cnn", "mlp"), default=None,
+                   help="model (default: resnet18 on CUDA, cnn on a CPU)")
+    p.add_argument("--width", type=int, default=None, help="model width (default: the model's: resnet18 64, cnn 32)")
+    p.add_argument("--steps", type=int, default=None, help="rounds per timed pass (default: 30 on CUDA, 8 on a CPU)")
+    p.add_argument("--repeats", type=int, default=3, help="timed passes per side, interleaved; the median (default 3)")
+    p.add_argument("--modes", default=None,
+                   help="compile modes, comma-separated: none, default, reduce-overhead, max-autotune "
+                        "(default: none,reduce-overhead on CUDA; none on a CPU)")
+    p.add_argument("--engines", default="fused,batched", help="sim gradient engines to time (default: fused,batched)")
+    p.add_argument("--no-loop", action="store_true", help="skip the per-worker loop")
+    p.add_argument("--samples-per-worker", type=int, default=500, help="data per worker (iid split)")
+    p.add_argument("--data-dir", help="CIFAR-10 folder (default: random images in the official format)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads (default 1: steadier on a shared machine; 0: torch's default; ignored on CUDA)")
+    p.add_argument("--profile", action="store_true", help="also print a torch.profiler table of one round of the "
+                                                         "best sim and plain sides")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--out", help="also write the JSON report here (rewritten after every measurement)")
+    args = p.parse_args(argv)
+    args.argv = argv
+    from lgc.errors import UserError
+
+    try:
+        from lgc.sim import resolve_device
+
+        cuda = resolve_device(args.device).type == "cuda"
+        args.model = args.model or ("resnet18" if cuda else "cnn")
+        args.width = {"resnet18": 64, "cnn": 32, "mlp": 128}[args.model] if args.width is None else args.width
+        args.steps = (30 if cuda else 8) if args.steps is None else args.steps
+        args.modes = args.modes or ("none,reduce-overhead" if cuda else "none")
+        for name in ("steps", "repeats", "samples_per_worker", "width"):
+            v = getattr(args, name)
+            if v < 1:
+                raise UserError(f"--{name.replace('_', '-')} {v} must be >= 1")
+        report = run(args)
+    except UserError as e:
+        print(f"lgc bench: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    b, env = report["best"], report["device"]
+    print("ratios (samples/s, best mode of each side): " +
+          ", ".join(f"{k} {v:.3f}" for k, v in b["ratios"].items()) + "  (target sim/plain >= 0.9)")
+    print(f"device {env.get('device_name')} ({env['device']}), torch {env.get('torch')}, "
+          f"code {report['code_version']['git']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
