@@ -104,6 +104,8 @@ class TrainConfig:
     seed: int = option(0, "seed of timing, mini-batches, augmentation and initial weights")
     data_seed: Optional[int] = option(None, "seed of the synthetic data and the partition", none="--seed")
     eval_every: int = option(10, "test evaluation every n rounds and after the last (0: only at the end)")
+    eval_subset: Optional[int] = option(None, "evaluations before the last use the first n test samples; the last "
+                                              "uses all (sim backend)", metavar="N", none="all")
     checkpoint_every: int = option(50, "checkpoint every n rounds (0: only at the end)")
     device: str = option("auto", "auto, cpu or cuda[:i]")
     engine: str = option("auto", "gradient engine: auto (fused where it applies, else batched), batched (one "
@@ -160,6 +162,8 @@ class TrainConfig:
         check(c.deadline is None or c.deadline > 0, f"deadline={c.deadline} must be > 0")
         check(c.schedule_file is None or Path(c.schedule_file).is_file(), f"schedule_file={c.schedule_file} does not exist")
         check(c.eval_every >= 0, f"eval_every={c.eval_every} must be >= 0")
+        check(c.eval_subset is None or c.eval_subset >= 1, f"eval_subset={c.eval_subset} must be >= 1")
+        check(c.eval_subset is None or c.backend == "sim", "eval_subset: the sim backend only (dist evaluates all)")
         check(c.checkpoint_every >= 0, f"checkpoint_every={c.checkpoint_every} must be >= 0")
         check(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"), f"device={c.device!r} must be auto, cpu or cuda[:i]")
         check(c.engine in ENGINES, f"engine={c.engine!r} must be one of {', '.join(ENGINES)}")

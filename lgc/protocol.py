@@ -18,7 +18,8 @@ rounds.csv schema (one row per round; units in brackets):
   rho            rho_t, pi-weight of the stragglers that finished >= 1 block
   loss           mean per-sample training loss over those samples, at w_t
   lr, warmup     step size; 1 in warm-up (full-sync) rounds
-  test_loss, test_acc   after the round's update, every eval_every rounds and after the last
+  test_loss, test_acc   after the round's update, every eval_every rounds (sim: on the first
+                 eval_subset test samples when set) and after the last (on all of them)
   grad_norm2, dist_opt, f_gap   quadratic only: ||grad F(w_t)||^2, ||w_t - w*||, F(w_t) - F*
 """
 from __future__ import annotations

@@ -105,12 +105,13 @@ class ClassificationTask:
         return self._prepare(x), y
 
     @torch.no_grad()
-    def evaluate(self, chunk: int = 1000) -> dict:
+    def evaluate(self, chunk: int = 1000, *, limit: Optional[int] = None) -> dict:
+        """Test loss and accuracy on the test set, or on its first `limit` samples."""
         self.model.eval()
-        loss_sum, correct, n = 0.0, 0, len(self.ds.y_test)
+        loss_sum, correct, n = 0.0, 0, len(self.ds.y_test) if limit is None else min(limit, len(self.ds.y_test))
         for s in range(0, n, chunk):
-            x = self._prepare(self.ds.x_test[s:s + chunk])
-            y = self.ds.y_test[s:s + chunk]
+            x = self._prepare(self.ds.x_test[s:min(s + chunk, n)])
+            y = self.ds.y_test[s:min(s + chunk, n)]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 out = self.model(x)
             loss_sum += float(nn.functional.cross_entropy(out.float(), y, reduction="sum"))
@@ -143,7 +144,7 @@ class QuadraticTask:
         x = torch.cat(rows).to(self.device)
         return x, torch.zeros(len(x), dtype=torch.long, device=self.device)
 
-    def evaluate(self) -> dict:
+    def evaluate(self, *, limit: Optional[int] = None) -> dict:
         return {}
 
     def iterate_metrics(self, w: torch.Tensor) -> dict:

@@ -15,6 +15,7 @@ Works with a bare python3 and the project on PYTHONPATH (the GPU machine).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -49,7 +50,10 @@ def convert_shared(shared: Path, data_dir: Path) -> None:
 def plan_estimate(jobs, scale) -> dict:
     rounds = sum(j.config.rounds for j in jobs)
     evals = sum(j.config.rounds // j.config.eval_every + 1 for j in jobs)
-    minutes = (rounds * MS_PER_ROUND + evals * EVAL_MS + len(jobs) * RUN_START_MS) / 6e4
+    # an evaluation on a subset costs its share of the 10,000 images; each run's last uses all
+    share = min(1.0, scale.eval_subset / 10_000) if scale.eval_subset else 1.0
+    eval_ms = (evals - len(jobs)) * EVAL_MS * share + len(jobs) * EVAL_MS
+    minutes = (rounds * MS_PER_ROUND + eval_ms + len(jobs) * RUN_START_MS) / 6e4
     return {"runs": len(jobs), "rounds": rounds, "evaluations": evals,
             "estimated_gpu_minutes": round(minutes, 1), "assumed_ms_per_round": MS_PER_ROUND,
             "assumed_ms_per_evaluation": EVAL_MS, "assumed_ms_per_run_start": RUN_START_MS}
@@ -150,7 +154,11 @@ def main(argv=None) -> int:
     p.add_argument("--compile", default="none", help="torch.compile mode of every run (default none: one graph "
                                                      "per round size and run would cost more than it saves)")
     p.add_argument("--max-runs", type=int, help="start at most this many runs in this chunk")
-    p.add_argument("--tiny", action="store_true", help="tiny CPU scale (width 4, 4 rounds, 2 seeds): a smoke test")
+    p.add_argument("--tiny", action="store_true",
+                   help="tiny CPU scale (small CNN of width 4, 4 rounds, 40 samples per worker, 2 seeds, "
+                        "evaluations on 100 test images and the last on all, one thread): a smoke test")
+    p.add_argument("--eval-subset", type=int, metavar="N",
+                   help="evaluations before a run's last on the first N test images (a cut; the last uses all)")
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
 
@@ -164,6 +172,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     scale = pp.TINY if args.tiny else pp.PAPER
+    if args.eval_subset is not None:
+        scale = dataclasses.replace(scale, eval_subset=args.eval_subset)
     accept = args.accept_md5_mismatch or args.shared_data is not None
     try:
         jobs = pp.select(pp.jobs(args.data_dir, scale, accept_md5_mismatch=accept, engine=args.engine,
@@ -190,8 +200,11 @@ def main(argv=None) -> int:
         if args.shared_data is not None:
             convert_shared(args.shared_data, Path(args.data_dir))
         budget_s -= time.perf_counter() - t0
-        done, started = run_chunk(jobs, results=args.results, budget_s=0 if args.draw_only else budget_s,
-                                  quiet=args.quiet, max_runs=args.max_runs)
+        from lgc.threads import torch_threads
+
+        with torch_threads(1 if args.tiny else None):  # tiny models: one thread is fastest (lgc/threads.py)
+            done, started = run_chunk(jobs, results=args.results, budget_s=0 if args.draw_only else budget_s,
+                                      quiet=args.quiet, max_runs=args.max_runs)
         paths = pp_draw().draw_all(done, args.out, constants=constants, scale=scale, only=only)
     except UserError as e:
         print(f"lgc figures: error: {e}", file=sys.stderr)

@@ -4,7 +4,7 @@
 # result, figure, log and the provenance in ONE archive, refreshed after every step (a session
 # killed at its limit still returns the last one).
 #
-#   scripts/gpu_session.sh [--budget SECONDS] [--out DIR]      # the GPU machine (default budget 540 s)
+#   scripts/gpu_session.sh [--budget SECONDS] [--out DIR] [--carry DIR]   # the GPU machine (budget 540 s)
 #   scripts/gpu_session.sh --tiny                              # the same steps on a CPU, tiny scale
 #
 # Needs .carry/ (make gpu-carry: the CIFAR-10 JPEG copy, its converter, CODE_VERSION). Uses
@@ -17,21 +17,25 @@ REPO=$PWD
 PYTHON=${PYTHON:-python3}
 TINY=0
 BUDGET=540
+CARRY=.carry
 DEST=${OUT:-$REPO/results/gpu-session}
 COMMAND="scripts/gpu_session.sh $*"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --tiny) TINY=1; BUDGET=${BUDGET_TINY:-600} ;;
-    --budget) BUDGET=$2; shift ;;
-    --out) DEST=$2; shift ;;
+    --tiny) TINY=1 ;;
+    --budget) BUDGET_GIVEN=${2-}; shift ;;
+    --out) DEST=${2-}; shift ;;
+    --carry) CARRY=${2-}; shift ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-    *) echo "gpu_session.sh: error: unknown option $1 (valid: --tiny, --budget SECONDS, --out DIR)" >&2; exit 2 ;;
+    --*=*) echo "gpu_session.sh: error: write $1 as two words (${1%%=*} ${1#*=})" >&2; exit 2 ;;
+    *) echo "gpu_session.sh: error: unknown option $1 (valid: --tiny, --budget SECONDS, --out DIR, --carry DIR)" >&2; exit 2 ;;
   esac
   shift
 done
+BUDGET=${BUDGET_GIVEN:-$([ "$TINY" = 1 ] && echo 600 || echo "$BUDGET")}
 case "$BUDGET" in ''|*[!0-9]*) echo "gpu_session.sh: error: --budget $BUDGET must be whole seconds" >&2; exit 2 ;; esac
-if [ ! -f .carry/cifar10-jpeg.tar.xz ] || [ ! -f .carry/cifar10_from_jpeg.py ]; then
-  echo "gpu_session.sh: error: .carry/ lacks cifar10-jpeg.tar.xz or cifar10_from_jpeg.py: run make gpu-carry first" >&2
+if [ ! -f "$CARRY/cifar10-jpeg.tar.xz" ] || [ ! -f "$CARRY/cifar10_from_jpeg.py" ]; then
+  echo "gpu_session.sh: error: $CARRY/ lacks cifar10-jpeg.tar.xz or cifar10_from_jpeg.py: run make gpu-carry first" >&2
   exit 2
 fi
 
@@ -42,17 +46,20 @@ SESSION=$(mktemp -d "${TMPDIR:-/tmp}/gpu-session.XXXXXX")/session
 mkdir -p "$SESSION" "$DEST"
 ARCHIVE=$DEST/gpu_session.tar.gz
 export PYTHONPATH=$REPO PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-if ! git -C "$REPO" rev-parse HEAD >/dev/null 2>&1 && [ -z "${LGC_CODE_VERSION:-}" ] && [ -f .carry/CODE_VERSION ]; then
-  export LGC_CODE_VERSION="$(cat .carry/CODE_VERSION)"  # the device copy has no .git
+if ! git -C "$REPO" rev-parse HEAD >/dev/null 2>&1 && [ -z "${LGC_CODE_VERSION:-}" ] && [ -f "$CARRY/CODE_VERSION" ]; then
+  export LGC_CODE_VERSION="$(cat "$CARRY/CODE_VERSION")"  # the device copy has no .git
 fi
-if [ "$TINY" = 1 ]; then
-  BENCH=(--device cpu --model resnet18 --width 4 --steps 2 --repeats 1 --samples-per-worker 100 --profile)
+if [ "$TINY" = 1 ]; then  # the same steps and code paths at toy sizes (no CUDA: no compiled modes)
+  BENCH=(--device cpu --model resnet18 --width 4 --steps 1 --repeats 1 --samples-per-worker 60 --profile)
   PAPER=(--tiny --max-runs 3)
-  T_TESTS=120; T_BENCH=240
-else
-  BENCH=(--steps 20 --repeats 3 --profile)
-  PAPER=()
-  T_TESTS=150; T_BENCH=170
+  T_TESTS=120; T_BENCH=150
+else  # SPEC section 8's bench: eager and CUDA graphs for every side (the loop eager, as the lab code)
+  BENCH=(--steps 20 --repeats 3 --modes none,reduce-overhead --profile)
+  # the paper profile's cut: its runs in priority order until the time is up (figure 1's c = 5
+  # runs first), T = 300 as in the profile, evaluations during a run on the first 1,000 test
+  # images, each run's last on all 10,000
+  PAPER=(--eval-subset 1000)
+  T_TESTS=150; T_BENCH=180
 fi
 RESERVE=25  # seconds kept for the last archive
 
@@ -106,19 +113,20 @@ step data 120 "$PYTHON" -c "
 import sys; sys.argv = ['paper']
 from pathlib import Path
 from paper_figures.paper import convert_shared
-convert_shared(Path('.carry'), Path('data'))
+convert_shared(Path('$CARRY'), Path('data'))
 print(sorted(p.name for p in Path('data/cifar-10-batches-py').iterdir()))"
 
 # 2. make test-gpu (the same command; on a CPU every test is skipped)
 step test-gpu "$T_TESTS" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider tests
 
 # 3. make bench (SPEC section 8: ResNet-18-GN, N = 10, K = 7, B = 50, M = 5, shifted-exp)
-step bench "$T_BENCH" "$PYTHON" -m lgc.bench "${BENCH[@]}" --out "$SESSION/bench.json"
+step bench "$T_BENCH" "$PYTHON" -m lgc.bench "${BENCH[@]}" --time-limit $(( T_BENCH * 2 / 3 )) \
+  --out "$SESSION/bench.json"
 
 # 4. the paper profile in the time left, in its priority order (paper_figures/paper_profile.py):
 #    the cut is what completes; progress.json and the summary below say which runs those are
-LEFT=$(( $(left) - RESERVE - 15 ))
-CHUNK=$(awk -v s="$LEFT" 'BEGIN { printf "%.2f", s / 60 }')
+LEFT=$(( $(left) - RESERVE - 5 ))
+CHUNK=$(awk -v s="$LEFT" 'BEGIN { printf "%.2f", (s - 25) / 60 }')  # it stops its runs 30 s before (draw, pack)
 step paper "$LEFT" "$PYTHON" -m paper_figures.paper --data-dir data --accept-md5-mismatch "${PAPER[@]}" \
   --chunk-minutes "$CHUNK" --out "$SESSION/paper" --archive "$SESSION/paper_results.tar.gz"
 

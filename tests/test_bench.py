@@ -58,6 +58,14 @@ def test_tiny_bench_reports_every_side_and_consistent_ratios(tmp_path, capsys):
     assert "sim/plain" in capsys.readouterr().out
 
 
+def test_time_limit_skips_what_has_not_started_and_says_so(tmp_path):
+    out = tmp_path / "bench.json"
+    assert bench.main(["--device", "cpu", "--model", "mlp", "--width", "4", "--steps", "1", "--repeats", "1",
+                       "--samples-per-worker", "20", "--time-limit", "0", "--out", str(out)]) == 0
+    sides = json.loads(out.read_text())["sides"]
+    assert all("--time-limit 0 s reached" in v["skipped"] for v in sides.values()) and len(sides) == 4
+
+
 def test_bad_steps_is_one_line_and_status_2(capsys):
     assert bench.main(["--device", "cpu", "--steps", "0"]) == 2
     err = capsys.readouterr().err.strip()

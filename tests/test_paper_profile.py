@@ -1,5 +1,5 @@
 """The paper profile: its configuration, and the whole pipeline end to end at tiny CPU scale
-(random images in CIFAR-10's official format, ResNet-18-GN of width 4, a few rounds)."""
+(random images in CIFAR-10's official format, the small CNN of width 4, a few rounds)."""
 import json
 import tarfile
 

@@ -250,3 +250,20 @@ def test_size_weights_and_the_default_anytime_deadline():
     rows = [sim.step() for _ in range(3)]
     assert rows[2]["round_time"] == pytest.approx(sim.deadline)  # after warm-up: the deadline
     assert rows[2]["samples"] == rows[2]["blocks"] * 2  # every finished block of b = 2 samples counts
+
+
+def test_eval_subset_evaluates_the_first_samples_during_training_and_all_at_the_end():
+    """eval_subset: evaluations before the last use the first n test samples; the last uses all."""
+    common = dict(algorithm="lgc", n_workers=4, threshold_k=2, batch_size=10, blocks=5, rounds=4, eval_every=2,
+                  dataset="synthetic", synthetic_train=800, synthetic_test=50, model="mlp", width=4,
+                  partition="iid", samples_per_worker=100, device="cpu")
+    sub, full = Simulator(TrainConfig(eval_subset=7, **common)), Simulator(TrainConfig(**common))
+    for t in range(4):
+        a, b = sub.step(), full.step()
+        assert torch.equal(sub.w, full.w)  # evaluation does not touch training
+        if t == 1:  # during training: the first 7 test samples only
+            with torch.no_grad():
+                out = full.model(full.task._prepare(full.task.ds.x_test[:7]))
+            assert a["test_acc"] == pytest.approx(float((out.argmax(1) == full.task.ds.y_test[:7]).float().mean()))
+            assert b["test_acc"] * 50 == pytest.approx(round(b["test_acc"] * 50))
+    assert a["test_acc"] == b["test_acc"] and a["test_loss"] == b["test_loss"]  # the last: the whole test set

@@ -220,17 +220,31 @@ def _error(e: Exception) -> dict:
 
 def measure(sides: dict, steps: int, repeats: int, samples_per_round: float, device, report: dict, args) -> None:
     """One untimed pass per side (compilation, caches), then `repeats` timed passes of `steps`
-    rounds, the sides interleaved so that a busy neighbour slows them alike; the median."""
+    rounds, the sides interleaved so that a busy neighbour slows them alike; the median so far is
+    saved after every pass. Past --time-limit, what has not started is skipped (and says so)."""
     times: dict = {k: [] for k in sides}
+
+    def out_of_time(key: str) -> bool:
+        if args.time_limit is None or time.perf_counter() - args.began < args.time_limit:
+            return False
+        report["sides"].setdefault(key, {"skipped": f"--time-limit {args.time_limit:g} s reached"})
+        return True
+
     for key, side in list(sides.items()):
         try:
+            if out_of_time(key):
+                raise TimeoutError
             side.run(steps)
+        except TimeoutError:
+            del sides[key]
         except Exception as e:  # a compile mode that fails on this machine is reported, not fatal
             report["sides"][key] = _error(e)
             del sides[key]
             _say(args, f"{key:<32} FAILED {report['sides'][key]['error'][:120]}")
     for _ in range(repeats):
         for key, side in list(sides.items()):
+            if times[key] and out_of_time(key):
+                continue
             try:
                 with Timer(device) as tm:
                     side.run(steps)
@@ -239,14 +253,16 @@ def measure(sides: dict, steps: int, repeats: int, samples_per_round: float, dev
                 del sides[key]
                 continue
             times[key].append(tm.ms / steps)
-    for key, side in sides.items():
-        ms = statistics.median(times[key])
-        res = {"ms_per_round": ms, "samples_per_s": samples_per_round / ms * 1e3,
-               "ms_all_repeats": times[key], **(side.extra() if hasattr(side, "extra") else {})}
-        report["sides"][key] = res
-        _say(args, f"{key:<32} {ms:9.2f} ms/round {res['samples_per_s']:10.0f} samples/s  "
-                   f"(repeats: {', '.join(f'{t:.1f}' for t in times[key])})")
-    _save(args, report)
+            ms = statistics.median(times[key])
+            report["sides"][key] = {"ms_per_round": ms, "samples_per_s": samples_per_round / ms * 1e3,
+                                    "ms_all_repeats": list(times[key]),
+                                    **(side.extra() if hasattr(side, "extra") else {})}
+        _save(args, report)
+    for key in sides:
+        res = report["sides"].get(key, {})
+        if "ms_per_round" in res:
+            _say(args, f"{key:<32} {res['ms_per_round']:9.2f} ms/round {res['samples_per_s']:10.0f} samples/s  "
+                       f"(repeats: {', '.join(f'{t:.1f}' for t in res['ms_all_repeats'])})")
 
 
 def best(report: dict, prefix: str):
@@ -298,15 +314,14 @@ def run(args) -> dict:
                    f"{args.steps} rounds x {args.repeats} repeats per side (median)")
         sides: dict = {}
         for mode in modes:  # one compile mode at a time: the sides of a mode are timed together
-            mode_sides = {}
+            mode_sides = {f"plain step {mode}": PlainSide(args, mode, device, plan)}  # first: every ratio needs it
             for engine in engines:
                 try:
                     mode_sides[f"sim round {engine}/{mode}"] = SimSide(args, data_dir, engine, mode, rounds,
                                                                        passes=1 + args.repeats + 1)
                 except Exception as e:
                     report["sides"][f"sim round {engine}/{mode}"] = _error(e)
-            mode_sides[f"plain step {mode}"] = PlainSide(args, mode, device, plan)
-            if not args.no_loop:
+            if mode in args.loop_modes.split(","):
                 mode_sides[f"per-worker loop {mode}"] = LoopSide(args, mode, device, plan)
             measure(mode_sides, args.steps, args.repeats, samples, device, report, args)
             sides.update(mode_sides)
@@ -362,7 +377,11 @@ def main(argv=None) -> int:
                    help="compile modes, comma-separated: none, default, reduce-overhead, max-autotune "
                         "(default: none,reduce-overhead on CUDA; none on a CPU)")
     p.add_argument("--engines", default="fused,batched", help="sim gradient engines to time (default: fused,batched)")
-    p.add_argument("--no-loop", action="store_true", help="skip the per-worker loop")
+    p.add_argument("--loop-modes", default=None,
+                   help="compile modes of the per-worker loop, comma-separated, '' for none "
+                        "(default: none: the lab code is eager)")
+    p.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="start no side's pass after this many seconds (the rest is reported as skipped)")
     p.add_argument("--samples-per-worker", type=int, default=500, help="data per worker (iid split)")
     p.add_argument("--data-dir", help="CIFAR-10 folder (default: random images in the official format)")
     p.add_argument("--seed", type=int, default=0)
@@ -373,7 +392,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--out", help="also write the JSON report here (rewritten after every measurement)")
     args = p.parse_args(argv)
-    args.argv = argv
+    args.argv, args.began = argv, time.perf_counter()
+    args.loop_modes = "none" if args.loop_modes is None else args.loop_modes
     from lgc.errors import UserError
 
     try:
