@@ -7,7 +7,7 @@ Fixed for every run (docs/PAPER_PROFILE.md states the same):
   (shift 1, rate 1; the time unit is one fast mini-batch), boundary semantics, 2 warm-up rounds,
   server SGD with eta = 0.05, momentum 0.9, weight decay 5e-4, T = 300 rounds, test accuracy
   on the 10,000 test images every 25 rounds, seeds 0, 1, 2 (data split fixed by data_seed 0).
-  Engine: the fused gradient engine (lgc/fused.py), eager, bf16 autocast and channels_last on CUDA.
+  Engine: the fused gradient engine (lgc/sim/fused.py), eager, bf16 autocast and channels_last on CUDA.
 Base setting: c = 5, h = 10. Each figure varies one thing:
   fig1/fig2  algorithm (all five) x c in {3, 5, 10}
   fig3       h in {1, 10, 30} for full-sync, fastest-K, LGC; full-sync uses every worker every

@@ -219,9 +219,11 @@ def _error(e: Exception) -> dict:
 
 
 def measure(sides: dict, steps: int, repeats: int, samples_per_round: float, device, report: dict, args) -> None:
-    """One untimed pass per side (compilation, caches), then `repeats` timed passes of `steps`
-    rounds, the sides interleaved so that a busy neighbour slows them alike; the median so far is
-    saved after every pass. Past --time-limit, what has not started is skipped (and says so)."""
+    """Per side, one untimed pass (compilation, caches) and at once its first timed pass of
+    `steps` rounds (a side whose compilation outlasts a timeout costs only itself); then the other
+    `repeats - 1` passes with the sides interleaved, so that a busy neighbour slows them alike.
+    The median so far is saved after every pass. Past --time-limit nothing new starts (the sides
+    not measured say so)."""
     times: dict = {k: [] for k in sides}
 
     def out_of_time(key: str) -> bool:
@@ -230,34 +232,33 @@ def measure(sides: dict, steps: int, repeats: int, samples_per_round: float, dev
         report["sides"].setdefault(key, {"skipped": f"--time-limit {args.time_limit:g} s reached"})
         return True
 
-    for key, side in list(sides.items()):
+    def one_pass(key: str, side, timed: bool) -> bool:
         try:
-            if out_of_time(key):
-                raise TimeoutError
-            side.run(steps)
-        except TimeoutError:
-            del sides[key]
+            with Timer(device) as tm:
+                side.run(steps)
         except Exception as e:  # a compile mode that fails on this machine is reported, not fatal
             report["sides"][key] = _error(e)
             del sides[key]
             _say(args, f"{key:<32} FAILED {report['sides'][key]['error'][:120]}")
-    for _ in range(repeats):
-        for key, side in list(sides.items()):
-            if times[key] and out_of_time(key):
-                continue
-            try:
-                with Timer(device) as tm:
-                    side.run(steps)
-            except Exception as e:
-                report["sides"][key] = _error(e)
-                del sides[key]
-                continue
+            return False
+        if timed:
             times[key].append(tm.ms / steps)
             ms = statistics.median(times[key])
             report["sides"][key] = {"ms_per_round": ms, "samples_per_s": samples_per_round / ms * 1e3,
                                     "ms_all_repeats": list(times[key]),
                                     **(side.extra() if hasattr(side, "extra") else {})}
-        _save(args, report)
+            _save(args, report)
+        return True
+
+    for key, side in list(sides.items()):
+        if out_of_time(key):
+            del sides[key]
+        elif one_pass(key, side, timed=False):
+            one_pass(key, side, timed=True)
+    for _ in range(repeats - 1):
+        for key, side in list(sides.items()):
+            if not out_of_time(key):
+                one_pass(key, side, timed=True)
     for key in sides:
         res = report["sides"].get(key, {})
         if "ms_per_round" in res:
