@@ -116,8 +116,8 @@ from paper_figures.paper import convert_shared
 convert_shared(Path('$CARRY'), Path('data'))
 print(sorted(p.name for p in Path('data/cifar-10-batches-py').iterdir()))"
 
-# 2. make test-gpu (the same command; on a CPU every test is skipped)
-step test-gpu "$T_TESTS" "$PYTHON" -m pytest -q -m gpu -p no:cacheprovider tests
+# 2. make test-gpu (its command, verbose; on a CPU every test is skipped)
+step test-gpu "$T_TESTS" "$PYTHON" -m pytest -v -m gpu -p no:cacheprovider tests  # -v: each result as it ends
 
 # 3. make bench (SPEC section 8: ResNet-18-GN, N = 10, K = 7, B = 50, M = 5, shifted-exp)
 step bench "$T_BENCH" "$PYTHON" -m lgc.bench "${BENCH[@]}" --time-limit $(( T_BENCH * 2 / 3 )) \
