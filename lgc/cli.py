@@ -51,6 +51,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
     parser = build_parser(only=words[0] if words and words[0] in SUBCOMMANDS else None)
@@ -60,14 +70,32 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mod = _load(args._module)
     try:
-        return int(mod.run(args) or 0)
+        from lgc.config import check_finite_flags
+
+        check_finite_flags(args)
+        status = int(mod.run(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that left (BrokenPipeError) is handled below
+        return status
     except (UserError, TheoryInputError) as e:
         sys.stderr.write(f"lgc {args.command}: error: {e}\n")
         return 2
+    except BrokenPipeError:  # `lgc optimize-k --json | head -1`: the reader left; exit quietly as Unix tools do
+        _quiet_stdout()
+        return 141
     except OSError as e:  # a path that cannot be created, read or written (--out, --results, ...)
         if e.filename is None:
             raise
         sys.stderr.write(f"lgc {args.command}: error: {e.filename}: {e.strerror}\n")
+        return 2
+    except MemoryError:
+        sys.stderr.write(f"lgc {args.command}: error: out of memory: a size is too large for this machine "
+                         f"(model width, data set size, N x B)\n")
+        return 2
+    except RuntimeError as e:  # torch's allocators raise RuntimeError subclasses
+        if "out of memory" not in str(e) and "can't allocate memory" not in str(e):
+            raise
+        sys.stderr.write(f"lgc {args.command}: error: out of memory ({str(e).splitlines()[0][:120]}): a size is "
+                         f"too large for this machine (model width, data set size, N x B)\n")
         return 2
     except KeyboardInterrupt as e:  # lgc.sim.Interrupted says which round was checkpointed
         sys.stderr.write(f"lgc {args.command}: {e or 'interrupted'}\n")

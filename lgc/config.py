@@ -13,6 +13,7 @@ No torch import here: `lgc optimize-k` reads these fields without loading torch.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -25,6 +26,11 @@ SEMANTICS = ("boundary", "abort")
 ENGINES = ("auto", "batched", "fused")  # auto (default_engine), lgc.sim.engines.BatchedEngine, lgc.sim.fused.FusedEngine
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile of the engine's pass
 BACKENDS = ("sim", "dist")
+# default rounds between checkpoints: a sim run resumes bit-identically from any round and a
+# checkpoint rewrites its CSVs; a dist run's measured rounds cannot be redone, so it saves
+# often (and also every CHECKPOINT_EVERY_S seconds: lgc.dist.runner, lgc.sim.training)
+CHECKPOINT_EVERY = {"sim": 50, "dist": 10}
+CHECKPOINT_EVERY_S = 60.0
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 REDUCE_MODES = ("auto", "gather", "allreduce")
 ON_WORKER_DEATH = ("stop", "straggler")
@@ -106,7 +112,8 @@ class TrainConfig:
     eval_every: int = option(10, "test evaluation every n rounds and after the last (0: only at the end)")
     eval_subset: Optional[int] = option(None, "evaluations before the last use the first n test samples; the last "
                                               "uses all (sim backend)", metavar="N", none="all")
-    checkpoint_every: int = option(50, "checkpoint every n rounds (0: only at the end)")
+    checkpoint_every: Optional[int] = option(None, "checkpoint every n rounds and at least every 60 s (0: only at the "
+                                                   "end)", none="50 for sim, 10 for dist")
     device: str = option("auto", "auto, cpu or cuda[:i]")
     engine: str = option("auto", "gradient engine: auto (fused where it applies, else batched), batched (one "
                                  "backward per group) or fused (one backward, split weight gradients)")
@@ -128,6 +135,8 @@ class TrainConfig:
             model="quadratic" if self.dataset == "quadratic" else self.model,
             timing_params=dict(sorted(self.timing_params.items())),
             engine=default_engine(self.dataset, self.norm) if self.engine == "auto" else self.engine,
+            checkpoint_every=(CHECKPOINT_EVERY.get(self.backend, 50) if self.checkpoint_every is None
+                              else self.checkpoint_every),
         )
 
     def validate(self) -> "TrainConfig":
@@ -136,6 +145,8 @@ class TrainConfig:
         from lgc.partition import PARTITIONS
 
         c = self
+        for f in fields(c):
+            check_finite(f.name, getattr(c, f.name))
         check(c.algorithm in ALGORITHMS, f"algorithm={c.algorithm!r} must be one of {', '.join(ALGORITHMS)}")
         check(c.n_workers >= 1, f"N={c.n_workers} must be >= 1")
         check(1 <= c.threshold_k <= c.n_workers, f"K={c.threshold_k} must satisfy 1 <= K <= N={c.n_workers}")
@@ -156,6 +167,8 @@ class TrainConfig:
         check(c.dataset != "cifar10" or c.data_dir, "dataset=cifar10 needs --data-dir")
         check(c.synthetic_side >= 1 and c.synthetic_train >= 1 and c.synthetic_test >= 1,
               f"synthetic_side={c.synthetic_side}, synthetic_train={c.synthetic_train}, synthetic_test={c.synthetic_test} must be >= 1")
+        if c.dataset == "synthetic":
+            check_synthetic_size(c.synthetic_side, c.synthetic_train + c.synthetic_test)
         check(c.straggling_period >= 1, f"straggling_period h={c.straggling_period} must be >= 1")
         check(c.semantics in SEMANTICS, f"semantics={c.semantics!r} must be one of {', '.join(SEMANTICS)}")
         check(c.comm_alpha >= 0 and c.comm_beta >= 0, f"comm_alpha={c.comm_alpha}, comm_beta={c.comm_beta} must be >= 0")
@@ -164,7 +177,7 @@ class TrainConfig:
         check(c.eval_every >= 0, f"eval_every={c.eval_every} must be >= 0")
         check(c.eval_subset is None or c.eval_subset >= 1, f"eval_subset={c.eval_subset} must be >= 1")
         check(c.eval_subset is None or c.backend == "sim", "eval_subset: the sim backend only (dist evaluates all)")
-        check(c.checkpoint_every >= 0, f"checkpoint_every={c.checkpoint_every} must be >= 0")
+        check(c.checkpoint_every is None or c.checkpoint_every >= 0, f"checkpoint_every={c.checkpoint_every} must be >= 0")
         check(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"), f"device={c.device!r} must be auto, cpu or cuda[:i]")
         check(c.engine in ENGINES, f"engine={c.engine!r} must be one of {', '.join(ENGINES)}")
         check(c.compile in COMPILE_MODES, f"compile={c.compile!r} must be one of {', '.join(COMPILE_MODES)}")
@@ -224,6 +237,8 @@ class DistOptions:
                                           "straggler (m_j = 0; a local spawn, an algorithm with stragglers)")
 
     def validate(self, n_workers: int) -> "DistOptions":
+        for f in fields(self):
+            check_finite(f.name, getattr(self, f.name))
         check(self.unit_ms > 0, f"unit_ms={self.unit_ms} must be > 0")
         check(self.timeout_s > 0, f"timeout_s={self.timeout_s} must be > 0")
         check(self.process_backend in DIST_BACKENDS,

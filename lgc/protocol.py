@@ -24,8 +24,8 @@ rounds.csv schema (one row per round; units in brackets):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -36,11 +36,28 @@ from lgc.errors import UserError, check
 from theory.algorithms import algorithm as algorithm_entry
 from lgc.rules import RuleState, ServerState, Weights, group_weights
 from theory.errors import TheoryInputError
-from theory.schedule import RoundSchedule, check_schedule, schedule_from_csv
+from theory.schedule import RoundSchedule, check_schedule, load_schedule
 
 ROUND_FIELDS = ("round", "time", "round_time", "wall_s", "n_fast", "blocks", "samples", "rho", "loss", "lr",
                 "warmup", "test_loss", "test_acc", "grad_norm2", "dist_opt", "f_gap")
 RUN_KIND = "train"
+
+
+DIVERGED = "diverged"  # final.json "status" of a run stopped because it diverged
+
+
+def diverged(row: dict, w) -> bool:
+    """The round's loss (over samples that entered d_t) or the new iterate w_{t+1} is not finite:
+    the run cannot recover, so it stops there (a round without samples has loss NaN by design)."""
+    loss = row.get("loss")
+    bad_loss = row.get("samples", 0) > 0 and loss is not None and not math.isfinite(float(loss))
+    return bad_loss or not bool(w.isfinite().all())
+
+
+def divergence_record(t: int) -> dict:
+    """What final.json adds for a diverged run (lgc train prints it and exits with status 3)."""
+    return {"status": DIVERGED, "diverged_round": int(t),
+            "message": f"the run diverged at round {t} (loss or weights not finite): lower --lr"}
 
 
 def make_timing(cfg: TrainConfig):
@@ -71,7 +88,7 @@ def load_replay(cfg: TrainConfig, schedule: Optional[Sequence[RoundSchedule]] = 
     come from the deadline), and |A_t| against K (check_replayed_k). UserError, one line, if not."""
     try:
         if schedule is None and cfg.schedule_file:
-            schedule = schedule_from_csv(Path(cfg.schedule_file).read_text(), source=cfg.schedule_file)
+            schedule = load_schedule(cfg.schedule_file)
         if schedule is None:
             return None
         by_round = {s.round: s for s in schedule}

@@ -63,7 +63,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Strict JSON (theory.jsonio: a value that is not finite is written as null)."""
+    from theory.jsonio import dumps
+
+    atomic_write_text(path, dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def atomic_write_csv(

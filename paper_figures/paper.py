@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from paper_figures import paper_profile as pp
+from theory.jsonio import dumps
 
 OUT = Path(__file__).resolve().parent / "out" / "paper"
 RECORD_FILES = ("config.json", "meta.json", "data.json", "rounds.csv", "schedule.csv", "final.json")
@@ -128,7 +129,7 @@ def archive(path: Path, done, out_dir: Path, results_root: Path | None, progress
         for f in sorted(out_dir.glob("*")):
             if f.is_file():
                 tar.add(f, arcname=f"paper_figures/out/paper/{f.name}")
-        data = json.dumps(progress, indent=2).encode()
+        data = dumps(progress, indent=2).encode()
         info = tarfile.TarInfo("paper_figures/out/paper/progress.json")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
@@ -192,7 +193,7 @@ def main(argv=None) -> int:
     if args.plan:
         for j in jobs:
             print(f"{','.join(j.figures):<10} {j.config.algorithm:<18} {j.tags} seed={j.config.seed} T={j.config.rounds}")
-        print(json.dumps(est, indent=2))
+        print(dumps(est, indent=2))
         return 0
     t0 = time.perf_counter()
     budget_s = args.chunk_minutes * 60 - (30 if not args.tiny else 0)  # leave time to draw and pack

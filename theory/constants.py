@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from theory.errors import require
+from theory.jsonio import dumps
 
 CONSTANTS_FORMAT_VERSION = 1
 KEYS = ("L", "sigma2", "zeta2", "Delta")
@@ -93,7 +94,7 @@ def write_constants(path, constants) -> None:
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(d, indent=2, sort_keys=True, default=float) + "\n")
+            f.write(dumps(d, indent=2, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)

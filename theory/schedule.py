@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
 import numpy as np
@@ -138,11 +139,34 @@ def schedule_from_csv(text: str, *, source: str = "schedule") -> list[RoundSched
                 t_cut=float(t_cut), wall=float(wall), comm=float(comm)))
         except ValueError as e:
             require(False, f"{source}: malformed row {lineno}: {e}")
+        r = out[-1]
+        require(r.round >= 0 and all(b >= 0 for b in r.blocks), f"{source}: row {lineno}: round and blocks must be >= 0")
+        for name in ("t_cut", "wall", "comm"):
+            v = getattr(r, name)
+            require(np.isfinite(v) and v >= 0, f"{source}: row {lineno}: {name}={v} must be a finite number >= 0")
     n = len(out[0].blocks) if out else 0
     for r in out:
         require(len(r.blocks) == n and all(0 <= i < n for i in r.fast) and len(set(r.fast)) == len(r.fast),
                 f"{source}: round {r.round} is inconsistent (N={n}, fast={r.fast})")
     return out
+
+
+def read_text_file(path, what: str) -> str:
+    """The text of an input file (a schedule, a trace); a missing or binary file is one
+    TheoryInputError naming it."""
+    p = Path(path)
+    require(p.is_file(), f"{what} {str(p)!r} does not exist")
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError:
+        text = "\x00"
+    require("\x00" not in text, f"{what} {str(p)!r} is not a text (CSV) file")
+    return text
+
+
+def load_schedule(path) -> list[RoundSchedule]:
+    """schedule_from_csv of a file (`--schedule-file`)."""
+    return schedule_from_csv(read_text_file(path, "schedule file"), source=str(path))
 
 
 def check_schedule(s: RoundSchedule, n: int, m_blocks: int) -> None:

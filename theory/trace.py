@@ -52,9 +52,9 @@ def read_trace(text: str, *, source: str = "trace") -> np.ndarray:
 
 
 def load_trace(path: str | Path) -> np.ndarray:
-    p = Path(path)
-    require(p.is_file(), f"trace file {str(p)!r} does not exist")
-    return read_trace(p.read_text(), source=str(p))
+    from theory.schedule import read_text_file
+
+    return read_trace(read_text_file(path, "trace file"), source=str(path))
 
 
 def trace_to_csv(rows) -> str:

@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+from theory.jsonio import dumps
 
 
 def main(argv=None) -> int:
@@ -66,7 +67,7 @@ def main(argv=None) -> int:
                 "machine": f"{env['platform']} {env.get('device_name', '')}, {env['torch']}",
                 "cpu_count": __import__("os").cpu_count()})
     if args.json:
-        print(json.dumps(out, indent=2, sort_keys=True))
+        print(dumps(out, indent=2, sort_keys=True))
         return 0
     print(f"dist coordination overhead: N={args.n} gloo processes, K={args.k}, M={args.blocks}, "
           f"unit {args.unit_ms:g} ms (blocks >= {args.unit_ms / args.blocks:g} ms), {args.rounds} rounds, "

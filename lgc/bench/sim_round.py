@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,8 @@ import time
 
 import numpy as np
 import torch
+
+from theory.jsonio import dumps
 
 N_WORKERS, THRESHOLD_K, BATCH, BLOCKS = 10, 7, 50, 5
 ALGORITHM = "lgc"
@@ -414,7 +415,7 @@ def main(argv=None) -> int:
         print(f"lgc bench: error: {e}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
+        print(dumps(report, indent=2))
         return 0
     b, env = report["best"], report["device"]
     print("ratios (samples/s, best mode of each side): " +

@@ -13,12 +13,12 @@ The problem (data, partition, pi, initial weights) is built by the trainer's own
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from lgc.commands._config_args import add_config_arguments
 from lgc.config import TASK_FIELDS, TrainConfig
 from lgc.errors import check
+from theory.jsonio import dumps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     constants["format"] = CONSTANTS_FORMAT_VERSION
     write_constants(args.out, constants)
     if args.json:
-        print(json.dumps(constants, indent=2, sort_keys=True))
+        print(dumps(constants, indent=2, sort_keys=True))
         return 0
     lvl = f"{100 * args.level:g}% interval"
     print(f"{'constant':<8} {'estimate':>12}   {lvl}")

@@ -12,7 +12,6 @@ Equations: theory/DERIVATION.md sections 4 and 5. No torch import.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timi
 from lgc.config import SEMANTICS, TrainConfig
 from lgc.errors import UserError, check
 from theory.algorithms import BOUND_NAMES
+from theory.jsonio import dumps
 
 ALGORITHMS = BOUND_NAMES  # whose bound exists (theory/algorithms.py)
 MAX_ROWS = 40
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         check(folder.is_dir(), f"--plot {args.plot}: folder {folder} does not exist")
     prob, const, res = compute(args)
     if args.json:
-        json.dump(to_json(res, prob, const), sys.stdout, indent=1)
+        sys.stdout.write(dumps(to_json(res, prob, const), indent=1))
         sys.stdout.write("\n")
     else:
         print(format_table(res, prob, _rows_to_show(res, args.all_rows)))

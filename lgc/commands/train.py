@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from lgc.commands._config_args import add_config_arguments, config_values
 from lgc.config import DistOptions, TrainConfig, read_json_object
 from lgc.errors import UserError, check
+from lgc.protocol import DIVERGED
+from theory.jsonio import dumps
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,7 +67,7 @@ def run(args) -> int:
     check(args.time_limit is None or args.time_limit > 0, f"--time-limit={args.time_limit} must be > 0")
     cfg = config_from_args(args).resolved().validate()
     if args.print_config:
-        print(json.dumps(cfg.to_dict(), indent=2, sort_keys=True))
+        print(dumps(cfg.to_dict(), indent=2, sort_keys=True))
         return 0
     options = options_from_args(args)
     check(args.threads is None or args.threads >= 1, f"--threads={args.threads} must be >= 1")
@@ -97,6 +100,9 @@ def _dist_rank0() -> bool:
     return not under_torchrun() or int(os.environ["RANK"]) == 0
 
 
+EXIT_DIVERGED = 3  # the run stopped because it diverged (final.json "status": "diverged")
+
+
 def _report(path, args) -> int:
     from lgc import runs
 
@@ -105,12 +111,20 @@ def _report(path, args) -> int:
     out = {"run_dir": str(path), "complete": done}
     if done:
         try:
-            out.update(json.loads(final.read_text()))
+            recorded = json.loads(final.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{final} is corrupt (not JSON): rerun with --force to train the run again") from None
+            recorded = None
+        check(isinstance(recorded, dict),
+              f"{final} is corrupt (not a JSON object): rerun with --force to train the run again")
+        out.update(recorded)
+    failed = out.get("status") == DIVERGED
+    if failed:  # one line, whether the run diverged now or a cached run did
+        sys.stderr.write(f"lgc train: {out.get('message', 'the run diverged')}  {path}\n")
     if args.json:
-        print(json.dumps(out, indent=2, sort_keys=True))
-        return 0
+        print(dumps(out, indent=2, sort_keys=True))
+        return EXIT_DIVERGED if failed else 0
+    if failed:
+        return EXIT_DIVERGED
     if not done:
         rows = runs.read_csv(path / "rounds.csv") if (path / "rounds.csv").exists() else []
         print(f"stopped after round {len(rows)}; continue with the same command  {path}")

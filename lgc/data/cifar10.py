@@ -122,12 +122,28 @@ def _read_batch(path: Path, accept_md5_mismatch: bool, mismatched: list):
     d = _str_keys(safe_load(data, source=str(path)), str(path))
     check("data" in d and "labels" in d, f"{path}: not a CIFAR-10 batch (keys {sorted(d)})")
     x = d["data"]
-    y = np.asarray(d["labels"], dtype=np.int64)
+    y = _int_labels(d["labels"], path)
     check(isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 2 and x.shape[1] == 3072
           and len(x) == len(y), f"{path}: data must be uint8 (n, 3072) with n labels, got "
                                 f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}, {len(y)} labels")
     check(len(y) == 0 or (y.min() >= 0 and y.max() <= 9), f"{path}: labels outside 0..9")
     return x.reshape(-1, 3, 32, 32), y
+
+
+def _int_labels(labels, path) -> np.ndarray:
+    """The labels as int64; a list of anything but integers is a one-line error."""
+    ok = isinstance(labels, (list, tuple, np.ndarray)) and all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels)
+    check(ok, f"{path}: labels must be a list of integers 0..9")
+    return np.asarray(labels, dtype=np.int64).reshape(-1)
+
+
+def _class_names(meta: dict, path) -> list[str]:
+    """batches.meta's 10 label names (bytes or text)."""
+    names = meta.get("label_names")
+    ok = isinstance(names, (list, tuple)) and len(names) == 10 and all(isinstance(c, (bytes, str)) for c in names)
+    check(ok, f"{path}: label_names must be a list of 10 names (a malformed batches.meta)")
+    return [c.decode("latin1") if isinstance(c, bytes) else c for c in names]
 
 
 def load_cifar10(data_dir, *, accept_md5_mismatch: bool = False) -> ArrayDataset:
@@ -144,7 +160,7 @@ def load_cifar10(data_dir, *, accept_md5_mismatch: bool = False) -> ArrayDataset
                                        f"{MD5[META_FILE]}; pass --accept-md5-mismatch to use this copy anyway")
             mismatched.append(META_FILE)
         meta = _str_keys(safe_load(raw, source=str(folder / META_FILE)), str(folder / META_FILE))
-        classes = [c.decode() if isinstance(c, bytes) else str(c) for c in meta.get("label_names", [])]
+        classes = _class_names(meta, folder / META_FILE)
     if mismatched:
         msg = f"CIFAR-10 in {folder}: MD5 differs from the official release for {', '.join(mismatched)} (accepted)"
         print(f"lgc: warning: {msg}", file=sys.stderr)  # accepted, but never silently

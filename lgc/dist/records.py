@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from lgc.checkpoint import load_checkpoint, save_checkpoint
+from lgc.checkpoint import load_checkpoint, save_checkpoint, validate_checkpoint
 from lgc.protocol import ROUND_FIELDS, RunState
 from lgc.runs import atomic_write_csv, atomic_write_text, read_csv
 from theory.schedule import schedule_from_csv, schedule_to_csv
@@ -42,11 +42,13 @@ class RunRecorder:
         """One round: its record (rounds.csv, lgc.protocol.ROUND_FIELDS), schedule and block times."""
         self.rounds.append(row)
         self.schedule.append(res.schedule)
+        from lgc.dist.worker import _DONE, REPORT_FIXED as F
+
         rep, M, t = res.report, self.M, res.schedule.round
         for i in range(self.n):
-            for m in range(int(rep[i, 2])):  # every block worker i processed (column _DONE)
+            for m in range(int(rep[i, _DONE])):  # every block worker i processed
                 self.trace.append({"round": t, "worker": i, "block": m,
-                                   "start_s": f"{rep[i, 6 + m]:.6f}", "end_s": f"{rep[i, 6 + M + m]:.6f}"})
+                                   "start_s": f"{rep[i, F + m]:.6f}", "end_s": f"{rep[i, F + M + m]:.6f}"})
 
     def save(self, state: RunState) -> None:
         atomic_write_csv(self.path / "rounds.csv", self.rounds, ROUND_FIELDS)
@@ -54,12 +56,12 @@ class RunRecorder:
         atomic_write_csv(self.path / "trace.csv", self.trace, TRACE_FIELDS)
         save_checkpoint(self.path / "checkpoint.pt", {**state.checkpoint(), "dead": list(self.dead)})
 
-    def load(self) -> Optional[dict]:
+    def load(self, rounds: int, n_params: int) -> Optional[dict]:
         """Rows and state of a previous attempt, cut at its checkpoint; None if there is none."""
         ck = self.path / "checkpoint.pt"
         if not ck.exists():
             return None
-        state = load_checkpoint(ck)
+        state = validate_checkpoint(load_checkpoint(ck), ck, rounds=rounds, n_params=n_params)
         t = int(state["round"])
         if (self.path / "rounds.csv").exists():
             self.rounds = [r for r in read_csv(self.path / "rounds.csv") if int(r["round"]) < t]

@@ -87,9 +87,14 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
             quiet=quiet, eval_every=cfg.eval_every, reduce=opts.reduce,
             final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject})
         if job.resume:  # workers that died earlier stay permanent stragglers
-            from lgc.checkpoint import load_checkpoint
+            from lgc.checkpoint import load_checkpoint, validate_checkpoint
 
-            job = dataclasses.replace(job, dead=tuple(load_checkpoint(path / "checkpoint.pt").get("dead", ())))
+            ck = validate_checkpoint(load_checkpoint(path / "checkpoint.pt"), path / "checkpoint.pt", rounds=cfg.rounds)
+            dead = ck.get("dead", [])
+            check(isinstance(dead, list) and all(isinstance(i, int) and 0 <= i < cfg.n_workers for i in dead)
+                  and len(set(dead)) == len(dead) and len(dead) < cfg.n_workers,
+                  f"checkpoint {path / 'checkpoint.pt'}: dead={dead!r} must list distinct workers in 0..{cfg.n_workers - 1}")
+            job = dataclasses.replace(job, dead=tuple(dead))
         if torchrun:
             run_torchrun(job)
         while not torchrun:

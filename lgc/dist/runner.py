@@ -15,7 +15,7 @@ import torch.distributed as dist
 from lgc.dist.coordinator import RoundCoordinator
 from lgc.dist.records import RunRecorder
 from lgc.dist.worker import DistSettings, Worker
-from lgc.protocol import RunState, round_record
+from lgc.protocol import RunState, divergence_record, diverged, round_record
 from lgc.runs import finish_run
 from theory.schedule import RoundSchedule
 
@@ -80,7 +80,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
     if recorder is not None:
         recorder.dead = list(job.dead)
     # resume: rank 0 reads the checkpoint, every rank receives the same state
-    payload = [recorder.load() if (recorder is not None and job.resume) else None]
+    payload = [recorder.load(s.rounds, state.w.numel()) if (recorder is not None and job.resume) else None]
     dist.broadcast_object_list(payload, src=0)
     if payload[0] is not None:
         state = RunState.from_checkpoint(payload[0], device)
@@ -100,11 +100,17 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
                    unit="round", leave=False, file=sys.stderr)
     worker._sum_over_workers(torch.zeros(8, dtype=state.w.dtype, device=device))  # connect before round 0
     loop_start, loop_first = time.perf_counter(), state.round
+    saved = time.monotonic()
     while state.round < s.rounds:
         t = state.round
         row = {"round": t, **(problem.iterate_metrics(state.w) if rank == 0 else {})}
+        # rank 0's clock decides a time-based checkpoint; the request travels with its report
+        worker.checkpoint_request = rank == 0 and s.checkpoint_every_s > 0 and \
+            time.monotonic() - saved >= s.checkpoint_every_s
         res = worker.step(state)
-        sync = False  # rank 0's extra work below is followed by a barrier so rounds start together
+        # every rank holds the same reports, loss and w_{t+1}: all of them take the same decisions
+        stop = diverged({"loss": res.loss, "samples": res.samples}, state.w)
+        save = stop or res.checkpoint or state.round % max(1, s.checkpoint_every) == 0 or state.round == s.rounds
         if rank == 0:
             row.update(round_record(s.algorithm, t < s.warmup_rounds, res.schedule, clock=state.clock,
                                     samples=res.samples, rho=res.rho, loss=res.loss, lr=s.lr))
@@ -113,19 +119,20 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
                 row.update(problem.evaluate(state.w))
             if recorder is not None:
                 recorder.add(row, res)
-                if state.round % max(1, s.checkpoint_every) == 0 or state.round == s.rounds:
+                if save:
                     recorder.save(state)
+            if save:
+                saved = time.monotonic()
             coord.set_progress(state.round)
             if state.round % 100 == 0:  # drop finished rounds' keys now and then
                 for old in range(max(0, state.round - 200), state.round - 100):
                     coord.forget(old)
             if bar is not None:
                 bar.update(1)
-        if (t == s.rounds - 1 or (job.eval_every and (t + 1) % job.eval_every == 0)
-                or state.round % max(1, s.checkpoint_every) == 0):
-            sync = True
-        if sync:
-            dist.barrier()
+        if stop:
+            break
+        if save or t == s.rounds - 1 or (job.eval_every and (t + 1) % job.eval_every == 0):
+            dist.barrier()  # rank 0's extra work is done: the next round starts together
     loop_s = time.perf_counter() - loop_start
     if bar is not None:
         bar.close()
@@ -137,7 +144,10 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
                  "mean_round_wall_s": sum(walls) / len(walls) if walls else None,
                  **{k: float(last[k]) for k in ("loss", "test_loss", "test_acc") if last.get(k) not in (None, "")},
                  "loop_s": loop_s, "loop_rounds": s.rounds - loop_first,
-                 **problem.iterate_metrics(state.w), **job.final_extra}
+                 **problem.iterate_metrics(state.w), **job.final_extra,
+                 **(divergence_record(state.round - 1) if stop else {})}
+        if stop:
+            final["rounds"] = state.round
         finish_run(recorder.path, final)
     dist.barrier()  # every rank returns after final.json exists
 

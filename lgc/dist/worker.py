@@ -36,9 +36,10 @@ from theory.schedule import RoundSchedule
 if TYPE_CHECKING:
     from lgc.config import DistOptions, TrainConfig
 
-# columns of a worker's report row (then M block starts and M block ends)
-_POS, _M, _DONE, _ARRIVE, _LOSS, _NSAMP = range(6)
-_REPORT_FIXED = 6
+# columns of a worker's report row (then M block starts and M block ends); _CKPT: rank 0 asks
+# every rank to checkpoint after this round (a time-based decision travels with the reports)
+_POS, _M, _DONE, _ARRIVE, _LOSS, _NSAMP, _CKPT = range(7)
+_REPORT_FIXED = REPORT_FIXED = 7
 
 
 class WorkerProblem(Protocol):
@@ -76,6 +77,13 @@ class DistSettings:
         return self.config.checkpoint_every or self.config.rounds
 
     @property
+    def checkpoint_every_s(self) -> float:
+        """Seconds after which rank 0 also asks for a checkpoint (0: rounds only)."""
+        from lgc.config import CHECKPOINT_EVERY_S
+
+        return CHECKPOINT_EVERY_S if self.config.checkpoint_every else 0.0
+
+    @property
     def block_size(self) -> int:
         return self.batch_size // self.blocks
 
@@ -101,8 +109,9 @@ class RoundResult:
     wall_s: float
     loss: float
     samples: int
-    report: np.ndarray  # (N, 6 + 2M) worker reports
+    report: np.ndarray  # (N, REPORT_FIXED + 2M) worker reports
     rho: float = 0.0
+    checkpoint: bool = False  # rank 0 asked for a checkpoint after this round (Worker.checkpoint_request)
 
 
 def model_finish_times(timing_model, settings: DistSettings, t: int) -> np.ndarray:
@@ -133,6 +142,7 @@ class Worker:
         self.pi = settings.weights_pi()
         self.dead = tuple(sorted(dead))
         self.reduce = "allreduce"  # or "gather" (set by the runner; see _sum_over_workers)
+        self.checkpoint_request = False  # set by rank 0's runner before a round
 
     # ------------------------------------------------------------------ one worker's blocks
     def _finish_times_s(self, t: int) -> Optional[np.ndarray]:
@@ -291,6 +301,7 @@ class Worker:
         s, M, b, r, t = self.s, self.s.blocks, self.s.block_size, self.worker_id, state.round
         self.coord.heartbeat(t)
         row, gsum, t0 = self._work(t, state.w)
+        row[_CKPT] = float(self.checkpoint_request)
         self.coord.reported(t)
         fast = self._is_fast(t, row)
         m_mine = M if fast else int(row[_M])
@@ -329,4 +340,5 @@ class Worker:
         loss = float(rep[used, _LOSS].sum()) / n if n > 0 else math.nan
         state.round = t + 1
         state.clock += sched.wall
-        return RoundResult(schedule=sched, wall_s=wall_s, loss=loss, samples=int(n), report=rep, rho=plan.rho)
+        return RoundResult(schedule=sched, wall_s=wall_s, loss=loss, samples=int(n), report=rep, rho=plan.rho,
+                           checkpoint=bool(rep[:, _CKPT].max() > 0))

@@ -140,6 +140,26 @@ class Simulator:
         return out
 
     # ------------------------------------------------------------------ checkpoint state
+    def _check_state(self, st: dict, source: str) -> None:
+        """A checkpoint of another model, run or hand edit is one UserError, not a traceback."""
+        from lgc.checkpoint import validate_checkpoint
+
+        keys = ("w", "round", "clock", "momentum", "u", "buffers", "rows", "schedule", "torch_rng")
+        validate_checkpoint(st, source, rounds=self.cfg.rounds, n_params=self.w.numel(), keys=keys)
+        how = "delete it or rerun with --force"
+        t = st["round"]
+        check(isinstance(st["rows"], list) and isinstance(st["schedule"], list)
+              and len(st["rows"]) == t and len(st["schedule"]) == t,
+              f"checkpoint {source}: holds {len(st['rows'])} rows for round {t}; {how}")
+        named = dict(self.model.named_buffers())
+        bufs = st["buffers"]
+        check(isinstance(bufs, dict) and set(bufs) == set(named) and all(
+            isinstance(v, torch.Tensor) and v.shape == named[k].shape for k, v in bufs.items()),
+            f"checkpoint {source}: its model buffers do not match the model; {how}")
+        rng = st["torch_rng"]
+        check(isinstance(rng, torch.Tensor) and rng.dtype == torch.uint8 and rng.shape == torch.get_rng_state().shape,
+              f"checkpoint {source}: torch_rng is not a random-generator state; {how}")
+
     def state_dict(self) -> dict:
         buffers = {k: v.detach().cpu().clone() for k, v in self.model.named_buffers()}
         return {
@@ -150,7 +170,8 @@ class Simulator:
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
         }
 
-    def load_state_dict(self, st: dict) -> None:
+    def load_state_dict(self, st: dict, *, source: str = "checkpoint") -> None:
+        self._check_state(st, source)
         dev = self.device
         run = RunState.from_checkpoint(st, dev)
         self.w, self.server, self.rule, self.round, self.clock = run.w, run.server, run.rule, run.round, run.clock

@@ -12,9 +12,9 @@ from typing import Optional
 
 from lgc import runs
 from lgc.checkpoint import load_checkpoint, save_checkpoint
-from lgc.config import TrainConfig
+from lgc.config import CHECKPOINT_EVERY_S, TrainConfig
 from lgc.errors import check
-from lgc.protocol import ROUND_FIELDS, RUN_KIND
+from lgc.protocol import ROUND_FIELDS, RUN_KIND, divergence_record, diverged
 from lgc.sim.simulator import Simulator
 from theory.schedule import schedule_to_csv
 
@@ -54,7 +54,7 @@ def train(
         sim = Simulator(cfg, dataset=dataset)
         ckpt = path / "checkpoint.pt"
         if resume and not force and ckpt.exists():
-            sim.load_state_dict(load_checkpoint(ckpt))
+            sim.load_state_dict(load_checkpoint(ckpt), source=str(ckpt))
             runs.say(f"resuming {path} from round {sim.round} of {cfg.rounds}")
         else:
             if work.exists():
@@ -65,18 +65,20 @@ def train(
             if shorter is not None:
                 _extend_from(sim, shorter)
                 runs.say(f"extending the finished run {shorter} from {sim.round} to {cfg.rounds} rounds")
-        finished = _loop(sim, work, quiet=quiet, stop_after=stop_after, time_limit_s=time_limit_s,
-                         resume_hint=None if rerun else _resume_command(path, root))
-        if finished:
-            runs.finish_run(work, sim.final_metrics())
+        extra = _loop(sim, work, quiet=quiet, stop_after=stop_after, time_limit_s=time_limit_s,
+                      resume_hint=None if rerun else _resume_command(path, root))
+        if extra is not None:
+            runs.finish_run(work, {**sim.final_metrics(), **extra})
             if rerun:
                 runs.replace_dir(work, path)
     return path
 
 
-def _loop(sim: Simulator, work: Path, *, quiet, stop_after, time_limit_s, resume_hint) -> bool:
-    """Rounds until T (True) or until this call's budget ends (False, after a checkpoint).
-    A first Ctrl-C lets the round in flight finish, checkpoints it and stops (Interrupted)."""
+def _loop(sim: Simulator, work: Path, *, quiet, stop_after, time_limit_s, resume_hint) -> Optional[dict]:
+    """Rounds until T ({}), until the run diverges (its final.json record, lgc.protocol.divergence_record)
+    or until this call's budget ends (None, after a checkpoint). A checkpoint every
+    cfg.checkpoint_every rounds and at least every CHECKPOINT_EVERY_S seconds. A first Ctrl-C
+    lets the round in flight finish, checkpoints it and stops (Interrupted)."""
     import signal
     import threading
 
@@ -87,7 +89,7 @@ def _loop(sim: Simulator, work: Path, *, quiet, stop_after, time_limit_s, resume
     handler = None
     if threading.current_thread() is threading.main_thread():
         handler = signal.signal(signal.SIGINT, lambda *_: stop.append(1) if not stop else _raise_interrupt())
-    began = time.perf_counter()
+    began = saved = time.perf_counter()
     done_here = 0
     try:
         with tqdm(total=cfg.rounds, initial=sim.round, disable=quiet, desc=f"{cfg.algorithm} K={cfg.threshold_k}",
@@ -96,25 +98,31 @@ def _loop(sim: Simulator, work: Path, *, quiet, stop_after, time_limit_s, resume
                 row = sim.step()
                 done_here += 1
                 bar.update(1)
+                if diverged(row, sim.w):
+                    _write_progress(work, sim)
+                    return divergence_record(row["round"])
                 if "test_acc" in row:
                     bar.set_postfix(acc=f"{row['test_acc']:.3f}", loss=f"{row['loss']:.3f}")
                 if sim.round == cfg.rounds:
                     break
                 out_of_time = time_limit_s is not None and time.perf_counter() - began > time_limit_s
                 early = out_of_time or (stop_after is not None and done_here >= stop_after)
-                if (cfg.checkpoint_every and sim.round % cfg.checkpoint_every == 0) or early or stop:
+                due = cfg.checkpoint_every and (sim.round % cfg.checkpoint_every == 0
+                                                or time.perf_counter() - saved >= CHECKPOINT_EVERY_S)
+                if due or early or stop:
                     _write_progress(work, sim)
+                    saved = time.perf_counter()
                 if stop:
                     raise Interrupted(
                         f"interrupted: round {sim.round} of {cfg.rounds} is checkpointed; resume with: {resume_hint}"
                         if resume_hint else "interrupted: the forced rerun is discarded, the finished run is kept")
                 if early:
-                    return False
+                    return None
     finally:
         if handler is not None:
             signal.signal(signal.SIGINT, handler)
     _write_progress(work, sim)
-    return True
+    return {}
 
 
 class Interrupted(KeyboardInterrupt):
