@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from lgc.errors import UserError
@@ -53,8 +54,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's final flush cannot raise again."""
-    import os
-
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):
@@ -77,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a reader that left (BrokenPipeError) is handled below
         return status
     except (UserError, TheoryInputError) as e:
+        if os.environ.get("RANK", "0") != "0" and "MASTER_ADDR" in os.environ:
+            return 2  # under torchrun every rank checks the same flags: rank 0 says it once
         sys.stderr.write(f"lgc {args.command}: error: {e}\n")
         return 2
     except BrokenPipeError:  # `lgc optimize-k --json | head -1`: the reader left; exit quietly as Unix tools do

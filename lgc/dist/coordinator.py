@@ -14,9 +14,14 @@ Keys live under `lgc/<run>/` so several runs can share a store:
                      round it started, the round it reported, the rounds completed (rank 0);
                      the launcher's watchdog reads them to name a missing worker
     error/<rank>     a worker's one-line error message
+
+The store has no authentication: every value read from it is checked (an arrival position in
+1..N, a status in range; the round's reports by lgc.dist.worker: |A_t| = K, positions distinct,
+m_j in 0..M), and a value this protocol cannot have written stops the run (StoreInconsistent).
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import timedelta
@@ -24,9 +29,19 @@ from typing import Sequence
 
 from torch.distributed import TCPStore
 
+from lgc.errors import UserError
+
 
 KEEPALIVE_EVERY_S = 0.25  # how often a worker publishes its status
 STALE_S = 2.0  # a status older than this: the worker is frozen
+
+
+class StoreInconsistent(UserError):
+    """The rendezvous store holds a value the round protocol cannot have written."""
+
+    def __init__(self, what: str):
+        super().__init__(f"the rendezvous store is inconsistent: {what}; another client may have written to it "
+                         f"(the store has no authentication: see the README's trust model); run stopped")
 
 
 class RoundCoordinator:
@@ -49,6 +64,8 @@ class RoundCoordinator:
         The K-th arrival closes the round; later arrivals are stragglers (their m_j is M-1).
         """
         pos = int(self.store.add(self._key(f"r{round_index}/arrived"), 1))
+        if not 1 <= pos <= self.world_size:  # each of at most N workers adds 1 once per round
+            raise StoreInconsistent(f"round {round_index}: arrival position {pos}, expected 1..{self.world_size}")
         if pos == k:
             self.store.set(self._key(f"r{round_index}/closed"), str(self.rank))
         return pos
@@ -119,19 +136,31 @@ class RoundCoordinator:
             pass
 
 
-def read_status(store, world_size: int, prefix: str = "lgc") -> list[tuple[float, int, int, int]]:
-    """Per worker (stamp, round started, round reported, rounds completed); -1 where unknown."""
+def read_status(store, world_size: int, prefix: str = "lgc",
+                rounds: int | None = None) -> list[tuple[float, int, int, int]]:
+    """Per worker (stamp, round started, round reported, rounds completed); -1 where unknown.
+    With `rounds`, a status that is not "stamp hb rep progress" with rounds in -1..rounds and a
+    finite stamp raises StoreInconsistent."""
     out = []
     for r in range(world_size):
         key = f"{prefix}/alive/{r}"
         try:
-            if store.check([key]):
-                stamp, hb, rep, prog = store.get(key).decode().split()
-                out.append((float(stamp), int(hb), int(rep), int(prog)))
-                continue
-        except Exception:
-            pass
-        out.append((-1.0, -1, -1, -1))
+            raw = store.get(key) if store.check([key]) else None
+        except Exception:  # the store is going away with the run
+            raw = None
+        if raw is None:
+            out.append((-1.0, -1, -1, -1))
+            continue
+        try:
+            stamp, hb, rep, prog = raw.decode().split()
+            st = (float(stamp), int(hb), int(rep), int(prog))
+        except (ValueError, UnicodeDecodeError):
+            st = None
+        if rounds is not None and (st is None or not math.isfinite(st[0])
+                                   or not all(-1 <= v <= rounds for v in st[1:])):
+            raise StoreInconsistent(f"worker status {key} = {raw[:40]!r}, expected a time stamp and rounds in "
+                                    f"-1..{rounds}")
+        out.append(st if st is not None else (-1.0, -1, -1, -1))
     return out
 
 

@@ -1,9 +1,10 @@
 """Start the ranks: spawn N local processes (default) or join a `torchrun` launch.
 
-Local spawn: this process hosts the rendezvous TCPStore; the workers reach it on 127.0.0.1
-(loopback by default) and gloo's connections use the loopback interface. (The store's
-server socket itself listens on every interface: torch offers no bind address.) This
-process watches its children. A child that dies (SIGKILL, a crash) or a run that makes no
+Local spawn: this process hosts the rendezvous TCPStore on a socket it binds itself to the
+rendezvous address (127.0.0.1 by default: reachable from this machine only; torch's own
+server would listen on every interface), and gloo's connections use the loopback interface.
+A --rendezvous-host that does not resolve within RESOLVE_TIMEOUT_S, or is not an address of
+this machine, is one line before anything starts. This process watches its children. A child that dies (SIGKILL, a crash) or a run that makes no
 progress for `timeout_s` ends the whole run within about `timeout_s` + 5 s, with one line
 naming the worker and the checkpoint to resume from; never a silent hang.
 
@@ -24,12 +25,13 @@ from pathlib import Path
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lgc.dist.coordinator import read_errors, read_status, suspects
+from lgc.dist.coordinator import StoreInconsistent, read_errors, read_status, suspects
 from lgc.dist.runner import DistJob, rank_main
 from lgc.errors import UserError
 
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 3
+RESOLVE_TIMEOUT_S = 5.0  # a rendezvous host name that does not resolve within this fails
 
 
 class DistRunError(UserError):
@@ -54,8 +56,56 @@ def under_torchrun() -> bool:
     return all(v in os.environ for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
+def resolve_host(host: str, timeout_s: float = RESOLVE_TIMEOUT_S) -> str:
+    """The numeric address of `host`; UserError (one line) when it does not resolve in time."""
+    import concurrent.futures
+    import socket
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        infos = pool.submit(socket.getaddrinfo, host, None, 0, socket.SOCK_STREAM).result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        raise UserError(f"--rendezvous-host {host!r} did not resolve within {timeout_s:g} s "
+                        f"(a local spawn needs an address of this machine, default 127.0.0.1)") from None
+    except (socket.gaierror, UnicodeError) as e:
+        raise UserError(f"--rendezvous-host {host!r} cannot be resolved ({getattr(e, 'strerror', None) or e}); "
+                        f"a local spawn needs an address of this machine (default 127.0.0.1)") from None
+    finally:
+        pool.shutdown(wait=False)
+    return infos[0][4][0]
+
+
+def bind_local(host: str):
+    """(listening socket, address) on `host`'s address and a free port; UserError (one line) when
+    the host does not resolve or is not an address of this machine."""
+    import socket
+
+    addr = resolve_host(host)
+    sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((addr, 0))
+        sock.listen(1024)
+    except OSError as e:
+        sock.close()
+        raise UserError(f"--rendezvous-host {host!r} ({addr}) is not an address of this machine ({e.strerror}); "
+                        f"a local spawn listens on it (default 127.0.0.1)") from None
+    return sock, addr
+
+
+def local_store(host: str, timeout_s: float):
+    """(store, socket, address): the rendezvous TCPStore of a local spawn, served on a socket bound
+    to `host`'s address only (never every interface); keep the socket open while the store lives."""
+    sock, addr = bind_local(host)
+    port = sock.getsockname()[1]
+    store = dist.TCPStore(addr, port, world_size=None, is_master=True, wait_for_workers=False,
+                          timeout=timedelta(seconds=timeout_s), master_listen_fd=sock.fileno())
+    return store, sock, addr
+
+
 def _child(job: DistJob, rank: int, world_size: int, host: str, port: int) -> None:
-    """Entry point of a spawned worker process."""
+    """Entry point of a spawned worker process. A failure is reported to the launcher (one line
+    in the store, the traceback in the run directory's worker<rank>.err), never printed: when a
+    peer dies, every survivor fails too, and the launcher tells cause from consequence."""
     if host in ("127.0.0.1", "localhost", "::1") and "GLOO_SOCKET_IFNAME" not in os.environ \
             and os.path.exists("/sys/class/net/lo"):
         os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's pairs on loopback too, not the host's address
@@ -67,14 +117,17 @@ def _child(job: DistJob, rank: int, world_size: int, host: str, port: int) -> No
     except UserError as e:
         store.set(f"{job.prefix}/error/{rank}", str(e))
         sys.exit(EXIT_USER_ERROR)
-    except Exception as e:  # reported by the launcher in one line; details on stderr
+    except Exception as e:  # reported by the launcher in one line; the traceback in a file
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         try:
             store.set(f"{job.prefix}/error/{rank}", f"{type(e).__name__}: {msg}")
         except Exception:
             pass
-        if not job.quiet:
-            traceback.print_exc()
+        if job.run_path:
+            try:
+                (Path(job.run_path) / f"worker{rank}.err").write_text(traceback.format_exc())
+            except OSError:
+                pass
         sys.exit(EXIT_FAILED)
 
 
@@ -128,8 +181,14 @@ def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
     live = live_workers(job)
     n = len(live)  # processes
     timeout_s = job.settings.timeout_s
-    store = dist.TCPStore(host, 0, world_size=None, is_master=True, wait_for_workers=False,
-                          timeout=timedelta(seconds=timeout_s))
+    store, sock, host = local_store(host, timeout_s)
+    try:
+        _launch(job, store, host, n, live, timeout_s)
+    finally:
+        sock.close()
+
+
+def _launch(job: DistJob, store, host: str, n: int, live: list[int], timeout_s: float) -> None:
     ctx = _context()
     procs = [ctx.Process(target=_child, args=(job, r, n, host, store.port), name=f"lgc-dist-{r}") for r in range(n)]
     for p in procs:
@@ -152,7 +211,11 @@ def launch_local(job: DistJob, *, host: str = "127.0.0.1") -> None:
             now = time.monotonic()
             if now - last_poll >= 0.5:  # the watchdog: any worker's round or report moves
                 last_poll = now
-                status = read_status(store, n, job.prefix)
+                try:
+                    status = read_status(store, n, job.prefix, rounds=job.settings.rounds)
+                except StoreInconsistent:
+                    _stop_all(procs)
+                    raise
                 seen = tuple((st[1], st[2], st[3]) for st in status)
                 if seen != last_seen:
                     last_seen, last_change = seen, now
@@ -200,20 +263,58 @@ def _fail(job: DistJob, store, procs, failed) -> None:
     else:
         cause = failed[0]
         what = _describe_exit(codes[cause]) + (f": {errors[cause]}" if cause in errors else "")
+        err_file = Path(job.run_path or ".") / f"worker{cause}.err"
+        if job.run_path and err_file.exists():
+            what += f" (traceback in {err_file})"
     live = live_workers(job)
     raise WorkerLost(
         f"dist worker {live[cause]} (pid {procs[cause].pid}) {what} during round {max(hb[cause], 0)}; "
         f"run stopped {time.monotonic() - t_fail + 0.05:.1f} s later; {_checkpoint_note(job)}", live[cause])
 
 
+def check_torchrun_world(n_workers: int, dead: tuple = ()) -> None:
+    """torchrun must start one process per live worker: rank 0 says so in one line, the other
+    ranks exit with the same status quietly (every rank finds the same mismatch)."""
+    world = int(os.environ["WORLD_SIZE"])
+    if world != n_workers - len(dead):
+        if int(os.environ["RANK"]) != 0:
+            raise SystemExit(EXIT_USER_ERROR)
+        raise UserError(f"torchrun started {world} processes (--nnodes x --nproc-per-node) but the run has "
+                        f"N={n_workers} workers{f' ({len(dead)} dead)' if dead else ''}: dist runs one worker per "
+                        f"process; start {n_workers - len(dead)} or pass --workers {world}")
+
+
 def run_torchrun(job: DistJob) -> None:
-    """Run this process as one rank of a torchrun launch."""
+    """Run this process as one rank of a torchrun launch.
+
+    A lost peer (its machine or launcher killed) makes every survivor fail in a collective or a
+    store call within about --timeout-s: rank 0 (it holds the run directory) raises one line with
+    the checkpoint to resume from; the other ranks exit quietly with status 3 (their own user
+    errors, e.g. a missing data folder on their machine, are one line each)."""
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
-    store = dist.TCPStore(host, port, world_size=None, is_master=(rank == 0 and not agent_store),
-                          wait_for_workers=False, timeout=timedelta(seconds=job.settings.timeout_s))
+    check_torchrun_world(job.settings.n_workers, job.dead)
     job = dataclasses.replace(job, prefix=f"{job.prefix}/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}",
                               keepalive=(host, port))
-    rank_main(job, rank, world, store, local_rank=local_rank)
+    try:
+        store = dist.TCPStore(host, port, world_size=None, is_master=(rank == 0 and not agent_store),
+                              wait_for_workers=False, timeout=timedelta(seconds=job.settings.timeout_s))
+        rank_main(job, rank, world, store, local_rank=local_rank)
+    except UserError as e:
+        if rank == 0:
+            raise
+        sys.stderr.write(f"lgc train (rank {rank}): error: {e}\n")
+        raise SystemExit(EXIT_USER_ERROR) from None
+    except Exception as e:  # a peer is gone: the collectives and the store fail on every survivor
+        if rank != 0:
+            if job.run_path:
+                try:
+                    (Path(job.run_path) / f"worker{rank}.err").write_text(traceback.format_exc())
+                except OSError:
+                    pass
+            raise SystemExit(EXIT_FAILED) from None
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise DistRunError(f"dist rank 0 lost the other ranks ({type(e).__name__}: {first}); "
+                           f"{_checkpoint_note(job)}") from None

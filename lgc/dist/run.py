@@ -44,7 +44,8 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     import torch
 
     from lgc import runs
-    from lgc.dist.launch import WorkerLost, launch_local, run_torchrun, under_torchrun
+    from lgc.dist.launch import WorkerLost, bind_local, check_torchrun_world, launch_local, run_torchrun, \
+        under_torchrun
     from lgc.dist.problem import TaskBlocks
     from lgc.dist.runner import DistJob
     from lgc.protocol import RUN_KIND, load_replay, make_timing
@@ -59,6 +60,10 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     device = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) else (
         "cpu" if cfg.device == "auto" else cfg.device)
     check(not device.startswith("cuda") or torch.cuda.is_available(), f"device={cfg.device!r} but CUDA is not available")
+    if not under_torchrun():
+        bind_local(opts.host)[0].close()  # a typo is one line now, before the run directory exists
+    else:
+        check_torchrun_world(cfg.n_workers)
     key = {**cfg.to_dict(), "dist": dataclasses.asdict(opts)}
     path = runs.run_dir(RUN_KIND, key, root)
     torchrun = under_torchrun()

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from lgc import rules
-from lgc.dist.coordinator import RoundCoordinator, sleep_until
+from lgc.dist.coordinator import RoundCoordinator, StoreInconsistent, sleep_until
 from lgc.protocol import RunState, group_norms, local_weight, plan_groups, round_plan
 from theory.schedule import RoundSchedule
 
@@ -255,6 +255,28 @@ class Worker:
             t_cut = float(arrive[fast[-1]]) / s.unit_s if fast else float(wall_s) / s.unit_s
         return RoundSchedule(round=t, fast=fast, blocks=blocks, t_cut=t_cut, wall=wall_s / s.unit_s)
 
+    def _check_round(self, t: int, rep: np.ndarray, sched: RoundSchedule) -> None:
+        """The round as the reports (arrival positions from the store) describe it must be one the
+        protocol can produce: positions distinct in 1..N, m_j and blocks done in 0..M, and |A_t| = K
+        (N - dead in warm-up and full-sync rounds). Every rank sees the same reports, so all stop."""
+        s, M = self.s, self.s.blocks
+        pos = rep[:, _POS]
+        arrived = pos[pos != 0]
+        problems = []
+        if not (np.all(arrived == np.round(arrived)) and np.all((arrived >= 1) & (arrived <= self.n_procs))
+                and len(set(arrived.tolist())) == len(arrived)):
+            problems.append(f"arrival positions {sorted(arrived.astype(int).tolist())}, expected distinct 1..{self.n_procs}")
+        for col, name in ((_M, "m_j"), (_DONE, "blocks done")):
+            v = rep[:, col]
+            if not np.all((v == np.round(v)) & (v >= 0) & (v <= M)):
+                problems.append(f"{name} {v.astype(int).tolist()}, expected 0..{M}")
+        if self.replay is None and not (s.algorithm == "anytime-minibatch" and not s.is_full_round(t)):
+            k = self.n_procs if s.is_full_round(t) else s.threshold_k
+            if len(sched.fast) != k:
+                problems.append(f"|A_t| = {len(sched.fast)}, expected K = {k}")
+        if problems:
+            raise StoreInconsistent(f"round {t}: {'; '.join(problems)}")
+
     def _sum_over_workers(self, buf: torch.Tensor) -> torch.Tensor:
         """The sum of every worker's `buf`, identical on every rank.
 
@@ -319,6 +341,7 @@ class Worker:
         buf = self._sum_over_workers(buf)
         rep = buf[len(slots) * P:].view(s.n_workers, width).to("cpu", torch.float64).numpy()
         sched = self._schedule_from_reports(t, rep, 0.0)
+        self._check_round(t, rep, sched)
         fast_mask = sched.fast_mask()
         plan = round_plan(s.algorithm, fast_mask, sched.blocks, self.pi, s.batch_size, b, warmup=warm)
         norms = group_norms(fast_mask, sched.blocks, self.pi, absent=self.dead)
