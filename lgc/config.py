@@ -269,6 +269,38 @@ def default_engine(dataset: str, norm: str) -> str:
     return "fused" if dataset != "quadratic" and norm == "group" else "batched"
 
 
+MAX_SYNTHETIC_VALUES = 2**28  # float32 values of the synthetic data set (1 GiB; about 3 GiB while drawn)
+
+
+def check_synthetic_size(side: int, n: int) -> None:
+    """The synthetic images (n of 3 x side x side float32) must fit a stated limit: checked up
+    front instead of failing in the allocator minutes later."""
+    values = n * 3 * side * side
+    check(values <= MAX_SYNTHETIC_VALUES,
+          f"synthetic data of {n} images 3 x {side} x {side} = {values:.3g} values exceeds the limit "
+          f"{MAX_SYNTHETIC_VALUES:.3g} (1 GiB): lower --synthetic-side, --synthetic-train or --synthetic-test")
+
+
+def check_finite(name: str, value: Any) -> None:
+    """Every number must be finite: argparse's float() takes 'inf' and 'nan', Python's json reads
+    NaN and Infinity, and either would run to a NaN loss or time with exit status 0."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(f"{name}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            check_finite(name, v)
+    else:
+        check(not isinstance(value, float) or math.isfinite(value), f"{name}={value} must be a finite number")
+
+
+def check_finite_flags(args) -> None:
+    """check_finite for every parsed flag of a command (lgc.cli calls it before the command runs)."""
+    for dest, value in vars(args).items():
+        if not dest.startswith("_"):
+            check_finite("--" + dest.replace("_", "-"), value)
+
+
 def read_json_object(path: str | Path) -> dict:
     """The JSON object in a config file; UserError (one line) if it is missing or malformed."""
     p = Path(path)

@@ -26,7 +26,7 @@ from lgc.runs import REPO_ROOT, read_csv
 from lgc.sim import Simulator
 
 ROUNDS = 30
-FLAGS = ["--backend", "dist", "--algorithm", "lgc", "-N", "3", "-K", "2", "-B", "8", "-M", "4", "-T", str(ROUNDS),
+FLAGS = ["--backend", "dist", "--algorithm", "lgc", "--workers", "3", "--k", "2", "--batch-size", "8", "--blocks", "4", "--rounds", str(ROUNDS),
          "--momentum", "0.5", "--dataset", "synthetic", "--synthetic-train", "600", "--synthetic-test", "60",
          "--partition", "iid", "--samples-per-worker", "200", "--model", "softmax", "--eval-every", "0",
          "--seed", "7", "--unit-ms", "20", "--timeout-s", "20"]
@@ -144,7 +144,10 @@ def test_a_report_the_protocol_cannot_produce_stops_the_round():
     from lgc.dist.coordinator import StoreInconsistent
     from lgc.dist.worker import _M, _POS, REPORT_FIXED, DistSettings, Worker
 
-    s = DistSettings(n_workers=3, threshold_k=2, blocks=4, batch_size=8, rounds=10, algorithm="lgc", warmup_rounds=0)
+    from lgc.config import DistOptions
+
+    cfg = TrainConfig(n_workers=3, threshold_k=2, blocks=4, batch_size=8, rounds=10, algorithm="lgc", warmup_rounds=0)
+    s = DistSettings(config=cfg, options=DistOptions())
     w = Worker(0, s, problem=None, coord=None, timing_model=None)
     rep = np.zeros((3, REPORT_FIXED + 8))
     rep[:, _POS], rep[:, _M] = (1, 2, 0), (4, 4, 2)
@@ -185,7 +188,7 @@ def _free_port() -> int:
 
 def test_torchrun_with_fewer_processes_than_workers_is_one_line_from_rank_0(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "3", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "lgc", "train", *FLAGS, "-N", "4", "--quiet",
+           "--master-port", str(_free_port()), "-m", "lgc", "train", *FLAGS, "--workers", "4", "--quiet",
            "--results", str(tmp_path)]
     r = subprocess.run(cmd, capture_output=True, text=True, env={**_env(), "OMP_NUM_THREADS": "1"}, timeout=120)
     assert r.returncode != 0

@@ -17,10 +17,10 @@ from lgc.runs import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-TINY = ["-N", "3", "-K", "2", "-B", "4", "-M", "2", "--model", "softmax", "--partition", "iid",
+TINY = ["--workers", "3", "--k", "2", "--batch-size", "4", "--blocks", "2", "--model", "softmax", "--partition", "iid",
         "--synthetic-train", "120", "--synthetic-test", "12", "--samples-per-worker", "20", "--device", "cpu",
         "--threads", "1", "--quiet", "--eval-every", "0"]
-QUAD = ["--dataset", "quadratic", "-N", "3", "-K", "2", "-B", "4", "-M", "2", "--device", "cpu", "--quiet",
+QUAD = ["--dataset", "quadratic", "--workers", "3", "--k", "2", "--batch-size", "4", "--blocks", "2", "--device", "cpu", "--quiet",
         "--eval-every", "0"]
 CONSTS = ["--L", "1", "--sigma2", "1", "--zeta2", "1", "--Delta", "1"]
 
@@ -71,12 +71,12 @@ def test_schedule_walls_not_finite_or_negative_are_refused(capsys, tmp_path, wal
     rows = "\n".join(f"{t},0 1 2,2 2 2,1.0,{wall if t == 1 else '1.0'},0.0" for t in range(3))
     f = tmp_path / "s.csv"
     f.write_text("round,fast,blocks,t_cut,wall,comm\n" + rows + "\n")
-    _fails(capsys, ["train", *QUAD, "-T", "3", "--algorithm", "full-sync", "--schedule-file", str(f),
+    _fails(capsys, ["train", *QUAD, "--rounds", "3", "--algorithm", "full-sync", "--schedule-file", str(f),
                     "--results", str(tmp_path)], f"wall={float(wall)} must be a finite number >= 0")
 
 
 def test_a_diverging_run_stops_says_so_and_exits_3(capsys, tmp_path):
-    argv = ["train", *QUAD, "-T", "60", "--lr", "100", "--results", str(tmp_path), "--json"]
+    argv = ["train", *QUAD, "--rounds", "60", "--lr", "100", "--results", str(tmp_path), "--json"]
     assert main(argv) == 3
     out, err = capsys.readouterr()
     assert len(err.strip().splitlines()) == 1 and "diverged at round" in err and "Traceback" not in err, err
@@ -104,11 +104,11 @@ def test_binary_schedule_or_trace_file(capsys, tmp_path, flag):
     f = tmp_path / "bin.csv"
     f.write_bytes(bytes(range(256)))
     extra = [flag, str(f)] if flag == "--schedule-file" else ["--timing", "trace", flag, f"path={f}"]
-    _fails(capsys, ["train", *QUAD, "-T", "2", *extra, "--results", str(tmp_path)], "is not a text (CSV) file")
+    _fails(capsys, ["train", *QUAD, "--rounds", "2", *extra, "--results", str(tmp_path)], "is not a text (CSV) file")
 
 
 def _sim_run(tmp_path, capsys, rounds=4):
-    argv = ["train", *TINY, "-T", str(rounds), "--stop-after", "2", "--checkpoint-every", "1",
+    argv = ["train", *TINY, "--rounds", str(rounds), "--stop-after", "2", "--checkpoint-every", "1",
             "--results", str(tmp_path)]
     assert main(argv) == 0
     capsys.readouterr()
@@ -139,7 +139,7 @@ def test_checkpoint_that_loads_but_is_wrong(capsys, tmp_path, edit, match):
 
 
 def test_final_json_that_is_a_list(capsys, tmp_path):
-    argv = ["train", *QUAD, "-T", "2", "--results", str(tmp_path)]
+    argv = ["train", *QUAD, "--rounds", "2", "--results", str(tmp_path)]
     assert main(argv) == 0
     capsys.readouterr()
     final = next((tmp_path / "train").iterdir()) / "final.json"
@@ -155,7 +155,7 @@ def test_sizes_beyond_the_stated_limit_and_memory_errors(capsys, tmp_path, monke
     def no_memory(*a, **k):
         raise MemoryError
     monkeypatch.setattr(train_cmd, "_report", no_memory)
-    _fails(capsys, ["train", *QUAD, "-T", "1", "--results", str(tmp_path)], "out of memory")
+    _fails(capsys, ["train", *QUAD, "--rounds", "1", "--results", str(tmp_path)], "out of memory")
 
 
 def _write_cifar(root: Path, *, labels=None, meta=None):
@@ -188,7 +188,7 @@ def test_malformed_cifar_files_are_one_line(tmp_path, labels, meta, match):
 
 def test_optimize_k_json_into_a_closed_pipe_exits_quietly():
     """`lgc optimize-k --json | head -1`: no BrokenPipeError traceback, the SIGPIPE status."""
-    cmd = f"{sys.executable} -m lgc optimize-k -N 200 {' '.join(CONSTS)} --json | head -c 1 >/dev/null; " \
+    cmd = f"{sys.executable} -m lgc optimize-k --workers 200 {' '.join(CONSTS)} --json | head -c 1 >/dev/null; " \
           f"echo ${{PIPESTATUS[0]}} >&2"
     r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=REPO_ROOT,
                        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
