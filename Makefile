@@ -28,7 +28,7 @@ endif
 DATA_DIR ?= data
 SHARED ?= ../shared
 
-.PHONY: help install test test-gpu test-integration figures figures-paper data bench bench-dist gpu-carry \
+.PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper data bench bench-dist gpu-carry \
 	gpu-session gpu-rehearsal clean
 
 help:  ## list the targets
@@ -48,6 +48,9 @@ endif
 
 test: install  ## run the test suite (CPU, < 10 min on 2 cores)
 	$(PY) -m pytest -q
+
+test-dist-slow: install  ## slow dist tests: two torchrun --nnodes 2 launchers on 127.0.0.1, one killed (~2 min)
+	$(PY) -m pytest -q -m slow tests
 
 test-integration: install  ## tests that use ../shared/data (CIFAR-10 copy)
 	$(PY) -m pytest -q -m data tests || [ $$? -eq 5 ]
