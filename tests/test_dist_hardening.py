@@ -4,7 +4,6 @@ launcher one line; a local spawn's rendezvous store listens on loopback only and
 writes values the protocol cannot produce stops the run; launch mistakes are one line."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re

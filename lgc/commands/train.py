@@ -15,7 +15,7 @@ import sys
 
 from lgc.commands._config_args import add_config_arguments, config_values
 from lgc.config import DistOptions, TrainConfig, read_json_object
-from lgc.errors import UserError, check
+from lgc.errors import check
 from lgc.protocol import DIVERGED
 from theory.jsonio import dumps
 
