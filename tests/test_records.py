@@ -10,6 +10,7 @@ import torch
 
 from lgc.checkpoint import load_checkpoint
 from lgc.dist.records import TRACE_FIELDS, RunRecorder
+from lgc.dist.worker import _DONE, REPORT_FIXED as F
 from lgc.protocol import ROUND_FIELDS, RunState
 from lgc.rules import RuleState, ServerState
 from theory.schedule import RoundSchedule, schedule_from_csv
@@ -19,11 +20,11 @@ N, M = 3, 2
 
 def _result(t, done):
     """A round's result: worker i processed done[i] blocks, block m from 0.1*m to 0.1*m + 0.05 s."""
-    rep = np.zeros((N, 6 + 2 * M))
-    rep[:, 2] = done
+    rep = np.zeros((N, F + 2 * M))
+    rep[:, _DONE] = done
     for m in range(M):
-        rep[:, 6 + m] = 0.1 * m + t
-        rep[:, 6 + M + m] = 0.1 * m + t + 0.05
+        rep[:, F + m] = 0.1 * m + t
+        rep[:, F + M + m] = 0.1 * m + t + 0.05
     sched = RoundSchedule(round=t, fast=(0, 1), blocks=(M, M, done[2]), t_cut=1.0, wall=1.5)
     return SimpleNamespace(schedule=sched, report=rep)
 
@@ -69,7 +70,7 @@ def test_load_keeps_only_rounds_before_the_checkpoint(tmp_path):
         rec.add(_row(t), _result(t, done=[M, M, 0]))
     rec.save(_state(2))  # rounds.csv has round 2, the checkpoint says round 2 is not done
     again = RunRecorder(tmp_path, N, M)
-    state = again.load()
+    state = again.load(rounds=5, n_params=4)
     assert int(state["round"]) == 2
     assert [int(r["round"]) for r in again.rounds] == [0, 1]
     assert [s.round for s in again.schedule] == [0, 1]
@@ -80,4 +81,4 @@ def test_load_keeps_only_rounds_before_the_checkpoint(tmp_path):
 
 
 def test_load_without_a_checkpoint_is_none(tmp_path):
-    assert RunRecorder(tmp_path, N, M).load() is None
+    assert RunRecorder(tmp_path, N, M).load(rounds=5, n_params=4) is None
