@@ -195,3 +195,19 @@ def test_torchrun_with_fewer_processes_than_workers_is_one_line_from_rank_0(tmp_
     assert len(ours) == 1 and "torchrun started 3 processes" in ours[0] and "N=4" in ours[0], r.stderr
     assert not re.search(r'File ".*/lgc/', r.stderr), r.stderr  # no traceback from our code
     assert not (tmp_path / "train").exists()
+
+
+def test_a_diverging_dist_run_stops_on_every_rank_and_says_so(tmp_path):
+    """Every rank sees the same loss and w_{t+1}: all stop at the same round (no hang), rank 0
+    writes final.json with status "diverged" (lgc train exits 3; tests/test_strict_inputs.py)."""
+    from lgc.config import DistOptions
+    from lgc.dist import run_dist
+
+    cfg = TrainConfig(algorithm="lgc", n_workers=2, threshold_k=1, batch_size=4, blocks=2, rounds=40,
+                      dataset="quadratic", lr=50.0, eval_every=0)
+    path = run_dist(cfg, DistOptions(unit_ms=2.0, timeout_s=20), root=tmp_path, quiet=True)
+    final = json.loads((path / "final.json").read_text())
+    assert final["status"] == "diverged" and final["loss"] is None
+    t = final["diverged_round"]
+    assert t < 39 and final["rounds"] == t + 1 == final["loop_rounds"]
+    assert len(read_csv(path / "rounds.csv")) == t + 1

@@ -143,7 +143,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
         final = {"rounds": s.rounds, "time": state.clock, "wall_s": sum(walls),
                  "mean_round_wall_s": sum(walls) / len(walls) if walls else None,
                  **{k: float(last[k]) for k in ("loss", "test_loss", "test_acc") if last.get(k) not in (None, "")},
-                 "loop_s": loop_s, "loop_rounds": s.rounds - loop_first,
+                 "loop_s": loop_s, "loop_rounds": state.round - loop_first,
                  **problem.iterate_metrics(state.w), **job.final_extra,
                  **(divergence_record(state.round - 1) if stop else {})}
         if stop:
