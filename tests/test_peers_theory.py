@@ -1,0 +1,145 @@
+"""The peers' rounds (theory/peers.py) against an explicit event loop, and the time bounds
+(theory/time_bounds.py): closed forms for equal tau, monotonicity, (6.6) <= (6.6')."""
+import itertools
+
+import numpy as np
+import pytest
+
+from theory.errors import TheoryInputError
+from theory.peers import (blocks_done_by, default_s, malenia_condition, malenia_schedule, rennala_schedule,
+                          stream_finish_times)
+from theory.time_bounds import (block_times, heterogeneous_data_time, identical_data_time, rennala_collect_bound,
+                                rennala_collect_time)
+from theory.timing import Deterministic, ShiftedExponential, make_timing_model
+
+
+def explicit_events(finish, horizon_blocks):
+    """Every (time, worker) block event by simulating each worker's clock block by block."""
+    events = []
+    n, m = finish.shape
+    durations = np.diff(np.concatenate([np.zeros((n, 1)), finish], axis=1), axis=1)  # block durations
+    for i in range(n):
+        clock = 0.0
+        for q in range(horizon_blocks):
+            clock += durations[i, q % m]
+            events.append((clock, i))
+    return sorted(events)  # time, then worker index
+
+
+def explicit_rennala(finish, s):
+    ev = explicit_events(finish, s)[:s]
+    blocks = [0] * finish.shape[0]
+    for _, i in ev:
+        blocks[i] += 1
+    return tuple(blocks), ev[-1][0]
+
+
+def explicit_malenia(finish, s):
+    n = finish.shape[0]
+    blocks = [0] * n
+    for t, i in explicit_events(finish, 4 * s + 4):
+        blocks[i] += 1
+        if min(blocks) >= 1 and n / sum(1.0 / b for b in blocks) >= s / n - 1e-12:
+            return tuple(blocks), t
+    raise AssertionError
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rounds_equal_an_explicit_event_loop(seed):
+    rng = np.random.default_rng(seed)
+    n, m = 4, 3
+    x = rng.uniform(0.5, 3.0, n)
+    finish = np.cumsum(rng.uniform(0.5, 1.5, (n, m)), axis=1)
+    finish *= (x / finish[:, -1])[:, None]
+    for s in (1, 3, 7, 12):
+        r = rennala_schedule(finish, s)
+        blocks, t = explicit_rennala(finish, s)
+        assert r.blocks == blocks and r.wall == pytest.approx(t) and sum(r.blocks) == s
+        mal = malenia_schedule(finish, s)
+        blocks, t = explicit_malenia(finish, s)
+        assert mal.blocks == blocks and mal.wall == pytest.approx(t)
+        assert malenia_condition(mal.blocks, s)
+
+
+def test_stream_continues_at_the_rounds_speed():
+    finish = np.array([[1.0, 3.0], [2.0, 2.5]])
+    s = stream_finish_times(finish, 5)
+    assert np.allclose(s, [[1, 3, 4, 6, 7], [2, 2.5, 4.5, 5, 7]])
+    assert list(blocks_done_by(finish, 4.5)) == [3, 3]
+
+
+def test_equal_speeds_reduce_to_one_full_round():
+    """Equal speeds, S = N (Rennala) or S = N with M = 1 (Malenia): one block per worker, R = X."""
+    finish = np.full((5, 1), 2.0)
+    for sched in (rennala_schedule(finish, 5), malenia_schedule(finish, 5)):
+        assert sched.blocks == (1,) * 5 and sched.wall == 2.0
+    # Malenia at S = c N with equal speeds: c blocks each
+    assert malenia_schedule(np.full((4, 2), 1.0) * [[0.5, 1.0]], 8).blocks == (2,) * 4
+
+
+def test_malenia_waits_for_the_slowest_rennala_does_not():
+    finish = np.array([[1.0], [1.0], [10.0]])
+    assert rennala_schedule(finish, 4).wall == 2.0
+    mal = malenia_schedule(finish, 3)
+    assert mal.wall == 10.0 and mal.blocks[2] == 1 and mal.blocks[0] == 10
+
+
+def test_default_s():
+    assert default_s("rennala", 1.0, 0.3, 10) == 4
+    assert default_s("malenia", 1.0, 0.3, 10) == 10
+    assert default_s("rennala", 0.0, 0.3, 10) == 1
+    with pytest.raises(TheoryInputError, match="eps"):
+        default_s("rennala", 1.0, 0.0, 10)
+
+
+CONST = dict(L=2.0, delta=3.0, eps=0.1, sigma2=0.5)
+
+
+def test_equal_tau_closed_forms():
+    """tau_i = tau: (6.4) = tau (L D/eps + s^2 L D/(N eps^2)) at m = N; (6.5) = the same."""
+    tau, n = 1.5, 6
+    L, D, e, s2 = CONST["L"], CONST["delta"], CONST["eps"], CONST["sigma2"]
+    want = tau * (L * D / e + s2 * L * D / (n * e**2))
+    val, m = identical_data_time([tau] * n, **CONST)
+    assert val == pytest.approx(want) and m == n
+    assert heterogeneous_data_time([tau] * n, **CONST) == pytest.approx(want)
+
+
+def test_bounds_monotone():
+    rng = np.random.default_rng(0)
+    tau = np.sort(rng.uniform(1, 5, 8))
+    base_i, _ = identical_data_time(tau, **CONST)
+    base_h = heterogeneous_data_time(tau, **CONST)
+    slower = tau.copy()
+    slower[-1] *= 10
+    assert identical_data_time(slower, **CONST)[0] <= base_i + 1e-12  # may ignore the slowest
+    assert heterogeneous_data_time(slower, **CONST) > base_h  # must wait for it
+    assert identical_data_time(tau, **{**CONST, "eps": 0.05})[0] > base_i
+    assert identical_data_time(np.append(tau, 1.0), **CONST)[0] < base_i  # one more fast worker helps
+    # identical data never needs more time than heterogeneous data
+    for _ in range(20):
+        t = rng.uniform(0.1, 10, 5)
+        assert identical_data_time(t, **CONST)[0] <= heterogeneous_data_time(t, **CONST) + 1e-9
+
+
+def test_collect_time_exact_and_below_its_bound():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        tau = rng.uniform(0.2, 3, 5)
+        for s in (1, 4, 11):
+            t = rennala_collect_time(tau, s)
+            assert sum(np.floor(t / tau + 1e-12)) >= s
+            assert sum(np.floor((t - 1e-9) / tau)) < s
+            assert t <= rennala_collect_bound(tau, s) + 1e-12
+            finish = np.asarray(tau)[:, None]  # M = 1: Rennala's round time is this collect time
+            assert rennala_schedule(finish, s).wall == pytest.approx(t)
+
+
+def test_block_times():
+    tau, how = block_times(Deterministic(times=(2.0, 1.0, 4.0)), 3, 2)
+    assert np.allclose(tau, [0.5, 1.0, 2.0]) and how == "exact"
+    tau, how = block_times(ShiftedExponential(), 4, 1)
+    h = np.cumsum(1 / np.arange(4, 0, -1))
+    assert np.allclose(tau, 1 + h) and "heuristic" in how
+    tau, how = block_times(make_timing_model("heterogeneous", slowdown=3.0), 5, 1, rounds=50)
+    assert np.all(np.diff(tau) >= 0) and "Monte Carlo" in how
