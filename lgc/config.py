@@ -104,6 +104,11 @@ class TrainConfig:
     comm_alpha: float = option(0.0, "communication latency per round [time units] (eq. 2.5)", metavar="A")
     comm_beta: float = option(0.0, "communication time per byte sent [time units] (eq. 2.5)", metavar="B")
     deadline: Optional[float] = option(None, "anytime-minibatch deadline [time units]", none="E[X_(K:N)]")
+    peer_s: Optional[int] = option(None, "S, block gradients per step of rennala / malenia (eq. 6.7)", flag="--peer-s",
+                                   metavar="S", none="quadratic: max(ceil(sigma^2/(b eps)), 1), malenia at least N; "
+                                                     "else N*M")
+    target_eps: float = option(0.01, "eps, the target E||grad F||^2 that sets the quadratic's default S (--peer-s)",
+                               metavar="EPS")
     schedule_file: Optional[str] = option(None, "replay a recorded schedule.csv instead of the timing model",
                                           metavar="FILE", none="none")
     # bookkeeping
@@ -173,6 +178,8 @@ class TrainConfig:
         check(c.semantics in SEMANTICS, f"semantics={c.semantics!r} must be one of {', '.join(SEMANTICS)}")
         check(c.comm_alpha >= 0 and c.comm_beta >= 0, f"comm_alpha={c.comm_alpha}, comm_beta={c.comm_beta} must be >= 0")
         check(c.deadline is None or c.deadline > 0, f"deadline={c.deadline} must be > 0")
+        check(c.peer_s is None or c.peer_s >= 1, f"peer_s S={c.peer_s} must be >= 1")
+        check(c.target_eps > 0, f"target_eps={c.target_eps} must be > 0")
         check(c.schedule_file is None or Path(c.schedule_file).is_file(), f"schedule_file={c.schedule_file} does not exist")
         check(c.eval_every >= 0, f"eval_every={c.eval_every} must be >= 0")
         check(c.eval_subset is None or c.eval_subset >= 1, f"eval_subset={c.eval_subset} must be >= 1")

@@ -60,6 +60,22 @@ def divergence_record(t: int) -> dict:
             "message": f"the run diverged at round {t} (loss or weights not finite): lower --lr"}
 
 
+def peer_s(cfg: TrainConfig) -> Optional[int]:
+    """S of an algorithm whose round ends at a block count (rennala, malenia): cfg.peer_s, else on
+    the quadratics the papers' formula (eq. 6.7) with the exact sigma^2 per block (sigma^2 / b)
+    and cfg.target_eps, else N*M (the blocks of full-sync's step: the same samples per step).
+    None for the other algorithms."""
+    if algorithm_entry(cfg.algorithm).round_end != "blocks":
+        return None
+    if cfg.peer_s is not None:
+        return cfg.peer_s
+    if cfg.dataset != "quadratic":
+        return cfg.n_workers * cfg.blocks
+    from theory.peers import default_s
+
+    return default_s(cfg.algorithm, cfg.quad_sigma2 / cfg.block_size, cfg.target_eps, cfg.n_workers)
+
+
 def make_timing(cfg: TrainConfig):
     """The timing model named in the config (theory.timing.make_timing_model); UserError if its
     parameters are invalid."""
@@ -96,7 +112,7 @@ def load_replay(cfg: TrainConfig, schedule: Optional[Sequence[RoundSchedule]] = 
               f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{cfg.rounds - 1})")
         check_replayed_k(cfg, by_round)
         for t in range(cfg.rounds):
-            if algorithm_entry(cfg.algorithm).round_end != "deadline" or t < cfg.warmup_rounds:
+            if algorithm_entry(cfg.algorithm).round_end not in ("deadline", "blocks") or t < cfg.warmup_rounds:
                 check_schedule(by_round[t], cfg.n_workers, cfg.blocks)
     except TheoryInputError as e:
         raise UserError(str(e)) from None
@@ -131,13 +147,19 @@ def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_siz
     full-sync / warm-up: all N*B samples, weight pi_i / B ("all", eq. 3.1);
     fastest-k: the fast workers' samples, w_fast[i] / B ("fast");
     lgc, lgc-fresh: also straggler j's first m_j b samples, w_strag[j] / (m_j b) ("strag", eq. 3.3-3.4);
-    anytime-minibatch: worker i's first m_i b samples, w_any[i] / (m_i b) ("any", eq. 3.5).
+    anytime-minibatch: worker i's first m_i b samples, w_any[i] / (m_i b) ("any", eq. 3.5);
+    rennala: the same on its schedule, 1 / (S b) per sample ("any", eq. 6.2);
+    malenia: worker i's B_i b samples, pi_i / (B_i b) ("all", eq. 6.3).
+    Rounds that end at a block count (rennala, malenia) have blocks[i] = B_i, possibly > M.
     """
     pi = np.asarray(pi, dtype=np.float64)
     n = len(pi)
     blocks = np.asarray(blocks, dtype=np.int64)
     fast_mask = np.asarray(fast_mask, dtype=bool)
     groups = algorithm_entry(algorithm).groups
+    if not warmup and algorithm_entry(algorithm).round_end == "blocks" and "all" in groups:
+        done = blocks * block_size  # each worker's mean over its B_i blocks, pi-weighted (eq. 6.3)
+        return RoundPlan(done, {"all": np.divide(pi, done, out=np.zeros(n), where=done > 0)}, 0.0)
     if warmup or "all" in groups:
         return RoundPlan(np.full(n, batch_size), {"all": pi / batch_size}, 0.0)
     w: Weights = group_weights(fast_mask, blocks, pi)
@@ -227,6 +249,6 @@ def round_record(algorithm: str, warmup: bool, schedule: RoundSchedule, *, clock
     """The round's fields of rounds.csv that both backends fill the same way (the schema above);
     the caller adds round, wall_s, the iterate and test metrics."""
     blocks = np.asarray(schedule.blocks)
-    strag = blocks.sum() if (algorithm_entry(algorithm).round_end == "deadline" and not warmup) else blocks[~schedule.fast_mask()].sum()
+    strag = blocks.sum() if (algorithm_entry(algorithm).round_end in ("deadline", "blocks") and not warmup) else blocks[~schedule.fast_mask()].sum()
     return {"time": clock, "round_time": schedule.wall, "n_fast": len(schedule.fast), "blocks": int(strag),
             "samples": int(samples), "rho": rho, "loss": loss, "lr": lr, "warmup": int(warmup)}

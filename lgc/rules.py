@@ -110,12 +110,25 @@ def anytime_minibatch(g_any: torch.Tensor) -> torch.Tensor:
 
 # One rule per algorithm of the table (theory/algorithms.py), one signature for all:
 # (grads, rho, state) -> (d_t, new_state); `grads` holds the groups the entry names.
+def rennala(g_any: torch.Tensor) -> torch.Tensor:
+    """Rennala SGD (Tyurin & Richtarik, NeurIPS 2023): d_t = (1/S) sum of the S block gradients
+    that arrived first, from whichever workers (eq. 6.2): the sample-weighted mean of eq. 3.5."""
+    return g_any
+
+
+def malenia(g_all: torch.Tensor) -> torch.Tensor:
+    """Malenia SGD (same paper): d_t = sum_i pi_i (mean of worker i's B_i block gradients) (eq. 6.3)."""
+    return g_all
+
+
 RULES = {
     "full-sync": lambda g, rho, state: (full_sync(g["all"]), RuleState()),
     "fastest-k": lambda g, rho, state: (fastest_k(g["fast"]), state),
     "lgc": lambda g, rho, state: lgc(g["fast"], g.get("strag"), rho, state),
     "lgc-fresh": lambda g, rho, state: (lgc_fresh(g["fast"], g.get("strag"), rho), state),
     "anytime-minibatch": lambda g, rho, state: (anytime_minibatch(g["any"]), state),
+    "rennala": lambda g, rho, state: (rennala(g["any"]), state),
+    "malenia": lambda g, rho, state: (malenia(g["all"]), state),
 }
 
 

@@ -93,12 +93,13 @@ class ClassificationTask:
 
     def round_inputs(self, round_index: int, counts) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
-        idx = round_batch_indices(cfg.seed, round_index, self.parts, cfg.batch_size)  # (N, B)
+        # (N, B); rennala / malenia may take more than B samples from a worker
+        idx = round_batch_indices(cfg.seed, round_index, self.parts, max(cfg.batch_size, int(np.max(counts))))
         sel = np.concatenate([idx[i, :n] for i, n in enumerate(counts)])
         sel_t = torch.as_tensor(sel, device=self.device)
         x, y = self.ds.x_train[sel_t], self.ds.y_train[sel_t]
         if self.augment and len(sel):
-            params = [augment_params(cfg.seed, round_index, i, cfg.batch_size) for i in range(len(counts))]
+            params = [augment_params(cfg.seed, round_index, i, max(cfg.batch_size, int(n))) for i, n in enumerate(counts)]
             cut = type(params[0])(*(np.concatenate([getattr(p, f)[:n] for p, n in zip(params, counts)])
                                    for f in params[0]._fields))
             x = augment(x, cut)
@@ -140,7 +141,8 @@ class QuadraticTask:
 
     def round_inputs(self, round_index: int, counts) -> tuple[torch.Tensor, torch.Tensor]:
         p, cfg = self.problem, self.cfg
-        rows = [p.inputs(i, p.noise(cfg.seed, round_index, i, cfg.batch_size)[:n]) for i, n in enumerate(counts)]
+        rows = [p.inputs(i, p.noise(cfg.seed, round_index, i, max(cfg.batch_size, int(n)))[:n])
+                for i, n in enumerate(counts)]
         x = torch.cat(rows).to(self.device)
         return x, torch.zeros(len(x), dtype=torch.long, device=self.device)
 

@@ -10,7 +10,10 @@ Fields (theory/DERIVATION.md sections 2 and 3):
                      `grads` keys): "all" sum_i pi_i g_i (eq. 3.1), "fast" gA_t, "strag" gS_t
                      (eq. 3.2), "any" the sample-weighted blocks finished by the deadline (eq. 3.5)
   round_end          what closes a round: "all" (every worker's mini-batch), "k" (the K-th
-                     fastest, t_cut of eq. 2.3), "deadline" (a fixed deadline, eq. 2.6)
+                     fastest, t_cut of eq. 2.3), "deadline" (a fixed deadline, eq. 2.6),
+                     "blocks" (a count of block gradients from the workers' block streams,
+                     theory/peers.py, eq. 6.2-6.3; blocks[i] = B_i may exceed M, and every
+                     block is one message)
   stragglers_report  stragglers send their partial gradients (eq. 2.5 counts their messages)
   waits_for_reports  the server also waits for the partial reports (the round lasts the report
                      latency longer: lgc-fresh, eq. 3.4)
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 from theory.errors import require
 
-ROUND_ENDS = ("all", "k", "deadline")
+ROUND_ENDS = ("all", "k", "deadline", "blocks")
 GROUPS = ("all", "fast", "strag", "any")
 
 
@@ -64,6 +67,11 @@ ALGORITHMS = (
               label="LGC-fresh (ablation)", line=(0, (4, 2)), waits_for_reports=True),
     Algorithm("anytime-minibatch", groups=("any",), round_end="deadline", stragglers_report=True, has_bound=False,
               label="anytime-minibatch", line=(0, (1, 1.5))),
+    # the optimal-time peers (Tyurin & Richtarik, NeurIPS 2023; DERIVATION.md section 6)
+    Algorithm("rennala", groups=("any",), round_end="blocks", stragglers_report=True, has_bound=False,
+              label="Rennala SGD", line=(0, (6, 1.5, 1, 1.5))),
+    Algorithm("malenia", groups=("all",), round_end="blocks", stragglers_report=True, has_bound=False,
+              label="Malenia SGD", line=(0, (2, 1))),
 )
 NAMES = tuple(a.name for a in ALGORITHMS)
 BOUND_NAMES = tuple(a.name for a in ALGORITHMS if a.has_bound)

@@ -234,12 +234,15 @@ def expected_round_times(
     model: TimingModel, n: int, m_blocks: int, algorithm: str, *, semantics: str = "boundary", ks=None,
     comm: CommModel = CommModel(), report_latency: float = 0.0, deadline: float | None = None,
     rounds: int | None = None, seed: int = 0, progress: Callable[[int], None] | None = None,
+    peer_s: int | None = None,
 ) -> RoundTimes:
     """E[R(K)] for `algorithm` (SPEC section 3's wall-time column) for every K in ks.
 
     full-sync: E[max_i X_i] + comm(N messages), the same for every K;
     fastest-k: E[R(K)] + comm(K);  lgc: E[R(K)] + comm(N);  lgc-fresh: lgc's + report_latency;
-    anytime-minibatch: deadline + comm(N) (deadline defaults to E[t_cut(K)], so K sets it).
+    anytime-minibatch: deadline + comm(N) (deadline defaults to E[t_cut(K)], so K sets it);
+    rennala, malenia: the Monte Carlo mean of their rounds at S = peer_s (theory/peers.py, eq. 6.2-6.3)
+    plus comm(one message per block), the same for every K.
     E[R(K)] is exact under abort semantics (R = t_cut) for i.i.d. even-split models, Monte Carlo
     under boundary semantics (the wait for the blocks in flight, eq. 2.3).
     """
@@ -260,6 +263,16 @@ def expected_round_times(
             se = zeros[:1]
         mean = np.full(len(ks), float(top[0])) + comm.time(entry.messages(n, 0))
         return RoundTimes(algorithm, ks, mean, np.full(len(ks), float(se[0])), m2, t_cut, stats)
+    if entry.round_end == "blocks":
+        from theory.peers import peer_schedule
+
+        require(peer_s is not None and peer_s >= 1, f"{algorithm} needs peer_s = S >= 1, got {peer_s}")
+        walls = []
+        for t in range(rounds):
+            s = peer_schedule(algorithm, model.block_finish_times(seed, t, n, m_blocks), peer_s)
+            walls.append(s.wall + float(comm.time(sum(s.blocks))))
+        mean, se = float(np.mean(walls)), float(np.std(walls, ddof=1) / np.sqrt(rounds)) if rounds > 1 else 0.0
+        return RoundTimes(algorithm, ks, np.full(len(ks), mean), np.full(len(ks), se), "monte carlo", t_cut, stats)
     if entry.round_end == "deadline":
         dl = t_cut if deadline is None else np.full(len(ks), float(deadline))
         require(bool(np.all(dl > 0)), f"deadline={deadline} must be > 0")

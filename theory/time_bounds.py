@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory.errors import require
-from theory.timing import Deterministic, TimingModel
+from theory.timing import TimingModel
 
 
 def _sorted_tau(tau) -> np.ndarray:
@@ -69,19 +69,14 @@ def rennala_collect_bound(tau, s: int) -> float:
     return float(np.min((s + m) / np.cumsum(1.0 / tau)))
 
 
-def block_times(model: TimingModel, n_workers: int, m_blocks: int, *, rounds: int = 400, seed: int = 0):
+def block_times(model: TimingModel, n_workers: int, m_blocks: int) -> tuple[np.ndarray, str]:
     """Per-block times tau_(1) <= ... <= tau_(N) of a timing model and how they were obtained.
 
-    deterministic: X_i / M, exact (the paper's model). i.i.d. even-split: E[X_(i:N)] / M by closed
-    form or integration; anything else: the Monte Carlo mean of the sorted X / M over `rounds`
-    rounds. For random times, plugging expected order statistics into eq. 6.4-6.5 is a heuristic:
-    the bounds are proved for fixed times only.
-    Returns (tau, method)."""
-    if isinstance(model, Deterministic):
-        return np.sort(model.worker_times(n_workers)) / m_blocks, "exact"
-    if model.iid and not model.per_block:
-        from theory.order_stats import expected_cutoffs
-
-        return np.asarray(expected_cutoffs(model, n_workers)) / m_blocks, "expected order statistics (heuristic)"
-    x = np.stack([model.block_finish_times(seed, t, n_workers, m_blocks)[:, -1] for t in range(rounds)])
-    return np.sort(x, axis=1).mean(axis=0) / m_blocks, "Monte Carlo order statistics (heuristic)"
+    A model that draws the same times every round (deterministic): X_i / M, exact (the paper's
+    fixed computation model). Any other: E[X_(i:N)] / M by the model's own route (closed form,
+    integration or Monte Carlo). Plugging expected order statistics into eq. 6.4-6.5 is a
+    heuristic: the bounds are proved for fixed times only. Returns (tau, method)."""
+    if model.fixed_times() and model.periods() == 1:
+        return np.sort(model.block_finish_times(0, 0, n_workers, 1)[:, 0]) / m_blocks, "exact"
+    x = model.expected_order_statistics(np.arange(1, n_workers + 1), n_workers)
+    return np.asarray(x) / m_blocks, f"expected order statistics, {model.order_statistic_route} (heuristic)"

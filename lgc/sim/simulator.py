@@ -25,10 +25,11 @@ import torch
 from lgc.config import TrainConfig
 from lgc.errors import check
 from theory.algorithms import algorithm as algorithm_entry
-from lgc.protocol import RunState, anytime_deadline, load_replay, make_timing, round_plan, round_record
+from lgc.protocol import RunState, anytime_deadline, load_replay, make_timing, peer_s, round_plan, round_record
 from lgc.rules import RuleState, ServerState, aggregate, server_step
 from lgc.sim.engines import RoundBatch, sample_weights
 from lgc.task import make_task
+from theory.peers import peer_schedule
 from theory.schedule import RoundSchedule, comm_time, schedule_deadline, schedule_round
 
 
@@ -70,6 +71,7 @@ class Simulator:
         self.schedules: list[RoundSchedule] = []
         self.replay = load_replay(cfg, schedule)
         self.deadline = anytime_deadline(cfg, self.timing)
+        self.peer_s = peer_s(cfg)
 
     # ------------------------------------------------------------------ schedule
     def schedule_for(self, t: int, warmup: bool) -> RoundSchedule:
@@ -81,6 +83,9 @@ class Simulator:
         if algorithm_entry(cfg.algorithm).round_end == "deadline" and not warmup:
             s = schedule_deadline(finish, self.deadline, round_index=t)
             messages = int(np.count_nonzero(np.asarray(s.blocks) > 0))
+        elif algorithm_entry(cfg.algorithm).round_end == "blocks" and not warmup:
+            s = peer_schedule(cfg.algorithm, finish, self.peer_s, round_index=t)
+            messages = int(np.sum(s.blocks))  # one message per block gradient (theory/algorithms.py)
         else:
             k = n if (warmup or algorithm_entry(cfg.algorithm).round_end == "all") else cfg.threshold_k
             s = schedule_round(finish, k, semantics=cfg.semantics, round_index=t)
