@@ -59,7 +59,8 @@ def test_config_json_to_flags_gives_the_same_config(tmp_path):
                       seed=4, data_seed=8, eval_every=2, checkpoint_every=3, device="cpu",
                       engine="fused", compile="default", backend="dist")
     changed = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) == getattr(TrainConfig(), f.name)]
-    assert changed == ["dataset", "schedule_file"]  # synthetic is the default; a schedule needs a file
+    # synthetic is the default; a schedule needs a file; eval_subset is sim-only and this config is dist
+    assert changed == ["dataset", "schedule_file", "eval_subset"]
     opts = DistOptions(inject=False, unit_ms=7.0, timeout_s=9.0, process_backend="gloo", host="localhost",
                        threads=2, slow_worker=1, slow_ms=3.0, reduce="gather", on_worker_death="straggler")
     p = argparse.ArgumentParser()
