@@ -1,4 +1,6 @@
-"""Checkpoints: torch.save written atomically, read back with weights_only=True (SPEC section 9).
+"""Checkpoints: torch.save written atomically, read back with weights_only=True.
+
+The contract: README "Targets and guarantees" (reliability).
 
 A checkpoint holds only tensors and plain containers (numbers, strings, lists, dicts), so the
 restricted loader reads it; a corrupt or foreign file is a one-line UserError.

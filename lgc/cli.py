@@ -1,4 +1,4 @@
-"""The `lgc` command: optimize-k, estimate, train, figures (SPEC section 6).
+"""The `lgc` command: optimize-k, estimate, train, figures (README "The `lgc` command").
 
 Each subcommand lives in lgc/commands/<name>.py with two functions:
 `add_arguments(parser)` and `run(args) -> int`. A user error (UserError from lgc,

@@ -1,4 +1,4 @@
-"""User errors: one line that names the bad value, exit status 2 (SPEC section 6)."""
+"""User errors: one line that names the bad value, exit status 2 (README "Targets and guarantees")."""
 
 
 class UserError(Exception):

@@ -1,7 +1,7 @@
 """Estimate the constants of the bounds (L, sigma^2, zeta^2, Delta) from a model and data.
 
-SPEC section 4 item 4; the assumptions they instantiate are stated in theory/DERIVATION.md
-(section 4): each f_i L-smooth, per-sample gradient variance <= sigma^2, (1/N) sum_i
+What a user sees: README "Data, partitions and models" (constants); the assumptions they
+instantiate are stated in theory/DERIVATION.md (section 4.1): each f_i L-smooth, per-sample gradient variance <= sigma^2, (1/N) sum_i
 ||grad f_i - grad F||^2 <= zeta^2, Delta = F(w_0) - F*.
 
 The assumptions hold "for every w", so each constant is the largest value seen at a few

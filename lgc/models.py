@@ -1,4 +1,6 @@
-"""Models (SPEC section 5): ResNet-18 (CIFAR variant), a small CNN, an MLP, softmax regression.
+"""Models: ResNet-18 (CIFAR variant), a small CNN, an MLP, softmax regression.
+
+The user's view: README "Data, partitions and models".
 
     make_model(name, num_classes, in_shape, *, width=None, norm="group") -> nn.Module
 

@@ -1,4 +1,6 @@
-"""Split a labelled data set among N workers (SPEC section 5): iid, main-label, Dirichlet, shards.
+"""Split a labelled data set among N workers: iid, main-label, Dirichlet, shards.
+
+The user's view: README "Data, partitions and models".
 
 Every partitioner is a pure function of (labels, N, parameters, seed) and returns a list of N
 int64 index arrays (disjoint; each sorted). `label_histogram` gives the (N, classes) counts

@@ -1,4 +1,6 @@
-"""Aggregation rules of SPEC section 3 as pure functions, shared by every backend.
+"""Aggregation rules as pure functions, shared by every backend.
+
+The rules: README "Algorithms"; their equations: theory/DERIVATION.md section 3.
 
 A backend turns a round's schedule into per-worker weights (`group_weights`), computes the
 weighted gradient means gA_t and gS_t however it likes (one batched pass in `sim`, an

@@ -1,4 +1,4 @@
-"""Run directories, atomic result files, provenance and the result cache (SPEC section 5).
+"""Run directories, atomic result files, provenance and the result cache (README "File formats").
 
 One run = one directory `results/<kind>/<key>/`, where key hashes the resolved config and
 the source code of `theory/` and `lgc/`; a finished run (final.json present) is reused.

@@ -1,4 +1,6 @@
-"""Which samples each worker draws in a round, and their augmentation (SPEC section 5).
+"""Which samples each worker draws in a round, and their augmentation.
+
+The user's view: README "Data, partitions and models".
 
 Every random choice is a pure function of (seed, round, worker), drawn from numpy
 generators, so the `sim` backend (all workers at once) and the `dist` backend (one worker
@@ -9,7 +11,7 @@ per process) see the same mini-batches and the same crops and flips:
     augment(images, params)                        -> one batched gather on the device
 
 Blocks are contiguous slices of the mini-batch: block m of worker i is samples
-[m*b, (m+1)*b) of `batch_indices(...)`, b = B/M (SPEC section 1).
+[m*b, (m+1)*b) of `batch_indices(...)`, b = B/M (theory/DERIVATION.md, notation).
 """
 from __future__ import annotations
 

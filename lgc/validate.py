@@ -1,5 +1,6 @@
-"""Measurement side of the bound validation (SPEC section 4 item 5): run the rules on non-IID
-quadratics with exactly known constants, many seeds at once, and record ||grad F(w_t)||^2.
+"""Measurement side of the bound validation: run the rules on non-IID quadratics with exactly
+known constants, many seeds at once, and record ||grad F(w_t)||^2 (theory/DERIVATION.md
+section 4.6; the setting: paper_figures/README.md).
 
 It never calls the bound code (theory.bounds); tests and figures compare the two.
 

@@ -1,5 +1,5 @@
-"""Predicted vs measured error against time for several K, on the quadratics (SPEC section 7,
-item 6 in the quick profile).
+"""Predicted vs measured error against time for several K, on the quadratics (figure 6 of
+docs/PAPER_PROFILE.md, in the quick profile; the bound: theory/DERIVATION.md section 5).
 
 Measured (solid): the running mean (1/t) sum_{s<t} ||grad F(w_s)||^2 over 20 seeds against the
 virtual time t * (mean measured R_t). Predicted (dashed): the bound of theory/bounds.py at

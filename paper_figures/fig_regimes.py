@@ -1,4 +1,4 @@
-"""Where the bound's K* < N: regime maps (theory.tradeoff.regime_map, SPEC section 4 item 3).
+"""Where the bound's K* < N: regime maps (theory.tradeoff.regime_map, theory/DERIVATION.md section 5).
 
 K* over a grid of dissimilarity zeta^2 x budget tau (top) and zeta^2 x straggler slowness
 (bottom: shifted exponential with shift 1 and mean extra delay s, at tau = 800), for LGC and

@@ -1,4 +1,4 @@
-"""Figure 7: predicted vs measured round times from a `dist` trace (SPEC section 7).
+"""Figure 7: predicted vs measured round times from a `dist` trace (paper_figures/README.md).
 
 A short `dist` run (N = 4 gloo processes on this CPU, K = 3, M = 4, LGC, injected shifted-
 exponential stragglers, one time unit = 40 ms) is compared, round by round, with

@@ -1,4 +1,4 @@
-"""The error-time trade-off over K and the optimal K* (theory/tradeoff.py, SPEC section 4 item 3).
+"""The error-time trade-off over K and the optimal K* (theory/tradeoff.py, DERIVATION.md section 5).
 
 Left: the expected round time E[R(K)] (boundary semantics) and the rounds T(K) = tau / E[R(K)]
 that fit the budget. Middle: the bound at the budget for fastest-K and LGC (fresh draws every

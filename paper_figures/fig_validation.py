@@ -1,4 +1,4 @@
-"""The bounds against measurement on the quadratics with known constants (SPEC section 4 item 5).
+"""The bounds against measurement on the quadratics with known constants (DERIVATION.md 4.6).
 
 validation: for every K, the bound of theory/bounds.py at T = 200 rounds (dashed) and the
 measured mean of (1/T) sum_t ||grad F(w_t)||^2 over 20 seeds (markers, +-1 standard error),

@@ -1,4 +1,4 @@
-"""`make figures-paper`: the paper profile on CIFAR-10 (SPEC section 7), in resumable chunks.
+"""`make figures-paper`: the paper profile on CIFAR-10 (docs/PAPER_PROFILE.md), in resumable chunks.
 
     python -m paper_figures.paper --data-dir DIR [--chunk-minutes 9] [--only fig1,fig3]
                                   [--shared-data .carry] [--constants constants.json]
@@ -29,7 +29,7 @@ from theory.jsonio import dumps
 OUT = Path(__file__).resolve().parent / "out" / "paper"
 RECORD_FILES = ("config.json", "meta.json", "data.json", "rounds.csv", "schedule.csv", "final.json")
 # planning figures for an H100, eager fused engine, bf16, channels_last (docs/PAPER_PROFILE.md):
-# ~445 samples per lgc round at ~26 ms per eager 500-sample pass (SPEC: 9.5 ms x 2.7) is 23 ms of plain
+# ~445 samples per lgc round at ~26 ms per eager 500-sample pass (GPU.md: 9.5 ms x 2.7) is 23 ms of plain
 # work; the sim round reached 0.74 of plain throughput on this project's CPU (lgc.bench): 23 / 0.74
 MS_PER_ROUND = 31.0
 EVAL_MS = 175.0  # forward over the 10,000 test images (a third of a training pass per sample)

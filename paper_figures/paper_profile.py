@@ -1,4 +1,4 @@
-"""The paper profile (SPEC section 7): every run of figures 1-6 and 8, on CIFAR-10.
+"""The paper profile (docs/PAPER_PROFILE.md): every run of figures 1-6 and 8, on CIFAR-10.
 
 Fixed for every run (docs/PAPER_PROFILE.md states the same):
   ResNet-18 (CIFAR variant, GroupNorm), N = 10 workers, K = 7, B = 50 samples per worker and
@@ -160,7 +160,7 @@ def jobs(data_dir: str, scale: Scale = PAPER, *, accept_md5_mismatch: bool = Tru
 
 def full_sync_clock(config, period: int):
     """The virtual time after each round of the full-sync run `config` had its straggling period
-    been `period`: every round waits for all N workers, R_t = max_i X_i (SPEC section 2; the
+    been `period`: every round waits for all N workers, R_t = max_i X_i (DERIVATION.md section 2; the
     profile has no communication cost), drawn from the same timing model, seed and rounds as the
     sim backend draws them (lgc.sim.Simulator.schedule_for). Full-sync's iterates (all N*B samples
     every round) do not depend on the period; only this clock does."""

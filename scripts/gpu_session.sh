@@ -53,7 +53,7 @@ if [ "$TINY" = 1 ]; then  # the same steps and code paths at toy sizes (no CUDA:
   BENCH=(--device cpu --model resnet18 --width 4 --steps 1 --repeats 1 --samples-per-worker 60 --profile)
   PAPER=(--tiny --max-runs 3)
   T_TESTS=120; T_BENCH=150
-else  # SPEC section 8's bench: eager and CUDA graphs for every side (the loop eager, as the lab code)
+else  # the bench of README "Targets and guarantees": eager and CUDA graphs for every side (the loop eager, as the lab code)
   BENCH=(--steps 20 --repeats 3 --modes none,reduce-overhead --profile)
   # the paper profile's cut: its runs in priority order until the time is up (figure 1's c = 5
   # runs first), T = 300 as in the profile, evaluations during a run on the first 1,000 test
@@ -119,7 +119,7 @@ print(sorted(p.name for p in Path('data/cifar-10-batches-py').iterdir()))"
 # 2. make test-gpu (its command, verbose; on a CPU every test is skipped)
 step test-gpu "$T_TESTS" "$PYTHON" -m pytest -v -m gpu -p no:cacheprovider tests  # -v: each result as it ends
 
-# 3. make bench (SPEC section 8: ResNet-18-GN, N = 10, K = 7, B = 50, M = 5, shifted-exp)
+# 3. make bench (README "Targets and guarantees": ResNet-18-GN, N = 10, K = 7, B = 50, M = 5, shifted-exp)
 step bench "$T_BENCH" "$PYTHON" -m lgc.bench "${BENCH[@]}" --time-limit $(( T_BENCH * 2 / 3 )) \
   --out "$SESSION/bench.json"
 

@@ -1,5 +1,6 @@
 """A dead or hung dist worker ends the run within the stated time, with one line naming it and a
-resumable checkpoint; nothing written is lost (SPEC section 9, issue 5)."""
+resumable checkpoint; nothing written is lost (docs/DIST.md "Failures"; README "Targets and
+guarantees")."""
 from __future__ import annotations
 
 import json

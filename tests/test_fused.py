@@ -1,6 +1,7 @@
-"""The fused gradient engine (lgc/fused.py) against the two-pass engine and an explicit
+"""The fused gradient engine (lgc/sim/fused.py) against the two-pass engine and an explicit
 per-worker loop written here, independently: every worker's mean gradient by its own backward,
-combined by SPEC section 3's formulas (gA = sum_A pi_i g_i / sum_A pi, gS = sum_j pi_j gp_j / rho)."""
+combined by theory/DERIVATION.md eq. (3.2) (gA = sum_A pi_i g_i / sum_A pi,
+gS = sum_j pi_j gp_j / rho)."""
 import numpy as np
 import pytest
 import torch

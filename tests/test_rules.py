@@ -1,4 +1,5 @@
-"""The aggregation rules of SPEC section 3 (lgc/rules.py): weights, reductions, delay, SGD."""
+"""The aggregation rules (lgc/rules.py; theory/DERIVATION.md section 3): weights, reductions, delay,
+SGD."""
 import numpy as np
 import pytest
 import torch

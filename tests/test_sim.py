@@ -1,8 +1,8 @@
 """The sim backend against an explicit per-worker loop written here, independently.
 
 The loop below never calls lgc.sim / lgc.sim.engines / lgc.rules: it computes every worker's
-g_i and every straggler's gp_j by its own backward and combines them by SPEC section 3's
-formulas, with heavy-ball SGD written out. Only the per-worker pure functions (data,
+g_i and every straggler's gp_j by its own backward and combines them by theory/DERIVATION.md
+section 3, with heavy-ball SGD written out. Only the per-worker pure functions (data,
 partition, model constructor, sampling) are shared.
 """
 import numpy as np
@@ -61,7 +61,7 @@ def _config(tmp_path, algorithm, model="cnn", **kw):
 
 
 def explicit_loop(cfg: TrainConfig, schedule):
-    """SPEC section 3, worker by worker."""
+    """theory/DERIVATION.md section 3, worker by worker."""
     ds = make_classification(cfg.synthetic_train, cfg.synthetic_test, signal=cfg.synthetic_signal,
                              in_shape=(3, cfg.synthetic_side, cfg.synthetic_side), seed=cfg.seed)
     parts = make_partition("main-label", ds.y_train.numpy(), N, seed=cfg.seed, classes_per_worker=3,

@@ -1,6 +1,7 @@
-"""The bounds of theory/bounds.py against measurement on the non-IID quadratics (SPEC section 4
-item 5). The measurement (lgc.validate) runs the rules of lgc.rules on the schedules of
-theory.schedule and never calls the bound code; this file puts the two side by side.
+"""The bounds of theory/bounds.py against measurement on the non-IID quadratics
+(theory/DERIVATION.md section 4.6; README "Targets and guarantees"). The measurement
+(lgc.validate) runs the rules of lgc.rules on the schedules of theory.schedule and never calls
+the bound code; this file puts the two side by side.
 
 Setting: N = 8, d = 10, H = diag(0.1..1) (L = 1), sigma^2 = 30, spread 1 (zeta^2 = 3.15),
 B = 16, M = 4, plain SGD with eta = 0.15 (inside every algorithm's eta_max), no warm-up (as

@@ -1,4 +1,4 @@
-"""The constants JSON of SPEC section 2: read, validate, write (format v1).
+"""The constants JSON (README "File formats"): read, validate, write (format v1).
 
     {"L": 4.0, "sigma2": 1.0, "zeta2": 0.5, "Delta": 2.0,
      "delta": 0.3,                              # optional: Lipschitz constant of grad f_i - grad F

@@ -1,4 +1,6 @@
-"""Expected cutoff and round times E[t_cut(K)], E[R(K)] and straggler work E[m_j] (SPEC 4.1).
+"""Expected cutoff and round times E[t_cut(K)], E[R(K)] and straggler work E[m_j].
+
+The equations: theory/DERIVATION.md (2.3)-(2.8') and its "Monte Carlo" paragraph.
 
 Three routes, the most exact that applies (the model's `order_statistic_route`, theory/timing.py):
   closed form   shifted exponential: E[X_(K:N)] = shift + (H_N - H_{N-K}) / rate   (eq. 2.7)
@@ -236,7 +238,7 @@ def expected_round_times(
     rounds: int | None = None, seed: int = 0, progress: Callable[[int], None] | None = None,
     peer_s: int | None = None,
 ) -> RoundTimes:
-    """E[R(K)] for `algorithm` (SPEC section 3's wall-time column) for every K in ks.
+    """E[R(K)] for `algorithm` for every K in ks (README "Algorithms", round-time column; eqs. 2.3-2.6).
 
     full-sync: E[max_i X_i] + comm(N messages), the same for every K;
     fastest-k: E[R(K)] + comm(K);  lgc: E[R(K)] + comm(N);  lgc-fresh: lgc's + report_latency;

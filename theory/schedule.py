@@ -1,4 +1,4 @@
-"""From block finish times to a round's schedule: A_t, t_cut, m_j and R_t (SPEC section 2).
+"""From block finish times to a round's schedule: A_t, t_cut, m_j and R_t (DERIVATION.md section 2).
 
 Both trainers (`sim` computes it, `dist` measures it) and the theory's Monte Carlo use
 this one definition, so `sim` predicts what `dist` measures. Equations: DERIVATION.md (2.1)-(2.4).

@@ -1,4 +1,6 @@
-"""Timing models: how long each worker takes for its mini-batch and its blocks (SPEC section 2).
+"""Timing models: how long each worker takes for its mini-batch and its blocks.
+
+The models a user picks: README "Timing models"; the equations: theory/DERIVATION.md section 2.
 
 One interface for every model (as scipy.stats' base class does for distributions): a model
 writes `sample` and `mean`, and whatever else it knows in closed form; the base class supplies

@@ -1,4 +1,4 @@
-"""The error-time trade-off and the optimal straggler threshold K* (SPEC section 4 item 3).
+"""The error-time trade-off and the optimal straggler threshold K* (theory/DERIVATION.md section 5).
 
 For each K: E[R(K)] from theory/order_stats.py, the rounds that fit a wall-clock budget,
 T(K) = floor(tau / E[R(K)]) (eq. 5.1), and the bound of theory/bounds.py at T(K) (eq. 5.2);

@@ -1,4 +1,4 @@
-"""Coordination overhead of the `dist` backend (SPEC section 8; `make bench-dist`).
+"""Coordination overhead of the `dist` backend (`make bench-dist`; README "Targets and guarantees").
 
     overhead_t = (measured R_t - modelled R_t under the same semantics) / measured R_t
 

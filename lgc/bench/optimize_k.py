@@ -1,5 +1,5 @@
-"""Benchmark (not a test): `lgc optimize-k` for N = 10,000 (SPEC section 8: under 1 s after
-imports, under 3 s end to end). Prints both, as medians of a few runs.
+"""Benchmark (not a test): `lgc optimize-k` for N = 10,000 (README "Targets and guarantees": under
+1 s after imports, under 3 s end to end). Prints both, as medians of a few runs.
 
     python -m lgc.bench.optimize_k [--n 10000] [--repeats 3]
 """

@@ -1,5 +1,5 @@
 """`make bench`: the `sim` round's throughput against a plain training step and against an
-explicit per-worker loop (SPEC section 8; README's performance table).
+explicit per-worker loop (the target: README "Targets and guarantees"; docs/GPU.md).
 
 Configuration (fixed): N = 10, K = 7, B = 50, M = 5, shifted-exponential timing (shift 1,
 rate 1), h = 1, lgc. A sim round processes K*B + sum_j m_j*b samples (the fast mini-batches and

@@ -1,4 +1,4 @@
-"""Embedded synthetic problems that need no download (SPEC section 5).
+"""Embedded synthetic problems that need no download (README "Data, partitions and models").
 
 (a) `make_classification`: a 10-class problem of small images (default 3x8x8), each class a
     mixture of two Gaussian prototypes; made non-IID by the partitioners (main-label split),

@@ -1,4 +1,6 @@
-"""Arrival-order coordination of one round through the rendezvous store (SPEC section 2).
+"""Arrival-order coordination of one round through the rendezvous store.
+
+The protocol in words: docs/DIST.md, "What a round does".
 
 The fast set A_t is decided by real arrival order: a worker that finishes its M-th block
 adds 1 to the round's arrival counter (TCPStore `add` is atomic), and the value it gets

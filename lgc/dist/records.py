@@ -1,5 +1,6 @@
 """Rank 0's run directory for `dist`: per-round records, the realised schedule, the block trace
-and the checkpoint, all written atomically through lgc.runs (SPEC sections 2 and 5).
+and the checkpoint, all written atomically through lgc.runs (README "File formats";
+docs/DIST.md "Files").
 
 Files (beside config.json and meta.json written by lgc.runs.start_run):
     rounds.csv     lgc.protocol's schema (ROUND_FIELDS); `round_time` is the measured R_t in time units

@@ -7,8 +7,8 @@ exactly: with weight w_i / n_i on each of worker i's n_i samples,
 
     grad sum_s weight_s * loss_s = sum_i w_i * (mean gradient over worker i's n_i samples),
 
-e.g. gA_t (weights w_fast[i] / B) and gS_t (weights w_strag[j] / (m_j b)); SPEC section 3,
-DERIVATION.md (3.1)-(3.5). This holds because every model treats samples independently
+e.g. gA_t (weights w_fast[i] / B) and gS_t (weights w_strag[j] / (m_j b));
+theory/DERIVATION.md (3.1)-(3.5). This holds because every model treats samples independently
 (GroupNorm, or BatchNorm per block of b samples).
 
 `GradientEngine` is the interface: a fused engine (one forward and one input-gradient backward

@@ -1,13 +1,13 @@
 """The fused gradient engine: gA_t and gS_t from ONE forward and ONE input-gradient backward.
 
 The fast workers' samples and the stragglers' finished samples need different parameter
-gradients (weights w_fast[i]/B and w_strag[j]/(m_j b), DERIVATION.md (3.3)-(3.4)), but each
+gradients (weights w_fast[i]/B and w_strag[j]/(m_j b), DERIVATION.md (3.2)), but each
 sample's backward signal is the same in both: with disjoint supports, the gradient of
 sum_s c_s loss_s (c_s = the sample's one non-zero group weight) w.r.t. a layer's output,
 restricted to a group's rows, is exactly that group's signal, because samples are treated
 independently (GroupNorm). So the engine runs the model once over the union, with the rows
 sorted fast-first, and only the weight-gradient contraction of each Conv2d / Linear /
-GroupNorm-affine layer is split into rows [:n_A] and [n_A:] (SPEC section 8). The two-pass
+GroupNorm-affine layer is split into rows [:n_A] and [n_A:] (docs/GPU.md, the H100 basis). The two-pass
 `BatchedEngine` does the whole backward once per group instead.
 
     engine = FusedEngine(amp=True, compile="reduce-overhead")

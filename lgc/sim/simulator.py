@@ -1,4 +1,6 @@
-"""The `sim` backend: N workers on one device and a virtual clock (SPEC sections 3 and 5).
+"""The `sim` backend: N workers on one device and a virtual clock.
+
+What a round computes: README "Algorithms"; theory/DERIVATION.md sections 2-3.
 
 Per round t:
   1. the schedule (A_t, every m_j, R_t) from the timing model's block finish times
