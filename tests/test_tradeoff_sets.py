@@ -29,3 +29,40 @@ def test_heterogeneous_fastest_k_bias_comes_from_inclusion_probabilities():
     inc = inclusion_from_timing(timing, n, 2, 1, ks, rounds=2000)
     assert 0.5 * (n - 4) / 4 < inc["set_bias"][3] < (n - 4) / 4  # mostly, not always, the fast half
     assert inc["set_bias"][0] < 0.5 * (n - 1)  # K = 1: any of the fast half wins
+
+
+def test_the_timing_model_answers_not_its_type():
+    """independent_sets asks the model (TimingModel.sets_independent, theory/timing.py): a model
+    that overrides the answer is believed, and a new non-i.i.d. model gets the base class's route."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class AlwaysIndependent(ShiftedExponential):
+        iid: bool = False
+
+        def sets_independent(self, h):
+            return True
+
+    @dataclass
+    class FreshNonIid(ShiftedExponential):
+        iid: bool = False
+
+    assert independent_sets(AlwaysIndependent(), 5)
+    assert independent_sets(FreshNonIid(), 1) and not independent_sets(FreshNonIid(), 5)
+
+
+def test_no_caller_dispatches_on_the_timing_models_type():
+    """Callers ask the model; only theory/timing.py (and the factory's name table) know the classes."""
+    import re
+    from pathlib import Path
+
+    import theory.timing as tm
+    root = Path(__file__).resolve().parents[1]
+    classes = [n for n, c in vars(tm).items() if isinstance(c, type) and issubclass(c, tm.TimingModel)]
+    classes += ["TraceReplay"]
+    pattern = re.compile(r"(isinstance|issubclass)\([^)]*\b(" + "|".join(classes) + r")\b|type\([^)]*\)\s*(is|==)\s*("
+                         + "|".join(classes) + r")\b")
+    hits = [f"{p.relative_to(root)}:{i}" for pkg in ("lgc", "theory", "paper_figures")
+            for p in sorted((root / pkg).rglob("*.py")) if p.name != "timing.py"
+            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not hits, hits
