@@ -1,4 +1,4 @@
-"""A numpy simulation of the plain-SGD rules (docs' section 3, written out here, independent of lgc)
+"""A numpy simulation of the plain-SGD rules (DERIVATION.md section 3, written out here, independent of lgc)
 on problems with exact constants, for the bound tests (tests/test_bounds*.py).
 
 Problems are separable, f_i(w) = sum_k h_ik phi(w_k - c_ik), with per-worker curvatures h_ik (so

@@ -13,6 +13,8 @@ from lgc.checkpoint import load_checkpoint
 from lgc.config import TrainConfig
 from lgc.dist import DistOptions, run_dist
 from lgc.sim import Simulator
+from theory.algorithms import NAMES
+from theory.algorithms import algorithm as algorithm_entry
 from theory.schedule import RoundSchedule, schedule_from_csv, schedule_to_csv
 
 BASE = dict(n_workers=4, threshold_k=2, batch_size=8, blocks=4, rounds=6, warmup_rounds=2, lr=0.2,
@@ -28,21 +30,21 @@ def _sim_params(cfg: TrainConfig, schedule_path) -> torch.Tensor:
     return sim.w
 
 
-@pytest.mark.parametrize("algorithm", ["full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch"])
+@pytest.mark.parametrize("algorithm", NAMES)  # every entry of the table (theory/algorithms.py)
 def test_dist_recorded_schedule_replayed_by_sim_gives_same_parameters(tmp_path, algorithm):
     cfg = TrainConfig(algorithm=algorithm, **BASE)
     path = run_dist(cfg, DistOptions(unit_ms=8.0, timeout_s=60), root=tmp_path, quiet=True)
     sched = schedule_from_csv((path / "schedule.csv").read_text())
     assert [s.round for s in sched] == list(range(cfg.rounds))
-    if algorithm == "anytime-minibatch":  # A_t: whoever finished M blocks by the deadline
+    if algorithm_entry(algorithm).round_end == "deadline":  # A_t: whoever finished M blocks by then
         assert all(s.blocks[i] == 4 for s in sched[2:] for i in s.fast)
     else:
-        k_after_warmup = 4 if algorithm == "full-sync" else 2
+        k_after_warmup = 4 if algorithm_entry(algorithm).round_end == "all" else 2
         assert all(len(s.fast) == k_after_warmup for s in sched[2:])
     w_dist = load_checkpoint(path / "checkpoint.pt")["w"]
     w_sim = _sim_params(cfg, path / "schedule.csv")
     torch.testing.assert_close(w_dist, w_sim, rtol=1e-5, atol=1e-6)
-    if algorithm != "full-sync":  # the rule really used the round's sets: another schedule differs
+    if algorithm_entry(algorithm).round_end != "all":  # the rule really used the round's sets: another schedule differs
         other = [dataclasses.replace(s, fast=tuple(reversed(range(4)))[:2], blocks=(3, 3, 4, 4)) if s.round >= 2 else s
                  for s in sched]
         if any(o.fast != s.fast for o, s in zip(other, sched)):

@@ -2,7 +2,7 @@
 
 Code and docs cite the README's sections, docs/*.md and theory/DERIVATION.md; the product
 specification the project was built from is not shipped, so no file may send a reader to it.
-Every quoted section a file cites (README "X", docs/NAME.md "X") must be a heading there.
+Every section a file cites by its quoted title after README or docs/NAME.md must be a heading there.
 """
 import re
 import subprocess

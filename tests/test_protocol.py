@@ -13,9 +13,10 @@ from lgc.errors import UserError
 from lgc.protocol import (ROUND_FIELDS, RunState, group_norms, load_replay, local_weight, plan_groups, round_plan,
                           round_record)
 from lgc.rules import RuleState, ServerState
+from theory.algorithms import NAMES as ALGORITHMS  # every entry of the table
+from theory.algorithms import algorithm as algorithm_entry
 from theory.schedule import RoundSchedule, schedule_to_csv
 
-ALGORITHMS = ("full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch")
 N, M, b = 5, 4, 3
 B = M * b
 
@@ -23,7 +24,7 @@ B = M * b
 def _round(rng, algorithm):
     """A random round: A_t of size 2 with M blocks, stragglers with 0..M-1 (anytime: 0..M each)."""
     pi = rng.dirichlet(np.ones(N))
-    if algorithm == "anytime-minibatch":
+    if algorithm_entry(algorithm).round_end == "deadline":
         blocks = rng.integers(0, M + 1, N)
         fast = blocks == M
     else:

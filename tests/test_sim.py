@@ -15,6 +15,8 @@ from lgc.models import make_model
 from lgc.partition import make_partition
 from lgc.sampling import augment, augment_params, batch_indices
 from lgc.sim import Simulator
+from theory.algorithms import NAMES
+from theory.algorithms import algorithm as algorithm_entry
 from theory.schedule import RoundSchedule, schedule_to_csv
 
 N, K, B, M = 5, 2, 6, 3
@@ -38,7 +40,7 @@ def _schedule(algorithm, warmup):
     for t in range(T):
         if t < warmup:
             rows.append(RoundSchedule(t, tuple(range(N)), (M,) * N, 1.0, 2.0))
-        elif algorithm == "anytime-minibatch":
+        elif algorithm_entry(algorithm).round_end == "deadline":
             blocks = ANYTIME[(t - warmup) % len(ANYTIME)]
             rows.append(RoundSchedule(t, tuple(i for i in range(N) if blocks[i] == M), blocks, 1.0, 1.0))
         else:
@@ -111,9 +113,11 @@ def explicit_loop(cfg: TrainConfig, schedule):
                 d = gA
             elif cfg.algorithm == "lgc-fresh":
                 d = gA if gS is None else (1 - rho) * gA + rho * gS
-            else:  # lgc: d_t = gA_t + u_{t-1}; u_t = rho_t (gS_t - gA_t)
+            elif cfg.algorithm == "lgc":  # d_t = gA_t + u_{t-1}; u_t = rho_t (gS_t - gA_t)
                 d = gA + u_prev
                 u_prev = torch.zeros_like(w) if gS is None else rho * (gS - gA)
+            else:
+                pytest.fail(f"a new algorithm {cfg.algorithm!r}: write its rule here, independently of lgc.rules")
         v = cfg.momentum * v + d + cfg.weight_decay * w
         w = w - cfg.lr * v
         with torch.no_grad():
@@ -124,7 +128,7 @@ def explicit_loop(cfg: TrainConfig, schedule):
     return w
 
 
-@pytest.mark.parametrize("algorithm", ["full-sync", "fastest-k", "lgc", "lgc-fresh", "anytime-minibatch"])
+@pytest.mark.parametrize("algorithm", NAMES)  # every entry of the table (theory/algorithms.py)
 def test_batched_rounds_equal_the_explicit_per_worker_loop(tmp_path, algorithm):
     cfg = _config(tmp_path, algorithm)
     sim = Simulator(cfg)
