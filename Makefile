@@ -28,7 +28,7 @@ endif
 DATA_DIR ?= data
 SHARED ?= ../shared
 
-.PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper data bench bench-dist gpu-carry \
+.PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper kstar-check data bench bench-dist gpu-carry \
 	gpu-session gpu-rehearsal clean
 
 help:  ## list the targets
@@ -60,6 +60,9 @@ test-gpu:  ## GPU-only tests, on the device machine with its own python3
 
 figures: install  ## quick profile: every figure on CPU from embedded data (a few minutes)
 	$(PY) -m paper_figures.quick
+
+kstar-check: install  ## K* of optimize-k against the measured best K on a held-out quadratic grid (~2 min)
+	$(PY) -m paper_figures.kstar_check $(ARGS)
 
 figures-paper:  ## paper profile on CIFAR-10, GPU, resumable in chunks (GPU machine)
 	$(GPU_ENV) $(GPU_PY) -m paper_figures.paper --data-dir $(DATA_DIR) $(ARGS)

@@ -1,0 +1,202 @@
+"""Does `lgc optimize-k`'s K* deserve trust? A check on a grid held out from any tuning.
+
+    python -m paper_figures.kstar_check [--seeds 20] [--quick] [--csv FILE] [--eta-mode fixed|optimized]
+
+Grid: two non-IID quadratics with exactly known constants ("shared-H": lgc's own quadratic,
+one Hessian for all workers, delta = 0; "per-worker-H": every worker its own curvatures, so
+lgc's one-round delay matters) x three timings (i.i.d. shifted exponential with fresh draws
+every round, h = 1; the same held for the whole run, "persistent"; heterogeneous speeds: 30%
+of the workers 4x slower, fresh noise every round) x three budgets tau x {fastest-k, lgc};
+N = 10, M = 4, B = 16, abort semantics (R_t = t_cut), plain SGD (momentum 0, no warm-up), the
+same step size eta for every K (optimize-k's default 0.5/L; --eta-mode optimized: optimize-k
+--optimize-eta's per-K step, and the runs use it).
+
+Per cell: K* from optimize-k's code path (theory.tradeoff.tradeoff with the bounds of
+theory/bounds.py, the timing model and the constants as known, budget criterion); the measured
+error of every K, the bound's quantity (1/T) sum_{t<T} ||grad F(w_t)||^2 over the rounds that end
+within the budget (sum R_t <= tau), mean over seeds; the best measured K with its seed-to-seed
+standard error; and ratio = measured(K*) / measured(best). Target: >= 90% of cells within 10%,
+none beyond 15%. The simulation is paper_figures/kstar_sim.py (every K and seed at once).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from paper_figures.kstar_sim import Quadratic, budget_mean, draw_times, from_shared, schedule, simulate
+
+N, M, B, D = 10, 4, 16, 10
+ETA_L = 0.5  # optimize-k's default step size eta = 0.5 / L
+PERSISTENT = 10**6  # a straggling period longer than any run
+BUDGETS = (60.0, 240.0, 960.0)
+SEEDS = 20
+ALGORITHMS = ("fastest-k", "lgc")
+WITHIN, WORST = 0.10, 0.15  # the target: >= 90% of cells within 10%, none beyond 15%
+OUT = Path(__file__).resolve().parent / "out" / "kstar_check"
+
+
+def problems(n: int = N, d: int = D) -> list[Quadratic]:
+    from lgc.data.synthetic import make_quadratic
+
+    shared = from_shared(make_quadratic(n, d, seed=0, h_min=0.1, h_max=1.0, spread=1.0, sigma2=30.0))
+    rng = np.random.default_rng([1, 2718])
+    h = rng.uniform(0.2, 1.0, size=(n, d))
+    h[0, 0] = 1.0  # L = 1 exactly
+    c = rng.normal(0.0, 1.0, size=(n, d))
+    per = Quadratic(h=h, c=c, w0=rng.normal(0.0, 2.0, size=d), sigma2=30.0, name="per-worker-H")
+    return [shared, per]
+
+
+def timings() -> list[tuple[str, object, float]]:
+    """(label, timing model, straggling period h)."""
+    from theory.timing import HeterogeneousSpeed, ShiftedExponential
+
+    base = ShiftedExponential(shift=1.0, rate=1.0)
+    return [("iid h=1", base, 1), ("persistent", base, PERSISTENT),
+            ("hetero r=0.3 x4", HeterogeneousSpeed(slow_fraction=0.3, slowdown=4.0, shift=1.0, rate=1.0), 1)]
+
+
+@dataclass
+class Cell:
+    problem: str
+    timing: str
+    tau: float
+    algorithm: str
+    k_star: int
+    k_near: list  # every K whose bound is within the Monte Carlo error of the best
+    eta: np.ndarray  # per K, the step the runs use
+    measured: np.ndarray  # per K, mean over seeds
+    se: np.ndarray  # per K, seed-to-seed standard error
+    rounds: np.ndarray  # per K, mean rounds within the budget
+    bound: np.ndarray
+
+    @property
+    def best(self) -> int:
+        return int(np.argmin(self.measured)) + 1
+
+    @property
+    def ratio(self) -> float:
+        return float(self.measured[self.k_star - 1] / self.measured[self.best - 1])
+
+
+def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed", n=N):
+    """optimize-k's code path with the constants as known (abort semantics, plain SGD)."""
+    from theory.tradeoff import Problem, tradeoff
+
+    const = prob.constants()
+    p = Problem(N=n, M=M, B=B, timing=timing, h=period, semantics="abort", delta=prob.delta, **const)
+    if eta_mode == "fixed":
+        return tradeoff(algorithm, p, budget=tau, eta=ETA_L / const["L"])
+    return tradeoff(algorithm, p, budget=tau, optimize_eta=True)
+
+
+def run(*, seeds=SEEDS, budgets=BUDGETS, eta_mode="fixed", n=N, quick=False, log=print) -> list[Cell]:
+    cells = []
+    for prob in problems(n):
+        for label, timing, period in timings():
+            # enough rounds for the largest budget at the shortest round (t_cut >= shift = 1)
+            t_max = int(max(budgets) / 1.0) + 1
+            x = draw_times(timing, seeds, t_max, n, period, seed=0)
+            for alg in ALGORITHMS:
+                ks = np.arange(1, n + 1)
+                walls = np.stack([schedule(x, int(k), M)[2] for k in ks])  # (K, S, T)
+                offs = {tau: k_star(alg, prob, timing, period, tau, eta_mode=eta_mode, n=n) for tau in budgets}
+                etas = {tau: offs[tau].eta for tau in budgets}
+                runs = {}  # one simulation per distinct set of step sizes
+                for tau in budgets:
+                    key = tuple(np.round(etas[tau], 12))
+                    if key not in runs:
+                        runs[key] = measure(prob, alg, x, etas[tau], seeds)
+                    g = runs[key]
+                    assert (np.cumsum(walls, -1)[..., -1] > tau).all(), "simulated horizon shorter than the budget"
+                    per_seed, t_s = budget_mean(g, walls, tau)
+                    res = offs[tau]
+                    cells.append(Cell(
+                        problem=prob.name, timing=label, tau=tau, algorithm=alg, k_star=int(res.k_star),
+                        k_near=near_best(res), eta=np.asarray(res.eta, float), measured=per_seed.mean(1),
+                        se=per_seed.std(1, ddof=1) / np.sqrt(seeds), rounds=t_s.mean(1), bound=res.bound))
+                    c = cells[-1]
+                    log(f"{c.problem:>13} {c.timing:>16} tau={tau:>5g} {alg:>9}: K*={c.k_star:>2} best={c.best:>2} "
+                        f"ratio={c.ratio:.3f}")
+    return cells
+
+
+def measure(prob, alg, x, eta, seeds):
+    """||grad F(w_t)||^2 (K, S, T) for K = 1..N, each K at its own step eta[K-1] (one batch when equal)."""
+    eta = np.asarray(eta, float)
+    n = len(eta)
+    if np.all(eta == eta[0]):
+        return simulate(prob, alg, x, np.arange(1, n + 1), m_blocks=M, batch=B, eta=float(eta[0]), seed=1)
+    return np.concatenate([simulate(prob, alg, x, [k], m_blocks=M, batch=B, eta=float(eta[k - 1]), seed=1)
+                           for k in range(1, n + 1)])
+
+
+def near_best(res) -> list:
+    """Every K whose bound is within two Monte Carlo standard errors of the best (E[R]'s error
+    carried through T = tau / E[R] to the bound: |d bound / d E[R]| se[E[R]])."""
+    if not np.isfinite(res.bound).any():
+        return []
+    return [int(k) for k in res.ks[res.near_best]] if hasattr(res, "near_best") else [int(res.k_star)]
+
+
+def summary(cells) -> dict:
+    r = np.array([c.ratio for c in cells])
+    return {"cells": len(cells), "within_10": float(np.mean(r <= 1 + WITHIN)), "beyond_15": int(np.sum(r > 1 + WORST)),
+            "worst": float(r.max()), "median": float(np.median(r)),
+            "met": bool(np.mean(r <= 1 + WITHIN) >= 0.9 and np.all(r <= 1 + WORST))}
+
+
+def table(cells) -> str:
+    head = f"{'problem':>13} {'timing':>16} {'tau':>5} {'algorithm':>9} {'K*':>3} {'near':>8} {'best':>4} " \
+           f"{'meas(K*)':>9} {'meas(best)':>10} {'+-se':>7} {'ratio':>6}"
+    lines = [head]
+    for c in cells:
+        near = ",".join(map(str, c.k_near)) if len(c.k_near) <= 3 else f"{min(c.k_near)}..{max(c.k_near)}"
+        lines.append(f"{c.problem:>13} {c.timing:>16} {c.tau:>5g} {c.algorithm:>9} {c.k_star:>3} {near:>8} "
+                     f"{c.best:>4} {c.measured[c.k_star - 1]:>9.4g} {c.measured[c.best - 1]:>10.4g} "
+                     f"{c.se[c.best - 1]:>7.2g} {c.ratio:>6.3f}")
+    s = summary(cells)
+    lines.append(f"cells within 10% of the best K: {s['within_10']:.0%} ({round(s['within_10'] * s['cells'])} of "
+                 f"{s['cells']}); beyond 15%: {s['beyond_15']}; worst ratio {s['worst']:.3f}; median {s['median']:.3f}; "
+                 f"target (>= 90% within 10%, none beyond 15%) {'met' if s['met'] else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def write_csv(cells, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["problem", "timing", "tau", "algorithm", "K", "eta", "bound", "rounds", "measured", "se",
+                    "is_k_star", "is_best"])
+        for c in cells:
+            for j in range(len(c.measured)):
+                w.writerow([c.problem, c.timing, c.tau, c.algorithm, j + 1, f"{c.eta[j]:.6g}", f"{c.bound[j]:.6g}",
+                            f"{c.rounds[j]:.2f}", f"{c.measured[j]:.6g}", f"{c.se[j]:.3g}", int(j + 1 == c.k_star),
+                            int(j + 1 == c.best)])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m paper_figures.kstar_check", description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=SEEDS)
+    ap.add_argument("--eta-mode", choices=("fixed", "optimized"), default="fixed")
+    ap.add_argument("--csv", type=Path, default=OUT / "kstar_check.csv")
+    args = ap.parse_args(argv)
+    if args.seeds < 2:
+        print(f"--seeds {args.seeds} must be >= 2 (a standard error needs two seeds)", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    cells = run(seeds=args.seeds, eta_mode=args.eta_mode, log=lambda s: print(s, file=sys.stderr))
+    print(table(cells))
+    write_csv(cells, args.csv)
+    print(f"csv: {args.csv}  ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The K* check (paper_figures/kstar_check.py): its batched simulation is the trainers' rules, and
+the check runs end to end at tiny scale."""
+import numpy as np
+import pytest
+
+from paper_figures import kstar_check as kc
+from paper_figures.kstar_sim import budget_mean, draw_times, from_shared, schedule, simulate
+
+
+def _setting():
+    from lgc.data.synthetic import make_quadratic
+    from theory.timing import ShiftedExponential
+
+    quad = make_quadratic(5, 3, seed=2, sigma2=4.0)
+    return quad, ShiftedExponential(1.0, 1.0)
+
+
+def test_schedule_is_theory_schedule():
+    from theory.schedule import schedule_round
+
+    _, timing = _setting()
+    for r in range(20):
+        finish = timing.block_finish_times(3, r, 6, 4)
+        for k in (1, 3, 6):
+            fast, blocks, t_cut = schedule(finish[:, -1], k, 4)
+            s = schedule_round(finish, k, semantics="abort")
+            assert np.array_equal(fast, s.fast_mask()) and np.array_equal(blocks, s.blocks) and t_cut == s.wall
+
+
+@pytest.mark.parametrize("algorithm", ["full-sync", "fastest-k", "lgc"])
+def test_batched_sim_equals_validate(algorithm):
+    """Same schedules and noises as lgc.validate.measure (lgc.rules' code, itself checked against
+    lgc.sim in tests/test_validation.py): the same ||grad F(w_t)||^2 for every round and seed."""
+    from lgc.validate import block_noise, make_schedules, measure
+
+    quad, timing = _setting()
+    seeds, T, n, m, b = [0, 1, 2], 25, 5, 4, 8
+    noise = block_noise(quad, seeds, T, batch=b, blocks=m)
+    x = np.array([[timing.block_finish_times(s, t, n, m, period=3)[:, -1] for t in range(T)] for s in seeds])
+    for k in (2, 4):
+        sched = make_schedules(timing, seeds, T, n, m, k, period=3, semantics="abort")
+        ref = measure(quad, algorithm, sched, batch=b, blocks=m, lr=0.3, seeds=seeds, noise=noise).grad_sq
+        got = simulate(from_shared(quad), algorithm, x, [k], m_blocks=m, batch=b, eta=0.3, noise=noise)[0]
+        np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_budget_mean_counts_rounds_within_budget():
+    g = np.arange(1.0, 7.0)[None, None]
+    wall = np.array([[[1.0, 2.0, 1.0, 5.0, 1.0, 1.0]]])
+    mean, t = budget_mean(g, wall, 4.0)  # rounds end at 1, 3, 4, 9: three within tau = 4
+    assert t[0, 0] == 3 and mean[0, 0] == pytest.approx(2.0)
+
+
+def test_draw_times_holds_a_period():
+    _, timing = _setting()
+    x = draw_times(timing, 2, 7, 4, 3)
+    assert np.array_equal(x[:, 0], x[:, 2]) and not np.array_equal(x[:, 2], x[:, 3])
+
+
+def test_kstar_check_smoke(capsys):
+    """Tiny scale (N = 4, two seeds, one budget): every cell has a K*, a best K and a ratio >= 1."""
+    cells = kc.run(seeds=2, budgets=(20.0,), n=4, log=lambda s: None)
+    assert len(cells) == 2 * 3 * 2
+    for c in cells:
+        assert 1 <= c.k_star <= 4 and 1 <= c.best <= 4 and c.ratio >= 1.0 and c.k_star in c.k_near
+    out = kc.table(cells)
+    assert "within 10%" in out and "worst ratio" in out
