@@ -131,6 +131,26 @@ class TrainConfig:
         """b = B / M."""
         return self.batch_size // self.blocks
 
+    def theory_departures(self) -> list[str]:
+        """How this run leaves what the bounds of theory/bounds.py assume (plain SGD from round 0 under the
+        rule, pi_i = 1/N; DERIVATION.md section 1), one phrase each; empty when it does not. Recorded in
+        the run's config.json and final.json under "theory" and printed by `lgc train`."""
+        out = []
+        if self.momentum != 0:
+            out.append(f"momentum {self.momentum:g} (the bounds assume plain SGD, momentum 0)")
+        if self.weight_decay != 0:
+            out.append(f"weight decay {self.weight_decay:g} (the bounds assume none)")
+        if self.warmup_rounds > 0 and self.algorithm != "full-sync":
+            out.append(f"{self.warmup_rounds} full-sync warm-up rounds (the bounds count none; they apply from "
+                       f"round {self.warmup_rounds} with Delta = F(w_{self.warmup_rounds}) - F*)")
+        if self.algorithm == "anytime-minibatch":
+            out.append("anytime-minibatch has no bound")
+        return out
+
+    def theory_record(self) -> dict:
+        d = self.theory_departures()
+        return {"within_assumptions": not d, "departures": d}
+
     def resolved(self) -> "TrainConfig":
         """Fill the defaults that depend on other fields (recorded in config.json)."""
         return replace(
@@ -215,6 +235,7 @@ class TrainConfig:
         which `lgc train` reads from it too) is not a TrainConfig key."""
         d = read_json_object(path)
         d.pop("dist", None)
+        d.pop("theory", None)  # a run's record of the bounds' assumptions (theory_record), not an option
         return cls.from_dict(d, source=str(path))
 
 

@@ -138,11 +138,8 @@ def measure(prob, alg, x, eta, seeds):
 
 
 def near_best(res) -> list:
-    """Every K whose bound is within two Monte Carlo standard errors of the best (E[R]'s error
-    carried through T = tau / E[R] to the bound: |d bound / d E[R]| se[E[R]])."""
-    if not np.isfinite(res.bound).any():
-        return []
-    return [int(k) for k in res.ks[res.near_best]] if hasattr(res, "near_best") else [int(res.k_star)]
+    """Every K whose bound is within the Monte Carlo error of K*'s (theory.tradeoff: E[R], m_inv, zero_frac)."""
+    return [int(k) for k in res.ks[res.near_best]]
 
 
 def summary(cells) -> dict:

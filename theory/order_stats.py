@@ -71,6 +71,8 @@ class RoundStats:
     rounds: int
     wait: np.ndarray  # E[R(K) - t_cut(K)], the boundary wait
     wait_se: np.ndarray
+    m_inv_se: np.ndarray | None = None  # Monte Carlo standard errors of m_inv and zero_frac
+    zero_frac_se: np.ndarray | None = None
 
 
 def _blocks_of_level(levels: np.ndarray, m_blocks: int, semantics: str) -> np.ndarray:
@@ -181,7 +183,7 @@ def round_stats(
     return RoundStats(
         ks=ks, t_cut=mean[0], t_cut_se=se[0], wall=mean[1], wall_se=se[1],
         m_mean=mean[2] / strag, m_inv=mean[3] / strag, zero_frac=mean[4] / strag, rounds=rounds,
-        wait=mean[5], wait_se=se[5],
+        wait=mean[5], wait_se=se[5], m_inv_se=se[3] / strag, zero_frac_se=se[4] / strag,
     )
 
 
@@ -221,8 +223,14 @@ class RoundTimes:
     stats: RoundStats
 
 
+MC_ROUNDS_MAX = 2000  # expected_round_times: up to this many rounds while N M rounds <= MC_ELEMENTS
+MC_ELEMENTS = 2_000_000
+
+
 def default_rounds(n: int, m_blocks: int) -> int:
-    return int(min(MC_ROUNDS, max(30, 2_000_000 // (n * m_blocks))))
+    """Rounds for E[R] and the straggler statistics: 2000 for small N M (K* must not move with the Monte
+    Carlo seed), fewer for large N M at a fixed cost of about MC_ELEMENTS draws, never under 30."""
+    return int(min(MC_ROUNDS_MAX, max(30, MC_ELEMENTS // (n * m_blocks))))
 
 
 def _exact_cutoffs(model: TimingModel, n: int, ks: np.ndarray):

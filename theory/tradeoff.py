@@ -100,11 +100,13 @@ class Tradeoff:
     m_mean: np.ndarray
     m_inv: np.ndarray
     zero_frac: np.ndarray
+    near_best: np.ndarray | None = None  # K whose criterion is within the Monte Carlo error of K*'s
 
     def rows(self) -> list[dict]:
         out = []
         for i, k in enumerate(self.ks):
             r = {"K": int(k), "E[R]": float(self.round_time[i]), "E[R]_se": float(self.round_time_se[i]),
+                 "near_best": bool(self.near_best[i]) if self.near_best is not None else None,
                  "T": float(self.rounds[i]), "eta": float(self.eta[i]), "bound": float(self.bound[i]),
                  "time": float(self.time[i]), "E[m_j]": float(self.m_mean[i])}
             r.update({f"term:{n}": float(v[i]) for n, v in self.terms.items()})
@@ -167,6 +169,47 @@ def _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_ef
     take = out["total"] < best["total"]
     return dict(T=best["T"], eta=np.where(take, e, best["eta"]), total=np.where(take, out["total"], best["total"]),
                 terms={k: np.where(take, out["terms"][k], best["terms"][k]) for k in best["terms"]})
+
+
+MC_Z = 2.0  # "within the Monte Carlo error": two standard errors
+
+
+def _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, budget, inclusion) -> np.ndarray:
+    """K whose criterion can lie below K*'s within the Monte Carlo error: E[R], m_inv and zero_frac moved by
+    MC_Z standard errors each way (every corner), carried through T = floor(tau / E[R]) and the bound at each
+    K's step size (budget); target: the time T_eps E[R] with E[R] moved. Intervals overlapping K*'s."""
+    near = np.zeros(len(ks), dtype=bool)
+    if not np.isfinite(crit).any():
+        return near
+    i_star = int(np.argmin(crit))
+    cand = np.flatnonzero(np.isfinite(crit) & (crit <= 2 * crit[i_star] + 1e-300))  # the others cannot be near
+    d_r = MC_Z * rt.se[cand]
+    if budget is None:
+        t = best["T"][cand]
+        lo, hi = t * np.maximum(rt.mean[cand] - d_r, 0), t * (rt.mean[cand] + d_r)
+    else:
+        from types import SimpleNamespace
+
+        zero = np.zeros(len(cand))
+        d_m = zero if stats.m_inv_se is None else MC_Z * stats.m_inv_se[cand]
+        d_z = zero if stats.zero_frac_se is None else MC_Z * stats.zero_frac_se[cand]
+        vals = []
+        for sr in (-1, 1):
+            T = np.floor(budget / np.maximum(rt.mean[cand] + sr * d_r, 1e-300))
+            for sm in (-1, 1):
+                for sz in (-1, 1):
+                    zf = np.clip(stats.zero_frac[cand] + sz * d_z, 0, 1)
+                    st = SimpleNamespace(zero_frac=zf, m_inv=np.clip(stats.m_inv[cand] + sm * d_m, 0, 1 - zf))
+                    inc = None if inclusion is None else {k: v[cand] for k, v in inclusion.items()}
+                    b = _bound(algorithm, prob, ks[cand], best["eta"][cand], T, np.arange(len(cand)), st, set_model,
+                               h_eff, inc)["total"]
+                    vals.append(np.where(np.isnan(b), np.inf, b))
+        vals = np.array(vals)
+        lo, hi = np.minimum(vals.min(0), crit[cand]), np.maximum(vals.max(0), crit[cand])
+    j_star = int(np.flatnonzero(cand == i_star)[0])
+    near[cand] = lo <= hi[j_star]
+    near[i_star] = True
+    return near
 
 
 def tradeoff(
@@ -246,11 +289,12 @@ def tradeoff(
         k_star = n
     else:
         k_star = int(ks[int(np.argmin(crit))])
+    near = _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, budget, inclusion)
     return Tradeoff(
         algorithm=algorithm, criterion="budget" if budget is not None else "target", ks=ks,
         round_time=rt.mean, round_time_se=rt.se, round_time_method=rt.method, rounds=best["T"], eta=best["eta"],
         bound=best["total"], terms=best["terms"], time=time, k_star=k_star, budget=budget, target=target,
-        m_mean=stats.m_mean, m_inv=stats.m_inv, zero_frac=stats.zero_frac,
+        m_mean=stats.m_mean, m_inv=stats.m_inv, zero_frac=stats.zero_frac, near_best=near,
     )
 
 

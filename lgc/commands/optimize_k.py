@@ -26,6 +26,10 @@ from theory.jsonio import dumps
 
 ALGORITHMS = BOUND_NAMES  # whose bound exists (theory/algorithms.py)
 MAX_ROWS = 40
+# What the bounds of theory/bounds.py assume of the run (DERIVATION.md section 1); `lgc train` defaults
+# to momentum 0.9 and 2 warm-up rounds, so the command to follow K* says it
+ASSUMES = ("plain SGD (momentum 0, no weight decay), no warm-up rounds, worker weights pi_i = 1/N: "
+           "lgc train --momentum 0 --warmup-rounds 0")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -103,9 +107,12 @@ def compute(args):
     budget = args.budget if args.target is None and args.budget is not None else None
     if args.target is None and budget is None:
         budget = 1000.0
-    return prob, const, tradeoff(args.algorithm, prob, budget=budget, target=args.target, eta=args.eta,
-                                 optimize_eta=args.optimize_eta, ks=ks, seed=args.seed,
-                                 round_times=_round_times(args.algorithm, prob, ks, args.mc_rounds, args.seed))
+    res = tradeoff(args.algorithm, prob, budget=budget, target=args.target, eta=args.eta,
+                   optimize_eta=args.optimize_eta, ks=ks, seed=args.seed,
+                   round_times=_round_times(args.algorithm, prob, ks, args.mc_rounds, args.seed))
+    crit = res.bound if res.criterion == "budget" else res.time
+    check(bool(np.any(np.isfinite(crit))), f"no K qualifies: {why_no_k(res, prob)}")
+    return prob, const, res
 
 
 def _round_times(algorithm, prob, ks, rounds, seed):
@@ -123,6 +130,26 @@ def _round_times(algorithm, prob, ks, rounds, seed):
         return expected_round_times(prob.timing, prob.N, prob.M, algorithm, semantics=prob.semantics, ks=ks,
                                     comm=prob.comm, report_latency=prob.report_latency, rounds=rounds, seed=seed,
                                     progress=progress)
+
+
+def why_no_k(res, prob) -> str:
+    """Why every K's bound (budget) or time to the target is infinite or undefined, in one line."""
+    from theory import bounds
+    from theory.tradeoff import fastest_k_set_model
+
+    set_model = fastest_k_set_model(prob.timing, prob.h) if res.algorithm in ("fastest-k", "lgc") else "persistent"
+    emax = bounds.eta_max(res.algorithm, prob.N, res.ks, prob.L, set_model, delta=prob.delta)
+    if np.all(res.eta > emax * (1 + 1e-12)):
+        return (f"eta={res.eta.min():.4g} exceeds the largest step size the bounds allow for every K "
+                f"(eta_max <= {emax.max():.4g} = 1/L with L={prob.L:g}); give a smaller --eta or --optimize-eta")
+    if res.criterion == "budget" and np.all(res.rounds < 1):
+        return (f"budget tau={res.budget:g} is shorter than one round for every K (E[R] >= {np.nanmin(res.round_time):.4g}); "
+                f"give a larger --budget")
+    if res.criterion == "target":
+        return (f"no K reaches the target bound {res.target:g} within 1e15 rounds (the bound's floor, reached as "
+                f"T grows, lies above it); give a larger --target")
+    return (f"the bound is infinite or undefined for every K (constants L={prob.L:g}, sigma2={prob.sigma2:g}, "
+            f"zeta2={prob.zeta2:g}, Delta={prob.Delta:g} overflow it); check the constants")
 
 
 def _rows_to_show(res, all_rows: bool) -> np.ndarray:
@@ -153,6 +180,11 @@ def format_table(res, prob, shown) -> str:
     i = int(np.where(res.ks == res.k_star)[0][0])
     what = f"bound {res.bound[i]:.4g} at the budget" if res.criterion == "budget" else f"time {res.time[i]:.4g} to the target"
     lines.append(f"K* = {res.k_star} ({what}; eta = {res.eta[i]:.4g}, T = {res.rounds[i]:.6g})")
+    near = [int(k) for k in res.ks[res.near_best]]
+    if len(near) > 1:
+        lines.append(f"within the Monte Carlo error of K* (2 standard errors of E[R] and the straggler statistics): "
+                     f"K = {', '.join(map(str, near))}")
+    lines.append(f"# the bounds assume {ASSUMES}")
     return "\n".join(lines)
 
 
@@ -162,7 +194,7 @@ def to_json(res, prob, const) -> dict:
         "algorithm": res.algorithm, "criterion": res.criterion, "budget": res.budget, "target": res.target,
         "N": prob.N, "M": prob.M, "B": prob.B, "h": prob.h, "semantics": prob.semantics,
         "timing": prob.timing.name, "constants": const, "round_time_method": res.round_time_method,
-        "k_star": res.k_star,
+        "k_star": res.k_star, "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES,
         "rows": [{k: (clean(v) if isinstance(v, float) else v) for k, v in r.items()} for r in res.rows()],
     }
 

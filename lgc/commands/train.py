@@ -44,6 +44,7 @@ def _file(args) -> tuple[dict, dict]:
         return {}, {}
     d = read_json_object(args.config)
     recorded = d.pop("dist", None) or {}
+    d.pop("theory", None)  # a run's record of the bounds' assumptions, not an option
     check(isinstance(recorded, dict), f"config file {args.config}: \"dist\" must be a JSON object")
     return TrainConfig.from_dict(d, source=args.config).to_dict(), recorded
 
@@ -132,6 +133,9 @@ def _report(path, args) -> int:
     keys = [k for k in ("rounds", "time", "loss", "test_acc", "test_loss", "dist_opt", "grad_norm2_mean",
                         "rounds_per_s") if out.get(k) is not None]
     print("  ".join(f"{k}={out[k]:.4g}" if isinstance(out[k], float) else f"{k}={out[k]}" for k in keys))
+    departures = (out.get("theory") or {}).get("departures") or []
+    if departures:
+        print(f"note: outside the bounds' assumptions: {'; '.join(departures)}")
     print(path)
     return 0
 

@@ -26,6 +26,7 @@ def round_comparison(run_path: str | Path) -> list[dict]:
     run_path = Path(run_path)
     key = json.loads((run_path / "config.json").read_text())
     opts = key.pop("dist")
+    key.pop("theory", None)  # the record of the bounds' assumptions, not a config key
     cfg = TrainConfig(**key)
     timing = make_timing(cfg)
     unit_s = float(opts["unit_ms"]) / 1000.0

@@ -83,7 +83,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
         if rank0 and not (resume and has_ckpt and not force):
             if work.exists():
                 shutil.rmtree(work)
-            runs.start_run(work, key, device)
+            runs.start_run(work, {**key, "theory": cfg.theory_record()}, device)
         elif rank0 and resume and has_ckpt and not force:
             runs.say(f"resuming {path} from its checkpoint")
         settings = settings_from_config(cfg, opts, timing)
@@ -92,7 +92,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
             run_path=str(work), resume=resume and has_ckpt and not force, replay=replay,
             backend=_process_backend(opts, device, cfg.n_workers), device=device, threads=opts.threads,
             quiet=quiet, eval_every=cfg.eval_every, reduce=opts.reduce,
-            final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject})
+            final_extra={"unit_ms": opts.unit_ms, "inject": opts.inject, "theory": cfg.theory_record()})
         if job.resume:  # workers that died earlier stay permanent stragglers
             from lgc.checkpoint import load_checkpoint, validate_checkpoint
 

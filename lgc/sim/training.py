@@ -59,7 +59,7 @@ def train(
         else:
             if work.exists():
                 shutil.rmtree(work)
-            runs.start_run(work, key, str(sim.device))
+            runs.start_run(work, {**key, "theory": cfg.theory_record()}, str(sim.device))
             runs.atomic_write_json(work / "data.json", sim.task.info())
             shorter = None if (force or not resume) else _extendable(cfg, root)
             if shorter is not None:
@@ -69,6 +69,10 @@ def train(
                       resume_hint=None if rerun else _resume_command(path, root))
         if extra is not None:
             runs.finish_run(work, {**sim.final_metrics(), **extra})
+        finished = _loop(sim, work, quiet=quiet, stop_after=stop_after, time_limit_s=time_limit_s,
+                         resume_hint=None if rerun else _resume_command(path, root))
+        if finished:
+            runs.finish_run(work, {**sim.final_metrics(), "theory": cfg.theory_record()})
             if rerun:
                 runs.replace_dir(work, path)
     return path
