@@ -28,7 +28,7 @@ endif
 DATA_DIR ?= data
 SHARED ?= ../shared
 
-.PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper kstar-check data bench bench-dist gpu-carry \
+.PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper kstar-check kstar-mlp data bench bench-dist gpu-carry \
 	gpu-session gpu-rehearsal clean
 
 help:  ## list the targets
@@ -63,6 +63,9 @@ figures: install  ## quick profile: every figure on CPU from embedded data (a fe
 
 kstar-check: install  ## K* of optimize-k against the measured best K on a held-out quadratic grid (~2 min)
 	$(PY) -m paper_figures.kstar_check $(ARGS)
+
+kstar-mlp: install  ## lgc estimate -> optimize-k -> measured K sweep at the budget, synthetic MLP (~10 min)
+	$(PY) -m paper_figures.kstar_mlp $(ARGS)
 
 figures-paper:  ## paper profile on CIFAR-10, GPU, resumable in chunks (GPU machine)
 	$(GPU_ENV) $(GPU_PY) -m paper_figures.paper --data-dir $(DATA_DIR) $(ARGS)

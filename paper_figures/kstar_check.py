@@ -75,6 +75,7 @@ class Cell:
     se: np.ndarray  # per K, seed-to-seed standard error
     rounds: np.ndarray  # per K, mean rounds within the budget
     bound: np.ndarray
+    terms: dict = None  # the bound's terms per K
 
     @property
     def best(self) -> int:
@@ -120,7 +121,8 @@ def run(*, seeds=SEEDS, budgets=BUDGETS, eta_mode="fixed", n=N, quick=False, log
                     cells.append(Cell(
                         problem=prob.name, timing=label, tau=tau, algorithm=alg, k_star=int(res.k_star),
                         k_near=near_best(res), eta=np.asarray(res.eta, float), measured=per_seed.mean(1),
-                        se=per_seed.std(1, ddof=1) / np.sqrt(seeds), rounds=t_s.mean(1), bound=res.bound))
+                        se=per_seed.std(1, ddof=1) / np.sqrt(seeds), rounds=t_s.mean(1), bound=res.bound,
+                        terms={k: np.asarray(v, float) for k, v in res.terms.items()}))
                     c = cells[-1]
                     log(f"{c.problem:>13} {c.timing:>16} tau={tau:>5g} {alg:>9}: K*={c.k_star:>2} best={c.best:>2} "
                         f"ratio={c.ratio:.3f}")
@@ -165,6 +167,22 @@ def table(cells) -> str:
     return "\n".join(lines)
 
 
+def diagnosis(cells) -> str:
+    """Where K* misses: per missed cell (ratio > 1.1), the bound's slack (bound / measured) at the best K and
+    at K*, and the term whose growth from K* to the best K outweighs the measured gain most."""
+    lines = ["# misses: bound/measured at the best K and at K*; the term that grows most from K* to the best K"]
+    for c in cells:
+        if c.ratio <= 1 + WITHIN:
+            continue
+        i, j = c.best - 1, c.k_star - 1
+        grow = {k: float(v[i] - v[j]) for k, v in (c.terms or {}).items()}
+        top = max(grow, key=grow.get) if grow else "-"
+        lines.append(f"{c.problem:>13} {c.timing:>16} {c.tau:>5g} {c.algorithm:>9}: slack {c.bound[i] / c.measured[i]:.2f} "
+                     f"at K={c.best}, {c.bound[j] / c.measured[j]:.2f} at K*={c.k_star}; bound difference "
+                     f"{c.bound[i] - c.bound[j]:+.3g}, of it {top} {grow.get(top, 0):+.3g}")
+    return "\n".join(lines)
+
+
 def write_csv(cells, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
@@ -190,6 +208,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     cells = run(seeds=args.seeds, eta_mode=args.eta_mode, log=lambda s: print(s, file=sys.stderr))
     print(table(cells))
+    print(diagnosis(cells))
     write_csv(cells, args.csv)
     print(f"csv: {args.csv}  ({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -1,0 +1,162 @@
+"""End to end on a model: `lgc estimate` -> `lgc optimize-k` -> a measured K sweep at the budget.
+
+    python -m paper_figures.kstar_mlp [--out DIR]        (make kstar-mlp; a few minutes on one core)
+
+The synthetic non-IID classification problem with the MLP (N = 10, B = 20, M = 5, main-label
+partition, 2 classes per worker), persistent stragglers (shifted-exponential times held for the
+run), abort semantics, LGC, plain SGD (momentum 0, no warm-up: what the bounds assume) at
+optimize-k's step size eta = 0.5 / L (L estimated). Steps:
+
+ 1. `lgc estimate` on the run's problem (the trainer's own data, partition and initial weights)
+    writes constants.json (L, sigma^2, zeta^2, Delta);
+ 2. `lgc optimize-k --constants constants.json --budget TAU` gives the bound over K and K*;
+ 3. `lgc train` for every K = 1..N and 3 seeds (the sim backend, virtual clock), the test loss at
+    the last evaluation (every 5 rounds) that ends within the budget TAU, mean and standard error
+    over seeds. The bound speaks of (1/T) sum ||grad F(w_t)||^2, not of the loss; the loss at the
+    budget is what an engineer following K* gets.
+
+Writes kstar_mlp.csv (per K: bound, K*, measured test loss and its standard error), constants.json,
+optimize_k.json and kstar_mlp.png/pdf (the measured sweep with K* marked) under paper_figures/out/kstar_mlp/.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUT = Path(__file__).resolve().parent / "out" / "kstar_mlp"
+TAU = 300.0
+SEEDS = (0, 1, 2)
+EVAL_EVERY = 5
+PROBLEM = dict(workers=10, batch_size=20, blocks=5)
+TASK = ["--dataset", "synthetic", "--model", "mlp", "--width", "64", "--partition", "main-label",
+        "--classes-per-worker", "2", "--samples-per-worker", "500", "--workers", "10", "--seed", "0"]
+TIMING = ["--timing", "shifted-exp", "--straggling-period", "1000000", "--semantics", "abort"]
+
+
+def _cli(argv) -> str:
+    from lgc.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(argv)
+    if rc != 0:
+        raise RuntimeError(f"lgc {' '.join(argv)} exited with {rc}")
+    return buf.getvalue()
+
+
+def estimate(out: Path) -> dict:
+    path = out / "constants.json"
+    _cli(["estimate", *TASK, "--bootstrap", "50", "--l-bootstrap", "5", "--out", str(path), "--json"])
+    return json.loads(path.read_text())
+
+
+def optimize(out: Path) -> dict:
+    res = json.loads(_cli(["optimize-k", "--constants", str(out / "constants.json"), "--workers", "10",
+                           "--blocks", str(PROBLEM["blocks"]), "--batch-size", str(PROBLEM["batch_size"]),
+                           "--algorithm", "lgc", *TIMING, "--budget", str(TAU), "--json"]))
+    (out / "optimize_k.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def sweep(eta: float, quiet: bool = True) -> dict:
+    """Test loss at the budget for every K and seed: {K: [loss per seed]}."""
+    from lgc.config import TrainConfig
+    from lgc.runs import read_csv
+    from lgc.sim import train
+
+    out = {}
+    for k in range(1, PROBLEM["workers"] + 1):
+        out[k] = []
+        for seed in SEEDS:
+            cfg = TrainConfig(
+                algorithm="lgc", n_workers=10, threshold_k=k, batch_size=PROBLEM["batch_size"], blocks=PROBLEM["blocks"],
+                rounds=int(TAU) + 1, lr=float(eta), momentum=0.0, warmup_rounds=0, dataset="synthetic", model="mlp",
+                width=64, partition="main-label", classes_per_worker=2, samples_per_worker=500, timing="shifted-exp",
+                straggling_period=1000000, semantics="abort", eval_every=EVAL_EVERY, checkpoint_every=0,
+                device="cpu", seed=seed, data_seed=0)
+            rows = read_csv(train(cfg, quiet=quiet) / "rounds.csv")
+            ev = [r for r in rows if r.get("test_loss", "") != "" and float(r["time"]) <= TAU]
+            out[k].append(float(ev[-1]["test_loss"]))
+    return out
+
+
+def make(out: Path = OUT, log=print) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    const = estimate(out)
+    log(f"estimate: L={const['L']:.4g} sigma2={const['sigma2']:.4g} zeta2={const['zeta2']:.4g} "
+        f"Delta={const['Delta']:.4g} ({time.perf_counter() - t0:.0f} s)")
+    opt = optimize(out)
+    rows = {r["K"]: r for r in opt["rows"]}
+    k_star = opt["k_star"]
+    eta = rows[k_star]["eta"]
+    log(f"optimize-k: K* = {k_star} (near: {opt['near_best']}), eta = {eta:.4g}")
+    meas = sweep(eta)
+    ks = np.array(sorted(meas))
+    mean = np.array([np.mean(meas[k]) for k in ks])
+    se = np.array([np.std(meas[k], ddof=1) / np.sqrt(len(meas[k])) for k in ks])
+    best = int(ks[np.argmin(mean)])
+    csv_path = out / "kstar_mlp.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["K", "E[R]", "T", "eta", "bound", "near_best", "is_k_star", "test_loss_at_budget", "se", "is_best"])
+        for i, k in enumerate(ks):
+            r = rows[int(k)]
+            w.writerow([int(k), f"{r['E[R]']:.5g}", r["T"], f"{r['eta']:.5g}", r["bound"], int(bool(r["near_best"])),
+                        int(k == k_star), f"{mean[i]:.6g}", f"{se[i]:.3g}", int(k == best)])
+    paths = [csv_path, out / "constants.json", out / "optimize_k.json"] + _plot(out, ks, mean, se, rows, k_star, best)
+    ratio = mean[k_star - 1] / mean[best - 1]
+    log(f"measured best K = {best} (test loss {mean[best - 1]:.4g} +- {se[best - 1]:.2g}); K* = {k_star}: "
+        f"{mean[k_star - 1]:.4g}, ratio {ratio:.3f} ({time.perf_counter() - t0:.0f} s)")
+    return paths
+
+
+def _plot(out, ks, mean, se, rows, k_star, best) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.errorbar(ks, mean, yerr=se, marker="o", ms=3, lw=1.2, capsize=2, label="measured test loss at the budget")
+    ax.axvline(k_star, color="C3", ls="--", lw=1, label=f"K* of optimize-k = {k_star}")
+    ax.axvline(best, color="0.5", ls=":", lw=1, label=f"measured best K = {best}")
+    ax.set_xlabel("straggler threshold K")
+    ax.set_ylabel(f"test loss at tau = {TAU:g}")
+    ax2 = ax.twinx()
+    ax2.plot(ks, [rows[int(k)]["bound"] for k in ks], color="C2", lw=1, label="bound (right axis)")
+    ax2.set_ylabel("bound on mean ||grad F||^2")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="best")
+    ax.set_title("LGC, synthetic MLP, persistent stragglers, plain SGD", fontsize=9)
+    fig.tight_layout()
+    paths = [out / "kstar_mlp.png", out / "kstar_mlp.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=150)
+    plt.close(fig)
+    return paths
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m paper_figures.kstar_mlp", description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args(argv)
+    from lgc.threads import torch_threads
+
+    with torch_threads(1):
+        for p in make(args.out, log=lambda s: print(s, file=sys.stderr)):
+            print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
