@@ -129,9 +129,10 @@ def simulate(prob: Quadratic, algorithm: str, x: np.ndarray, ks, *, m_blocks: in
 
     x: (S, T, N) mini-batch times. noise: (S, T, N, M, d) block-mean noises (lgc.validate.block_noise)
     or None (drawn here, N(0, sigma^2/(d b)) per coordinate, shared by every K of a seed and round)."""
-    require_alg = ("full-sync", "fastest-k", "lgc")
-    if algorithm not in require_alg:
-        raise ValueError(f"algorithm={algorithm!r} must be one of {', '.join(require_alg)}")
+    from theory.algorithms import NAMES, algorithm as entry
+
+    if algorithm not in NAMES or entry(algorithm).waits_for_reports or "any" in entry(algorithm).groups:
+        raise ValueError(f"algorithm={algorithm!r}: simulated here are full-sync, fastest-k and lgc")
     ks = np.asarray(ks, int)
     S, T, n = x.shape
     d, nk = prob.d, len(ks)
