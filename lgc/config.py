@@ -143,8 +143,10 @@ class TrainConfig:
         if self.warmup_rounds > 0 and self.algorithm != "full-sync":
             out.append(f"{self.warmup_rounds} full-sync warm-up rounds (the bounds count none; they apply from "
                        f"round {self.warmup_rounds} with Delta = F(w_{self.warmup_rounds}) - F*)")
-        if self.algorithm == "anytime-minibatch":
-            out.append("anytime-minibatch has no bound")
+        from theory.algorithms import NAMES, algorithm
+
+        if self.algorithm in NAMES and not algorithm(self.algorithm).has_bound:
+            out.append(f"{self.algorithm} has no bound in theory/bounds.py")
         return out
 
     def theory_record(self) -> dict:

@@ -68,11 +68,7 @@ def train(
         extra = _loop(sim, work, quiet=quiet, stop_after=stop_after, time_limit_s=time_limit_s,
                       resume_hint=None if rerun else _resume_command(path, root))
         if extra is not None:
-            runs.finish_run(work, {**sim.final_metrics(), **extra})
-        finished = _loop(sim, work, quiet=quiet, stop_after=stop_after, time_limit_s=time_limit_s,
-                         resume_hint=None if rerun else _resume_command(path, root))
-        if finished:
-            runs.finish_run(work, {**sim.final_metrics(), "theory": cfg.theory_record()})
+            runs.finish_run(work, {**sim.final_metrics(), **extra, "theory": cfg.theory_record()})
             if rerun:
                 runs.replace_dir(work, path)
     return path
