@@ -20,9 +20,9 @@ from typing import Any, Optional
 
 from lgc.errors import UserError, check
 from theory.algorithms import NAMES as ALGORITHMS
+from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS
 
 DATASETS = ("synthetic", "quadratic", "cifar10")
-SEMANTICS = ("boundary", "abort")
 ENGINES = ("auto", "batched", "fused")  # auto (default_engine), lgc.sim.engines.BatchedEngine, lgc.sim.fused.FusedEngine
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile of the engine's pass
 BACKENDS = ("sim", "dist")
@@ -100,7 +100,8 @@ class TrainConfig:
                                       "e.g. rate=0.5, slowdown=3, path=trace.csv",
                                  flag="--timing-param", metavar="KEY=VALUE", factory=dict)
     straggling_period: int = option(1, "h, rounds for which the drawn times are held", metavar="H")
-    semantics: str = option("boundary", "boundary (stragglers finish the block in flight) or abort (cut at t_cut)")
+    semantics: str = option(DEFAULT_SEMANTICS, "abort (stragglers stop at t_cut; the paper's) or boundary (they finish "
+                                                "the block in flight and start the next round late)")
     comm_alpha: float = option(0.0, "communication latency per round [time units] (eq. 2.5)", metavar="A")
     comm_beta: float = option(0.0, "communication time per byte sent [time units] (eq. 2.5)", metavar="B")
     deadline: Optional[float] = option(None, "anytime-minibatch deadline [time units]", none="E[X_(K:N)]")

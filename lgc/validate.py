@@ -32,7 +32,7 @@ from lgc.errors import check
 from lgc.rules import RuleState, ServerState, aggregate, group_weights, server_step
 from lgc.threads import torch_threads
 from theory.algorithms import BOUND_NAMES
-from theory.schedule import schedule_round
+from theory.schedule import DEFAULT_SEMANTICS, schedule_round
 
 VALIDATED = BOUND_NAMES  # the measurement is compared with the bound
 
@@ -55,23 +55,28 @@ class Schedules:
 
 
 def make_schedules(timing, seeds: Sequence[int], rounds: int, n_workers: int, blocks: int, k: int,
-                   *, period: int = 1, semantics: str = "boundary", pi=None) -> Schedules:
-    """Schedules of `rounds` rounds for each seed (theory.schedule on the timing model's draws).
+                   *, period: int = 1, semantics: str = DEFAULT_SEMANTICS, pi=None,
+                   wait_reports: bool = False) -> Schedules:
+    """Schedules of `rounds` rounds for each seed (theory.schedule on the timing model's draws),
+    the start offsets chained from round to round as `lgc.sim` does (eq. 2.3').
 
-    pi: the worker weights of the rules (uniform by default, as QuadraticProblem's)."""
+    pi: the worker weights of the rules (uniform by default, as QuadraticProblem's);
+    wait_reports: lgc-fresh's round time (it waits for the reported blocks)."""
     pi = np.full(n_workers, 1.0 / n_workers) if pi is None else np.asarray(pi)
     S = len(seeds)
     out = {k_: np.zeros((S, rounds, n_workers)) for k_ in ("fast", "blocks", "w_fast", "w_strag")}
     wall, rho = np.zeros((S, rounds)), np.zeros((S, rounds))
     for s, seed in enumerate(seeds):
-        cache: dict[int, object] = {}
+        cache: dict[int, np.ndarray] = {}
+        start = None
         for t in range(rounds):
-            p = t // period  # draws held for h rounds: identical schedule within a period
+            p = t // period  # draws held for h rounds (the carry-over still changes the schedule)
             if p not in cache:
-                finish = timing.block_finish_times(seed, t, n_workers, blocks, period=period)
-                sch = schedule_round(finish, k, semantics=semantics, round_index=t)
-                cache = {p: (sch, group_weights(sch.fast_mask(), sch.blocks, pi))}
-            sch, wts = cache[p]
+                cache = {p: timing.block_finish_times(seed, t, n_workers, blocks, period=period)}
+            sch = schedule_round(cache[p], k, semantics=semantics, round_index=t, start=start,
+                                 wait_reports=wait_reports)
+            start = sch.next_start()
+            wts = group_weights(sch.fast_mask(), sch.blocks, pi)
             out["fast"][s, t] = sch.fast_mask()
             out["blocks"][s, t] = sch.blocks
             out["w_fast"][s, t], out["w_strag"][s, t] = wts.w_fast, wts.w_strag

@@ -3,8 +3,8 @@
 A short `dist` run (N = 4 gloo processes on this CPU, K = 3, M = 4, LGC, injected shifted-
 exponential stragglers, one time unit = 40 ms) is compared, round by round, with
   - the `sim` schedule's R_t: theory.schedule on the same timing draws (same seed, same
-    boundary semantics), i.e. what `sim` predicts this run measures;
-  - the theory's E[R]: E[R(K)] (boundary wait included) after warm-up and E[max_i X_i] in
+    semantics: abort, the default), i.e. what `sim` predicts this run measures;
+  - the theory's E[R]: E[R(K)] = E[X_(K:N)] after warm-up and E[max_i X_i] in
     the full-sync warm-up rounds (theory.order_stats.expected_round_times).
 Left: R_t per round. Right: measured against the sim prediction, with the identity line;
 the gap is the coordination overhead (store round trips, gather + broadcast, wake-ups).

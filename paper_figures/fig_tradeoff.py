@@ -1,6 +1,6 @@
 """The error-time trade-off over K and the optimal K* (theory/tradeoff.py, DERIVATION.md section 5).
 
-Left: the expected round time E[R(K)] (boundary semantics) and the rounds T(K) = tau / E[R(K)]
+Left: the expected round time E[R(K)] (abort semantics: E[X_(K:N)]) and the rounds T(K) = tau / E[R(K)]
 that fit the budget. Middle: the bound at the budget for fastest-K and LGC (fresh draws every
 round, h = 1, and persistent stragglers) and full-sync, with K* marked. Right: LGC's bound
 (persistent) split into its terms. One step size for every K, eta = 0.15 (the measured

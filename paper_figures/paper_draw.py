@@ -206,7 +206,7 @@ def fig_blocks(rows, out: Path) -> list[Path]:
     axes[0, 1].minorticks_off()
     axes[0, 1].set_xlabel("blocks per mini-batch M")
     axes[0, 1].set_ylabel("mean round time [time units]")
-    axes[0, 1].set_title("round time (boundary wait)")
+    axes[0, 1].set_title("round time")
     _finish(fig, axes, f"Number of blocks M (c = {pp.BASE_C}, h = {pp.BASE_H}, K = {pp.BASE_K})")
     return style.save(fig, out / "fig5_blocks", _select_fig(rows, "fig5"), EVAL_FIELDS)
 

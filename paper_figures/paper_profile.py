@@ -4,7 +4,7 @@ Fixed for every run (docs/PAPER_PROFILE.md states the same):
   ResNet-18 (CIFAR variant, GroupNorm), N = 10 workers, K = 7, B = 50 samples per worker and
   round, M = 5 blocks (b = 10), main-label split (share 0.8 from one main class, c classes per
   worker) with 2000 samples per worker, random crop + flip, shifted-exponential timing
-  (shift 1, rate 1; the time unit is one fast mini-batch), boundary semantics, 2 warm-up rounds,
+  (shift 1, rate 1; the time unit is one fast mini-batch), abort semantics (the paper's), 2 warm-up rounds,
   server SGD with eta = 0.05, momentum 0.9, weight decay 5e-4, T = 300 rounds, test accuracy
   on the 10,000 test images every 25 rounds, seeds 0, 1, 2 (data split fixed by data_seed 0).
   Engine: the fused gradient engine (lgc/sim/fused.py), eager, bf16 autocast and channels_last on CUDA.
@@ -82,7 +82,7 @@ def base_config(data_dir: str, scale: Scale, *, accept_md5_mismatch: bool = True
         accept_md5_mismatch=accept_md5_mismatch, augment=True, model=scale.model, width=scale.width, norm="group",
         partition="main-label", classes_per_worker=BASE_C, samples_per_worker=scale.samples_per_worker,
         main_share=0.8, timing="shifted-exp", timing_params={"shift": 1.0, "rate": 1.0},
-        straggling_period=BASE_H, semantics="boundary", seed=0, data_seed=0, eval_every=scale.eval_every,
+        straggling_period=BASE_H, semantics="abort", seed=0, data_seed=0, eval_every=scale.eval_every,
         eval_subset=scale.eval_subset,
         checkpoint_every=scale.checkpoint_every, device=scale.device, engine="fused", compile="none")
     d.update(overrides)
@@ -91,7 +91,7 @@ def base_config(data_dir: str, scale: Scale, *, accept_md5_mismatch: bool = True
 
 @lru_cache(maxsize=None)
 def expected_round_time(algorithm: str, k: int, n: int = 10, m: int = BASE_M) -> float:
-    """E[R(K)] of the base timing (shifted exponential, boundary semantics), theory/order_stats."""
+    """E[R(K)] of the base timing (shifted exponential, abort semantics), theory/order_stats."""
     from theory.order_stats import expected_round_times
     from theory.timing import ShiftedExponential
 

@@ -2,7 +2,7 @@
 
 Setting (the same as tests/test_validation.py): N = 8 workers, d = 10, H = diag(0.1..1)
 (L = 1), sigma^2 = 30, spread 1 (zeta^2 = 3.15), B = 16, M = 4, plain SGD with eta = 0.15,
-no warm-up, shifted-exponential times (shift 1, rate 1), boundary semantics, 20 seeds.
+no warm-up, shifted-exponential times (shift 1, rate 1), abort semantics (the paper's), 20 seeds.
 Measurements come from lgc.validate (the rules and schedules; no bound code) and are cached
 under results/validation/<key>/ (lgc.runs), so a second `make figures` only redraws.
 """
@@ -17,7 +17,7 @@ from lgc import runs
 from theory.algorithms import algorithm as algorithm_entry
 
 SETTING = dict(N=8, dim=10, B=16, M=4, eta=0.15, sigma2=30.0, spread=1.0, h_min=0.1, h_max=1.0, data_seed=0,
-               seeds=20, semantics="boundary", timing="shifted-exp", shift=1.0, rate=1.0)
+               seeds=20, semantics="abort", timing="shifted-exp", shift=1.0, rate=1.0)
 PERSISTENT = 10**6  # a straggling period longer than any run: the fast set never changes
 
 

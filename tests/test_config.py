@@ -132,7 +132,7 @@ def test_dist_option_validation_names_the_bad_value(change, message):
     (["train", "-K", "3"], "unrecognized arguments: -K"),
     (["estimate", "--workers", "0"], "N=0 must be >= 1"),
     (["optimize-k", "--semantics", "late", "--L", "1", "--sigma2", "1", "--zeta2", "1", "--Delta", "1"],
-     "semantics='late' must be one of boundary, abort"),
+     "semantics='late' must be one of abort, boundary"),
 ])
 def test_cli_errors_are_one_line_exit_2(argv, needle, capsys, tmp_path):
     with pytest.raises(SystemExit) as e:

@@ -1,7 +1,6 @@
 """E[t_cut], E[R(K)] and E[m_j]: closed form vs integration vs Monte Carlo vs the schedule code."""
 import numpy as np
 import pytest
-from scipy import integrate, special
 
 from theory.order_stats import (
     CommModel, expected_order_statistic, expected_round_times, round_stats, shifted_exp_order_stats,
@@ -36,14 +35,19 @@ def test_monte_carlo_cutoff_within_four_standard_errors(n, k):
 @pytest.mark.parametrize("model", [ShiftedExponential(), HeterogeneousSpeed(slowdown=4.0), Pareto(1.0, 1.5),
                                    ShiftedExponential(per_block=True), Deterministic(times=(1, 2, 3, 1.5, 7, 1.2, 4.1))])
 def test_vectorized_rounds_equal_the_schedule_code(model, m_blocks, semantics):
+    """round_stats runs what `sim` runs: per K, schedule_round on round r's draws, the start
+    offsets chained from round to round under boundary semantics (eq. 2.3')."""
     n, rounds = 7, 4
     st = round_stats(model, n, m_blocks, semantics=semantics, rounds=rounds, seed=5)
     r_eff = st.rounds
     wall, m_mean, m_inv, zero = (np.zeros((r_eff, n)) for _ in range(4))
-    for r in range(r_eff):
-        f = model.block_finish_times(5, r, n, m_blocks)
-        for k in range(1, n + 1):
-            s = schedule_round(f, k, semantics=semantics)
+    for k in range(1, n + 1):
+        start = None
+        for r in range(r_eff):
+            f = model.block_finish_times(5, r, n, m_blocks)
+            s = schedule_round(f, k, semantics=semantics, start=start)
+            start = s.next_start()
+            assert semantics == "boundary" or not start.any()  # abort carries nothing over
             m = np.array(s.blocks)[~s.fast_mask()]
             wall[r, k - 1] = s.wall
             if len(m):
@@ -55,41 +59,74 @@ def test_vectorized_rounds_equal_the_schedule_code(model, m_blocks, semantics):
     assert np.allclose(st.zero_frac, zero.mean(0))
 
 
-def _boundary_theory(n, k, m_blocks):
-    """E[R] and E[m_j] for Exp(1) times under boundary semantics, by direct integration:
-    given t = X_(K), the stragglers are i.i.d. Exp(1) conditioned on X > t; a straggler in
-    level j (M t/(j+1) < X <= M t/j) stops at X (j+1)/M with min(j+1, M-1) blocks."""
-    def dens(t):  # density of the K-th order statistic: F^(K-1) (1-F)^(N-K) f / B(K, N-K+1)
-        return np.exp(-special.betaln(k, n - k + 1) + (k - 1) * np.log(-np.expm1(-t)) - (n - k + 1) * t)
-
-    def level(t, j):
-        return max(t, m_blocks * t / (j + 1)), (np.inf if j == 0 else m_blocks * t / j)
-
-    def cond(t, lo, hi):  # P(lo < X <= hi | X > t), stable for large t
-        return np.exp(-(lo - t)) - (0.0 if hi == np.inf else np.exp(-(hi - t)))
-
-    def e_r(t):
-        def tail(s):
-            g = sum(cond(t, lo, min(hi, s * m_blocks / (j + 1))) for j in range(m_blocks)
-                    for lo, hi in [level(t, j)] if min(hi, s * m_blocks / (j + 1)) > lo)
-            return 1.0 - g ** (n - k)
-        return t + integrate.quad(tail, t, t + 60.0 * m_blocks, epsrel=1e-7, limit=200)[0]
-
-    def e_m(t):
-        return sum(min(j + 1, m_blocks - 1) * cond(t, *level(t, j)) for j in range(m_blocks))
-
-    r = integrate.quad(lambda t: dens(t) * e_r(t), 1e-12, 40.0, epsrel=1e-7, limit=200)[0]
-    m = integrate.quad(lambda t: dens(t) * e_m(t), 1e-12, 40.0, epsrel=1e-7, limit=200)[0]
-    return r, m
+def _explicit_pipelined_chain(model, n, m_blocks, k, rounds, seed, comm):
+    """Boundary semantics written out worker by worker (no theory.schedule code): per round,
+    (R_t, the carry-free X_(K:N), the late starts it leaves, each straggler's overrun)."""
+    start = np.zeros(n)
+    out = []
+    for r in range(rounds):
+        x = model.block_finish_times(seed, r, n, 1)[:, 0]  # even split: block m ends at x (m+1)/M
+        fin = sorted((start[i] + x[i], i) for i in range(n))
+        t_cut = fin[k - 1][0]
+        wall = t_cut + comm
+        nxt = np.zeros(n)
+        for _, j in fin[k:]:
+            if start[j] >= t_cut:  # still busy with an earlier round: starts nothing
+                nxt[j] = max(start[j] - wall, 0.0)
+                continue
+            ends = [start[j] + x[j] * (m + 1) / m_blocks for m in range(m_blocks)]
+            in_flight = min(sum(e <= t_cut for e in ends), m_blocks - 1)
+            nxt[j] = max(ends[in_flight] - wall, 0.0)
+        out.append((wall, sorted(x)[k - 1], nxt.copy()))
+        start = nxt
+    return out
 
 
-def test_boundary_wait_and_straggler_blocks_match_direct_integration():
-    n, k, m_blocks = 5, 3, 4
-    st = round_stats(ShiftedExponential(shift=0.0, rate=1.0), n, m_blocks, ks=[k], rounds=4000, seed=2)
-    r, m = _boundary_theory(n, k, m_blocks)
-    assert abs(st.wall[0] - r) < 4 * st.wall_se[0]
-    assert st.wall[0] > st.t_cut[0] + 0.05  # the wait is real, not a rounding
-    assert abs(st.m_mean[0] - m) < 0.03
+@pytest.mark.parametrize("semantics", ["abort", "boundary"])
+@pytest.mark.parametrize("n,m_blocks,k", [(8, 4, 3), (10, 2, 5), (6, 1, 2)])
+def test_fastest_k_round_time_is_the_order_statistic_plus_the_carry_over(semantics, n, m_blocks, k):
+    """Abort: E[R] = E[X_(K:N)] + comm in closed form (eq. 2.7), the server never waiting past
+    t_cut. Boundary (pipelined, eq. 2.3'): the server still closes every round at t_cut, so
+    R_t = t_cut + comm, but t_cut is the K-th smallest start_i + X_i: E[R] = E[X_(K:N)] + comm +
+    the carry-over's delay, which is positive for K < N and equals an explicit chain's."""
+    model, seed, rounds = ShiftedExponential(), 3, 300
+    comm = CommModel(alpha=0.2, beta=0.01, model_bytes=5.0)
+    rt = expected_round_times(model, n, m_blocks, "fastest-k", semantics=semantics, ks=[k], comm=comm,
+                              rounds=rounds, seed=seed)
+    exact = 1.0 + float(np.sum(1.0 / np.arange(n - k + 1, n + 1)))  # shift + (H_N - H_{N-K}) / rate
+    c = 0.2 + 0.05 * k  # fastest-K sends K messages (eq. 2.5)
+    if semantics == "abort":
+        assert rt.method == "closed form" and rt.se[0] == 0.0
+        assert rt.mean[0] == pytest.approx(exact + c, rel=1e-12)
+        mc = round_stats(model, n, m_blocks, ks=[k], rounds=3000, seed=seed)
+        assert abs(mc.wall[0] - exact) < 4 * mc.wall_se[0]  # the schedule code agrees
+        return
+    chain = _explicit_pipelined_chain(model, n, m_blocks, k, rounds, seed, c)
+    delay = np.mean([w - c - free for w, free, _ in chain])
+    assert rt.mean[0] == pytest.approx(exact + c + delay, rel=1e-10)
+    assert delay > 5 * rt.se[0]  # the carry-over is real: later cutoffs wait for late starters
+    full = expected_round_times(model, n, m_blocks, "fastest-k", semantics=semantics, ks=[n], rounds=50, seed=seed)
+    assert full.stats.excess[0] == 0.0  # K = N: nobody is cut, nobody carries over
+
+
+def test_boundary_never_waits_for_a_block_that_cannot_count():
+    """N = 2, K = 1, M = 2: the straggler has M-1 = 1 block done at t_cut. The round closes at
+    t_cut for every rule but lgc-fresh, which waits only for the blocks it counts (done by then),
+    and the straggler starts the next round late by its overrun."""
+    finish = np.array([[0.5, 1.0], [0.9, 1.8]])
+    for wait in (False, True):
+        s = schedule_round(finish, 1, semantics="boundary", comm=0.1, wait_reports=wait)
+        assert s.blocks == (2, 1) and s.t_cut == 1.0 and s.wall == pytest.approx(1.1)
+        assert s.next_start() == pytest.approx([0.0, 0.7])  # 1.8 - 1.1
+    s = schedule_round(np.array([[0.5, 1.0], [0.8, 1.6], [0.6, 1.2]]), 1, semantics="boundary", wait_reports=True)
+    assert s.blocks == (2, 1, 1) and s.wall == 1.0  # both reported blocks were done by t_cut
+    s = schedule_round(np.array([[0.5, 1.0], [0.4, 2.4], [0.6, 1.2]]), 1, semantics="boundary", wait_reports=True)
+    # worker 1 has 1 block done at t_cut and 1 left: M - 1 = 1 counts, it reports that one
+    assert s.blocks == (2, 1, 1) and s.wall == 1.0
+    s = schedule_round(np.array([[0.5, 1.0, 1.5], [1.6, 3.2, 4.8]]), 1, semantics="boundary", wait_reports=True)
+    assert s.blocks == (3, 1) and s.wall == 1.6  # lgc-fresh waits for the block in flight it counts
+    s = schedule_round(np.array([[0.5, 1.0, 1.5], [1.2, 2.4, 3.6]]), 1, semantics="boundary", start=[0.0, 1.6])
+    assert s.blocks == (3, 0) and s.next_start() == pytest.approx([0.0, 0.1])  # still busy: starts nothing
 
 
 def test_round_times_per_algorithm():
@@ -107,8 +144,12 @@ def test_round_times_per_algorithm():
     assert np.allclose(fk.mean, exact + 0.5 + 0.1 * ks)  # fastest-K sends K gradients
     assert np.allclose(lg.mean, exact + 0.5 + 0.1 * n)  # lgc sends N (partial ones too)
     fresh = expected_round_times(model, n, m_blocks, "lgc-fresh", report_latency=0.25, seed=1)
-    boundary = expected_round_times(model, n, m_blocks, "lgc", seed=1)
-    assert np.allclose(fresh.mean, boundary.mean + 0.25)
+    assert np.allclose(fresh.mean, exact + 0.25)  # abort: the reports are in at t_cut, plus their latency
+    boundary = expected_round_times(model, n, m_blocks, "lgc", semantics="boundary", seed=1)
+    fresh_b = expected_round_times(model, n, m_blocks, "lgc-fresh", semantics="boundary", seed=1)
+    fresh_bl = expected_round_times(model, n, m_blocks, "lgc-fresh", semantics="boundary", report_latency=0.25, seed=1)
+    assert np.allclose(fresh_bl.mean, fresh_b.mean + 0.25)
+    assert np.all(fresh_b.mean[:-1] > boundary.mean[:-1])  # lgc-fresh waits for the blocks in flight
     assert np.all(boundary.mean[:-1] > exact[:-1]) and boundary.mean[-1] == pytest.approx(exact[-1])
     any_ = expected_round_times(model, n, m_blocks, "anytime-minibatch", deadline=2.0)
     assert np.allclose(any_.mean, 2.0)
@@ -138,9 +179,8 @@ def test_running_means_equal_the_explicit_mean_and_standard_error():
 
     model, n, m, rounds = ShiftedExponential(), 30, 4, 9
     st = round_stats(model, n, m, rounds=rounds, seed=3)
-    per = np.array([np.stack(_even_split_round(model.block_finish_times(3, r, n, 1)[:, 0], m, "boundary"))
-                    for r in range(rounds)])
+    per = np.array([np.stack(_even_split_round(model.block_finish_times(3, r, n, 1)[:, 0], m))
+                    for r in range(rounds)])  # abort rounds (the default)
     assert np.allclose(st.wall, per[:, 1].mean(axis=0), rtol=1e-12, atol=0)
     assert np.allclose(st.wall_se, per[:, 1].std(axis=0, ddof=1) / np.sqrt(rounds), rtol=1e-9, atol=1e-15)
-    wait = per[:, 1] - per[:, 0]
-    assert np.allclose(st.wait_se, wait.std(axis=0, ddof=1) / np.sqrt(rounds), rtol=1e-9, atol=1e-15)
+    assert np.allclose(st.m_mean * np.maximum(n - np.arange(1, n + 1), 1), per[:, 2].mean(axis=0), rtol=1e-12)

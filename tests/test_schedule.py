@@ -18,13 +18,18 @@ def test_fast_set_is_the_k_fastest_in_arrival_order_and_t_cut_the_kth_time():
     assert all(s.blocks[i] == M for i in s.fast)
 
 
-def test_boundary_semantics_finish_the_block_in_flight_and_wait_for_it():
+def test_boundary_semantics_finish_the_block_in_flight_without_waiting_for_it():
     """eq. (2.3), t_cut = 1.5: worker 3 (X=3, blocks end at 0.75, 1.5, 2.25, 3) has 2 done and
-    finishes its 3rd at 2.25; worker 0 (X=2) has 3 done, reports at most M - 1 = 3; worker 2
-    (X=4) has 1 done and finishes its 2nd at 2.0. The round waits for the last of them."""
+    finishes its 3rd at 2.25; worker 0 (X=2) has 3 done, reports at most M - 1 = 3 (its 4th
+    block, done at 2.0, can never count); worker 2 (X=4) has 1 done and finishes its 2nd at 2.0.
+    The round still closes at t_cut; each straggler starts the next round late by its overrun
+    (eq. 2.3'). lgc-fresh waits for the blocks it counts (worker 3's 3rd), not for worker 0's 4th."""
     s = schedule_round(even_split_finish_times(X, M), 2, semantics="boundary")
     assert s.blocks == (3, M, 2, 3, M)
-    assert s.wall == 2.25
+    assert s.wall == s.t_cut == 1.5
+    assert s.busy == (2.0, 1.0, 2.0, 2.25, 1.5) and s.next_start().tolist() == [0.5, 0.0, 0.5, 0.75, 0.0]
+    fresh = schedule_round(even_split_finish_times(X, M), 2, semantics="boundary", wait_reports=True)
+    assert fresh.blocks == s.blocks and fresh.wall == 2.25 and fresh.next_start().tolist() == [0.0] * 5
 
 
 def test_abort_semantics_count_only_blocks_done_by_t_cut_and_close_at_it():

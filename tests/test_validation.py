@@ -98,7 +98,9 @@ def test_every_bound_holds_for_every_K(quad, noise, regime):
     print(f"\n[{regime}] bound/measured (tightness), T={T}, {len(SEEDS)} seeds\n" + "\n".join(lines))
     assert not failures, f"bound below the measured mean: {failures}"
     assert not loose, f"lgc bound more than 6x the measurement: {loose}"
-    assert (zero_blocks > 0) == (semantics == "abort")  # the regime exercises the zero-block terms
+    # the abort regime exercises the zero-block terms (under boundary semantics m_j = 0 only for
+    # a straggler still finishing an earlier round's block at the cutoff, eq. 2.3)
+    assert semantics != "abort" or zero_blocks > 0
     b_full = float(_bound("full-sync", quad, N, T, period, make_schedules(timing, SEEDS[:1], 1, N, M, N))["total"])
     assert 1.0 <= b_full / full.mean <= 10.0, (b_full, full.mean)
 

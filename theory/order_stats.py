@@ -5,9 +5,10 @@ The equations: theory/DERIVATION.md (2.3)-(2.8') and its "Monte Carlo" paragraph
 Three routes, the most exact that applies (the model's `order_statistic_route`, theory/timing.py):
   closed form   shifted exponential: E[X_(K:N)] = shift + (H_N - H_{N-K}) / rate   (eq. 2.7)
   integration   any i.i.d. continuous model: E[X_(K:N)] = int_0^1 Q(u) beta_{K,N-K+1}(u) du  (eq. 2.8)
-  Monte Carlo   everything else (boundary wait, heterogeneous, deterministic, trace, per-block
-                blocks), using the schedule semantics of theory/schedule.py (eqs. 2.3, 2.4), with
-                a standard error over independent rounds.
+  Monte Carlo   everything else (heterogeneous, deterministic, trace, per-block blocks; E[m_j];
+                boundary semantics, whose carry-over makes the rounds a Markov chain), running
+                the schedule code of theory/schedule.py (eqs. 2.3, 2.4) on the trainers' draws,
+                with a standard error (over independent rounds, or batch means of the chain).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from theory.algorithms import NAMES, algorithm as algorithm_entry
 from theory.errors import require
-from theory.schedule import comm_time
+from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS, comm_time, schedule_rounds
 from theory.timing import (
     MC_ROUNDS, ShiftedExponential, TimingModel, expected_order_statistic_groups, quantile_order_statistic,
 )
@@ -57,7 +58,9 @@ class RoundStats:
     """Per-K Monte Carlo means (arrays indexed like `ks`) with standard errors over rounds.
 
     wall: R(K) without communication; m_mean: mean m_j over stragglers; m_inv: mean over
-    stragglers of 1{m_j >= 1} / m_j; zero_frac: fraction of stragglers with m_j = 0.
+    stragglers of 1{m_j >= 1} / m_j; zero_frac: fraction of stragglers with m_j = 0;
+    wait: R(K) - t_cut(K) (lgc-fresh's wait for the reports; 0 otherwise); excess: R(K) minus
+    the K-th smallest mini-batch time of the same draws without carry-over (0 under abort).
     """
 
     ks: np.ndarray
@@ -69,26 +72,21 @@ class RoundStats:
     m_inv: np.ndarray
     zero_frac: np.ndarray
     rounds: int
-    wait: np.ndarray  # E[R(K) - t_cut(K)], the boundary wait
+    wait: np.ndarray  # E[R(K) - t_cut(K)]
     wait_se: np.ndarray
+    excess: np.ndarray  # E[R(K) - X_(K:N)] on the same draws: the carry-over's delay plus the wait (eq. 2.3')
+    excess_se: np.ndarray
     m_inv_se: np.ndarray | None = None  # Monte Carlo standard errors of m_inv and zero_frac
     zero_frac_se: np.ndarray | None = None
 
 
-def _blocks_of_level(levels: np.ndarray, m_blocks: int, semantics: str) -> np.ndarray:
-    """m_j for a straggler with `done` = level blocks finished by t_cut (eqs. 2.3, 2.4)."""
-    extra = 1 if semantics == "boundary" else 0
-    return np.minimum(levels + extra, m_blocks - 1)
-
-
-def _even_split_round(x: np.ndarray, m_blocks: int, semantics: str):
-    """One round of an even-split model, every K at once, in O(N M log N).
+def _even_split_round(x: np.ndarray, m_blocks: int):
+    """One abort round of an even-split model, every K at once, in O(N M log N) (eq. 2.4).
 
     Sorted times x_(1) <= ... <= x_(N); for K, t = x_(K). A straggler with time x has
     done = floor(M t / x) blocks by t (block m ends at x (m+1)/M, eq. 2.2), so the stragglers in
-    level k are those with M t/(k+1) < x <= M t/k; counts come from searchsorted. Under boundary
-    semantics a level-k straggler stops at x (k+1)/M (eq. 2.3), largest for the largest x of
-    the level. Returns per-K arrays (t_cut, wall, sum m, sum 1{m>=1}/m, #zero).
+    level k are those with M t/(k+1) < x <= M t/k; counts come from searchsorted, and
+    m_j = min(level, M-1). Returns per-K arrays (t_cut, wall, sum m, sum 1{m>=1}/m, #zero).
     """
     n = x.size
     xs = np.sort(x)
@@ -103,87 +101,131 @@ def _even_split_round(x: np.ndarray, m_blocks: int, semantics: str):
     counts[:m_blocks] = c[:m_blocks] - c[1:]
     counts[m_blocks] = c[m_blocks] - kk  # ties with t: all blocks done by t
     levels = np.arange(m_blocks + 1)
-    m_of = _blocks_of_level(levels, m_blocks, semantics).astype(float)
-    m_of[m_blocks] = m_blocks - 1
+    m_of = np.minimum(levels, m_blocks - 1).astype(float)
     inv = np.where(m_of >= 1, 1.0 / np.maximum(m_of, 1), 0.0)
     m_sum = m_of @ counts
     inv_sum = inv @ counts
     zeros = (m_of == 0).astype(float) @ counts
-    wall = t.copy()
-    if semantics == "boundary":
-        # level 0: the slowest straggler, if it has not finished one block by t
-        lvl0 = counts[0] > 0
-        wall = np.where(lvl0, np.maximum(wall, xs[-1] / m_blocks), wall)
-        for k in range(1, m_blocks):
-            has = counts[k] > 0
-            top = xs[np.maximum(c[k] - 1, 0)] * (k + 1) / m_blocks
-            wall = np.where(has, np.maximum(wall, top), wall)
-    return t, wall, m_sum, inv_sum, zeros
+    return t, t.copy(), m_sum, inv_sum, zeros
 
 
-def _generic_round(finish: np.ndarray, ks: np.ndarray, semantics: str):
-    """Per-block models: per K, directly from the (N, M) finish times (eqs. 2.3, 2.4)."""
-    n, m_blocks = finish.shape
-    x = finish[:, -1]
-    order = np.argsort(x, kind="stable")
-    out = np.zeros((5, len(ks)))
-    for col, k in enumerate(ks):
-        t = x[order[k - 1]]
-        strag = order[k:]
-        done = (finish[strag] <= t).sum(axis=1)
-        m = _blocks_of_level(done, m_blocks, semantics)
-        wall = t
-        if semantics == "boundary" and len(strag):
-            stop = finish[strag, np.minimum(done, m_blocks - 1)]
-            wall = max(t, float(stop.max()))
-        out[:, col] = (t, wall, m.sum(), np.where(m >= 1, 1.0 / np.maximum(m, 1), 0.0).sum(), (m == 0).sum())
-    return out
+def _batch_stats(batch, ks: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """(6, B) per-K (t_cut, R without comm, sum m, sum 1{m>=1}/m, #zero, X_(K:N)) of a
+    RoundBatch on mini-batch times x (the last row: the cutoff had nobody carried over)."""
+    strag = ~batch.fast
+    m = np.where(strag, batch.blocks, 0)
+    inv = np.where(strag & (m >= 1), 1.0 / np.maximum(m, 1), 0.0)
+    free = np.sort(x)[ks - 1]
+    return np.stack([batch.t_cut, batch.wall, m.sum(axis=1), inv.sum(axis=1), (strag & (m == 0)).sum(axis=1), free])
+
+
+def _generic_round(finish: np.ndarray, ks: np.ndarray):
+    """Abort rounds of any model, every K, by the schedule code itself (eq. 2.4)."""
+    return _batch_stats(schedule_rounds(finish, ks, semantics="abort"), ks, finish[:, -1])[:5]
+
+
+CHAIN_BUDGET = 4_000_000  # floats per (K-chunk x N x M) array of the chain
+CHAIN_WORK = 200_000_000  # default rounds x |ks| x N x M of a chain
+
+
+def _chain_rounds(model, n, m_blocks, ks, rounds, seed, period, wait_reports, comm):
+    """Boundary semantics: the Markov chain over start offsets (eq. 2.3'), one chain per K,
+    all K at once. Round r uses block_finish_times(seed, r, N, M, period=h), the offsets start
+    at 0: exactly the schedules `sim` computes for this seed, K and h. Yields, per round, the
+    (6, |ks|) rows of _batch_stats (R without comm)."""
+    comm = np.broadcast_to(np.asarray(comm, dtype=float), ks.shape)
+    chunk = max(1, CHAIN_BUDGET // (n * m_blocks))
+    parts = [slice(lo, lo + chunk) for lo in range(0, len(ks), chunk)]
+    starts = [np.zeros((len(ks[sl]), n)) for sl in parts]
+    one = np.empty((6, len(ks)))
+    for r in range(rounds):
+        finish = model.block_finish_times(seed, r, n, m_blocks, period=period)
+        for i, sl in enumerate(parts):
+            b = schedule_rounds(finish, ks[sl], starts[i], semantics="boundary", comm=comm[sl],
+                                wait_reports=wait_reports)
+            starts[i] = b.next_start()
+            one[:, sl] = _batch_stats(b, ks[sl], finish[:, -1])
+            one[1, sl] -= comm[sl]
+        yield one
+
+
+def _abort_rounds(model, n, m_blocks, ks, rounds, seed):
+    """Abort semantics: independent rounds (eq. 2.4). Yields, per round, the (6, |ks|) rows of
+    _batch_stats (the last row, the carry-free cutoff, is t_cut itself)."""
+    # fixed or replayed times can tie exactly with block boundaries: there, use the finish
+    # matrix itself (float-identical to the schedule code) unless N is large
+    exact_path = model.per_block or (model.fixed_times() and n <= 2000)
+    one = np.empty((6, len(ks)))
+    for r in range(rounds):
+        if exact_path:
+            one[:5] = _generic_round(model.block_finish_times(seed, r, n, m_blocks), ks)
+        else:
+            x = model.block_finish_times(seed, r, n, 1)[:, 0]
+            for row, v in enumerate(_even_split_round(x, m_blocks)):
+                one[row] = v[ks - 1]
+        one[5] = one[0]
+        yield one
 
 
 def round_stats(
-    model: TimingModel, n: int, m_blocks: int, *, semantics: str = "boundary", ks=None,
-    rounds: int = MC_ROUNDS, seed: int = 0, progress: Callable[[int], None] | None = None,
+    model: TimingModel, n: int, m_blocks: int, *, semantics: str = DEFAULT_SEMANTICS, ks=None,
+    rounds: int = MC_ROUNDS, seed: int = 0, period: int = 1, wait_reports: bool = False, comm=0.0,
+    progress: Callable[[int], None] | None = None,
 ) -> RoundStats:
-    """Monte Carlo E[t_cut(K)], E[R(K)] (boundary wait included), E[m_j] over independent rounds.
+    """Monte Carlo E[t_cut(K)], E[R(K)], E[m_j] and the zero-block fraction.
 
-    Round r uses model.block_finish_times(seed, r, N, M, period=1): independent periods, the
-    same draws `sim` and `dist` see. Deterministic models need one round; trace replay uses
-    each recorded round once. Memory O(N + len(ks)): the rounds enter running means and sums
-    of squared deviations (Welford's update), not a (rounds, len(ks)) array (1.4 GB at N = 10^6).
+    Abort: independent rounds r = 0..R-1 with block_finish_times(seed, r, N, M, period=1), the
+    same draws `sim` and `dist` see; standard error std / sqrt(R). Deterministic models need one
+    round; trace replay uses each recorded round once.
+    Boundary: the chain of eq. (2.3') over rounds 0..R-1 (straggling period `period`, comm
+    `comm` per K, lgc-fresh's `wait_reports`), started from zero offsets as a run is; standard
+    error from the means of 10 consecutive batches of rounds (consecutive rounds are correlated).
+    Memory O(N + len(ks)): the rounds enter running means and sums of squared deviations
+    (Welford's update), not a (rounds, len(ks)) array (1.4 GB at N = 10^6).
     `progress(r)` is called after each round r = 1..rounds (a progress bar; theory prints nothing).
     """
     require(n >= 1, f"N={n} must be >= 1")
     require(m_blocks >= 1, f"M={m_blocks} must be >= 1")
-    require(semantics in ("boundary", "abort"), f"semantics={semantics!r} must be 'boundary' or 'abort'")
+    require(semantics in SEMANTICS, f"semantics={semantics!r} must be 'abort' or 'boundary'")
     require(rounds >= 2, f"rounds={rounds} must be >= 2")
+    require(period >= 1, f"straggling period h={period} must be >= 1")
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
     require(bool(np.all((ks >= 1) & (ks <= n))), f"K must satisfy 1 <= K <= N={n}")
-    rounds = model.periods() or rounds
-    # fixed or replayed times can tie exactly with block boundaries: there, use the finish
-    # matrix itself (float-identical to the schedule code) unless N is large
-    exact_path = model.per_block or (model.fixed_times() and n <= 2000)
-    mean = np.zeros((6, len(ks)))  # rows: t_cut, wall, sum m, sum 1{m>=1}/m, #zero, wait R - t_cut
-    m2 = np.zeros((6, len(ks)))
-    one = np.empty((6, len(ks)))
-    for r in range(rounds):
-        if exact_path:
-            one[:5] = _generic_round(model.block_finish_times(seed, r, n, m_blocks), ks, semantics)
-        else:
-            x = model.block_finish_times(seed, r, n, 1)[:, 0]
-            for row, v in enumerate(_even_split_round(x, m_blocks, semantics)):
-                one[row] = v[ks - 1]
-        one[5] = one[1] - one[0]
+    if semantics == "boundary":  # even fixed times give a chain of rounds (the offsets move)
+        per_round = _chain_rounds(model, n, m_blocks, ks, rounds, seed, period, wait_reports, comm)
+    else:
+        rounds = model.periods() or rounds
+        per_round = _abort_rounds(model, n, m_blocks, ks, rounds, seed)
+    # rows: t_cut, wall, sum m, sum 1{m>=1}/m, #zero, wait R - t_cut, excess R - X_(K:N)
+    mean = np.zeros((7, len(ks)))
+    m2 = np.zeros((7, len(ks)))
+    one = np.empty((7, len(ks)))
+    n_batches = min(10, rounds)
+    batch_of = np.repeat(np.arange(n_batches), [len(b) for b in np.array_split(np.arange(rounds), n_batches)])
+    batch_sum = np.zeros((n_batches, 7, len(ks)))
+    for r, six in enumerate(per_round):
+        one[:5] = six[:5]
+        one[5] = six[1] - six[0]
+        one[6] = six[1] - six[5]
         delta = one - mean
         mean += delta / (r + 1)
         m2 += delta * (one - mean)
+        batch_sum[batch_of[r]] += one
         if progress is not None:
             progress(r + 1)
     strag = np.maximum(n - ks, 1)
-    se = np.sqrt(m2 / (rounds - 1) / rounds) if rounds > 1 else np.zeros_like(mean)
+    if rounds < 2:
+        se = np.zeros_like(mean)
+    elif semantics == "boundary":  # batch means: consecutive rounds of the chain are correlated
+        sizes = np.bincount(batch_of, minlength=n_batches)[:, None, None]
+        se = (batch_sum / sizes).std(axis=0, ddof=1) / np.sqrt(n_batches)
+    else:
+        se = np.sqrt(m2 / (rounds - 1) / rounds)
     return RoundStats(
         ks=ks, t_cut=mean[0], t_cut_se=se[0], wall=mean[1], wall_se=se[1],
         m_mean=mean[2] / strag, m_inv=mean[3] / strag, zero_frac=mean[4] / strag, rounds=rounds,
-        wait=mean[5], wait_se=se[5], m_inv_se=se[3] / strag, zero_frac_se=se[4] / strag,
+        wait=mean[5], wait_se=se[5], excess=mean[6], excess_se=se[6], m_inv_se=se[3] / strag,
+        zero_frac_se=se[4] / strag,
     )
 
 
@@ -241,9 +283,9 @@ def _exact_cutoffs(model: TimingModel, n: int, ks: np.ndarray):
 
 
 def expected_round_times(
-    model: TimingModel, n: int, m_blocks: int, algorithm: str, *, semantics: str = "boundary", ks=None,
+    model: TimingModel, n: int, m_blocks: int, algorithm: str, *, semantics: str = DEFAULT_SEMANTICS, ks=None,
     comm: CommModel = CommModel(), report_latency: float = 0.0, deadline: float | None = None,
-    rounds: int | None = None, seed: int = 0, progress: Callable[[int], None] | None = None,
+    rounds: int | None = None, seed: int = 0, period: int = 1, progress: Callable[[int], None] | None = None,
     peer_s: int | None = None,
 ) -> RoundTimes:
     """E[R(K)] for `algorithm` for every K in ks (README "Algorithms", round-time column; eqs. 2.3-2.6).
@@ -253,21 +295,32 @@ def expected_round_times(
     anytime-minibatch: deadline + comm(N) (deadline defaults to E[t_cut(K)], so K sets it);
     rennala, malenia: the Monte Carlo mean of their rounds at S = peer_s (theory/peers.py, eq. 6.2-6.3)
     plus comm(one message per block), the same for every K.
-    E[R(K)] is exact under abort semantics (R = t_cut) for i.i.d. even-split models, Monte Carlo
-    under boundary semantics (the wait for the blocks in flight, eq. 2.3).
+    Abort semantics (eq. 2.4): R = t_cut + comm, exact for i.i.d. even-split models (eqs. 2.7,
+    2.8). Boundary semantics (eq. 2.3'): the server still closes at t_cut (lgc-fresh: when the
+    reports are in), but the stragglers' carry-over delays later cutoffs; E[R] is E[X_(K:N)]
+    plus the chain's Monte Carlo excess R - X_(K:N) on the same draws (a control variate), with
+    straggling period `period`.
     """
     entry = algorithm_entry(algorithm)
     require(report_latency >= 0, f"report_latency={report_latency} must be >= 0")
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
-    rounds = default_rounds(n, m_blocks) if rounds is None else rounds
-    stats = round_stats(model, n, m_blocks, semantics=semantics, ks=ks, rounds=rounds, seed=seed, progress=progress)
+    messages = entry.messages(ks, n - ks)  # every straggler reports where the rule uses them (M >= 2)
+    # full-sync and anytime-minibatch carry nothing over (eqs. 2.1, 2.6): independent rounds
+    chained = semantics == "boundary" and entry.waits_for_k
+    if rounds is None:  # the chain costs |ks| N M per round: fewer rounds for large N (the se says so)
+        rounds = default_rounds(n, m_blocks)
+        if chained:
+            rounds = int(max(30, min(rounds, CHAIN_WORK // (len(ks) * n * m_blocks))))
+    stats = round_stats(model, n, m_blocks, semantics=semantics if chained else "abort", ks=ks, rounds=rounds,
+                        seed=seed, period=period, wait_reports=entry.waits_for_reports,
+                        comm=comm.time(messages) if chained else 0.0, progress=progress)
     exact, method = _exact_cutoffs(model, n, ks)
     t_cut = stats.t_cut if exact is None else exact
     zeros = np.zeros(len(ks))
     if entry.round_end == "all":
         top, m2 = _exact_cutoffs(model, n, np.array([n]))
         if top is None:
-            full = round_stats(model, n, m_blocks, semantics=semantics, ks=[n], rounds=rounds, seed=seed)
+            full = round_stats(model, n, m_blocks, semantics="abort", ks=[n], rounds=rounds, seed=seed)
             top, se = full.t_cut, full.t_cut_se
         else:
             se = zeros[:1]
@@ -288,13 +341,13 @@ def expected_round_times(
         require(bool(np.all(dl > 0)), f"deadline={deadline} must be > 0")
         se = stats.t_cut_se if (deadline is None and exact is None) else zeros
         return RoundTimes(algorithm, ks, dl + comm.time(entry.messages(ks, n - ks)), se, method if deadline is None else "given", t_cut, stats)
-    if semantics == "abort":
+    if not chained:
         mean, se = t_cut.copy(), (stats.t_cut_se if exact is None else zeros)
     elif exact is None:
         mean, se, method = stats.wall.copy(), stats.wall_se, "monte carlo"
-    else:  # exact cutoff plus the Monte Carlo boundary wait: a control variate, smaller error
-        mean, se, method = exact + stats.wait, stats.wait_se, method + " + monte carlo wait"
-    mean = mean + comm.time(entry.messages(ks, n - ks))  # every straggler reports (boundary, M >= 2)
+    else:  # exact cutoff plus the chain's excess on the same draws: a control variate, smaller error
+        mean, se, method = exact + stats.excess, stats.excess_se, method + " + monte carlo carry-over"
+    mean = mean + comm.time(messages)
     if entry.waits_for_reports:
         mean = mean + report_latency
     return RoundTimes(algorithm, ks, mean, se, method, t_cut, stats)

@@ -1,7 +1,14 @@
-"""From block finish times to a round's schedule: A_t, t_cut, m_j and R_t (DERIVATION.md section 2).
+"""From block finish times to a round's schedule: A_t, t_cut, m_j, R_t and the carry-over (DERIVATION.md section 2).
 
 Both trainers (`sim` computes it, `dist` measures it) and the theory's Monte Carlo use
 this one definition, so `sim` predicts what `dist` measures. Equations: DERIVATION.md (2.1)-(2.4).
+
+A round is one step of a Markov chain over per-worker start offsets: worker i begins round t
+`start[i]` time units after the round starts (0 unless it was still finishing round t-1's
+block in flight), so its blocks finish at start[i] + finish[i, m]. Under abort semantics
+nobody carries over (every start is 0); under boundary semantics a straggler finishes the
+block in flight at t_cut and starts round t+1 late by how far that block ran past R_t
+(eq. 2.3). `next_start` gives round t+1's offsets from round t's schedule.
 """
 from __future__ import annotations
 
@@ -15,8 +22,10 @@ import numpy as np
 
 from theory.errors import require
 
-Semantics = Literal["boundary", "abort"]
-SCHEDULE_FORMAT_VERSION = 1
+Semantics = Literal["abort", "boundary"]
+SEMANTICS = ("abort", "boundary")
+DEFAULT_SEMANTICS: Semantics = "abort"  # the paper's and its lab code's
+SCHEDULE_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -24,8 +33,12 @@ class RoundSchedule:
     """One round. `blocks[i]` is M for i in A_t and m_j (0..M-1) for a straggler j.
 
     fast: the K workers of A_t in arrival order (ties by worker index).
-    t_cut: the K-th smallest mini-batch time (time units from the round's start).
+    t_cut: the K-th smallest finish time start_i + X_i (time units from the round's start).
     wall: the round's wall time R_t, communication included.
+    start: per worker, the late start carried over from round t-1 (empty: all 0).
+    busy: per worker, when its work of this round ends (time units from the round's start):
+      its X for the fast workers, the end of the block in flight at t_cut for a straggler
+      under boundary semantics, t_cut under abort (empty: t_cut for every straggler).
     """
 
     round: int
@@ -34,6 +47,8 @@ class RoundSchedule:
     t_cut: float
     wall: float
     comm: float = 0.0
+    start: tuple[float, ...] = ()
+    busy: tuple[float, ...] = ()
 
     @property
     def n_workers(self) -> int:
@@ -44,57 +59,117 @@ class RoundSchedule:
         m[list(self.fast)] = True
         return m
 
+    def starts(self) -> np.ndarray:
+        """start as an array (zeros when the round records none)."""
+        return np.asarray(self.start, dtype=float) if self.start else np.zeros(self.n_workers)
+
+    def next_start(self) -> np.ndarray:
+        """Round t+1's start offsets: max(0, busy_i - R_t) (eq. 2.3'); zeros without `busy`."""
+        if not self.busy:
+            return np.zeros(self.n_workers)
+        return np.maximum(np.asarray(self.busy, dtype=float) - self.wall, 0.0)
+
 
 def arrival_order(batch_times: np.ndarray) -> np.ndarray:
     """Workers sorted by mini-batch time X_i, ties broken by worker index (eq. 2.1)."""
     return np.argsort(np.asarray(batch_times), kind="stable")
 
 
+@dataclass(frozen=True)
+class RoundBatch:
+    """Rounds of the same finish times under several (K, start) pairs, arrays with a leading
+    batch axis B: t_cut, wall (B,); fast (bool), blocks (int), busy (B, N)."""
+
+    t_cut: np.ndarray
+    wall: np.ndarray
+    fast: np.ndarray
+    blocks: np.ndarray
+    busy: np.ndarray
+    order: np.ndarray
+
+    def next_start(self) -> np.ndarray:
+        """(B, N) round t+1's start offsets, max(0, busy - R_t) (eq. 2.3')."""
+        return np.maximum(self.busy - self.wall[:, None], 0.0)
+
+
+def schedule_rounds(
+    finish: np.ndarray, ks, start: np.ndarray | None = None, *, semantics: Semantics = DEFAULT_SEMANTICS,
+    comm=0.0, wait_reports: bool = False,
+) -> RoundBatch:
+    """Vectorised core of schedule_round: B rounds on the same (N, M) finish times.
+
+    ks: (B,) thresholds; start: (B, N) start offsets (zeros when None); comm: scalar or (B,).
+    wait_reports (lgc-fresh): the server waits until every reported block is done.
+    """
+    finish = np.asarray(finish, dtype=float)
+    require(finish.ndim == 2 and finish.shape[1] >= 1, f"finish times must be (N, M), got shape {finish.shape}")
+    require(semantics in SEMANTICS, f"semantics={semantics!r} must be 'abort' or 'boundary'")
+    n, m_blocks = finish.shape
+    ks = np.atleast_1d(np.asarray(ks, dtype=int))
+    require(bool(np.all((ks >= 1) & (ks <= n))), f"K={ks.tolist()} must satisfy 1 <= K <= N={n}")
+    b = ks.size
+    start = np.zeros((b, n)) if start is None else np.broadcast_to(np.asarray(start, dtype=float), (b, n))
+    ends = start[:, :, None] + finish[None]  # (B, N, M): eq. 2.2 shifted by the carry-over
+    x = ends[:, :, -1]
+    order = np.argsort(x, axis=1, kind="stable")  # eq. 2.1 on start_i + X_i
+    rows = np.arange(b)
+    t_cut = x[rows, order[rows, ks - 1]]
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(n)[None, :].repeat(b, 0), axis=1)
+    fast = rank < ks[:, None]
+    done = (ends <= t_cut[:, None, None]).sum(axis=2)  # blocks finished by t_cut
+    if semantics == "abort":  # eq. 2.4: the block in flight is dropped, the straggler stops at t_cut
+        m = np.minimum(done, m_blocks - 1)
+        busy_strag = np.maximum(start, t_cut[:, None])
+    else:  # eq. 2.3: the block in flight is finished; a worker still busy with round t-1 at t_cut starts nothing
+        began = start < t_cut[:, None]
+        in_flight = np.minimum(done, m_blocks - 1)
+        m = np.where(began, np.minimum(done + 1, m_blocks - 1), 0)
+        busy_strag = np.where(began, np.take_along_axis(ends, in_flight[:, :, None], axis=2)[:, :, 0], start)
+    blocks = np.where(fast, m_blocks, m)
+    busy = np.where(fast, x, busy_strag)
+    stop = t_cut
+    if wait_reports:  # lgc-fresh: the round closes when the last reported block is done
+        last = np.take_along_axis(ends, np.maximum(blocks - 1, 0)[:, :, None], axis=2)[:, :, 0]
+        stop = np.maximum(t_cut, np.where(~fast & (blocks >= 1), last, -np.inf).max(axis=1))
+    wall = stop + np.broadcast_to(np.asarray(comm, dtype=float), (b,))
+    return RoundBatch(t_cut=t_cut, wall=wall, fast=fast, blocks=blocks.astype(int), busy=busy, order=order)
+
+
 def schedule_round(
     finish: np.ndarray,
     k: int,
     *,
-    semantics: Semantics = "boundary",
+    semantics: Semantics = DEFAULT_SEMANTICS,
     comm: float = 0.0,
     round_index: int = 0,
+    start=None,
+    wait_reports: bool = False,
 ) -> RoundSchedule:
     """The schedule of one round from block finish times.
 
     Args:
-      finish: (N, M) array; finish[i, m] = time (from the round's start) at which worker i
+      finish: (N, M) array; finish[i, m] = time (from worker i's own start) at which worker i
         finishes its (m+1)-th block; non-decreasing along m. X_i = finish[i, M-1].
       k: straggler threshold K, 1 <= K <= N. K = N is full-sync's schedule.
-      semantics: "boundary" (default): a straggler finishes the block in flight at t_cut and
-        stops at that block boundary (eq. 2.3); "abort": only blocks finished by t_cut count,
-        and the round closes at t_cut (eq. 2.4).
+      semantics: "abort" (default): only blocks finished by t_cut count, and the round closes
+        at t_cut (eq. 2.4); "boundary": a straggler finishes the block in flight at t_cut (it
+        counts) and starts round t+1 late by its overrun; the round still closes at t_cut
+        (eq. 2.3).
       comm: communication time added to the round (alpha + beta * bytes, eq. 2.5).
+      start: (N,) start offsets carried over from round t-1 (previous.next_start()); zeros if None.
+      wait_reports: lgc-fresh: the round waits until every reported block is done (eq. 2.3).
     """
     finish = np.asarray(finish, dtype=float)
     require(finish.ndim == 2 and finish.shape[1] >= 1, f"finish times must be (N, M), got shape {finish.shape}")
-    n, m_blocks = finish.shape
+    n = finish.shape[0]
     require(1 <= k <= n, f"K={k} must satisfy 1 <= K <= N={n}")
-    x = finish[:, -1]
-    order = arrival_order(x)
-    fast = order[:k]
-    t_cut = float(x[order[k - 1]])
-    blocks = np.full(n, m_blocks, dtype=int)
-    stop = t_cut
-    for j in order[k:]:
-        done = int(np.searchsorted(finish[j], t_cut, side="right"))  # blocks finished by t_cut
-        if semantics == "boundary":
-            # the block in flight at t_cut is finished (eq. 2.3); at most M-1 blocks report
-            in_flight = min(done, m_blocks - 1)
-            stop = max(stop, float(finish[j, in_flight]))
-            blocks[j] = min(done + 1, m_blocks - 1)
-        elif semantics == "abort":
-            blocks[j] = min(done, m_blocks - 1)
-        else:
-            require(False, f"semantics={semantics!r} must be 'boundary' or 'abort'")
-    if semantics == "abort" or k == n:
-        stop = t_cut
+    s0 = np.zeros(n) if start is None else np.asarray(start, dtype=float)
+    r = schedule_rounds(finish, [k], s0[None, :], semantics=semantics, comm=comm, wait_reports=wait_reports)
     return RoundSchedule(
-        round=round_index, fast=tuple(int(i) for i in fast), blocks=tuple(int(b) for b in blocks),
-        t_cut=t_cut, wall=stop + comm, comm=comm,
+        round=round_index, fast=tuple(int(i) for i in r.order[0, :k]), blocks=tuple(int(v) for v in r.blocks[0]),
+        t_cut=float(r.t_cut[0]), wall=float(r.wall[0]), comm=comm,
+        start=tuple(float(v) for v in s0), busy=tuple(float(v) for v in r.busy[0]),
     )
 
 
@@ -107,18 +182,25 @@ def comm_time(alpha: float, beta: float, model_bytes: float, messages):
 
 
 # ----------------------------------------------------------------------------- schedule file
-SCHEDULE_FIELDS = ("round", "fast", "blocks", "t_cut", "wall", "comm")
+SCHEDULE_FIELDS_V1 = ("round", "fast", "blocks", "t_cut", "wall", "comm")
+SCHEDULE_FIELDS = (*SCHEDULE_FIELDS_V1, "start", "busy")
+
+
+def _floats(values) -> str:
+    return " ".join(repr(float(v)) for v in values)
 
 
 def schedule_to_csv(rounds: Iterable[RoundSchedule]) -> str:
-    """Schedule file v1: one row per round; `fast` and `blocks` are space-separated ints."""
+    """Schedule file v2: one row per round; `fast` and `blocks` are space-separated ints,
+    `start` and `busy` space-separated floats (empty: no carry-over recorded). v1 files (no
+    start, busy) are still read."""
     buf = io.StringIO()
     buf.write(f"# lgc schedule v{SCHEDULE_FORMAT_VERSION}\n")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(SCHEDULE_FIELDS)
     for r in rounds:
         w.writerow([r.round, " ".join(map(str, r.fast)), " ".join(map(str, r.blocks)),
-                    repr(r.t_cut), repr(r.wall), repr(r.comm)])
+                    repr(r.t_cut), repr(r.wall), repr(r.comm), _floats(r.start), _floats(r.busy)])
     return buf.getvalue()
 
 
@@ -127,16 +209,20 @@ def schedule_from_csv(text: str, *, source: str = "schedule") -> list[RoundSched
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     require(bool(lines), f"{source}: empty schedule file")
     rows = list(csv.reader(lines))
-    require(tuple(rows[0]) == SCHEDULE_FIELDS,
+    require(tuple(rows[0]) in (SCHEDULE_FIELDS, SCHEDULE_FIELDS_V1),
             f"{source}: header must be {','.join(SCHEDULE_FIELDS)}, got {','.join(rows[0])}")
+    width = len(rows[0])
     out: list[RoundSchedule] = []
     for lineno, row in enumerate(rows[1:], start=2):
         try:
-            rnd, fast, blocks, t_cut, wall, comm = row
+            require(len(row) == width, f"{source}: malformed row {lineno}: {len(row)} fields, expected {width}")
+            rnd, fast, blocks, t_cut, wall, comm = row[:6]
+            start, busy = row[6:] if width == len(SCHEDULE_FIELDS) else ("", "")
             out.append(RoundSchedule(
                 round=int(rnd), fast=tuple(int(v) for v in fast.split()),
                 blocks=tuple(int(v) for v in blocks.split()),
-                t_cut=float(t_cut), wall=float(wall), comm=float(comm)))
+                t_cut=float(t_cut), wall=float(wall), comm=float(comm),
+                start=tuple(float(v) for v in start.split()), busy=tuple(float(v) for v in busy.split())))
         except ValueError as e:
             require(False, f"{source}: malformed row {lineno}: {e}")
         r = out[-1]
@@ -144,9 +230,12 @@ def schedule_from_csv(text: str, *, source: str = "schedule") -> list[RoundSched
         for name in ("t_cut", "wall", "comm"):
             v = getattr(r, name)
             require(np.isfinite(v) and v >= 0, f"{source}: row {lineno}: {name}={v} must be a finite number >= 0")
+        require(all(np.isfinite(v) and v >= 0 for v in r.start + r.busy),
+                f"{source}: row {lineno}: start and busy must be finite numbers >= 0")
     n = len(out[0].blocks) if out else 0
     for r in out:
-        require(len(r.blocks) == n and all(0 <= i < n for i in r.fast) and len(set(r.fast)) == len(r.fast),
+        require(len(r.blocks) == n and all(0 <= i < n for i in r.fast) and len(set(r.fast)) == len(r.fast)
+                and len(r.start) in (0, n) and len(r.busy) in (0, n),
                 f"{source}: round {r.round} is inconsistent (N={n}, fast={r.fast})")
     return out
 

@@ -17,6 +17,7 @@ from theory import bounds
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.order_stats import CommModel, expected_round_times
+from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS
 from theory.timing import ShiftedExponential, TimingModel
 
 DEFAULT_ETA_L = 0.5  # default step size eta = 0.5 / L
@@ -36,7 +37,7 @@ class Problem:
     Delta: float
     timing: TimingModel = field(default_factory=ShiftedExponential)
     h: float = 1
-    semantics: str = "boundary"
+    semantics: str = DEFAULT_SEMANTICS
     comm: CommModel = field(default_factory=CommModel)
     report_latency: float = 0.0
     delta: float | None = None  # Lipschitz constant of grad f_i - grad F (A6), optional
@@ -50,7 +51,7 @@ class Problem:
             require(getattr(self, k) >= 0, f"{k}={getattr(self, k)} must be >= 0")
         require(self.h >= 1, f"straggling period h={self.h} must be >= 1")
         require(self.delta is None or self.delta >= 0, f"delta={self.delta} must be >= 0")
-        require(self.semantics in ("boundary", "abort"), f"semantics={self.semantics!r} must be 'boundary' or 'abort'")
+        require(self.semantics in SEMANTICS, f"semantics={self.semantics!r} must be 'abort' or 'boundary'")
 
 
 def set_change_period(timing: TimingModel, h: float) -> float:
@@ -240,7 +241,7 @@ def tradeoff(
         eta = DEFAULT_ETA_L / prob.L
     rt = round_times or expected_round_times(
         prob.timing, n, prob.M, algorithm, semantics=prob.semantics, ks=ks, comm=prob.comm,
-        report_latency=prob.report_latency, rounds=rounds, seed=seed)
+        report_latency=prob.report_latency, rounds=rounds, seed=seed, period=prob.h)
     stats = rt.stats
     idx = np.arange(len(ks))
     h_eff = set_change_period(prob.timing, prob.h)
@@ -320,7 +321,7 @@ def regime_map(
         ks_grid = np.zeros((len(zeta2_values), len(budgets)), dtype=int)
         # E[R(K)] depends on neither zeta^2 nor tau: computed once, reused
         rt = expected_round_times(prob.timing, prob.N, prob.M, algorithm, semantics=prob.semantics, comm=prob.comm,
-                                  report_latency=prob.report_latency, rounds=rounds, seed=seed)
+                                  report_latency=prob.report_latency, rounds=rounds, seed=seed, period=prob.h)
         for i, z in enumerate(zeta2_values):
             for j, tau in enumerate(budgets):
                 ks_grid[i, j] = tradeoff(algorithm, replace(prob, zeta2=float(z)), budget=float(tau), eta=eta,
@@ -335,7 +336,7 @@ def regime_map(
     for j, s in enumerate(slowdowns):
         p = replace(prob, timing=make(float(s)))
         rt = expected_round_times(p.timing, p.N, p.M, algorithm, semantics=p.semantics, comm=p.comm,
-                                  report_latency=p.report_latency, rounds=rounds, seed=seed)
+                                  report_latency=p.report_latency, rounds=rounds, seed=seed, period=p.h)
         for i, z in enumerate(zeta2_values):
             ks_grid[i, j] = tradeoff(algorithm, replace(p, zeta2=float(z)), budget=tau, eta=eta,
                                      optimize_eta=optimize_eta, round_times=rt).k_star

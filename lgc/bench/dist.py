@@ -21,6 +21,8 @@ import tempfile
 import time
 from theory.jsonio import dumps
 
+from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS
+
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m lgc.bench.dist", description=__doc__.splitlines()[0])
@@ -31,7 +33,7 @@ def main(argv=None) -> int:
     p.add_argument("--unit-ms", type=float, default=100.0, help="ms per time unit (default 100: blocks >= 20 ms)")
     p.add_argument("--rounds", type=int, default=40, help="rounds (default 40)")
     p.add_argument("--algorithm", default="lgc", help="algorithm (default lgc)")
-    p.add_argument("--semantics", default="boundary", choices=("boundary", "abort"))
+    p.add_argument("--semantics", default=DEFAULT_SEMANTICS, choices=SEMANTICS)
     p.add_argument("--model", default="mlp", help="model (default mlp, width 32)")
     p.add_argument("--dist-reduce", dest="reduce", default="auto", choices=("auto", "gather", "allreduce"),
                    help="how gradient sums travel (default auto: gather + broadcast on CPU)")

@@ -2,7 +2,8 @@
 
 For each round t the model's schedule is theory.schedule.schedule_round (schedule_deadline
 for anytime-minibatch) on the timing model's block finish times for the run's seed (what
-`sim` would compute, same semantics, K = N in warm-up and full-sync rounds); the measured one is the run's schedule.csv (arrival order,
+`sim` would compute, same semantics, K = N in warm-up and full-sync rounds, the start offsets
+chained from round to round under boundary semantics, eq. 2.3'); the measured one is the run's schedule.csv (arrival order,
 wall = measured R_t). Both in time units; one unit = the run's unit_ms.
 
     overhead_t = (measured R_t - modelled R_t) / measured R_t
@@ -33,6 +34,7 @@ def round_comparison(run_path: str | Path) -> list[dict]:
     deadline = anytime_deadline(cfg.resolved(), timing)
     measured = schedule_from_csv((run_path / "schedule.csv").read_text(), source=str(run_path / "schedule.csv"))
     rows = []
+    start = None
     for s in measured:
         t = s.round
         full = t < cfg.warmup_rounds or algorithm_entry(cfg.algorithm).round_end == "all"
@@ -41,7 +43,9 @@ def round_comparison(run_path: str | Path) -> list[dict]:
         if algorithm_entry(cfg.algorithm).round_end == "deadline" and not full:
             model = schedule_deadline(finish, deadline, round_index=t)
         else:
-            model = schedule_round(finish, k, semantics=cfg.semantics, round_index=t)
+            model = schedule_round(finish, k, semantics=cfg.semantics, round_index=t, start=start,
+                                   wait_reports=cfg.algorithm == "lgc-fresh")
+        start = model.next_start()
         meas_s, mod_s = s.wall * unit_s, model.wall * unit_s
         rows.append({
             "round": t, "warmup": int(t < cfg.warmup_rounds), "measured_s": meas_s, "modelled_s": mod_s,

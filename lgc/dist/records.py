@@ -9,7 +9,9 @@ Files (beside config.json and meta.json written by lgc.runs.start_run):
                    the K-th arrival, wall the measured R_t, in time units): replayable by `sim`
     trace.csv      round,worker,block,start_s,end_s: every processed block, seconds from the
                    worker's round start (blocks a straggler computed but did not report
-                   included); the trace timing model replays it
+                   included; a late start shows as block 0's start_s > 0, and under boundary
+                   semantics a straggler's block in flight ends after the round closed); the
+                   trace timing model replays it
     checkpoint.pt  lgc.protocol.RunState (w_t, momentum, u_{t-1}, round, clock) and the dead
                    workers (lgc.checkpoint: weights_only loading)
 

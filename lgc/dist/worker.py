@@ -6,8 +6,10 @@ Every rank keeps a replica of the server state (w_t, momentum, u_{t-1}). A round
    problem's `block_gradient`), sleeping after each block until the timing model's finish
    time when stragglers are injected (one time unit = `unit_ms` milliseconds);
 2. the fast set comes from real arrival order (RoundCoordinator): a straggler looks at the
-   round's `closed` key at each block boundary and stops there (boundary semantics; with
-   abort-at-cutoff the block in flight at the cutoff is dropped);
+   round's `closed` key while it works; at the cutoff it stops (abort, the default: the block
+   in flight is dropped) or, under boundary semantics, counts the block in flight, reports
+   without waiting for it, and sleeps out its overrun at the start of the next round, which it
+   thus starts late (eq. 2.3'; lgc-fresh waits for the blocks it counts);
 3. one reduction (gather to rank 0 + broadcast on CPU, all-reduce otherwise) sums the
    pi-weighted gradient sums every worker forms from what it knows locally (its A_t
    membership, its m_j) and every worker's report row (arrival position, m_j, block times);
@@ -37,9 +39,11 @@ if TYPE_CHECKING:
     from lgc.config import DistOptions, TrainConfig
 
 # columns of a worker's report row (then M block starts and M block ends); _CKPT: rank 0 asks
-# every rank to checkpoint after this round (a time-based decision travels with the reports)
-_POS, _M, _DONE, _ARRIVE, _LOSS, _NSAMP, _CKPT = range(7)
-_REPORT_FIXED = REPORT_FIXED = 7
+# every rank to checkpoint after this round (a time-based decision travels with the reports);
+# times in seconds from the worker's round start: _START its late start (the carry-over,
+# eq. 2.3'), _BUSY when its work of the round ends (a straggler's block in flight included)
+_POS, _M, _DONE, _ARRIVE, _LOSS, _NSAMP, _CKPT, _START, _BUSY = range(9)
+_REPORT_FIXED = REPORT_FIXED = 9
 
 
 class WorkerProblem(Protocol):
@@ -143,6 +147,7 @@ class Worker:
         self.dead = tuple(sorted(dead))
         self.reduce = "allreduce"  # or "gather" (set by the runner; see _sum_over_workers)
         self.checkpoint_request = False  # set by rank 0's runner before a round
+        self.busy_until: Optional[float] = None  # perf_counter time the block in flight of the last round ends
 
     # ------------------------------------------------------------------ one worker's blocks
     def _finish_times_s(self, t: int) -> Optional[np.ndarray]:
@@ -166,12 +171,21 @@ class Worker:
         deadline_s = s.deadline * s.unit_s if (anytime and s.deadline is not None) else None
         abort = s.semantics == "abort"
         free = self.replay is None and not full  # arrival order decides, not a file
+        watch = free and not anytime and finish is not None  # injected blocks: wake at the cutoff
 
         row = np.zeros(_REPORT_FIXED + 2 * M)
         prev = cur = None  # gradient sums over done-1 and done blocks
         prev_loss = cur_loss = 0.0
         done, m_rep, pos, interrupted = 0, None, 0, False
-        t0 = time.perf_counter()
+        t0 = s0 = time.perf_counter()
+        busy, self.busy_until = self.busy_until, None
+        if busy is not None and busy > t0:  # still finishing last round's block in flight (eq. 2.3')
+            if watch and self.coord.wait_closed(t, busy - t0):
+                planned, m_rep, self.busy_until = 0, 0, busy  # busy through this round's cutoff: starts nothing
+            else:
+                sleep_until(busy)
+            s0 = busy
+        row[_START] = s0 - t0
         for m in range(planned):
             if anytime and deadline_s is not None:
                 if finish is not None and finish[m] > deadline_s:
@@ -182,12 +196,12 @@ class Worker:
             g, loss = self.problem.block_gradient(w, t, r, m)
             if r == s.slow_worker and s.slow_ms > 0:
                 time.sleep(s.slow_ms / 1000.0)
-            interrupted = False
+            interrupted = in_flight = False
             if finish is not None:
-                target = t0 + finish[m]
-                if abort and free and not anytime:
-                    # abort-at-cutoff: the injected block is cut short when the round closes
-                    interrupted = self.coord.wait_closed(t, target - time.perf_counter())
+                target = s0 + finish[m]
+                if watch:  # the round may close while this block is in flight
+                    closed = self.coord.wait_closed(t, target - time.perf_counter())
+                    interrupted, in_flight = closed and abort, closed and not abort
                 else:
                     sleep_until(target)
             end = time.perf_counter()
@@ -197,8 +211,16 @@ class Worker:
             cur = g if cur is None else cur + g
             cur_loss = cur_loss + float(loss)
             done += 1
-            if interrupted:
+            if interrupted:  # abort: the block in flight at the cutoff is dropped
                 m_rep = done - 1
+                break
+            if in_flight:  # boundary: it counts (at most M-1 blocks); the server does not wait for it
+                m_rep = min(done, M - 1)
+                if algorithm_entry(s.algorithm).waits_for_reports and m_rep == done:
+                    sleep_until(target)  # lgc-fresh waits for the blocks it counts
+                else:
+                    self.busy_until = target  # slept out at the start of round t+1
+                row[_REPORT_FIXED + M + m] = target - t0
                 break
             if anytime and deadline_s is not None and finish is None and self.replay is None:
                 if end - t0 > deadline_s:  # finished after the deadline: does not count
@@ -220,6 +242,7 @@ class Worker:
             m_rep = done
         if anytime and deadline_s is not None:
             sleep_until(t0 + deadline_s)  # the round lasts the deadline
+        row[_BUSY] = (self.busy_until if self.busy_until is not None else time.perf_counter()) - t0
         if m_rep == done:
             gsum, lsum = cur, cur_loss
         elif m_rep == done - 1:
@@ -253,7 +276,10 @@ class Worker:
             t_cut = float(s.deadline)  # the deadline closes the round (eq. 2.6)
         else:
             t_cut = float(arrive[fast[-1]]) / s.unit_s if fast else float(wall_s) / s.unit_s
-        return RoundSchedule(round=t, fast=fast, blocks=blocks, t_cut=t_cut, wall=wall_s / s.unit_s)
+        timed = self.replay is None  # measured late starts and busy times (a replay follows the file)
+        return RoundSchedule(round=t, fast=fast, blocks=blocks, t_cut=t_cut, wall=wall_s / s.unit_s,
+                             start=tuple(float(v) for v in rep[:, _START] / s.unit_s) if timed else (),
+                             busy=tuple(float(v) for v in rep[:, _BUSY] / s.unit_s) if timed else ())
 
     def _check_round(self, t: int, rep: np.ndarray, sched: RoundSchedule) -> None:
         """The round as the reports (arrival positions from the store) describe it must be one the

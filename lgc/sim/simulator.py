@@ -4,7 +4,8 @@ What a round computes: README "Algorithms"; theory/DERIVATION.md sections 2-3.
 
 Per round t:
   1. the schedule (A_t, every m_j, R_t) from the timing model's block finish times
-     (theory.timing + theory.schedule; boundary semantics by default) or a replayed file;
+     (theory.timing + theory.schedule; abort semantics by default; under boundary semantics
+     each straggler's late start carries into the next round, eq. 2.3') or a replayed file;
   2. the samples and weights the rule needs (lgc.sim.engines.round_plan) and their gradient
      means from batched passes (a GradientEngine: no Python loop over workers);
   3. d_t = lgc.rules.aggregate(...), w_{t+1} = lgc.rules.server_step(...);
@@ -90,7 +91,9 @@ class Simulator:
             messages = int(np.sum(s.blocks))  # one message per block gradient (theory/algorithms.py)
         else:
             k = n if (warmup or algorithm_entry(cfg.algorithm).round_end == "all") else cfg.threshold_k
-            s = schedule_round(finish, k, semantics=cfg.semantics, round_index=t)
+            start = self.schedules[-1].next_start() if self.schedules else None  # the carry-over (eq. 2.3')
+            s = schedule_round(finish, k, semantics=cfg.semantics, round_index=t, start=start,
+                               wait_reports=algorithm_entry(cfg.algorithm).waits_for_reports)
             reporting = sum(1 for i, b in enumerate(s.blocks) if b > 0 and i not in s.fast)
             messages = algorithm_entry(cfg.algorithm).messages(k, reporting)
         comm = comm_time(cfg.comm_alpha, cfg.comm_beta, 4.0 * self.w.numel(), messages)
@@ -172,7 +175,8 @@ class Simulator:
         return {
             **RunState(self.w, self.server, self.rule, self.round, self.clock).checkpoint(),
             "buffers": buffers, "rows": [dict(r) for r in self.rows],
-            "schedule": [[s.round, list(s.fast), list(s.blocks), s.t_cut, s.wall, s.comm] for s in self.schedules],
+            "schedule": [[s.round, list(s.fast), list(s.blocks), s.t_cut, s.wall, s.comm, list(s.start), list(s.busy)]
+                         for s in self.schedules],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
         }
@@ -187,8 +191,9 @@ class Simulator:
             for k, v in st["buffers"].items():
                 named[k].copy_(v.to(dev))
         self.rows = [dict(r) for r in st["rows"]]
-        self.schedules = [RoundSchedule(round=r, fast=tuple(f), blocks=tuple(b), t_cut=tc, wall=wl, comm=cm)
-                          for r, f, b, tc, wl, cm in st["schedule"]]
+        self.schedules = [RoundSchedule(round=r, fast=tuple(f), blocks=tuple(b), t_cut=tc, wall=wl, comm=cm,
+                                        start=tuple(rest[0]) if rest else (), busy=tuple(rest[1]) if rest else ())
+                          for r, f, b, tc, wl, cm, *rest in st["schedule"]]
         torch.set_rng_state(st["torch_rng"])
         if st.get("cuda_rng") is not None and dev.type == "cuda":
             torch.cuda.set_rng_state_all(st["cuda_rng"])
