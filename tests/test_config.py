@@ -55,7 +55,7 @@ def test_config_json_to_flags_gives_the_same_config(tmp_path):
                       shards_per_worker=4, worker_weights="size", synthetic_train=300, synthetic_test=30,
                       synthetic_signal=0.3, synthetic_side=6, quad_dim=4, quad_h_min=0.2, quad_h_max=2.0,
                       quad_spread=0.5, quad_sigma2=0.75, timing="pareto", timing_params={"alpha": 3, "scale": 0.5},
-                      straggling_period=3, semantics="abort", comm_alpha=0.1, comm_beta=0.01, deadline=1.5, peer_s=5, target_eps=0.2,
+                      straggling_period=3, semantics="boundary", comm_alpha=0.1, comm_beta=0.01, deadline=1.5, peer_s=5, target_eps=0.2,
                       seed=4, data_seed=8, eval_every=2, checkpoint_every=3, device="cpu",
                       engine="fused", compile="default", backend="dist")
     changed = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) == getattr(TrainConfig(), f.name)]
