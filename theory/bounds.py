@@ -194,15 +194,14 @@ class BoundValue:
 
 def _straggler_cases(M, semantics, m_inv, zero_frac):
     """(m_inv, zero_frac) to bound with. Given: themselves. Otherwise from M and the semantics:
-    M = 1 means m_j = 0 for every straggler (0, 1); boundary semantics with M >= 2 means m_j >= 1,
-    worst case (1, 0); else both vertices of {m_inv <= 1 - zero_frac}, since every form is
-    linear and increasing in m_inv at fixed zero_frac (DERIVATION.md section 4.5, "statistics")."""
+    M = 1 means m_j = 0 for every straggler (0, 1); else both vertices of {m_inv <= 1 - zero_frac},
+    since every form is linear and increasing in m_inv at fixed zero_frac (DERIVATION.md section 4.5,
+    "statistics"). Boundary semantics gives no m_j >= 1 either: a straggler still busy with the
+    previous round's overrun at t_cut reports no block (eq. 2.3')."""
     if m_inv is not None and zero_frac is not None:
         return [(np.asarray(m_inv, float), np.asarray(zero_frac, float))]
     require(m_inv is None and zero_frac is None, "give both m_inv and zero_frac, or neither")
     one = np.asarray(M) == 1
-    if semantics == "boundary":
-        return [(np.where(one, 0.0, 1.0), np.where(one, 1.0, 0.0))]
     return [(np.where(one, 0.0, 1.0), np.where(one, 1.0, 0.0)), (np.zeros(np.shape(M)), np.ones(np.shape(M)))]
 
 
