@@ -31,9 +31,9 @@ def test_constants_file_is_an_ordinary_file_written_with_fsync(tmp_path, monkeyp
 
 @pytest.mark.parametrize("flags, needle", [
     (["--trajectory-lr", "-1"], "--trajectory-lr -1.0 must be a finite number > 0"),
-    (["--trajectory-lr", "nan"], "--trajectory-lr nan must be a finite number > 0"),
+    (["--trajectory-lr", "nan"], "--trajectory-lr=nan must be a finite number"),  # lgc.cli: every flag
     (["--lbfgs-iters", "-1"], "--lbfgs-iters -1 must be >= 1"),
-    (["--level", "nan"], "--level nan"),
+    (["--level", "nan"], "--level=nan must be a finite number"),
 ])
 def test_estimate_flags_are_refused_before_any_work(flags, needle, tmp_path, capsys, monkeypatch):
     import lgc.commands.estimate as est
