@@ -61,7 +61,7 @@ test-gpu:  ## GPU-only tests, on the device machine with its own python3
 figures: install  ## quick profile: every figure on CPU from embedded data (a few minutes)
 	$(PY) -m paper_figures.quick
 
-kstar-check: install  ## K* of optimize-k against the measured best K on a held-out quadratic grid (~2 min)
+kstar-check: install  ## K* of optimize-k against the measured best K on a held-out quadratic grid (1-4 min)
 	$(PY) -m paper_figures.kstar_check $(ARGS)
 
 kstar-mlp: install  ## lgc estimate -> optimize-k -> measured K sweep at the budget, synthetic MLP (~10 min)
