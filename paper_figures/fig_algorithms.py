@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from paper_figures import style
-from theory.algorithms import NAMES
+from theory.algorithms import PAPER_NAMES
 
-ALGORITHMS = NAMES
+ALGORITHMS = PAPER_NAMES  # the paper's comparison; the peers have fig_peers
 FIELDS = ("regime", "straggling_period", "algorithm", "seed", "round", "time", "test_loss", "test_acc")
 
 

@@ -19,6 +19,9 @@ Fields (theory/DERIVATION.md sections 2 and 3):
                      latency longer: lgc-fresh, eq. 3.4)
   has_bound          theory/bounds.py has a convergence bound for it
   label, line        legend label and matplotlib line style (dash tuple) of its curves
+  peer               an optimal-time peer (Tyurin & Richtarik 2023), not one of the paper's rules:
+                     the paper's experiments (fig_algorithms, the paper profile) leave it out,
+                     fig_peers compares it (PAPER_NAMES are the rest)
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ class Algorithm:
     label: str
     waits_for_reports: bool = False
     line: object = "-"
+    peer: bool = False
 
     def __post_init__(self):
         require(self.round_end in ROUND_ENDS, f"round_end={self.round_end!r} must be one of {', '.join(ROUND_ENDS)}")
@@ -69,12 +73,13 @@ ALGORITHMS = (
               label="anytime-minibatch", line=(0, (1, 1.5))),
     # the optimal-time peers (Tyurin & Richtarik, NeurIPS 2023; DERIVATION.md section 6)
     Algorithm("rennala", groups=("any",), round_end="blocks", stragglers_report=True, has_bound=False,
-              label="Rennala SGD", line=(0, (6, 1.5, 1, 1.5))),
+              label="Rennala SGD", line=(0, (6, 1.5, 1, 1.5)), peer=True),
     Algorithm("malenia", groups=("all",), round_end="blocks", stragglers_report=True, has_bound=False,
-              label="Malenia SGD", line=(0, (2, 1))),
+              label="Malenia SGD", line=(0, (2, 1)), peer=True),
 )
 NAMES = tuple(a.name for a in ALGORITHMS)
 BOUND_NAMES = tuple(a.name for a in ALGORITHMS if a.has_bound)
+PAPER_NAMES = tuple(a.name for a in ALGORITHMS if not a.peer)  # the paper's rules and baselines
 _BY_NAME = {a.name: a for a in ALGORITHMS}
 
 
