@@ -1,6 +1,6 @@
 """Does `lgc optimize-k`'s K* deserve trust? A check on a grid held out from any tuning.
 
-    python -m paper_figures.kstar_check [--seeds 20] [--quick] [--csv FILE] [--eta-mode fixed|optimized]
+    python -m paper_figures.kstar_check [--seeds 20] [--aligned] [--csv FILE] [--eta-mode fixed|optimized]
 
 Grid: two non-IID quadratics with exactly known constants ("shared-H": lgc's own quadratic,
 one Hessian for all workers, delta = 0; "per-worker-H": every worker its own curvatures, so
@@ -53,6 +53,20 @@ def problems(n: int = N, d: int = D) -> list[Quadratic]:
     return [shared, per]
 
 
+def aligned_problem(n: int = N, d: int = D) -> Quadratic:
+    """Lemma 2's worst case for heterogeneous speeds (theory/DERIVATION.md 4.8, 5.7): shared-H's Hessian and
+    zeta^2, the workers' optima cbar + 7 v on the slow 30% and cbar - 3 v on the others (N = 10), so the
+    fast set's mean dissimilarity is as large as zeta^2 allows. Not part of the held-out grid (--aligned)."""
+    shared = problems(n, d)[0]
+    n_slow = int(round(0.3 * n))
+    v = np.random.default_rng(5).normal(size=d)
+    hv = shared.h[0] * v
+    w_slow, w_fast = n - n_slow, n_slow  # sum_i (c_i - cbar) = 0
+    v = v * np.sqrt(shared.zeta2() / ((n_slow * w_slow**2 + (n - n_slow) * w_fast**2) / n * (hv @ hv)))
+    c = np.array([shared.w_star + (w_slow if i < n_slow else -w_fast) * v for i in range(n)])
+    return Quadratic(h=shared.h, c=c, w0=shared.w0, sigma2=shared.sigma2, name="aligned")
+
+
 def timings() -> list[tuple[str, object, float]]:
     """(label, timing model, straggling period h)."""
     from theory.timing import HeterogeneousSpeed, ShiftedExponential
@@ -97,10 +111,12 @@ def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed",
     return tradeoff(algorithm, p, budget=tau, optimize_eta=True)
 
 
-def run(*, seeds=SEEDS, budgets=BUDGETS, eta_mode="fixed", n=N, quick=False, log=print) -> list[Cell]:
+def run(*, seeds=SEEDS, budgets=BUDGETS, eta_mode="fixed", n=N, aligned=False, log=print) -> list[Cell]:
+    """The grid (aligned: only the worst-case-aligned problem under heterogeneous speeds)."""
     cells = []
-    for prob in problems(n):
-        for label, timing, period in timings():
+    grid = [(aligned_problem(n), timings()[2:])] if aligned else [(p, timings()) for p in problems(n)]
+    for prob, tims in grid:
+        for label, timing, period in tims:
             # enough rounds for the largest budget at the shortest round (t_cut >= shift = 1)
             t_max = int(max(budgets) / 1.0) + 1
             x = draw_times(timing, seeds, t_max, n, period, seed=0)
@@ -200,13 +216,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m paper_figures.kstar_check", description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=SEEDS)
     ap.add_argument("--eta-mode", choices=("fixed", "optimized"), default="fixed")
-    ap.add_argument("--csv", type=Path, default=OUT / "kstar_check.csv")
+    ap.add_argument("--aligned", action="store_true",
+                    help="instead of the grid: heterogeneous speeds on a problem whose slow workers carry the "
+                         "dissimilarity (Lemma 2's worst case)")
+    ap.add_argument("--csv", type=Path, default=None, help="default out/kstar_check/kstar_check[_aligned].csv")
     args = ap.parse_args(argv)
     if args.seeds < 2:
         print(f"--seeds {args.seeds} must be >= 2 (a standard error needs two seeds)", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    cells = run(seeds=args.seeds, eta_mode=args.eta_mode, log=lambda s: print(s, file=sys.stderr))
+    if args.csv is None:
+        args.csv = OUT / ("kstar_check_aligned.csv" if args.aligned else "kstar_check.csv")
+    cells = run(seeds=args.seeds, eta_mode=args.eta_mode, aligned=args.aligned, log=lambda s: print(s, file=sys.stderr))
     print(table(cells))
     print(diagnosis(cells))
     write_csv(cells, args.csv)

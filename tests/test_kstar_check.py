@@ -65,3 +65,13 @@ def test_kstar_check_smoke(capsys):
         assert 1 <= c.k_star <= 4 and 1 <= c.best <= 4 and c.ratio >= 1.0 and c.k_star in c.k_near
     out = kc.table(cells)
     assert "within 10%" in out and "worst ratio" in out
+
+
+def test_aligned_problem_attains_the_fastest_k_bias_bound():
+    """--aligned: with the fast workers as A, ||a_A||^2 = (N-K) zeta^2 / K, eq. (4.9) with equality."""
+    p = kc.aligned_problem()
+    k = p.n - 3  # 30% of N = 10 slow
+    a = p.h * (p.w_star[None] - p.c)  # a_i at w*, where grad F = 0 (shared H: the same at every w)
+    a_fast = a[3:].mean(0)
+    assert float(a_fast @ a_fast) == pytest.approx((p.n - k) * p.zeta2() / k, rel=1e-9)
+    assert p.delta < 1e-12
