@@ -13,7 +13,8 @@ rounds.csv schema (one row per round; units in brackets):
   round_time     R_t, the round's wall time on the virtual clock [time units]
   wall_s         real seconds the round took on this machine [s]
   n_fast         |A_t| (N in full-sync and warm-up rounds)
-  blocks         sum of m_j over the stragglers (anytime-minibatch: over all workers) [blocks]
+  partial_blocks sum of m_j over the stragglers (anytime-minibatch, rennala, malenia: over all
+                 workers) [blocks]
   samples        samples whose gradients entered d_t
   rho            rho_t, pi-weight of the stragglers that finished >= 1 block
   loss           mean per-sample training loss over those samples, at w_t
@@ -38,7 +39,7 @@ from lgc.rules import RuleState, ServerState, Weights, group_weights
 from theory.errors import TheoryInputError
 from theory.schedule import RoundSchedule, check_schedule, load_schedule
 
-ROUND_FIELDS = ("round", "time", "round_time", "wall_s", "n_fast", "blocks", "samples", "rho", "loss", "lr",
+ROUND_FIELDS = ("round", "time", "round_time", "wall_s", "n_fast", "partial_blocks", "samples", "rho", "loss", "lr",
                 "warmup", "test_loss", "test_acc", "grad_norm2", "dist_opt", "f_gap")
 RUN_KIND = "train"
 
@@ -248,7 +249,7 @@ def round_record(algorithm: str, warmup: bool, schedule: RoundSchedule, *, clock
                  loss: float, lr: float) -> dict:
     """The round's fields of rounds.csv that both backends fill the same way (the schema above);
     the caller adds round, wall_s, the iterate and test metrics."""
-    blocks = np.asarray(schedule.blocks)
+    blocks = np.asarray(schedule.blocks_done)
     strag = blocks.sum() if (algorithm_entry(algorithm).round_end in ("deadline", "blocks") and not warmup) else blocks[~schedule.fast_mask()].sum()
-    return {"time": clock, "round_time": schedule.wall, "n_fast": len(schedule.fast), "blocks": int(strag),
+    return {"time": clock, "round_time": schedule.wall, "n_fast": len(schedule.fast), "partial_blocks": int(strag),
             "samples": int(samples), "rho": rho, "loss": loss, "lr": lr, "warmup": int(warmup)}

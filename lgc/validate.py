@@ -42,7 +42,7 @@ class Schedules:
     """Per seed and round: A_t mask, m_j, R_t, and the rules' weights (arrays (S, T, ...))."""
 
     fast: np.ndarray  # (S, T, N) bool
-    blocks: np.ndarray  # (S, T, N) int
+    blocks_done: np.ndarray  # (S, T, N) int: M for A_t, m_j for stragglers
     wall: np.ndarray  # (S, T) R_t
     w_fast: np.ndarray  # (S, T, N)
     w_strag: np.ndarray  # (S, T, N)
@@ -50,7 +50,7 @@ class Schedules:
 
     def head(self, rounds: int) -> "Schedules":
         """The first `rounds` rounds."""
-        return Schedules(*(a[:, :rounds] for a in (self.fast, self.blocks, self.wall, self.w_fast,
+        return Schedules(*(a[:, :rounds] for a in (self.fast, self.blocks_done, self.wall, self.w_fast,
                                                     self.w_strag, self.rho)))
 
 
@@ -64,7 +64,7 @@ def make_schedules(timing, seeds: Sequence[int], rounds: int, n_workers: int, bl
     wait_reports: lgc-fresh's round time (it waits for the reported blocks)."""
     pi = np.full(n_workers, 1.0 / n_workers) if pi is None else np.asarray(pi)
     S = len(seeds)
-    out = {k_: np.zeros((S, rounds, n_workers)) for k_ in ("fast", "blocks", "w_fast", "w_strag")}
+    out = {k_: np.zeros((S, rounds, n_workers)) for k_ in ("fast", "blocks_done", "w_fast", "w_strag")}
     wall, rho = np.zeros((S, rounds)), np.zeros((S, rounds))
     for s, seed in enumerate(seeds):
         cache: dict[int, np.ndarray] = {}
@@ -76,12 +76,12 @@ def make_schedules(timing, seeds: Sequence[int], rounds: int, n_workers: int, bl
             sch = schedule_round(cache[p], k, semantics=semantics, round_index=t, start=start,
                                  wait_reports=wait_reports)
             start = sch.next_start()
-            wts = group_weights(sch.fast_mask(), sch.blocks, pi)
+            wts = group_weights(sch.fast_mask(), sch.blocks_done, pi)
             out["fast"][s, t] = sch.fast_mask()
-            out["blocks"][s, t] = sch.blocks
+            out["blocks_done"][s, t] = sch.blocks_done
             out["w_fast"][s, t], out["w_strag"][s, t] = wts.w_fast, wts.w_strag
             wall[s, t], rho[s, t] = sch.wall, wts.rho
-    return Schedules(fast=out["fast"].astype(bool), blocks=out["blocks"].astype(int), wall=wall,
+    return Schedules(fast=out["fast"].astype(bool), blocks_done=out["blocks_done"].astype(int), wall=wall,
                      w_fast=out["w_fast"], w_strag=out["w_strag"], rho=rho)
 
 
@@ -151,7 +151,7 @@ def _run(quad, algorithm, schedules, noise, *, lr, warmup, momentum) -> Measurem
     h, c = torch.tensor(quad.h, dtype=dt), torch.tensor(quad.c, dtype=dt)
     cbar, pi = torch.tensor(quad.cbar, dtype=dt), torch.tensor(quad.pi, dtype=dt)
     w = torch.tensor(quad.w0, dtype=dt).repeat(S, 1)  # (S, d)
-    m_idx = torch.tensor(schedules.blocks, dtype=torch.long)  # (S, T, N)
+    m_idx = torch.tensor(schedules.blocks_done, dtype=torch.long)  # (S, T, N)
     steps = torch.arange(1, blocks + 1, dtype=dt)[None, None, :, None]
     grad_sq = np.zeros((S, T))
     rule, server = RuleState(), ServerState()

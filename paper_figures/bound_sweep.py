@@ -60,7 +60,7 @@ def sweep(seeds: int, rounds: int) -> list[dict]:
             h = set_change_period(timing, np.inf if period == PERSISTENT else period)
             for k in (1, 3, 6):
                 sched = make_schedules(timing, seed_list, rounds, N, M, k, period=period, semantics=semantics)
-                stats = bounds.straggler_statistics(sched.fast, sched.blocks)
+                stats = bounds.straggler_statistics(sched.fast, sched.blocks_done)
                 for alg, eta in itertools.product(SWEPT, (0.05, 0.15)):
                     m = measure(quad, alg, sched, batch=B, blocks=M, lr=eta, seeds=seed_list, noise=noise)
                     set_model = fastest_k_set_model(timing, h) if alg in ("fastest-k", "lgc") else "persistent"

@@ -80,7 +80,7 @@ def measured(algorithm: str, k: int, period: int, rounds: int) -> dict:
     m = measure(problem(), algorithm, sched, batch=s["B"], blocks=s["M"], lr=s["eta"], seeds=seeds,
                 noise=_noise(_horizon(rounds)))
     strag = ~sched.fast
-    m_j = sched.blocks[strag]
+    m_j = sched.blocks_done[strag]
     out = {
         "grad_sq_mean": m.grad_sq.mean(0), "grad_sq_se": m.grad_sq.std(0, ddof=1) / np.sqrt(len(seeds)),
         "running_mean": (np.cumsum(m.grad_sq, axis=1) / np.arange(1, rounds + 1)).mean(0),

@@ -31,7 +31,7 @@ def test_vectorized_schedule_is_schedule_round():
             for s in range(2):
                 for t in range(6):
                     r = schedule_round(fin[s, t], k, semantics=sem)
-                    assert (fast[s, t] == r.fast_mask()).all() and tuple(blocks[s, t]) == r.blocks
+                    assert (fast[s, t] == r.fast_mask()).all() and tuple(blocks[s, t]) == r.blocks_done
 
 
 def _constants(prob, box):

@@ -69,7 +69,7 @@ def test_corrupt_checkpoint_stops_the_resume_and_keeps_the_rows(capsys, tmp_path
 
 
 @pytest.mark.parametrize("text,match", [
-    ("garbage\n", "header must be round,fast,blocks,t_cut,wall,comm"),
+    ("garbage\n", "header must be round,fast,blocks_done,t_cut,wall,comm"),
     ("# lgc schedule v1\nround,fast,blocks,t_cut,wall,comm\n0,0 1,x y z,1,1,0\n", "sched.csv"),
     ("# lgc schedule v1\nround,fast,blocks,t_cut,wall,comm\n", "lacks rounds"),
 ])

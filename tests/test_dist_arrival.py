@@ -21,7 +21,7 @@ def test_genuinely_slow_worker_lands_in_stragglers_by_arrival_order(tmp_path):
     sched = schedule_from_csv((path / "schedule.csv").read_text())
     for s in sched[warm:]:
         assert 0 not in s.fast, s
-        assert 0 <= s.blocks[0] <= m - 1
+        assert 0 <= s.blocks_done[0] <= m - 1
     for s in sched[:warm]:  # full-sync warm-up: everyone arrives, worker 0 last
         assert len(s.fast) == n and s.fast[-1] == 0
     # the timing model's draws for the same seed would have put worker 0 in A_t at least once:
@@ -51,7 +51,7 @@ def test_abort_at_cutoff_and_anytime_follow_their_semantics(tmp_path):
     differ = 0
     for t in range(2, 10):
         f = model.block_finish_times(0, t, 4, 4)
-        differ += schedule_round(f, 2, semantics="abort").blocks != schedule_round(f, 2, semantics="boundary").blocks
+        differ += schedule_round(f, 2, semantics="abort").blocks_done != schedule_round(f, 2, semantics="boundary").blocks_done
     assert differ >= 3  # the two semantics disagree on these draws: the check below can tell them apart
     for alg, sem in (("lgc", "abort"), ("anytime-minibatch", "abort")):
         path = run_dist(_small(alg, sem), DistOptions(unit_ms=60.0), root=tmp_path, quiet=True)
@@ -81,7 +81,7 @@ def test_boundary_straggler_reports_without_waiting_and_starts_the_next_round_la
 
     def agree(semantics):
         return np.mean([schedule_round(model.block_finish_times(0, s.round, 4, 4), 2, semantics=semantics,
-                                       start=s.start).blocks == s.blocks for s in sched[2:]])
+                                       start=s.start).blocks_done == s.blocks_done for s in sched[2:]])
 
     assert agree("boundary") >= 0.6 and agree("boundary") >= agree("abort") + 0.25, sched
     with open(path / "trace.csv") as f:
@@ -94,7 +94,7 @@ def test_boundary_straggler_reports_without_waiting_and_starts_the_next_round_la
         pairs += len(overrun)
         for j in np.flatnonzero(overrun > 0.3):
             late += 1
-            if cur.blocks[j] > 0:  # its first block began only after the late start
+            if cur.blocks_done[j] > 0:  # its first block began only after the late start
                 assert block0[(cur.round, j)] >= cur.start[j] - 0.05
     assert late >= 2  # the carry-over happened (so the checks could fail)
     assert agree >= 0.8 * pairs, (agree, pairs)

@@ -119,11 +119,11 @@ def test_dead_worker_becomes_a_permanent_straggler_with_the_option(tmp_path):
     assert [s.round for s in sched] == list(range(ROUNDS))
     rows = read_csv(run / "rounds.csv")
     assert [int(r["round"]) for r in rows] == list(range(ROUNDS))
-    restart = min(t for t in range(ROUNDS) if sched[t].blocks[1] == 0 and 1 not in sched[t].fast)
+    restart = min(t for t in range(ROUNDS) if sched[t].blocks_done[1] == 0 and 1 not in sched[t].fast)
     assert restart >= ck_round - 1  # rounds before the last checkpoint before the kill are kept
     assert rows[:ck_round] == before
     for s in sched[restart:]:
-        assert 1 not in s.fast and s.blocks[1] == 0
+        assert 1 not in s.fast and s.blocks_done[1] == 0
         if s.round >= 2:
             assert len(s.fast) == 2
     assert load_checkpoint(run / "checkpoint.pt")["dead"] == [1]

@@ -40,7 +40,7 @@ def test_dist_recorded_schedule_replayed_by_sim_gives_same_parameters(tmp_path, 
     sched = schedule_from_csv((path / "schedule.csv").read_text())
     assert [s.round for s in sched] == list(range(cfg.rounds))
     if algorithm_entry(algorithm).round_end == "deadline":  # A_t: whoever finished M blocks by then
-        assert all(s.blocks[i] == 4 for s in sched[2:] for i in s.fast)
+        assert all(s.blocks_done[i] == 4 for s in sched[2:] for i in s.fast)
     else:
         k_after_warmup = 4 if algorithm_entry(algorithm).round_end == "all" else 2
         assert all(len(s.fast) == k_after_warmup for s in sched[2:])
@@ -48,7 +48,7 @@ def test_dist_recorded_schedule_replayed_by_sim_gives_same_parameters(tmp_path, 
     w_sim = _sim_params(cfg, path / "schedule.csv")
     torch.testing.assert_close(w_dist, w_sim, rtol=1e-5, atol=1e-6)
     if algorithm_entry(algorithm).round_end != "all":  # the rule really used the round's sets: another schedule differs
-        other = [dataclasses.replace(s, fast=tuple(reversed(range(4)))[:2], blocks=(3, 3, 4, 4)) if s.round >= 2 else s
+        other = [dataclasses.replace(s, fast=tuple(reversed(range(4)))[:2], blocks_done=(3, 3, 4, 4)) if s.round >= 2 else s
                  for s in sched]
         if any(o.fast != s.fast for o, s in zip(other, sched)):
             (tmp_path / "other.csv").write_text(schedule_to_csv(other))
@@ -61,14 +61,14 @@ def test_sim_schedule_replayed_by_dist_with_zero_some_and_m_minus_1_blocks(tmp_p
     tests above use the default gather-and-broadcast)."""
     cfg = TrainConfig(algorithm="lgc", **BASE)
     plan = {2: ((1, 3), (0, 4, 2, 4)), 3: ((0, 2), (4, 3, 4, 1)), 4: ((2, 3), (3, 0, 4, 4)), 5: ((0, 1), (4, 4, 0, 0))}
-    rounds = [RoundSchedule(round=t, fast=tuple(range(4)), blocks=(4, 4, 4, 4), t_cut=1.0, wall=1.0) if t < 2 else
-              RoundSchedule(round=t, fast=plan[t][0], blocks=plan[t][1], t_cut=1.0, wall=1.5) for t in range(6)]
+    rounds = [RoundSchedule(round=t, fast=tuple(range(4)), blocks_done=(4, 4, 4, 4), t_cut=1.0, wall=1.0) if t < 2 else
+              RoundSchedule(round=t, fast=plan[t][0], blocks_done=plan[t][1], t_cut=1.0, wall=1.5) for t in range(6)]
     sched_path = tmp_path / "replay.csv"
     sched_path.write_text(schedule_to_csv(rounds))
     path = run_dist(dataclasses.replace(cfg, schedule_file=str(sched_path)), DistOptions(unit_ms=5.0, reduce="allreduce"),
                     root=tmp_path / "res", quiet=True)
     realised = schedule_from_csv((path / "schedule.csv").read_text())
-    assert [(s.fast, s.blocks) for s in realised] == [(s.fast, s.blocks) for s in rounds]
+    assert [(s.fast, s.blocks_done) for s in realised] == [(s.fast, s.blocks_done) for s in rounds]
     # every worker processed exactly its scheduled blocks (trace rows per round and worker)
     import csv
 
@@ -78,7 +78,7 @@ def test_sim_schedule_replayed_by_dist_with_zero_some_and_m_minus_1_blocks(tmp_p
             key = (int(row["round"]), int(row["worker"]))
             counts[key] = counts.get(key, 0) + 1
     for s in rounds:
-        for i, m in enumerate(s.blocks):
+        for i, m in enumerate(s.blocks_done):
             assert counts.get((s.round, i), 0) == m
     w_dist = load_checkpoint(path / "checkpoint.pt")["w"]
     torch.testing.assert_close(w_dist, _sim_params(cfg, sched_path), rtol=1e-5, atol=1e-6)

@@ -24,7 +24,7 @@ def test_schedule_is_theory_schedule():
         for k in (1, 3, 6):
             fast, blocks, t_cut = schedule(finish[:, -1], k, 4)
             s = schedule_round(finish, k, semantics="abort")
-            assert np.array_equal(fast, s.fast_mask()) and np.array_equal(blocks, s.blocks) and t_cut == s.wall
+            assert np.array_equal(fast, s.fast_mask()) and np.array_equal(blocks, s.blocks_done) and t_cut == s.wall
 
 
 @pytest.mark.parametrize("algorithm", ["full-sync", "fastest-k", "lgc"])

@@ -48,7 +48,7 @@ def test_vectorized_rounds_equal_the_schedule_code(model, m_blocks, semantics):
             s = schedule_round(f, k, semantics=semantics, start=start)
             start = s.next_start()
             assert semantics == "boundary" or not start.any()  # abort carries nothing over
-            m = np.array(s.blocks)[~s.fast_mask()]
+            m = np.array(s.blocks_done)[~s.fast_mask()]
             wall[r, k - 1] = s.wall
             if len(m):
                 m_mean[r, k - 1] = m.mean()
@@ -116,17 +116,17 @@ def test_boundary_never_waits_for_a_block_that_cannot_count():
     finish = np.array([[0.5, 1.0], [0.9, 1.8]])
     for wait in (False, True):
         s = schedule_round(finish, 1, semantics="boundary", comm=0.1, wait_reports=wait)
-        assert s.blocks == (2, 1) and s.t_cut == 1.0 and s.wall == pytest.approx(1.1)
+        assert s.blocks_done == (2, 1) and s.t_cut == 1.0 and s.wall == pytest.approx(1.1)
         assert s.next_start() == pytest.approx([0.0, 0.7])  # 1.8 - 1.1
     s = schedule_round(np.array([[0.5, 1.0], [0.8, 1.6], [0.6, 1.2]]), 1, semantics="boundary", wait_reports=True)
-    assert s.blocks == (2, 1, 1) and s.wall == 1.0  # both reported blocks were done by t_cut
+    assert s.blocks_done == (2, 1, 1) and s.wall == 1.0  # both reported blocks were done by t_cut
     s = schedule_round(np.array([[0.5, 1.0], [0.4, 2.4], [0.6, 1.2]]), 1, semantics="boundary", wait_reports=True)
     # worker 1 has 1 block done at t_cut and 1 left: M - 1 = 1 counts, it reports that one
-    assert s.blocks == (2, 1, 1) and s.wall == 1.0
+    assert s.blocks_done == (2, 1, 1) and s.wall == 1.0
     s = schedule_round(np.array([[0.5, 1.0, 1.5], [1.6, 3.2, 4.8]]), 1, semantics="boundary", wait_reports=True)
-    assert s.blocks == (3, 1) and s.wall == 1.6  # lgc-fresh waits for the block in flight it counts
+    assert s.blocks_done == (3, 1) and s.wall == 1.6  # lgc-fresh waits for the block in flight it counts
     s = schedule_round(np.array([[0.5, 1.0, 1.5], [1.2, 2.4, 3.6]]), 1, semantics="boundary", start=[0.0, 1.6])
-    assert s.blocks == (3, 0) and s.next_start() == pytest.approx([0.0, 0.1])  # still busy: starts nothing
+    assert s.blocks_done == (3, 0) and s.next_start() == pytest.approx([0.0, 0.1])  # still busy: starts nothing
 
 
 def test_round_times_per_algorithm():

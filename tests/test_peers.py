@@ -65,7 +65,7 @@ def test_equals_explicit_per_worker_loop(algorithm, timing, params, s):
     w, clock = explicit_run(cfg.resolved(), sim, w0)
     assert np.allclose(sim.w.double().numpy(), w, rtol=1e-5, atol=1e-6)
     assert sim.clock == pytest.approx(clock)
-    assert all(r["blocks"] == (s if algorithm == "rennala" else r["blocks"]) for r in sim.rows)
+    assert all(r["partial_blocks"] == (s if algorithm == "rennala" else r["partial_blocks"]) for r in sim.rows)
 
 
 PEERS = ("rennala", "malenia")

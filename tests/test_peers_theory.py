@@ -55,11 +55,11 @@ def test_rounds_equal_an_explicit_event_loop(seed):
     for s in (1, 3, 7, 12):
         r = rennala_schedule(finish, s)
         blocks, t = explicit_rennala(finish, s)
-        assert r.blocks == blocks and r.wall == pytest.approx(t) and sum(r.blocks) == s
+        assert r.blocks_done == blocks and r.wall == pytest.approx(t) and sum(r.blocks_done) == s
         mal = malenia_schedule(finish, s)
         blocks, t = explicit_malenia(finish, s)
-        assert mal.blocks == blocks and mal.wall == pytest.approx(t)
-        assert malenia_condition(mal.blocks, s)
+        assert mal.blocks_done == blocks and mal.wall == pytest.approx(t)
+        assert malenia_condition(mal.blocks_done, s)
 
 
 def test_stream_continues_at_the_rounds_speed():
@@ -73,16 +73,16 @@ def test_equal_speeds_reduce_to_one_full_round():
     """Equal speeds, S = N (Rennala) or S = N with M = 1 (Malenia): one block per worker, R = X."""
     finish = np.full((5, 1), 2.0)
     for sched in (rennala_schedule(finish, 5), malenia_schedule(finish, 5)):
-        assert sched.blocks == (1,) * 5 and sched.wall == 2.0
+        assert sched.blocks_done == (1,) * 5 and sched.wall == 2.0
     # Malenia at S = c N with equal speeds: c blocks each
-    assert malenia_schedule(np.full((4, 2), 1.0) * [[0.5, 1.0]], 8).blocks == (2,) * 4
+    assert malenia_schedule(np.full((4, 2), 1.0) * [[0.5, 1.0]], 8).blocks_done == (2,) * 4
 
 
 def test_malenia_waits_for_the_slowest_rennala_does_not():
     finish = np.array([[1.0], [1.0], [10.0]])
     assert rennala_schedule(finish, 4).wall == 2.0
     mal = malenia_schedule(finish, 3)
-    assert mal.wall == 10.0 and mal.blocks[2] == 1 and mal.blocks[0] == 10
+    assert mal.wall == 10.0 and mal.blocks_done[2] == 1 and mal.blocks_done[0] == 10
 
 
 def test_default_s():

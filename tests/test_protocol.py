@@ -139,7 +139,7 @@ def test_round_record_counts_straggler_blocks_or_all_blocks_for_anytime():
     s = RoundSchedule(4, (2, 0), (3, 1, 3, 0), 1.0, 1.5)
     common = dict(clock=9.0, samples=20, rho=0.25, loss=0.5, lr=0.1)
     row = round_record("lgc", False, s, **common)
-    assert row["blocks"] == 1 and row["n_fast"] == 2 and row["round_time"] == 1.5 and row["warmup"] == 0
-    assert round_record("anytime-minibatch", False, s, **common)["blocks"] == 7
-    assert round_record("anytime-minibatch", True, s, **common)["blocks"] == 1
+    assert row["partial_blocks"] == 1 and row["n_fast"] == 2 and row["round_time"] == 1.5 and row["warmup"] == 0
+    assert round_record("anytime-minibatch", False, s, **common)["partial_blocks"] == 7
+    assert round_record("anytime-minibatch", True, s, **common)["partial_blocks"] == 1
     assert set(row) <= set(ROUND_FIELDS)

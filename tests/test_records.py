@@ -25,7 +25,7 @@ def _result(t, done):
     for m in range(M):
         rep[:, F + m] = 0.1 * m + t
         rep[:, F + M + m] = 0.1 * m + t + 0.05
-    sched = RoundSchedule(round=t, fast=(0, 1), blocks=(M, M, done[2]), t_cut=1.0, wall=1.5)
+    sched = RoundSchedule(round=t, fast=(0, 1), blocks_done=(M, M, done[2]), t_cut=1.0, wall=1.5)
     return SimpleNamespace(schedule=sched, report=rep)
 
 

@@ -36,7 +36,7 @@ def test_sim_schedule_is_the_theory_monte_carlo_chain(semantics, algorithm, peri
     st = round_stats(sim.timing, cfg.n_workers, cfg.blocks, semantics=semantics, ks=[cfg.threshold_k],
                      rounds=cfg.rounds, seed=cfg.seed, period=period, wait_reports=algorithm == "lgc-fresh")
     fast = [s.fast_mask() for s in sim.schedules]
-    m = np.array([np.asarray(s.blocks)[~f] for s, f in zip(sim.schedules, fast)])
+    m = np.array([np.asarray(s.blocks_done)[~f] for s, f in zip(sim.schedules, fast)])
     assert st.wall[0] == pytest.approx(np.mean([s.wall for s in sim.schedules]), rel=1e-12)
     assert st.t_cut[0] == pytest.approx(np.mean([s.t_cut for s in sim.schedules]), rel=1e-12)
     assert st.m_mean[0] == pytest.approx(m.mean(), rel=1e-12)
@@ -52,7 +52,7 @@ def test_carry_over_is_visible_in_a_replayed_schedule(tmp_path):
     cfg = TrainConfig(algorithm="lgc", semantics="boundary", **BASE)
     sim = _run(cfg)
     text = schedule_to_csv(sim.schedules)
-    assert text.startswith("# lgc schedule v2\n")
+    assert text.startswith("# lgc schedule v3\n")
     sched = schedule_from_csv(text)
     late = 0
     for prev, cur in zip(sched, sched[1:]):
@@ -72,4 +72,4 @@ def test_carry_over_is_visible_in_a_replayed_schedule(tmp_path):
 def test_schedule_file_version_1_is_still_read():
     v1 = "# lgc schedule v1\nround,fast,blocks,t_cut,wall,comm\n0,1 0,4 4 2,1.5,1.5,0.0\n"
     (s,) = schedule_from_csv(v1)
-    assert s.fast == (1, 0) and s.blocks == (4, 4, 2) and s.start == () and not s.next_start().any()
+    assert s.fast == (1, 0) and s.blocks_done == (4, 4, 2) and s.start == () and not s.next_start().any()

@@ -96,17 +96,17 @@ def explicit_loop(cfg: TrainConfig, schedule):
             x = augment(ds.x_train[idx], augment_params(cfg.seed, t, i, B))
             y = ds.y_train[idx]
             g[i] = mean_grad(x, y)
-            m = s.blocks[i]
+            m = s.blocks_done[i]
             if 0 < m:
                 gp[i] = mean_grad(x[: m * b], y[: m * b])
         fast = set(s.fast)
-        strag = [j for j in range(N) if j not in fast and s.blocks[j] >= 1]
+        strag = [j for j in range(N) if j not in fast and s.blocks_done[j] >= 1]
         if warm or cfg.algorithm == "full-sync":
             d = sum(pi[i] * g[i] for i in range(N))
             u_prev = torch.zeros_like(w)
         elif cfg.algorithm == "anytime-minibatch":
-            total = sum(s.blocks)
-            d = sum(s.blocks[i] / total * gp[i] for i in range(N) if s.blocks[i] > 0) if total else torch.zeros_like(w)
+            total = sum(s.blocks_done)
+            d = sum(s.blocks_done[i] / total * gp[i] for i in range(N) if s.blocks_done[i] > 0) if total else torch.zeros_like(w)
         else:
             pa = sum(pi[i] for i in fast)
             gA = sum(pi[i] / pa * g[i] for i in fast)
@@ -168,8 +168,8 @@ def test_schedule_and_clock_come_from_the_timing_model():
     for t, (row, s) in enumerate(zip(rows, sim.schedules)):
         k = 6 if t < cfg.warmup_rounds else 4
         ref = schedule_round(model.block_finish_times(5, t, 6, 5, period=3), k, round_index=t)
-        assert (s.fast, s.blocks, s.t_cut) == (ref.fast, ref.blocks, ref.t_cut)
-        reporting = sum(1 for j in range(6) if j not in ref.fast and ref.blocks[j] > 0)
+        assert (s.fast, s.blocks_done, s.t_cut) == (ref.fast, ref.blocks_done, ref.t_cut)
+        reporting = sum(1 for j in range(6) if j not in ref.fast and ref.blocks_done[j] > 0)
         messages = 6 if t < cfg.warmup_rounds else 4 + reporting  # lgc: K full + the partial reports
         assert row["round_time"] == pytest.approx(ref.wall + 0.1 + 1e-3 * n_bytes * messages)
     assert sim.schedules[3].fast == sim.schedules[5].fast  # h = 3: times held within a period
@@ -182,7 +182,7 @@ def test_stragglers_partial_work_enters_lgc(tmp_path):
     sim = Simulator(cfg)
     rows = [sim.step() for _ in range(T)]
     assert rows[1]["rho"] == pytest.approx(0.4) and rows[1]["samples"] == K * B + (1 + 2) * b
-    assert rows[1]["blocks"] == 3 and rows[1]["n_fast"] == K
+    assert rows[1]["partial_blocks"] == 3 and rows[1]["n_fast"] == K
     assert rows[3]["rho"] == 0.0 and rows[3]["samples"] == K * B  # no straggler reported
     assert rows[0]["warmup"] == 1 and rows[0]["samples"] == N * B
 
@@ -256,7 +256,7 @@ def test_size_weights_and_the_default_anytime_deadline():
     assert sim.deadline == pytest.approx(1 + 1 / 5 + 1 / 4 + 1 / 3)
     rows = [sim.step() for _ in range(3)]
     assert rows[2]["round_time"] == pytest.approx(sim.deadline)  # after warm-up: the deadline
-    assert rows[2]["samples"] == rows[2]["blocks"] * 2  # every finished block of b = 2 samples counts
+    assert rows[2]["samples"] == rows[2]["partial_blocks"] * 2  # every finished block of b = 2 samples counts
 
 
 def test_eval_subset_evaluates_the_first_samples_during_training_and_all_at_the_end():

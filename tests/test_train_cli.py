@@ -91,7 +91,7 @@ def test_run_directory_files_and_cache(capsys, tmp_path):
     # the virtual clock is the sum of the rounds' wall times R_t, and n_fast matches the schedule
     np.testing.assert_allclose(float(rows[-1]["time"]), sum(s.wall for s in sched))
     assert [int(r["n_fast"]) for r in rows] == [len(s.fast) for s in sched] == [4, 4, 3, 3, 3, 3]
-    assert [int(r["blocks"]) for r in rows[2:]] == [sum(s.blocks[j] for j in range(4) if j not in s.fast)
+    assert [int(r["partial_blocks"]) for r in rows[2:]] == [sum(s.blocks_done[j] for j in range(4) if j not in s.fast)
                                                   for s in sched[2:]]
     hist = np.array(json.loads((path / "data.json").read_text())["label_histogram"])
     assert hist.shape == (4, 10) and (hist.sum(axis=1) == 100).all() and (hist.max(axis=1) == 80).all()

@@ -37,7 +37,7 @@ def noise(quad):
 
 
 def _bound(algorithm, quad, k, rounds, period, sched):
-    stats = bounds.straggler_statistics(sched.fast, sched.blocks)  # m_inv, zero_frac as they happened
+    stats = bounds.straggler_statistics(sched.fast, sched.blocks_done)  # m_inv, zero_frac as they happened
     h = np.inf if period == PERSISTENT else period
     set_model = "uniform" if (algorithm in ("fastest-k", "lgc") and period == 1) else "persistent"
     return bounds.evaluate(algorithm, N=N, K=k, B=B, M=M, eta=ETA, T=rounds, h=h, m_inv=stats["m_inv"],
@@ -83,7 +83,7 @@ def test_every_bound_holds_for_every_K(quad, noise, regime):
     zero_blocks = 0
     for k in range(1, N + 1):
         sched = make_schedules(timing, SEEDS, T, N, M, k, period=period, semantics=semantics)
-        zero_blocks += int((sched.blocks[~sched.fast] == 0).sum())
+        zero_blocks += int((sched.blocks_done[~sched.fast] == 0).sum())
         row = []
         for algorithm in ("full-sync", "fastest-k", "lgc", "lgc-fresh"):
             m = full if algorithm == "full-sync" else measure(quad, algorithm, sched, batch=B, blocks=M, lr=ETA,

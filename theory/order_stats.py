@@ -113,7 +113,7 @@ def _batch_stats(batch, ks: np.ndarray, x: np.ndarray) -> np.ndarray:
     """(6, B) per-K (t_cut, R without comm, sum m, sum 1{m>=1}/m, #zero, X_(K:N)) of a
     RoundBatch on mini-batch times x (the last row: the cutoff had nobody carried over)."""
     strag = ~batch.fast
-    m = np.where(strag, batch.blocks, 0)
+    m = np.where(strag, batch.blocks_done, 0)
     inv = np.where(strag & (m >= 1), 1.0 / np.maximum(m, 1), 0.0)
     free = np.sort(x)[ks - 1]
     return np.stack([batch.t_cut, batch.wall, m.sum(axis=1), inv.sum(axis=1), (strag & (m == 0)).sum(axis=1), free])
@@ -333,7 +333,7 @@ def expected_round_times(
         walls = []
         for t in range(rounds):
             s = peer_schedule(algorithm, model.block_finish_times(seed, t, n, m_blocks), peer_s)
-            walls.append(s.wall + float(comm.time(sum(s.blocks))))
+            walls.append(s.wall + float(comm.time(sum(s.blocks_done))))
         mean, se = float(np.mean(walls)), float(np.std(walls, ddof=1) / np.sqrt(rounds)) if rounds > 1 else 0.0
         return RoundTimes(algorithm, ks, np.full(len(ks), mean), np.full(len(ks), se), "monte carlo", t_cut, stats)
     if entry.round_end == "deadline":

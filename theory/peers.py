@@ -63,7 +63,7 @@ def _arrivals(finish: np.ndarray, counts: np.ndarray):
 def _schedule(blocks: np.ndarray, first: np.ndarray, stop: float, comm: float, round_index: int) -> RoundSchedule:
     used = np.flatnonzero(blocks > 0)
     fast = tuple(int(i) for i in used[np.argsort(first[used], kind="stable")])
-    return RoundSchedule(round=round_index, fast=fast, blocks=tuple(int(v) for v in blocks), t_cut=float(stop),
+    return RoundSchedule(round=round_index, fast=fast, blocks_done=tuple(int(v) for v in blocks), t_cut=float(stop),
                          wall=float(stop) + comm, comm=comm)
 
 

@@ -25,12 +25,14 @@ from theory.errors import require
 Semantics = Literal["abort", "boundary"]
 SEMANTICS = ("abort", "boundary")
 DEFAULT_SEMANTICS: Semantics = "abort"  # the paper's and its lab code's
-SCHEDULE_FORMAT_VERSION = 2
+SCHEDULE_FORMAT_VERSION = 3  # v3: the column `blocks` is `blocks_done`; v2 added start, busy
 
 
 @dataclass(frozen=True)
 class RoundSchedule:
-    """One round. `blocks[i]` is M for i in A_t and m_j (0..M-1) for a straggler j.
+    """One round. `blocks_done[i]` is M for i in A_t and m_j (0..M-1) for a straggler j (one name
+    per quantity: `blocks` is M, `blocks_done` the per-worker counts, rounds.csv's `partial_blocks`
+    the round's sum of m_j).
 
     fast: the K workers of A_t in arrival order (ties by worker index).
     t_cut: the K-th smallest finish time start_i + X_i (time units from the round's start).
@@ -43,7 +45,7 @@ class RoundSchedule:
 
     round: int
     fast: tuple[int, ...]
-    blocks: tuple[int, ...]
+    blocks_done: tuple[int, ...]
     t_cut: float
     wall: float
     comm: float = 0.0
@@ -52,7 +54,7 @@ class RoundSchedule:
 
     @property
     def n_workers(self) -> int:
-        return len(self.blocks)
+        return len(self.blocks_done)
 
     def fast_mask(self) -> np.ndarray:
         m = np.zeros(self.n_workers, dtype=bool)
@@ -78,12 +80,12 @@ def arrival_order(batch_times: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class RoundBatch:
     """Rounds of the same finish times under several (K, start) pairs, arrays with a leading
-    batch axis B: t_cut, wall (B,); fast (bool), blocks (int), busy (B, N)."""
+    batch axis B: t_cut, wall (B,); fast (bool), blocks_done (int), busy (B, N)."""
 
     t_cut: np.ndarray
     wall: np.ndarray
     fast: np.ndarray
-    blocks: np.ndarray
+    blocks_done: np.ndarray
     busy: np.ndarray
     order: np.ndarray
 
@@ -133,7 +135,7 @@ def schedule_rounds(
         last = np.take_along_axis(ends, np.maximum(blocks - 1, 0)[:, :, None], axis=2)[:, :, 0]
         stop = np.maximum(t_cut, np.where(~fast & (blocks >= 1), last, -np.inf).max(axis=1))
     wall = stop + np.broadcast_to(np.asarray(comm, dtype=float), (b,))
-    return RoundBatch(t_cut=t_cut, wall=wall, fast=fast, blocks=blocks.astype(int), busy=busy, order=order)
+    return RoundBatch(t_cut=t_cut, wall=wall, fast=fast, blocks_done=blocks.astype(int), busy=busy, order=order)
 
 
 def schedule_round(
@@ -167,7 +169,7 @@ def schedule_round(
     s0 = np.zeros(n) if start is None else np.asarray(start, dtype=float)
     r = schedule_rounds(finish, [k], s0[None, :], semantics=semantics, comm=comm, wait_reports=wait_reports)
     return RoundSchedule(
-        round=round_index, fast=tuple(int(i) for i in r.order[0, :k]), blocks=tuple(int(v) for v in r.blocks[0]),
+        round=round_index, fast=tuple(int(i) for i in r.order[0, :k]), blocks_done=tuple(int(v) for v in r.blocks_done[0]),
         t_cut=float(r.t_cut[0]), wall=float(r.wall[0]), comm=comm,
         start=tuple(float(v) for v in s0), busy=tuple(float(v) for v in r.busy[0]),
     )
@@ -183,7 +185,8 @@ def comm_time(alpha: float, beta: float, model_bytes: float, messages):
 
 # ----------------------------------------------------------------------------- schedule file
 SCHEDULE_FIELDS_V1 = ("round", "fast", "blocks", "t_cut", "wall", "comm")
-SCHEDULE_FIELDS = (*SCHEDULE_FIELDS_V1, "start", "busy")
+SCHEDULE_FIELDS_V2 = (*SCHEDULE_FIELDS_V1, "start", "busy")
+SCHEDULE_FIELDS = ("round", "fast", "blocks_done", "t_cut", "wall", "comm", "start", "busy")
 
 
 def _floats(values) -> str:
@@ -191,15 +194,15 @@ def _floats(values) -> str:
 
 
 def schedule_to_csv(rounds: Iterable[RoundSchedule]) -> str:
-    """Schedule file v2: one row per round; `fast` and `blocks` are space-separated ints,
+    """Schedule file v3: one row per round; `fast` and `blocks_done` are space-separated ints,
     `start` and `busy` space-separated floats (empty: no carry-over recorded). v1 files (no
-    start, busy) are still read."""
+    start, busy) and v2 files (the column `blocks_done` named `blocks`) are still read."""
     buf = io.StringIO()
     buf.write(f"# lgc schedule v{SCHEDULE_FORMAT_VERSION}\n")
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(SCHEDULE_FIELDS)
     for r in rounds:
-        w.writerow([r.round, " ".join(map(str, r.fast)), " ".join(map(str, r.blocks)),
+        w.writerow([r.round, " ".join(map(str, r.fast)), " ".join(map(str, r.blocks_done)),
                     repr(r.t_cut), repr(r.wall), repr(r.comm), _floats(r.start), _floats(r.busy)])
     return buf.getvalue()
 
@@ -209,7 +212,7 @@ def schedule_from_csv(text: str, *, source: str = "schedule") -> list[RoundSched
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     require(bool(lines), f"{source}: empty schedule file")
     rows = list(csv.reader(lines))
-    require(tuple(rows[0]) in (SCHEDULE_FIELDS, SCHEDULE_FIELDS_V1),
+    require(tuple(rows[0]) in (SCHEDULE_FIELDS, SCHEDULE_FIELDS_V2, SCHEDULE_FIELDS_V1),
             f"{source}: header must be {','.join(SCHEDULE_FIELDS)}, got {','.join(rows[0])}")
     width = len(rows[0])
     out: list[RoundSchedule] = []
@@ -220,21 +223,21 @@ def schedule_from_csv(text: str, *, source: str = "schedule") -> list[RoundSched
             start, busy = row[6:] if width == len(SCHEDULE_FIELDS) else ("", "")
             out.append(RoundSchedule(
                 round=int(rnd), fast=tuple(int(v) for v in fast.split()),
-                blocks=tuple(int(v) for v in blocks.split()),
+                blocks_done=tuple(int(v) for v in blocks.split()),
                 t_cut=float(t_cut), wall=float(wall), comm=float(comm),
                 start=tuple(float(v) for v in start.split()), busy=tuple(float(v) for v in busy.split())))
         except ValueError as e:
             require(False, f"{source}: malformed row {lineno}: {e}")
         r = out[-1]
-        require(r.round >= 0 and all(b >= 0 for b in r.blocks), f"{source}: row {lineno}: round and blocks must be >= 0")
+        require(r.round >= 0 and all(b >= 0 for b in r.blocks_done), f"{source}: row {lineno}: round and blocks must be >= 0")
         for name in ("t_cut", "wall", "comm"):
             v = getattr(r, name)
             require(np.isfinite(v) and v >= 0, f"{source}: row {lineno}: {name}={v} must be a finite number >= 0")
         require(all(np.isfinite(v) and v >= 0 for v in r.start + r.busy),
                 f"{source}: row {lineno}: start and busy must be finite numbers >= 0")
-    n = len(out[0].blocks) if out else 0
+    n = len(out[0].blocks_done) if out else 0
     for r in out:
-        require(len(r.blocks) == n and all(0 <= i < n for i in r.fast) and len(set(r.fast)) == len(r.fast)
+        require(len(r.blocks_done) == n and all(0 <= i < n for i in r.fast) and len(set(r.fast)) == len(r.fast)
                 and len(r.start) in (0, n) and len(r.busy) in (0, n),
                 f"{source}: round {r.round} is inconsistent (N={n}, fast={r.fast})")
     return out
@@ -260,9 +263,9 @@ def load_schedule(path) -> list[RoundSchedule]:
 
 def check_schedule(s: RoundSchedule, n: int, m_blocks: int) -> None:
     """Validate a (replayed) schedule against the run's N and M."""
-    require(len(s.blocks) == n, f"schedule round {s.round} has {len(s.blocks)} workers, run has N={n}")
+    require(len(s.blocks_done) == n, f"schedule round {s.round} has {len(s.blocks_done)} workers, run has N={n}")
     fm = s.fast_mask()
-    for i, b in enumerate(s.blocks):
+    for i, b in enumerate(s.blocks_done):
         if fm[i]:
             require(b == m_blocks, f"schedule round {s.round}: fast worker {i} has {b} blocks, expected M={m_blocks}")
         else:
@@ -281,5 +284,5 @@ def schedule_deadline(
     blocks = np.array([int(np.searchsorted(finish[i], deadline, side="right")) for i in range(n)])
     order = arrival_order(finish[:, -1])
     fast = tuple(int(i) for i in order if blocks[i] == m_blocks)
-    return RoundSchedule(round=round_index, fast=fast, blocks=tuple(int(b) for b in blocks),
+    return RoundSchedule(round=round_index, fast=fast, blocks_done=tuple(int(b) for b in blocks),
                          t_cut=float(deadline), wall=float(deadline) + comm, comm=comm)

@@ -102,7 +102,7 @@ def plans(cfg, rounds: list) -> list:
     from lgc.protocol import round_plan
 
     pi = np.full(cfg.n_workers, 1.0 / cfg.n_workers)
-    return [round_plan(cfg.algorithm, s.fast_mask(), s.blocks, pi, cfg.batch_size, cfg.block_size, warmup=False)
+    return [round_plan(cfg.algorithm, s.fast_mask(), s.blocks_done, pi, cfg.batch_size, cfg.block_size, warmup=False)
             for s in rounds]
 
 

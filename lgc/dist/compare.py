@@ -50,7 +50,7 @@ def round_comparison(run_path: str | Path) -> list[dict]:
         rows.append({
             "round": t, "warmup": int(t < cfg.warmup_rounds), "measured_s": meas_s, "modelled_s": mod_s,
             "overhead": (meas_s - mod_s) / meas_s if meas_s > 0 else float("nan"),
-            "same_fast": int(set(s.fast) == set(model.fast)), "same_blocks": int(tuple(s.blocks) == tuple(model.blocks)),
+            "same_fast": int(set(s.fast) == set(model.fast)), "same_blocks": int(tuple(s.blocks_done) == tuple(model.blocks_done)),
         })
     return rows
 

@@ -166,7 +166,7 @@ class Worker:
         planned = M
         if self.replay is not None and not full:
             sched = self.replay[t]
-            planned = M if r in sched.fast else sched.blocks[r]
+            planned = M if r in sched.fast else sched.blocks_done[r]
         finish = self._finish_times_s(t)
         deadline_s = s.deadline * s.unit_s if (anytime and s.deadline is not None) else None
         abort = s.semantics == "abort"
@@ -268,7 +268,7 @@ class Worker:
             arrived = [i for i in np.argsort(pos, kind="stable") if 1 <= pos[i] <= k_t]
             fast = tuple(int(i) for i in arrived)
         if self.replay is not None and full:  # all M blocks were computed; record the file's round
-            blocks = tuple(int(v) for v in self.replay[t].blocks)
+            blocks = tuple(int(v) for v in self.replay[t].blocks_done)
         else:
             blocks = tuple(int(M) if i in fast else int(rep[i, _M]) for i in range(s.n_workers))
         arrive = rep[:, _ARRIVE]
@@ -277,7 +277,7 @@ class Worker:
         else:
             t_cut = float(arrive[fast[-1]]) / s.unit_s if fast else float(wall_s) / s.unit_s
         timed = self.replay is None  # measured late starts and busy times (a replay follows the file)
-        return RoundSchedule(round=t, fast=fast, blocks=blocks, t_cut=t_cut, wall=wall_s / s.unit_s,
+        return RoundSchedule(round=t, fast=fast, blocks_done=blocks, t_cut=t_cut, wall=wall_s / s.unit_s,
                              start=tuple(float(v) for v in rep[:, _START] / s.unit_s) if timed else (),
                              busy=tuple(float(v) for v in rep[:, _BUSY] / s.unit_s) if timed else ())
 
@@ -369,8 +369,8 @@ class Worker:
         sched = self._schedule_from_reports(t, rep, 0.0)
         self._check_round(t, rep, sched)
         fast_mask = sched.fast_mask()
-        plan = round_plan(s.algorithm, fast_mask, sched.blocks, self.pi, s.batch_size, b, warmup=warm)
-        norms = group_norms(fast_mask, sched.blocks, self.pi, absent=self.dead)
+        plan = round_plan(s.algorithm, fast_mask, sched.blocks_done, self.pi, s.batch_size, b, warmup=warm)
+        norms = group_norms(fast_mask, sched.blocks_done, self.pi, absent=self.dead)
         grads = {}
         for k, name in enumerate(slots):
             if name not in plan.per_sample:  # lgc: no straggler finished a block (rho_t = 0)

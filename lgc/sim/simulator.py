@@ -85,16 +85,16 @@ class Simulator:
         finish = self.timing.block_finish_times(cfg.seed, t, n, m, period=cfg.straggling_period)
         if algorithm_entry(cfg.algorithm).round_end == "deadline" and not warmup:
             s = schedule_deadline(finish, self.deadline, round_index=t)
-            messages = int(np.count_nonzero(np.asarray(s.blocks) > 0))
+            messages = int(np.count_nonzero(np.asarray(s.blocks_done) > 0))
         elif algorithm_entry(cfg.algorithm).round_end == "blocks" and not warmup:
             s = peer_schedule(cfg.algorithm, finish, self.peer_s, round_index=t)
-            messages = int(np.sum(s.blocks))  # one message per block gradient (theory/algorithms.py)
+            messages = int(np.sum(s.blocks_done))  # one message per block gradient (theory/algorithms.py)
         else:
             k = n if (warmup or algorithm_entry(cfg.algorithm).round_end == "all") else cfg.threshold_k
             start = self.schedules[-1].next_start() if self.schedules else None  # the carry-over (eq. 2.3')
             s = schedule_round(finish, k, semantics=cfg.semantics, round_index=t, start=start,
                                wait_reports=algorithm_entry(cfg.algorithm).waits_for_reports)
-            reporting = sum(1 for i, b in enumerate(s.blocks) if b > 0 and i not in s.fast)
+            reporting = sum(1 for i, b in enumerate(s.blocks_done) if b > 0 and i not in s.fast)
             messages = algorithm_entry(cfg.algorithm).messages(k, reporting)
         comm = comm_time(cfg.comm_alpha, cfg.comm_beta, 4.0 * self.w.numel(), messages)
         return dataclasses.replace(s, wall=s.wall + comm, comm=comm) if comm else s
@@ -114,7 +114,7 @@ class Simulator:
         start = time.perf_counter()
         s = self.schedule_for(t, warm)
         fast_mask = s.fast_mask()
-        plan = round_plan(cfg.algorithm, fast_mask, s.blocks, self.task.pi, cfg.batch_size, cfg.block_size,
+        plan = round_plan(cfg.algorithm, fast_mask, s.blocks_done, self.task.pi, cfg.batch_size, cfg.block_size,
                           warmup=warm)
         x, y = self.task.round_inputs(t, plan.counts)
         row = {"round": t, **self.task.iterate_metrics(self.w)}
@@ -175,7 +175,7 @@ class Simulator:
         return {
             **RunState(self.w, self.server, self.rule, self.round, self.clock).checkpoint(),
             "buffers": buffers, "rows": [dict(r) for r in self.rows],
-            "schedule": [[s.round, list(s.fast), list(s.blocks), s.t_cut, s.wall, s.comm, list(s.start), list(s.busy)]
+            "schedule": [[s.round, list(s.fast), list(s.blocks_done), s.t_cut, s.wall, s.comm, list(s.start), list(s.busy)]
                          for s in self.schedules],
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
@@ -191,7 +191,7 @@ class Simulator:
             for k, v in st["buffers"].items():
                 named[k].copy_(v.to(dev))
         self.rows = [dict(r) for r in st["rows"]]
-        self.schedules = [RoundSchedule(round=r, fast=tuple(f), blocks=tuple(b), t_cut=tc, wall=wl, comm=cm,
+        self.schedules = [RoundSchedule(round=r, fast=tuple(f), blocks_done=tuple(b), t_cut=tc, wall=wl, comm=cm,
                                         start=tuple(rest[0]) if rest else (), busy=tuple(rest[1]) if rest else ())
                           for r, f, b, tc, wl, cm, *rest in st["schedule"]]
         torch.set_rng_state(st["torch_rng"])
