@@ -28,7 +28,7 @@ endif
 DATA_DIR ?= data
 SHARED ?= ../shared
 
-.PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper kstar-check kstar-mlp data bench bench-dist gpu-carry \
+.PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper figures-cifar kstar-check kstar-mlp data bench bench-dist gpu-carry \
 	gpu-session gpu-rehearsal clean
 
 help:  ## list the targets
@@ -69,6 +69,10 @@ kstar-mlp: install  ## lgc estimate -> optimize-k -> measured K sweep at the bud
 
 figures-paper:  ## paper profile on CIFAR-10, GPU, resumable in chunks (GPU machine)
 	$(GPU_ENV) $(GPU_PY) -m paper_figures.paper --data-dir $(DATA_DIR) $(ARGS)
+
+figures-cifar: install  ## paper profile at CPU scale on CIFAR-10 (small CNN; ~1 h on 2 cores; resumable)
+	nice $(PY) -m paper_figures.paper --scale cpu --processes 2 --chunk-minutes 75 --data-dir $(DATA_DIR) \
+		--shared-data $(SHARED)/data $(ARGS)
 
 data:  ## download CIFAR-10 (official archive, MD5 checked) into $(DATA_DIR)
 	$(PY) -m lgc.data.cifar10 download $(DATA_DIR)

@@ -106,19 +106,27 @@ class ClassificationTask:
         return self._prepare(x), y
 
     @torch.no_grad()
-    def evaluate(self, chunk: int = 1000, *, limit: Optional[int] = None) -> dict:
-        """Test loss and accuracy on the test set, or on its first `limit` samples."""
+    def evaluate(self, chunk: int = 1000, *, limit: Optional[int] = None, per_class: bool = False) -> dict:
+        """Test loss and accuracy on the test set, or on its first `limit` samples; with
+        per_class, also "test_acc_per_class": the accuracy on each label's test images."""
         self.model.eval()
         loss_sum, correct, n = 0.0, 0, len(self.ds.y_test) if limit is None else min(limit, len(self.ds.y_test))
+        hits = torch.zeros(self.ds.num_classes, dtype=torch.long)
         for s in range(0, n, chunk):
             x = self._prepare(self.ds.x_test[s:min(s + chunk, n)])
             y = self.ds.y_test[s:min(s + chunk, n)]
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                 out = self.model(x)
             loss_sum += float(nn.functional.cross_entropy(out.float(), y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
+            right = out.argmax(1) == y
+            correct += int(right.sum())
+            hits += torch.bincount(y[right].cpu(), minlength=self.ds.num_classes)
         self.model.train()
-        return {"test_loss": loss_sum / n, "test_acc": correct / n}
+        res = {"test_loss": loss_sum / n, "test_acc": correct / n}
+        if per_class:
+            total = torch.bincount(self.ds.y_test[:n].cpu(), minlength=self.ds.num_classes).clamp(min=1)
+            res["test_acc_per_class"] = (hits.double() / total.double()).tolist()
+        return res
 
     def iterate_metrics(self, w: torch.Tensor) -> dict:
         return {}
@@ -146,7 +154,7 @@ class QuadraticTask:
         x = torch.cat(rows).to(self.device)
         return x, torch.zeros(len(x), dtype=torch.long, device=self.device)
 
-    def evaluate(self, *, limit: Optional[int] = None) -> dict:
+    def evaluate(self, *, limit: Optional[int] = None, per_class: bool = False) -> dict:
         return {}
 
     def iterate_metrics(self, w: torch.Tensor) -> dict:

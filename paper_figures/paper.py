@@ -1,15 +1,20 @@
-"""`make figures-paper`: the paper profile on CIFAR-10 (docs/PAPER_PROFILE.md), in resumable chunks.
+"""`make figures-paper` / `make figures-cifar`: the paper profile on CIFAR-10 (docs/PAPER_PROFILE.md)
+at the GPU scale or at the CPU scale (`--scale cpu`), in resumable chunks.
 
-    python -m paper_figures.paper --data-dir DIR [--chunk-minutes 9] [--only fig1,fig3]
-                                  [--shared-data .carry] [--constants constants.json]
-                                  [--archive $OUT/results.tar.gz] [--plan] [--draw-only]
+    python -m paper_figures.paper --data-dir DIR [--scale paper|cpu] [--chunk-minutes 9]
+                                  [--only fig1,fig3] [--processes 2] [--shared-data .carry]
+                                  [--constants constants.json] [--archive $OUT/results.tar.gz]
+                                  [--plan] [--draw-only] [--tiny]
 
 Runs the profile's jobs (paper_figures/paper_profile.py) in priority order through the run cache
 (lgc.sim.train: a finished run is reused, an unfinished one resumes from its checkpoint), stops
 cleanly before the chunk budget (the run in flight checkpoints), then draws every figure from
-the runs that are complete (mean and 95% band over seeds) into paper_figures/out/paper/ and,
+the runs that are complete (mean and 95% band over seeds) into paper_figures/out/<scale>/ and,
 with --archive, packs the run records (no checkpoints) and the figures into one tar.gz.
-Run it again to continue; `--plan` prints the runs and the estimated GPU time.
+Run it again to continue; `--plan` prints the runs and the estimated time. The CPU scale runs
+`lgc estimate` once on its base run's model and partition (constants.json next to the figures,
+reused afterwards) for fig4's bound and K*, and can train independent runs in parallel processes
+(--processes, one thread each).
 Works with a bare python3 and the project on PYTHONPATH (the GPU machine).
 """
 from __future__ import annotations
@@ -26,7 +31,8 @@ from pathlib import Path
 from paper_figures import paper_profile as pp
 from theory.jsonio import dumps
 
-OUT = Path(__file__).resolve().parent / "out" / "paper"
+OUT_ROOT = Path(__file__).resolve().parent / "out"
+OUT = OUT_ROOT / "paper"
 RECORD_FILES = ("config.json", "meta.json", "data.json", "rounds.csv", "schedule.csv", "final.json")
 # planning figures for an H100, eager fused engine, bf16, channels_last (docs/PAPER_PROFILE.md):
 # ~445 samples per lgc round at ~26 ms per eager 500-sample pass (GPU.md: 9.5 ms x 2.7) is 23 ms of plain
@@ -34,6 +40,12 @@ RECORD_FILES = ("config.json", "meta.json", "data.json", "rounds.csv", "schedule
 MS_PER_ROUND = 31.0
 EVAL_MS = 175.0  # forward over the 10,000 test images (a third of a training pass per sample)
 RUN_START_MS = 1000.0  # per run: model, data to the device, run directory
+# planning figures for this project's 2-core CPU, one thread per run, small CNN of width 32, K = 7:
+# measured on a quiet core (docs/PAPER_PROFILE.md); an evaluation on the 10,000 test images costs
+# about 15 training rounds
+CPU_MS_PER_ROUND = 400.0
+CPU_EVAL_MS = 15 * CPU_MS_PER_ROUND
+CPU_RUN_START_MS = 3000.0
 
 
 def convert_shared(shared: Path, data_dir: Path) -> None:
@@ -48,16 +60,32 @@ def convert_shared(shared: Path, data_dir: Path) -> None:
     subprocess.run([sys.executable, str(script), str(data_dir)], check=True)
 
 
-def plan_estimate(jobs, scale) -> dict:
+def plan_estimate(jobs, scale, processes: int = 1) -> dict:
+    """The plan's size and its estimated time: GPU figures for a GPU scale, this CPU's for a CPU
+    one. A round's cost scales with the samples it trains (K of N workers' for fastest-K)."""
+    cpu = scale.device == "cpu"
+    ms_round, ms_eval, ms_start = (CPU_MS_PER_ROUND, CPU_EVAL_MS, CPU_RUN_START_MS) if cpu else \
+        (MS_PER_ROUND, EVAL_MS, RUN_START_MS)
     rounds = sum(j.config.rounds for j in jobs)
     evals = sum(j.config.rounds // j.config.eval_every + 1 for j in jobs)
     # an evaluation on a subset costs its share of the 10,000 images; each run's last uses all
     share = min(1.0, scale.eval_subset / 10_000) if scale.eval_subset else 1.0
-    eval_ms = (evals - len(jobs)) * EVAL_MS * share + len(jobs) * EVAL_MS
-    minutes = (rounds * MS_PER_ROUND + eval_ms + len(jobs) * RUN_START_MS) / 6e4
-    return {"runs": len(jobs), "rounds": rounds, "evaluations": evals,
-            "estimated_gpu_minutes": round(minutes, 1), "assumed_ms_per_round": MS_PER_ROUND,
-            "assumed_ms_per_evaluation": EVAL_MS, "assumed_ms_per_run_start": RUN_START_MS}
+    eval_ms = (evals - len(jobs)) * ms_eval * share + len(jobs) * ms_eval
+    if cpu:  # the measured ms per round is lgc's at K = 7 (about N of N workers' samples)
+        work = sum(j.config.rounds * (j.config.threshold_k / j.config.n_workers
+                                      if j.config.algorithm == "fastest-k" else 1.0) for j in jobs)
+    else:
+        work = rounds
+    minutes = (work * ms_round + eval_ms + len(jobs) * ms_start) / 6e4
+    est = {"runs": len(jobs), "rounds": rounds, "evaluations": evals, "processes": processes,
+           "assumed_ms_per_round": ms_round, "assumed_ms_per_evaluation": ms_eval,
+           "assumed_ms_per_run_start": ms_start}
+    if cpu:
+        est["estimated_cpu_minutes"] = round(minutes, 1)
+        est["estimated_wall_minutes"] = round(minutes / processes, 1)
+    else:
+        est["estimated_gpu_minutes"] = round(minutes, 1)
+    return est
 
 
 def measured_speed(done) -> dict:
@@ -114,9 +142,83 @@ def run_chunk(jobs, *, results, budget_s: float, quiet: bool, max_runs: int | No
     return done, started
 
 
-def archive(path: Path, done, out_dir: Path, results_root: Path | None, progress: dict) -> None:
+_LOADED: dict = {}  # CIFAR-10 once per worker process
+
+
+def _train_one(cfg, results, left: float, threads):
+    """One run in a worker process of run_chunk_parallel (one torch thread each)."""
+    from lgc.data.cifar10 import load_cifar10
+    from lgc.sim import train
+    from lgc.threads import torch_threads
+
+    key = (str(cfg.data_dir), cfg.accept_md5_mismatch)
+    if cfg.dataset == "cifar10" and key not in _LOADED:
+        _LOADED[key] = load_cifar10(cfg.data_dir, accept_md5_mismatch=cfg.accept_md5_mismatch)
+    with torch_threads(threads):
+        return str(train(cfg, root=results, quiet=True, time_limit_s=left, dataset=_LOADED.get(key)))
+
+
+def run_chunk_parallel(jobs, *, results, budget_s: float, quiet: bool, processes: int, threads,
+                       max_runs: int | None = None) -> tuple[list, int]:
+    """run_chunk with `processes` independent runs at a time (spawned processes): each run starts
+    with the time left of the chunk and checkpoints when it is spent."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from lgc import runs
+
+    began = time.perf_counter()
+    todo = [(i, j) for i, j in enumerate(jobs)
+            if not runs.is_complete(runs.run_dir("train", j.config.resolved().to_dict(), results))]
+    started, stop, flying = 0, False, {}
+    with ProcessPoolExecutor(processes, mp_context=mp.get_context("spawn")) as pool:
+        while (todo and not stop) or flying:
+            while todo and not stop and len(flying) < processes:
+                left = budget_s - (time.perf_counter() - began)
+                if left < min(5.0, 0.1 * budget_s) or (max_runs is not None and started >= max_runs):
+                    stop = True
+                    break
+                i, job = todo.pop(0)
+                started += 1
+                if not quiet:
+                    print(f"[{time.perf_counter() - began:6.0f} s] run {i + 1}/{len(jobs)} {', '.join(job.figures)} "
+                          f"{job.config.algorithm} {job.tags} seed={job.config.seed} T={job.config.rounds}",
+                          flush=True)
+                flying[pool.submit(_train_one, job.config, results, left, threads)] = job
+            if not flying:
+                break
+            finished, _ = wait(list(flying), return_when=FIRST_COMPLETED)
+            for f in finished:
+                job = flying.pop(f)
+                if not runs.is_complete(f.result()):
+                    stop = True  # out of time: the run checkpointed; the next chunk resumes it
+    done = [(j, runs.run_dir("train", j.config.resolved().to_dict(), results)) for j in jobs]
+    return [(j, p) for j, p in done if runs.is_complete(p)], started
+
+
+def ensure_constants(scale, data_dir: str, accept: bool, out: Path, quiet: bool) -> Path:
+    """constants.json of `lgc estimate` on the scale's base run (model, partition, data), next to
+    the figures with the config it came from; reused when that config is unchanged."""
+    from lgc import runs
+
+    cfg = pp.base_config(data_dir, scale, accept_md5_mismatch=accept).resolved().to_dict()
+    path, source = out / "constants.json", out / "constants_config.json"
+    if path.exists() and source.exists() and json.loads(source.read_text()) == cfg:
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_json(source, cfg)
+    if not quiet:
+        print(f"lgc estimate on the base run's model and partition -> {path}", flush=True)
+    cmd = [sys.executable, "-m", "lgc", "estimate", "--config", str(source), "--out", str(path), "--quiet"]
+    if scale.threads:
+        cmd += ["--threads", str(scale.threads)]
+    subprocess.run(cmd, check=True)
+    return path
+
+
+def archive(path: Path, done, out_dir: Path, results_root: Path | None, progress: dict, name: str = "paper") -> None:
     """One tar.gz: each finished run's records (no checkpoint) under results/train/<key>/, the
-    figures under paper_figures/out/paper/, and progress.json."""
+    figures under paper_figures/out/<name>/ (the scale's), and progress.json."""
     import io
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,9 +230,9 @@ def archive(path: Path, done, out_dir: Path, results_root: Path | None, progress
                     tar.add(Path(run) / f, arcname=f"results/train/{Path(run).name}/{f}")
         for f in sorted(out_dir.glob("*")):
             if f.is_file():
-                tar.add(f, arcname=f"paper_figures/out/paper/{f.name}")
+                tar.add(f, arcname=f"paper_figures/out/{name}/{f.name}")
         data = dumps(progress, indent=2).encode()
-        info = tarfile.TarInfo("paper_figures/out/paper/progress.json")
+        info = tarfile.TarInfo(f"paper_figures/out/{name}/progress.json")
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     tmp.replace(path)
@@ -144,10 +246,17 @@ def main(argv=None) -> int:
                         "(implies --accept-md5-mismatch)")
     p.add_argument("--accept-md5-mismatch", action="store_true", help="use CIFAR-10 files whose MD5 differs")
     p.add_argument("--chunk-minutes", type=float, default=9.0, help="stop cleanly within this time (default 9)")
-    p.add_argument("--only", default=",".join(pp.FIGURES), help="figures, comma-separated (default: all)")
+    p.add_argument("--only", default=None, help="figures, comma-separated (default: all of the scale's)")
     p.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
-    p.add_argument("--out", type=Path, default=OUT, help=f"figure folder (default: {OUT})")
-    p.add_argument("--constants", type=Path, help="constants JSON of `lgc estimate` (bound curves of fig4, fig6)")
+    p.add_argument("--scale", choices=("paper", "cpu"), default="paper",
+                   help="paper: ResNet-18-GN on a GPU (default); cpu: the same profile at this CPU's scale "
+                        "(small CNN, c = 3, h in {1, 10} and a persistent slow set, abort semantics; "
+                        "`make figures-cifar`)")
+    p.add_argument("--processes", type=int, default=1, help="independent runs at a time (default 1)")
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"figure folder (default: {OUT_ROOT}/paper, or {OUT_ROOT}/cifar with --scale cpu)")
+    p.add_argument("--constants", type=Path, help="constants JSON of `lgc estimate` (bound curves of fig4, fig6); "
+                                                  "--scale cpu estimates its own when none is given")
     p.add_argument("--archive", type=Path, help="write the run records and figures to this .tar.gz")
     p.add_argument("--plan", action="store_true", help="print the runs and the GPU-time estimate, run nothing")
     p.add_argument("--draw-only", action="store_true", help="draw from finished runs, train nothing")
@@ -156,8 +265,9 @@ def main(argv=None) -> int:
                                                      "per round size and run would cost more than it saves)")
     p.add_argument("--max-runs", type=int, help="start at most this many runs in this chunk")
     p.add_argument("--tiny", action="store_true",
-                   help="tiny CPU scale (small CNN of width 4, 4 rounds, 40 samples per worker, 2 seeds, "
-                        "evaluations on 100 test images and the last on all, one thread): a smoke test")
+                   help="the scale's profile at tiny size (small CNN of width 4, 3-4 rounds, 40 samples per "
+                        "worker, 2 seeds, evaluations on 100 test images and the last on all, one thread): "
+                        "a smoke test")
     p.add_argument("--eval-subset", type=int, metavar="N",
                    help="evaluations before a run's last on the first N test images (a cut; the last uses all)")
     p.add_argument("--quiet", action="store_true")
@@ -166,13 +276,18 @@ def main(argv=None) -> int:
     from lgc.errors import UserError
     from theory.errors import TheoryInputError
 
-    only = tuple(f.strip() for f in args.only.split(",") if f.strip())
+    only = tuple(f.strip() for f in (args.only or "").split(",") if f.strip())
     bad = [f for f in only if f not in pp.FIGURES]
+    only = only or tuple(pp.FIGURES)
     if bad:
         print(f"lgc figures: error: --only {bad[0]!r} is not a figure of the paper profile ({', '.join(pp.FIGURES)})",
               file=sys.stderr)
         return 2
-    scale = pp.TINY if args.tiny else pp.PAPER
+    if args.processes < 1:
+        print(f"lgc figures: error: --processes {args.processes} must be >= 1", file=sys.stderr)
+        return 2
+    scale = pp.SCALES[args.scale + ("-tiny" if args.tiny else "")]
+    out = args.out if args.out is not None else OUT_ROOT / scale.name
     if args.eval_subset is not None:
         scale = dataclasses.replace(scale, eval_subset=args.eval_subset)
     accept = args.accept_md5_mismatch or args.shared_data is not None
@@ -189,7 +304,7 @@ def main(argv=None) -> int:
     except (UserError, TheoryInputError) as e:
         print(f"lgc figures: error: {e}", file=sys.stderr)
         return 2
-    est = plan_estimate(jobs, scale)
+    est = plan_estimate(jobs, scale, args.processes)
     if args.plan:
         for j in jobs:
             print(f"{','.join(j.figures):<10} {j.config.algorithm:<18} {j.tags} seed={j.config.seed} T={j.config.rounds}")
@@ -203,11 +318,24 @@ def main(argv=None) -> int:
         budget_s -= time.perf_counter() - t0
         from lgc.threads import torch_threads
 
-        with torch_threads(1 if args.tiny else None):  # tiny models: one thread is fastest (lgc/threads.py)
-            done, started = run_chunk(jobs, results=args.results, budget_s=0 if args.draw_only else budget_s,
-                                      quiet=args.quiet, max_runs=args.max_runs)
-        paths = pp_draw().draw_all(done, args.out, constants=constants, scale=scale, only=only)
-    except UserError as e:
+        if args.processes > 1 and not args.draw_only:
+            done, started = run_chunk_parallel(jobs, results=args.results, budget_s=budget_s, quiet=args.quiet,
+                                               processes=args.processes, threads=scale.threads,
+                                               max_runs=args.max_runs)
+        else:
+            with torch_threads(scale.threads):  # small models: one thread is fastest (lgc/threads.py)
+                done, started = run_chunk(jobs, results=args.results, budget_s=0 if args.draw_only else budget_s,
+                                          quiet=args.quiet, max_runs=args.max_runs)
+        if constants is None and scale.device == "cpu" and "fig4" in only and not args.draw_only:
+            from theory.constants import read_constants  # after the runs: the estimate delays none of them
+
+            constants = read_constants(ensure_constants(scale, args.data_dir, accept, out, args.quiet))
+        elif constants is None and (out / "constants.json").exists():
+            from theory.constants import read_constants
+
+            constants = read_constants(out / "constants.json")
+        paths = pp_draw().draw_all(done, out, constants=constants, scale=scale, only=only)
+    except (UserError, TheoryInputError) as e:
         print(f"lgc figures: error: {e}", file=sys.stderr)
         return 2
     from lgc import runs
@@ -216,15 +344,16 @@ def main(argv=None) -> int:
     left_rounds = sum(j.config.rounds for j in jobs) - speed["finished_rounds"]
     if speed["ms_per_round"]:  # wall_s of a round includes its evaluations
         speed["projected_minutes_left"] = round(left_rounds * speed["ms_per_round"] / 6e4, 1)
-    progress = {"complete_runs": len(done), "planned_runs": len(jobs), "started_this_chunk": started,
+    progress = {"scale": dataclasses.asdict(scale), "command": " ".join(sys.argv),
+                "complete_runs": len(done), "planned_runs": len(jobs), "started_this_chunk": started,
                 "plan": est, "measured": speed, "chunk_wall_s": round(time.perf_counter() - t0, 1),
                 "code_version": runs.code_version(), "environment": runs.environment_info(),
                 "figures": [str(x) for x in paths]}
-    runs.atomic_write_json(args.out / "progress.json", progress)
+    runs.atomic_write_json(out / "progress.json", progress)
     if args.archive:
-        archive(args.archive, done, args.out, args.results, progress)
+        archive(args.archive, done, out, args.results, progress, scale.name)
     left = len(jobs) - len(done)
-    print(f"{len(done)}/{len(jobs)} runs complete; {len(paths)} figure files in {args.out}"
+    print(f"{len(done)}/{len(jobs)} runs complete; {len(paths)} figure files in {out}"
           + (f"; {left} runs left: run the same command again" if left else "") +
           f"; measured {progress['measured']['ms_per_round']} ms/round", flush=True)
     return 0

@@ -143,4 +143,105 @@ def test_lgc_figures_forwards_the_paper_profile_options(capsys):
     plan = json.loads(out[out.index("{\n"):])
     assert plan["runs"] == len(pp.BLOCKS) * pp.TINY.seeds  # tiny scale, figure 5 only
     assert main(["figures", "--tiny"]) == 2  # the quick profile has no tiny scale
-    assert "--tiny applies to --profile paper only" in capsys.readouterr().err
+    assert "--tiny applies to --profile paper or cifar only" in capsys.readouterr().err
+    assert main(["figures", "--profile", "cifar", "--data-dir", "/nowhere", "--plan", "--processes", "2"]) == 0
+    out = capsys.readouterr().out
+    plan = json.loads(out[out.index("{\n"):])
+    assert plan["runs"] == len(pp.jobs("/nowhere", pp.CPU)) and plan["processes"] == 2
+
+
+# ---------------------------------------------------------------- the CPU scale (make figures-cifar)
+
+def test_cpu_scale_is_the_same_profile_smaller():
+    """One definition, two scales: the CPU scale's runs are the paper profile's runs with the small
+    CNN, c = 3, abort semantics and fewer cells; it adds a persistent slow set."""
+    jobs = pp.jobs("/data", pp.CPU)
+    for j in jobs:
+        c = j.config
+        assert (c.n_workers, c.batch_size, c.blocks, c.lr, c.momentum, c.model, c.width, c.dataset) == \
+               (10, 50, 5, 0.05, 0.9, "cnn", 32, "cifar10")
+        assert c.semantics == "abort" and c.samples_per_worker == 2000 and c.eval_subset == 1000
+        assert c.classes_per_worker == 3
+    cells = {}
+    for j in jobs:
+        for fig in j.figures:
+            h = j.tags["h"] if j.config.timing == "heterogeneous" else j.config.straggling_period
+            key = (fig, j.config.algorithm, h, j.config.threshold_k)
+            cells.setdefault(key, set()).add(j.config.seed)
+    assert all(len(s) == 3 for s in cells.values())  # 3 seeds everywhere
+    assert {k[1] for k in cells if k[0] == "fig1"} == set(pp.CORE) | {"lgc-fresh", "anytime-minibatch"}
+    assert {k[2] for k in cells if k[0] == "fig3"} == {1, 10, pp.PERSISTENT}
+    assert {k[3] for k in cells if k[0] == "fig4" and k[1] == "lgc"} == set(pp.KS)
+    assert {k[2] for k in cells if k[0] == "classes"} == {10, pp.PERSISTENT}
+    assert not any(k[0] in ("fig5", "fig6", "fig8") for k in cells)
+    persistent = [j.config for j in jobs if j.config.timing == "heterogeneous"]
+    assert len(persistent) == 9 and all(c.timing_params["slow_workers"] == "first" for c in persistent)
+    assert len({repr(sorted(vars(j.config).items())) for j in jobs}) == len(jobs)  # each run once
+    # the paper's three algorithms (all seeds) come before the ablations: a cut keeps whole figures
+    first = [j.config.algorithm for j in jobs[:9]]
+    assert set(first) == set(pp.CORE)
+
+
+def test_cpu_budget_uses_abort_round_times():
+    """fig4's T(K) at the CPU scale: abort semantics, E[R_lgc(K)] = E[X_(K:N)] (shift 1 + harmonic tail)."""
+    er = pp.expected_round_time("lgc", 7, semantics="abort")
+    assert abs(er - (1 + sum(1 / i for i in range(4, 11)))) < 0.02
+    tau = pp.budget(pp.CPU)
+    for k in pp.KS:
+        assert abs(pp.rounds_for("lgc", k, pp.CPU) * pp.expected_round_time("lgc", k, semantics="abort") - tau) <= 2
+
+
+def test_cpu_profile_end_to_end_at_tiny_scale(tmp_path, monkeypatch):
+    """make figures-cifar's pipeline on fake CIFAR-10 files: two processes, the persistent regime,
+    fig4 against a constants file, the per-class figure; then a second call trains nothing."""
+    import dataclasses
+
+    from theory.constants import write_constants
+
+    monkeypatch.setitem(pp.SCALES, "cpu-tiny", dataclasses.replace(pp.CPU_TINY, ks=(5,), periods=(10,), seeds=1))
+    data = tmp_path / "data"
+    write_fake_cifar10(data, n_train=1000, n_test=100)
+    constants = tmp_path / "constants.json"
+    write_constants(constants, {"L": 5.0, "sigma2": 4.0, "zeta2": 4.0, "Delta": 0.9})
+    out = tmp_path / "out"
+    common = ["--scale", "cpu", "--tiny", "--data-dir", str(data), "--accept-md5-mismatch", "--only",
+              "fig3,fig4,classes", "--results", str(tmp_path / "results"), "--out", str(out), "--quiet",
+              "--constants", str(constants)]
+    assert paper.main(common + ["--processes", "2"]) == 0
+    progress = json.loads((out / "progress.json").read_text())
+    # fig3: full-sync, fastest-k, lgc at h = 10 and with the persistent set; fig4: K = 5 for two rules;
+    # classes: also lgc-fresh and anytime-minibatch of the base regime; one seed (a smoke test)
+    assert progress["planned_runs"] == progress["complete_runs"] == 3 + 3 + 2 + 2
+    assert progress["scale"]["semantics"] == "abort" and progress["scale"]["name"] == "cifar"
+    for stem in ("fig3_straggling_period", "fig4_threshold_k", "classes_per_class_accuracy"):
+        assert (out / f"{stem}.png").stat().st_size > 1000
+    rows = read_csv(out / "classes_per_class_accuracy.csv")
+    assert {r["regime"] for r in rows} == {"h=10", pp.PERSISTENT}
+    assert len(rows) == 10 * (5 + 3)  # 10 classes x (5 algorithms at h = 10, 3 persistent)
+    # slow_share: the persistent set's share of each class's training samples, from the partition
+    shares = [float(r["slow_share"]) for r in rows if r["regime"] == pp.PERSISTENT]
+    assert all(0.0 <= s <= 1.0 for s in shares) and max(shares) > 0.5
+    # the per-class accuracies are those of the runs' last evaluation on the whole test set
+    for d in (tmp_path / "results" / "train").iterdir():
+        fin = json.loads((d / "final.json").read_text())
+        assert len(fin["test_acc_per_class"]) == 10
+        assert abs(np.mean(fin["test_acc_per_class"]) - fin["test_acc"]) < 1e-9  # 10 test images per class
+    bound = [r for r in read_csv(out / "fig4_threshold_k.csv") if r["kind"] == "bound"]
+    assert bound and {r["algorithm"] for r in bound} == {"fastest-k", "lgc"}
+    assert paper.main(common) == 0
+    assert json.loads((out / "progress.json").read_text())["started_this_chunk"] == 0
+
+
+def test_cpu_plan_states_processes_and_cpu_minutes(capsys):
+    assert paper.main(["--scale", "cpu", "--data-dir", "x", "--plan", "--processes", "2"]) == 0
+    text = capsys.readouterr().out
+    est = json.loads(text[text.index("\n{") + 1:])
+    assert est["runs"] == len(pp.jobs("x", pp.CPU)) and est["processes"] == 2
+    assert est["estimated_wall_minutes"] == round(est["estimated_cpu_minutes"] / 2, 1) or \
+        abs(est["estimated_wall_minutes"] - est["estimated_cpu_minutes"] / 2) <= 0.1
+
+
+def test_bad_process_count_is_one_line_and_status_2(capsys):
+    assert paper.main(["--scale", "cpu", "--data-dir", "x", "--processes", "0", "--plan"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--processes 0" in err

@@ -1,4 +1,5 @@
-"""`lgc figures`: draw the quick-profile (CPU, embedded data) or paper-profile figures.
+"""`lgc figures`: draw the quick-profile (CPU, embedded data) or paper-profile figures (GPU scale,
+or `--profile cifar`: the same profile at CPU scale, `make figures-cifar`).
 
 paper_figures is imported inside run(), so `lgc --help` stays fast and lgc never needs it
 to import.
@@ -12,13 +13,14 @@ from lgc.errors import UserError, check
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=("quick", "paper"), default="quick",
-                        help="quick: CPU, embedded data, a few minutes (default); paper: CIFAR-10 on a GPU")
+    parser.add_argument("--profile", choices=("quick", "paper", "cifar"), default="quick",
+                        help="quick: CPU, embedded data, a few minutes (default); paper: CIFAR-10 on a GPU; "
+                             "cifar: the paper profile at CPU scale (small CNN, about an hour on 2 cores)")
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="draw only these figures (module names without fig_, e.g. tradeoff)")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default paper_figures/out/<profile>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    paper = parser.add_argument_group("paper profile (GPU; the same as `make figures-paper`)")
+    paper = parser.add_argument_group("paper profile (`make figures-paper`; --profile cifar: `make figures-cifar`)")
     paper.add_argument("--data-dir", type=Path, default=None, help="CIFAR-10 folder (holding cifar-10-batches-py/)")
     paper.add_argument("--accept-md5-mismatch", action="store_true", help="use CIFAR-10 files whose MD5 differs")
     paper.add_argument("--constants", type=Path, default=None,
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     paper.add_argument("--chunk-minutes", type=float, default=None,
                        help="stop cleanly within this time; run again to continue (default 9)")
     paper.add_argument("--archive", type=Path, default=None, help="also pack run records and figures into this .tar.gz")
+    paper.add_argument("--processes", type=int, default=None, help="independent runs at a time (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,11 +41,12 @@ def run(args: argparse.Namespace) -> int:
             Path(args.out).mkdir(exist_ok=True)
         except OSError as e:
             raise UserError(f"--out {args.out}: cannot create the folder ({e.strerror})") from None
-    if args.profile == "paper":
+    if args.profile in ("paper", "cifar"):
         from paper_figures import paper
 
-        check(args.data_dir is not None, "--profile paper needs --data-dir (the CIFAR-10 folder)")
-        argv = ["--data-dir", str(args.data_dir)]
+        check(args.data_dir is not None, f"--profile {args.profile} needs --data-dir (the CIFAR-10 folder)")
+        argv = ["--data-dir", str(args.data_dir), "--scale", "cpu" if args.profile == "cifar" else "paper"]
+        argv += ["--processes", str(args.processes)] if args.processes is not None else []
         argv += ["--accept-md5-mismatch"] if args.accept_md5_mismatch else []
         argv += ["--constants", str(args.constants)] if args.constants else []
         argv += ["--only", ",".join(args.only)] if args.only else []
@@ -53,8 +57,8 @@ def run(args: argparse.Namespace) -> int:
         argv += ["--archive", str(args.archive)] if args.archive else []
         return int(paper.main(argv) or 0)
     for flag, given in (("--tiny", args.tiny), ("--plan", args.plan), ("--chunk-minutes", args.chunk_minutes),
-                        ("--archive", args.archive)):
-        check(not given, f"{flag} applies to --profile paper only")
+                        ("--archive", args.archive), ("--processes", args.processes)):
+        check(not given, f"{flag} applies to --profile paper or cifar only")
     from paper_figures import quick
 
     known = quick.discover()

@@ -58,6 +58,7 @@ class Simulator:
         self.task = make_task(cfg, self.device, dataset)
         self.model = self.task.model
         self.model.train()
+        self.final_per_class = None  # each class's test accuracy after the last round (final.json)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         with torch.no_grad():
             self.w = torch.cat([p.detach().reshape(-1) for p in self.params]).float().clone()
@@ -127,8 +128,9 @@ class Simulator:
         self.round += 1
         row.update(round_record(cfg.algorithm, warm, s, clock=self.clock, samples=int(plan.counts.sum()), rho=plan.rho,
                                 loss=loss, lr=cfg.lr))
-        if t == cfg.rounds - 1:
-            row.update(self.task.evaluate())
+        if t == cfg.rounds - 1:  # the last evaluation: the whole test set, and each class's accuracy
+            row.update(self.task.evaluate(per_class=True))
+            self.final_per_class = row.pop("test_acc_per_class", None)
         elif cfg.eval_every and (t + 1) % cfg.eval_every == 0:
             row.update(self.task.evaluate(limit=cfg.eval_subset))  # a fixed subset, if asked (cheaper)
         row["wall_s"] = time.perf_counter() - start
@@ -142,6 +144,8 @@ class Simulator:
         if self.rows:
             last = self.rows[-1]
             out.update({k: last[k] for k in ("loss", "test_loss", "test_acc") if k in last})
+            if self.final_per_class is not None and self.round == self.cfg.rounds:
+                out["test_acc_per_class"] = self.final_per_class
             if "grad_norm2" in last:
                 out["grad_norm2_mean"] = float(np.mean([r["grad_norm2"] for r in self.rows]))
             wall = sum(r["wall_s"] for r in self.rows)
