@@ -205,31 +205,38 @@ def _straggler_cases(M, semantics, m_inv, zero_frac):
     return [(np.where(one, 0.0, 1.0), np.where(one, 1.0, 0.0)), (np.zeros(np.shape(M)), np.ones(np.shape(M)))]
 
 
+def _need(condition, message) -> None:
+    """require() with the message built only on failure: _check's messages format arrays of up to
+    a chunk of K values (theory/tradeoff.py), 2 ms each, and they almost never fail."""
+    if not condition:
+        require(False, message())
+
+
 def _check(N_, K_, M, B, eta, L, sigma2, zeta2, Delta, h, m_inv, zero_frac, zero_sq, delta, semantics):
-    require(bool(np.all(N_ >= 1)), f"N={N_} must be >= 1")
-    require(bool(np.all((K_ >= 1) & (K_ <= N_))), f"K={K_} must satisfy 1 <= K <= N={N_}")
-    require(bool(np.all(np.asarray(M) >= 1)), f"M={M} must be >= 1")
-    require(bool(np.all(np.asarray(B) >= 1)) and bool(np.all(np.asarray(B) % np.asarray(M) == 0)),
-            f"B={B} must be a positive multiple of M={M}")
-    require(bool(np.all(np.asarray(eta) > 0)), f"eta={eta} must be > 0")
-    require(bool(np.all(np.asarray(L) > 0)), f"L={L} must be > 0")
+    _need(bool(np.all(N_ >= 1)), lambda: f"N={N_} must be >= 1")
+    _need(bool(np.all((K_ >= 1) & (K_ <= N_))), lambda: f"K={K_} must satisfy 1 <= K <= N={N_}")
+    _need(bool(np.all(np.asarray(M) >= 1)), lambda: f"M={M} must be >= 1")
+    _need(bool(np.all(np.asarray(B) >= 1)) and bool(np.all(np.asarray(B) % np.asarray(M) == 0)),
+          lambda: f"B={B} must be a positive multiple of M={M}")
+    _need(bool(np.all(np.asarray(eta) > 0)), lambda: f"eta={eta} must be > 0")
+    _need(bool(np.all(np.asarray(L) > 0)), lambda: f"L={L} must be > 0")
     for name, v in (("sigma2", sigma2), ("zeta2", zeta2), ("Delta", Delta)) + ((("delta", delta),) if delta is not None else ()):
-        require(bool(np.all(np.asarray(v) >= 0)), f"{name}={v} must be >= 0")
-    require(bool(np.all(np.asarray(h) >= 1)), f"h={h} must be >= 1")
+        _need(bool(np.all(np.asarray(v) >= 0)), lambda: f"{name}={v} must be >= 0")
+    _need(bool(np.all(np.asarray(h) >= 1)), lambda: f"h={h} must be >= 1")
     require(semantics in (None, "boundary", "abort"), f"semantics={semantics!r} must be 'boundary', 'abort' or None")
     require((m_inv is None) == (zero_frac is None), "give both m_inv and zero_frac, or neither")
     if m_inv is None:
         return
     mi, zf = np.asarray(m_inv, float), np.asarray(zero_frac, float)
-    require(bool(np.all((zf >= 0) & (zf <= 1))), f"zero_frac={zero_frac} must be in [0, 1]")
-    require(bool(np.all((mi >= 0) & (mi <= 1 - zf + 1e-9))),
-            f"m_inv={m_inv} must be in [0, 1 - zero_frac] (1{{m_j >= 1}}/m_j is 0 where m_j = 0)")
-    require(bool(np.all((np.asarray(M) > 1) | (K_ == N_) | (zf >= 1 - 1e-9))),
-            f"zero_frac={zero_frac} must be 1 where M=1 (a straggler reports at most M - 1 = 0 blocks)")
+    _need(bool(np.all((zf >= 0) & (zf <= 1))), lambda: f"zero_frac={zero_frac} must be in [0, 1]")
+    _need(bool(np.all((mi >= 0) & (mi <= 1 - zf + 1e-9))),
+          lambda: f"m_inv={m_inv} must be in [0, 1 - zero_frac] (1{{m_j >= 1}}/m_j is 0 where m_j = 0)")
+    _need(bool(np.all((np.asarray(M) > 1) | (K_ == N_) | (zf >= 1 - 1e-9))),
+          lambda: f"zero_frac={zero_frac} must be 1 where M=1 (a straggler reports at most M - 1 = 0 blocks)")
     if zero_sq is not None:
         zs = np.asarray(zero_sq, float)
-        require(bool(np.all((zs >= zf**2 - 1e-9) & (zs <= zf + 1e-9))),
-                f"zero_sq={zero_sq} must be in [zero_frac^2, zero_frac] (a second moment of a fraction)")
+        _need(bool(np.all((zs >= zf**2 - 1e-9) & (zs <= zf + 1e-9))),
+              lambda: f"zero_sq={zero_sq} must be in [zero_frac^2, zero_frac] (a second moment of a fraction)")
 
 
 def evaluate(

@@ -80,33 +80,55 @@ class RoundStats:
     zero_frac_se: np.ndarray | None = None
 
 
-def _even_split_round(x: np.ndarray, m_blocks: int):
-    """One abort round of an even-split model, every K at once, in O(N M log N) (eq. 2.4).
+CHUNK = 1 << 14  # K values per chunk: every per-round temporary is (M + 1) x CHUNK, not (M + 1) x N.
+# A multiple of 64: the level sums (a BLAS product) then round every column as one product over all K
+# would (widths not a multiple of the kernel's, 7 say, change the last bit of some sums).
+
+
+def _even_split_round(x: np.ndarray, m_blocks: int, ks: np.ndarray | None = None) -> np.ndarray:
+    """One abort round of an even-split model, every K in ks at once, in O(N log N + |ks| M log N)
+    (eq. 2.4).
 
     Sorted times x_(1) <= ... <= x_(N); for K, t = x_(K). A straggler with time x has
     done = floor(M t / x) blocks by t (block m ends at x (m+1)/M, eq. 2.2), so the stragglers in
     level k are those with M t/(k+1) < x <= M t/k; counts come from searchsorted, and
-    m_j = min(level, M-1). Returns per-K arrays (t_cut, wall, sum m, sum 1{m>=1}/m, #zero).
+    m_j = min(level, M-1). Returns (5, |ks|): per K (default 1..N) t_cut, wall, sum m,
+    sum 1{m>=1}/m, #zero. The K are taken CHUNK at a time: memory O(N + |ks|), not O(N M).
     """
-    n = x.size
     xs = np.sort(x)
-    t = xs
-    kk = np.arange(1, n + 1)
+    ks = np.arange(1, xs.size + 1) if ks is None else np.asarray(ks, dtype=np.int64)
+    out = np.empty((5, ks.size))
+    for lo in range(0, ks.size, CHUNK):
+        kk = ks[lo:lo + CHUNK]
+        out[:, lo:lo + kk.size] = _even_split_chunk(xs, kk, m_blocks)
+    return out
+
+
+def _even_split_chunk(xs: np.ndarray, kk: np.ndarray, m_blocks: int) -> np.ndarray:
+    """_even_split_round for the K in kk, given the sorted times xs (column by column the same
+    arithmetic for any chunk that is a multiple of 64 wide, so the chunking does not change a bit)."""
+    n = xs.size
+    t = xs[kk - 1]
     # c[k] = number of positions with x <= M t / k, at least K (k = 1..M); c[0] = N
-    c = np.empty((m_blocks + 1, n), dtype=np.int64)
+    c = np.empty((m_blocks + 1, kk.size), dtype=np.int64)
     c[0] = n
     for k in range(1, m_blocks + 1):
-        c[k] = np.maximum(np.searchsorted(xs, m_blocks * t / k, side="right"), kk)
-    counts = np.empty((m_blocks + 1, n), dtype=np.int64)
+        q = m_blocks * t / k  # every count lies between those of min(q) and max(q): search only there
+        a, b = np.searchsorted(xs, (q.min(), q.max()), side="right")  # (fewer cache misses, same counts)
+        c[k] = np.maximum(np.searchsorted(xs[a:b], q, side="right") + a, kk)
+    counts = np.empty((m_blocks + 1, kk.size), dtype=np.int64)
     counts[:m_blocks] = c[:m_blocks] - c[1:]
     counts[m_blocks] = c[m_blocks] - kk  # ties with t: all blocks done by t
     levels = np.arange(m_blocks + 1)
     m_of = np.minimum(levels, m_blocks - 1).astype(float)
     inv = np.where(m_of >= 1, 1.0 / np.maximum(m_of, 1), 0.0)
-    m_sum = m_of @ counts
-    inv_sum = inv @ counts
-    zeros = (m_of == 0).astype(float) @ counts
-    return t, t.copy(), m_sum, inv_sum, zeros
+    out = np.empty((5, kk.size))
+    out[0] = t
+    out[1] = t
+    out[2] = m_of @ counts
+    out[3] = inv @ counts
+    out[4] = (m_of == 0).astype(float) @ counts
+    return out
 
 
 def _batch_stats(batch, ks: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -160,9 +182,7 @@ def _abort_rounds(model, n, m_blocks, ks, rounds, seed):
         if exact_path:
             one[:5] = _generic_round(model.block_finish_times(seed, r, n, m_blocks), ks)
         else:
-            x = model.block_finish_times(seed, r, n, 1)[:, 0]
-            for row, v in enumerate(_even_split_round(x, m_blocks)):
-                one[row] = v[ks - 1]
+            one[:5] = _even_split_round(model.block_finish_times(seed, r, n, 1)[:, 0], m_blocks, ks)
         one[5] = one[0]
         yield one
 
@@ -199,18 +219,18 @@ def round_stats(
     # rows: t_cut, wall, sum m, sum 1{m>=1}/m, #zero, wait R - t_cut, excess R - X_(K:N)
     mean = np.zeros((7, len(ks)))
     m2 = np.zeros((7, len(ks)))
-    one = np.empty((7, len(ks)))
     n_batches = min(10, rounds)
     batch_of = np.repeat(np.arange(n_batches), [len(b) for b in np.array_split(np.arange(rounds), n_batches)])
-    batch_sum = np.zeros((n_batches, 7, len(ks)))
+    # batch means for the chain only (abort's standard error comes from m2): 560 bytes per K otherwise
+    batch_sum = np.zeros((n_batches, 7, len(ks))) if semantics == "boundary" else None
     for r, six in enumerate(per_round):
-        one[:5] = six[:5]
-        one[5] = six[1] - six[0]
-        one[6] = six[1] - six[5]
-        delta = one - mean
-        mean += delta / (r + 1)
-        m2 += delta * (one - mean)
-        batch_sum[batch_of[r]] += one
+        for row in range(7):  # row by row: temporaries of len(ks), not 7 x len(ks) (Welford's update)
+            v = six[row] if row < 5 else six[1] - six[0] if row == 5 else six[1] - six[5]
+            delta = v - mean[row]
+            mean[row] += delta / (r + 1)
+            m2[row] += delta * (v - mean[row])
+            if batch_sum is not None:
+                batch_sum[batch_of[r], row] += v
         if progress is not None:
             progress(r + 1)
     strag = np.maximum(n - ks, 1)
@@ -219,8 +239,10 @@ def round_stats(
     elif semantics == "boundary":  # batch means: consecutive rounds of the chain are correlated
         sizes = np.bincount(batch_of, minlength=n_batches)[:, None, None]
         se = (batch_sum / sizes).std(axis=0, ddof=1) / np.sqrt(n_batches)
-    else:
-        se = np.sqrt(m2 / (rounds - 1) / rounds)
+    else:  # in place: no (7, |ks|) temporaries
+        m2 /= rounds - 1
+        m2 /= rounds
+        se = np.sqrt(m2, out=m2)
     return RoundStats(
         ks=ks, t_cut=mean[0], t_cut_se=se[0], wall=mean[1], wall_se=se[1],
         m_mean=mean[2] / strag, m_inv=mean[3] / strag, zero_frac=mean[4] / strag, rounds=rounds,

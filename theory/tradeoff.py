@@ -115,7 +115,30 @@ class Tradeoff:
         return out
 
 
+BOUND_CHUNK = 1 << 13  # K values per bound evaluation: its temporaries are O(chunk), not O(N)
+
+
 def _bound(algorithm, prob: Problem, ks, eta, T, stats_idx, stats, set_model, h_eff, inclusion=None):
+    """The bound (eq. 5.2) per K, evaluated BOUND_CHUNK K values at a time (elementwise in K,
+    so the chunks give the same numbers as one call; only the memory differs)."""
+    n = len(ks)
+    if n <= BOUND_CHUNK:
+        return _bound_chunk(algorithm, prob, ks, eta, T, stats_idx, stats, set_model, h_eff, inclusion)
+    eta, T = np.broadcast_to(eta, n), np.broadcast_to(T, n)
+    total, terms = np.empty(n), None
+    for lo in range(0, n, BOUND_CHUNK):
+        sl = slice(lo, lo + BOUND_CHUNK)
+        inc = None if inclusion is None else {k: np.broadcast_to(v, n)[sl] for k, v in inclusion.items()}
+        b = _bound_chunk(algorithm, prob, ks[sl], eta[sl], T[sl], stats_idx[sl], stats, set_model, h_eff, inc)
+        if terms is None:
+            terms = {k: np.empty(n) for k in b["terms"]}
+        total[sl] = b["total"]
+        for k, v in b["terms"].items():
+            terms[k][sl] = v
+    return dict(total=total, terms=terms)
+
+
+def _bound_chunk(algorithm, prob: Problem, ks, eta, T, stats_idx, stats, set_model, h_eff, inclusion=None):
     zero_frac = np.clip(stats.zero_frac[stats_idx], 0, 1)
     return bounds.evaluate(
         algorithm, N=prob.N, K=ks, B=prob.B, M=prob.M, eta=eta, T=T, L=prob.L, sigma2=prob.sigma2,
@@ -194,7 +217,7 @@ def _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, bud
         zero = np.zeros(len(cand))
         d_m = zero if stats.m_inv_se is None else MC_Z * stats.m_inv_se[cand]
         d_z = zero if stats.zero_frac_se is None else MC_Z * stats.zero_frac_se[cand]
-        vals = []
+        lo_v = hi_v = None  # running min and max over the 8 corners: 2 arrays, not 8 (N = 10^6)
         for sr in (-1, 1):
             T = np.floor(budget / np.maximum(rt.mean[cand] + sr * d_r, 1e-300))
             for sm in (-1, 1):
@@ -204,9 +227,10 @@ def _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, bud
                     inc = None if inclusion is None else {k: v[cand] for k, v in inclusion.items()}
                     b = _bound(algorithm, prob, ks[cand], best["eta"][cand], T, np.arange(len(cand)), st, set_model,
                                h_eff, inc)["total"]
-                    vals.append(np.where(np.isnan(b), np.inf, b))
-        vals = np.array(vals)
-        lo, hi = np.minimum(vals.min(0), crit[cand]), np.maximum(vals.max(0), crit[cand])
+                    b = np.where(np.isnan(b), np.inf, b)
+                    lo_v = b if lo_v is None else np.minimum(lo_v, b)
+                    hi_v = b if hi_v is None else np.maximum(hi_v, b)
+        lo, hi = np.minimum(lo_v, crit[cand]), np.maximum(hi_v, crit[cand])
     j_star = int(np.flatnonzero(cand == i_star)[0])
     near[cand] = lo <= hi[j_star]
     near[i_star] = True
@@ -251,8 +275,8 @@ def tradeoff(
         if algorithm == "fastest-k" and independent_sets(prob.timing, prob.h):
             set_model = "independent"  # timing-aware bias from the inclusion law of A_t (eq. 4.11')
     inclusion = inclusion_from_timing(prob.timing, n, prob.M, prob.h, ks, seed=seed) if set_model == "independent" else None
-    emax = bounds.eta_max(algorithm, n, ks, prob.L, set_model, delta=prob.delta)
     if optimize_eta:
+        emax = bounds.eta_max(algorithm, n, ks, prob.L, set_model, delta=prob.delta)
         grid = emax[None, :] * np.logspace(-3, 0, ETA_GRID)[:, None]  # (G, K)
     else:
         grid = np.full(len(ks), float(eta))[None, :]
@@ -269,11 +293,11 @@ def tradeoff(
             T = _rounds_for_target(algorithm, prob, ks, g, target, stats, idx, set_model, h_eff, inclusion)
             b = _bound(algorithm, prob, ks, g, np.where(np.isfinite(T), T, 1e15), idx, stats, set_model, h_eff, inclusion)
             val = T * rt.mean
+        if best is None:  # the first grid point: taken as it is (no copies: O(N) memory at N = 10^6)
+            best = dict(T=T, eta=g, total=b["total"], terms={k: np.asarray(v, dtype=float) for k, v in b["terms"].items()})
+            best_val = val
+            continue
         better = val < best_val
-        if best is None:
-            best = dict(T=T.copy(), eta=g.copy(), total=b["total"].copy(),
-                        terms={k: np.array(v, dtype=float) for k, v in b["terms"].items()})
-            better = np.ones(len(ks), dtype=bool)
         best["T"] = np.where(better, T, best["T"])
         best["eta"] = np.where(better, g, best["eta"])
         best["total"] = np.where(better, b["total"], best["total"])

@@ -12,6 +12,7 @@ Equations: theory/DERIVATION.md sections 4 and 5. No torch import.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -117,19 +118,22 @@ def compute(args):
 
 def _round_times(algorithm, prob, ks, rounds, seed):
     """E[R(K)] with a progress bar over the Monte Carlo rounds: at N = 10^6 they take most of
-    the run's half minute. tqdm draws it on a terminal only, and only after the first second."""
-    from tqdm import tqdm
-
+    the run. tqdm draws it on a terminal only, and only after the first second; off a terminal
+    its import (up to a second on a loaded machine) is skipped too."""
     from theory.order_stats import default_rounds, expected_round_times
+
+    kw = dict(semantics=prob.semantics, ks=ks, comm=prob.comm, report_latency=prob.report_latency, rounds=rounds,
+              seed=seed)
+    if not sys.stderr.isatty():  # what tqdm(disable=None) does, without importing it
+        return expected_round_times(prob.timing, prob.N, prob.M, algorithm, **kw)
+    from tqdm import tqdm
 
     total = prob.timing.periods() or rounds or default_rounds(prob.N, prob.M)  # as round_stats draws them
     with tqdm(total=total, desc="E[R(K)] Monte Carlo", unit="round", delay=1.0, leave=False, disable=None) as bar:
         def progress(r: int) -> None:
             bar.update(r - bar.n)
 
-        return expected_round_times(prob.timing, prob.N, prob.M, algorithm, semantics=prob.semantics, ks=ks,
-                                    comm=prob.comm, report_latency=prob.report_latency, rounds=rounds, seed=seed,
-                                    progress=progress)
+        return expected_round_times(prob.timing, prob.N, prob.M, algorithm, progress=progress, **kw)
 
 
 def why_no_k(res, prob) -> str:
@@ -188,15 +192,51 @@ def format_table(res, prob, shown) -> str:
     return "\n".join(lines)
 
 
-def to_json(res, prob, const) -> dict:
+def to_json(res, prob, const, rows: bool = True) -> dict:
     clean = lambda v: None if not np.isfinite(v) else float(v)
-    return {
+    out = {
         "algorithm": res.algorithm, "criterion": res.criterion, "budget": res.budget, "target": res.target,
         "N": prob.N, "M": prob.M, "B": prob.B, "h": prob.h, "semantics": prob.semantics,
         "timing": prob.timing.name, "constants": const, "round_time_method": res.round_time_method,
         "k_star": res.k_star, "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES,
-        "rows": [{k: (clean(v) if isinstance(v, float) else v) for k, v in r.items()} for r in res.rows()],
     }
+    if rows:
+        out["rows"] = [{k: (clean(v) if isinstance(v, float) else v) for k, v in r.items()} for r in res.rows()]
+    return out
+
+
+def _columns(res) -> dict:
+    """Tradeoff.rows() as columns (its keys, in its order): arrays, or None for a key without one."""
+    cols = {"K": res.ks.astype(int), "E[R]": res.round_time, "E[R]_se": res.round_time_se,
+            "near_best": res.near_best, "T": res.rounds, "eta": res.eta, "bound": res.bound, "time": res.time,
+            "E[m_j]": res.m_mean}
+    cols.update({f"term:{n}": v for n, v in res.terms.items()})
+    return cols
+
+
+def write_json(res, prob, const, out, chunk: int = 8192) -> None:
+    """to_json's document (strict JSON: a value that is not finite is null), its rows streamed one a
+    line, a chunk of K at a time from the arrays: memory O(chunk), not a list of N row dicts (1.5 GB
+    at N = 10^6), and json's C encoder (indent= forces the pure-Python one)."""
+    head = dumps(to_json(res, prob, const, rows=False), indent=1)
+    out.write(head[:-2] + ',\n "rows": [')
+    cols = _columns(res)
+    for lo in range(0, len(res.ks), chunk):
+        n = len(res.ks[lo:lo + chunk])
+        vals = []
+        for name, c in cols.items():
+            if c is None:
+                vals.append([None] * n)
+                continue
+            a = np.asarray(c[lo:lo + chunk])
+            v = a.tolist()
+            if a.dtype.kind == "f":
+                for i in np.flatnonzero(~np.isfinite(a)):
+                    v[i] = None
+            vals.append(v)
+        for i, row in enumerate(zip(*vals)):
+            out.write(("\n  " if lo + i == 0 else ",\n  ") + json.dumps(dict(zip(cols, row)), allow_nan=False))
+    out.write("\n ]\n}\n")
 
 
 def plot(res, path: str) -> None:
@@ -237,8 +277,7 @@ def run(args: argparse.Namespace) -> int:
         check(folder.is_dir(), f"--plot {args.plot}: folder {folder} does not exist")
     prob, const, res = compute(args)
     if args.json:
-        sys.stdout.write(dumps(to_json(res, prob, const), indent=1))
-        sys.stdout.write("\n")
+        write_json(res, prob, const, sys.stdout)
     else:
         print(format_table(res, prob, _rows_to_show(res, args.all_rows)))
     if args.plot:
