@@ -221,6 +221,7 @@ def write_json(res, prob, const, out, chunk: int = 8192) -> None:
     head = dumps(to_json(res, prob, const, rows=False), indent=1)
     out.write(head[:-2] + ',\n "rows": [')
     cols = _columns(res)
+    encode = json.JSONEncoder(allow_nan=False).encode  # one encoder (json.dumps(allow_nan=...) builds one a call)
     for lo in range(0, len(res.ks), chunk):
         n = len(res.ks[lo:lo + chunk])
         vals = []
@@ -234,8 +235,9 @@ def write_json(res, prob, const, out, chunk: int = 8192) -> None:
                 for i in np.flatnonzero(~np.isfinite(a)):
                     v[i] = None
             vals.append(v)
-        for i, row in enumerate(zip(*vals)):
-            out.write(("\n  " if lo + i == 0 else ",\n  ") + json.dumps(dict(zip(cols, row)), allow_nan=False))
+        # a chunk's rows in one call; numbers, null and booleans hold no "}, {", so it splits the rows
+        text = encode([dict(zip(cols, row)) for row in zip(*vals)])[1:-1].replace("}, {", "},\n  {")
+        out.write(("\n  " if lo == 0 else ",\n  ") + text)
     out.write("\n ]\n}\n")
 
 
