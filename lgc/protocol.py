@@ -142,7 +142,8 @@ class RoundPlan:
     rho: float
 
 
-def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_size: int, *, warmup: bool) -> RoundPlan:
+def round_plan(algorithm: str, fast_mask, blocks_done, pi, batch_size: int, block_size: int, *,
+               warmup: bool) -> RoundPlan:
     """The samples and weights each algorithm's rule needs (theory/DERIVATION.md eq. 3.1-3.5).
 
     full-sync / warm-up: all N*B samples, weight pi_i / B ("all", eq. 3.1);
@@ -151,11 +152,11 @@ def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_siz
     anytime-minibatch: worker i's first m_i b samples, w_any[i] / (m_i b) ("any", eq. 3.5);
     rennala: the same on its schedule, 1 / (S b) per sample ("any", eq. 6.2);
     malenia: worker i's B_i b samples, pi_i / (B_i b) ("all", eq. 6.3).
-    Rounds that end at a block count (rennala, malenia) have blocks[i] = B_i, possibly > M.
+    Rounds that end at a block count (rennala, malenia) have blocks_done[i] = B_i, possibly > M.
     """
     pi = np.asarray(pi, dtype=np.float64)
     n = len(pi)
-    blocks = np.asarray(blocks, dtype=np.int64)
+    blocks_done = np.asarray(blocks_done, dtype=np.int64)
     fast_mask = np.asarray(fast_mask, dtype=bool)
     groups = algorithm_entry(algorithm).groups
     if not warmup and algorithm_entry(algorithm).round_end == "blocks" and "all" in groups:
@@ -163,8 +164,8 @@ def round_plan(algorithm: str, fast_mask, blocks, pi, batch_size: int, block_siz
         return RoundPlan(done, {"all": np.divide(pi, done, out=np.zeros(n), where=done > 0)}, 0.0)
     if warmup or "all" in groups:
         return RoundPlan(np.full(n, batch_size), {"all": pi / batch_size}, 0.0)
-    w: Weights = group_weights(fast_mask, blocks, pi)
-    done = blocks * block_size  # samples finished by each worker
+    w: Weights = group_weights(fast_mask, blocks_done, pi)
+    done = blocks_done * block_size  # samples finished by each worker
     if "any" in groups:
         per = np.divide(w.w_any, done, out=np.zeros(n), where=done > 0)
         return RoundPlan(done, {"any": per}, w.rho)
@@ -206,13 +207,13 @@ def local_weight(group: str, *, pi_i: float, fast: bool, m: int, batch_size: int
     raise ValueError(f"unknown gradient group {group!r}")
 
 
-def group_norms(fast_mask, blocks, pi, *, absent: Sequence[int] = ()) -> dict:
+def group_norms(fast_mask, blocks_done, pi, *, absent: Sequence[int] = ()) -> dict:
     """Each group's normaliser (see local_weight) once the round's A_t and m_j are known.
     `absent` workers (dead, permanent stragglers in dist) hand their pi share of "all" to the others."""
     pi = np.asarray(pi, dtype=np.float64)
-    w = group_weights(np.asarray(fast_mask, dtype=bool), np.asarray(blocks, dtype=np.int64), pi)
+    w = group_weights(np.asarray(fast_mask, dtype=bool), np.asarray(blocks_done, dtype=np.int64), pi)
     return {"all": 1.0 - float(pi[list(absent)].sum()), "fast": float(pi[np.asarray(fast_mask, dtype=bool)].sum()),
-            "strag": w.rho, "any": float(np.sum(blocks))}
+            "strag": w.rho, "any": float(np.sum(blocks_done))}
 
 
 # ----------------------------------------------------------------------------- server state, round record

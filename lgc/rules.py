@@ -42,17 +42,17 @@ class Weights:
     w_any: np.ndarray
 
 
-def group_weights(fast_mask, blocks, pi) -> Weights:
+def group_weights(fast_mask, blocks_done, pi) -> Weights:
     fast_mask = np.asarray(fast_mask, dtype=bool)
-    blocks = np.asarray(blocks, dtype=np.int64)
+    blocks_done = np.asarray(blocks_done, dtype=np.int64)
     pi = np.asarray(pi, dtype=np.float64)
     pa = float(pi[fast_mask].sum())
     w_fast = np.where(fast_mask, pi / pa, 0.0) if pa > 0 else np.zeros_like(pi)
-    reporting = (~fast_mask) & (blocks >= 1)
+    reporting = (~fast_mask) & (blocks_done >= 1)
     rho = float(pi[reporting].sum())
     w_strag = np.where(reporting, pi / rho, 0.0) if rho > 0 else np.zeros_like(pi)
-    total = blocks.sum()
-    w_any = blocks / total if total > 0 else np.zeros_like(pi)
+    total = blocks_done.sum()
+    w_any = blocks_done / total if total > 0 else np.zeros_like(pi)
     return Weights(w_fast=w_fast, w_strag=w_strag, rho=rho, w_any=w_any)
 
 

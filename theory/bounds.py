@@ -327,18 +327,18 @@ def evaluate(
     return BoundValue(total=total, terms=t, valid=valid, eta_max=emax).as_dict()
 
 
-def straggler_statistics(fast, blocks) -> dict:
+def straggler_statistics(fast, blocks_done) -> dict:
     """m_inv, zero_frac and zero_sq (the bound's inputs) from recorded schedules: boolean fast masks
     and block counts, arrays (R, N) or (N,). Averaged over every straggler of every round;
     zero_sq = E[(z_t / (N - K))^2] over rounds with stragglers."""
     fast = np.atleast_2d(np.asarray(fast, dtype=bool))
-    blocks = np.atleast_2d(np.asarray(blocks))
+    blocks_done = np.atleast_2d(np.asarray(blocks_done))
     strag = ~fast
     n = max(int(strag.sum()), 1)
-    m = blocks[strag]
+    m = blocks_done[strag]
     per_round = strag.sum(1)
     has = per_round > 0
-    zfrac = ((blocks == 0) & strag).sum(1)[has] / per_round[has]
+    zfrac = ((blocks_done == 0) & strag).sum(1)[has] / per_round[has]
     return {
         "m_inv": float(np.where(m >= 1, 1.0 / np.maximum(m, 1), 0.0).sum() / n),
         "zero_frac": float((m == 0).sum() / n),
