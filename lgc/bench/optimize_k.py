@@ -1,13 +1,13 @@
 """Benchmark (not a test): `lgc optimize-k` for N = 10,000 (README "Targets and guarantees": under
 1 s after imports, under 3 s end to end) or any --workers N (N = 10^6: O(N) memory, the Monte Carlo
-with a bar on a terminal). Prints both times as medians of a few runs, and the end-to-end run's max RSS.
+with a bar on a terminal). Prints both times as medians of a few runs. Max RSS: run
+`/usr/bin/time -v python -m lgc optimize-k ...` (a child's ru_maxrss here counts the benchmark's own).
 
     python -m lgc.bench.optimize_k [--workers 10000] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import subprocess
 import sys
@@ -39,8 +39,7 @@ def main(argv=None) -> int:
         assert r.returncode == 0, r.stderr
     print(f"optimize-k N={a.n}: after imports {statistics.median(inproc):.3f} s (target < 1 s), "
           f"end to end {statistics.median(e2e):.3f} s (target < 3 s); runs: "
-          f"{', '.join(f'{x:.3f}' for x in inproc)} | {', '.join(f'{x:.3f}' for x in e2e)}; K* = {res.k_star}; "
-          f"max RSS end to end {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB")
+          f"{', '.join(f'{x:.3f}' for x in inproc)} | {', '.join(f'{x:.3f}' for x in e2e)}; K* = {res.k_star}")
     return 0
 
 
