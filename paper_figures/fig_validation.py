@@ -24,7 +24,7 @@ from theory.algorithms import algorithm as algorithm_entry
 ALGS = BOUND_NAMES  # measured against their bounds
 T_VALIDATE = 200
 BUDGETS = (100, 200, 400, 800, 1600)
-HORIZON = 1000  # rounds of the sweep runs; T(K) <= 1600 / E[R(1)] < 1000
+HORIZON = 1600  # rounds of the sweep runs: T(K) = tau / E[R(K)] <= 1600, since E[R] >= the shift 1 (abort: E[R(1)] = 1.1)
 SWEEPS = (("fastest-k", 1), ("lgc", 1), ("lgc", qr.PERSISTENT))
 
 
@@ -54,6 +54,8 @@ def sweep_rows() -> list[dict]:
         for tau in BUDGETS:
             th = tradeoff(alg, prob, budget=float(tau), eta=qr.SETTING["eta"])
             t_k = {k: int(tau // float(r["round_time"])) for k, r in runs.items()}
+            if max(t_k.values()) > HORIZON:
+                raise RuntimeError(f"budget {tau} needs {max(t_k.values())} rounds; HORIZON={HORIZON} is too short")
             mean = np.array([runs[k]["running_mean"][t_k[k] - 1] for k in range(1, n + 1)])
             se = np.array([runs[k]["running_se"][t_k[k] - 1] for k in range(1, n + 1)])
             best = int(np.argmin(mean))
