@@ -16,7 +16,7 @@ from paper_figures import style
 
 KS = (1, 2, 4, 8)
 PANELS = (("fastest-k", 1), ("lgc", 1), ("lgc", qr.PERSISTENT))
-HORIZON = 1000  # the runs of fig_validation's sweep (one cache)
+HORIZON = 1000  # rounds drawn (fig_validation's sweep runs 1600 rounds for its largest budget)
 STRIDE = 5  # rows every STRIDE rounds in the CSV
 
 
