@@ -160,7 +160,7 @@ def round_plan(algorithm: str, fast_mask, blocks_done, pi, batch_size: int, bloc
     fast_mask = np.asarray(fast_mask, dtype=bool)
     groups = algorithm_entry(algorithm).groups
     if not warmup and algorithm_entry(algorithm).round_end == "blocks" and "all" in groups:
-        done = blocks * block_size  # each worker's mean over its B_i blocks, pi-weighted (eq. 6.3)
+        done = blocks_done * block_size  # each worker's mean over its B_i blocks, pi-weighted (eq. 6.3)
         return RoundPlan(done, {"all": np.divide(pi, done, out=np.zeros(n), where=done > 0)}, 0.0)
     if warmup or "all" in groups:
         return RoundPlan(np.full(n, batch_size), {"all": pi / batch_size}, 0.0)
