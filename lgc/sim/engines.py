@@ -18,7 +18,7 @@ over the union, only the weight-gradient contraction split by group) can replace
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from torch import nn
 
 from lgc.task import per_sample_loss
 from theory.algorithms import GROUPS  # noqa: F401  (re-exported: the engines' group order)
+
+if TYPE_CHECKING:  # annotation only; lgc.protocol builds the plans
+    from lgc.protocol import RoundPlan
 
 
 @dataclass
