@@ -44,10 +44,12 @@ TASK_FIELDS = ("dataset", "data_dir", "accept_md5_mismatch", "model", "width", "
 
 
 def option(default: Any = None, help: str = "", *, flag: str | None = None, metavar: str | None = None,
-           none: str | None = None, factory=None):
+           none: str | None = None, factory=None, auto: str | None = None, hidden: bool = False):
     """A config field with its help text. flag: the command-line name when it is not
-    --field-name; none: what a None default means (shown as the flag's default)."""
-    meta = {"help": help, "flag": flag, "metavar": metavar, "none": none}
+    --field-name; none: what a None default means (shown as the flag's default); auto: the
+    flag also takes the word `auto`, which sets that bool field instead (`--k auto`); hidden:
+    no flag of its own (set through another field's `auto`)."""
+    meta = {"help": help, "flag": flag, "metavar": metavar, "none": none, "auto": auto, "hidden": hidden}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -58,7 +60,11 @@ class TrainConfig:
     # algorithm and the round structure
     algorithm: str = option("lgc", ", ".join(ALGORITHMS[:-1]) + " or " + ALGORITHMS[-1])
     n_workers: int = option(10, "N, number of workers", flag="--workers", metavar="N")
-    threshold_k: int = option(7, "K, the server waits for the K fastest workers", flag="--k", metavar="K")
+    threshold_k: int = option(7, "K, the server waits for the K fastest workers; auto: chosen online from the "
+                                 "measured round times (--budget, README 'K chosen online')", flag="--k",
+                              metavar="K|auto", auto="k_auto")
+    k_auto: bool = option(False, "K chosen online (--k auto); threshold_k is then the K before the first fit, N",
+                          hidden=True)
     batch_size: int = option(50, "B, samples per worker per round", metavar="B")
     blocks: int = option(5, "M, blocks per mini-batch (B must be divisible by M; b = B / M)", metavar="M")
     rounds: int = option(200, "T, number of rounds", metavar="T")
@@ -110,6 +116,15 @@ class TrainConfig:
                                                      "else N*M")
     target_eps: float = option(0.01, "eps, the target E||grad F||^2 that sets the quadratic's default S (--peer-s)",
                                metavar="EPS")
+    # K chosen online (--k auto; theory/adaptive.py, theory/DERIVATION.md section 7)
+    budget: Optional[float] = option(None, "tau, the time budget on the run's clock that --k auto picks K for "
+                                           "(required with --k auto; the run still ends after --rounds)",
+                                     metavar="TAU", none="none")
+    k_refit: int = option(10, "--k auto: rounds between refits of the timing model", metavar="R")
+    k_window: int = option(40, "--k auto: a refit uses the last this many rounds", metavar="W")
+    k_first_fit: int = option(10, "--k auto: rounds measured (at K = N) before the first fit", metavar="R")
+    k_constants: Optional[str] = option(None, "--k auto: constants JSON (lgc estimate) of the bound that picks K",
+                                        metavar="FILE", none="exact on quadratic, else required")
     schedule_file: Optional[str] = option(None, "replay a recorded schedule.csv instead of the timing model",
                                           metavar="FILE", none="none")
     # bookkeeping
@@ -165,6 +180,7 @@ class TrainConfig:
             engine=default_engine(self.dataset, self.norm) if self.engine == "auto" else self.engine,
             checkpoint_every=(CHECKPOINT_EVERY.get(self.backend, 50) if self.checkpoint_every is None
                               else self.checkpoint_every),
+            threshold_k=self.n_workers if self.k_auto else self.threshold_k,  # until the first fit
         )
 
     def validate(self) -> "TrainConfig":
@@ -214,8 +230,29 @@ class TrainConfig:
         check(c.engine != "fused" or (c.dataset != "quadratic" and c.norm == "group"),
               f"engine=fused needs GroupNorm models (dataset={c.dataset!r}, norm={c.norm!r}): use engine=batched")
         check(c.backend in BACKENDS, f"backend={c.backend!r} must be one of {', '.join(BACKENDS)}")
+        c.validate_k_auto()
         check(isinstance(c.timing_params, dict), f"timing_params={c.timing_params!r} must be a JSON object")
         return self
+
+    def validate_k_auto(self) -> None:
+        """The settings of --k auto (theory/adaptive.py); --budget and the --k-* options only with it."""
+        c = self
+        if not c.k_auto:
+            check(c.budget is None, f"budget={c.budget}: --budget is the horizon of --k auto; give --k auto or drop it")
+            check(c.k_constants is None, "k_constants: only --k auto reads it; give --k auto or drop it")
+            return
+        from theory.algorithms import NAMES, algorithm
+
+        waits = [a for a in NAMES if algorithm(a).waits_for_k]
+        check(algorithm(c.algorithm).waits_for_k,
+              f"--k auto: algorithm={c.algorithm} does not wait for K workers; valid: {', '.join(waits)}")
+        check(c.budget is not None, "--k auto needs --budget TAU, the time budget K is chosen for")
+        check(c.budget > 0, f"budget={c.budget} must be > 0")
+        for name in ("k_refit", "k_window", "k_first_fit"):
+            check(getattr(c, name) >= 1, f"{name}={getattr(c, name)} must be >= 1")
+        check(c.k_constants is not None or c.dataset == "quadratic",
+              f"--k auto on dataset={c.dataset} needs --k-constants FILE (lgc estimate writes it; quadratic: exact)")
+        check(c.k_constants is None or Path(c.k_constants).is_file(), f"k_constants={c.k_constants} does not exist")
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

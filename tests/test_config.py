@@ -24,6 +24,9 @@ def test_every_config_field_is_one_train_flag_with_its_help_and_default():
     flags = _flags("train")
     for cls in (TrainConfig, DistOptions):
         for f in fields(cls):
+            if f.metadata.get("hidden"):  # set through another flag (k_auto: `--k auto`)
+                assert any(g.metadata.get("auto") == f.name for g in fields(cls)), f.name
+                continue
             action = flags[flag_name(f)]
             assert action.dest == f.name and action.option_strings[0] == flag_name(f)
             assert f.metadata["help"] and action.help.startswith(f.metadata["help"])
@@ -59,8 +62,10 @@ def test_config_json_to_flags_gives_the_same_config(tmp_path):
                       seed=4, data_seed=8, eval_every=2, checkpoint_every=3, device="cpu",
                       engine="fused", compile="default", backend="dist")
     changed = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) == getattr(TrainConfig(), f.name)]
-    # synthetic is the default; a schedule needs a file; eval_subset is sim-only and this config is dist
-    assert changed == ["dataset", "schedule_file", "eval_subset"]
+    # synthetic is the default; a schedule needs a file; eval_subset is sim-only and this config is dist;
+    # the settings of --k auto are round-tripped in tests/test_k_auto.py (they need --k auto)
+    assert changed == ["k_auto", "dataset", "budget", "k_refit", "k_window", "k_first_fit", "k_constants",
+                       "schedule_file", "eval_subset"]
     opts = DistOptions(inject=False, unit_ms=7.0, timeout_s=9.0, process_backend="gloo", host="localhost",
                        threads=2, slow_worker=1, slow_ms=3.0, reduce="gather", on_worker_death="straggler")
     p = argparse.ArgumentParser()

@@ -34,8 +34,15 @@ def make_timing_model(name: str, **params) -> TimingModel:
     lognormal(mu=0, sigma=0.5, shift=0, per_block=False);
     heterogeneous(slow_fraction=0.2, slowdown=3, shift=1, rate=1, slow_workers="first", hold="times");
     deterministic(times=(), slow_fraction=0.2, slowdown=2); trace(path); trace-fit(path).
+    Any model also takes change_round=R, change_workers=[j, ...] (default [0]) and
+    change_slowdown=s (default 5): those workers are s times slower from round R on
+    (theory.timing_workers.SpeedChange, eq. 7.6).
     """
     import inspect
+
+    from theory.timing_workers import CHANGE_PARAMS, SpeedChange, split_change_params
+
+    params, change = split_change_params(params)
 
     reg = _registry()
     require(name in reg, f"timing model {name!r} is unknown; valid: {', '.join(MODEL_NAMES)}")
@@ -43,7 +50,7 @@ def make_timing_model(name: str, **params) -> TimingModel:
     sig = inspect.signature(factory)
     allowed = [p for p in sig.parameters if p not in ("name", "iid", "self")]
     for k in params:
-        require(k in allowed, f"timing model {name!r} has no parameter {k!r}; valid: {', '.join(allowed)}")
+        require(k in allowed, f"timing model {name!r} has no parameter {k!r}; valid: {', '.join((*allowed, *CHANGE_PARAMS))}")
     for k in allowed:
         require(k in params or sig.parameters[k].default is not inspect.Parameter.empty,
                 f"timing model {name!r} needs the parameter {k!r} (e.g. {k}=trace.csv)" if k == "path"
@@ -62,4 +69,5 @@ def make_timing_model(name: str, **params) -> TimingModel:
             for x in v:
                 require(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x),
                         f"{k}: {x!r} must be a finite number")
-    return factory(**params)
+    model = factory(**params)
+    return model if change is None else SpeedChange(base=model, **change)

@@ -68,7 +68,12 @@ def add_config_arguments(parser, cls, *, only: Optional[Iterable[str]] = None, e
     for f in select(cls, only, exclude):
         tp, name = types[f.name], flag_name(f)
         default = None if layered else _default(f)
-        if tp is bool:
+        if f.metadata.get("hidden"):
+            continue
+        if f.metadata.get("auto"):  # `--k 7` or `--k auto`
+            parser.add_argument(name, dest=f.name, type=_or_auto(tp), default=default,
+                                metavar=f.metadata.get("metavar"), help=_help(f))
+        elif tp is bool:
             parser.add_argument(name, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
                                 help=_help(f))
         elif tp is dict:
@@ -77,6 +82,14 @@ def add_config_arguments(parser, cls, *, only: Optional[Iterable[str]] = None, e
         else:
             metavar = f.metadata.get("metavar") or {str: "NAME", int: "INT", float: "X"}[tp]
             parser.add_argument(name, dest=f.name, type=tp, default=default, metavar=metavar, help=_help(f))
+
+
+def _or_auto(tp):
+    def parse(v: str):
+        return "auto" if v == "auto" else tp(v)
+
+    parse.__name__ = f"{tp.__name__} or auto"  # argparse's message: "invalid int or auto value: 'x'"
+    return parse
 
 
 def parse_timing_params(items: Optional[Iterable[str]], base: Optional[dict] = None) -> dict:
@@ -103,8 +116,12 @@ def config_values(cls, args, base: Optional[dict] = None, *, only: Optional[Iter
         if types[f.name] is dict:
             if v:
                 d[f.name] = parse_timing_params(v, d.get(f.name))
+        elif v == "auto" and f.metadata.get("auto"):
+            d[f.metadata["auto"]] = True
         elif v is not None:
             d[f.name] = v
+            if f.metadata.get("auto"):  # `--k 7` over a file's "k_auto": true
+                d[f.metadata["auto"]] = False
     for name, v in d.items():
         tp = types.get(name)
         if tp is None or v is None:
@@ -123,7 +140,10 @@ def to_argv(obj, *, only: Optional[Iterable[str]] = None) -> list[str]:
     argv: list[str] = []
     for f in select(type(obj), only):
         v, name = getattr(obj, f.name), flag_name(f)
-        if v is None:
+        if v is None or f.metadata.get("hidden"):
+            continue
+        if f.metadata.get("auto") and getattr(obj, f.metadata["auto"]):
+            argv += [name, "auto"]
             continue
         if types[f.name] is bool:
             argv.append(name if v else "--no-" + name[2:])

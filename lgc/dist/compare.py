@@ -38,7 +38,7 @@ def round_comparison(run_path: str | Path) -> list[dict]:
     for s in measured:
         t = s.round
         full = t < cfg.warmup_rounds or algorithm_entry(cfg.algorithm).round_end == "all"
-        k = cfg.n_workers if full else cfg.threshold_k
+        k = cfg.n_workers if full else (len(s.fast) if cfg.k_auto else cfg.threshold_k)  # --k auto: the round's K
         finish = timing.block_finish_times(cfg.seed, t, cfg.n_workers, cfg.blocks, period=cfg.straggling_period)
         if algorithm_entry(cfg.algorithm).round_end == "deadline" and not full:
             model = schedule_deadline(finish, deadline, round_index=t)

@@ -12,8 +12,9 @@ Files (beside config.json and meta.json written by lgc.runs.start_run):
                    included; a late start shows as block 0's start_s > 0, and under boundary
                    semantics a straggler's block in flight ends after the round closed); the
                    trace timing model replays it
-    checkpoint.pt  lgc.protocol.RunState (w_t, momentum, u_{t-1}, round, clock) and the dead
-                   workers (lgc.checkpoint: weights_only loading)
+    refits.csv     --k auto only: every refit (lgc.protocol.refit_rows)
+    checkpoint.pt  lgc.protocol.RunState (w_t, momentum, u_{t-1}, round, clock), the dead
+                   workers and the --k auto state (lgc.checkpoint: weights_only loading)
 
 The CSVs are written before the checkpoint, and a resumed run keeps only rows of rounds
 before the checkpoint's round, so a crash between the two loses and duplicates nothing.
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from lgc.checkpoint import load_checkpoint, save_checkpoint, validate_checkpoint
-from lgc.protocol import ROUND_FIELDS, RunState
+from lgc.protocol import REFIT_FIELDS, ROUND_FIELDS, RunState, refit_rows
 from lgc.runs import atomic_write_csv, atomic_write_text, read_csv
 from theory.schedule import schedule_from_csv, schedule_to_csv
 from theory.trace import TRACE_FIELDS
@@ -40,6 +41,7 @@ class RunRecorder:
         self.schedule: list = []
         self.trace: list[dict] = []
         self.dead: list[int] = []  # permanent stragglers (dead workers), kept in the checkpoint
+        self.k_control = None  # --k auto: the rank's KController (theory.adaptive)
 
     def add(self, row: dict, res) -> None:
         """One round: its record (rounds.csv, lgc.protocol.ROUND_FIELDS), schedule and block times."""
@@ -57,7 +59,11 @@ class RunRecorder:
         atomic_write_csv(self.path / "rounds.csv", self.rounds, ROUND_FIELDS)
         atomic_write_text(self.path / "schedule.csv", schedule_to_csv(self.schedule))
         atomic_write_csv(self.path / "trace.csv", self.trace, TRACE_FIELDS)
-        save_checkpoint(self.path / "checkpoint.pt", {**state.checkpoint(), "dead": list(self.dead)})
+        extra = {}
+        if self.k_control is not None:
+            atomic_write_csv(self.path / "refits.csv", refit_rows(self.k_control.history), REFIT_FIELDS)
+            extra["k_auto"] = self.k_control.state_dict()
+        save_checkpoint(self.path / "checkpoint.pt", {**state.checkpoint(), "dead": list(self.dead), **extra})
 
     def load(self, rounds: int, n_params: int) -> Optional[dict]:
         """Rows and state of a previous attempt, cut at its checkpoint; None if there is none."""

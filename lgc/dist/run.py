@@ -71,6 +71,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     torchrun = under_torchrun()
     rank0 = not torchrun or int(os.environ["RANK"]) == 0
     if opts.on_worker_death == "straggler":
+        check(not cfg.k_auto, "--on-worker-death straggler and --k auto: a dead worker would bound K; use one of them")
         check(not torchrun, "--on-worker-death straggler needs a local spawn (torchrun restarts are torchrun's)")
         check(algorithm_entry(cfg.algorithm).round_end != "all" and replay is None,
               "--on-worker-death straggler needs an algorithm with stragglers and no --schedule-file")

@@ -15,7 +15,7 @@ import torch.distributed as dist
 from lgc.dist.coordinator import RoundCoordinator
 from lgc.dist.records import RunRecorder
 from lgc.dist.worker import DistSettings, Worker
-from lgc.protocol import RunState, divergence_record, diverged, round_record
+from lgc.protocol import RunState, divergence_record, diverged, k_auto_summary, k_controller, round_record
 from lgc.runs import finish_run
 from theory.schedule import RoundSchedule
 
@@ -89,6 +89,14 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
 
         atomic_write_json(recorder.path / "data.json", problem.task.info())  # as lgc.sim.train writes it
     worker = Worker(rank, s, problem, coord, job.timing_model, replay=job.replay, device=device, dead=job.dead)
+    worker.k_control = k_controller(s.config, 4.0 * state.w.numel())  # --k auto: every rank decides alike
+    if worker.k_control is not None and payload[0] is not None:
+        from lgc.errors import check
+
+        check(isinstance(payload[0].get("k_auto"), dict), "checkpoint: lacks the --k auto state; rerun with --force")
+        worker.k_control.load_state_dict(payload[0]["k_auto"])
+    if recorder is not None:
+        recorder.k_control = worker.k_control
     worker.reduce = _reduce_mode(job, state.w)
     if getattr(problem, "pi", None) is not None:
         worker.pi = np.asarray(problem.pi, dtype=np.float64)  # data-size weights when configured
@@ -96,7 +104,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
     if rank == 0 and not job.quiet:
         from tqdm import tqdm
 
-        bar = tqdm(total=s.rounds, initial=state.round, desc=f"dist {s.algorithm} K={s.threshold_k}",
+        bar = tqdm(total=s.rounds, initial=state.round, desc=f"dist {s.algorithm} K={'auto' if s.k_auto else s.threshold_k}",
                    unit="round", leave=False, file=sys.stderr)
     worker._sum_over_workers(torch.zeros(8, dtype=state.w.dtype, device=device))  # connect before round 0
     loop_start, loop_first = time.perf_counter(), state.round
@@ -131,8 +139,9 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
                 bar.update(1)
         if stop:
             break
-        if save or t == s.rounds - 1 or (job.eval_every and (t + 1) % job.eval_every == 0):
-            dist.barrier()  # rank 0's extra work is done: the next round starts together
+        if save or t == s.rounds - 1 or (job.eval_every and (t + 1) % job.eval_every == 0) \
+                or worker.last_refit is not None:
+            dist.barrier()  # rank 0's extra work (every rank's refit) is done: the next round starts together
     loop_s = time.perf_counter() - loop_start
     if bar is not None:
         bar.close()
@@ -144,6 +153,7 @@ def _run(job: DistJob, rank: int, store, device: str) -> None:
                  "mean_round_wall_s": sum(walls) / len(walls) if walls else None,
                  **{k: float(last[k]) for k in ("loss", "test_loss", "test_acc") if last.get(k) not in (None, "")},
                  "loop_s": loop_s, "loop_rounds": state.round - loop_first,
+                 **(k_auto_summary(worker.k_control) if worker.k_control is not None else {}),
                  **problem.iterate_metrics(state.w), **job.final_extra,
                  **(divergence_record(state.round - 1) if stop else {})}
         if stop:

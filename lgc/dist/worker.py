@@ -148,6 +148,32 @@ class Worker:
         self.reduce = "allreduce"  # or "gather" (set by the runner; see _sum_over_workers)
         self.checkpoint_request = False  # set by rank 0's runner before a round
         self.busy_until: Optional[float] = None  # perf_counter time the block in flight of the last round ends
+        self.k_control = None  # --k auto: the round's K (theory.adaptive.KController, set by the runner)
+        self.last_refit = None  # --k auto: the refit made after the last round (its record), if any
+
+    def k_of(self, t: int) -> int:
+        """K of round t: N in warm-up and full-sync rounds, the controller's choice under --k auto."""
+        if self.s.is_full_round(t):
+            return self.s.n_workers
+        return self.k_control.k if self.k_control is not None else self.s.threshold_k
+
+    def _observe(self, t: int, sched: RoundSchedule, clock: float) -> None:
+        """--k auto: the round as every rank saw it (DERIVATION.md eq. 7.1 and section 7's dist
+        paragraph): a replayed round from the file's row, as sim observes it; a measured round from
+        the reduced reports, identical on every rank. Each rank's measured R_t differs slightly, so
+        before a refit rank 0's clock (its run's `time`) is broadcast and every rank budgets with it."""
+        from theory.adaptive import observe
+
+        ctl = self.k_control
+        if self.replay is not None:  # the file's walls: the same clock on every rank
+            self.last_refit = ctl.observe(observe(self.replay[t]))
+            return
+        shared = None
+        if ctl.due(after=1):
+            buf = torch.tensor([clock], dtype=torch.float64, device=self.device)
+            dist.broadcast(buf, src=0)
+            shared = float(buf.item())
+        self.last_refit = ctl.observe(observe(sched), clock=shared)
 
     # ------------------------------------------------------------------ one worker's blocks
     def _finish_times_s(self, t: int) -> Optional[np.ndarray]:
@@ -161,7 +187,7 @@ class Worker:
         the gradient sums over the reported blocks."""
         s, M, r = self.s, self.s.blocks, self.worker_id
         full = s.is_full_round(t)
-        k_t = s.n_workers if full else s.threshold_k
+        k_t = self.k_of(t)
         anytime = algorithm_entry(s.algorithm).round_end == "deadline" and not full
         planned = M
         if self.replay is not None and not full:
@@ -261,7 +287,7 @@ class Worker:
         if self.replay is not None:
             fast = tuple(self.replay[t].fast)
         else:
-            k_t = s.n_workers if full else s.threshold_k
+            k_t = self.k_of(t)
             if algorithm_entry(s.algorithm).round_end == "deadline" and not full:
                 k_t = s.n_workers  # every worker that finished all M blocks by the deadline
             pos = rep[:, _POS]
@@ -297,7 +323,7 @@ class Worker:
             if not np.all((v == np.round(v)) & (v >= 0) & (v <= M)):
                 problems.append(f"{name} {v.astype(int).tolist()}, expected 0..{M}")
         if self.replay is None and not (s.algorithm == "anytime-minibatch" and not s.is_full_round(t)):
-            k = self.n_procs if s.is_full_round(t) else s.threshold_k
+            k = self.n_procs if s.is_full_round(t) else self.k_of(t)
             if len(sched.fast) != k:
                 problems.append(f"|A_t| = {len(sched.fast)}, expected K = {k}")
         if problems:
@@ -335,7 +361,7 @@ class Worker:
             return self.worker_id in self.replay[t].fast
         if algorithm_entry(s.algorithm).round_end == "deadline" and not full:
             return row[_POS] >= 1
-        return 1 <= row[_POS] <= (s.n_workers if full else s.threshold_k)
+        return 1 <= row[_POS] <= self.k_of(t)
 
     def step(self, state: RunState) -> RoundResult:
         """Run round state.round; updates `state` in place on every rank.
@@ -347,6 +373,10 @@ class Worker:
         sum_{A_t} pi_i is sum_i w_fast[i] g_i exactly as the rule defines it (eq. 3.2).
         """
         s, M, b, r, t = self.s, self.s.blocks, self.s.block_size, self.worker_id, state.round
+        if self.k_control is not None and self.replay is not None and not s.is_full_round(t):
+            from lgc.protocol import check_round_k
+
+            check_round_k(self.replay[t], self.k_of(t))
         self.coord.heartbeat(t)
         row, gsum, t0 = self._work(t, state.w)
         row[_CKPT] = float(self.checkpoint_request)
@@ -389,5 +419,7 @@ class Worker:
         loss = float(rep[used, _LOSS].sum()) / n if n > 0 else math.nan
         state.round = t + 1
         state.clock += sched.wall
+        if self.k_control is not None:
+            self._observe(t, sched, state.clock)
         return RoundResult(schedule=sched, wall_s=wall_s, loss=loss, samples=int(n), report=rep, rho=plan.rho,
                            checkpoint=bool(rep[:, _CKPT].max() > 0))

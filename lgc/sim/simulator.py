@@ -28,7 +28,8 @@ import torch
 from lgc.config import TrainConfig
 from lgc.errors import check
 from theory.algorithms import algorithm as algorithm_entry
-from lgc.protocol import RunState, anytime_deadline, load_replay, make_timing, peer_s, round_plan, round_record
+from lgc.protocol import (RunState, anytime_deadline, check_round_k, k_controller, load_replay, make_timing, peer_s,
+                          round_k, round_plan, round_record)
 from lgc.rules import RuleState, ServerState, aggregate, server_step
 from lgc.sim.engines import RoundBatch, sample_weights
 from lgc.task import make_task
@@ -76,12 +77,15 @@ class Simulator:
         self.replay = load_replay(cfg, schedule)
         self.deadline = anytime_deadline(cfg, self.timing)
         self.peer_s = peer_s(cfg)
+        self.k_control = k_controller(cfg, 4.0 * self.w.numel())  # --k auto (theory.adaptive), else None
 
     # ------------------------------------------------------------------ schedule
     def schedule_for(self, t: int, warmup: bool) -> RoundSchedule:
         cfg = self.cfg
         n, m = cfg.n_workers, cfg.blocks
         if self.replay is not None:
+            if self.k_control is not None and not warmup:
+                check_round_k(self.replay[t], round_k(cfg, self.k_control, warmup))
             return self.replay[t]  # checked by load_replay
         finish = self.timing.block_finish_times(cfg.seed, t, n, m, period=cfg.straggling_period)
         if algorithm_entry(cfg.algorithm).round_end == "deadline" and not warmup:
@@ -91,7 +95,7 @@ class Simulator:
             s = peer_schedule(cfg.algorithm, finish, self.peer_s, round_index=t)
             messages = int(np.sum(s.blocks_done))  # one message per block gradient (theory/algorithms.py)
         else:
-            k = n if (warmup or algorithm_entry(cfg.algorithm).round_end == "all") else cfg.threshold_k
+            k = round_k(cfg, self.k_control, warmup)
             start = self.schedules[-1].next_start() if self.schedules else None  # the carry-over (eq. 2.3')
             s = schedule_round(finish, k, semantics=cfg.semantics, round_index=t, start=start,
                                wait_reports=algorithm_entry(cfg.algorithm).waits_for_reports)
@@ -136,10 +140,18 @@ class Simulator:
         row["wall_s"] = time.perf_counter() - start
         self.rows.append(row)
         self.schedules.append(s)
+        if self.k_control is not None:  # the round as observed (eq. 7.1); a refit sets the next K
+            from theory.adaptive import observe
+
+            self.k_control.observe(observe(s))
         return row
 
     def final_metrics(self) -> dict:
         out = {"rounds": self.round, "time": self.clock}
+        if self.k_control is not None:
+            from lgc.protocol import k_auto_summary
+
+            out.update(k_auto_summary(self.k_control))
         out.update(self.task.iterate_metrics(self.w))
         if self.rows:
             last = self.rows[-1]
@@ -181,6 +193,7 @@ class Simulator:
             "buffers": buffers, "rows": [dict(r) for r in self.rows],
             "schedule": [[s.round, list(s.fast), list(s.blocks_done), s.t_cut, s.wall, s.comm, list(s.start), list(s.busy)]
                          for s in self.schedules],
+            "k_auto": self.k_control.state_dict() if self.k_control is not None else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
         }
@@ -198,6 +211,10 @@ class Simulator:
         self.schedules = [RoundSchedule(round=r, fast=tuple(f), blocks_done=tuple(b), t_cut=tc, wall=wl, comm=cm,
                                         start=tuple(rest[0]) if rest else (), busy=tuple(rest[1]) if rest else ())
                           for r, f, b, tc, wl, cm, *rest in st["schedule"]]
+        if self.k_control is not None:
+            check(isinstance(st.get("k_auto"), dict), f"checkpoint {source}: lacks the --k auto state; delete it or "
+                                                      f"rerun with --force")
+            self.k_control.load_state_dict(st["k_auto"])
         torch.set_rng_state(st["torch_rng"])
         if st.get("cuda_rng") is not None and dev.type == "cuda":
             torch.cuda.set_rng_state_all(st["cuda_rng"])

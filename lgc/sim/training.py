@@ -14,7 +14,7 @@ from lgc import runs
 from lgc.checkpoint import load_checkpoint, save_checkpoint
 from lgc.config import CHECKPOINT_EVERY_S, TrainConfig
 from lgc.errors import check
-from lgc.protocol import ROUND_FIELDS, RUN_KIND, divergence_record, diverged
+from lgc.protocol import REFIT_FIELDS, ROUND_FIELDS, RUN_KIND, divergence_record, diverged, refit_rows
 from lgc.sim.simulator import Simulator
 from theory.schedule import schedule_to_csv
 
@@ -22,6 +22,8 @@ from theory.schedule import schedule_to_csv
 def _write_progress(path: Path, sim: Simulator) -> None:
     runs.atomic_write_csv(path / "rounds.csv", sim.rows, ROUND_FIELDS)
     runs.atomic_write_text(path / "schedule.csv", schedule_to_csv(sim.schedules))
+    if sim.k_control is not None:  # --k auto: every refit (lgc.protocol.refit_rows)
+        runs.atomic_write_csv(path / "refits.csv", refit_rows(sim.k_control.history), REFIT_FIELDS)
     save_checkpoint(path / "checkpoint.pt", sim.state_dict())
 
 
@@ -92,7 +94,7 @@ def _loop(sim: Simulator, work: Path, *, quiet, stop_after, time_limit_s, resume
     began = saved = time.perf_counter()
     done_here = 0
     try:
-        with tqdm(total=cfg.rounds, initial=sim.round, disable=quiet, desc=f"{cfg.algorithm} K={cfg.threshold_k}",
+        with tqdm(total=cfg.rounds, initial=sim.round, disable=quiet, desc=f"{cfg.algorithm} K={'auto' if cfg.k_auto else cfg.threshold_k}",
                   unit="round", leave=False) as bar:
             while sim.round < cfg.rounds:
                 row = sim.step()
