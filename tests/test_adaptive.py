@@ -125,6 +125,11 @@ def test_controller_refits_on_schedule_and_past_the_budget_keeps_k():
     assert all(h["window"][1] - h["window"][0] + 1 <= 10 for h in ctl.history)
     spent = [h for h in ctl.history if h["remaining"] <= 0]
     assert spent and all(h["k"] == h["k_before"] and h["expected_round_time"] is None for h in spent)
+    # a remaining budget shorter than any round: no finite bound, K stays (tradeoff alone would say N)
+    short = KController(AutoK(budget=2.0, every=1, window=10, first=1), PROB, "lgc", eta=0.15)
+    short.k = 3
+    short.observe(rounds_of(ShiftedExponential(1.0, 1.0), N, 0, 1)[0], clock=1.5)
+    assert short.history[-1]["remaining"] == 0.5 and short.k == 3
     clone = KController(AutoK(budget=30.0, every=5, window=10, first=7), PROB, "lgc", eta=0.15)
     clone.load_state_dict(ctl.state_dict())
     assert clone.state_dict() == ctl.state_dict()

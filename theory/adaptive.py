@@ -214,8 +214,9 @@ class KController:
         return self.refit(o.round) if self.due() else None
 
     def refit(self, t: int) -> dict:
-        """Fit the window (eqs. 7.2-7.4) and pick K* for the remaining budget (eq. 7.5); past the
-        budget K stays as it is (there is no remaining time to optimise)."""
+        """Fit the window (eqs. 7.2-7.4) and pick K* for the remaining budget (eq. 7.5). Past the
+        budget, or when what remains holds no round of any K (every bound infinite), K stays as it
+        is: there is no remaining time to optimise."""
         from theory.tradeoff import tradeoff
 
         s = self.settings
@@ -225,8 +226,9 @@ class KController:
         if remaining > 0:
             prob = replace(self.problem, timing=fit.model(self.problem.timing.per_block))
             res = tradeoff(self.algorithm, prob, budget=remaining, eta=self.eta, rounds=s.mc_rounds, seed=s.seed)
-            self.k = int(res.k_star)
-            round_time = float(res.round_time[list(res.ks).index(self.k)])
+            if np.isfinite(res.bound).any():  # else no K fits a round in what remains (tradeoff then says N)
+                self.k = int(res.k_star)
+                round_time = float(res.round_time[list(res.ks).index(self.k)])
         rec = {"round": int(t), "window": [int(self.obs[0].round), int(self.obs[-1].round)], "clock": self.clock,
                "remaining": remaining, "pooled": not fit.distinct, "distinct": list(fit.distinct),
                "shift": [float(v) for v in fit.shifts], "rate": [float(v) for v in fit.rates],
