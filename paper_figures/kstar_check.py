@@ -100,12 +100,14 @@ class Cell:
         return float(self.measured[self.k_star - 1] / self.measured[self.best - 1])
 
 
-def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed", n=N):
-    """optimize-k's code path with the constants as known (abort semantics, plain SGD)."""
+def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed", n=N, gram=True):
+    """optimize-k's code path with the constants as known (abort semantics, plain SGD); gram: with the
+    workers' exact Gram envelope (A4G, DERIVATION.md section 4.7), else zeta^2 alone (A4)."""
     from theory.tradeoff import Problem, tradeoff
 
     const = prob.constants()
-    p = Problem(N=n, M=M, B=B, timing=timing, h=period, semantics="abort", delta=prob.delta, **const)
+    p = Problem(N=n, M=M, B=B, timing=timing, h=period, semantics="abort", delta=prob.delta,
+                dissimilarity=prob.dissimilarity() if gram else None, **const)
     if eta_mode == "fixed":
         return tradeoff(algorithm, p, budget=tau, eta=ETA_L / const["L"])
     return tradeoff(algorithm, p, budget=tau, optimize_eta=True)

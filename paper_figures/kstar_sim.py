@@ -25,7 +25,7 @@ quadratic, largest at a corner); delta = max |h_ik - hbar_k| (A6); Delta = F(w_0
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,6 +37,7 @@ class Quadratic:
     w0: np.ndarray  # (d,)
     sigma2: float
     name: str = "quadratic"
+    _cache: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def n(self) -> int:
@@ -87,6 +88,19 @@ class Quadratic:
             return ((g - g.mean(0)) ** 2).mean(0)
 
         return float(np.maximum(a2(lo), a2(hi)).sum())
+
+    def dissimilarity(self, margin: float = 1.0):
+        """The workers' Gram envelope over box(margin) (A4G, theory/gram.py): a_ik(w) = h_ik (w_k - c_ik) -
+        mean_j h_jk (w_k - c_jk) depends on w_k alone and is affine in it, so every (sum_i c_i a_ik)^2 is
+        convex in w_k and largest at an end of [lo_k, hi_k]: exact with the two ends (constant when delta = 0)."""
+        from theory.gram import SeparableEnvelope
+
+        key = ("envelope", margin)
+        if key not in self._cache:
+            ends = np.stack(self.box(margin))  # (2, d)
+            g = self.h[None] * (ends[:, None, :] - self.c[None])  # (2, N, d)
+            self._cache[key] = SeparableEnvelope(g - g.mean(1, keepdims=True))
+        return self._cache[key]
 
     def constants(self, margin: float = 1.0) -> dict:
         return {"L": self.L, "sigma2": self.sigma2, "zeta2": self.zeta2(margin), "Delta": self.Delta}

@@ -62,6 +62,19 @@ class Problem:
         a2 = ((gi - gi.mean(1, keepdims=True)) ** 2).mean(1)  # (G, d)
         return float(a2.max(0).sum()) * (1.0 if self.kind == "quadratic" else 1.01)
 
+    def envelope(self, box=None):
+        """The workers' Gram envelope (A4G, theory/gram.py SeparableEnvelope) over the same region as zeta2:
+        a_ik depends on w_k alone. Quadratic: affine in w_k, exact at the box's ends; logcosh: the grid
+        (+1%, as zeta2)."""
+        from theory.gram import SeparableEnvelope
+
+        if self.kind == "quadratic":
+            g = np.stack(box) if box is not None else self._coordinate_grid(None)[[0, -1]]
+        else:
+            g = self._coordinate_grid(box)
+        gi = self.h[None] * ((g[:, None, :] - self.c[None]) if self.kind == "quadratic" else np.tanh(g[:, None, :] - self.c[None]))
+        return SeparableEnvelope(gi - gi.mean(1, keepdims=True), inflate=1.0 if self.kind == "quadratic" else 1.01)
+
     def delta(self):
         """Lipschitz constant of a_i: max over workers and w of the largest |diagonal Jacobian entry|."""
         if self.kind == "quadratic":

@@ -94,3 +94,48 @@ def test_each_lgc_form_holds_near_its_own_step_size_limit(kind, set_model, form,
                  delta_eff=min(prob.delta(), prob.L), **stats(fast, blocks), **_constants(prob, box))
         got = terms("lgc", q, set_model=set_model, form=form, lam=LAMBDAS[3] if lam is None else lam)
         assert sum(got.values()) >= meas, (k, eta * prob.L, sum(got.values()), meas)
+
+
+@functools.lru_cache(maxsize=None)
+def _gram_forms(kind, timing_name, box):
+    """The Gram forms of eqs. (4.36)-(4.40) (theory/gram.py) for this problem's exact envelope, by Monte Carlo
+    over replicates apart from the runs' seeds (10_000 + r)."""
+    from theory.gram import set_forms
+
+    timing, h, _, _ = TIMINGS[timing_name]
+    prob = make_problem(kind, n=N, seed=1)
+    env = prob.envelope(None if box is None else (np.array(box[0]), np.array(box[1])))
+    return set_forms(timing, N, M, h, np.arange(1, N + 1), env, rounds=1000, seed=10_000)
+
+
+@pytest.mark.parametrize("kind", ["quadratic", "logcosh"])
+@pytest.mark.parametrize("timing_name", list(TIMINGS))
+@pytest.mark.parametrize("eta_l", [0.15, 0.9])
+def test_gram_bounds_exceed_the_simulation_for_every_k(kind, timing_name, eta_l):
+    """The bounds with the set terms as Gram forms (A4G, DERIVATION.md section 4.7) still hold: per-worker
+    curvatures (w-dependent G) and log cosh (non-quadratic), every timing, abort semantics, every K."""
+    timing, h, h_bound, set_model = TIMINGS[timing_name]
+    prob = make_problem(kind, n=N, seed=1)
+    w0 = prob.minimizer()
+    fin = finish_times(timing, n=N, m_blocks=M, rounds=T, seeds=SEEDS, h=h)
+    eta = eta_l / prob.L
+    inc = _inclusion(timing_name) if set_model == "independent" else None
+    runs, lo, hi = {}, np.full(prob.h.shape[1], np.inf), np.full(prob.h.shape[1], -np.inf)
+    for k in range(1, N + 1):
+        fast, blocks = schedules(fin, k, "abort")
+        for alg in ("fastest-k", "lgc", "lgc-fresh"):
+            meas, box = simulate(alg, prob, fast, blocks, k=k, b_size=B, m_blocks=M, eta=eta, w0=w0)
+            runs[k, alg] = meas, stats(fast, blocks)
+            lo, hi = np.minimum(lo, box[0]), np.maximum(hi, box[1])
+    # the quadratic's region: the box every iterate of every run stayed in (A4G is used at iterates only)
+    region = None if kind == "logcosh" else (tuple(np.floor(lo * 100) / 100), tuple(np.ceil(hi * 100) / 100))
+    forms = _gram_forms(kind, timing_name, region)
+    const = _constants(prob, None if region is None else (np.array(region[0]), np.array(region[1])))
+    for (k, alg), (meas, st) in runs.items():
+        g = {name: v[k - 1] for name, v in forms.items()}
+        sm = {"fastest-k": set_model, "lgc": "persistent" if set_model == "independent" else set_model,
+              "lgc-fresh": "uniform" if set_model == "uniform" else "persistent"}[alg]
+        extra = dict(set_bias=inc["set_bias"][k - 1], set_var=inc["set_var"][k - 1]) if sm == "independent" else {}
+        got = evaluate(alg, N=N, K=k, B=B, M=M, eta=eta, T=T, h=h_bound, Delta=0.0, delta=prob.delta(),
+                       set_model=sm, **st, **const, **extra, **g)
+        assert float(got["total"]) >= meas, (alg, k, float(got["total"]), meas)

@@ -31,7 +31,7 @@ from theory.algorithms import BOUND_NAMES
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory import lgc_bounds
-from theory.lgc_bounds import LAMBDA, THETA
+from theory.lgc_bounds import LAMBDA, THETA, tight
 
 BOUND_ALGORITHMS = BOUND_NAMES  # the table (theory/algorithms.py): entries with has_bound
 # persistent: any timing; uniform: exchangeable sets (i.i.d. times, h = 1); independent (fastest-k):
@@ -67,12 +67,12 @@ def _fastest_k(p, sqrt, set_model="persistent"):
         "noise": p["L"] * p["eta"] * p["sigma2"] / (K * p["B"]),
     }
     if set_model == "persistent":
-        t["bias"] = (N - K) * p["zeta2"] / K
+        t["bias"] = tight(p, "g_bias", (N - K) * p["zeta2"] / K)  # eq. (4.10) or (4.36)
     elif set_model == "uniform":
-        t["sampling"] = p["L"] * p["eta"] * (N - K) * p["zeta2"] / (K * p.get("Nm1", N - 1))
-    else:
-        t["bias"] = p["set_bias"] * p["zeta2"]
-        t["sampling"] = p["L"] * p["eta"] * p["set_var"] * p["zeta2"]
+        t["sampling"] = p["L"] * p["eta"] * tight(p, "g_ivar", (N - K) * p["zeta2"] / (K * p.get("Nm1", N - 1)))
+    else:  # eq. (4.11') or (4.40)
+        t["bias"] = tight(p, "g_ibias", p["set_bias"] * p["zeta2"])
+        t["sampling"] = p["L"] * p["eta"] * tight(p, "g_ivar", p["set_var"] * p["zeta2"])
     return t
 
 
@@ -242,6 +242,7 @@ def _check(N_, K_, M, B, eta, L, sigma2, zeta2, Delta, h, m_inv, zero_frac, zero
 def evaluate(
     algorithm: str, *, N, K, B, M, eta, T, L, sigma2, zeta2, Delta, h=1, m_inv=None, zero_frac=None, zero_sq=None,
     delta=None, semantics: str | None = None, set_model: str = "persistent", set_bias=None, set_var=None,
+    g_bias=None, g_fresh=None, g_delta=None, g_change=None, g_ibias=None, g_ivar=None,
 ) -> dict:
     """The bound of `algorithm` (eqs. 4.6, 4.10/4.11/4.11', 4.14; lgc: the smallest of 4.23, 4.26,
     4.29, 4.31, 4.32, 4.33 that hold for the set model), vectorized over any argument.
@@ -260,6 +261,9 @@ def evaluate(
         sets, i.i.d. times with h = 1, eqs. 4.11, 4.14', 4.26, 4.32) or "independent" (fastest-k: sets
         redrawn each round from a fixed law, with set_bias and set_var from
         `inclusion_coefficients`, eq. 4.11').
+      g_bias, g_fresh, g_delta, g_change, g_ibias, g_ivar: the set terms as Gram forms (A4G,
+        theory/gram.py set_forms, eqs. 4.36-4.40), each used where it is below its zeta^2 form (4.41);
+        absent: the zeta^2 forms.
     Returns:
       dict(total=..., terms={name: ...}, valid=..., eta_max=...): total is +inf where T < 1,
       eta exceeds eta_max or a term is not finite (the bound does not hold there).
@@ -286,6 +290,11 @@ def evaluate(
     p["delta_eff"] = p["L"] if delta is None else np.minimum(np.asarray(delta, float), p["L"])
     if set_model == "independent":
         p["set_bias"], p["set_var"] = np.asarray(set_bias, float), np.asarray(set_var, float)
+    for name, v in (("g_bias", g_bias), ("g_fresh", g_fresh), ("g_delta", g_delta), ("g_change", g_change),
+                    ("g_ibias", g_ibias), ("g_ivar", g_ivar)):
+        if v is not None:
+            _need(bool(np.all(np.asarray(v) >= 0)), lambda: f"{name}={v} must be >= 0 (a squared norm)")
+            p[name] = np.asarray(v, float)
     cases = _straggler_cases(M, semantics, m_inv, zero_frac)
     if algorithm == "lgc":
         forms = [(f, lam) for f in _FORMS_FOR[set_model] for lam in (LAMBDAS if f == "noise-virtual" else (LAMBDA,))]
@@ -350,6 +359,7 @@ def straggler_statistics(fast, blocks_done) -> dict:
 # ----------------------------------------------------------------------------- sympy
 SYMBOL_NAMES = ("N", "K", "B", "M", "eta", "T", "L", "sigma2", "zeta2", "Delta", "phi", "m_inv", "zero_frac",
                 "zero_sq", "delta_eff")
+GRAM_SYMBOLS = ("g_bias", "g_fresh", "g_delta", "g_change", "g_ibias", "g_ivar")  # section 4.7
 
 
 def symbols():
@@ -363,9 +373,12 @@ def symbols():
 
 
 def symbolic(algorithm: str, *, set_model: str = "persistent", form: str | None = None, syms=None,
-             lam: float = LAMBDA) -> dict:
-    """The bound's terms as sympy expressions (the same code as `evaluate`)."""
+             lam: float = LAMBDA, gram: bool = False) -> dict:
+    """The bound's terms as sympy expressions (the same code as `evaluate`); gram: the set terms as the
+    nonnegative symbols GRAM_SYMBOLS (the Gram forms of section 4.7) instead of their zeta^2 forms."""
     import sympy as sp
 
     syms = symbols() if syms is None else syms
+    if gram:
+        syms = dict(syms, **{n: sp.Symbol(n, nonnegative=True) for n in GRAM_SYMBOLS})
     return terms(algorithm, syms, sp.sqrt, set_model=set_model, form=form, lam=lam)

@@ -6,8 +6,22 @@ lgc-fresh's noise and bias (eqs. 4.12-4.13) live here too: the lgc forms are bui
 """
 from __future__ import annotations
 
+import numpy as np
+
 LAMBDA = 1.0  # Young's parameter in ||P + S||^2 <= (1 + LAMBDA)||P||^2 + (1 + 1/LAMBDA)||S||^2, eq. (4.27)
 THETA = 1.0  # Young's parameter in ||m + eps||^2 <= (1 + THETA)||m||^2 + (1 + 1/THETA)||eps||^2, eq. (4.33)
+
+
+def tight(p, key, worst):
+    """A set term: the Gram form p[key] (theory/gram.py, eqs. 4.36-4.40) where given, else the zeta^2 form
+    `worst`. Numerically the smaller of the two (both bound the same quantity, eq. 4.41); a sympy symbol
+    in p[key] replaces `worst` (the symbolic forms of section 4.7)."""
+    g = p.get(key)
+    if g is None:
+        return worst
+    if isinstance(g, (int, float, np.ndarray, np.generic)):
+        return np.minimum(g, worst)
+    return g
 
 
 def moments(p):
@@ -24,7 +38,7 @@ def fresh_parts(p):
     b = B / p["M"]
     mo = moments(p)
     v = p["sigma2"] * ((K**2 + 2 * K * mo["ez"] + mo["ez2"]) / (N**2 * K * B) + (N - K) * p["m_inv"] / (N**2 * b))
-    bias = (mo["ez2"] + K * mo["ez"]) * p["zeta2"] / (N * K)
+    bias = tight(p, "g_fresh", (mo["ez2"] + K * mo["ez"]) * p["zeta2"] / (N * K))  # eq. (4.12) or (4.37)
     return v, bias, mo
 
 
@@ -41,12 +55,14 @@ def lgc_parts(p, sqrt):
     e_eps_split = p["sigma2"] * sqrt(rho) * (p["m_inv"] / (N * b) + rho * mo["one_m"] / (K * B))
     q = 24 * rho**2 * dl**2 * eta**2  # eq. (4.19)
     r2 = 4 * rho**2 * dl**2 * eta**2  # ||S_t||^2 <= r2 ||d_{t-1}||^2, eq. (4.27)
-    c = (N - K) * p["zeta2"] / K
-    # eq. (4.20'): a period start costs 2 N (N-K) zeta^2 / (K max(K, N-K)); max(K, N-K) = (N + |2K - N|)/2;
-    # the first post-warm-up round only the fastest-K bias (4.9), (N-K) zeta^2 / K
-    b_set = p["phi"] * 4 * N * (N - K) * p["zeta2"] / (K * (N + sqrt((2 * K - N) ** 2))) + c / p["T"]
+    c = tight(p, "g_bias", (N - K) * p["zeta2"] / K)  # eq. (4.9) or (4.36)
+    # eq. (4.20'): a period start costs 2 N (N-K) zeta^2 / (K max(K, N-K)); max(K, N-K) = (N + |2K - N|)/2
+    # (or its Gram form, eq. 4.39); the first post-warm-up round only the fastest-K bias (4.9), (N-K) zeta^2 / K
+    change = tight(p, "g_change", 4 * N * (N - K) * p["zeta2"] / (K * (N + sqrt((2 * K - N) ** 2))))
+    b_set = p["phi"] * change + c / p["T"]
     b_zero = (1 - p["phi"] - 1 / p["T"]) * fresh_bias  # eq. (4.21)
-    e_delta = (mo["es2"] + K * mo["es"]) * p["zeta2"] / (N * K)  # E||Delta_t||^2 (eq. 4.31)
+    # E||Delta_t||^2 (eq. 4.31), or its Gram form (4.38)
+    e_delta = tight(p, "g_delta", (mo["es2"] + K * mo["es"]) * p["zeta2"] / (N * K))
     return dict(rho=rho, v_a=v_a, e_eps=e_eps, e_eps_split=e_eps_split, q=q, r2=r2, b_set=b_set, b_zero=b_zero,
                 v_fresh=v_fresh, fresh_bias=fresh_bias, e_delta=e_delta, mo=mo)
 

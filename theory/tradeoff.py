@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from theory import bounds
+from theory import bounds, gram
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.order_stats import CommModel, expected_round_times
@@ -41,6 +41,9 @@ class Problem:
     comm: CommModel = field(default_factory=CommModel)
     report_latency: float = 0.0
     delta: float | None = None  # Lipschitz constant of grad f_i - grad F (A6), optional
+    # the workers' Gram envelope (A4G, theory/gram.py: GramPoints or SeparableEnvelope), optional: the set
+    # terms become quadratic forms in it (DERIVATION.md section 4.7) under abort semantics
+    dissimilarity: object | None = field(default=None, compare=False)
 
     def __post_init__(self):
         require(self.N >= 1, f"N={self.N} must be >= 1")
@@ -52,6 +55,8 @@ class Problem:
         require(self.h >= 1, f"straggling period h={self.h} must be >= 1")
         require(self.delta is None or self.delta >= 0, f"delta={self.delta} must be >= 0")
         require(self.semantics in SEMANTICS, f"semantics={self.semantics!r} must be 'abort' or 'boundary'")
+        require(self.dissimilarity is None or self.dissimilarity.n == self.N,
+                f"the Gram matrix is for N={getattr(self.dissimilarity, 'n', None)} workers, the problem has N={self.N}")
 
 
 def set_change_period(timing: TimingModel, h: float) -> float:
@@ -275,6 +280,9 @@ def tradeoff(
         if algorithm == "fastest-k" and independent_sets(prob.timing, prob.h):
             set_model = "independent"  # timing-aware bias from the inclusion law of A_t (eq. 4.11')
     inclusion = inclusion_from_timing(prob.timing, n, prob.M, prob.h, ks, seed=seed) if set_model == "independent" else None
+    if prob.dissimilarity is not None and prob.semantics == "abort":  # the Gram forms, eqs. (4.36)-(4.40)
+        forms = gram.set_forms(prob.timing, n, prob.M, prob.h, ks, prob.dissimilarity, seed=seed)
+        inclusion = dict(inclusion or {}, **forms)
     if optimize_eta:
         emax = bounds.eta_max(algorithm, n, ks, prob.L, set_model, delta=prob.delta)
         grid = emax[None, :] * np.logspace(-3, 0, ETA_GRID)[:, None]  # (G, K)

@@ -1,0 +1,146 @@
+"""The set terms as quadratic forms in the workers' Gram matrix (A4G, theory/DERIVATION.md section 4.7):
+the envelopes, the Monte Carlo forms (4.36)-(4.40) against closed forms, the reduction to full-sync at
+K = N (sympy), and that the Gram forms are never looser than the zeta^2 forms."""
+import itertools
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from theory.bounds import GRAM_SYMBOLS, evaluate, symbolic, symbols
+from theory.errors import TheoryInputError
+from theory.gram import GramPoints, SeparableEnvelope, coefficients, set_forms
+from theory.timing import Deterministic, HeterogeneousSpeed, ShiftedExponential
+
+N, M = 6, 3
+KS = np.arange(1, N + 1)
+
+
+def _deviations(rng, n=N, d=4):
+    a = rng.normal(size=(n, d))
+    return a - a.mean(0)  # sum_i a_i = 0
+
+
+def test_gram_points_are_the_squared_norm_and_take_the_largest_point():
+    rng = np.random.default_rng(0)
+    a1, a2 = _deviations(rng), _deviations(rng)
+    env = GramPoints([a1 @ a1.T, a2 @ a2.T])
+    c = rng.normal(size=(5, N))
+    want = np.maximum(((c @ a1) ** 2).sum(1), ((c @ a2) ** 2).sum(1))
+    assert np.allclose(env.per_row(c), want)
+    q = np.cov(rng.normal(size=(50, N)), rowvar=False)
+    assert np.isclose(env.sup_trace(q), max(np.trace(q @ a1 @ a1.T), np.trace(q @ a2 @ a2.T)))
+    assert np.isclose(env.zeta2(), max((a1**2).sum(), (a2**2).sum()) / N)
+
+
+def test_separable_envelope_is_the_sup_over_the_box_for_affine_deviations():
+    """a_ik(w) affine in w_k (per-worker curvatures): the envelope from the box's ends equals the brute-force
+    max over the box's 2^d corners, and bounds ||sum c_i a_i(w)||^2 at random points inside."""
+    rng = np.random.default_rng(1)
+    d = 3
+    h, c0 = rng.uniform(0.2, 1.0, size=(N, d)), rng.normal(size=(N, d))
+    lo, hi = -np.ones(d), np.array([2.0, 1.0, 0.5])
+
+    def a(w):
+        g = h * (w[None] - c0)
+        return g - g.mean(0)
+
+    ends = np.stack([lo, hi])
+    env = SeparableEnvelope(np.stack([a(e) for e in ends]))
+    coef = rng.normal(size=(7, N))
+    corners = [np.array(p) for p in itertools.product(*zip(lo, hi))]
+    brute = np.max([((coef @ a(w)) ** 2).sum(1) for w in corners], axis=0)
+    assert np.allclose(env.per_row(coef), brute)
+    inside = [((coef @ a(lo + rng.uniform(size=d) * (hi - lo))) ** 2).sum(1) for _ in range(50)]
+    assert np.all(np.max(inside, axis=0) <= env.per_row(coef) + 1e-12)
+
+
+def test_coefficients_of_one_round():
+    """Fixed times 1..6, M = 3, K = 1: A = {0}, t_cut = 1; worker 1 (X = 2) has 1 block done (blocks end at
+    2/3, 4/3), worker 2 (X = 3) 1 (its first ends at 1), workers 3-5 none: S' = {1, 2}, Z = {3, 4, 5}."""
+    fin = np.arange(1.0, N + 1)[:, None] * (np.arange(1, M + 1) / M)[None]
+    x, dlt, f = coefficients(fin, [1])
+    assert np.allclose(x[0], [1 - 1 / 6] + [-1 / 6] * 5)
+    assert np.allclose(dlt[0], [-2 / 6] + [1 / 6] * 2 + [0] * 3)  # -s/(N K) on A, 1/N on S'
+    assert np.allclose(f[0], [3 / 6] + [0] * 2 + [-1 / 6] * 3)  # z/(N K) on A, 0 on S', -1/N on Z
+
+
+def test_uniform_sets_give_the_random_assignment_value():
+    """i.i.d. times (A_t uniform): E c^T G c = ||c||^2 tr G/(N-1) for the fastest-K bias (4.36), whose
+    ||x||^2 = (N-K)/(N K) (DERIVATION.md 4.5''''); the mean inclusion is 0 (g_ibias ~ 0)."""
+    rng = np.random.default_rng(2)
+    a = _deviations(rng)
+    g = a @ a.T
+    f = set_forms(ShiftedExponential(), N, M, 1, KS, GramPoints(g), rounds=3000, seed=5)
+    want = (N - KS) / (N * KS) * np.trace(g) / (N - 1)
+    assert np.allclose(f["g_bias"], want, rtol=0.06)
+    assert np.allclose(f["g_ivar"], want, rtol=0.06)  # uniform sets: all of it is set noise
+    assert np.all(f["g_ibias"] < 0.02 * f["g_bias"][0])
+    assert f["g_bias"][-1] == 0 and f["g_fresh"][-1] == 0 and f["g_delta"][-1] == 0 and f["g_change"][-1] == 0
+
+
+def test_aligned_deviations_attain_the_zeta2_form():
+    """Lemma 2's worst case: fixed times (a fixed fast set) and a_i aligned with 1_A/K - 1/N: the Gram form of
+    the bias (4.36) equals (N-K) zeta^2/K exactly, and no set changes (g_change = 0)."""
+    k = 2
+    timing = Deterministic(times=tuple(float(t) for t in range(1, N + 1)))
+    v = np.array([1.0, -0.5, 2.0])
+    c = np.where(np.arange(N) < k, 1 / k - 1 / N, -1 / N)
+    a = c[:, None] * v[None]
+    zeta2 = (a**2).sum() / N
+    f = set_forms(timing, N, M, np.inf, [k], GramPoints(a @ a.T), rounds=3)
+    assert np.isclose(f["g_bias"][0], (N - k) * zeta2 / k)
+    assert f["g_change"][0] == 0
+
+
+def test_gram_forms_reduce_to_full_sync_and_generalise_the_zeta2_forms():
+    """sympy: with the Gram forms as symbols, K = N (every coefficient vector 0, so every form 0) gives eq.
+    (4.6); substituting each form's zeta^2 value for its symbol gives the zeta^2 bound of sections 4.3-4.5."""
+    S = symbols()
+    g = {n: sp.Symbol(n, nonnegative=True) for n in GRAM_SYMBOLS}
+    N_, K_, z = S["N"], S["K"], S["zeta2"]
+    ez, ez2 = (N_ - K_) * S["zero_frac"], (N_ - K_) ** 2 * S["zero_sq"]
+    es, es2 = (N_ - K_) * (1 - S["zero_frac"]), (N_ - K_) ** 2 * (1 - 2 * S["zero_frac"] + S["zero_sq"])
+    worst = {g["g_bias"]: (N_ - K_) * z / K_, g["g_fresh"]: (ez2 + K_ * ez) * z / (N_ * K_),
+             g["g_delta"]: (es2 + K_ * es) * z / (N_ * K_),
+             g["g_change"]: 4 * N_ * (N_ - K_) * z / (K_ * (N_ + sp.sqrt((2 * K_ - N_) ** 2))),
+             g["g_ivar"]: (N_ - K_) * z / (K_ * (N_ - 1))}
+    full = sp.Add(*symbolic("full-sync", syms=S).values())
+    cases = [("fastest-k", "persistent", None), ("fastest-k", "uniform", None), ("lgc-fresh", "persistent", None)] + [
+        ("lgc", "persistent", f) for f in ("virtual", "noise-virtual", "direct", "recursive")]
+    for alg, sm, form in cases:
+        with_g = sp.Add(*symbolic(alg, syms=dict(S, **g), set_model=sm, form=form).values())
+        at_n = with_g.subs({K_: N_, **{s: 0 for s in g.values()}})
+        assert sp.simplify(at_n - full) == 0, (alg, form)
+        old = sp.Add(*symbolic(alg, syms=S, set_model=sm, form=form).values())
+        assert sp.simplify(with_g.subs(worst) - old) == 0, (alg, form)
+
+
+@pytest.mark.parametrize("alg", ["fastest-k", "lgc", "lgc-fresh"])
+def test_gram_forms_are_never_looser(alg):
+    """eq. (4.41): with the Gram forms given the bound is <= the zeta^2 bound for every K (far above: equal),
+    and at K = N it is full-sync's."""
+    rng = np.random.default_rng(3)
+    a = _deviations(rng)
+    zeta2 = (a**2).sum() / N
+    timing = HeterogeneousSpeed(slow_fraction=0.5, slowdown=3.0, hold="speed")
+    f = set_forms(timing, N, M, 1, KS, GramPoints(a @ a.T), rounds=400)
+    kw = dict(N=N, K=KS, B=6, M=M, eta=0.3, T=50, L=1.0, sigma2=1.0, zeta2=zeta2, Delta=1.0, m_inv=0.5,
+              zero_frac=0.2, h=1, delta=0.5)
+    old = evaluate(alg, **kw)["total"]
+    new = evaluate(alg, **kw, **f)["total"]
+    huge = evaluate(alg, **kw, **{k: np.full(N, 1e9) for k in f})["total"]
+    assert np.all(new <= old * (1 + 1e-12)) and np.any(new < old * 0.9)
+    assert np.allclose(huge, old)
+    full = evaluate("full-sync", **dict(kw, K=N))["total"]
+    assert np.isclose(new[-1], full)
+
+
+def test_envelope_must_match_the_workers():
+    from theory.tradeoff import Problem
+
+    with pytest.raises(TheoryInputError, match="N=4 workers"):
+        Problem(N=N, M=M, B=6, L=1.0, sigma2=1.0, zeta2=1.0, Delta=1.0, dissimilarity=GramPoints(np.eye(4)))
+    with pytest.raises(TheoryInputError, match="g_bias"):
+        evaluate("fastest-k", N=N, K=2, B=6, M=M, eta=0.3, T=5, L=1.0, sigma2=1.0, zeta2=1.0, Delta=1.0,
+                 m_inv=0.5, zero_frac=0.2, g_bias=-1.0)
