@@ -12,6 +12,9 @@ points of a short SGD trajectory from w_0 (w_0, its middle and its end):
   ||grad f_i(w') - grad f_i(w)|| / ||w' - w|| between consecutive trajectory points.
 - sigma^2: the largest per-worker variance of per-sample gradients (torch.func.vmap of grad).
 - zeta^2: (1/N) sum_i ||grad f_i - grad F||^2 with grad F = sum_i pi_i grad f_i.
+- gram: the workers' Gram matrix G_ij = <a_i, a_j>, a_i = grad f_i - grad F, at each point
+  (theory/DERIVATION.md 4.7, A4G; for up to GRAM_MAX_WORKERS workers): optimize-k then charges the
+  set terms at the workers' measured alignment instead of zeta^2's worst one.
 - Delta: F(w_0) minus the lowest F reached by full-batch L-BFGS from w_0 (a lower estimate
   of F(w_0) - F* when L-BFGS has not converged).
 
@@ -32,6 +35,7 @@ from lgc.errors import check
 from lgc.threads import torch_threads
 from theory.constants import Constants
 
+GRAM_MAX_WORKERS = 128  # an N x N Gram matrix per point in the constants JSON (128: 16k numbers a point)
 PerSampleLoss = Callable[[Tensor, Tensor, Tensor], Tensor]  # (w (P,), x (n, ...), y (n,)) -> (n,)
 
 
@@ -370,6 +374,15 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
         by_point[p].update(sigma2=float(sig_p[0]), zeta2=float(zet_p[0]))
         bar.update(1)
 
+    # the workers' Gram matrices G_ij = <a_i, a_j> at the same points (A4G, theory/DERIVATION.md 4.7)
+    gram = None
+    if n_workers <= GRAM_MAX_WORKERS:
+        gram = []
+        for p in where:
+            g = worker_gradients(problem, traj[p]).double()
+            a = g - (pi.double()[:, None] * g).sum(0)
+            gram.append((a @ a.T).numpy().tolist())
+
     # Delta: F(w_0) - lowest F from L-BFGS; bootstrap over the per-sample loss differences
     f_best, w_best = lowest_loss(problem, iters=lbfgs_iters)
     bar.update(1)
@@ -384,6 +397,7 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
     return Estimate(
         L=float(max(l_hvp, l_secant if np.isfinite(l_secant) else 0.0)),
         sigma2=float(sig[0]), zeta2=float(zet[0]), Delta=float(f0 - f_best), delta=float(max(d_secant, d_hvp)),
+        gram=gram,
         intervals={
             "L": _interval(l_hvp, np.array(l_boot), level) if l_boot else [l_hvp, l_hvp],
             "sigma2": _interval(float(sig[0]), sig[1:], level),
@@ -404,6 +418,9 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
                             "between consecutive trajectory points and the top |eigenvalue| of Hess(f_i - F) "
                             f"({power_iters} HVPs) for that worker and point",
             "delta_secant": d_secant, "delta_hvp": d_hvp,
+            "gram_method": (f"G_ij = <a_i, a_j> (a_i = grad f_i - grad F, full per-worker gradients) at the "
+                            f"{len(where)} trajectory points, one matrix each" if gram is not None else
+                            f"not measured: N = {n_workers} > {GRAM_MAX_WORKERS} workers (an N x N matrix per point)"),
             "Delta_method": f"F(w_0) - lowest F of full-batch L-BFGS ({lbfgs_iters} iterations); F(w_0)={f0:.6g}",
             "F_w0": f0, "F_best": f_best,
             "trajectory": {"steps": trajectory_steps, "lr": step, "batch_per_worker": batch, "points": where},

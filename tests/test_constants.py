@@ -15,7 +15,20 @@ def test_write_then_read_returns_the_same_constants(tmp_path):
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["c.json"]  # no temporary file left
 
 
+def test_gram_round_trips_and_stays_optional(tmp_path):
+    g = [[[1.0, -1.0], [-1.0, 1.0]], [[2.0, -2.0], [-2.0, 2.0]]]
+    c = Constants(L=1.0, sigma2=0.3, zeta2=1.0, Delta=4.0, gram=g)
+    write_constants(tmp_path / "c.json", c)
+    assert read_constants(tmp_path / "c.json").gram == g
+    write_constants(tmp_path / "d.json", Constants(L=1.0, sigma2=0.3, zeta2=1.0, Delta=4.0))
+    assert "gram" not in json.loads((tmp_path / "d.json").read_text())  # absent, not null
+
+
 @pytest.mark.parametrize("bad,match", [
+    ({"L": 1, "sigma2": 1, "zeta2": 1, "Delta": 1, "gram": []}, "gram must be a non-empty list"),
+    ({"L": 1, "sigma2": 1, "zeta2": 1, "Delta": 1, "gram": [[[1, 0], [0]]]}, "gram must be .* 1 columns|columns"),
+    ({"L": 1, "sigma2": 1, "zeta2": 1, "Delta": 1, "gram": [[[-1]]]}, "negative diagonal"),
+    ({"L": 1, "sigma2": 1, "zeta2": 1, "Delta": 1, "gram": [[["x"]]]}, "finite number"),
     ({"sigma2": 1, "zeta2": 1, "Delta": 1}, "missing key 'L'"),
     ({"L": 0, "sigma2": 1, "zeta2": 1, "Delta": 1}, "L=0 must be > 0"),
     ({"L": 1, "sigma2": -1, "zeta2": 1, "Delta": 1}, "sigma2=-1 must be >= 0"),

@@ -38,6 +38,20 @@ def test_quadratic_estimates_land_near_the_exact_constants(quad_estimate):
     assert est.Delta == pytest.approx(exact["Delta"], rel=0.03)
 
 
+def test_gram_is_the_workers_deviations_gram_matrix(quad_estimate):
+    """A4G (theory/DERIVATION.md 4.7): one Gram matrix per trajectory point; with a shared Hessian a_i = H (cbar - c_i)
+    is w-free, so each is the exact G = A A^T up to the sample noise, and tr G / N is the zeta^2 of that point."""
+    quad, est = quad_estimate
+    a = (np.asarray(quad.c).mean(0)[None] - np.asarray(quad.c)) * np.asarray(quad.h)[None]
+    exact = a @ a.T
+    assert len(est.gram) == len(est.source["trajectory"]["points"])
+    for g in est.gram:
+        g = np.asarray(g)
+        assert g.shape == (6, 6) and np.allclose(g, g.T)
+        assert np.abs(g - exact).max() < 0.05 * np.abs(exact).max()
+    assert max(np.trace(np.asarray(g)) / 6 for g in est.gram) == pytest.approx(est.zeta2, rel=0.01)
+
+
 def test_intervals_are_ordered_and_contain_the_estimates(quad_estimate):
     _, est = quad_estimate
     for k in ("sigma2", "zeta2", "Delta"):
@@ -151,6 +165,7 @@ def test_pipeline_softmax_estimate_then_optimize_k(tmp_path, capsys):
     assert rc == 0
     table = json.loads(capsys.readouterr().out)
     assert table["constants"] == {k: est[k] for k in ("L", "sigma2", "zeta2", "Delta", "delta")}
+    assert len(est["gram"][0]) == 4 and table["dissimilarity"].startswith("Gram forms")  # A4G used when measured
     k_star = table["k_star"]
     assert 1 <= k_star <= 4 and [r["K"] for r in table["rows"]] == [1, 2, 3, 4]
     run = {**est["source"]["train_config"], "threshold_k": k_star, "batch_size": 10, "blocks": 2, "rounds": 3,

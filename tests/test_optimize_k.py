@@ -109,3 +109,29 @@ def test_optimize_k_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+def test_constants_gram_drives_the_set_terms_and_must_match_n(tmp_path, capsys):
+    """A gram in the constants (A4G, DERIVATION.md 4.7) lowers fastest-K's persistent bias below the zeta2 form
+    (workers whose deviations are not aligned with any fast set); a gram for other N is one line, exit 2."""
+    from theory.constants import Constants
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 3))
+    a -= a.mean(0)
+    path = tmp_path / "c.json"
+    write_constants(path, Constants(L=1.0, sigma2=1.0, zeta2=float((a**2).sum() / 6), Delta=5.0,
+                                    gram=[(a @ a.T).tolist()]))
+    args = ["optimize-k", "--workers", "6", "--blocks", "2", "--batch-size", "4", "--budget", "100",
+            "--algorithm", "fastest-k", "--straggling-period", "1000000", "--json"]
+    assert main([*args, "--constants", str(path)]) == 0
+    with_g = json.loads(capsys.readouterr().out)
+    assert with_g["dissimilarity"].startswith("Gram forms") and "gram" not in with_g["constants"]
+    zeta_only = tmp_path / "z.json"
+    write_constants(zeta_only, Constants(L=1.0, sigma2=1.0, zeta2=float((a**2).sum() / 6), Delta=5.0))
+    assert main([*args, "--constants", str(zeta_only)]) == 0
+    without = json.loads(capsys.readouterr().out)
+    bias = lambda t: np.array([r["term:bias"] for r in t["rows"]])
+    assert np.all(bias(with_g) <= bias(without) + 1e-12) and bias(with_g)[0] < 0.5 * bias(without)[0]
+    r = _run("--workers", "8", "--constants", str(path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "gram is for N=6" in r.stderr

@@ -2,6 +2,7 @@
 
     {"L": 4.0, "sigma2": 1.0, "zeta2": 0.5, "Delta": 2.0,
      "delta": 0.3,                              # optional: Lipschitz constant of grad f_i - grad F
+     "gram": [[[...N numbers], ...N rows], ...], # optional: the workers' Gram matrices G(w_p) at points
      "intervals": {"L": [3.8, 4.2], ...},      # optional: bootstrap intervals [lo, hi]
      "source": {...},                           # optional: how they were obtained
      "format": 1}                               # optional on read; written by write_constants
@@ -9,7 +10,9 @@
 L > 0 (smoothness), sigma2 >= 0 (per-sample gradient variance), zeta2 >= 0 (dissimilarity),
 Delta >= 0 (F(w_0) - F*); optional delta >= 0, the Lipschitz constant of the dissimilarity
 grad f_i - grad F (assumption A6 of theory/DERIVATION.md; files without it still load, and the
-bounds then use L). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
+bounds then use L); optional gram, the Gram matrices G_ij = <a_i, a_j> of the deviations
+a_i = grad f_i - grad F at one or more points (assumption A4G, DERIVATION.md section 4.7; without
+it the bounds use zeta2 alone). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from theory.jsonio import dumps
 CONSTANTS_FORMAT_VERSION = 1
 KEYS = ("L", "sigma2", "zeta2", "Delta")
 OPTIONAL_KEYS = ("delta",)
+GRAM_KEY = "gram"  # optional: a list of N x N Gram matrices (A4G)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class Constants:
     zeta2: float
     Delta: float
     delta: float | None = None
+    gram: list | None = None  # [P][N][N]: G at P points (A4G), or None
     intervals: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
 
@@ -57,6 +62,7 @@ def validate_constants(d, *, source: str = "constants") -> dict:
         v = d.get(k)
         require(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0),
                 f"{source}: {k}={v!r} must be a finite number >= 0 (or absent)")
+    _validate_gram(d.get(GRAM_KEY), source)
     fmt = d.get("format", CONSTANTS_FORMAT_VERSION)
     require(fmt == CONSTANTS_FORMAT_VERSION, f"{source}: format={fmt!r} is not supported (expected {CONSTANTS_FORMAT_VERSION})")
     intervals = d.get("intervals", {})
@@ -69,6 +75,25 @@ def validate_constants(d, *, source: str = "constants") -> dict:
     return d
 
 
+def _validate_gram(g, source: str) -> None:
+    """gram: absent, or a non-empty list of equally sized square matrices of finite numbers with a
+    nonnegative diagonal (Gram matrices)."""
+    if g is None:
+        return
+    what = f"{source}: {GRAM_KEY} must be a non-empty list of N x N Gram matrices (lists of rows of numbers)"
+    require(isinstance(g, (list, tuple)) and len(g) > 0, what)
+    for m in g:
+        require(isinstance(m, (list, tuple)) and len(m) > 0 and all(isinstance(r, (list, tuple)) for r in m), what)
+        n = len(m)
+        require(all(len(r) == n for r in m) and n == len(g[0]), f"{what}; got a matrix of {n} rows, "
+                f"{sorted({len(r) for r in m})} columns (the first has {len(g[0])} rows)")
+        for r in m:
+            require(all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in r),
+                    f"{what}; every entry must be a finite number")
+        require(all(m[i][i] >= 0 for i in range(n)), f"{source}: {GRAM_KEY} has a negative diagonal entry "
+                                                     f"(a squared norm ||a_i||^2 is >= 0)")
+
+
 def read_constants(path) -> Constants:
     """Read and validate a constants JSON; a missing or malformed file names itself."""
     p = Path(path)
@@ -79,14 +104,15 @@ def read_constants(path) -> Constants:
         require(False, f"constants file {str(p)!r} is not valid JSON: {e}")
     validate_constants(d, source=str(p))
     opt = {k: float(d[k]) for k in OPTIONAL_KEYS if d.get(k) is not None}
-    return Constants(**{k: float(d[k]) for k in KEYS}, **opt, intervals=d.get("intervals", {}), source=d.get("source", {}))
+    return Constants(**{k: float(d[k]) for k in KEYS}, **opt, gram=d.get(GRAM_KEY), intervals=d.get("intervals", {}),
+                     source=d.get("source", {}))
 
 
 def write_constants(path, constants) -> None:
     """Validate, then write atomically (temporary file in the same folder, fsync, rename), with
     the permissions of any new file (0644 under umask 022)."""
     d = asdict(constants) if isinstance(constants, Constants) else dict(constants)
-    d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS and v is None)}  # absent, not null
+    d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS + (GRAM_KEY,) and v is None)}  # absent, not null
     validate_constants(d, source=str(path))
     d["format"] = CONSTANTS_FORMAT_VERSION
     p = Path(path)

@@ -60,12 +60,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_constants(args) -> dict:
     """Constants from --constants FILE, overridden by flags; all four must end up known (delta is optional)."""
-    from theory.constants import KEYS, OPTIONAL_KEYS, read_constants, validate_constants
+    from theory.constants import GRAM_KEY, KEYS, OPTIONAL_KEYS, read_constants, validate_constants
 
     d = {}
     if args.constants:
         c = read_constants(args.constants)
         d = {k: getattr(c, k) for k in KEYS + OPTIONAL_KEYS if getattr(c, k) is not None}
+        if c.gram is not None:  # the workers' Gram matrices (A4G): the set terms of DERIVATION.md 4.7
+            d[GRAM_KEY] = c.gram
     for k in KEYS + OPTIONAL_KEYS:
         if getattr(args, k) is not None:
             d[k] = getattr(args, k)
@@ -76,6 +78,7 @@ def resolve_constants(args) -> dict:
 
 
 def compute(args):
+    from theory.gram import GramPoints
     from theory.tradeoff import Problem, tradeoff
 
     check(args.algorithm in ALGORITHMS,
@@ -97,6 +100,10 @@ def compute(args):
         for k in ks:
             check(1 <= k <= args.n_workers, f"K={k} must satisfy 1 <= K <= N={args.n_workers}")
     const = resolve_constants(args)
+    gram = const.get("gram")
+    check(gram is None or len(gram[0]) == args.n_workers,
+          f"the constants' gram is for N={len(gram[0]) if gram else 0} workers, but --workers is {args.n_workers} "
+          f"(estimate the constants with the same workers, or remove gram from the file)")
     timing = timing_from_args(args)
     check(args.semantics == "abort" or np.isfinite(timing.mean()),
           f"timing model {timing.name!r} has an infinite mean (pareto needs alpha > 1): with boundary semantics "
@@ -104,7 +111,7 @@ def compute(args):
     prob = Problem(N=args.n_workers, M=args.blocks, B=args.batch_size, L=const["L"], sigma2=const["sigma2"],
                    zeta2=const["zeta2"], Delta=const["Delta"], timing=timing, h=args.straggling_period,
                    semantics=args.semantics, comm=comm_from_args(args), report_latency=args.report_latency,
-                   delta=const.get("delta"))
+                   delta=const.get("delta"), dissimilarity=None if gram is None else GramPoints(gram))
     budget = args.budget if args.target is None and args.budget is not None else None
     if args.target is None and budget is None:
         budget = 1000.0
@@ -189,7 +196,19 @@ def format_table(res, prob, shown) -> str:
         lines.append(f"within the Monte Carlo error of K* (2 standard errors of E[R] and the straggler statistics): "
                      f"K = {', '.join(map(str, near))}")
     lines.append(f"# the bounds assume {ASSUMES}")
+    lines.append(f"# dissimilarity: {dissimilarity_note(prob)}")
     return "\n".join(lines)
+
+
+def dissimilarity_note(prob) -> str:
+    """Which form of the set terms the bounds used (DERIVATION.md 4.3-4.5 or 4.7)."""
+    g = prob.dissimilarity
+    if g is None:
+        return "zeta2 alone (worst alignment, Lemma 2; give gram in the constants for the Gram forms)"
+    if prob.semantics != "abort":
+        return f"gram given, but {prob.semantics} semantics: zeta2 forms (the Gram forms need abort, DERIVATION.md 4.7)"
+    return (f"Gram forms (A4G, DERIVATION.md 4.7) from {len(g.gram)} Gram matrix(es) of {g.n} workers, "
+            f"each set term the smaller of its Gram and zeta2 forms")
 
 
 def to_json(res, prob, const, rows: bool = True) -> dict:
@@ -197,7 +216,8 @@ def to_json(res, prob, const, rows: bool = True) -> dict:
     out = {
         "algorithm": res.algorithm, "criterion": res.criterion, "budget": res.budget, "target": res.target,
         "N": prob.N, "M": prob.M, "B": prob.B, "h": prob.h, "semantics": prob.semantics,
-        "timing": prob.timing.name, "constants": const, "round_time_method": res.round_time_method,
+        "timing": prob.timing.name, "constants": {k: v for k, v in const.items() if k != "gram"},
+        "dissimilarity": dissimilarity_note(prob), "round_time_method": res.round_time_method,
         "k_star": res.k_star, "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES,
     }
     if rows:
