@@ -8,7 +8,7 @@ run), abort semantics, LGC, plain SGD (momentum 0, no warm-up: what the bounds a
 optimize-k's step size eta = 0.5 / L (L estimated). Steps:
 
  1. `lgc estimate` on the run's problem (the trainer's own data, partition and initial weights)
-    writes constants.json (L, sigma^2, zeta^2, Delta);
+    writes constants.json (L, sigma^2, zeta^2, Delta, delta and the workers' Gram matrices, A4G);
  2. `lgc optimize-k --constants constants.json --budget TAU` gives the bound over K and K*;
  3. `lgc train` for every K = 1..N and 3 seeds (the sim backend, virtual clock), the test loss at
     the last evaluation (every 5 rounds) that ends within the budget TAU, mean and standard error

@@ -2,13 +2,16 @@
 table of theory/DERIVATION.md section 4.6. Run: PYTHONPATH=. python tests/bound_tightness.py [eta L]
 
 sigma2 = 0 leaves only the set terms, identical workers (zeta2 = 0) only the noise terms; runs start
-at the minimizer (Delta = 0); median (max) over K = 1..N-1 and the largest terms' median shares."""
+at the minimizer (Delta = 0); median (max) over K = 1..N-1 and the largest terms' median shares; the
+last column: the same with the set terms as Gram forms (A4G, DERIVATION.md 4.7; the problem's exact
+envelope over the box every run of the row's group stayed in, logcosh: everywhere)."""
 import sys
 
 import numpy as np
 
 from bound_sim import finish_times, make_problem, schedules, simulate, stats
 from theory.bounds import evaluate
+from theory.gram import set_forms
 from theory.timing import HeterogeneousSpeed, ShiftedExponential
 from theory.tradeoff import inclusion_from_timing
 
@@ -25,7 +28,7 @@ def main(eta_l=0.5):
             inc = inclusion_from_timing(timing, N, M, h, np.arange(1, N + 1)) if set_model == "independent" else None
             for rname, kw in REGIMES.items():
                 prob = make_problem(kind, n=N, seed=1, **kw)
-                rows = {}
+                rows, runs = {}, []
                 for k in range(1, N):
                     fast, blocks = schedules(fin, k, "abort")
                     for alg in ("fastest-k", "lgc", "lgc-fresh"):
@@ -37,11 +40,24 @@ def main(eta_l=0.5):
                                        L=prob.L, sigma2=prob.sigma2, zeta2=prob.zeta2(box if kind == "quadratic" else None),
                                        delta=prob.delta(), **stats(fast, blocks), **extra)
                         rows.setdefault(alg, []).append((meas, float(got["total"]), {n: float(v) for n, v in got["terms"].items()}))
+                        runs.append((k, alg, sm, extra, stats(fast, blocks), box, meas))
+                lo = np.min([r[5][0] for r in runs], axis=0)
+                hi = np.max([r[5][1] for r in runs], axis=0)
+                region = None if kind == "logcosh" else (lo, hi)
+                forms = set_forms(timing, N, M, h, np.arange(1, N + 1), prob.envelope(region), rounds=1000, seed=10_000)
+                gram_ratio = {}
+                for k, alg, sm, extra, st, _, meas in runs:
+                    got = evaluate(alg, N=N, K=k, B=B, M=M, eta=eta_l / prob.L, T=T, h=h, set_model=sm, Delta=0.0,
+                                   L=prob.L, sigma2=prob.sigma2, zeta2=prob.zeta2(region), delta=prob.delta(), **st,
+                                   **extra, **{n: v[k - 1] for n, v in forms.items()})
+                    gram_ratio.setdefault(alg, []).append(float(got["total"]) / meas)
                 for alg, rs in rows.items():
                     ratio = [b / m for m, b, _ in rs]
                     shares = {n: np.median([t[n] / b for _, b, t in rs]) for n in rs[0][2]}
                     top = " ".join(f"{n} {v:.2f}" for n, v in sorted(shares.items(), key=lambda x: -x[1])[:3] if v > 0.005)
-                    print(f"{kind:9s} {tname:16s} {rname:10s} {alg:9s} {np.median(ratio):7.2f} ({max(ratio):7.2f})  {top}")
+                    g = gram_ratio[alg]
+                    print(f"{kind:9s} {tname:16s} {rname:10s} {alg:9s} {np.median(ratio):7.2f} ({max(ratio):7.2f})  {top}"
+                          f"  | Gram {np.median(g):6.2f} ({max(g):6.2f})")
 
 
 if __name__ == "__main__":
