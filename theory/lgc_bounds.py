@@ -58,8 +58,10 @@ def lgc_parts(p, sqrt):
     c = tight(p, "g_bias", (N - K) * p["zeta2"] / K)  # eq. (4.9) or (4.36)
     # eq. (4.20'): a period start costs 2 N (N-K) zeta^2 / (K max(K, N-K)); max(K, N-K) = (N + |2K - N|)/2
     # (or its Gram form, eq. 4.39); the first post-warm-up round only the fastest-K bias (4.9), (N-K) zeta^2 / K
-    change = tight(p, "g_change", 4 * N * (N - K) * p["zeta2"] / (K * (N + sqrt((2 * K - N) ** 2))))
-    b_set = p["phi"] * change + c / p["T"]
+    if p.get("g_change") is None:  # the zeta^2 form, its arithmetic in this order (bit-identical K*: tests/data)
+        b_set = p["phi"] * 4 * N * (N - K) * p["zeta2"] / (K * (N + sqrt((2 * K - N) ** 2))) + c / p["T"]
+    else:
+        b_set = p["phi"] * tight(p, "g_change", 4 * N * (N - K) * p["zeta2"] / (K * (N + sqrt((2 * K - N) ** 2)))) + c / p["T"]
     b_zero = (1 - p["phi"] - 1 / p["T"]) * fresh_bias  # eq. (4.21)
     # E||Delta_t||^2 (eq. 4.31), or its Gram form (4.38)
     e_delta = tight(p, "g_delta", (mo["es2"] + K * mo["es"]) * p["zeta2"] / (N * K))
