@@ -46,6 +46,25 @@ def test_censored_fit_recovers_known_parameters_and_ignoring_censoring_would_not
     assert naive > 1.5 * 0.7
 
 
+def test_censored_fit_under_boundary_semantics_measures_from_each_workers_own_start():
+    """Under boundary semantics a straggler starts the next round late (eq. 2.3'): its time is
+    busy - start and its censoring point t_cut - start; the fit still recovers the law, and
+    measuring from the round's start instead would not."""
+    true, prev, obs, naive, late = ShiftedExponential(shift=1.0, rate=1.0), None, [], [], 0
+    for t in range(600):
+        s = schedule_round(true.block_finish_times(0, t, N, M), 3, round_index=t, semantics="boundary",
+                           start=None if prev is None else prev.next_start())
+        obs.append(observe(s))
+        naive.append(observe(replace(s, start=())))  # as if every worker started at 0
+        late += int(np.count_nonzero(s.starts()))
+        prev = s
+    assert late > 600  # the carry-over is common
+    fit, wrong = fit_window(obs), fit_window(naive)
+    assert fit.pooled_shift == pytest.approx(1.0, abs=0.01)
+    assert fit.pooled_rate == pytest.approx(1.0, rel=0.08)
+    assert abs(wrong.pooled_rate - 1.0) > 0.15  # late starts counted as work time: the law is wrong
+
+
 def test_censored_mle_closed_form_on_a_hand_example():
     # finished 2, 3, 4; censored at 3.5 and 5: shift 2, rate 3 / ((0 + 1 + 2) + (1.5 + 3)) (eq. 7.2)
     x = np.array([[2.0, 3.0, np.nan], [4.0, np.nan, np.nan]])

@@ -173,3 +173,16 @@ def test_dist_auto_k_replayed_by_sim_gives_the_same_k_and_parameters(tmp_path):
     assert ["" if v is None else str(v) for r in refit_rows(sim.k_control.history) for v in r.values()] == \
         [v for r in refits for v in r.values()]
     torch.testing.assert_close(load_checkpoint(path / "checkpoint.pt")["w"], sim.w, rtol=1e-5, atol=1e-6)
+
+
+def test_estimate_reads_an_auto_run_config_before_its_constants_exist(tmp_path):
+    """The workflow: a --k auto run on the synthetic problem needs --k-constants, which `lgc estimate
+    --config` of that run writes; the run's k_auto settings must not stop the estimate."""
+    from types import SimpleNamespace
+
+    from lgc.commands.estimate import train_config
+
+    (tmp_path / "run.json").write_text(json.dumps({"k_auto": True, "budget": 100.0, "k_constants": "later.json"}))
+    args = SimpleNamespace(config=str(tmp_path / "run.json"))
+    cfg = train_config(args)
+    assert not cfg.k_auto and cfg.budget is None and cfg.dataset == "synthetic"

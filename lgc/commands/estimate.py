@@ -61,6 +61,8 @@ def train_config(args):
     cfg = config_from_args(args)
     if getattr(args, "n_workers", None) is not None or args.config is None:
         cfg = replace(cfg, threshold_k=cfg.n_workers)  # K plays no part in the constants; keep it valid for any N
+    # nor does --k auto, whose constants (--k-constants) are what this command writes
+    cfg = replace(cfg, k_auto=False, budget=None, k_constants=None)
     return replace(cfg, device="cpu").resolved().validate()
 
 
