@@ -129,7 +129,8 @@ REFIT_FIELDS = ("round", "window_first", "window_last", "clock", "remaining", "p
 def k_controller(cfg: TrainConfig, model_bytes: float):
     """The KController of a --k auto run (theory.adaptive; None otherwise), the same in both
     backends: the bound of the run's algorithm at its step size, with the exact constants of the
-    quadratics or those of --k-constants, for --budget on the run's clock (DERIVATION.md eq. 7.5)."""
+    quadratics or those of --k-constants (with its Gram matrices when it has them, as optimize-k
+    reads them: DERIVATION.md 4.7), for --budget on the run's clock (DERIVATION.md eq. 7.5)."""
     if not cfg.k_auto:
         return None
     from theory.adaptive import AutoK, KController
@@ -142,6 +143,12 @@ def k_controller(cfg: TrainConfig, model_bytes: float):
 
             c = read_constants(cfg.k_constants)
             const = {"L": c.L, "sigma2": c.sigma2, "zeta2": c.zeta2, "Delta": c.Delta, "delta": c.delta}
+            if c.gram is not None:
+                from theory.gram import GramPoints
+
+                check(len(c.gram[0]) == cfg.n_workers, f"k_constants {cfg.k_constants}: its gram is for "
+                                                       f"N={len(c.gram[0])} workers, the run has N={cfg.n_workers}")
+                const["dissimilarity"] = GramPoints(c.gram)
         else:  # the quadratics' exact constants (lgc.task.QuadraticTask builds the same problem)
             from lgc.data.synthetic import make_quadratic
 

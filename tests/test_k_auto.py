@@ -186,3 +186,15 @@ def test_estimate_reads_an_auto_run_config_before_its_constants_exist(tmp_path):
     args = SimpleNamespace(config=str(tmp_path / "run.json"))
     cfg = train_config(args)
     assert not cfg.k_auto and cfg.budget is None and cfg.dataset == "synthetic"
+
+
+def test_k_constants_with_gram_matrices_give_the_gram_forms_as_optimize_k_reads_them(tmp_path):
+    from lgc.protocol import k_controller
+
+    g = np.eye(8).tolist()
+    (tmp_path / "c.json").write_text(json.dumps({"L": 1, "sigma2": 1, "zeta2": 1, "Delta": 1, "gram": [g]}))
+    cfg = TrainConfig(n_workers=8, k_auto=True, budget=50.0, k_constants=str(tmp_path / "c.json")).resolved()
+    ctl = k_controller(cfg, 0.0)
+    assert ctl.problem.dissimilarity is not None and ctl.problem.dissimilarity.n == 8
+    with pytest.raises(UserError, match="its gram is for N=8 workers, the run has N=4"):
+        k_controller(dataclasses.replace(cfg, n_workers=4, threshold_k=4), 0.0)
