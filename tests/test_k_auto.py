@@ -198,3 +198,11 @@ def test_k_constants_with_gram_matrices_give_the_gram_forms_as_optimize_k_reads_
     assert ctl.problem.dissimilarity is not None and ctl.problem.dissimilarity.n == 8
     with pytest.raises(UserError, match="its gram is for N=8 workers, the run has N=4"):
         k_controller(dataclasses.replace(cfg, n_workers=4, threshold_k=4), 0.0)
+
+
+def test_train_command_says_k_was_auto(tmp_path, capsys):
+    argv = ["train", "--k", "auto", "--budget", "40", "--dataset", "quadratic", "--workers", "4", "--batch-size", "8",
+            "--blocks", "4", "--rounds", "12", "--k-first-fit", "10", "--results", str(tmp_path), "--quiet"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "K auto (budget 40): 1 refits, K chosen " in out and ", last K " in out

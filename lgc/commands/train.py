@@ -133,6 +133,10 @@ def _report(path, args) -> int:
     keys = [k for k in ("rounds", "time", "loss", "test_acc", "test_loss", "dist_opt", "grad_norm2_mean",
                         "rounds_per_s") if out.get(k) is not None]
     print("  ".join(f"{k}={out[k]:.4g}" if isinstance(out[k], float) else f"{k}={out[k]}" for k in keys))
+    auto = out.get("k_auto")
+    if auto:  # --k auto: say so, and what it chose (refits.csv has every refit)
+        print(f"K auto (budget {auto['budget']:g}): {auto['refits']} refits, K chosen "
+              f"{' '.join(map(str, auto['k_chosen'])) or 'none yet'}, last K {auto['k_last']}")
     departures = (out.get("theory") or {}).get("departures") or []
     if departures:
         print(f"note: outside the bounds' assumptions: {'; '.join(departures)}")
