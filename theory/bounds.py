@@ -31,6 +31,7 @@ from theory.algorithms import BOUND_NAMES
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory import lgc_bounds
+from theory.gram import FORM_KEYS
 from theory.lgc_bounds import LAMBDA, THETA, tight
 
 BOUND_ALGORITHMS = BOUND_NAMES  # the table (theory/algorithms.py): entries with has_bound
@@ -290,8 +291,9 @@ def evaluate(
     p["delta_eff"] = p["L"] if delta is None else np.minimum(np.asarray(delta, float), p["L"])
     if set_model == "independent":
         p["set_bias"], p["set_var"] = np.asarray(set_bias, float), np.asarray(set_var, float)
-    for name, v in (("g_bias", g_bias), ("g_fresh", g_fresh), ("g_delta", g_delta), ("g_change", g_change),
-                    ("g_ibias", g_ibias), ("g_ivar", g_ivar)):
+    given = dict(g_bias=g_bias, g_fresh=g_fresh, g_delta=g_delta, g_change=g_change, g_ibias=g_ibias, g_ivar=g_ivar)
+    for name in FORM_KEYS:
+        v = given[name]
         if v is not None:
             _need(bool(np.all(np.asarray(v) >= 0)), lambda: f"{name}={v} must be >= 0 (a squared norm)")
             p[name] = np.asarray(v, float)
@@ -359,7 +361,7 @@ def straggler_statistics(fast, blocks_done) -> dict:
 # ----------------------------------------------------------------------------- sympy
 SYMBOL_NAMES = ("N", "K", "B", "M", "eta", "T", "L", "sigma2", "zeta2", "Delta", "phi", "m_inv", "zero_frac",
                 "zero_sq", "delta_eff")
-GRAM_SYMBOLS = ("g_bias", "g_fresh", "g_delta", "g_change", "g_ibias", "g_ivar")  # section 4.7
+GRAM_SYMBOLS = FORM_KEYS  # the Gram forms of section 4.7 (theory/gram.py)
 
 
 def symbols():
