@@ -8,7 +8,8 @@ measures the mean of (1/T) sum_t ||grad F(w_t)||^2 (lgc/validate.py) and evaluat
 (theory/bounds.py) with the straggler statistics of the same schedules and the set-change
 period and set model theory/tradeoff.py assigns to the timing model. Under abort semantics it
 also evaluates the bound with the set terms as Gram forms (A4G, theory/DERIVATION.md section 4.7;
-the quadratic's exact Gram matrix, theory/gram.py set_forms): column bound_gram. Prints the smallest
+the quadratic's exact Gram matrix, over the same schedules' rounds as the straggler statistics:
+theory/gram.py schedule_forms): column bound_gram. Prints the smallest
 bound / measured ratios and the number of violations (ratio < 1) of both; writes a tidy CSV.
 """
 from __future__ import annotations
@@ -49,7 +50,7 @@ def sweep(seeds: int, rounds: int) -> list[dict]:
     from lgc.validate import block_noise, make_schedules, measure
     from paper_figures.kstar_sim import from_shared
     from theory import bounds
-    from theory.gram import set_forms
+    from theory.gram import schedule_forms
     from theory.tradeoff import fastest_k_set_model, set_change_period
 
     seed_list = list(range(seeds))
@@ -64,18 +65,17 @@ def sweep(seeds: int, rounds: int) -> list[dict]:
             if semantics == "abort" and name != "shifted-exp":
                 continue
             h = set_change_period(timing, np.inf if period == PERSISTENT else period)
-            forms = set_forms(timing, N, M, period, KS, envelope) if semantics == "abort" else None
-            for j, k in enumerate(KS):
+            for k in KS:
                 sched = make_schedules(timing, seed_list, rounds, N, M, k, period=period, semantics=semantics)
                 stats = bounds.straggler_statistics(sched.fast, sched.blocks_done)
+                forms = schedule_forms(sched.fast, sched.blocks_done, k, h, envelope) if semantics == "abort" else None
                 for alg, eta in itertools.product(SWEPT, (0.05, 0.15)):
                     m = measure(quad, alg, sched, batch=B, blocks=M, lr=eta, seeds=seed_list, noise=noise)
                     set_model = fastest_k_set_model(timing, h) if alg in ("fastest-k", "lgc") else "persistent"
                     kw = dict(N=N, K=k, B=B, M=M, eta=eta, T=rounds, h=h, m_inv=stats["m_inv"],
                               zero_frac=stats["zero_frac"], set_model=set_model, **quad.constants())
                     b = float(bounds.evaluate(alg, **kw)["total"])
-                    bg = b if forms is None else float(bounds.evaluate(
-                        alg, **kw, **{n: v[j] for n, v in forms.items()})["total"])
+                    bg = b if forms is None else float(bounds.evaluate(alg, **kw, **forms)["total"])
                     rows.append({"algorithm": alg, "K": k, "timing": name, "period": period, "semantics": semantics,
                                  "sigma2": sigma2, "spread": spread, "eta": eta, "set_model": set_model,
                                  "bound": b, "bound_gram": bg, "measured": m.mean, "measured_se": m.sem,

@@ -144,3 +144,26 @@ def test_envelope_must_match_the_workers():
     with pytest.raises(TheoryInputError, match="g_bias"):
         evaluate("fastest-k", N=N, K=2, B=6, M=M, eta=0.3, T=5, L=1.0, sigma2=1.0, zeta2=1.0, Delta=1.0,
                  m_inv=0.5, zero_frac=0.2, g_bias=-1.0)
+
+
+def test_schedule_forms_equal_set_forms_on_the_same_rounds():
+    """The forms from recorded schedules (means over those rounds) equal set_forms' Monte Carlo when the recorded
+    rounds are set_forms' own draws (i.i.d. h = 1: its replicate r is the pair (round 0, round 1) of seed r)."""
+    from theory.schedule import schedule_rounds
+
+    rng = np.random.default_rng(4)
+    a = _deviations(rng)
+    env = GramPoints(a @ a.T)
+    timing, k, reps = ShiftedExponential(), 2, 300
+    fast, blocks = np.zeros((reps, 2, N), bool), np.zeros((reps, 2, N), int)
+    for r in range(reps):
+        for t in (0, 1):
+            b = schedule_rounds(timing.block_finish_times(r, t, N, M), [k], semantics="abort")
+            fast[r, t], blocks[r, t] = b.fast[0], b.blocks_done[0]
+    from theory.gram import schedule_forms
+
+    got = schedule_forms(fast, blocks, k, 1, env)
+    want = set_forms(timing, N, M, 1, [k], env, rounds=reps, seed=0)
+    assert np.isclose(got["g_change"], want["g_change"][0])  # pairs (0, 1): the same rounds
+    for name in ("g_bias", "g_fresh", "g_delta"):  # set_forms uses round 1 of each pair, here rounds 0 and 1
+        assert abs(got[name] - want[name][0]) < 0.15 * want[name][0]

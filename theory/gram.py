@@ -89,14 +89,44 @@ def coefficients(finish, ks):
     """Per K (rows) the coefficient vectors of one abort round (eq. 2.4) with finish times (N, M):
     x = 1_A/K - 1/N, c^Delta (1/N on S', -s/(N K) on A), f = x + c^Delta (lgc-fresh's bias)."""
     ks = np.asarray(ks, dtype=int)
-    n = finish.shape[0]
     b = schedule_rounds(finish, ks, semantics="abort")
-    kk = ks[:, None].astype(float)
-    rep = ~b.fast & (b.blocks_done >= 1)  # S'_t: stragglers that report a block
-    s = rep.sum(axis=1, keepdims=True)
-    x = b.fast / kk - 1.0 / n
-    dlt = rep / n - b.fast * s / (n * kk)
+    return schedule_coefficients(b.fast, b.blocks_done, ks[:, None])
+
+
+def schedule_coefficients(fast, blocks_done, k):
+    """x, c^Delta, f (as `coefficients`) of recorded rounds: fast masks and block counts (..., N), k
+    broadcastable to their leading axes."""
+    fast = np.asarray(fast, dtype=bool)
+    n = fast.shape[-1]
+    kk = np.asarray(k, dtype=float)
+    rep = ~fast & (np.asarray(blocks_done) >= 1)  # S'_t: stragglers that report a block
+    s = rep.sum(axis=-1, keepdims=True)
+    x = fast / kk - 1.0 / n
+    dlt = rep / n - fast * s / (n * kk)
     return x, dlt, x + dlt
+
+
+def schedule_forms(fast, blocks_done, k: int, h: float, envelope) -> dict:
+    """eqs. (4.36)-(4.40) for one K from recorded schedules (S, T, N) (seeds x rounds): the means over
+    these rounds instead of the timing law's (as straggler_statistics does for m_inv, zero_frac);
+    g_change over the rounds t >= 1 that start a period of h (t % h == 0; none for h = inf)."""
+    fast = np.asarray(fast, dtype=bool)
+    blocks_done = np.asarray(blocks_done)
+    require(fast.ndim == 3 and fast.shape == blocks_done.shape, f"fast and blocks_done must be (S, T, N), got "
+                                                               f"{fast.shape} and {blocks_done.shape}")
+    require(envelope.n == fast.shape[-1], f"the Gram envelope is for N={envelope.n} workers, the schedules have "
+                                          f"N={fast.shape[-1]}")
+    x, dlt, f = schedule_coefficients(fast, blocks_done, k)
+    mean = lambda c: float(_sum_per_row(envelope, c.reshape(-1, 1, c.shape[-1]))[0] / max(c.size // c.shape[-1], 1))
+    out = {"g_bias": mean(x), "g_fresh": mean(f), "g_delta": mean(dlt)}
+    t = np.arange(fast.shape[1])
+    starts = (t >= 1) & (t % h == 0) if np.isfinite(h) else np.zeros(len(t), dtype=bool)
+    out["g_change"] = mean((x[:, 1:] + dlt[:, :-1])[:, starts[1:]]) if starts.any() else 0.0
+    flat = x.reshape(-1, x.shape[-1])
+    mu = flat.mean(axis=0)
+    out["g_ibias"] = float(envelope.per_row(mu)[0])
+    out["g_ivar"] = max(envelope.sup_trace(np.cov(flat, rowvar=False, bias=True)), 0.0)
+    return out
 
 
 _CACHE: dict = {}
