@@ -4,14 +4,15 @@ table of theory/DERIVATION.md section 4.6. Run: PYTHONPATH=. python tests/bound_
 sigma2 = 0 leaves only the set terms, identical workers (zeta2 = 0) only the noise terms; runs start
 at the minimizer (Delta = 0); median (max) over K = 1..N-1 and the largest terms' median shares; the
 last column: the same with the set terms as Gram forms (A4G, DERIVATION.md 4.7; the problem's exact
-envelope over the box every run of the row's group stayed in, logcosh: everywhere)."""
+envelope over the box every run of the row's group stayed in, logcosh: everywhere; over the runs' own
+rounds, theory.gram.schedule_forms)."""
 import sys
 
 import numpy as np
 
 from bound_sim import finish_times, make_problem, schedules, simulate, stats
 from theory.bounds import evaluate
-from theory.gram import set_forms
+from theory.gram import schedule_forms
 from theory.timing import HeterogeneousSpeed, ShiftedExponential
 from theory.tradeoff import inclusion_from_timing
 
@@ -40,16 +41,16 @@ def main(eta_l=0.5):
                                        L=prob.L, sigma2=prob.sigma2, zeta2=prob.zeta2(box if kind == "quadratic" else None),
                                        delta=prob.delta(), **stats(fast, blocks), **extra)
                         rows.setdefault(alg, []).append((meas, float(got["total"]), {n: float(v) for n, v in got["terms"].items()}))
-                        runs.append((k, alg, sm, extra, stats(fast, blocks), box, meas))
+                        runs.append((k, alg, sm, extra, stats(fast, blocks), box, meas, fast, blocks))
                 lo = np.min([r[5][0] for r in runs], axis=0)
                 hi = np.max([r[5][1] for r in runs], axis=0)
                 region = None if kind == "logcosh" else (lo, hi)
-                forms = set_forms(timing, N, M, h, np.arange(1, N + 1), prob.envelope(region), rounds=1000, seed=10_000)
+                env = prob.envelope(region)
                 gram_ratio = {}
-                for k, alg, sm, extra, st, _, meas in runs:
+                for k, alg, sm, extra, st, _, meas, fast, blocks in runs:
                     got = evaluate(alg, N=N, K=k, B=B, M=M, eta=eta_l / prob.L, T=T, h=h, set_model=sm, Delta=0.0,
                                    L=prob.L, sigma2=prob.sigma2, zeta2=prob.zeta2(region), delta=prob.delta(), **st,
-                                   **extra, **{n: v[k - 1] for n, v in forms.items()})
+                                   **extra, **schedule_forms(fast, blocks, k, h, env))
                     gram_ratio.setdefault(alg, []).append(float(got["total"]) / meas)
                 for alg, rs in rows.items():
                     ratio = [b / m for m, b, _ in rs]
