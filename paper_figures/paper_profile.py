@@ -183,8 +183,8 @@ def jobs(data_dir: str, scale: Scale = PAPER, *, accept_md5_mismatch: bool = Tru
                     timing_params=dict(PERSISTENT_TIMING), seed=seed)
     for seed in seeds:  # K = N: full-sync's base run (it passes tau; read at tau)
         add("fig4", {"K": 10}, algorithm="full-sync", seed=seed)
-    for k in scale.ks:
-        for seed in seeds:
+    for seed in seeds:  # seed-major: a profile cut short has every K at its first seeds
+        for k in scale.ks:
             for alg in ("fastest-k", "lgc"):
                 for fig in ("fig4", "fig6") if alg == "lgc" and "fig6" in figs else ("fig4",):
                     add(fig, {"K": k}, algorithm=alg, threshold_k=k, rounds=rounds_for(alg, k, scale), seed=seed)
