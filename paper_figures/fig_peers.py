@@ -4,9 +4,18 @@ For identical data (spread 0, zeta^2 = 0) and non-IID data (spread 1), with i.i.
 (shifted exponential) and heterogeneous speeds (a quarter of the workers 4x slower for ever):
 the virtual time until the trailing 10-round mean of ||grad F(w_t)||^2 first drops to eps (mean
 over two seeds; "not reached" if a seed does not reach it within 400 rounds), for
-full-sync, fastest-K and LGC at their measured K* (the best K of a small grid), Rennala SGD and
+full-sync, fastest-K and LGC at their measured K* (the best K of a small grid), LGC with K chosen
+online (`lgc train --k auto`, theory/DERIVATION.md section 7, the trainer's default refit settings:
+K = N for the first 10 rounds, then a refit every 10 rounds on the last 40), Rennala SGD and
 Malenia SGD at their measured S* (the best of a small grid and the papers' S, eq. 6.7; the papers'
-S is sized for their step size, the runs share one eta, so the S of the paper is marked apart). The dashed line is the Tyurin-Richtarik lower bound
+S is sized for their step size, the runs share one eta, so the S of the paper is marked apart).
+
+K auto re-picks K for a time budget (the mean of ||grad F||^2 over the budget, eq. 5.2), not for a
+time to a target; its budget here is TAU = 400 time units, MAX_ROUNDS x the fast mini-batch time
+(the shift): the least virtual time any fixed-K run is given (every round of a K-based rule takes
+at least one fast mini-batch), and the budget of the `kauto` figure. It uses no measured K* or
+time to target; it stops, like the other lines, at the target or after MAX_ROUNDS rounds (past the
+budget K stays as the last refit left it). The dashed line is the Tyurin-Richtarik lower bound
 (eq. 6.4 for identical data, 6.5 for non-IID) with constant 1 and the expected block order
 statistics: a worst case over L-smooth functions and, for random times, a heuristic
 (theory/DERIVATION.md section 6), so a run may finish below it.
@@ -32,12 +41,17 @@ MAX_ROUNDS = 400
 WINDOW = 10
 SEEDS = (0, 1)
 K_GRID = (1, 2, 4)
+TAU = float(MAX_ROUNDS)  # K auto's budget [time units]: MAX_ROUNDS rounds at the fast mini-batch time (the shift, 1)
+K_AUTO = {"k_auto": True, "budget": TAU}  # the trainer's default --k-refit/--k-window/--k-first-fit
 S_GRID = (2, 4, 8, 16, None)  # None: the papers' S (eq. 6.7); Malenia's S <= N all step at one block each
 DATA = {"identical data": 0.0, "non-IID data": 1.0}  # quad_spread
 SPEEDS = {"i.i.d. speeds": ("shifted-exp", {}),
           "heterogeneous speeds": ("heterogeneous", {"slow_fraction": 0.25, "slowdown": 4.0})}
-METHODS = (("full-sync", "threshold_k", (8,)), ("fastest-k", "threshold_k", K_GRID), ("lgc", "threshold_k", K_GRID),
-           ("rennala", "peer_s", S_GRID), ("malenia", "peer_s", (8, 16, None)))
+# (method, algorithm, the parameter searched, its grid); "lgc (K auto)" has one run per seed, no grid
+METHODS = (("full-sync", "full-sync", "threshold_k", (8,)), ("fastest-k", "fastest-k", "threshold_k", K_GRID),
+           ("lgc", "lgc", "threshold_k", K_GRID), ("lgc (K auto)", "lgc", "k_auto", (K_AUTO,)),
+           ("rennala", "rennala", "peer_s", S_GRID), ("malenia", "malenia", "peer_s", (8, 16, None)))
+AUTO_LABEL = "LGC (K auto)"
 
 
 def time_to_target(config: dict) -> dict:
@@ -61,6 +75,8 @@ def time_to_target(config: dict) -> dict:
             out.update(reached=True, rounds=t + 1, time=sim.clock)
             break
     out["mean_round_time"] = sim.clock / len(g)
+    if sim.k_control is not None:  # K auto: the K of every refit (the first is after the rounds at K = N)
+        out["k_refits"] = [h["k"] for h in sim.k_control.history]
     runs.start_run(path, config)
     runs.finish_run(path, out)
     return out
@@ -81,27 +97,36 @@ def lower_bound(spread: float, timing: str, params: dict) -> tuple[float, str]:
     return heterogeneous_data_time(tau, **const), how
 
 
+def _k_path(q: dict) -> str:
+    """A K-auto run's K over its refits, repeats collapsed: "8>2>3" (N until the first refit)."""
+    ks = [SETTING["n_workers"]] + q.get("k_refits", [])
+    return ">".join(str(k) for j, k in enumerate(ks) if j == 0 or k != ks[j - 1])
+
+
 def rows() -> list[dict]:
     out = []
     for data, spread in DATA.items():
         for speeds, (timing, params) in SPEEDS.items():
             bound, how = lower_bound(spread, timing, params)
-            for alg, name, values in METHODS:
+            for method, alg, name, values in METHODS:
                 res = []
                 for v in values:
-                    per_seed = [time_to_target({**SETTING, "algorithm": alg, name: v, "quad_spread": spread,
+                    param = v if name == "k_auto" else {name: v}
+                    per_seed = [time_to_target({**SETTING, "algorithm": alg, **param, "quad_spread": spread,
                                                  "timing": timing, "timing_params": params, "seed": seed,
                                                  "data_seed": 0}) for seed in SEEDS]
                     r = {"reached": all(q["reached"] for q in per_seed), "S": per_seed[0]["S"],
                          "rounds": float(np.mean([q["rounds"] for q in per_seed])),
                          "time": float(np.mean([q["time"] for q in per_seed])),
                          "time_per_seed": " ".join(f"{q['time']:.1f}" for q in per_seed),
-                         "mean_round_time": float(np.mean([q["mean_round_time"] for q in per_seed]))}
+                         "mean_round_time": float(np.mean([q["mean_round_time"] for q in per_seed])),
+                         "k_refits": " | ".join(_k_path(q) for q in per_seed) if name == "k_auto" else ""}
                     res.append((v, r))
                 best = min(range(len(res)), key=lambda j: res[j][1]["time"])
                 for j, (v, r) in enumerate(res):
-                    out.append({"data": data, "speeds": speeds, "algorithm": alg,
-                                "K": v if alg in ("fastest-k", "lgc") else "", "S": r["S"] or "",
+                    k = "auto" if name == "k_auto" else (v if alg in ("fastest-k", "lgc") else "")
+                    out.append({"data": data, "speeds": speeds, "method": method, "algorithm": alg,
+                                "K": k, "k_refits": r["k_refits"], "S": r["S"] or "",
                                 "paper_s": name == "peer_s" and v is None,
                                 "best": j == best, "reached": r["reached"], "rounds": r["rounds"], "time": r["time"],
                                 "time_per_seed": r["time_per_seed"],
@@ -119,16 +144,19 @@ def draw(data):
         cap = 1.5 * max(finite)
         for x, r in enumerate(sub):
             h = r["time"] if r["reached"] else cap
-            ax.bar(x, h, color=pal[r["algorithm"]], hatch=None if r["reached"] else "//", edgecolor="k", lw=0.4)
-            note = f"K*={r['K']}" if r["K"] != "" else (f"S={r['S']}" if r["S"] != "" else "")
+            auto = r["K"] == "auto"
+            ax.bar(x, h, color=pal[r["algorithm"]], hatch=None if r["reached"] else "//", edgecolor="k", lw=0.4,
+                   alpha=0.55 if auto else 1.0)
+            note = ("K auto" if auto else f"K*={r['K']}") if r["K"] != "" else (f"S={r['S']}" if r["S"] != "" else "")
             ax.text(x, h * 1.08, note if r["reached"] else "not\nreached", ha="center", va="bottom", fontsize=6)
             paper = [q for q in data if q["data"] == data_name and q["speeds"] == speeds and q["paper_s"]
                      and q["algorithm"] == r["algorithm"]]
             if paper and not r["paper_s"]:
                 ax.plot([x], [paper[0]["time"] if paper[0]["reached"] else cap], marker="D", ms=4, mfc="none",
-                        mec="k", ls="none", label="papers' S" if x == 3 else None)
+                        mec="k", ls="none", label="papers' S" if r["algorithm"] == "rennala" else None)
         ax.axhline(sub[0]["lower_bound"], color="k", ls="--", lw=1.0, label="lower bound (const. 1)")
-        ax.set_xticks(range(len(sub)), [style.ALGORITHM_LABELS[r["algorithm"]] for r in sub], rotation=45,
+        ax.set_xticks(range(len(sub)), [AUTO_LABEL if r["K"] == "auto" else style.ALGORITHM_LABELS[r["algorithm"]]
+                                        for r in sub], rotation=45,
                       ha="right", fontsize=7)
         ax.set_yscale("log")
         ax.set_title(f"{data_name}\n{speeds}", fontsize=8)
