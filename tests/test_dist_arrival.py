@@ -41,7 +41,7 @@ def _small(algorithm: str, semantics: str = "abort") -> TrainConfig:
 
 
 def test_abort_at_cutoff_and_anytime_follow_their_semantics(tmp_path):
-    """Injected times, unit 60 ms: the measured m_j follow abort-at-cutoff (blocks in flight at
+    """Injected times, unit 150 ms: the measured m_j follow abort-at-cutoff (blocks in flight at
     t_cut dropped) and anytime-minibatch (blocks done by the deadline), not the boundary rule
     (which counts the block in flight);
     arrival near-ties may flip a round, so most rounds, not all, must agree."""
@@ -54,7 +54,9 @@ def test_abort_at_cutoff_and_anytime_follow_their_semantics(tmp_path):
         differ += schedule_round(f, 2, semantics="abort").blocks_done != schedule_round(f, 2, semantics="boundary").blocks_done
     assert differ >= 3  # the two semantics disagree on these draws: the check below can tell them apart
     for alg, sem in (("lgc", "abort"), ("anytime-minibatch", "abort")):
-        path = run_dist(_small(alg, sem), DistOptions(unit_ms=60.0), root=tmp_path, quiet=True)
+        # 150 ms units: arrival order must survive scheduling jitter on a loaded 2-core machine
+        # (at 60 ms, load 5 flipped over 30% of the rounds)
+        path = run_dist(_small(alg, sem), DistOptions(unit_ms=150.0), root=tmp_path, quiet=True)
         rows = round_comparison(path)
         assert np.mean([r["same_blocks"] for r in rows]) >= 0.7, (alg, rows)
         assert np.median([r["overhead"] for r in rows]) < 0.25
