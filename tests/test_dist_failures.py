@@ -98,9 +98,10 @@ def test_hung_worker_times_out_naming_it(tmp_path):
             pass
     ended_after = time.monotonic() - stopped_at
     assert proc.returncode == 2
-    # it waited for the timeout (not an early crash); the upper limit is communicate()'s: on a
+    # it waited for the collective's timeout (not an early crash: the collective in flight may have
+    # started a little before the SIGSTOP, hence half); the upper limit is communicate()'s: on a
     # loaded machine the shutdown after the timeout takes seconds, so no tighter wall-clock bound
-    assert ended_after >= opts["timeout_s"], ended_after
+    assert ended_after > 0.5 * opts["timeout_s"], ended_after
     line = err.strip().splitlines()[-1]
     assert "worker 1" in line and "--timeout-s" in line and "checkpoint at round" in line, err
 
