@@ -97,9 +97,9 @@ def lower_bound(spread: float, timing: str, params: dict) -> tuple[float, str]:
     return heterogeneous_data_time(tau, **const), how
 
 
-def _k_path(q: dict) -> str:
+def _k_path(q: dict, n: int | None = None) -> str:
     """A K-auto run's K over its refits, repeats collapsed: "8>2>3" (N until the first refit)."""
-    ks = [SETTING["n_workers"]] + q.get("k_refits", [])
+    ks = [n or SETTING["n_workers"]] + q.get("k_refits", [])
     return ">".join(str(k) for j, k in enumerate(ks) if j == 0 or k != ks[j - 1])
 
 
@@ -135,10 +135,11 @@ def rows() -> list[dict]:
     return out
 
 
-def draw(data):
+def draw(data, ylabel: str | None = None, floor_label: str = "lower bound (const. 1)"):
     pal = style.algorithm_palette()
-    fig, axes = style.figure(ncols=len(DATA) * len(SPEEDS), width=2.6, height=2.8, sharey=True)
-    for ax, (data_name, speeds) in zip(axes[0], [(d, s) for d in DATA for s in SPEEDS]):
+    panels = list(dict.fromkeys((r["data"], r["speeds"]) for r in data))  # (data, speeds) in row order
+    fig, axes = style.figure(ncols=len(panels), width=2.6, height=2.8, sharey=True)
+    for ax, (data_name, speeds) in zip(axes[0], panels):
         sub = [r for r in data if r["data"] == data_name and r["speeds"] == speeds and r["best"]]
         finite = [r["time"] for r in data if math.isfinite(r["time"])]
         cap = 1.5 * max(finite)
@@ -154,14 +155,14 @@ def draw(data):
             if paper and not r["paper_s"]:
                 ax.plot([x], [paper[0]["time"] if paper[0]["reached"] else cap], marker="D", ms=4, mfc="none",
                         mec="k", ls="none", label="papers' S" if r["algorithm"] == "rennala" else None)
-        ax.axhline(sub[0]["lower_bound"], color="k", ls="--", lw=1.0, label="lower bound (const. 1)")
+        ax.axhline(sub[0]["lower_bound"], color="k", ls="--", lw=1.0, label=floor_label)
         ax.set_xticks(range(len(sub)), [AUTO_LABEL if r["K"] == "auto" else style.ALGORITHM_LABELS[r["algorithm"]]
                                         for r in sub], rotation=45,
                       ha="right", fontsize=7)
         ax.set_yscale("log")
         ax.set_title(f"{data_name}\n{speeds}", fontsize=8)
         ax.grid(alpha=0.3, axis="y", which="both")
-    axes[0, 0].set_ylabel(f"time to ||∇F||² ≤ {SETTING['target_eps']:g}\n{style.TIME_LABEL}")
+    axes[0, 0].set_ylabel(ylabel or f"time to ||∇F||² ≤ {SETTING['target_eps']:g}\n{style.TIME_LABEL}")
     axes[0, 0].legend(fontsize=6, loc="upper right")
     fig.tight_layout()
     return fig
