@@ -49,17 +49,21 @@ def _inclusion(timing_name):
     return inclusion_coefficients(ranks, ks)
 
 
+def _setting(kind, timing_name, eta_l):
+    """The problem (started at its minimizer), finish times, step size and inclusion law of one cell."""
+    timing, h, h_bound, set_model = TIMINGS[timing_name]
+    prob = make_problem(kind, n=N, seed=1)
+    fin = finish_times(timing, n=N, m_blocks=M, rounds=T, seeds=SEEDS, h=h)
+    inc = _inclusion(timing_name) if set_model == "independent" else None
+    return h_bound, set_model, prob, prob.minimizer(), fin, eta_l / prob.L, inc
+
+
 @pytest.mark.parametrize("kind", ["quadratic", "logcosh"])
 @pytest.mark.parametrize("timing_name", list(TIMINGS))
 @pytest.mark.parametrize("semantics", ["boundary", "abort"])
 @pytest.mark.parametrize("eta_l", [0.15, 0.9])
 def test_every_bound_exceeds_the_simulation_for_every_k(kind, timing_name, semantics, eta_l):
-    timing, h, h_bound, set_model = TIMINGS[timing_name]
-    prob = make_problem(kind, n=N, seed=1)
-    w0 = prob.minimizer()
-    fin = finish_times(timing, n=N, m_blocks=M, rounds=T, seeds=SEEDS, h=h)
-    eta = eta_l / prob.L
-    inc = _inclusion(timing_name) if set_model == "independent" else None
+    h_bound, set_model, prob, w0, fin, eta, inc = _setting(kind, timing_name, eta_l)
     for k in range(1, N + 1):
         fast, blocks = schedules(fin, k, semantics)
         for alg in ("full-sync", "fastest-k", "lgc", "lgc-fresh"):
@@ -114,12 +118,7 @@ def _gram_forms(kind, timing_name, box):
 def test_gram_bounds_exceed_the_simulation_for_every_k(kind, timing_name, eta_l):
     """The bounds with the set terms as Gram forms (A4G, DERIVATION.md section 4.7) still hold: per-worker
     curvatures (w-dependent G) and log cosh (non-quadratic), every timing, abort semantics, every K."""
-    timing, h, h_bound, set_model = TIMINGS[timing_name]
-    prob = make_problem(kind, n=N, seed=1)
-    w0 = prob.minimizer()
-    fin = finish_times(timing, n=N, m_blocks=M, rounds=T, seeds=SEEDS, h=h)
-    eta = eta_l / prob.L
-    inc = _inclusion(timing_name) if set_model == "independent" else None
+    h_bound, set_model, prob, w0, fin, eta, inc = _setting(kind, timing_name, eta_l)
     runs, lo, hi = {}, np.full(prob.h.shape[1], np.inf), np.full(prob.h.shape[1], -np.inf)
     for k in range(1, N + 1):
         fast, blocks = schedules(fin, k, "abort")

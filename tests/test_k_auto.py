@@ -97,15 +97,7 @@ def test_replaying_its_schedule_reproduces_k_and_parameters(tmp_path):
             other.step()
 
 
-def _fails(capsys, argv, match):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    _, err = capsys.readouterr()
-    assert code == 2, (code, err)
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert match in err, err
+from test_cli_errors import _fails  # noqa: E402  (one CLI-error check for every test file)
 
 
 @pytest.mark.parametrize("flags,match", [
