@@ -13,8 +13,8 @@ the runs that are complete (mean and 95% band over seeds) into paper_figures/out
 with --archive, packs the run records (no checkpoints) and the figures into one tar.gz.
 Run it again to continue; `--plan` prints the runs and the estimated time. The CPU scale runs
 `lgc estimate` once on its base run's model and partition (constants.json next to the figures,
-reused afterwards) for fig4's bound and K*, and can train independent runs in parallel processes
-(--processes, one thread each).
+reused afterwards; in a process of its own beside the runs) for fig4's bound and K*, and can train
+independent runs in parallel processes (--processes, one thread each).
 Works with a bare python3 and the project on PYTHONPATH (the GPU machine).
 """
 from __future__ import annotations
@@ -196,24 +196,44 @@ def run_chunk_parallel(jobs, *, results, budget_s: float, quiet: bool, processes
     return [(j, p) for j, p in done if runs.is_complete(p)], started
 
 
-def ensure_constants(scale, data_dir: str, accept: bool, out: Path, quiet: bool) -> Path:
-    """constants.json of `lgc estimate` on the scale's base run (model, partition, data), next to
-    the figures with the config it came from; reused when that config is unchanged."""
+def start_constants(scale, data_dir: str, accept: bool, out: Path, quiet: bool):
+    """Start `lgc estimate` on the scale's base run (model, partition, data) with the scale's
+    `estimate_args`, writing constants.json next to the figures with the config and arguments it
+    came from. Returns (path, process): process is None when a constants.json of the same config
+    and arguments is there already; else wait for it with `finish_constants`. It runs beside the
+    training runs (the profile's CPU work is the same; the runs need not wait for it)."""
     from lgc import runs
 
     cfg = pp.base_config(data_dir, scale, accept_md5_mismatch=accept).resolved().to_dict()
-    path, source = out / "constants.json", out / "constants_config.json"
-    if path.exists() and source.exists() and json.loads(source.read_text()) == cfg:
-        return path
+    path, source, made_by = out / "constants.json", out / "constants_config.json", out / "constants_args.json"
+    args = list(scale.estimate_args) + (["--threads", str(scale.threads)] if scale.threads else [])
+    if path.exists() and source.exists() and made_by.exists() and json.loads(source.read_text()) == cfg \
+            and json.loads(made_by.read_text()) == args:
+        return path, None
     out.mkdir(parents=True, exist_ok=True)
     runs.atomic_write_json(source, cfg)
+    runs.atomic_write_json(made_by, args)
+    path.unlink(missing_ok=True)  # never read constants of other settings
     if not quiet:
-        print(f"lgc estimate on the base run's model and partition -> {path}", flush=True)
-    cmd = [sys.executable, "-m", "lgc", "estimate", "--config", str(source), "--out", str(path), "--quiet"]
-    if scale.threads:
-        cmd += ["--threads", str(scale.threads)]
-    subprocess.run(cmd, check=True)
+        print(f"lgc estimate {' '.join(args)} on the base run's model and partition -> {path} (log: "
+              f"{out / 'constants.log'})", flush=True)
+    cmd = [sys.executable, "-m", "lgc", "estimate", "--config", str(source), "--out", str(path), "--quiet", *args]
+    log = open(out / "constants.log", "w")
+    return path, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def finish_constants(path: Path, proc) -> Path:
+    """Wait for start_constants' process; UserError naming its log if it failed."""
+    from lgc.errors import UserError
+
+    if proc is not None and proc.wait() != 0:
+        raise UserError(f"lgc estimate exited with status {proc.returncode}; see {path.parent / 'constants.log'}")
     return path
+
+
+def ensure_constants(scale, data_dir: str, accept: bool, out: Path, quiet: bool) -> Path:
+    """constants.json of the scale's base run, estimated now unless there already (start_constants)."""
+    return finish_constants(*start_constants(scale, data_dir, accept, out, quiet))
 
 
 def archive(path: Path, done, out_dir: Path, results_root: Path | None, progress: dict, name: str = "paper") -> None:
@@ -318,6 +338,9 @@ def main(argv=None) -> int:
         budget_s -= time.perf_counter() - t0
         from lgc.threads import torch_threads
 
+        estimating = None  # the CPU scale's own constants for fig4, estimated beside the runs
+        if constants is None and scale.device == "cpu" and "fig4" in only and not args.draw_only:
+            estimating = start_constants(scale, args.data_dir, accept, out, args.quiet)
         if args.processes > 1 and not args.draw_only:
             done, started = run_chunk_parallel(jobs, results=args.results, budget_s=budget_s, quiet=args.quiet,
                                                processes=args.processes, threads=scale.threads,
@@ -326,10 +349,10 @@ def main(argv=None) -> int:
             with torch_threads(scale.threads):  # small models: one thread is fastest (lgc/threads.py)
                 done, started = run_chunk(jobs, results=args.results, budget_s=0 if args.draw_only else budget_s,
                                           quiet=args.quiet, max_runs=args.max_runs)
-        if constants is None and scale.device == "cpu" and "fig4" in only and not args.draw_only:
-            from theory.constants import read_constants  # after the runs: the estimate delays none of them
+        if estimating is not None:
+            from theory.constants import read_constants
 
-            constants = read_constants(ensure_constants(scale, args.data_dir, accept, out, args.quiet))
+            constants = read_constants(finish_constants(*estimating))
         elif constants is None and (out / "constants.json").exists():
             from theory.constants import read_constants
 

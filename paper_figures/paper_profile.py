@@ -74,6 +74,8 @@ class Scale:
     semantics: str = "abort"  # the paper's (docs/PAPER_PROFILE.md), stated in every config
     threads: Optional[int] = None  # torch threads per run (None: torch's default)
     name: str = "paper"
+    # `lgc estimate` arguments for the scale's own constants (the CPU scale; the GPU scale takes --constants)
+    estimate_args: tuple = ()
 
 
 PAPER = Scale()
@@ -87,7 +89,11 @@ CPU = Scale(rounds=300, width=32, samples_per_worker=2000, eval_every=25, checkp
             device="cpu", eval_subset=1000, model="cnn", base_c=3, classes=(3,), other_c_algorithms=CORE,
             base_algorithms=CORE + ("lgc-fresh", "anytime-minibatch"),
             periods=(1, 10), persistent=True, ks=KS, figures=("fig1", "fig2", "fig3", "fig4", "classes"),
-            semantics="abort", threads=1, name="cifar")
+            semantics="abort", threads=1, name="cifar",
+            # a few CPU minutes, not hours: 200 samples of each worker's 2,000, shorter power
+            # iterations and L-BFGS (docs/PAPER_PROFILE.md: what each constant came out as)
+            estimate_args=("--max-samples", "200", "--power-iters", "8", "--l-bootstrap", "5", "--bootstrap", "50",
+                           "--trajectory-steps", "10", "--lbfgs-iters", "20"))
 # the CPU profile's smoke test (the suite): the same grid, 3 rounds of 40 samples per worker
 CPU_TINY = dataclasses.replace(CPU, rounds=3, width=4, samples_per_worker=40, eval_every=2, checkpoint_every=0,
                                seeds=2, eval_subset=100)

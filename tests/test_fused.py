@@ -87,6 +87,26 @@ def test_fused_equals_two_pass_and_explicit_loop(name):
     assert engine.fused_rounds == 2  # the rounds with stragglers went through the split layers
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 7])
+def test_chunked_passes_equal_the_explicit_loop(chunk):
+    """Rows in passes of `chunk` (the CPU default): spans of fast rows only, of straggler rows
+    only and across the boundary all add up to the groups' gradients."""
+    model, xs, ys = _workers("cnn", seed=2)
+    pi = np.array([0.1, 0.3, 0.2, 0.15, 0.25])
+    engine = FusedEngine(chunk=chunk)
+    for fast, blocks in ROUNDS:
+        batch = _round_batch(xs, ys, fast, blocks, pi)
+        got, loss = engine.grads(model, batch)
+        gA, gS = explicit_groups(model, xs, ys, fast, blocks, pi)
+        _close(got["fast"], gA)
+        if gS is not None:
+            _close(got["strag"], gS)
+        assert loss == pytest.approx(BatchedEngine().grads(model, batch)[1], rel=1e-5)
+    assert engine.fused_rounds == (2 if chunk > 1 else 0)  # 12 fast rows: a 5- or 7-row pass straddles them
+    with pytest.raises(UserError, match="chunk=0"):
+        FusedEngine(chunk=0)
+
+
 def test_single_group_rounds_equal_two_pass():
     """Warm-up / full-sync ("all") and anytime-minibatch ("any") need one weighted backward."""
     model, xs, ys = _workers("cnn", seed=1)

@@ -20,7 +20,7 @@ is compared:
 
 On CUDA: ResNet-18-GN width 64, bf16 autocast, channels_last, CUDA events, compile modes
 none and reduce-overhead; compilation happens in an untimed first pass over the same rounds.
-On a CPU: the small CNN (width 32), one thread, eager. `--profile` adds a torch.profiler table
+On a CPU: the small CNN (width 32), channels_last, one thread, eager. `--profile` adds a torch.profiler table
 of one sim round and one plain step (where the time goes).
 
     python -m lgc.bench                                   # GPU: ResNet-18-GN; CPU: small CNN
@@ -135,7 +135,7 @@ class _ModelSide:
 
         torch.manual_seed(args.seed)
         self.device, self.mode = device, mode
-        self.cl = device.type == "cuda" and args.model in ("resnet18", "cnn")
+        self.cl = args.model in ("resnet18", "cnn")  # as lgc.task does on every device
         self.model = make_model(args.model, 10, (3, 32, 32), width=args.width).to(
             device, memory_format=torch.channels_last if self.cl else torch.preserve_format)
         self.model.train()

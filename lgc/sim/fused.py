@@ -19,6 +19,7 @@ storage), passed through torch.func.functional_call so that the whole pass can b
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import torch
 from torch import nn
@@ -30,6 +31,10 @@ from lgc.sim.engines import GROUPS, BatchedEngine, RoundBatch
 from lgc.task import per_sample_loss
 
 SPLIT_TYPES = (nn.Conv2d, nn.Linear, nn.GroupNorm)
+# rows per pass on a CPU: a round's union (N B M = 2,500 CIFAR images in the CPU profile) in one
+# pass streams activations of hundreds of MB through memory; passes of a few hundred rows stay in
+# cache and were 2-3x faster for the small CNN on one thread (lgc.bench --chunk; docs/PAPER_PROFILE.md)
+CPU_CHUNK_ROWS = 128
 
 
 # ----------------------------------------------------------------------------- mixed precision
@@ -227,12 +232,16 @@ class FusedEngine:
     compiled with it); `amp` runs the pass under bf16 autocast (CUDA).
     """
 
-    def __init__(self, *, amp: bool = False, compile: str = "none", loss_fn=per_sample_loss):
+    def __init__(self, *, amp: bool = False, compile: str = "none", loss_fn=per_sample_loss,
+                 chunk: Optional[int] = None):
         if compile not in COMPILE_MODES:
             raise UserError(f"compile={compile!r} must be one of {', '.join(COMPILE_MODES)}")
+        if chunk is not None and chunk < 1:
+            raise UserError(f"chunk={chunk} must be a positive number of rows (or None: one pass)")
         self.amp = amp
         self.compile = compile
         self.loss_fn = loss_fn
+        self.chunk = chunk  # rows per pass (None: all); every layer is per-sample, so the sum is exact
         self._model_id = None
         self.fused_rounds = 0  # rounds that went through the split layers (a test checks it is used)
 
@@ -261,6 +270,16 @@ class FusedEngine:
         losses = self.loss_fn(self._model, out, y)
         return (losses * c).sum(), losses.detach()
 
+    def _pass(self, fn, leaves: list, params_in: dict, x, y, c) -> tuple[list, torch.Tensor]:
+        """One forward + weighted backward of rows x: the gradient w.r.t. every leaf, per-sample losses."""
+        mark_step(self.compile)
+        total, losses = fn(params_in, x, y, c)
+        return torch.autograd.grad(total, leaves), losses
+
+    def _spans(self, n: int) -> list[tuple[int, int]]:
+        step = self.chunk or n
+        return [(s, min(s + step, n)) for s in range(0, n, step)]
+
     def grads(self, model: nn.Module, batch: RoundBatch) -> tuple[dict, float]:
         names = [g for g in GROUPS if g in batch.weights]
         params = [p for p in model.parameters() if p.requires_grad]
@@ -271,34 +290,48 @@ class FusedEngine:
             return BatchedEngine(amp=self.amp, loss_fn=self.loss_fn).grads(model, batch)
         self._prepare(model)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        flat = lambda gs: torch.cat([g.reshape(-1) for g in gs])  # noqa: E731
         if len(names) == 1:
-            leaves = {n: p.detach().requires_grad_(True) for n, p in named}
-            mark_step(self.compile)
-            total, losses = self._plain_fn(leaves, batch.x, batch.y, batch.weights[names[0]])
-            gs = torch.autograd.grad(total, list(leaves.values()))
-            return {names[0]: torch.cat([g.reshape(-1) for g in gs])}, float(losses.mean())
-        wf, ws = batch.weights["fast"], batch.weights["strag"]
-        is_s = ws != 0
-        n_s, overlap = torch.stack([is_s.sum(), ((wf != 0) & is_s).sum()]).tolist()
-        if overlap:  # a sample in both groups: no shared backward signal; two passes instead
-            return BatchedEngine(amp=self.amp, loss_fn=self.loss_fn).grads(model, batch)
-        n_a = batch.x.shape[0] - n_s
-        order = torch.argsort(is_s.to(torch.int8), stable=True)  # fast rows first, worker order kept
-        x, y, c = batch.x[order], batch.y[order], (wf + ws)[order]
-        for m in self._splits:
-            m.n_a = n_a
-        leaves_a = [p.detach().requires_grad_(True) for _, p in named]
-        leaves_s = [p.detach().requires_grad_(True) for _, p in named]
-        params_in = {}
-        for (sa, ss), la, ls in zip(self._slots, leaves_a, leaves_s):
-            params_in[sa], params_in[ss] = la, ls
-        mark_step(self.compile)
-        total, losses = self._fused_fn(params_in, x, y, c)
-        gs = torch.autograd.grad(total, leaves_a + leaves_s)
-        k = len(leaves_a)
-        self.fused_rounds += 1
-        return ({"fast": torch.cat([g.reshape(-1) for g in gs[:k]]),
-                 "strag": torch.cat([g.reshape(-1) for g in gs[k:]])}, float(losses.mean()))
+            x, y, c, n_a = batch.x, batch.y, batch.weights[names[0]], batch.x.shape[0]
+        else:
+            wf, ws = batch.weights["fast"], batch.weights["strag"]
+            is_s = ws != 0
+            n_s, overlap = torch.stack([is_s.sum(), ((wf != 0) & is_s).sum()]).tolist()
+            if overlap:  # a sample in both groups: no shared backward signal; two passes instead
+                return BatchedEngine(amp=self.amp, loss_fn=self.loss_fn).grads(model, batch)
+            n_a = batch.x.shape[0] - n_s
+            order = torch.argsort(is_s.to(torch.int8), stable=True)  # fast rows first, worker order kept
+            x, y, c = batch.x[order], batch.y[order], (wf + ws)[order]
+        # rows [0, n_a) belong to the first group, [n_a, n) to "strag"; a span inside one group
+        # needs the plain pass, a span across n_a the split layers (one span unless self.chunk)
+        res, losses, fused = {g: None for g in names}, [], False
+        for s, e in self._spans(x.shape[0]):
+            a = min(max(n_a - s, 0), e - s)
+            if a in (0, e - s):
+                g = names[0] if a else "strag"
+                leaves = {nm: p.detach().requires_grad_(True) for nm, p in named}
+                gs, ls = self._pass(self._plain_fn, list(leaves.values()), leaves, x[s:e], y[s:e], c[s:e])
+                parts = {g: flat(gs)}
+            else:
+                for m in self._splits:
+                    m.n_a = a
+                leaves_a = [p.detach().requires_grad_(True) for _, p in named]
+                leaves_s = [p.detach().requires_grad_(True) for _, p in named]
+                params_in = {}
+                for (sa, ss), la, lsl in zip(self._slots, leaves_a, leaves_s):
+                    params_in[sa], params_in[ss] = la, lsl
+                gs, ls = self._pass(self._fused_fn, leaves_a + leaves_s, params_in, x[s:e], y[s:e], c[s:e])
+                k = len(leaves_a)
+                parts, fused = {"fast": flat(gs[:k]), "strag": flat(gs[k:])}, True
+            for g, v in parts.items():
+                res[g] = v if res[g] is None else res[g] + v
+            losses.append(ls)
+        if fused:
+            self.fused_rounds += 1
+        for g in names:  # a group with no rows of its own (cannot happen with one span)
+            if res[g] is None:
+                res[g] = torch.zeros(sum(p.numel() for p in params), device=params[0].device)
+        return res, float(torch.cat(losses).mean())
 
 
 class CompiledBatchedEngine(BatchedEngine):
@@ -338,7 +371,7 @@ def make_engine(engine: str, compile: str, device: torch.device):
     """The GradientEngine a TrainConfig names (bf16 autocast on CUDA, as the sim backend does)."""
     amp = device.type == "cuda"
     if engine == "fused":
-        return FusedEngine(amp=amp, compile=compile)
+        return FusedEngine(amp=amp, compile=compile, chunk=CPU_CHUNK_ROWS if device.type == "cpu" else None)
     if compile != "none":
         return CompiledBatchedEngine(amp=amp, compile=compile)
     return BatchedEngine(amp=amp)
