@@ -31,10 +31,10 @@ from lgc.sim.engines import GROUPS, BatchedEngine, RoundBatch
 from lgc.task import per_sample_loss
 
 SPLIT_TYPES = (nn.Conv2d, nn.Linear, nn.GroupNorm)
-# rows per pass on a CPU: a round's union (N B M = 2,500 CIFAR images in the CPU profile) in one
-# pass streams activations of hundreds of MB through memory; passes of a few hundred rows stay in
-# cache and were 2-3x faster for the small CNN on one thread (lgc.bench --chunk; docs/PAPER_PROFILE.md)
-CPU_CHUNK_ROWS = 128
+# rows per pass on a CPU: a large round's union in one pass streams activations of hundreds of MB
+# through memory; for the small CNN on one thread (channels_last), 1,000 rows took 1.57 s in one
+# pass and 0.85 s in passes of 250. The CPU profile's rounds (at most N B = 500 rows) gain little.
+CPU_CHUNK_ROWS = 256
 
 
 # ----------------------------------------------------------------------------- mixed precision
