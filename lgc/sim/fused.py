@@ -31,10 +31,11 @@ from lgc.sim.engines import GROUPS, BatchedEngine, RoundBatch
 from lgc.task import per_sample_loss
 
 SPLIT_TYPES = (nn.Conv2d, nn.Linear, nn.GroupNorm)
-# rows per pass on a CPU: a large round's union in one pass streams activations of hundreds of MB
-# through memory; for the small CNN on one thread (channels_last), 1,000 rows took 1.57 s in one
-# pass and 0.85 s in passes of 250. The CPU profile's rounds (at most N B = 500 rows) gain little.
-CPU_CHUNK_ROWS = 256
+# rows per pass on a CPU: a round's union in one pass streams activations of many MB through
+# memory; passes that stay in cache are faster. Small CNN, one thread, channels_last, the CPU
+# profile's lgc round (about 430 rows): 0.40 s a round in passes of 64 rows, 0.51 s in passes of 256
+# (and `make bench`'s per-worker loop, passes of one worker's 43 rows, beat one 431-row pass 1.9x)
+CPU_CHUNK_ROWS = 64
 
 
 # ----------------------------------------------------------------------------- mixed precision
