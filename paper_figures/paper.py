@@ -40,11 +40,13 @@ RECORD_FILES = ("config.json", "meta.json", "data.json", "rounds.csv", "schedule
 MS_PER_ROUND = 31.0
 EVAL_MS = 175.0  # forward over the 10,000 test images (a third of a training pass per sample)
 RUN_START_MS = 1000.0  # per run: model, data to the device, run directory
-# planning figures for this project's 2-core CPU, one thread per run, small CNN of width 32, K = 7:
-# measured on a quiet core (docs/PAPER_PROFILE.md); an evaluation on the 10,000 test images costs
-# about 15 training rounds
-CPU_MS_PER_ROUND = 400.0
-CPU_EVAL_MS = 15 * CPU_MS_PER_ROUND
+# planning figures for this project's 2-core CPU, one thread per run, small CNN of width 32, K = 7,
+# two runs at a time: calibrated on the committed profile run (paper_figures/out/cifar, code 8e9e4da:
+# 48 runs, 15,408 rounds in 3,822 s, where 400 ms a round had planned 49.9 minutes); an evaluation
+# on the 10,000 test images about 3 s (250-image passes, channels_last)
+CPU_MS_PER_ROUND = 530.0
+CPU_EVAL_MS = 3000.0
+CPU_ESTIMATE_MS = 5 * 60e3  # the scale's `lgc estimate` (estimate_args), in a process beside the runs
 CPU_RUN_START_MS = 3000.0
 
 
@@ -77,6 +79,8 @@ def plan_estimate(jobs, scale, processes: int = 1) -> dict:
     else:
         work = rounds
     minutes = (work * ms_round + eval_ms + len(jobs) * ms_start) / 6e4
+    if cpu and scale.estimate_args and any("fig4" in j.figures for j in jobs):
+        minutes += CPU_ESTIMATE_MS / 6e4
     est = {"runs": len(jobs), "rounds": rounds, "evaluations": evals, "processes": processes,
            "assumed_ms_per_round": ms_round, "assumed_ms_per_evaluation": ms_eval,
            "assumed_ms_per_run_start": ms_start}
