@@ -245,3 +245,36 @@ def test_bad_process_count_is_one_line_and_status_2(capsys):
     assert paper.main(["--scale", "cpu", "--data-dir", "x", "--processes", "0", "--plan"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--processes 0" in err
+
+
+def test_cpu_profile_estimates_its_constants_beside_the_runs(tmp_path, monkeypatch, capsys):
+    """Without --constants the CPU scale runs `lgc estimate` (its estimate_args) in a process of its
+    own beside the runs, draws fig4's bound from it, reuses it while config and arguments are
+    unchanged, estimates again when the arguments change, and a failed estimate is one line."""
+    import dataclasses
+
+    tiny = dataclasses.replace(pp.CPU_TINY, ks=(5,), periods=(10,), seeds=1, rounds=2,
+                               estimate_args=("--max-samples", "20", "--power-iters", "2", "--l-bootstrap", "0",
+                                              "--bootstrap", "10", "--trajectory-steps", "2", "--lbfgs-iters", "2"))
+    monkeypatch.setitem(pp.SCALES, "cpu-tiny", tiny)
+    data = tmp_path / "data"
+    write_fake_cifar10(data, n_train=1000, n_test=100)
+    out = tmp_path / "out"
+    common = ["--scale", "cpu", "--tiny", "--data-dir", str(data), "--accept-md5-mismatch", "--only", "fig4",
+              "--results", str(tmp_path / "results"), "--out", str(out), "--quiet"]
+    assert paper.main(common) == 0
+    est = json.loads((out / "constants.json").read_text())
+    assert est["source"]["samples_per_worker"] == [20] * 10 and est["source"]["trajectory"]["steps"] == 2
+    assert json.loads((out / "constants_args.json").read_text())[:2] == ["--max-samples", "20"]
+    bound = [r for r in read_csv(out / "fig4_threshold_k.csv") if r["kind"] == "bound"]
+    assert bound and {r["algorithm"] for r in bound} == {"fastest-k", "lgc"}
+    made = (out / "constants.json").stat().st_mtime_ns
+    assert paper.main(common) == 0  # same config and arguments: reused, not estimated again
+    assert (out / "constants.json").stat().st_mtime_ns == made
+    bad = dataclasses.replace(tiny, estimate_args=("--power-iters", "0"))
+    monkeypatch.setitem(pp.SCALES, "cpu-tiny", bad)
+    capsys.readouterr()
+    assert paper.main(common) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lgc estimate exited with status 2" in err[0] and "constants.log" in err[0]
+    assert not (out / "constants.json").exists()  # the old settings' constants are not left to be read
