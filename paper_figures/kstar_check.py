@@ -1,6 +1,6 @@
 """Does `lgc optimize-k`'s K* deserve trust? A check on a grid held out from any tuning.
 
-    python -m paper_figures.kstar_check [--seeds 20] [--aligned] [--csv FILE] [--eta-mode fixed|optimized]
+    python -m paper_figures.kstar_check [--seeds 20] [--aligned] [--mu] [--csv FILE] [--eta-mode fixed|optimized]
 
 Grid: two non-IID quadratics with exactly known constants ("shared-H": lgc's own quadratic,
 one Hessian for all workers, delta = 0; "per-worker-H": every worker its own curvatures, so
@@ -16,7 +16,9 @@ theory/bounds.py, the timing model and the constants as known, budget criterion)
 error of every K, the bound's quantity (1/T) sum_{t<T} ||grad F(w_t)||^2 over the rounds that end
 within the budget (sum R_t <= tau), mean over seeds; the best measured K with its seed-to-seed
 standard error; and ratio = measured(K*) / measured(best). Target: >= 90% of cells within 10%,
-none beyond 15%. The simulation is paper_figures/kstar_sim.py (every K and seed at once).
+none beyond 15%. --mu: K* also from the strong-convexity bound (theory/strong.py, DERIVATION.md 4.8) with
+each quadratic's exact mu (min_k hbar_k), its Gram matrix at w*, slopes h_ik - hbar_k and Hessian diag(hbar),
+through the same code path for every cell (optimize-k's with mu given). The simulation is paper_figures/kstar_sim.py (every K and seed at once).
 """
 from __future__ import annotations
 
@@ -100,21 +102,24 @@ class Cell:
         return float(self.measured[self.k_star - 1] / self.measured[self.best - 1])
 
 
-def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed", n=N, gram=True):
+def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed", n=N, gram=True, strong=False):
     """optimize-k's code path with the constants as known (abort semantics, plain SGD); gram: with the
-    workers' exact Gram envelope (A4G, DERIVATION.md section 4.7), else zeta^2 alone (A4)."""
+    workers' exact Gram envelope (A4G, DERIVATION.md section 4.7), else zeta^2 alone (A4); strong: also the
+    exact strong-convexity constant mu and the Gram matrix at w* with its slopes (A7, section 4.8)."""
     from theory.tradeoff import Problem, tradeoff
 
     const = prob.constants()
     p = Problem(N=n, M=M, B=B, timing=timing, h=period, semantics="abort", delta=prob.delta,
-                dissimilarity=prob.dissimilarity() if gram else None, **const)
+                dissimilarity=prob.dissimilarity() if gram else None, mu=prob.mu if strong else None,
+                optimum=prob.optimum() if strong else None, **const)
     if eta_mode == "fixed":
         return tradeoff(algorithm, p, budget=tau, eta=ETA_L / const["L"])
     return tradeoff(algorithm, p, budget=tau, optimize_eta=True)
 
 
-def run(*, seeds=SEEDS, budgets=BUDGETS, eta_mode="fixed", n=N, aligned=False, log=print) -> list[Cell]:
-    """The grid (aligned: only the worst-case-aligned problem under heterogeneous speeds)."""
+def run(*, seeds=SEEDS, budgets=BUDGETS, eta_mode="fixed", n=N, aligned=False, strong=False, log=print) -> list[Cell]:
+    """The grid (aligned: only the worst-case-aligned problem under heterogeneous speeds; strong: K* with the
+    strong-convexity bound too, DERIVATION.md section 4.8)."""
     cells = []
     grid = [(aligned_problem(n), timings()[2:])] if aligned else [(p, timings()) for p in problems(n)]
     for prob, tims in grid:
@@ -125,7 +130,7 @@ def run(*, seeds=SEEDS, budgets=BUDGETS, eta_mode="fixed", n=N, aligned=False, l
             for alg in ALGORITHMS:
                 ks = np.arange(1, n + 1)
                 walls = np.stack([schedule(x, int(k), M)[2] for k in ks])  # (K, S, T)
-                offs = {tau: k_star(alg, prob, timing, period, tau, eta_mode=eta_mode, n=n) for tau in budgets}
+                offs = {tau: k_star(alg, prob, timing, period, tau, eta_mode=eta_mode, n=n, strong=strong) for tau in budgets}
                 etas = {tau: offs[tau].eta for tau in budgets}
                 runs = {}  # one simulation per distinct set of step sizes
                 for tau in budgets:
@@ -221,6 +226,9 @@ def main(argv=None) -> int:
     ap.add_argument("--aligned", action="store_true",
                     help="instead of the grid: heterogeneous speeds on a problem whose slow workers carry the "
                          "dissimilarity (Lemma 2's worst case)")
+    ap.add_argument("--mu", action="store_true",
+                    help="K* also from the strong-convexity bound (DERIVATION.md 4.8) with each problem's exact mu and "
+                         "Gram matrix at w*")
     ap.add_argument("--csv", type=Path, default=None, help="default out/kstar_check/kstar_check[_aligned].csv")
     args = ap.parse_args(argv)
     if args.seeds < 2:
@@ -228,8 +236,9 @@ def main(argv=None) -> int:
         return 2
     t0 = time.perf_counter()
     if args.csv is None:
-        args.csv = OUT / ("kstar_check_aligned.csv" if args.aligned else "kstar_check.csv")
-    cells = run(seeds=args.seeds, eta_mode=args.eta_mode, aligned=args.aligned, log=lambda s: print(s, file=sys.stderr))
+        args.csv = OUT / (("kstar_check_aligned" if args.aligned else "kstar_check") + ("_mu" if args.mu else "") + ".csv")
+    cells = run(seeds=args.seeds, eta_mode=args.eta_mode, aligned=args.aligned, strong=args.mu,
+                log=lambda s: print(s, file=sys.stderr))
     print(table(cells))
     print(diagnosis(cells))
     write_csv(cells, args.csv)

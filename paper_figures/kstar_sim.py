@@ -102,6 +102,19 @@ class Quadratic:
             self._cache[key] = SeparableEnvelope(g - g.mean(1, keepdims=True))
         return self._cache[key]
 
+    @property
+    def mu(self) -> float:
+        """F's Hessian is diag(hbar): F is mu-strongly convex with mu = min_k hbar_k (A7, exact)."""
+        return float(self.hbar.min())
+
+    def optimum(self):
+        """The workers' deviations at w* and their slopes (theory.strong.OptimumGram, DERIVATION.md eq. 4.44):
+        a_ik(w) = a_ik(w*) + (h_ik - hbar_k)(w_k - w*_k), exact."""
+        from theory.strong import OptimumGram
+
+        g = self.h * (self.w_star[None] - self.c)
+        return OptimumGram.separable(g - g.mean(0), self.h - self.hbar, hessian=self.hbar)
+
     def constants(self, margin: float = 1.0) -> dict:
         return {"L": self.L, "sigma2": self.sigma2, "zeta2": self.zeta2(margin), "Delta": self.Delta}
 

@@ -2,6 +2,7 @@
 
     {"L": 4.0, "sigma2": 1.0, "zeta2": 0.5, "Delta": 2.0,
      "delta": 0.3,                              # optional: Lipschitz constant of grad f_i - grad F
+     "mu": 0.1,                                 # optional: F is mu-strongly convex (never estimated)
      "gram": [[[...N numbers], ...N rows], ...], # optional: the workers' Gram matrices G(w_p) at points
      "intervals": {"L": [3.8, 4.2], ...},      # optional: bootstrap intervals [lo, hi]
      "source": {...},                           # optional: how they were obtained
@@ -10,7 +11,8 @@
 L > 0 (smoothness), sigma2 >= 0 (per-sample gradient variance), zeta2 >= 0 (dissimilarity),
 Delta >= 0 (F(w_0) - F*); optional delta >= 0, the Lipschitz constant of the dissimilarity
 grad f_i - grad F (assumption A6 of theory/DERIVATION.md; files without it still load, and the
-bounds then use L); optional gram, the Gram matrices G_ij = <a_i, a_j> of the deviations
+bounds then use L); optional mu > 0, F's strong-convexity constant (assumption A7, section 4.8; given by
+the user, `lgc estimate` does not estimate it); optional gram, the Gram matrices G_ij = <a_i, a_j> of the deviations
 a_i = grad f_i - grad F at one or more points (assumption A4G, DERIVATION.md section 4.7; without
 it the bounds use zeta2 alone). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
 """
@@ -28,7 +30,7 @@ from theory.jsonio import dumps
 
 CONSTANTS_FORMAT_VERSION = 1
 KEYS = ("L", "sigma2", "zeta2", "Delta")
-OPTIONAL_KEYS = ("delta",)
+OPTIONAL_KEYS = ("delta", "mu")  # mu: strong convexity of F (A7, DERIVATION.md section 4.8), never estimated
 GRAM_KEY = "gram"  # optional: a list of N x N Gram matrices (A4G)
 
 
@@ -39,6 +41,7 @@ class Constants:
     zeta2: float
     Delta: float
     delta: float | None = None
+    mu: float | None = None
     gram: list | None = None  # [P][N][N]: G at P points (A4G), or None
     intervals: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)

@@ -44,6 +44,12 @@ class Problem:
     # the workers' Gram envelope (A4G, theory/gram.py: GramPoints or SeparableEnvelope), optional: the set
     # terms become quadratic forms in it (DERIVATION.md section 4.7) under abort semantics
     dissimilarity: object | None = field(default=None, compare=False)
+    # strong convexity (A7, DERIVATION.md section 4.8), optional: F is mu-strongly convex; with it, fastest-K's and
+    # lgc's set terms are charged round by round through G(w*) and the distance to w* (theory/strong.py), and each K
+    # keeps the smaller bound. optimum: the Gram matrix at w* and its slopes (theory.strong.OptimumGram); absent,
+    # N zeta2 (I - 11^T/N) and delta (or L) stand in for it (eq. 4.44)
+    mu: float | None = None
+    optimum: object | None = field(default=None, compare=False)
 
     def __post_init__(self):
         require(self.N >= 1, f"N={self.N} must be >= 1")
@@ -57,6 +63,10 @@ class Problem:
         require(self.semantics in SEMANTICS, f"semantics={self.semantics!r} must be 'abort' or 'boundary'")
         require(self.dissimilarity is None or self.dissimilarity.n == self.N,
                 f"the Gram matrix is for N={getattr(self.dissimilarity, 'n', None)} workers, the problem has N={self.N}")
+        require(self.mu is None or 0 < self.mu <= self.L, f"mu={self.mu} must satisfy 0 < mu <= L={self.L} "
+                                                          f"(strong convexity; absent: not assumed)")
+        require(self.optimum is None or self.optimum.n == self.N,
+                f"the Gram matrix at w* is for N={getattr(self.optimum, 'n', None)} workers, the problem has N={self.N}")
 
 
 def set_change_period(timing: TimingModel, h: float) -> float:
@@ -123,10 +133,19 @@ class Tradeoff:
 BOUND_CHUNK = 1 << 13  # K values per bound evaluation: its temporaries are O(chunk), not O(N)
 
 
-def _bound(algorithm, prob: Problem, ks, eta, T, stats_idx, stats, set_model, h_eff, inclusion=None):
+def _bound(algorithm, prob: Problem, ks, eta, T, stats_idx, stats, set_model, h_eff, inclusion=None, strong=None):
     """The bound (eq. 5.2) per K, evaluated BOUND_CHUNK K values at a time (elementwise in K,
-    so the chunks give the same numbers as one call; only the memory differs)."""
+    so the chunks give the same numbers as one call; only the memory differs). strong: (StrongBound, the
+    positions of ks in its law), whose bound (eqs. 4.48-4.49) replaces the other where smaller (eq. 4.50)."""
     n = len(ks)
+    if strong is not None:
+        box = _bound(algorithm, prob, ks, eta, T, stats_idx, stats, set_model, h_eff, inclusion)
+        sc = strong[0](eta, T, cols=strong[1])
+        take = sc["total"] < box["total"]
+        names = list(box["terms"]) + [k for k in sc["terms"] if k not in box["terms"]]
+        pick = lambda d, k: np.broadcast_to(d["terms"].get(k, 0.0), take.shape)
+        return dict(total=np.where(take, sc["total"], box["total"]),
+                    terms={k: np.where(take, pick(sc, k), pick(box, k)) for k in names})
     if n <= BOUND_CHUNK:
         return _bound_chunk(algorithm, prob, ks, eta, T, stats_idx, stats, set_model, h_eff, inclusion)
     eta, T = np.broadcast_to(eta, n), np.broadcast_to(T, n)
@@ -151,9 +170,10 @@ def _bound_chunk(algorithm, prob: Problem, ks, eta, T, stats_idx, stats, set_mod
         zero_frac=zero_frac, delta=prob.delta, set_model=set_model, **(inclusion or {}))
 
 
-def _rounds_for_target(algorithm, prob, ks, eta, target, stats, idx, set_model, h_eff, inclusion=None, t_max=1e15):
+def _rounds_for_target(algorithm, prob, ks, eta, target, stats, idx, set_model, h_eff, inclusion=None, t_max=1e15,
+                       strong=None):
     """Fewest rounds T with bound(T) <= target, per K (bisection, eq. 5.3); inf if never."""
-    f = lambda T: _bound(algorithm, prob, ks, eta, T, idx, stats, set_model, h_eff, inclusion)["total"]
+    f = lambda T: _bound(algorithm, prob, ks, eta, T, idx, stats, set_model, h_eff, inclusion, strong)["total"]
     hi = np.full(len(ks), t_max)
     ok = f(hi) <= target
     lo = np.zeros(len(ks))
@@ -169,10 +189,11 @@ def _rounds_for_target(algorithm, prob, ks, eta, target, stats, idx, set_model, 
     return hi
 
 
-def _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget, inclusion=None, iters=25):
+def _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget, inclusion=None, iters=25,
+                strong=None):
     """Golden-section search in log eta between the grid neighbours of the best grid point."""
     T = np.floor(budget / rt.mean)
-    f = lambda e: _bound(algorithm, prob, ks, e, T, idx, stats, set_model, h_eff, inclusion)
+    f = lambda e: _bound(algorithm, prob, ks, e, T, idx, stats, set_model, h_eff, inclusion, strong)
     lg = np.log(grid)
     i = np.argmin(np.abs(lg - np.log(best["eta"])[None, :]), axis=0)
     cols = np.arange(len(ks))
@@ -203,7 +224,7 @@ def _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_ef
 MC_Z = 2.0  # "within the Monte Carlo error": two standard errors
 
 
-def _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, budget, inclusion) -> np.ndarray:
+def _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, budget, inclusion, strong=None) -> np.ndarray:
     """K whose criterion can lie below K*'s within the Monte Carlo error: E[R], m_inv and zero_frac moved by
     MC_Z standard errors each way (every corner), carried through T = floor(tau / E[R]) and the bound at each
     K's step size (budget); target: the time T_eps E[R] with E[R] moved. Intervals overlapping K*'s."""
@@ -230,8 +251,9 @@ def _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, bud
                     zf = np.clip(stats.zero_frac[cand] + sz * d_z, 0, 1)
                     st = SimpleNamespace(zero_frac=zf, m_inv=np.clip(stats.m_inv[cand] + sm * d_m, 0, 1 - zf))
                     inc = None if inclusion is None else {k: v[cand] for k, v in inclusion.items()}
+                    sub = None if strong is None else (strong[0], strong[1][cand])
                     b = _bound(algorithm, prob, ks[cand], best["eta"][cand], T, np.arange(len(cand)), st, set_model,
-                               h_eff, inc)["total"]
+                               h_eff, inc, sub)["total"]
                     b = np.where(np.isnan(b), np.inf, b)
                     lo_v = b if lo_v is None else np.minimum(lo_v, b)
                     hi_v = b if hi_v is None else np.maximum(hi_v, b)
@@ -240,6 +262,30 @@ def _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, bud
     near[cand] = lo <= hi[j_star]
     near[i_star] = True
     return near
+
+
+STRONG_MAX_CELLS = 1 << 16  # N x len(ks) up to which the strong-convexity bound is drawn (its law is O(N^2 K))
+
+
+def _strong_bound(algorithm, prob: Problem, ks, seed):
+    """(StrongBound, positions) when prob.mu is given and the bound of DERIVATION.md section 4.8 applies (fastest-k
+    or lgc, abort semantics, sets redrawn every round or held for the run), else None."""
+    from theory import strong
+
+    if prob.mu is None or algorithm not in ("fastest-k", "lgc") or prob.semantics != "abort":
+        return None
+    if strong.law_mode(prob.timing, prob.h) is None:
+        return None
+    require(prob.N * len(ks) <= STRONG_MAX_CELLS, f"mu with N={prob.N} and {len(ks)} values of K: the strong-convexity "
+                                                   f"bound is drawn for N x K <= {STRONG_MAX_CELLS} (give fewer K)")
+    opt = prob.optimum
+    if opt is None:  # eq. (4.44) from A4 and A6 alone: c^T G* c <= N zeta2 ||c - cbar||^2
+        opt = strong.OptimumGram(prob.N * prob.zeta2 * (np.eye(prob.N) - 1.0 / prob.N),
+                                 delta=prob.L if prob.delta is None else min(prob.delta, prob.L))
+    law = strong.coefficient_law(prob.timing, prob.N, prob.M, prob.B, prob.h, ks, opt, prob.sigma2, seed=seed)
+    sb = strong.StrongBound(algorithm, N=prob.N, B=prob.B, M=prob.M, L=prob.L, mu=prob.mu, sigma2=prob.sigma2,
+                            Delta=prob.Delta, law=law)
+    return sb, np.arange(len(ks))
 
 
 def tradeoff(
@@ -283,6 +329,7 @@ def tradeoff(
     if prob.dissimilarity is not None and prob.semantics == "abort":  # the Gram forms, eqs. (4.36)-(4.40)
         forms = gram.set_forms(prob.timing, n, prob.M, prob.h, ks, prob.dissimilarity, seed=seed)
         inclusion = dict(inclusion or {}, **forms)
+    strong = _strong_bound(algorithm, prob, ks, seed)
     if optimize_eta:
         emax = bounds.eta_max(algorithm, n, ks, prob.L, set_model, delta=prob.delta)
         grid = emax[None, :] * np.logspace(-3, 0, ETA_GRID)[:, None]  # (G, K)
@@ -295,11 +342,12 @@ def tradeoff(
     for g in grid:
         if budget is not None:
             T = np.floor(budget / rt.mean)
-            b = _bound(algorithm, prob, ks, g, T, idx, stats, set_model, h_eff, inclusion)
+            b = _bound(algorithm, prob, ks, g, T, idx, stats, set_model, h_eff, inclusion, strong)
             val = b["total"]
         else:
-            T = _rounds_for_target(algorithm, prob, ks, g, target, stats, idx, set_model, h_eff, inclusion)
-            b = _bound(algorithm, prob, ks, g, np.where(np.isfinite(T), T, 1e15), idx, stats, set_model, h_eff, inclusion)
+            T = _rounds_for_target(algorithm, prob, ks, g, target, stats, idx, set_model, h_eff, inclusion, strong=strong)
+            b = _bound(algorithm, prob, ks, g, np.where(np.isfinite(T), T, 1e15), idx, stats, set_model, h_eff, inclusion,
+                       strong)
             val = T * rt.mean
         if best is None:  # the first grid point: taken as it is (no copies: O(N) memory at N = 10^6)
             best = dict(T=T, eta=g, total=b["total"], terms={k: np.asarray(v, dtype=float) for k, v in b["terms"].items()})
@@ -313,7 +361,8 @@ def tradeoff(
             best["terms"][k] = np.where(better, v, best["terms"][k])
         best_val = np.where(better, val, best_val)
     if optimize_eta and budget is not None:
-        best = _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget, inclusion)
+        best = _refine_eta(algorithm, prob, ks, grid, best, rt, stats, idx, set_model, h_eff, budget, inclusion,
+                           strong=strong)
     with np.errstate(invalid="ignore"):  # T = 0 rounds of an infinite E[R]: no time, nan by design
         time = best["T"] * rt.mean
     crit = best["total"] if budget is not None else time
@@ -322,7 +371,9 @@ def tradeoff(
         k_star = n
     else:
         k_star = int(ks[int(np.argmin(crit))])
-    near = _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, budget, inclusion)
+    if strong is not None:
+        strong[0](best["eta"], best["T"])  # the subsets of _near_best keep the chosen step sizes
+    near = _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, budget, inclusion, strong)
     return Tradeoff(
         algorithm=algorithm, criterion="budget" if budget is not None else "target", ks=ks,
         round_time=rt.mean, round_time_se=rt.se, round_time_method=rt.method, rounds=best["T"], eta=best["eta"],

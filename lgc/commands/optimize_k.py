@@ -43,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         c.add_argument(f"--{name}", type=float, default=None, help=text)
     c.add_argument("--delta", type=float, default=None,
                    help="optional: Lipschitz constant of grad f_i - grad F (tightens lgc's staleness; default: L)")
+    c.add_argument("--mu", type=float, default=None,
+                   help="optional: F is mu-strongly convex (0 < mu <= L); fastest-k's and lgc's set terms are then also "
+                        "charged through the distance to w* (DERIVATION.md 4.8), each K keeping the smaller bound")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", type=float, metavar="TAU", help="wall-clock budget tau [time units] (default criterion)")
     g.add_argument("--target", type=float, metavar="EPS", help="target bound: minimize the time to reach it")
@@ -111,7 +114,8 @@ def compute(args):
     prob = Problem(N=args.n_workers, M=args.blocks, B=args.batch_size, L=const["L"], sigma2=const["sigma2"],
                    zeta2=const["zeta2"], Delta=const["Delta"], timing=timing, h=args.straggling_period,
                    semantics=args.semantics, comm=comm_from_args(args), report_latency=args.report_latency,
-                   delta=const.get("delta"), dissimilarity=None if gram is None else GramPoints(gram))
+                   delta=const.get("delta"), dissimilarity=None if gram is None else GramPoints(gram),
+                   mu=const.get("mu"))
     budget = args.budget if args.target is None and args.budget is not None else None
     if args.target is None and budget is None:
         budget = 1000.0
@@ -197,7 +201,21 @@ def format_table(res, prob, shown) -> str:
                      f"K = {', '.join(map(str, near))}")
     lines.append(f"# the bounds assume {ASSUMES}")
     lines.append(f"# dissimilarity: {dissimilarity_note(prob)}")
+    lines.append(f"# strong convexity: {strong_note(prob, res.algorithm)}")
     return "\n".join(lines)
+
+
+def strong_note(prob, algorithm) -> str:
+    """Whether the strong-convexity bound (DERIVATION.md 4.8) took part."""
+    from theory.strong import law_mode
+
+    if prob.mu is None:
+        return "not assumed (give --mu or mu in the constants for the bound through the distance to w*, DERIVATION.md 4.8)"
+    if algorithm not in ("fastest-k", "lgc") or prob.semantics != "abort" or law_mode(prob.timing, prob.h) is None:
+        return (f"mu={prob.mu:g} given, not used: the bound of DERIVATION.md 4.8 is for fastest-k and lgc under abort "
+                f"semantics with sets redrawn every round or held for the run")
+    return (f"mu={prob.mu:g} (A7): each K keeps the smaller of the bounds above and DERIVATION.md 4.8's (set terms "
+            f"through G(w*) = N zeta2 (I - 11^T/N) and the distance to w*)")
 
 
 def dissimilarity_note(prob) -> str:
@@ -217,7 +235,8 @@ def to_json(res, prob, const, rows: bool = True) -> dict:
         "algorithm": res.algorithm, "criterion": res.criterion, "budget": res.budget, "target": res.target,
         "N": prob.N, "M": prob.M, "B": prob.B, "h": prob.h, "semantics": prob.semantics,
         "timing": prob.timing.name, "constants": {k: v for k, v in const.items() if k != "gram"},
-        "dissimilarity": dissimilarity_note(prob), "round_time_method": res.round_time_method,
+        "dissimilarity": dissimilarity_note(prob), "strong_convexity": strong_note(prob, res.algorithm),
+        "round_time_method": res.round_time_method,
         "k_star": res.k_star, "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES,
     }
     if rows:
