@@ -261,7 +261,10 @@ class Estimate(Constants):
     Constants (validated when built), plus its constants-JSON mapping."""
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d.get("mu") is None:  # strong convexity is the user's assumption, never estimated (theory/constants.py)
+            d.pop("mu", None)
+        return d
 
 
 def _interval(estimate: float, replicates: np.ndarray, level: float) -> list[float]:
