@@ -61,8 +61,9 @@ test-gpu:  ## GPU-only tests, on the device machine with its own python3
 figures: install  ## quick profile: every figure on CPU from embedded data (a few minutes)
 	$(PY) -m paper_figures.quick
 
-kstar-check: install  ## K* of optimize-k against the measured best K on a held-out quadratic grid (1-4 min)
-	$(PY) -m paper_figures.kstar_check $(ARGS)
+kstar-check: install  ## K* of optimize-k against the measured best K on two quadratic grids, strong-convexity bounds (~2 min)
+	$(PY) -m paper_figures.kstar_check --mu $(ARGS)
+	$(PY) -m paper_figures.kstar_check --mu --grid second $(ARGS)
 
 kstar-mlp: install  ## lgc estimate -> optimize-k -> measured K sweep at the budget, synthetic MLP (~10 min)
 	$(PY) -m paper_figures.kstar_mlp $(ARGS)

@@ -1,6 +1,7 @@
 """Does `lgc optimize-k`'s K* deserve trust? A check on a grid held out from any tuning.
 
-    python -m paper_figures.kstar_check [--seeds 20] [--aligned] [--mu] [--csv FILE] [--eta-mode fixed|optimized]
+    python -m paper_figures.kstar_check [--seeds 20] [--aligned | --grid second] [--mu] [--csv FILE]
+                                        [--eta-mode fixed|optimized]
 
 Grid: two non-IID quadratics with exactly known constants ("shared-H": lgc's own quadratic,
 one Hessian for all workers, delta = 0; "per-worker-H": every worker its own curvatures, so
@@ -19,6 +20,10 @@ standard error; and ratio = measured(K*) / measured(best). Target: >= 90% of cel
 none beyond 15%. --mu: K* also from the strong-convexity bound (theory/strong.py, DERIVATION.md 4.8) with
 each quadratic's exact mu (min_k hbar_k), its Gram matrix at w*, slopes h_ik - hbar_k and Hessian diag(hbar),
 through the same code path for every cell (optimize-k's with mu given). The simulation is paper_figures/kstar_sim.py (every K and seed at once).
+
+--grid second: a second grid, made after the strong-convexity forms were developed on the first one and
+never used to shape them: other problem seeds, curvatures h_ik ~ U(0.3, 1), spread 1.5, sigma^2 = 20, w_0 at
+scale 3; timing rate 2 (i.i.d. and persistent) and 20% of the workers 3x slower; budgets 120, 480, 1500.
 """
 from __future__ import annotations
 
@@ -53,6 +58,30 @@ def problems(n: int = N, d: int = D) -> list[Quadratic]:
     c = rng.normal(0.0, 1.0, size=(n, d))
     per = Quadratic(h=h, c=c, w0=rng.normal(0.0, 2.0, size=d), sigma2=30.0, name="per-worker-H")
     return [shared, per]
+
+
+def second_problems(n: int = N, d: int = D) -> list[Quadratic]:
+    """--grid second's quadratics: the same two kinds with other seeds and scales."""
+    from lgc.data.synthetic import make_quadratic
+
+    shared = from_shared(make_quadratic(n, d, seed=11, h_min=0.2, h_max=1.0, spread=1.5, sigma2=20.0))
+    rng = np.random.default_rng([9, 4242])
+    h = rng.uniform(0.3, 1.0, size=(n, d))
+    h[0, 0] = 1.0  # L = 1 exactly
+    c = rng.normal(0.0, 1.5, size=(n, d))
+    per = Quadratic(h=h, c=c, w0=rng.normal(0.0, 3.0, size=d), sigma2=20.0, name="per-worker-H")
+    return [shared, per]
+
+
+def second_timings() -> list[tuple[str, object, float]]:
+    from theory.timing import HeterogeneousSpeed, ShiftedExponential
+
+    base = ShiftedExponential(shift=1.0, rate=2.0)
+    return [("iid h=1 rate 2", base, 1), ("persistent rate 2", base, PERSISTENT),
+            ("hetero r=0.2 x3", HeterogeneousSpeed(slow_fraction=0.2, slowdown=3.0, shift=1.0, rate=1.0), 1)]
+
+
+SECOND_BUDGETS = (120.0, 480.0, 1500.0)
 
 
 def aligned_problem(n: int = N, d: int = D) -> Quadratic:
@@ -117,11 +146,16 @@ def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed",
     return tradeoff(algorithm, p, budget=tau, optimize_eta=True)
 
 
-def run(*, seeds=SEEDS, budgets=BUDGETS, eta_mode="fixed", n=N, aligned=False, strong=False, log=print) -> list[Cell]:
-    """The grid (aligned: only the worst-case-aligned problem under heterogeneous speeds; strong: K* with the
-    strong-convexity bound too, DERIVATION.md section 4.8)."""
+def run(*, seeds=SEEDS, budgets=None, eta_mode="fixed", n=N, aligned=False, strong=False, second=False,
+        log=print) -> list[Cell]:
+    """The grid (aligned: only the worst-case-aligned problem under heterogeneous speeds; second: the second
+    grid, with its own budgets unless `budgets` is given; strong: K* with the strong-convexity bound too, DERIVATION.md section 4.8)."""
     cells = []
-    grid = [(aligned_problem(n), timings()[2:])] if aligned else [(p, timings()) for p in problems(n)]
+    if second:
+        grid, budgets = [(p, second_timings()) for p in second_problems(n)], budgets or SECOND_BUDGETS
+    else:
+        grid = [(aligned_problem(n), timings()[2:])] if aligned else [(p, timings()) for p in problems(n)]
+        budgets = budgets or BUDGETS
     for prob, tims in grid:
         for label, timing, period in tims:
             # enough rounds for the largest budget at the shortest round (t_cut >= shift = 1)
@@ -229,16 +263,23 @@ def main(argv=None) -> int:
     ap.add_argument("--mu", action="store_true",
                     help="K* also from the strong-convexity bound (DERIVATION.md 4.8) with each problem's exact mu and "
                          "Gram matrix at w*")
-    ap.add_argument("--csv", type=Path, default=None, help="default out/kstar_check/kstar_check[_aligned].csv")
+    ap.add_argument("--grid", choices=("first", "second"), default="first",
+                    help="second: the grid made after the strong-convexity forms, never used to shape them")
+    ap.add_argument("--csv", type=Path, default=None,
+                    help="default out/kstar_check/kstar_check[_aligned|_second][_mu].csv")
     args = ap.parse_args(argv)
     if args.seeds < 2:
         print(f"--seeds {args.seeds} must be >= 2 (a standard error needs two seeds)", file=sys.stderr)
         return 2
+    if args.aligned and args.grid == "second":
+        print("--aligned and --grid second are two different checks: give one", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     if args.csv is None:
-        args.csv = OUT / (("kstar_check_aligned" if args.aligned else "kstar_check") + ("_mu" if args.mu else "") + ".csv")
+        stem = "kstar_check_aligned" if args.aligned else "kstar_check" + ("_second" if args.grid == "second" else "")
+        args.csv = OUT / (stem + ("_mu" if args.mu else "") + ".csv")
     cells = run(seeds=args.seeds, eta_mode=args.eta_mode, aligned=args.aligned, strong=args.mu,
-                log=lambda s: print(s, file=sys.stderr))
+                second=args.grid == "second", log=lambda s: print(s, file=sys.stderr))
     print(table(cells))
     print(diagnosis(cells))
     write_csv(cells, args.csv)

@@ -75,3 +75,18 @@ def test_aligned_problem_attains_the_fastest_k_bias_bound():
     a_fast = a[3:].mean(0)
     assert float(a_fast @ a_fast) == pytest.approx((p.n - k) * p.zeta2() / k, rel=1e-9)
     assert p.delta < 1e-12
+
+
+def test_second_grid_is_another_grid_and_runs(capsys):
+    """--grid second: other problems, timings and budgets than the first grid; it runs end to end,
+    and --aligned with --grid second is refused in one line."""
+    first, second = kc.problems(4), kc.second_problems(4)
+    for a, b in zip(first, second):
+        assert a.name == b.name and not np.allclose(a.h, b.h) and not np.allclose(a.w0, b.w0)
+    assert [t[0] for t in kc.second_timings()] != [t[0] for t in kc.timings()]
+    assert set(kc.SECOND_BUDGETS).isdisjoint(kc.BUDGETS)
+    cells = kc.run(seeds=2, budgets=(20.0,), n=4, second=True, log=lambda s: None)
+    assert len(cells) == 2 * 3 * 2 and {c.timing for c in cells} == {t[0] for t in kc.second_timings()}
+    assert all(c.ratio >= 1.0 for c in cells)
+    assert kc.main(["--aligned", "--grid", "second"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
