@@ -48,29 +48,30 @@ WITHIN, WORST = 0.10, 0.15  # the target: >= 90% of cells within 10%, none beyon
 OUT = Path(__file__).resolve().parent / "out" / "kstar_check"
 
 
-def problems(n: int = N, d: int = D) -> list[Quadratic]:
+def _two_quadratics(n, d, *, shared_seed, shared_h_min, spread, sigma2, rng_seed, h_min, w0_scale):
+    """A grid's two kinds of quadratic: "shared-H" (lgc's own, one Hessian) and "per-worker-H"
+    (h_ik ~ U(h_min, 1), optima at scale `spread`, w_0 at scale `w0_scale`)."""
     from lgc.data.synthetic import make_quadratic
 
-    shared = from_shared(make_quadratic(n, d, seed=0, h_min=0.1, h_max=1.0, spread=1.0, sigma2=30.0))
-    rng = np.random.default_rng([1, 2718])
-    h = rng.uniform(0.2, 1.0, size=(n, d))
+    shared = from_shared(make_quadratic(n, d, seed=shared_seed, h_min=shared_h_min, h_max=1.0, spread=spread,
+                                        sigma2=sigma2))
+    rng = np.random.default_rng(rng_seed)
+    h = rng.uniform(h_min, 1.0, size=(n, d))
     h[0, 0] = 1.0  # L = 1 exactly
-    c = rng.normal(0.0, 1.0, size=(n, d))
-    per = Quadratic(h=h, c=c, w0=rng.normal(0.0, 2.0, size=d), sigma2=30.0, name="per-worker-H")
+    c = rng.normal(0.0, spread, size=(n, d))
+    per = Quadratic(h=h, c=c, w0=rng.normal(0.0, w0_scale, size=d), sigma2=sigma2, name="per-worker-H")
     return [shared, per]
+
+
+def problems(n: int = N, d: int = D) -> list[Quadratic]:
+    return _two_quadratics(n, d, shared_seed=0, shared_h_min=0.1, spread=1.0, sigma2=30.0, rng_seed=[1, 2718],
+                           h_min=0.2, w0_scale=2.0)
 
 
 def second_problems(n: int = N, d: int = D) -> list[Quadratic]:
     """--grid second's quadratics: the same two kinds with other seeds and scales."""
-    from lgc.data.synthetic import make_quadratic
-
-    shared = from_shared(make_quadratic(n, d, seed=11, h_min=0.2, h_max=1.0, spread=1.5, sigma2=20.0))
-    rng = np.random.default_rng([9, 4242])
-    h = rng.uniform(0.3, 1.0, size=(n, d))
-    h[0, 0] = 1.0  # L = 1 exactly
-    c = rng.normal(0.0, 1.5, size=(n, d))
-    per = Quadratic(h=h, c=c, w0=rng.normal(0.0, 3.0, size=d), sigma2=20.0, name="per-worker-H")
-    return [shared, per]
+    return _two_quadratics(n, d, shared_seed=11, shared_h_min=0.2, spread=1.5, sigma2=20.0, rng_seed=[9, 4242],
+                           h_min=0.3, w0_scale=3.0)
 
 
 def second_timings() -> list[tuple[str, object, float]]:

@@ -235,11 +235,6 @@ def finish_constants(path: Path, proc) -> Path:
     return path
 
 
-def ensure_constants(scale, data_dir: str, accept: bool, out: Path, quiet: bool) -> Path:
-    """constants.json of the scale's base run, estimated now unless there already (start_constants)."""
-    return finish_constants(*start_constants(scale, data_dir, accept, out, quiet))
-
-
 def archive(path: Path, done, out_dir: Path, results_root: Path | None, progress: dict, name: str = "paper") -> None:
     """One tar.gz: each finished run's records (no checkpoint) under results/train/<key>/, the
     figures under paper_figures/out/<name>/ (the scale's), and progress.json."""

@@ -329,7 +329,7 @@ class FusedEngine:
             losses.append(ls)
         if fused:
             self.fused_rounds += 1
-        for g in names:  # a group with no rows of its own (cannot happen with one span)
+        for g in names:  # a group with no rows of its own ("strag" weights all zero): its gradient is 0
             if res[g] is None:
                 res[g] = torch.zeros(sum(p.numel() for p in params), device=params[0].device)
         return res, float(torch.cat(losses).mean())
