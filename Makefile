@@ -71,7 +71,7 @@ kstar-mlp: install  ## lgc estimate -> optimize-k -> measured K sweep at the bud
 figures-paper:  ## paper profile on CIFAR-10, GPU, resumable in chunks (GPU machine)
 	$(GPU_ENV) $(GPU_PY) -m paper_figures.paper --data-dir $(DATA_DIR) $(ARGS)
 
-figures-cifar: install  ## paper profile at CPU scale on CIFAR-10 (small CNN; ~1 h on 2 cores; resumable)
+figures-cifar: install  ## paper profile at CPU scale on CIFAR-10 (small CNN; 59-62 min on 2 cores measured; resumable)
 	nice $(PY) -m paper_figures.paper --scale cpu --processes 2 --chunk-minutes 75 --data-dir $(DATA_DIR) \
 		--shared-data $(SHARED)/data $(ARGS)
 

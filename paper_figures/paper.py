@@ -41,9 +41,10 @@ MS_PER_ROUND = 31.0
 EVAL_MS = 175.0  # forward over the 10,000 test images (a third of a training pass per sample)
 RUN_START_MS = 1000.0  # per run: model, data to the device, run directory
 # planning figures for this project's 2-core CPU, one thread per run, small CNN of width 32, K = 7,
-# two runs at a time: calibrated on the committed profile run (paper_figures/out/cifar, code 8e9e4da:
-# 48 runs, 15,408 rounds in 3,822 s, where 400 ms a round had planned 49.9 minutes); an evaluation
-# on the 10,000 test images about 3 s (250-image passes, channels_last)
+# two runs at a time: calibrated on the first profile run (code 8e9e4da: 48 runs, 15,408 rounds in
+# 3,822 s, where 400 ms a round had planned 49.9 minutes). Without the estimate it plans 61.2 minutes;
+# the two runs of the 64-row fused engine (28dee93, efd844f) took 59.4 and 61.5
+# (paper_figures/out/cifar/README.md). An evaluation on the 10,000 test images about 3 s.
 CPU_MS_PER_ROUND = 530.0
 CPU_EVAL_MS = 3000.0
 CPU_ESTIMATE_MS = 5 * 60e3  # the scale's `lgc estimate` (estimate_args), in a process beside the runs
@@ -62,9 +63,11 @@ def convert_shared(shared: Path, data_dir: Path) -> None:
     subprocess.run([sys.executable, str(script), str(data_dir)], check=True)
 
 
-def plan_estimate(jobs, scale, processes: int = 1) -> dict:
+def plan_estimate(jobs, scale, processes: int = 1, estimate: bool = True) -> dict:
     """The plan's size and its estimated time: GPU figures for a GPU scale, this CPU's for a CPU
-    one. A round's cost scales with the samples it trains (K of N workers' for fastest-K)."""
+    one. A round's cost scales with the samples it trains (K of N workers' for fastest-K).
+    `estimate`: whether the CPU scale's `lgc estimate` will run (False when its constants.json is
+    there already, see constants_ready)."""
     cpu = scale.device == "cpu"
     ms_round, ms_eval, ms_start = (CPU_MS_PER_ROUND, CPU_EVAL_MS, CPU_RUN_START_MS) if cpu else \
         (MS_PER_ROUND, EVAL_MS, RUN_START_MS)
@@ -79,11 +82,14 @@ def plan_estimate(jobs, scale, processes: int = 1) -> dict:
     else:
         work = rounds
     minutes = (work * ms_round + eval_ms + len(jobs) * ms_start) / 6e4
-    if cpu and scale.estimate_args and any("fig4" in j.figures for j in jobs):
+    estimating = bool(cpu and estimate and scale.estimate_args and any("fig4" in j.figures for j in jobs))
+    if estimating:
         minutes += CPU_ESTIMATE_MS / 6e4
     est = {"runs": len(jobs), "rounds": rounds, "evaluations": evals, "processes": processes,
            "assumed_ms_per_round": ms_round, "assumed_ms_per_evaluation": ms_eval,
            "assumed_ms_per_run_start": ms_start}
+    if cpu:
+        est["includes_constants_estimate"] = estimating
     if cpu:
         est["estimated_cpu_minutes"] = round(minutes, 1)
         est["estimated_wall_minutes"] = round(minutes / processes, 1)
@@ -200,6 +206,20 @@ def run_chunk_parallel(jobs, *, results, budget_s: float, quiet: bool, processes
     return [(j, p) for j, p in done if runs.is_complete(p)], started
 
 
+def _constants_request(scale, data_dir: str, accept: bool) -> tuple[dict, list[str]]:
+    """The base run's resolved config and the `lgc estimate` arguments the scale's constants come from."""
+    cfg = pp.base_config(data_dir, scale, accept_md5_mismatch=accept).resolved().to_dict()
+    return cfg, list(scale.estimate_args) + (["--threads", str(scale.threads)] if scale.threads else [])
+
+
+def constants_ready(scale, data_dir: str, accept: bool, out: Path) -> bool:
+    """Whether out/constants.json is there from the same config and arguments (reused, not re-estimated)."""
+    cfg, args = _constants_request(scale, data_dir, accept)
+    files = [out / f for f in ("constants.json", "constants_config.json", "constants_args.json")]
+    return all(f.exists() for f in files) and json.loads(files[1].read_text()) == cfg \
+        and json.loads(files[2].read_text()) == args
+
+
 def start_constants(scale, data_dir: str, accept: bool, out: Path, quiet: bool):
     """Start `lgc estimate` on the scale's base run (model, partition, data) with the scale's
     `estimate_args`, writing constants.json next to the figures with the config and arguments it
@@ -208,11 +228,9 @@ def start_constants(scale, data_dir: str, accept: bool, out: Path, quiet: bool):
     training runs (the profile's CPU work is the same; the runs need not wait for it)."""
     from lgc import runs
 
-    cfg = pp.base_config(data_dir, scale, accept_md5_mismatch=accept).resolved().to_dict()
+    cfg, args = _constants_request(scale, data_dir, accept)
     path, source, made_by = out / "constants.json", out / "constants_config.json", out / "constants_args.json"
-    args = list(scale.estimate_args) + (["--threads", str(scale.threads)] if scale.threads else [])
-    if path.exists() and source.exists() and made_by.exists() and json.loads(source.read_text()) == cfg \
-            and json.loads(made_by.read_text()) == args:
+    if constants_ready(scale, data_dir, accept, out):
         return path, None
     out.mkdir(parents=True, exist_ok=True)
     runs.atomic_write_json(source, cfg)
@@ -323,7 +341,9 @@ def main(argv=None) -> int:
     except (UserError, TheoryInputError) as e:
         print(f"lgc figures: error: {e}", file=sys.stderr)
         return 2
-    est = plan_estimate(jobs, scale, args.processes)
+    to_estimate = constants is None and scale.device == "cpu" and "fig4" in only and not args.draw_only
+    est = plan_estimate(jobs, scale, args.processes,
+                        estimate=to_estimate and not constants_ready(scale, args.data_dir, accept, out))
     if args.plan:
         for j in jobs:
             print(f"{','.join(j.figures):<10} {j.config.algorithm:<18} {j.tags} seed={j.config.seed} T={j.config.rounds}")
@@ -338,7 +358,7 @@ def main(argv=None) -> int:
         from lgc.threads import torch_threads
 
         estimating = None  # the CPU scale's own constants for fig4, estimated beside the runs
-        if constants is None and scale.device == "cpu" and "fig4" in only and not args.draw_only:
+        if to_estimate:
             estimating = start_constants(scale, args.data_dir, accept, out, args.quiet)
         if args.processes > 1 and not args.draw_only:
             done, started = run_chunk_parallel(jobs, results=args.results, budget_s=budget_s, quiet=args.quiet,

@@ -241,6 +241,28 @@ def test_cpu_plan_states_processes_and_cpu_minutes(capsys):
         abs(est["estimated_wall_minutes"] - est["estimated_cpu_minutes"] / 2) <= 0.1
 
 
+def test_cpu_plan_counts_the_estimate_only_when_constants_must_be_made(tmp_path, capsys):
+    """With constants.json of the same config and arguments in --out the plan drops the estimate's
+    minutes; with a different config there (another data dir) it counts them again."""
+    def plan(data_dir):
+        assert paper.main(["--scale", "cpu", "--data-dir", data_dir, "--plan", "--processes", "2",
+                           "--out", str(tmp_path)]) == 0
+        text = capsys.readouterr().out
+        return json.loads(text[text.index("\n{") + 1:])
+
+    fresh = plan("x")
+    assert fresh["includes_constants_estimate"] is True
+    cfg, args = paper._constants_request(pp.CPU, "x", False)
+    (tmp_path / "constants.json").write_text("{}")
+    (tmp_path / "constants_config.json").write_text(json.dumps(cfg))
+    (tmp_path / "constants_args.json").write_text(json.dumps(args))
+    reused = plan("x")
+    assert reused["includes_constants_estimate"] is False
+    assert reused["estimated_cpu_minutes"] == pytest.approx(fresh["estimated_cpu_minutes"] - paper.CPU_ESTIMATE_MS / 6e4,
+                                                            abs=0.11)
+    assert plan("elsewhere")["includes_constants_estimate"] is True
+
+
 def test_bad_process_count_is_one_line_and_status_2(capsys):
     assert paper.main(["--scale", "cpu", "--data-dir", "x", "--processes", "0", "--plan"]) == 2
     err = capsys.readouterr().err.strip()
