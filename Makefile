@@ -26,6 +26,8 @@ RUN_PY := $(PY)
 RUN_DEPS := $(STAMP)
 endif
 DATA_DIR ?= data
+# make test: pytest-xdist workers for the tests that do not watch the wall clock
+TEST_WORKERS ?= 2
 SHARED ?= ../shared
 
 .PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper figures-cifar kstar-check kstar-mlp data bench bench-dist gpu-carry \
@@ -46,8 +48,9 @@ endif
 	.venv/bin/pip install -q -e ".[test]"
 	touch $@
 
-test: install  ## run the test suite (CPU, < 10 min on 2 cores)
-	$(PY) -m pytest -q
+test: install  ## run the test suite (CPU, < 10 min on 2 cores): $(TEST_WORKERS) xdist workers, then the wall-clock tests alone
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not gpu and not data and not slow and not serial"
+	$(PY) -m pytest -q -m "serial and not gpu and not data and not slow"
 
 test-dist-slow: install  ## slow dist tests: two torchrun --nnodes 2 launchers on 127.0.0.1, one killed (~2 min)
 	$(PY) -m pytest -q -m slow tests
