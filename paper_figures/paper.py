@@ -28,6 +28,7 @@ import tarfile
 import time
 from pathlib import Path
 
+from paper_figures import paper_constants as pc
 from paper_figures import paper_profile as pp
 from theory.jsonio import dumps
 
@@ -63,11 +64,10 @@ def convert_shared(shared: Path, data_dir: Path) -> None:
     subprocess.run([sys.executable, str(script), str(data_dir)], check=True)
 
 
-def plan_estimate(jobs, scale, processes: int = 1, estimate: bool = True) -> dict:
+def plan_estimate(jobs, scale, processes: int = 1, estimate: bool = False) -> dict:
     """The plan's size and its estimated time: GPU figures for a GPU scale, this CPU's for a CPU
     one. A round's cost scales with the samples it trains (K of N workers' for fastest-K).
-    `estimate`: whether the CPU scale's `lgc estimate` will run (False when its constants.json is
-    there already, see constants_ready)."""
+    `estimate`: whether the CPU scale's `lgc estimate` will run (paper_constants.ready says when not)."""
     cpu = scale.device == "cpu"
     ms_round, ms_eval, ms_start = (CPU_MS_PER_ROUND, CPU_EVAL_MS, CPU_RUN_START_MS) if cpu else \
         (MS_PER_ROUND, EVAL_MS, RUN_START_MS)
@@ -82,15 +82,13 @@ def plan_estimate(jobs, scale, processes: int = 1, estimate: bool = True) -> dic
     else:
         work = rounds
     minutes = (work * ms_round + eval_ms + len(jobs) * ms_start) / 6e4
-    estimating = bool(cpu and estimate and scale.estimate_args and any("fig4" in j.figures for j in jobs))
-    if estimating:
+    if estimate:
         minutes += CPU_ESTIMATE_MS / 6e4
     est = {"runs": len(jobs), "rounds": rounds, "evaluations": evals, "processes": processes,
            "assumed_ms_per_round": ms_round, "assumed_ms_per_evaluation": ms_eval,
            "assumed_ms_per_run_start": ms_start}
     if cpu:
-        est["includes_constants_estimate"] = estimating
-    if cpu:
+        est["includes_constants_estimate"] = estimate
         est["estimated_cpu_minutes"] = round(minutes, 1)
         est["estimated_wall_minutes"] = round(minutes / processes, 1)
     else:
@@ -206,53 +204,6 @@ def run_chunk_parallel(jobs, *, results, budget_s: float, quiet: bool, processes
     return [(j, p) for j, p in done if runs.is_complete(p)], started
 
 
-def _constants_request(scale, data_dir: str, accept: bool) -> tuple[dict, list[str]]:
-    """The base run's resolved config and the `lgc estimate` arguments the scale's constants come from."""
-    cfg = pp.base_config(data_dir, scale, accept_md5_mismatch=accept).resolved().to_dict()
-    return cfg, list(scale.estimate_args) + (["--threads", str(scale.threads)] if scale.threads else [])
-
-
-def constants_ready(scale, data_dir: str, accept: bool, out: Path) -> bool:
-    """Whether out/constants.json is there from the same config and arguments (reused, not re-estimated)."""
-    cfg, args = _constants_request(scale, data_dir, accept)
-    files = [out / f for f in ("constants.json", "constants_config.json", "constants_args.json")]
-    return all(f.exists() for f in files) and json.loads(files[1].read_text()) == cfg \
-        and json.loads(files[2].read_text()) == args
-
-
-def start_constants(scale, data_dir: str, accept: bool, out: Path, quiet: bool):
-    """Start `lgc estimate` on the scale's base run (model, partition, data) with the scale's
-    `estimate_args`, writing constants.json next to the figures with the config and arguments it
-    came from. Returns (path, process): process is None when a constants.json of the same config
-    and arguments is there already; else wait for it with `finish_constants`. It runs beside the
-    training runs (the profile's CPU work is the same; the runs need not wait for it)."""
-    from lgc import runs
-
-    cfg, args = _constants_request(scale, data_dir, accept)
-    path, source, made_by = out / "constants.json", out / "constants_config.json", out / "constants_args.json"
-    if constants_ready(scale, data_dir, accept, out):
-        return path, None
-    out.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write_json(source, cfg)
-    runs.atomic_write_json(made_by, args)
-    path.unlink(missing_ok=True)  # never read constants of other settings
-    if not quiet:
-        print(f"lgc estimate {' '.join(args)} on the base run's model and partition -> {path} (log: "
-              f"{out / 'constants.log'})", flush=True)
-    cmd = [sys.executable, "-m", "lgc", "estimate", "--config", str(source), "--out", str(path), "--quiet", *args]
-    log = open(out / "constants.log", "w")
-    return path, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-
-
-def finish_constants(path: Path, proc) -> Path:
-    """Wait for start_constants' process; UserError naming its log if it failed."""
-    from lgc.errors import UserError
-
-    if proc is not None and proc.wait() != 0:
-        raise UserError(f"lgc estimate exited with status {proc.returncode}; see {path.parent / 'constants.log'}")
-    return path
-
-
 def archive(path: Path, done, out_dir: Path, results_root: Path | None, progress: dict, name: str = "paper") -> None:
     """One tar.gz: each finished run's records (no checkpoint) under results/train/<key>/, the
     figures under paper_figures/out/<name>/ (the scale's), and progress.json."""
@@ -341,9 +292,10 @@ def main(argv=None) -> int:
     except (UserError, TheoryInputError) as e:
         print(f"lgc figures: error: {e}", file=sys.stderr)
         return 2
+    # the CPU scale's own constants for fig4, estimated beside the runs unless they are there (paper_constants)
     to_estimate = constants is None and scale.device == "cpu" and "fig4" in only and not args.draw_only
-    est = plan_estimate(jobs, scale, args.processes,
-                        estimate=to_estimate and not constants_ready(scale, args.data_dir, accept, out))
+    est = plan_estimate(jobs, scale, args.processes, estimate=to_estimate and not pc.ready(
+        out, *pc.request(scale, args.data_dir, accept)))
     if args.plan:
         for j in jobs:
             print(f"{','.join(j.figures):<10} {j.config.algorithm:<18} {j.tags} seed={j.config.seed} T={j.config.rounds}")
@@ -357,9 +309,7 @@ def main(argv=None) -> int:
         budget_s -= time.perf_counter() - t0
         from lgc.threads import torch_threads
 
-        estimating = None  # the CPU scale's own constants for fig4, estimated beside the runs
-        if to_estimate:
-            estimating = start_constants(scale, args.data_dir, accept, out, args.quiet)
+        estimating = pc.start(scale, args.data_dir, accept, out, args.quiet) if to_estimate else None
         if args.processes > 1 and not args.draw_only:
             done, started = run_chunk_parallel(jobs, results=args.results, budget_s=budget_s, quiet=args.quiet,
                                                processes=args.processes, threads=scale.threads,
@@ -371,7 +321,7 @@ def main(argv=None) -> int:
         if estimating is not None:
             from theory.constants import read_constants
 
-            constants = read_constants(finish_constants(*estimating))
+            constants = read_constants(pc.finish(*estimating))
         elif constants is None and (out / "constants.json").exists():
             from theory.constants import read_constants
 

@@ -8,7 +8,7 @@ import pytest
 
 from lgc.data.cifar10 import write_fake_cifar10
 from lgc.runs import read_csv
-from paper_figures import paper, paper_draw
+from paper_figures import paper, paper_constants, paper_draw
 from paper_figures import paper_profile as pp
 
 
@@ -252,7 +252,7 @@ def test_cpu_plan_counts_the_estimate_only_when_constants_must_be_made(tmp_path,
 
     fresh = plan("x")
     assert fresh["includes_constants_estimate"] is True
-    cfg, args = paper._constants_request(pp.CPU, "x", False)
+    cfg, args = paper_constants.request(pp.CPU, "x", False)
     (tmp_path / "constants.json").write_text("{}")
     (tmp_path / "constants_config.json").write_text(json.dumps(cfg))
     (tmp_path / "constants_args.json").write_text(json.dumps(args))

@@ -105,6 +105,11 @@ def law_mode(timing, h: float) -> str | None:
     return None
 
 
+def applies(algorithm: str, semantics: str, timing, h: float) -> bool:
+    """Whether this module bounds the run: fastest-k or lgc, abort semantics, and sets that law_mode knows."""
+    return algorithm in ("fastest-k", "lgc") and semantics == "abort" and law_mode(timing, h) is not None
+
+
 def _noise_parts(fast, blocks, k, n, B, M, sigma2):
     """Per round (..., N) of schedules: lgc-fresh's noise V_fresh (eq. 4.13) and the compensation's noise
     E_eps (eq. 4.17) of that round's block counts (not their means)."""
@@ -263,6 +268,10 @@ class StrongBound:
             got = run_recursion(self.algorithm, self.law, eta, self.L, self.mu, self.Delta, t)
             self._cache[key] = got
         return got
+
+    def use_step_sizes(self, eta) -> None:
+        """Every K's step size, kept for later calls on a subset of K (their other K keep these)."""
+        self._eta_ref = np.array(np.broadcast_to(np.asarray(eta, float), (self.law["v_a"].shape[-1],)))
 
     def __call__(self, eta, T, cols=None) -> dict:
         """dict(total, terms) per K: eq. (4.48) or (4.49) at T rounds (inf where it does not hold).

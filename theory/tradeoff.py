@@ -272,9 +272,7 @@ def _strong_bound(algorithm, prob: Problem, ks, seed):
     or lgc, abort semantics, sets redrawn every round or held for the run), else None."""
     from theory import strong
 
-    if prob.mu is None or algorithm not in ("fastest-k", "lgc") or prob.semantics != "abort":
-        return None
-    if strong.law_mode(prob.timing, prob.h) is None:
+    if prob.mu is None or not strong.applies(algorithm, prob.semantics, prob.timing, prob.h):
         return None
     require(prob.N * len(ks) <= STRONG_MAX_CELLS, f"mu with N={prob.N} and {len(ks)} values of K: the strong-convexity "
                                                    f"bound is drawn for N x K <= {STRONG_MAX_CELLS} (give fewer K)")
@@ -372,7 +370,7 @@ def tradeoff(
     else:
         k_star = int(ks[int(np.argmin(crit))])
     if strong is not None:
-        strong[0](best["eta"], best["T"])  # the subsets of _near_best keep the chosen step sizes
+        strong[0].use_step_sizes(best["eta"])  # the subsets of _near_best keep the chosen step sizes
     near = _near_best(algorithm, prob, ks, best, crit, rt, stats, set_model, h_eff, budget, inclusion, strong)
     return Tradeoff(
         algorithm=algorithm, criterion="budget" if budget is not None else "target", ks=ks,

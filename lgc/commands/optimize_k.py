@@ -207,11 +207,11 @@ def format_table(res, prob, shown) -> str:
 
 def strong_note(prob, algorithm) -> str:
     """Whether the strong-convexity bound (DERIVATION.md 4.8) took part."""
-    from theory.strong import law_mode
+    from theory.strong import applies
 
     if prob.mu is None:
         return "not assumed (give --mu or mu in the constants for the bound through the distance to w*, DERIVATION.md 4.8)"
-    if algorithm not in ("fastest-k", "lgc") or prob.semantics != "abort" or law_mode(prob.timing, prob.h) is None:
+    if not applies(algorithm, prob.semantics, prob.timing, prob.h):
         return (f"mu={prob.mu:g} given, not used: the bound of DERIVATION.md 4.8 is for fastest-k and lgc under abort "
                 f"semantics with sets redrawn every round or held for the run")
     return (f"mu={prob.mu:g} (A7): each K keeps the smaller of the bounds above and DERIVATION.md 4.8's (set terms "

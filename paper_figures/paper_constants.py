@@ -1,0 +1,59 @@
+"""The CPU scale's own bound constants for fig4: `lgc estimate` on the profile's base run (model,
+partition, data) with the scale's `estimate_args`, written next to the figures as constants.json
+with the config (constants_config.json) and arguments (constants_args.json) it came from, and
+reused while both are unchanged. It runs in a process of its own beside the training runs
+(paper_figures/paper.py); the runs need not wait for it.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from paper_figures import paper_profile as pp
+
+CONSTANTS, CONFIG, ARGS = "constants.json", "constants_config.json", "constants_args.json"
+
+
+def request(scale, data_dir: str, accept: bool) -> tuple[dict, list[str]]:
+    """The base run's resolved config and the `lgc estimate` arguments the scale's constants come from."""
+    cfg = pp.base_config(data_dir, scale, accept_md5_mismatch=accept).resolved().to_dict()
+    return cfg, list(scale.estimate_args) + (["--threads", str(scale.threads)] if scale.threads else [])
+
+
+def ready(out: Path, cfg: dict, args: list[str]) -> bool:
+    """Whether out/constants.json is there from this config and these arguments (reused, not re-estimated)."""
+    files = [out / f for f in (CONSTANTS, CONFIG, ARGS)]
+    return all(f.exists() for f in files) and json.loads(files[1].read_text()) == cfg \
+        and json.loads(files[2].read_text()) == args
+
+
+def start(scale, data_dir: str, accept: bool, out: Path, quiet: bool):
+    """Start `lgc estimate` unless its constants are ready. Returns (path, process): process is None
+    when they are; else wait for it with `finish`."""
+    from lgc import runs
+
+    cfg, args = request(scale, data_dir, accept)
+    path = out / CONSTANTS
+    if ready(out, cfg, args):
+        return path, None
+    out.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_json(out / CONFIG, cfg)
+    runs.atomic_write_json(out / ARGS, args)
+    path.unlink(missing_ok=True)  # never read constants of other settings
+    if not quiet:
+        print(f"lgc estimate {' '.join(args)} on the base run's model and partition -> {path} (log: "
+              f"{out / 'constants.log'})", flush=True)
+    cmd = [sys.executable, "-m", "lgc", "estimate", "--config", str(out / CONFIG), "--out", str(path), "--quiet", *args]
+    log = open(out / "constants.log", "w")
+    return path, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def finish(path: Path, proc) -> Path:
+    """Wait for start's process; UserError naming its log if it failed."""
+    from lgc.errors import UserError
+
+    if proc is not None and proc.wait() != 0:
+        raise UserError(f"lgc estimate exited with status {proc.returncode}; see {path.parent / 'constants.log'}")
+    return path
