@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:  # lgc.sim.Interrupted says which round was checkpointed
         sys.stderr.write(f"lgc {args.command}: {e or 'interrupted'}\n")
-        return 130
+        return 128 + getattr(e, "signum", 2)  # 130 after Ctrl-C, 143 after SIGTERM
 
 
 if __name__ == "__main__":

@@ -248,8 +248,10 @@ class TrainConfig:
               f"--k auto: algorithm={c.algorithm} does not wait for K workers; valid: {', '.join(waits)}")
         check(c.budget is not None, "--k auto needs --budget TAU, the time budget K is chosen for")
         check(c.budget > 0, f"budget={c.budget} must be > 0")
-        for name in ("k_refit", "k_window", "k_first_fit"):
+        for name in ("k_refit", "k_first_fit"):
             check(getattr(c, name) >= 1, f"{name}={getattr(c, name)} must be >= 1")
+        # a fit needs two finished mini-batch times and a round at K = 1 finishes one (theory/adaptive.py)
+        check(c.k_window >= 2, f"--k-window {c.k_window}: a refit's window must hold >= 2 rounds")
         check(c.k_constants is not None or c.dataset == "quadratic",
               f"--k auto on dataset={c.dataset} needs --k-constants FILE (lgc estimate writes it; quadratic: exact)")
         check(c.k_constants is None or Path(c.k_constants).is_file(), f"k_constants={c.k_constants} does not exist")

@@ -79,11 +79,15 @@ def peer_s(cfg: TrainConfig) -> Optional[int]:
 
 def make_timing(cfg: TrainConfig):
     """The timing model named in the config (theory.timing.make_timing_model); UserError if its
-    parameters are invalid."""
+    parameters are invalid or do not fit the run's N."""
     from theory.timing_factory import make_timing_model
 
     try:
-        return make_timing_model(cfg.timing, **cfg.timing_params)
+        model = make_timing_model(cfg.timing, **cfg.timing_params)
+        # what depends on N (a deterministic model's times, a trace's workers, change_workers) is
+        # checked when a round is drawn: draw round 0 now, before any run directory exists
+        model.block_finish_times(cfg.seed, 0, cfg.n_workers, cfg.blocks, period=cfg.straggling_period)
+        return model
     except TheoryInputError as e:
         raise UserError(str(e)) from None
 

@@ -1,7 +1,8 @@
 """Run directories, atomic result files, provenance and the result cache (README "File formats").
 
-One run = one directory `results/<kind>/<key>/`, where key hashes the resolved config and
-the source code of `theory/` and `lgc/`; a finished run (final.json present) is reused.
+One run = one directory `results/<kind>/<key>/`, where key hashes the resolved config, the
+contents of the files it names (not their paths) and the source code of `theory/` and `lgc/`
+(key_payload lists what enters the key); a finished run (final.json present) is reused.
 Every backend writes through these helpers:
 
     config.json     resolved config
@@ -44,7 +45,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -52,10 +56,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename == tmp:
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
+
+
+TMP_SUFFIX = ".tmp"  # atomic_write_bytes' temporary files: .<name>.<random>.tmp beside the file
+
+
+def remove_stale_tmp(folder: str | os.PathLike) -> None:
+    """Delete the temporary files that a writer killed mid-write (SIGKILL) left in `folder`.
+    Called by `locked`, whose lock proves no live writer of this run owns them."""
+    for f in Path(folder).glob(f".*{TMP_SUFFIX}"):
+        try:
+            f.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -167,19 +186,37 @@ def environment_info(device: str | None = None) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- run directories
 def config_key(config: Mapping[str, Any], *, include_code: bool = True) -> str:
-    """Cache key: sha256 of the canonical config JSON and the source hash."""
+    """sha256 of the canonical JSON of `config` (and of the source hash): 16 hex digits."""
     payload = json.dumps(config, sort_keys=True, default=_json_default)
     if include_code:
         payload += code_version()["source_hash"]
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def key_payload(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything that enters a run's key, listed here once: the config, with each input path
+    (input_paths) replaced by the digest of what it names, so a file enters by its contents,
+    once, and a copy or another spelling of its path gives the same key; and the code version
+    (the source hash of theory/ and lgc/)."""
+    keyed = json.loads(json.dumps(config, default=_json_default))  # a deep, plain copy
+    for name, digest in input_digests(config).items():
+        *outer, last = name.split(".")
+        d = keyed
+        for part in outer:
+            d = d[part]
+        d[last] = {"sha256": digest}
+    return {"config": keyed, "code": code_version()["source_hash"]}
+
+
+def run_key(config: Mapping[str, Any]) -> str:
+    """The key of the run of `config`: config_key of key_payload."""
+    return config_key(key_payload(config), include_code=False)
+
+
 def run_dir(kind: str, config: Mapping[str, Any], root: str | os.PathLike | None = None) -> Path:
-    """The directory of the run of `kind` with this config, these input files (input_digests)
-    and this code version."""
-    inputs = input_digests(config)
-    keyed = {**config, "inputs": inputs} if inputs else config
-    return Path(root or RESULTS_ROOT) / kind / config_key(keyed)
+    """The directory of the run of `kind` with this config, these input files' contents and this
+    code version (run_key)."""
+    return Path(root or RESULTS_ROOT) / kind / run_key(config)
 
 
 def is_complete(path: str | os.PathLike) -> bool:
@@ -204,28 +241,73 @@ def finish_run(path: str | os.PathLike, final: Mapping[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- what a run reads
-def input_digests(config: Mapping[str, Any]) -> dict[str, str]:
-    """The identity of the files a run reads besides its config: the content (sha256) of a
-    replayed schedule file and of a trace file (timing_params["path"]), and the name, size and
-    mtime of every file in a CIFAR-10 folder (hashing 180 MB per run would cost seconds).
-    Editing any of them gives the run another key (a stale result is never reused)."""
-    out: dict[str, str] = {}
-    files = {"schedule_file": config.get("schedule_file")}
-    params = config.get("timing_params") or {}
+INPUT_METAVARS = ("FILE", "DIR")  # a TrainConfig field (its flag) with this metavar names an input file / folder
+TRACE_PARAM = "timing_params.path"  # the trace (--timing-param path=FILE) of the trace and trace-fit models
+
+
+def input_paths(config: Mapping[str, Any]) -> dict[str, str]:
+    """The input paths set in `config`, by dotted field name: every TrainConfig field whose
+    flag takes a FILE or DIR (k_constants, schedule_file, data_dir, ...: read from the field
+    definitions, so a new one is covered) and the trace path among the timing parameters."""
+    from dataclasses import fields
+
+    from lgc.config import TrainConfig
+
+    out = {f.name: config[f.name] for f in fields(TrainConfig)
+           if f.metadata.get("metavar") in INPUT_METAVARS and isinstance(config.get(f.name), str)}
+    params = config.get("timing_params")
     if isinstance(params, Mapping) and isinstance(params.get("path"), str):
-        files["timing_params.path"] = params["path"]
-    for name, f in files.items():
-        if f and Path(f).is_file():
-            out[name] = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16]
-    if config.get("dataset") == "cifar10" and config.get("data_dir"):
-        h = hashlib.sha256()
-        for folder in (Path(config["data_dir"]), Path(config["data_dir"]) / "cifar-10-batches-py"):
-            for p in sorted(folder.iterdir()) if folder.is_dir() else ():
-                if p.is_file():
-                    st = p.stat()
-                    h.update(f"{p.name}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
-        out["data_dir"] = h.hexdigest()[:16]
+        out[TRACE_PARAM] = params["path"]
     return out
+
+
+def input_digests(config: Mapping[str, Any]) -> dict[str, str]:
+    """The contents of the files a run reads besides its config, by dotted field name
+    (input_paths): sha256 of a file, or of a folder's file names and contents (a CIFAR-10
+    folder and its cifar-10-batches-py/). Editing any of them gives the run another key (a
+    stale result is never reused); a path that names nothing digests as "missing"."""
+    return {name: path_digest(p) for name, p in input_paths(config).items()}
+
+
+def path_digest(path: str | os.PathLike) -> str:
+    """sha256 (16 hex digits) of a file's contents, or of a folder's (file names and contents,
+    one level, and the same of its cifar-10-batches-py/), or "missing"."""
+    p = Path(path)
+    if p.is_file():
+        return _file_digest(p)
+    if not p.is_dir():
+        return "missing"
+    h = hashlib.sha256()
+    for folder in (p, p / "cifar-10-batches-py"):
+        for f in sorted(folder.iterdir()) if folder.is_dir() else ():
+            if f.is_file():
+                h.update(f"{f.relative_to(p)}\0{_file_digest(f)}\0".encode())
+    return h.hexdigest()[:16]
+
+
+_MEMO_BYTES = 1 << 20  # files from this size on are hashed once per process and stat
+
+
+def _file_digest(p: Path) -> str:
+    st = p.stat()
+    if st.st_size < _MEMO_BYTES:  # small files (a schedule, constants): hashed every time, no stat race
+        return _read_digest(str(p))
+    return _memo_digest(str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _memo_digest(path: str, ino: int, size: int, mtime_ns: int) -> str:
+    """_read_digest memoised by the file's identity and stat: CIFAR-10's 180 MB are read once per
+    process, not at every run_dir call; an edit changes the size or the mtime and is read again."""
+    return _read_digest(path)
+
+
+def _read_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- one writer per run
@@ -237,7 +319,8 @@ def _private(path: Path, what: str) -> Path:
 @contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive fcntl lock on the run `path` (results/.lgc/locks/<kind>-<key>.lock).
-    A second identical run waits here, then finds the first one's result and reuses it."""
+    A second identical run waits here, then finds the first one's result and reuses it. Once
+    held, the temporary files of a writer that died mid-write are removed (remove_stale_tmp)."""
     path = Path(path)
     lock = _private(path, "locks").with_suffix(".lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
@@ -247,6 +330,8 @@ def locked(path: str | os.PathLike) -> Iterator[None]:
         except BlockingIOError:
             say(f"waiting for another process running the same run {path}")
             fcntl.flock(f, fcntl.LOCK_EX)
+        for folder in (path, staging_dir(path)):  # a dead writer's half-written files
+            remove_stale_tmp(folder)
         try:
             yield
         finally:

@@ -178,7 +178,8 @@ class AutoK:
     def __post_init__(self):
         require(math.isfinite(self.budget) and self.budget > 0, f"budget={self.budget} must be > 0")
         require(self.every >= 1, f"k_refit={self.every} must be >= 1")
-        require(self.window >= 1, f"k_window={self.window} must be >= 1")
+        require(self.window >= 2, f"k_window={self.window} must be >= 2 (a fit needs two finished times; "
+                                  f"a round at K = 1 finishes one)")
         require(self.first >= 1, f"k_first_fit={self.first} must be >= 1")
         require(0 < self.alpha < 1, f"alpha={self.alpha} must be in (0, 1)")
 

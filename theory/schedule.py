@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
@@ -209,6 +210,7 @@ def schedule_to_csv(rounds: Iterable[RoundSchedule]) -> str:
 
 def schedule_from_csv(text: str, *, source: str = "schedule") -> list[RoundSchedule]:
     """Parse a schedule file; a malformed one raises TheoryInputError naming the line."""
+    check_schedule_version(text, source)
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     require(bool(lines), f"{source}: empty schedule file")
     rows = list(csv.reader(lines))
@@ -217,8 +219,8 @@ def schedule_from_csv(text: str, *, source: str = "schedule") -> list[RoundSched
     width = len(rows[0])
     out: list[RoundSchedule] = []
     for lineno, row in enumerate(rows[1:], start=2):
+        require(len(row) == width, f"{source}: malformed row {lineno}: {len(row)} fields, expected {width}")
         try:
-            require(len(row) == width, f"{source}: malformed row {lineno}: {len(row)} fields, expected {width}")
             rnd, fast, blocks, t_cut, wall, comm = row[:6]
             start, busy = row[6:] if width == len(SCHEDULE_FIELDS) else ("", "")
             out.append(RoundSchedule(
@@ -241,6 +243,17 @@ def schedule_from_csv(text: str, *, source: str = "schedule") -> list[RoundSched
                 and len(r.start) in (0, n) and len(r.busy) in (0, n),
                 f"{source}: round {r.round} is inconsistent (N={n}, fast={r.fast})")
     return out
+
+
+def check_schedule_version(text: str, source: str) -> None:
+    """A `# lgc schedule vN` line must name a version this code reads (1..SCHEDULE_FORMAT_VERSION):
+    a file from a newer version may mean something else by the same columns."""
+    for ln in text.splitlines():
+        m = re.fullmatch(r"#\s*lgc schedule v(\S*)\s*", ln.strip())
+        if m:
+            v = m.group(1)
+            require(v.isdigit() and 1 <= int(v) <= SCHEDULE_FORMAT_VERSION,
+                    f"{source}: schedule format v{v} is not readable here (versions 1..{SCHEDULE_FORMAT_VERSION})")
 
 
 def read_text_file(path, what: str) -> str:

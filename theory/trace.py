@@ -4,8 +4,9 @@ Trace CSV (format v1, written by the `dist` backend, one row per finished block)
 
     round,worker,block,start_s,end_s
 
-`block` counts from 0; times are seconds on any clock (only differences matter). A worker
-that stopped early (a straggler) has fewer rows in that round than the others.
+`block` counts from 0; times are seconds >= 0 on any clock (only differences matter); each
+(round, worker, block) appears once. A worker that stopped early (a straggler) has fewer rows
+in that round than the others.
 
 From a trace, worker i's mini-batch time in round t is X_{t,i} = M_t * (mean duration of its
 recorded blocks), where M_t is the most blocks any worker of round t recorded: the full sum
@@ -36,7 +37,7 @@ def read_trace(text: str, *, source: str = "trace") -> np.ndarray:
     rows = list(csv.reader(lines))
     header = tuple(c.strip() for c in rows[0])
     require(header == TRACE_FIELDS, f"{source}: header must be {','.join(TRACE_FIELDS)}, got {','.join(header)}")
-    out = []
+    out, seen = [], {}
     for lineno, row in enumerate(rows[1:], start=2):
         require(len(row) == 5, f"{source}: row {lineno} has {len(row)} fields, expected 5")
         try:
@@ -44,8 +45,11 @@ def read_trace(text: str, *, source: str = "trace") -> np.ndarray:
         except ValueError as err:
             require(False, f"{source}: malformed row {lineno}: {err}")
         require(r >= 0 and w >= 0 and b >= 0, f"{source}: row {lineno}: round, worker, block must be >= 0")
-        require(np.isfinite(s) and np.isfinite(e) and e >= s,
-                f"{source}: row {lineno}: end_s={e} must be finite and >= start_s={s}")
+        require(np.isfinite(s) and np.isfinite(e) and 0 <= s <= e,
+                f"{source}: row {lineno}: need 0 <= start_s <= end_s, finite (start_s={s}, end_s={e})")
+        require((r, w, b) not in seen, f"{source}: row {lineno} repeats round {r}, worker {w}, block {b} "
+                                       f"(row {seen.get((r, w, b))})")
+        seen[(r, w, b)] = lineno
         out.append((r, w, b, s, e))
     require(bool(out), f"{source}: trace has a header but no rows")
     return np.array(out, dtype=[("round", "i8"), ("worker", "i8"), ("block", "i8"), ("start_s", "f8"), ("end_s", "f8")])

@@ -66,6 +66,8 @@ def options_from_args(args) -> DistOptions:
 def run(args) -> int:
     check(args.stop_after is None or args.stop_after >= 1, f"--stop-after={args.stop_after} must be >= 1")
     check(args.time_limit is None or args.time_limit > 0, f"--time-limit={args.time_limit} must be > 0")
+    check(args.results is None or args.results.strip() != "",
+          "--results '': an empty folder name; give a folder or leave the flag out ($LGC_RESULTS, else results/)")
     cfg = config_from_args(args).resolved().validate()
     if args.print_config:
         print(dumps(cfg.to_dict(), indent=2, sort_keys=True))

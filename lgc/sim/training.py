@@ -14,7 +14,7 @@ from lgc import runs
 from lgc.checkpoint import load_checkpoint, save_checkpoint
 from lgc.config import CHECKPOINT_EVERY_S, TrainConfig
 from lgc.errors import check
-from lgc.protocol import REFIT_FIELDS, ROUND_FIELDS, RUN_KIND, divergence_record, diverged, refit_rows
+from lgc.protocol import DIVERGED, REFIT_FIELDS, ROUND_FIELDS, RUN_KIND, divergence_record, diverged, refit_rows
 from lgc.sim.simulator import Simulator
 from theory.schedule import schedule_to_csv
 
@@ -39,8 +39,9 @@ def train(
     same settings with fewer rounds is extended; either ends bit-identical to an uninterrupted
     run. `stop_after` rounds or `time_limit_s` seconds end this call early after a checkpoint
     (chunked GPU sessions; tests); run `train` again to continue. `dataset`: the config's data
-    set already in memory (a script training many runs loads CIFAR-10 once). Ctrl-C lets the
-    round in flight finish, checkpoints it and says how to resume. Two identical runs at once:
+    set already in memory (a script training many runs loads CIFAR-10 once). Ctrl-C or SIGTERM
+    lets the round in flight finish, checkpoints it and says how to resume. A finished run that
+    diverged is final: a longer run of the same settings takes its record as is. Two identical runs at once:
     the second waits for the first (runs.locked) and reuses its result.
     """
     cfg = config.resolved().validate()
@@ -64,6 +65,12 @@ def train(
             runs.start_run(work, {**key, "theory": cfg.theory_record()}, str(sim.device))
             runs.atomic_write_json(work / "data.json", sim.task.info())
             shorter = None if (force or not resume) else _extendable(cfg, root)
+            if shorter is not None and _diverged(shorter):  # final: the longer run diverges at the same round
+                for name in ("rounds.csv", "schedule.csv", "refits.csv", "checkpoint.pt", "final.json"):
+                    if (shorter / name).exists():
+                        runs.atomic_write_bytes(work / name, (shorter / name).read_bytes())
+                runs.say(f"the finished run {shorter} diverged: its record stands for {cfg.rounds} rounds")
+                return path
             if shorter is not None:
                 _extend_from(sim, shorter)
                 runs.say(f"extending the finished run {shorter} from {sim.round} to {cfg.rounds} rounds")
@@ -79,8 +86,8 @@ def train(
 def _loop(sim: Simulator, work: Path, *, quiet, stop_after, time_limit_s, resume_hint) -> Optional[dict]:
     """Rounds until T ({}), until the run diverges (its final.json record, lgc.protocol.divergence_record)
     or until this call's budget ends (None, after a checkpoint). A checkpoint every
-    cfg.checkpoint_every rounds and at least every CHECKPOINT_EVERY_S seconds. A first Ctrl-C
-    lets the round in flight finish, checkpoints it and stops (Interrupted)."""
+    cfg.checkpoint_every rounds and at least every CHECKPOINT_EVERY_S seconds. A first Ctrl-C or
+    SIGTERM lets the round in flight finish, checkpoints it and stops (Interrupted); a second stops now."""
     import signal
     import threading
 
@@ -88,9 +95,10 @@ def _loop(sim: Simulator, work: Path, *, quiet, stop_after, time_limit_s, resume
 
     cfg = sim.cfg
     stop = []
-    handler = None
+    handlers = {}
     if threading.current_thread() is threading.main_thread():
-        handler = signal.signal(signal.SIGINT, lambda *_: stop.append(1) if not stop else _raise_interrupt())
+        for sig in (getattr(signal, n) for n in STOP_SIGNALS):  # SIGTERM (kill, a scheduler's end of job) checkpoints like Ctrl-C
+            handlers[sig] = signal.signal(sig, lambda signum, _: stop.append(signum) if not stop else _raise_interrupt())
     began = saved = time.perf_counter()
     done_here = 0
     try:
@@ -115,20 +123,28 @@ def _loop(sim: Simulator, work: Path, *, quiet, stop_after, time_limit_s, resume
                     _write_progress(work, sim)
                     saved = time.perf_counter()
                 if stop:
-                    raise Interrupted(
-                        f"interrupted: round {sim.round} of {cfg.rounds} is checkpointed; resume with: {resume_hint}"
+                    raise Interrupted(stop[0],
+                        f"{'terminated' if stop[0] == signal.SIGTERM else 'interrupted'}: round {sim.round} of {cfg.rounds} is checkpointed; resume with: {resume_hint}"
                         if resume_hint else "interrupted: the forced rerun is discarded, the finished run is kept")
                 if early:
                     return None
     finally:
-        if handler is not None:
-            signal.signal(signal.SIGINT, handler)
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
     _write_progress(work, sim)
     return {}
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM")
+
+
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during `train`: its text says which round was checkpointed and how to resume."""
+    """Ctrl-C or SIGTERM during `train`: its text says which round was checkpointed and how to
+    resume; `signum` is the signal (lgc.cli exits with 128 + signum)."""
+
+    def __init__(self, signum: int, text: str):
+        super().__init__(text)
+        self.signum = int(signum)
 
 
 def _raise_interrupt():
@@ -154,6 +170,14 @@ def _extendable(cfg: TrainConfig, root) -> Optional[Path]:
                 and runs.run_dir(RUN_KIND, {**cfg.to_dict(), "rounds": t}, root) == conf.parent:
             best, best_t = conf.parent, t
     return best
+
+
+def _diverged(path: Path) -> bool:
+    """Whether the finished run `path` stopped because it diverged (lgc.protocol.divergence_record)."""
+    try:
+        return json.loads((path / "final.json").read_text()).get("status") == DIVERGED
+    except (ValueError, AttributeError, UnicodeDecodeError, OSError):
+        return False
 
 
 def _extend_from(sim: Simulator, shorter: Path) -> None:
