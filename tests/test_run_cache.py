@@ -182,3 +182,152 @@ def test_a_reused_run_says_so_even_with_other_threads(tmp_path, capsys):
         assert train(cfg, root=tmp_path, quiet=True) == p
     assert f"reusing the finished run {p}" in capsys.readouterr().err
     assert (p / "final.json").stat().st_mtime_ns == stamp
+
+
+# ----------------------------------------------------------------------------- the key: input files by contents (issue 24)
+def _parser(command):
+    from lgc.cli import build_parser
+
+    return build_parser(only=command)._subparsers._group_actions[0].choices[command]
+
+
+def _make_input(path, metavar, text):
+    """An input of the flag's kind at `path`: a file holding `text`, or a folder holding one."""
+    if metavar == "DIR":
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "data_batch_1").write_text(text)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def _edit(path, metavar, text):
+    (path / "data_batch_1" if metavar == "DIR" else path).write_text(text)
+
+
+def _copy(src, dst):
+    import shutil
+
+    (shutil.copytree if src.is_dir() else shutil.copy)(src, dst)
+
+
+def _input_flags(command):
+    from lgc.commands._paths import input_actions
+
+    return {a.option_strings[0]: a.metavar for a in input_actions(_parser(command))}
+
+
+def test_every_input_flag_of_train_enters_the_run_key_by_contents_not_path(tmp_path, monkeypatch):
+    """Each file-valued flag of `lgc train` (found from the flag definitions) and the trace of
+    --timing-param path=: a copy elsewhere and an absolute spelling give the run's key, an edit
+    another key (issue 24 items 1 and 2: the key missed --k-constants, and held paths)."""
+    from lgc.commands._paths import TRACE_FLAG
+    from lgc.commands.train import config_from_args
+
+    flags = _input_flags("train")
+    assert {"--config", "--k-constants", "--schedule-file", "--data-dir"} <= set(flags), flags
+    monkeypatch.chdir(tmp_path)
+
+    def key(flag, value):
+        argv = ["--timing-param", f"path={value}"] if flag == TRACE_FLAG else [flag, value]
+        args = _parser("train").parse_args(argv)
+        return runs.run_dir("train", config_from_args(args).resolved().to_dict(), tmp_path / "res")
+
+    for flag, metavar in {**flags, TRACE_FLAG: "FILE"}.items():
+        folder = Path("cache") / flag.strip("-").replace(" ", "_")
+        p1, p2 = folder / "p1.csv", folder / "p2.csv"
+        _make_input(p1, metavar, '{"rounds": 5}\n')
+        _copy(p1, p2)
+        base = key(flag, str(p1))
+        assert key(flag, str(p2)) == base, f"{flag}: a copy under another name gives another key"
+        assert key(flag, str(tmp_path / p1)) == base, f"{flag}: the absolute path gives another key"
+        _edit(p1, metavar, '{"rounds": 6}\n')
+        assert key(flag, str(p1)) != base, f"{flag}: editing the file keeps the key (a stale result)"
+
+
+def test_k_constants_are_recorded_by_contents_in_meta_json(tmp_path):
+    kc = tmp_path / "kc.json"
+    kc.write_text('{"L": 1}')
+    path = runs.start_run(tmp_path / "run", {"k_constants": str(kc), "timing_params": {}})
+    assert json.loads((path / "meta.json").read_text())["inputs"] == {"k_constants": runs.path_digest(kc)}
+
+
+def test_estimate_and_optimize_k_record_their_inputs_by_contents(tmp_path, capsys):
+    """lgc estimate and optimize-k keep no run key: their output names every input flag (found from
+    the flag definitions) by the sha256 of its contents, the same for a copy, another for an edit."""
+    from lgc.commands._paths import input_record
+    from lgc.cli import main
+
+    for command in ("estimate", "optimize-k"):
+        flags = _input_flags(command)
+        assert flags, command
+        for flag, metavar in flags.items():
+            p1, p2 = tmp_path / command / flag.strip("-") / "p1", tmp_path / command / flag.strip("-") / "p2"
+            _make_input(p1, metavar, "a\n")
+            _copy(p1, p2)
+            def rec(p):
+                args = _parser(command).parse_args([flag, str(p)])
+                args.command = command
+                return input_record(args)[flag]
+
+            assert rec(p1) == rec(p2) and len(rec(p1)) == 16, (command, flag)
+            _edit(p1, metavar, "b\n")
+            assert rec(p1) != rec(p2), (command, flag)
+    # and the outputs carry it
+    conf = tmp_path / "run.json"
+    conf.write_text('{"dataset": "quadratic", "n_workers": 3, "threshold_k": 2, "quad_dim": 3, "samples_per_worker": 20}')
+    out = tmp_path / "kc.json"
+    assert main(["estimate", "--config", str(conf), "--bootstrap", "10", "--l-bootstrap", "0", "--out", str(out),
+                 "--quiet"]) == 0
+    assert json.loads(out.read_text())["source"]["inputs"] == {"--config": runs.path_digest(conf)}
+    capsys.readouterr()
+    assert main(["optimize-k", "--workers", "3", "--constants", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["inputs"] == {"--constants": runs.path_digest(out)}
+
+
+# ----------------------------------------------------------------------------- a diverged run is final (issue 24 item 5)
+def test_a_diverged_run_is_not_extended(tmp_path, capsys):
+    cfg = dict(dataset="quadratic", lr=1e308, eval_every=0)
+    short = train(_cfg(rounds=5, **cfg), root=tmp_path, quiet=True)
+    first = json.loads((short / "final.json").read_text())
+    assert first["status"] == "diverged"
+    capsys.readouterr()
+    long = train(_cfg(rounds=10, **cfg), root=tmp_path, quiet=True)
+    assert "diverged: its record stands for 10 rounds" in capsys.readouterr().err
+    fresh = train(_cfg(rounds=10, **cfg), root=tmp_path / "fresh", quiet=True)
+    a, b = json.loads((long / "final.json").read_text()), json.loads((fresh / "final.json").read_text())
+    for k in ("status", "diverged_round", "rounds", "loss"):
+        assert a[k] == b[k] == first[k], k
+    assert _rows_without_wall(long) == _rows_without_wall(fresh)
+    assert json.loads((long / "config.json").read_text())["rounds"] == 10
+
+
+# ----------------------------------------------------------------------------- signals and stale temporary files (item 12)
+def test_sigterm_checkpoints_like_ctrl_c(tmp_path):
+    proc = subprocess.Popen(_cli(tmp_path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(tmp_path / "train", "checkpoint.pt", proc)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    line = err.strip().splitlines()[-1]
+    assert "terminated: round" in line and "is checkpointed; resume with: lgc train --config" in line, err
+    t = int(line.split("terminated: round ")[1].split()[0])
+    run = next((tmp_path / "train").iterdir())
+    assert load_checkpoint(run / "checkpoint.pt")["round"] == t
+
+
+def test_a_dead_writers_temporary_files_go_when_the_run_is_next_opened(tmp_path):
+    cfg = _cfg(dataset="quadratic", rounds=6, eval_every=0, checkpoint_every=2)
+    path = train(cfg, root=tmp_path, quiet=True, stop_after=2)
+    stale = [path / ".schedule.csv.abc123.tmp", path / ".checkpoint.pt.x.tmp"]
+    for f in stale:
+        f.write_bytes(b"half a file")  # what kill -9 during atomic_write_bytes leaves
+    assert train(cfg, root=tmp_path, quiet=True) == path and runs.is_complete(path)
+    assert not any(f.exists() for f in stale)
+    assert not list(path.glob(".*.tmp"))
+
+
+def test_an_unwritable_result_file_is_named_not_its_temporary_file(tmp_path):
+    with pytest.raises(OSError) as e:
+        runs.atomic_write_text("/proc/e.json", "x")
+    assert e.value.filename == "/proc/e.json"

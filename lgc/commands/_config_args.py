@@ -17,7 +17,9 @@ import typing
 from dataclasses import MISSING, fields
 from typing import Iterable, Optional
 
+from lgc.commands._paths import input_path
 from lgc.errors import check
+from lgc.runs import INPUT_METAVARS
 
 
 def flag_name(f) -> str:
@@ -81,6 +83,8 @@ def add_config_arguments(parser, cls, *, only: Optional[Iterable[str]] = None, e
                                 metavar=f.metadata.get("metavar") or "KEY=VALUE", help=_help(f))
         else:
             metavar = f.metadata.get("metavar") or {str: "NAME", int: "INT", float: "X"}[tp]
+            if metavar in INPUT_METAVARS:  # a file or folder the command reads (lgc.runs.input_paths)
+                tp = input_path
             parser.add_argument(name, dest=f.name, type=tp, default=default, metavar=metavar, help=_help(f))
 
 

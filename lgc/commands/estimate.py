@@ -16,18 +16,19 @@ import argparse
 from pathlib import Path
 
 from lgc.commands._config_args import add_config_arguments
+from lgc.commands._paths import input_path, input_record
 from lgc.config import TASK_FIELDS, TrainConfig
-from lgc.errors import check
+from lgc.errors import UserError, check
 from theory.jsonio import dumps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=None,
+    parser.add_argument("--config", type=input_path, default=None, metavar="FILE",
                         help="a TrainConfig JSON (as `lgc train --config` reads): estimate that run's problem "
                              "(the problem flags below override it, as in `lgc train`)")
     g = parser.add_argument_group("problem (the flags of `lgc train`, same defaults)")
     add_config_arguments(g, TrainConfig, only=TASK_FIELDS)
-    g.add_argument("--checkpoint", type=Path, default=None,
+    g.add_argument("--checkpoint", type=input_path, default=None, metavar="FILE",
                    help="start from these weights (a state_dict saved by torch.save; loaded with weights_only=True)")
     g.add_argument("--max-samples", type=int, default=None,
                    help="use at most this many samples of each worker (the first ones of its part)")
@@ -57,7 +58,6 @@ def train_config(args):
 
     from lgc.commands.train import config_from_args
 
-    args.config = str(args.config) if args.config is not None else None
     cfg = config_from_args(args)
     if getattr(args, "n_workers", None) is not None or args.config is None:
         cfg = replace(cfg, threshold_k=cfg.n_workers)  # K plays no part in the constants; keep it valid for any N
@@ -84,7 +84,7 @@ def build_problem(args):
         return quadratic_problem(task.problem, samples_per_worker=n, seed=cfg.seed), task.problem, cfg
     model = task.model
     if args.checkpoint is not None:
-        check(args.checkpoint.is_file(), f"--checkpoint {args.checkpoint}: no such file")
+        check(Path(args.checkpoint).is_file(), f"--checkpoint {args.checkpoint}: no such file")
         try:
             model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
         except Exception as exc:  # a corrupt or foreign file is a user error
@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         "command": "lgc estimate", "dataset": cfg.dataset, "model": None if quad else cfg.model,
         "partition": None if quad else cfg.partition, "seed": cfg.seed, "train_config": cfg.to_dict(),
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+        "inputs": input_record(args),  # every input file by content (sha256), not by path
     })
     if quad is not None:
         constants["source"]["exact"] = quad.constants()
@@ -135,7 +136,10 @@ def run(args: argparse.Namespace) -> int:
     from theory.constants import CONSTANTS_FORMAT_VERSION, write_constants  # validates, writes atomically
 
     constants["format"] = CONSTANTS_FORMAT_VERSION
-    write_constants(args.out, constants)
+    try:
+        write_constants(args.out, constants)
+    except OSError as e:  # its message would name the temporary file beside --out
+        raise UserError(f"--out {args.out}: cannot write it ({e.strerror})") from None
     if args.json:
         print(dumps(constants, indent=2, sort_keys=True))
         return 0

@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from lgc.commands._config_args import add_config_arguments
+from lgc.commands._paths import input_path
 from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timing_from_args
 from lgc.config import SEMANTICS, TrainConfig
 from lgc.errors import UserError, check
@@ -37,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, TrainConfig, only=("n_workers", "blocks", "batch_size", "algorithm", "seed"),
                          layered=False)
     c = p.add_argument_group("constants (a JSON file, flags override it)")
-    c.add_argument("--constants", metavar="FILE", help="constants JSON written by `lgc estimate`")
+    c.add_argument("--constants", metavar="FILE", type=input_path, help="constants JSON written by `lgc estimate`")
     for name, text in (("L", "smoothness"), ("sigma2", "per-sample gradient variance"),
                        ("zeta2", "dissimilarity"), ("Delta", "F(w_0) - F*")):
         c.add_argument(f"--{name}", type=float, default=None, help=text)
@@ -229,7 +230,8 @@ def dissimilarity_note(prob) -> str:
             f"each set term the smaller of its Gram and zeta2 forms")
 
 
-def to_json(res, prob, const, rows: bool = True) -> dict:
+def to_json(res, prob, const, rows: bool = True, inputs: Optional[dict] = None) -> dict:
+    """The JSON document; `inputs`: the input files by content (lgc.commands._paths.input_record)."""
     clean = lambda v: None if not np.isfinite(v) else float(v)
     out = {
         "algorithm": res.algorithm, "criterion": res.criterion, "budget": res.budget, "target": res.target,
@@ -238,6 +240,7 @@ def to_json(res, prob, const, rows: bool = True) -> dict:
         "dissimilarity": dissimilarity_note(prob), "strong_convexity": strong_note(prob, res.algorithm),
         "round_time_method": res.round_time_method,
         "k_star": res.k_star, "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES,
+        "inputs": inputs or {},
     }
     if rows:
         out["rows"] = [{k: (clean(v) if isinstance(v, float) else v) for k, v in r.items()} for r in res.rows()]
@@ -253,11 +256,11 @@ def _columns(res) -> dict:
     return cols
 
 
-def write_json(res, prob, const, out, chunk: int = 8192) -> None:
+def write_json(res, prob, const, out, chunk: int = 8192, inputs: Optional[dict] = None) -> None:
     """to_json's document (strict JSON: a value that is not finite is null), its rows streamed one a
     line, a chunk of K at a time from the arrays: memory O(chunk), not a list of N row dicts (1.5 GB
     at N = 10^6), and json's C encoder (indent= forces the pure-Python one)."""
-    head = dumps(to_json(res, prob, const, rows=False), indent=1)
+    head = dumps(to_json(res, prob, const, rows=False, inputs=inputs), indent=1)
     out.write(head[:-2] + ',\n "rows": [')
     cols = _columns(res)
     encode = json.JSONEncoder(allow_nan=False).encode  # one encoder (json.dumps(allow_nan=...) builds one a call)
@@ -313,15 +316,18 @@ def plot(res, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.plot:  # before the computation, so a typo in the folder costs nothing
-        folder = Path(args.plot).resolve().parent
-        check(folder.is_dir(), f"--plot {args.plot}: folder {folder} does not exist")
+    if args.plot is not None:  # before the computation, so a typo in the name costs nothing
+        from lgc.commands._paths import check_plot_file
+
+        check_plot_file(args.plot)
     prob, const, res = compute(args)
     if args.json:
-        write_json(res, prob, const, sys.stdout)
+        from lgc.commands._paths import input_record
+
+        write_json(res, prob, const, sys.stdout, inputs=input_record(args))
     else:
         print(format_table(res, prob, _rows_to_show(res, args.all_rows)))
-    if args.plot:
+    if args.plot is not None:
         plot(res, args.plot)
         if not args.json:
             print(f"plot: {args.plot}")

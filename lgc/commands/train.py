@@ -14,6 +14,7 @@ import os
 import sys
 
 from lgc.commands._config_args import add_config_arguments, config_values
+from lgc.commands._paths import input_path
 from lgc.config import DistOptions, TrainConfig, read_json_object
 from lgc.errors import check
 from lgc.protocol import DIVERGED
@@ -21,7 +22,7 @@ from theory.jsonio import dumps
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="JSON file of TrainConfig keys (flags override it)")
+    p.add_argument("--config", metavar="FILE", type=input_path, help="JSON file of TrainConfig keys (flags override it)")
     add_config_arguments(p, TrainConfig)
     p.add_argument("--results", metavar="DIR", help="results root (default: $LGC_RESULTS, else results/ in the repository)")
     p.add_argument("--force", action="store_true", help="rerun even if a finished identical run exists")
