@@ -99,7 +99,7 @@ def test_dist_refuses_modelled_communication(capsys, tmp_path):
 
 @pytest.mark.parametrize("plot,match", [
     ("{tmp}/no/such/folder/k.png", "folder"),
-    ("{tmp}/k.xyz", "Format 'xyz' is not supported"),
+    ("{tmp}/k.xyz", "extension picks the format"),
 ])
 def test_optimize_k_plot_path_that_cannot_be_written(capsys, tmp_path, plot, match):
     out = _fails(capsys, ["optimize-k", "--workers", "4", *CONSTS, "--plot", plot.format(tmp=tmp_path)], match)
@@ -239,3 +239,51 @@ def test_optimize_k_with_an_infinite_mean_timing_model(capsys):
     rows = json.loads(capsys.readouterr().out)["rows"]
     finite = [r["K"] for r in rows if r["E[R]"] is not None]
     assert finite == [1, 2, 3, 4]  # alpha (N - K + 1) > 1 needs K <= N - 2
+
+
+# ----------------------------------------------------------------------------- issue 24 (third pass): items 9, 10, 13
+BASE = ["--workers", "4", "--k", "3", "--batch-size", "8", "--blocks", "4", "--rounds", "5", "--threads", "1", "--quiet"]
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--timing", "deterministic", "--timing-param", "times=[1,2]"], "deterministic model has 2 times, but N=4"),
+    (["--timing-param", "change_round=2", "--timing-param", "change_workers=[9]"], "change_workers=[9] must be < N=4"),
+    (["--timing", "trace", "--timing-param", "path={trace}"], "trace has N=2 workers"),
+    (["--rounds", "25", "--k", "auto", "--budget", "50", "--dataset", "quadratic", "--k-window", "1"], "--k-window 1"),
+])
+def test_errors_found_when_a_round_is_drawn_leave_no_run_directory(capsys, tmp_path, flags, match):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("round,worker,block,start_s,end_s\n" + "".join(
+        f"0,{w},{b},{b},{b + 1}\n" for w in range(2) for b in range(4)))
+    flags = [f.format(trace=trace) for f in flags]
+    _fails(capsys, ["train", *BASE, *flags, "--results", str(tmp_path / "res")], match)
+    assert not (tmp_path / "res" / "train").exists() or not list((tmp_path / "res" / "train").iterdir())
+
+
+def test_empty_results_folder(capsys):
+    _fails(capsys, ["train", *BASE, "--results", ""], "--results ''")
+
+
+@pytest.mark.parametrize("plot,match", [
+    ("{tmp}", "is a folder"), ("{tmp}/noext", "extension picks the format"), ("", "--plot ''"),
+])
+def test_optimize_k_plot_name_is_checked_before_the_work(capsys, tmp_path, monkeypatch, plot, match):
+    monkeypatch.chdir(tmp_path)
+    out = _fails(capsys, ["optimize-k", "--workers", "4", *CONSTS, "--plot", plot.format(tmp=tmp_path)], match)
+    assert out == "" and not list(tmp_path.glob("*.png"))
+
+
+def test_optimize_k_plot_prints_the_file_it_wrote(capsys, tmp_path):
+    plot = tmp_path / "curve.pdf"
+    assert main(["optimize-k", "--workers", "4", *CONSTS, "--plot", str(plot)]) == 0
+    assert f"plot: {plot}" in capsys.readouterr().out and plot.is_file()
+
+
+def test_estimate_out_that_cannot_be_written_names_the_file(capsys, tmp_path):
+    try:
+        code = main(["estimate", "--dataset", "quadratic", "--workers", "3", "--quad-dim", "3", "--samples-per-worker",
+                     "20", "--bootstrap", "10", "--l-bootstrap", "0", "--out", "/proc/e.json", "--quiet"])
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and "/proc/e.json" in err and ".tmp" not in err, err

@@ -196,3 +196,37 @@ def test_optimize_k_json_into_a_closed_pipe_exits_quietly():
                        env={"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"})
     lines = r.stderr.strip().splitlines()
     assert lines == ["141"], r.stderr
+
+
+# ----------------------------------------------------------------------------- issue 24 item 13: schedule and trace readers
+def test_schedule_row_of_too_many_fields_says_so_once():
+    from theory.errors import TheoryInputError
+    from theory.schedule import SCHEDULE_FIELDS, schedule_from_csv
+
+    text = ",".join(SCHEDULE_FIELDS) + "\n0,0 1,4 4,1.0,1.0,0.0,,,extra\n"
+    with pytest.raises(TheoryInputError) as e:
+        schedule_from_csv(text, source="s.csv")
+    assert str(e.value) == "s.csv: malformed row 2: 9 fields, expected 8"
+
+
+@pytest.mark.parametrize("version", ["9", "x", "0"])
+def test_schedule_of_an_unknown_format_version_is_refused(version):
+    from theory.errors import TheoryInputError
+    from theory.schedule import SCHEDULE_FIELDS, schedule_from_csv
+
+    text = f"# lgc schedule v{version}\n" + ",".join(SCHEDULE_FIELDS) + "\n0,0 1,4 4,1.0,1.0,0.0,,\n"
+    with pytest.raises(TheoryInputError, match=f"schedule format v{version} is not readable here"):
+        schedule_from_csv(text, source="s.csv")
+    assert len(schedule_from_csv(text.replace(f"v{version}", "v3"), source="s.csv")) == 1
+
+
+@pytest.mark.parametrize("rows,match", [
+    ("0,0,0,-1.0,0.5\n", "need 0 <= start_s <= end_s"),
+    ("0,0,0,0.0,0.5\n0,0,0,0.0,0.5\n", "row 3 repeats round 0, worker 0, block 0 (row 2)"),
+])
+def test_trace_rows_with_negative_times_or_repeated_blocks_are_refused(rows, match):
+    from theory.errors import TheoryInputError
+    from theory.trace import read_trace
+
+    with pytest.raises(TheoryInputError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        read_trace("round,worker,block,start_s,end_s\n" + rows, source="t.csv")
