@@ -186,9 +186,9 @@ def test_a_reused_run_says_so_even_with_other_threads(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- the key: input files by contents (issue 24)
 def _parser(command):
-    from lgc.cli import build_parser
+    from lgc.commands._paths import command_parser
 
-    return build_parser(only=command)._subparsers._group_actions[0].choices[command]
+    return command_parser(command)
 
 
 def _make_input(path, metavar, text):
@@ -331,3 +331,30 @@ def test_an_unwritable_result_file_is_named_not_its_temporary_file(tmp_path):
     with pytest.raises(OSError) as e:
         runs.atomic_write_text("/proc/e.json", "x")
     assert e.value.filename == "/proc/e.json"
+
+
+def test_editing_k_constants_reruns_and_a_renamed_copy_reuses(tmp_path):
+    """Issue 24 item 1 end to end: --k auto read kc.json; editing L in it must not reuse the run
+    (it had: "reusing the finished run", K 1,1 where a fresh run picks K 4,4), a copy under
+    another name must (same contents)."""
+    kc = tmp_path / "kc.json"
+
+    def write(L):
+        kc.write_text(json.dumps({"format": 1, "L": L, "sigma2": 1.0, "zeta2": 0.5, "Delta": 5.0}))
+
+    def run(path):
+        r = subprocess.run([sys.executable, "-m", "lgc", "train", "--workers", "4", "--k", "auto", "--batch-size", "8",
+                            "--blocks", "4", "--rounds", "25", "--budget", "50", "--dataset", "quadratic",
+                            "--k-constants", str(path), "--threads", "1", "--quiet", "--results", str(tmp_path / "r"),
+                            "--json"], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)["run_dir"], "reusing the finished run" in r.stderr
+
+    write(1.0)
+    first, _ = run(kc)
+    copy = tmp_path / "other_name.json"
+    copy.write_bytes(kc.read_bytes())
+    assert run(copy) == (first, True)
+    write(50.0)
+    edited, reused = run(kc)
+    assert edited != first and not reused

@@ -40,6 +40,18 @@ def input_path(text: str) -> str:
     return text
 
 
+def command_parser(command: str):
+    """A parser holding just the flags of `lgc <command>` (lgc.cli.SUBCOMMANDS)."""
+    import argparse
+    import importlib
+
+    from lgc.cli import SUBCOMMANDS
+
+    parser = argparse.ArgumentParser(prog=f"lgc {command}")
+    importlib.import_module(f"lgc.commands.{SUBCOMMANDS[command][0]}").add_arguments(parser)
+    return parser
+
+
 def input_actions(parser) -> list:
     """The actions of `parser` (its groups included) whose type is input_path."""
     return [a for a in parser._actions if a.type is input_path]
@@ -52,13 +64,11 @@ def input_record(args) -> dict[str, str]:
     """{flag: sha256 of its contents (16 hex digits; lgc.runs.path_digest)} for every input path
     given to this command, and the trace among --timing-param; a command that keeps no run key
     records this in its output, so its result names its inputs by content, not by path."""
-    from lgc.cli import build_parser
     from lgc.commands._config_args import parse_timing_params
     from lgc.runs import path_digest
 
-    sub = build_parser(only=args.command)._subparsers._group_actions[0].choices[args.command]
     out = {}
-    for a in input_actions(sub):
+    for a in input_actions(command_parser(args.command)):
         v = getattr(args, a.dest, None)
         if v is not None:
             out[a.option_strings[0]] = path_digest(v)
