@@ -3,14 +3,15 @@ before the chunked rewrite.
 
 tests/data/tradeoff_golden.json holds, for each case, K*, the bound at K* and, for every K's bound,
 E[R], T, eta, time and terms, the values at up to 16 K (evenly spaced, ends included) plus K* and its
-neighbours, with the sum of |x| over every K as a checksum of the rest. Those numbers come from
-another machine, so they are compared with tolerances (K* equal, values within rtol 1e-12): the
+neighbours, with the sum of |x| over every K as a checksum of the rest. The test runs on machines
+other than the one that recorded them, so they are compared with tolerances (K* equal, values within rtol 1e-12): the
 Monte Carlo statistics go through BLAS, whose kernels depend on the CPU (AVX-512 or not, or
 OPENBLAS_CORETYPE), and differ there in the last bit (measured: up to 1.1e-15 relative under
 OPENBLAS_CORETYPE=Prescott and Sandybridge against Haswell). Bit-identity is asserted only within
 one run (chunked against whole, below). The file was first recorded with the code of commit
 d00151e (before the chunked rewrite; 200 Monte Carlo rounds, boundary semantics at N = 10 only:
-its chain over rounds costs O(K N M) a round) and rewritten as values by the unchanged code;
+its chain over rounds costs O(K N M) a round) and rewritten as values by code whose output still
+matched those SHA-256s bit for bit on the recording machine (2026-12-05, OpenBLAS 0.3.31, AVX-512);
 regenerate it with `PYTHONPATH=. python tests/test_tradeoff_scale.py --write` (which refuses a
 case whose K* is within 1e-9 of a tie, where K* itself could differ across machines)."""
 import hashlib
