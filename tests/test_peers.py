@@ -115,7 +115,8 @@ def test_malenia_with_size_weights_waits_until_the_weighted_variance_is_small():
     from theory.peers import malenia_schedule
 
     cfg = TrainConfig(dataset="synthetic", model="softmax", partition="dirichlet", dirichlet_alpha=0.3,
-                      worker_weights="size", n_workers=5, threshold_k=3, batch_size=4, blocks=2, rounds=8, warmup_rounds=0,
+                      worker_weights="size", n_workers=5, threshold_k=3, batch_size=4, blocks=2, rounds=8,
+                      warmup_rounds=0,
                       algorithm="malenia", peer_s=10, synthetic_train=1500, synthetic_test=50, eval_every=0,
                       checkpoint_every=0, device="cpu", seed=1)
     sim = Simulator(cfg)
