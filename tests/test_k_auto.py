@@ -194,7 +194,7 @@ def test_k_constants_with_gram_matrices_give_the_gram_forms_as_optimize_k_reads_
 
 def test_train_command_says_k_was_auto(tmp_path, capsys):
     argv = ["train", "--k", "auto", "--budget", "40", "--dataset", "quadratic", "--workers", "4", "--batch-size", "8",
-            "--blocks", "4", "--rounds", "12", "--k-first-fit", "10", "--results", str(tmp_path), "--quiet"]
+            "--blocks", "4", "--rounds", "12", "--k-first-fit", "10", "--results", str(tmp_path)]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "K auto (budget 40): 1 refits, K chosen " in out and ", last K " in out

@@ -106,3 +106,27 @@ def test_user_errors():
 
     with pytest.raises(UserError, match="sim backend only"):
         run_dist(TrainConfig(**BASE, algorithm="rennala", peer_s=3))
+
+
+def test_malenia_with_size_weights_waits_until_the_weighted_variance_is_small():
+    """--worker-weights size (Dirichlet sizes): every round's counts satisfy sum_i pi_i^2/B_i <= 1/S (eq. 6.3'),
+    the condition that bounds the step's variance by sigma_b^2/S, where the paper's pi = 1/N rule
+    alone does not (it stops earlier in some round)."""
+    from theory.peers import malenia_schedule
+
+    cfg = TrainConfig(dataset="synthetic", model="softmax", partition="dirichlet", dirichlet_alpha=0.3,
+                      worker_weights="size", n_workers=5, threshold_k=3, batch_size=4, blocks=2, rounds=8,
+                      warmup_rounds=0,
+                      algorithm="malenia", peer_s=10, synthetic_train=1500, synthetic_test=50, eval_every=0,
+                      checkpoint_every=0, device="cpu", seed=1)
+    sim = Simulator(cfg)
+    pi = sim.task.pi
+    assert pi.max() > 1.5 / cfg.n_workers  # the sizes differ
+    earlier = 0
+    for t in range(cfg.rounds):
+        sim.step()
+        blocks = np.array(sim.schedules[-1].blocks_done)
+        assert np.sum(pi**2 / blocks) <= 1 / 10 * (1 + 1e-12)
+        finish = sim.timing.block_finish_times(cfg.seed, t, cfg.n_workers, cfg.blocks, period=cfg.straggling_period)
+        earlier += malenia_schedule(finish, 10).wall < sim.schedules[-1].wall
+    assert earlier >= 1

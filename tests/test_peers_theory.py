@@ -24,7 +24,7 @@ def explicit_events(finish, horizon_blocks):
         for q in range(horizon_blocks):
             clock += durations[i, q % m]
             events.append((clock, i))
-    return sorted(events)  # time, then worker index
+    return sorted(events, key=lambda e: (round(e[0], 9), e[1]))  # time (equal up to rounding), then worker
 
 
 def explicit_rennala(finish, s):
@@ -157,3 +157,86 @@ def test_expected_round_times_of_the_peers():
     assert mal.mean[0] == pytest.approx(malenia_schedule(model.block_finish_times(0, 0, 4, 2), 4).wall)
     with pytest.raises(TheoryInputError, match="peer_s"):
         expected_round_times(model, 4, 2, "rennala", ks=[1], rounds=2)
+
+
+def explicit_malenia_weighted(finish, s, w):
+    """Malenia with weights pi = w / sum(w): stop at the first arrival with every B_i >= 1 and
+    sum_i pi_i^2 / B_i <= 1/S (eq. 6.3'), written with fractions, apart from the code."""
+    from fractions import Fraction
+    n = finish.shape[0]
+    pi = [Fraction(int(v)) / sum(int(u) for u in w) for v in w]
+    blocks = [0] * n
+    for t, i in explicit_events(finish, 4 * s + 4):
+        blocks[i] += 1
+        if min(blocks) >= 1 and sum(p * p / b for p, b in zip(pi, blocks)) <= Fraction(1, s):
+            return tuple(blocks), t
+    raise AssertionError
+
+
+@pytest.mark.parametrize("n, m, s", [(8, 3, 25), (8, 5, 41), (1, 3, 4), (3, 3, 7), (5, 7, 16)])
+def test_fixed_time_rounds_where_a_block_ends_exactly_at_the_last_needed_time(n, m, s):
+    """Deterministic times (the paper's fixed-time model) with M not a power of two: the block that
+    ends exactly at the time every worker has ceil(S/N) blocks must be counted (it used to round
+    below and raise 'unreachable')."""
+    finish = Deterministic().block_finish_times(0, 0, n, m)
+    for sched, (blocks, t) in ((malenia_schedule(finish, s), explicit_malenia(finish, s)),
+                               (rennala_schedule(finish, s), explicit_rennala(finish, s))):
+        assert sched.blocks_done == blocks and sched.wall == pytest.approx(t)
+
+
+def test_random_fixed_time_rounds_equal_the_event_loop():
+    """300 random fixed-time cases (9 of which raised 'unreachable' before blocks_done_by counted on
+    stream_finish_times' own floats), Malenia and Rennala alike."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, m, s = int(rng.integers(1, 12)), int(rng.integers(1, 8)), int(rng.integers(1, 60))
+        finish = Deterministic(times=tuple(rng.uniform(0.5, 3, n).round(3))).block_finish_times(0, 0, n, m)
+        mal = malenia_schedule(finish, s)
+        assert (mal.blocks_done, pytest.approx(mal.wall)) == explicit_malenia(finish, s)
+        ren = rennala_schedule(finish, s)
+        assert (ren.blocks_done, pytest.approx(ren.wall)) == explicit_rennala(finish, s)
+
+
+def test_blocks_done_by_counts_a_block_ending_exactly_at_t():
+    finish = Deterministic(times=(0.7, 1.3, 2.9)).block_finish_times(0, 0, 3, 3)
+    ends = stream_finish_times(finish, 40)
+    for i in range(3):
+        for q in range(40):
+            assert blocks_done_by(finish, ends[i, q])[i] == q + 1, (i, q)
+
+
+def test_malenia_with_size_weights_bounds_the_steps_variance():
+    """Size-weighted pi (eq. 6.3'): the round ends at the first arrival where sum pi_i^2/B_i <= 1/S
+    (variance <= sigma_b^2/S), which the paper's pi = 1/N condition does not ensure; uniform weights
+    give the paper's rounds."""
+    rng = np.random.default_rng(1)
+    checked_differs = False
+    for _ in range(40):
+        n, m, s = int(rng.integers(2, 7)), int(rng.integers(1, 5)), int(rng.integers(2, 40))
+        finish = Deterministic(times=tuple(rng.uniform(0.5, 3, n).round(3))).block_finish_times(0, 0, n, m)
+        sizes = rng.integers(1, 10, n)
+        mal = malenia_schedule(finish, s, weights=sizes)
+        blocks, t = explicit_malenia_weighted(finish, s, sizes)
+        assert mal.blocks_done == blocks and mal.wall == pytest.approx(t)
+        pi = sizes / sizes.sum()
+        assert np.sum(pi**2 / np.array(blocks)) <= 1 / s * (1 + 1e-12)
+        assert malenia_schedule(finish, s, weights=np.ones(n)).blocks_done == malenia_schedule(finish, s).blocks_done
+        checked_differs |= mal.blocks_done != malenia_schedule(finish, s).blocks_done
+    assert checked_differs  # the weights changed some rounds: the test sees the generalised rule
+
+
+def test_malenia_weights_must_be_one_positive_number_per_worker():
+    finish = np.full((3, 1), 1.0)
+    with pytest.raises(TheoryInputError, match="weights"):
+        malenia_schedule(finish, 3, weights=[1.0, 0.0, 2.0])
+    with pytest.raises(TheoryInputError, match="weights"):
+        malenia_schedule(finish, 3, weights=[1.0, 2.0])
+
+
+def test_ties_equal_in_exact_arithmetic_go_to_the_lower_worker_index():
+    """Worker 1's third block ends at 2 * 0.3 + 0.3 = 0.8999999999999999 in floats, worker 0's first at
+    0.9: one instant, so worker 0's block arrives first (ties: worker index, eq. 6.2)."""
+    finish = np.array([[0.9], [0.3]])
+    assert stream_finish_times(finish, 3)[1, 2] < 0.9  # the rounding this test is about
+    assert rennala_schedule(finish, 3).blocks_done == (1, 2)
+    assert malenia_schedule(finish, 2).blocks_done == (1, 2)  # 1/1 + 1/2 <= 2^2/2 at the tie, worker 0 first

@@ -1,10 +1,22 @@
 """optimize-k at scale (N up to 10^6): memory O(N) with a small constant, and the same numbers as
-before the chunked rewrite. tests/data/tradeoff_golden.json holds K*, the bound at K* and a SHA-256
-of every K's bound, E[R], T, eta, time and terms (float64 bytes), recorded with the code before
-the rewrite (commit d00151e; 200 Monte Carlo rounds, boundary semantics at N = 10 only: its chain
-over rounds costs O(K N M) a round): any change of a single bit fails."""
+before the chunked rewrite.
+
+tests/data/tradeoff_golden.json holds, for each case, K*, the bound at K* and, for every K's bound,
+E[R], T, eta, time and terms, the values at up to 16 K (evenly spaced, ends included) plus K* and its
+neighbours, with the sum of |x| over every K as a checksum of the rest. The test runs on machines
+other than the one that recorded them, so they are compared with tolerances (K* equal, values within rtol 1e-12): the
+Monte Carlo statistics go through BLAS, whose kernels depend on the CPU (AVX-512 or not, or
+OPENBLAS_CORETYPE), and differ there in the last bit (measured: up to 1.1e-15 relative under
+OPENBLAS_CORETYPE=Prescott and Sandybridge against Haswell). Bit-identity is asserted only within
+one run (chunked against whole, below). The file was first recorded with the code of commit
+d00151e (before the chunked rewrite; 200 Monte Carlo rounds, boundary semantics at N = 10 only:
+its chain over rounds costs O(K N M) a round) and rewritten as values by code whose output still
+matched those SHA-256s bit for bit on the recording machine (2026-12-05, OpenBLAS 0.3.31, AVX-512);
+regenerate it with `PYTHONPATH=. python tests/test_tradeoff_scale.py --write` (which refuses a
+case whose K* is within 1e-9 of a tie, where K* itself could differ across machines)."""
 import hashlib
 import json
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -13,10 +25,14 @@ import pytest
 
 import theory.order_stats as order_stats
 import theory.tradeoff as tradeoff_mod
+from theory.algorithms import algorithm
 from theory.timing import HeterogeneousSpeed, ShiftedExponential
 from theory.tradeoff import Problem, tradeoff
 
-GOLDEN = json.loads((Path(__file__).parent / "data" / "tradeoff_golden.json").read_text())
+GOLDEN_PATH = Path(__file__).parent / "data" / "tradeoff_golden.json"
+GOLDEN = json.loads(GOLDEN_PATH.read_text())
+RTOL = 1e-12  # across machines; the measured spread is 1.1e-15
+SAMPLED_K = 16
 
 
 def _problem(n, semantics, timing="shifted-exp"):
@@ -24,21 +40,65 @@ def _problem(n, semantics, timing="shifted-exp"):
     return Problem(N=n, M=5, B=50, L=1.0, sigma2=1.0, zeta2=0.1, Delta=5.0, timing=t, h=10, semantics=semantics)
 
 
+def _run(case):
+    kw = dict(budget=300.0) if case["crit"] == "budget" else dict(target=0.5)
+    return tradeoff(case["alg"], _problem(case["n"], case["sem"], case["timing"]), optimize_eta=case["opt"], seed=3,
+                    rounds=200, **kw)
+
+
+def _arrays(r):
+    return dict(bound=r.bound, round_time=r.round_time, rounds=r.rounds, eta=r.eta, time=r.time,
+                **{f"terms.{k}": r.terms[k] for k in sorted(r.terms)})
+
+
 def _fingerprint(r):
+    """Every bit of every array: for comparisons within one run only."""
     i = int(np.where(r.ks == r.k_star)[0][0])
-    arrays = [r.bound, r.round_time, r.rounds, r.eta, r.time] + [r.terms[k] for k in sorted(r.terms)]
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes() for a in arrays)).hexdigest()
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(a, dtype="<f8").tobytes()
+                                     for a in _arrays(r).values())).hexdigest()
     return dict(k_star=r.k_star, bound_at_k_star=float(r.bound[i]).hex(), sha256=digest)
+
+
+def _sampled_indices(r):
+    n, i = len(r.ks), int(np.where(r.ks == r.k_star)[0][0])
+    even = np.round(np.linspace(0, n - 1, min(n, SAMPLED_K))).astype(int)
+    return sorted({int(j) for j in even} | {j for j in (i - 1, i, i + 1) if 0 <= j < n})
+
+
+def _summary(r):
+    """What the golden file stores: K*, and per array its values at a few K and sum |x| (finite x)."""
+    idx = _sampled_indices(r)
+    i = int(np.where(r.ks == r.k_star)[0][0])
+    arrays = {name: np.asarray(a, dtype=float) for name, a in _arrays(r).items()}
+    return dict(k_star=int(r.k_star), bound_at_k_star=float(r.bound[i]), k=[int(r.ks[j]) for j in idx],
+                values={name: a[idx].tolist() for name, a in arrays.items()},
+                abs_sums={name: float(np.abs(a[np.isfinite(a)]).sum()) for name, a in arrays.items()},
+                nonfinite={name: int((~np.isfinite(a)).sum()) for name, a in arrays.items()})
+
+
+def _k_star_margin(r):
+    """Relative gap between the criterion at K* and at the next-best K (inf where K* = N is forced)."""
+    if algorithm(r.algorithm).round_end == "all":
+        return np.inf
+    crit = np.asarray(r.bound if r.criterion == "budget" else r.time, dtype=float)
+    crit = np.where(np.isfinite(crit), crit, np.inf)
+    best, rest = np.sort(crit)[:2] if len(crit) > 1 else (crit[0], np.inf)
+    return (rest - best) / abs(best) if np.isfinite(best) and best != 0 else np.inf
 
 
 @pytest.mark.parametrize("case", [g["case"] for g in GOLDEN],
                          ids=lambda c: f"N{c['n']}-{c['alg']}-{c['sem']}-{c['timing']}-{c['crit']}{'-opt' if c['opt'] else ''}")
-def test_k_star_and_bounds_are_bit_identical_to_the_recorded_ones(case):
+def test_k_star_and_bounds_match_the_recorded_ones_within_tolerance(case):
+    """K* equal, every recorded value within rtol 1e-12 (not bit-identical: see the module docstring)."""
     want = next(g["result"] for g in GOLDEN if g["case"] == case)
-    kw = dict(budget=300.0) if case["crit"] == "budget" else dict(target=0.5)
-    r = tradeoff(case["alg"], _problem(case["n"], case["sem"], case["timing"]), optimize_eta=case["opt"], seed=3,
-                 rounds=200, **kw)
-    assert _fingerprint(r) == want
+    got = _summary(_run(case))
+    assert got["k_star"] == want["k_star"] and got["k"] == want["k"]
+    assert got["bound_at_k_star"] == pytest.approx(want["bound_at_k_star"], rel=RTOL, abs=0)
+    assert got["nonfinite"] == want["nonfinite"]
+    for name, vals in want["values"].items():
+        np.testing.assert_allclose(got["values"][name], vals, rtol=RTOL, atol=0, err_msg=name)
+        assert got["abs_sums"][name] == pytest.approx(want["abs_sums"][name], rel=RTOL, abs=0), name
+    assert set(got["values"]) == set(want["values"])
 
 
 @pytest.mark.parametrize("semantics", ["boundary", "abort"])
@@ -90,3 +150,22 @@ def test_streamed_json_rows_are_the_rows_of_the_trade_off(capsys):
     doc = json.loads(buf.getvalue())
     assert doc == finite_or_none(optimize_k.to_json(res, prob, const))
     assert [r["E[R]"] is None for r in doc["rows"]] == [False] * 4 + [True] * 2
+
+
+def _write_golden():
+    """Recompute every case of the golden file with the current code and rewrite it as values."""
+    out = []
+    for g in GOLDEN:
+        r = _run(g["case"])
+        margin = _k_star_margin(r)
+        if margin < 1e-9:
+            raise SystemExit(f"case {g['case']}: K* = {r.k_star} is within {margin:.1e} of a tie; pick another case")
+        out.append(dict(case=g["case"], result=_summary(r)))
+    GOLDEN_PATH.write_text("[\n" + ",\n".join(json.dumps(c) for c in out) + "\n]\n")  # a case a line
+    print(f"wrote {len(out)} cases to {GOLDEN_PATH}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        raise SystemExit("usage: PYTHONPATH=. python tests/test_tradeoff_scale.py --write")
+    _write_golden()

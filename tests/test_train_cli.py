@@ -116,7 +116,25 @@ def test_replayed_schedule_reproduces_the_run(capsys, tmp_path):
 
 
 def test_console_entry_point_runs_as_a_subprocess(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lgc", "train", *SMALL, "--results", str(tmp_path), "--threads", "1"],
+    loud = [a for a in SMALL if a != "--quiet"]
+    r = subprocess.run([sys.executable, "-m", "lgc", "train", *loud, "--results", str(tmp_path), "--threads", "1"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "rounds=6" in r.stdout and str(tmp_path) in r.stdout
+
+
+def test_quiet_prints_nothing_but_errors(tmp_path, capsys):
+    """--quiet: a finished run, the same run reused, a run extended and stopped early print nothing, on
+    stdout or stderr; a bad flag still gets its one-line error; without --quiet the summary, the run
+    path and the note about the reused run come back."""
+    argv = ["train", *SMALL, "--results", str(tmp_path)]
+    assert main(argv) == 0
+    assert capsys.readouterr() == ("", "")
+    assert main(argv) == 0  # reused (lgc.runs.say's note)
+    assert capsys.readouterr() == ("", "")
+    assert main([*argv, "--rounds", "9", "--stop-after", "1"]) == 0  # extended, then stopped
+    assert capsys.readouterr() == ("", "")
+    _one_line_exit_2(capsys, [*SMALL, "--k", "9"], "K=9")
+    assert main([a for a in argv if a != "--quiet"]) == 0
+    loud = capsys.readouterr()
+    assert "rounds=6" in loud.out and str(tmp_path) in loud.out.strip().splitlines()[-1] and "reusing" in loud.err

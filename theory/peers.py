@@ -9,7 +9,8 @@ stream continues past its M blocks at the round's drawn speed (stream_finish_tim
     whichever workers (fast workers contribute several): d = (1/S) sum of the S blocks (eq. 6.2).
   Malenia SGD: the server waits until every worker has B_i >= 1 blocks and
     (1/N sum_i 1/B_i)^(-1) >= S/N, then d = sum_i pi_i (1/B_i) sum of worker i's blocks
-    (pi_i = 1/N in the paper) (eq. 6.3).
+    (pi_i = 1/N in the paper) (eq. 6.3); for other pi_i the condition is sum_i pi_i^2/B_i <= 1/S
+    (eq. 6.3'), which is the paper's at pi_i = 1/N.
 
 The server steps at the arrival that completes the condition; work in flight is dropped and
 every worker restarts at the new point (the paper lets a stale gradient finish and discards it;
@@ -27,6 +28,7 @@ from theory.errors import require
 from theory.schedule import RoundSchedule
 
 PEERS = ("rennala", "malenia")
+TIE_RTOL = 1e-12  # relative: finish times closer than this are one instant (ties: worker index)
 
 
 def stream_finish_times(finish: np.ndarray, count: int) -> np.ndarray:
@@ -39,13 +41,26 @@ def stream_finish_times(finish: np.ndarray, count: int) -> np.ndarray:
 
 
 def blocks_done_by(finish: np.ndarray, t: float) -> np.ndarray:
-    """B_i(t): blocks of worker i's stream finished by time t (inclusive), closed form of eq. 6.1."""
+    """B_i(t): blocks of worker i's stream finished by time t (inclusive), counted on the very floats
+    stream_finish_times gives (eq. 6.1): floor(t / X_i) is only a first guess, since t - r X_i can
+    round below a block's finish time that equals t (a block ending exactly at t would be missed)."""
     finish = np.asarray(finish, dtype=float)
     n, m_blocks = finish.shape
     x = finish[:, -1]
-    r = np.floor(t / x).astype(np.int64)
-    rest = t - r * x
-    return r * m_blocks + np.array([int(np.searchsorted(finish[i], rest[i], side="right")) for i in range(n)])
+
+    def end(i, q):  # the finish time of block q of worker i, exactly as stream_finish_times computes it
+        return (q // m_blocks) * x[i] + finish[i, q % m_blocks]
+
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        r = int(np.floor(t / x[i]))
+        q = r * m_blocks + int(np.searchsorted(finish[i], t - r * x[i], side="right"))
+        while end(i, q) <= t:
+            q += 1
+        while q > 0 and end(i, q - 1) > t:
+            q -= 1
+        out[i] = q
+    return out
 
 
 def _arrivals(finish: np.ndarray, counts: np.ndarray):
@@ -56,7 +71,12 @@ def _arrivals(finish: np.ndarray, counts: np.ndarray):
         times.append(stream_finish_times(finish[i:i + 1], int(c))[0])
         workers.append(np.full(int(c), i))
     times, workers = np.concatenate(times), np.concatenate(workers)
-    order = np.lexsort((workers, times))
+    order = np.argsort(times, kind="stable")
+    # Times equal in exact arithmetic (fixed-time models: 3 * 0.7 and 2.1) can differ in the last
+    # bits; times within TIE_RTOL of the previous one count as one instant, ordered by worker index.
+    t = times[order]
+    instant = np.concatenate([[0], np.cumsum(np.diff(t) > TIE_RTOL * np.abs(t[1:]))])
+    order = order[np.lexsort((t, workers[order], instant))]
     return times[order], workers[order]
 
 
@@ -80,24 +100,44 @@ def rennala_schedule(finish: np.ndarray, s: int, *, comm: float = 0.0, round_ind
     return _schedule(blocks, first, times[s - 1], comm, round_index)
 
 
-def malenia_condition(blocks, s: int) -> bool:
-    """Every B_i >= 1 and (1/N sum_i 1/B_i)^(-1) >= S/N, i.e. sum_i 1/B_i <= N^2 / S (eq. 6.3)."""
+def malenia_condition(blocks, s: int, weights=None) -> bool:
+    """Every B_i >= 1 and sum_i pi_i^2 / B_i <= 1/S (eq. 6.3'), pi_i = w_i / sum_j w_j: the step's
+    variance is at most sigma_b^2 / S. With weights None (pi_i = 1/N, the paper's) it is
+    (1/N sum_i 1/B_i)^(-1) >= S/N, i.e. sum_i 1/B_i <= N^2 / S (eq. 6.3); written as
+    sum_i w_i^2 / B_i <= (sum_i w_i)^2 / S, exact in the integers for w = 1 or data sizes."""
     b = np.asarray(blocks, dtype=float)
-    n = len(b)
+    w = np.ones(len(b)) if weights is None else np.asarray(weights, dtype=float)
     if np.any(b < 1):
         return False
-    return math.fsum(1.0 / b) <= n * n / s * (1 + 1e-12)
+    return math.fsum(w * w / b) <= math.fsum(w) ** 2 / s * (1 + 1e-12)
 
 
-def malenia_schedule(finish: np.ndarray, s: int, *, comm: float = 0.0, round_index: int = 0) -> RoundSchedule:
-    """Malenia SGD's round: blocks arrive in time order until malenia_condition holds (eq. 6.3).
+def malenia_blocks_enough(s: int, weights, n: int) -> int:
+    """q such that B_i = q for every i satisfies malenia_condition: q >= S sum_i pi_i^2 (ceil(S/N)
+    when pi = 1/N); one more than the smallest at a float tie, which only lengthens the search."""
+    if weights is None:
+        return -(-s // n)
+    w = np.asarray(weights, dtype=float)
+    return max(1, math.ceil(s * math.fsum(w * w) / math.fsum(w) ** 2 * (1 + 1e-12)))
 
-    It holds at the latest when every worker has ceil(S/N) blocks (harmonic mean >= minimum), so
-    only the arrivals up to that time are generated."""
+
+def malenia_schedule(finish: np.ndarray, s: int, *, weights=None, comm: float = 0.0,
+                     round_index: int = 0) -> RoundSchedule:
+    """Malenia SGD's round: blocks arrive in time order until malenia_condition holds (eq. 6.3,
+    weights pi_i by eq. 6.3'). It stops at the first arrival where the harmonic-mean condition
+    holds with equality allowed (>=); the paper's is strict (>), which differs only at exact
+    equality and is immaterial to its guarantee (the variance bound sigma_b^2/S holds at equality).
+
+    It holds at the latest when every worker has malenia_blocks_enough blocks (ceil(S/N) for
+    pi = 1/N: harmonic mean >= minimum), so only the arrivals up to that time are generated."""
     finish = np.asarray(finish, dtype=float)
     require(s >= 1, f"S={s} must be >= 1")
     n = finish.shape[0]
-    q = -(-s // n)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)
+        require(weights.shape == (n,) and bool(np.all(weights > 0)),
+                f"Malenia weights {weights.tolist()} must be {n} positive numbers (one per worker)")
+    q = malenia_blocks_enough(s, weights, n)
     t_max = float(np.max(stream_finish_times(finish, q)[:, -1]))
     times, workers = _arrivals(finish, blocks_done_by(finish, t_max))
     blocks = np.zeros(n, dtype=np.int64)
@@ -108,15 +148,19 @@ def malenia_schedule(finish: np.ndarray, s: int, *, comm: float = 0.0, round_ind
         blocks[i] += 1
         if blocks[i] == 1 and np.any(blocks == 0):
             continue
-        if malenia_condition(blocks, s):
+        if malenia_condition(blocks, s, weights):
             return _schedule(blocks, first, t, comm, round_index)
-    raise AssertionError("unreachable: the condition holds once every worker has ceil(S/N) blocks")
+    raise AssertionError("unreachable: the condition holds once every worker has malenia_blocks_enough blocks")
 
 
-def peer_schedule(algorithm: str, finish: np.ndarray, s: int, *, comm: float = 0.0, round_index: int = 0):
+def peer_schedule(algorithm: str, finish: np.ndarray, s: int, *, weights=None, comm: float = 0.0,
+                  round_index: int = 0):
+    """The round of a peer; `weights` (pi_i up to scale, None for 1/N) matter to Malenia only
+    (Rennala's d is sample-weighted, eq. 6.2)."""
     require(algorithm in PEERS, f"algorithm={algorithm!r} must be one of {', '.join(PEERS)}")
-    fn = rennala_schedule if algorithm == "rennala" else malenia_schedule
-    return fn(finish, s, comm=comm, round_index=round_index)
+    if algorithm == "rennala":
+        return rennala_schedule(finish, s, comm=comm, round_index=round_index)
+    return malenia_schedule(finish, s, weights=weights, comm=comm, round_index=round_index)
 
 
 def default_s(algorithm: str, sigma2_block: float, eps: float, n_workers: int) -> int:

@@ -9,6 +9,7 @@ one resumes from its last checkpoint (--no-resume starts over).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -32,7 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="checkpoint and stop after this many rounds in this call (continue later)")
     p.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="checkpoint and stop after this many seconds (continue later)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only errors and warnings: no progress bar, summary, note, run path, nor the 'lgc:' "
+                        "lines about reused or resumed runs; the exit status tells how it ended (0 finished or "
+                        "stopped, 2 bad input, 3 diverged); --json and --print-config still print")
     p.add_argument("--json", action="store_true", help="print the run directory and final metrics as JSON")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     add_config_arguments(p.add_argument_group("dist backend (--backend dist; --threads also sets sim's)"), DistOptions)
@@ -84,17 +88,41 @@ def run(args) -> int:
 
         torch.set_num_threads(threads)
     common = dict(root=args.results, force=args.force, resume=args.resume, quiet=args.quiet)
-    if cfg.backend == "dist":
-        from lgc.dist import run_dist
+    with _errors_only(args.quiet):
+        if cfg.backend == "dist":
+            from lgc.dist import run_dist
 
-        path = run_dist(cfg, options, **common)
-        if not _dist_rank0():
-            return 0  # under torchrun only rank 0 reports (its machine holds the run directory)
-    else:
-        from lgc.sim import train
+            path = run_dist(cfg, options, **common)
+            if not _dist_rank0():
+                return 0  # under torchrun only rank 0 reports (its machine holds the run directory)
+        else:
+            from lgc.sim import train
 
-        path = train(cfg, stop_after=args.stop_after, time_limit_s=args.time_limit, **common)
+            path = train(cfg, stop_after=args.stop_after, time_limit_s=args.time_limit, **common)
     return _report(path, args)
+
+
+class _DropNotes:
+    """stderr under --quiet: drops lgc.runs.say's notes (one write per "lgc: ..." line), passes the rest
+    (errors and warnings, whose lines start "lgc train" or name their source)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        return len(text) if text.startswith("lgc: ") else self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _errors_only(quiet: bool):
+    if not quiet:
+        yield
+        return
+    with contextlib.redirect_stderr(_DropNotes(sys.stderr)):
+        yield
 
 
 def _dist_rank0() -> bool:
@@ -129,6 +157,8 @@ def _report(path, args) -> int:
         return EXIT_DIVERGED if failed else 0
     if failed:
         return EXIT_DIVERGED
+    if args.quiet:
+        return 0
     if not done:
         rows = runs.read_csv(path / "rounds.csv") if (path / "rounds.csv").exists() else []
         print(f"stopped after round {len(rows)}; continue with the same command  {path}")

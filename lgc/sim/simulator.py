@@ -92,7 +92,7 @@ class Simulator:
             s = schedule_deadline(finish, self.deadline, round_index=t)
             messages = int(np.count_nonzero(np.asarray(s.blocks_done) > 0))
         elif algorithm_entry(cfg.algorithm).round_end == "blocks" and not warmup:
-            s = peer_schedule(cfg.algorithm, finish, self.peer_s, round_index=t)
+            s = peer_schedule(cfg.algorithm, finish, self.peer_s, weights=self.task.pi, round_index=t)  # eq. 6.3'
             messages = int(np.sum(s.blocks_done))  # one message per block gradient (theory/algorithms.py)
         else:
             k = round_k(cfg, self.k_control, warmup)
