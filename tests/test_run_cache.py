@@ -346,7 +346,7 @@ def test_editing_k_constants_reruns_and_a_renamed_copy_reuses(tmp_path):
     def run(path):
         r = subprocess.run([sys.executable, "-m", "lgc", "train", "--workers", "4", "--k", "auto", "--batch-size", "8",
                             "--blocks", "4", "--rounds", "25", "--budget", "50", "--dataset", "quadratic",
-                            "--k-constants", str(path), "--threads", "1", "--quiet", "--results", str(tmp_path / "r"),
+                            "--k-constants", str(path), "--threads", "1", "--results", str(tmp_path / "r"),
                             "--json"], cwd=ROOT, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         return json.loads(r.stdout)["run_dir"], "reusing the finished run" in r.stderr
