@@ -138,9 +138,10 @@ def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed",
     exact strong-convexity constant mu and the Gram matrix at w* with its slopes (A7, section 4.8)."""
     from theory.tradeoff import Problem, tradeoff
 
-    const = prob.constants()
+    margin = prob.noise_sd(B)  # the region W of DERIVATION.md 4.7 (eq. 4.41')
+    const = prob.constants(margin)
     p = Problem(N=n, M=M, B=B, timing=timing, h=period, semantics="abort", delta=prob.delta,
-                dissimilarity=prob.dissimilarity() if gram else None, mu=prob.mu if strong else None,
+                dissimilarity=prob.dissimilarity(margin) if gram else None, mu=prob.mu if strong else None,
                 optimum=prob.optimum() if strong else None, **const)
     if eta_mode == "fixed":
         return tradeoff(algorithm, p, budget=tau, eta=ETA_L / const["L"])
