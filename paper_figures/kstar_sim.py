@@ -21,7 +21,7 @@ Hessian is the case h_ik = h_k), per-sample gradient grad f_i(w) + xi, xi ~ N(0,
 (lgc.data.synthetic.QuadraticProblem's noise), so a block of b = B/M samples has mean noise
 N(0, sigma^2/(d b) I_d). Its constants (DERIVATION.md section 1): L = max h_ik (A2); sigma^2 (A3);
 zeta^2 = sup over a box of (1/N) sum_i ||grad f_i - grad F||^2 (A4, exact: a separable convex
-quadratic, largest at a corner); delta = max |h_ik - hbar_k| (A6); Delta = F(w_0) - F*.
+quadratic, largest at a corner; the box W of DERIVATION.md eq. 4.41', box(noise_sd(B))); delta = max |h_ik - hbar_k| (A6); Delta = F(w_0) - F*.
 """
 from __future__ import annotations
 
@@ -72,13 +72,22 @@ class Quadratic:
         """A6: grad f_i - grad F = (h_i - hbar) w - (h_i c_i - mean h c), Lipschitz constant max |h_i - hbar|."""
         return float(np.abs(self.h - self.hbar).max())
 
-    def box(self, margin: float = 1.0):
-        """The region where zeta^2 is taken: per coordinate, w_0 and w* widened by `margin`."""
-        lo = np.minimum(self.w0, self.w_star) - margin
-        hi = np.maximum(self.w0, self.w_star) + margin
-        return lo, hi
+    def box(self, margin=1.0):
+        """The region where zeta^2 and the Gram envelope are taken (DERIVATION.md 4.7, the region W): per
+        coordinate, the interval spanned by w_0, w* and every worker's optimum c_ik (so every set's own minimiser),
+        widened by `margin` (a number or one per coordinate; noise_sd(B) makes it valid in expectation)."""
+        pts = np.vstack([self.w0[None], self.w_star[None], self.c])
+        m = np.broadcast_to(np.asarray(margin, float), (self.d,))
+        return pts.min(0) - m, pts.max(0) + m
 
-    def zeta2(self, margin: float = 1.0) -> float:
+    def noise_sd(self, batch: int) -> np.ndarray:
+        """Per coordinate, s_k with s_k^2 = v / (h_k (2L - h_k)), v = sigma^2 / (d B) one worker's mini-batch noise
+        per coordinate, h_k = min_i h_ik: the largest variance of the noise part of a full-sync or fastest-K iterate
+        at any K and eta <= 1/L (DERIVATION.md eq. 4.41')."""
+        hk = self.h.min(0)
+        return np.sqrt(self.sigma2 / (self.d * batch) / (hk * (2 * self.L - hk)))
+
+    def zeta2(self, margin=1.0) -> float:
         """sup over box(margin) of (1/N) sum_i ||a_i(w)||^2, a_i = grad f_i - grad F: per coordinate a convex
         quadratic in w_k, so its sup is at an end of [lo_k, hi_k] (exact; everywhere when delta = 0)."""
         lo, hi = self.box(margin)
@@ -89,13 +98,13 @@ class Quadratic:
 
         return float(np.maximum(a2(lo), a2(hi)).sum())
 
-    def dissimilarity(self, margin: float = 1.0):
+    def dissimilarity(self, margin=1.0):
         """The workers' Gram envelope over box(margin) (A4G, theory/gram.py): a_ik(w) = h_ik (w_k - c_ik) -
         mean_j h_jk (w_k - c_jk) depends on w_k alone and is affine in it, so every (sum_i c_i a_ik)^2 is
         convex in w_k and largest at an end of [lo_k, hi_k]: exact with the two ends (constant when delta = 0)."""
         from theory.gram import SeparableEnvelope
 
-        key = ("envelope", margin)
+        key = ("envelope", tuple(np.broadcast_to(np.asarray(margin, float), (self.d,))))
         if key not in self._cache:
             ends = np.stack(self.box(margin))  # (2, d)
             g = self.h[None] * (ends[:, None, :] - self.c[None])  # (2, N, d)
@@ -115,7 +124,7 @@ class Quadratic:
         g = self.h * (self.w_star[None] - self.c)
         return OptimumGram.separable(g - g.mean(0), self.h - self.hbar, hessian=self.hbar)
 
-    def constants(self, margin: float = 1.0) -> dict:
+    def constants(self, margin=1.0) -> dict:
         return {"L": self.L, "sigma2": self.sigma2, "zeta2": self.zeta2(margin), "Delta": self.Delta}
 
 

@@ -90,3 +90,20 @@ def test_second_grid_is_another_grid_and_runs(capsys):
     assert all(c.ratio >= 1.0 for c in cells)
     assert kc.main(["--aligned", "--grid", "second"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_summary_reports_baselines_and_kstar_below_the_best():
+    """A K* count means something beside what a fixed K gets: the summary gives K = N's and K = N/2's ratios to
+    the best K with the same counts, and the cells whose K* is below the best K."""
+    def cell(k_star, measured):
+        m = np.asarray(measured, float)
+        return kc.Cell("p", "t", 1.0, "lgc", k_star, [k_star], np.ones(4), m, np.zeros(4), np.ones(4), m)
+
+    cells = [cell(2, [2.0, 1.0, 1.05, 1.2]), cell(1, [1.3, 1.0, 1.1, 1.5]), cell(3, [1.0, 1.0, 1.0, 1.0])]
+    s = kc.summary(cells)
+    assert s["below_best"] == 1  # the second cell: K* = 1, best 2
+    assert s["k_n"]["worst"] == pytest.approx(1.5) and s["k_n"]["beyond_15"] == 2
+    assert s["k_half"]["within_10"] == pytest.approx(1.0) and s["k_half"]["median"] == pytest.approx(1.0)
+    assert s["worst"] == pytest.approx(1.3) and s["beyond_15"] == 1
+    text = kc.table(cells)
+    assert "K* below the best K in 1" in text and "baseline K = N = 4" in text and "baseline K = N/2 = 2" in text

@@ -138,3 +138,33 @@ def test_optimize_k_mu(capsys):
     assert main(argv + ["--mu", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "strong convexity: mu=0.5" in out
+
+
+def test_nonconvex_worker_counterexample_bound_holds():
+    """issue 23: A7 constrains F only. 1-D, N = 10, curvatures (1, ..., 1, -1) (mu = 0.8, L = 1), every f_i minimised
+    at 0 (G* = 0), worker 9 always fast, K = 2, independent sets, no sampling noise: the fast set's curvature is 0,
+    so w_t = w_0 = 1 and ||grad F||^2 = 0.64 every round (zeta^2 = 0.36 on the iterates). kappa(xbar) must be >= |sum_i xbar_i s_i| = 0.8; the old slope
+    L min_m sum |xbar_i - m| = 0.44 gave a bound of 0.032 at T = 100 (0.0006 at T = 5000)."""
+    from theory.timing_workers import WorkerShiftedExponential
+    from theory.tradeoff import Problem, tradeoff
+
+    n, m, b, k = 10, 2, 8, 2
+    q = Quadratic(h=np.array([[1.0]] * 9 + [[-1.0]]), c=np.zeros((n, 1)), w0=np.ones(1), sigma2=0.0, name="nonconvex")
+    assert (q.L, float(q.hbar[0]), q.Delta) == pytest.approx((1.0, 0.8, 0.4))
+    timing = WorkerShiftedExponential(shifts=(1.0,) * 9 + (0.0,), rates=(1.0,) * 9 + (1e6,))
+    opt = strong.OptimumGram(np.zeros((n, n)), L=q.L)  # G* = 0 exactly; delta unknown: 2L
+    law = strong.coefficient_law(timing, n, m, b, 1, [k], opt, q.sigma2)
+    assert law["mode"] == "independent"
+    assert law["x_bias"][1][0, 0] >= 0.8 - 1e-9  # a Lipschitz constant of sum_i xbar_i a_i(w) = -0.8 w
+    sb = strong.StrongBound("fastest-k", N=n, B=b, M=m, L=q.L, mu=0.8, sigma2=q.sigma2, Delta=q.Delta, law=law)
+    eta, T = 0.5, 5000
+    x = draw_times(timing, 20, T, n, 1, seed=1)
+    measured = simulate(q, "fastest-k", x, [k], m_blocks=m, batch=b, eta=eta)[0]  # (S, T)
+    for t in (100, 1000, 5000):
+        err = measured[:, :t].mean()
+        assert err == pytest.approx(0.64)  # the counterexample's point: the error does not fall
+        assert sb(eta, t)["total"][0] >= err
+    prob = Problem(N=n, M=m, B=b, L=q.L, sigma2=q.sigma2, zeta2=0.36, Delta=q.Delta, timing=timing, mu=0.8,
+                   optimum=opt)
+    res = tradeoff("fastest-k", prob, budget=1000.0, eta=eta, ks=[k, n])
+    assert res.bound[0] >= measured[:, : int(res.rounds[0])].mean()

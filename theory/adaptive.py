@@ -9,7 +9,8 @@ the same schedules give the same K in either backend.
     for each round t:  K = ctl.k  ...run the round...  ctl.observe(observe(schedule))
 
 observe (eq. 7.1): A_t's workers report their mini-batch time X_i = busy_i - start_i; a straggler
-j only tells that X_j > t_cut - start_j (right-censored: under abort semantics it stopped at t_cut).
+j tells that X_j > t_cut - start_j (right-censored), and, under abort semantics with the work split
+evenly, its m_j finished blocks put X_j in (M c_j/(m_j+1), M c_j/m_j] (interval-censored).
 fit_window (eqs. 7.2-7.4): the censored maximum-likelihood shifted exponential of the window,
 pooled over workers, and per worker where a likelihood-ratio test says a worker differs (then a
 per-worker fit, shrunk toward the pool by one pseudo-observation).
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
+from scipy.stats import chi2
 
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
@@ -38,19 +40,35 @@ class Observation:
     """One round as the protocol observed it (eq. 7.1), per worker: `times[i]` its mini-batch
     time X_i when it finished (nan otherwise), `censor[i]` the time it had worked without
     finishing when the round closed (nan when it finished); `wall` the round's time on the clock
-    the budget is counted on."""
+    the budget is counted on; `blocks[i]` the blocks it finished (M for A_t; empty in checkpoints
+    written before the interval-censored fit: those rounds are right-censored only)."""
 
     round: int
     times: tuple
     censor: tuple
     wall: float
+    blocks: tuple = ()
 
     def as_list(self) -> list:
-        return [self.round, list(self.times), list(self.censor), self.wall]
+        return [self.round, list(self.times), list(self.censor), self.wall, list(self.blocks)]
 
     @classmethod
     def from_list(cls, v) -> "Observation":
-        return cls(int(v[0]), tuple(float(x) for x in v[1]), tuple(float(x) for x in v[2]), float(v[3]))
+        blocks = tuple(int(b) for b in v[4]) if len(v) > 4 else ()
+        return cls(int(v[0]), tuple(float(x) for x in v[1]), tuple(float(x) for x in v[2]), float(v[3]), blocks)
+
+    def interval(self, even_split: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Per worker, the censored X in (lo, hi] (nan where X was seen or nothing is known). even_split (abort
+        semantics, a mini-batch's work spread evenly over its M blocks, eq. 2.2): m_j = floor(M c_j / X_j), so
+        X_j in (M c_j/(m_j+1), M c_j/m_j] (hi = inf for m_j = 0; eq. 7.1'); otherwise (c_j, inf)."""
+        c = np.asarray(self.censor, dtype=float)
+        if not (even_split and len(self.blocks) == len(c)):
+            return c, np.where(np.isfinite(c), np.inf, np.nan)
+        m = np.asarray(self.blocks, dtype=float)
+        n_blocks = m.max()  # every worker of A_t reports M
+        with np.errstate(divide="ignore"):
+            hi = np.where(m > 0, n_blocks * c / np.maximum(m, 1), np.inf)
+        return n_blocks * c / (m + 1), np.where(np.isfinite(c), hi, np.nan)
 
 
 def observe(s: RoundSchedule, *, wall: Optional[float] = None) -> Observation:
@@ -65,33 +83,90 @@ def observe(s: RoundSchedule, *, wall: Optional[float] = None) -> Observation:
     censor = np.where(fast, np.nan, s.t_cut - start)
     censor = np.where(~fast & (censor <= 0), np.nan, censor)  # busy with round t-1 through t_cut: no information
     return Observation(s.round, tuple(float(x) for x in times), tuple(float(x) for x in censor),
-                       float(s.wall if wall is None else wall))
+                       float(s.wall if wall is None else wall), tuple(int(b) for b in s.blocks_done))
 
 
 # ----------------------------------------------------------------------------- the censored fit
-def _exposure(x: np.ndarray, c: np.ndarray, shift) -> np.ndarray:
+def _exposure(x: np.ndarray, lo: np.ndarray, shift) -> np.ndarray:
     """Per worker (column): sum over its finished rounds of x - shift, plus over its censored
-    rounds of (c - shift)_+ (the time at risk beyond the shift; eq. 7.2)."""
+    rounds of (lo - shift)_+ (the time at risk beyond the shift; eq. 7.2)."""
     shift = np.broadcast_to(np.asarray(shift, dtype=float), (x.shape[1],))
-    return np.nansum(x - shift, axis=0) + np.nansum(np.maximum(c - shift, 0.0), axis=0)
+    return np.nansum(x - shift, axis=0) + np.nansum(np.maximum(lo - shift, 0.0), axis=0)
 
 
-def _rate(events, exposure, shift):
-    """d / E, with E floored far below any measured spread: equal times (a deterministic
-    cluster) give a very large rate, the deterministic limit, not a division by zero."""
+def _widths(lo: np.ndarray, hi: np.ndarray, shift) -> np.ndarray:
+    """(R, N): hi - max(lo, shift) for the finite intervals, nan elsewhere (eq. 7.2')."""
+    shift = np.broadcast_to(np.asarray(shift, dtype=float), (lo.shape[1],))
+    with np.errstate(invalid="ignore"):
+        w = hi - np.maximum(lo, shift)
+    return np.where(np.isfinite(w), np.maximum(w, 0.0), np.nan)
+
+
+def _interval_terms(lam, w):
+    """Per column: sum_l log(1 - exp(-lam w_l)) (the intervals' upper ends, eq. 7.2'), 0 where there are none."""
+    lam = np.asarray(lam, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.log(-np.expm1(-lam[None] * w))
+    return np.nansum(np.where(np.isfinite(w), t, np.nan), axis=0)
+
+
+def _rate(events, exposure, w, shift, iters: int = 60):
+    """The rate maximising events log lam - lam exposure + sum_l log(1 - exp(-lam w_l)) (eq. 7.2'): concave in
+    lam, its score events/lam - exposure + sum_l w_l/(exp(lam w_l) - 1) falls from >= 0 at events/E to <= 0
+    at (events + n_w)/E, n_w the number of intervals; Newton's steps kept inside that bracket (bisection
+    where a step would leave it). Without intervals it is d / E. E is floored far below any measured spread:
+    equal times (a deterministic cluster) give a very large rate, the deterministic limit, not a division
+    by zero."""
+    events = np.asarray(events, dtype=float)
     floor = 1e-9 * np.maximum(np.asarray(shift, dtype=float), 1.0) * np.maximum(events, 1)
-    return np.asarray(events, dtype=float) / np.maximum(exposure, floor)
+    e = np.maximum(exposure, floor)
+    has = np.isfinite(w)
+    n_w = has.sum(axis=0)
+    lo, hi = events / e, (events + n_w) / e
+    if not n_w.any():
+        return lo
+    wz = np.where(has, w, 1.0)
+    # the score is convex and decreasing: Newton's steps from a point where it is >= 0 rise to the root
+    lam = np.where(lo > 0, lo, hi / 2)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        for _ in range(iters):
+            em = np.expm1(lam[None] * wz)
+            score = np.where(lam > 0, events / lam, np.inf) - e + np.where(has, wz / em, 0.0).sum(axis=0)
+            slope = -events / lam**2 - np.where(has, wz * wz * (em + 1) / (em * em), 0.0).sum(axis=0)
+            up = score > 0
+            lo, hi = np.where(up, lam, lo), np.where(up, hi, lam)
+            step = lam - score / slope
+            new = np.where((step >= lo) & (step <= hi), step, (lo + hi) / 2)
+            done = np.all(np.abs(new - lam) <= 1e-11 * np.maximum(new, 1e-300)) or np.all(hi - lo <= 1e-11 * hi)
+            lam = new
+            if done:
+                break
+    return lam
 
 
-def censored_shifted_exponential(x: np.ndarray, c: np.ndarray) -> tuple[float, float]:
-    """Pooled maximum-likelihood (shift, rate) of right-censored shifted-exponential times
-    (eq. 7.2): shift = the smallest finished time, rate = finished count / time at risk.
-    x, c: (R, N) arrays, nan where not observed."""
-    x, c = np.asarray(x, dtype=float), np.asarray(c, dtype=float)
+def _loglik(events, exposure, w, lam):
+    """eq. (7.2'): d log lam - lam E + sum_l log(1 - exp(-lam w_l)); 0 where nothing was observed (lam = 0)."""
+    lam = np.asarray(lam, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ll = np.where(events > 0, events * np.log(lam), 0.0) - lam * exposure + _interval_terms(lam, w)
+    return np.where(lam > 0, ll, 0.0)
+
+
+def censored_shifted_exponential(x: np.ndarray, lo: np.ndarray, hi: np.ndarray | None = None) -> tuple[float, float]:
+    """Pooled maximum-likelihood (shift, rate) of censored shifted-exponential times (eqs. 7.2, 7.2'):
+    shift = the smallest finished time, rate = the root of the score (d / time at risk when every censored
+    time is right-censored). x, lo, hi: (R, N) arrays, nan where not observed; X in (lo, hi] for a censored
+    time (hi = inf or absent: right-censored at lo). Under abort semantics every lo is >= its round's
+    finished times, so the likelihood increases in the shift up to the smallest finished time."""
+    x, lo = np.asarray(x, dtype=float), np.asarray(lo, dtype=float)
+    hi = np.where(np.isfinite(lo), np.inf, np.nan) if hi is None else np.asarray(hi, dtype=float)
     done = np.isfinite(x)
     require(int(done.sum()) >= 2, f"the window holds {int(done.sum())} finished mini-batch times; a fit needs >= 2")
     shift = float(np.nanmin(x))
-    return shift, float(_rate(done.sum(), _exposure(x, c, shift).sum(), shift))
+    flat = lambda a: a.reshape(-1, 1)
+    rate = _rate(np.array([done.sum()]), np.array([_exposure(x, lo, shift).sum()]), _widths(flat(lo), flat(hi), shift),
+                 shift)
+    return shift, float(rate[0])
 
 
 @dataclass(frozen=True)
@@ -117,45 +192,58 @@ class Fit:
 
 
 def lr_threshold(n_workers: int, alpha: float = ALPHA) -> float:
-    """The chi^2 (2 degrees of freedom: a worker's own shift and rate) quantile at level alpha / N
-    (Bonferroni over the N tests, eq. 7.3): P(chi^2_2 > q) = exp(-q / 2)."""
-    return -2.0 * math.log(alpha / n_workers)
+    """The chi^2 quantile with 3 degrees of freedom at level alpha / N (Bonferroni over the N tests,
+    eq. 7.3): the rate is a regular parameter (chi^2_1), the shift is not (its part of the statistic is
+    about 2 Exp(1) = chi^2_2)."""
+    return float(chi2.isf(alpha / n_workers, 3))
 
 
-def fit_window(obs: Sequence[Observation], *, alpha: float = ALPHA) -> Fit:
+def fit_window(obs: Sequence[Observation], *, alpha: float = ALPHA, even_split: bool = False) -> Fit:
     """eqs. (7.2)-(7.4): the pooled censored fit; then, one worker at a time, the worker whose
     likelihood-ratio statistic against the pool of the others is largest is fitted on its own
     when it exceeds lr_threshold, and the pool is refitted without it (a slow worker inflates
     the pool, so every worker would look different from a pool that still holds it). A worker
-    fitted on its own has its rate shrunk toward the pool by one pseudo-event (eq. 7.4)."""
+    fitted on its own has its rate shrunk toward the pool by one pseudo-event (eq. 7.4).
+    even_split: the rounds ran under abort semantics with each mini-batch's work split evenly over
+    its blocks (not per_block), so a straggler's blocks narrow its time to an interval (eq. 7.1')."""
     require(len(obs) >= 1, "no rounds to fit")
     x = np.array([o.times for o in obs], dtype=float)
-    c = np.array([o.censor for o in obs], dtype=float)
+    lo, hi = (np.array(a, dtype=float) for a in zip(*(o.interval(even_split) for o in obs)))
     n = x.shape[1]
     d = np.isfinite(x).sum(axis=0)
-    own_shift = np.where(d > 0, np.nanmin(np.where(np.isfinite(x), x, np.inf), axis=0), np.nan)
-    e_own = _exposure(x, c, np.where(d > 0, own_shift, 0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r_own = _rate(d, e_own, np.where(d > 0, own_shift, 0.0))
-        ll_own = np.where(d > 0, d * np.log(r_own) - r_own * e_own, 0.0)  # d = 0: the supremum, rate -> 0
+    with np.errstate(all="ignore"):  # a worker that was never seen: no shift of its own
+        own_shift = np.fmin(np.nanmin(np.where(np.isfinite(x), x, np.inf), axis=0),
+                            np.nanmin(np.where(np.isfinite(lo), lo, np.inf), axis=0))
+    own_shift = np.where(np.isfinite(own_shift), own_shift, 0.0)
+    # below every own observation each term of l_i rises with the shift, so l_i there is <= its supremum: the
+    # LR_i below can only be smaller than the exact statistic (the test errs toward the pool)
+    e_own, w_own = _exposure(x, lo, own_shift), _widths(lo, hi, own_shift)
+    r_own = _rate(d, e_own, w_own, own_shift)
+    ll_own = _loglik(d, e_own, w_own, r_own)  # nothing finished and no interval: the supremum 0, rate -> 0
+
+    def ll_pool(cols, shift, rate):
+        return _loglik(d[cols], _exposure(x[:, cols], lo[:, cols], shift), _widths(lo[:, cols], hi[:, cols], shift),
+                       np.full(len(cols), rate))
+
     rest = np.arange(n)
-    shift_p, rate_p = censored_shifted_exponential(x, c)
+    shift_p, rate_p = censored_shifted_exponential(x, lo, hi)
     distinct: list[int] = []
     while True:
-        ll_pool = d[rest] * math.log(rate_p) - rate_p * _exposure(x[:, rest], c[:, rest], shift_p)
-        lr_rest = 2.0 * (ll_own[rest] - ll_pool)
+        lr_rest = 2.0 * (ll_own[rest] - ll_pool(rest, shift_p, rate_p))
         j = int(np.argmax(lr_rest))
         if lr_rest[j] <= lr_threshold(n, alpha) or rest.size == 1 or int(d[np.delete(rest, j)].sum()) < 2:
             break
         distinct.append(int(rest[j]))
         rest = np.delete(rest, j)
-        shift_p, rate_p = censored_shifted_exponential(x[:, rest], c[:, rest])
-    lr = 2.0 * (ll_own - (d * math.log(rate_p) - rate_p * _exposure(x, c, shift_p)))  # against the final pool
+        shift_p, rate_p = censored_shifted_exponential(x[:, rest], lo[:, rest], hi[:, rest])
+    lr = 2.0 * (ll_own - ll_pool(np.arange(n), shift_p, rate_p))  # against the final pool
     shifts, rates = np.full(n, shift_p), np.full(n, rate_p)
-    for i in distinct:  # eq. (7.4): the posterior mean of rate_i under a Gamma(1, 1/rate_pool) prior
-        s_i = own_shift[i] if d[i] > 0 else shift_p
+    for i in distinct:  # eq. (7.4): one pseudo-event at the pool's mean excess (a Gamma(1, 1/rate_pool) prior)
+        s_i = float(np.nanmin(x[:, i])) if d[i] > 0 else shift_p
+        col = [i]
         shifts[i] = s_i
-        rates[i] = (d[i] + 1.0) / (_exposure(x[:, [i]], c[:, [i]], s_i)[0] + 1.0 / rate_p)
+        rates[i] = _rate(np.array([d[i] + 1.0]), _exposure(x[:, col], lo[:, col], s_i) + 1.0 / rate_p,
+                         _widths(lo[:, col], hi[:, col], s_i), s_i)[0]
     return Fit(shifts=shifts, rates=rates, pooled_shift=shift_p, pooled_rate=rate_p, distinct=tuple(sorted(distinct)),
                lr=lr, events=d, rounds=len(obs))
 
@@ -221,7 +309,8 @@ class KController:
         from theory.tradeoff import tradeoff
 
         s = self.settings
-        fit = fit_window(self.obs, alpha=s.alpha)
+        even = self.problem.semantics == "abort" and not self.problem.timing.per_block  # eq. (7.1')
+        fit = fit_window(self.obs, alpha=s.alpha, even_split=even)
         remaining = s.budget - self.clock
         k_before, round_time = self.k, None
         if remaining > 0:

@@ -35,15 +35,21 @@ class OptimumGram:
 
     Separable problems (a_ik(w) = v_ik + s_ik (w_k - w*_k), e.g. quadratics with per-worker diagonal
     curvatures: v = a(w*), s_ik = h_ik - hbar_k): `OptimumGram.separable(values, slopes)`, exact. Otherwise
-    `OptimumGram(gram, delta=...)`: G(w*) and the Lipschitz constant delta of A6."""
+    `OptimumGram(gram, L=..., delta=...)`: G(w*), the smoothness L of every f_i and the Lipschitz constant delta
+    of every a_i (A6). A7 constrains F only: an f_i may be nonconvex, so delta defaults to 2L (||H_i - H|| <= 2L),
+    or to L with convex=True (every f_i convex: H_i, H in [0, L]). Give L, delta or both."""
 
-    def __init__(self, gram, *, delta: float):
+    def __init__(self, gram, *, L: float | None = None, delta: float | None = None, convex: bool = False):
         g = np.asarray(gram, dtype=float)
         require(g.ndim == 2 and g.shape[0] == g.shape[1] and g.shape[0] >= 1,
                 f"the Gram matrix at w* must be N x N, got shape {g.shape}")
         require(bool(np.all(np.isfinite(g))), "the Gram matrix at w* must be finite")
-        require(delta is not None and np.isfinite(delta) and delta >= 0, f"delta={delta} must be a finite number >= 0")
-        self.gram, self.n, self.delta = (g + g.T) / 2, g.shape[0], float(delta)
+        require(L is not None or delta is not None, "the slopes at w* need L (smoothness of every f_i) or delta (A6)")
+        require(L is None or (np.isfinite(L) and L > 0), f"L={L} must be a finite number > 0")
+        require(delta is None or (np.isfinite(delta) and delta >= 0), f"delta={delta} must be a finite number >= 0")
+        self.gram, self.n = (g + g.T) / 2, g.shape[0]
+        self.L = np.inf if L is None else float(L)
+        self.delta = float(delta) if delta is not None else (1.0 if convex else 2.0) * float(L)
         self.values = self.slopes = None
 
     quadratic = False  # every f_i quadratic (A8): F's Hessian constant, a_i affine; LGC's staleness eq. (4.49')
@@ -54,7 +60,7 @@ class OptimumGram:
         LGC's delay is then charged in the H^2 metric (eq. 4.49')."""
         v, s = np.asarray(values, float), np.asarray(slopes, float)
         require(v.ndim == 2 and v.shape == s.shape, f"values and slopes must be (N, d) alike, got {v.shape}, {s.shape}")
-        self = cls(v @ v.T, delta=float(np.abs(s).max()))
+        self = cls(v @ v.T, delta=float(np.abs(s).max()))  # the exact slopes below replace both forms
         self.values, self.slopes = v, s
         if hessian is not None:
             hd = np.asarray(hessian, float)
@@ -72,17 +78,22 @@ class OptimumGram:
         return tr, np.sqrt(np.einsum("nk,rnm,mk->rk", sl, Q, sl).max(1).clip(min=0))
 
     def rows(self, C):
-        """Per row c of C (R, N): (c^T G* c, kappa(c)), kappa the Lipschitz constant of ||sum_i c_i a_i(w)||
-        in ||w - w*|| (eq. 4.44): max_k |sum_i c_i s_ik| (separable), else delta min_m sum_i |c_i - m|."""
+        """Per row c of C (R, N): (c^T G* c, kappa(c)), kappa a Lipschitz constant of sum_i c_i a_i(w) in
+        ||w - w*|| (eq. 4.44): max_k |sum_i c_i s_ik| (separable), else
+        min(delta min_m sum_i |c_i - m|, L sum_i |c_i - cbar|) (sum_i c_i a_i = sum_i (c_i - m) a_i
+        = sum_i (c_i - cbar) grad f_i)."""
         C = np.atleast_2d(np.asarray(C, float))
         if self.values is not None:
             return np.square(C @ self.values).sum(1), np.abs(C @ self.slopes).max(1)
         g = np.einsum("rn,nm,rm->r", C, self.gram, C).clip(min=0)
-        return g, self.delta * np.abs(C - np.median(C, axis=1, keepdims=True)).sum(1)
+        by_delta = self.delta * np.abs(C - np.median(C, axis=1, keepdims=True)).sum(1)
+        with np.errstate(invalid="ignore"):  # L = inf (not given) times 0
+            by_l = np.nan_to_num(self.L * np.abs(C - C.mean(1, keepdims=True)).sum(1), nan=np.inf)
+        return g, np.minimum(by_delta, by_l)
 
     def traces(self, Q):
         """Per PSD matrix of Q (R, N, N): (tr(Q G*), kappa_tr(Q)) (eq. 4.44): kappa_tr^2 = max_k s_k^T Q s_k
-        (separable), else N delta^2 lambda_max(P Q P), P = I - 11^T/N."""
+        (separable), else N min(delta, L)^2 lambda_max(P Q P), P = I - 11^T/N."""
         Q = np.asarray(Q, float)
         Q = Q[None] if Q.ndim == 2 else Q
         tr = np.einsum("rnm,nm->r", Q, self.gram).clip(min=0)
@@ -91,7 +102,7 @@ class OptimumGram:
         n = self.n
         P = np.eye(n) - 1.0 / n
         lam = np.linalg.eigvalsh(P @ Q @ P)[:, -1].clip(min=0)
-        return tr, self.delta * np.sqrt(n * lam)
+        return tr, min(self.delta, self.L) * np.sqrt(n * lam)
 
 
 def law_mode(timing, h: float) -> str | None:

@@ -47,7 +47,8 @@ class Problem:
     # strong convexity (A7, DERIVATION.md section 4.8), optional: F is mu-strongly convex; with it, fastest-K's and
     # lgc's set terms are charged round by round through G(w*) and the distance to w* (theory/strong.py), and each K
     # keeps the smaller bound. optimum: the Gram matrix at w* and its slopes (theory.strong.OptimumGram); absent,
-    # N zeta2 (I - 11^T/N) and delta (or L) stand in for it (eq. 4.44)
+    # N zeta2 (I - 11^T/N), L and delta (absent: 2L, a nonconvex f_i allowed; pass delta=L when every f_i is
+    # convex) stand in for it (eq. 4.44)
     mu: float | None = None
     optimum: object | None = field(default=None, compare=False)
 
@@ -277,9 +278,8 @@ def _strong_bound(algorithm, prob: Problem, ks, seed):
     require(prob.N * len(ks) <= STRONG_MAX_CELLS, f"mu with N={prob.N} and {len(ks)} values of K: the strong-convexity "
                                                    f"bound is drawn for N x K <= {STRONG_MAX_CELLS} (give fewer K)")
     opt = prob.optimum
-    if opt is None:  # eq. (4.44) from A4 and A6 alone: c^T G* c <= N zeta2 ||c - cbar||^2
-        opt = strong.OptimumGram(prob.N * prob.zeta2 * (np.eye(prob.N) - 1.0 / prob.N),
-                                 delta=prob.L if prob.delta is None else min(prob.delta, prob.L))
+    if opt is None:  # eq. (4.44) from A4 and A6 alone: c^T G* c <= N zeta2 ||c - cbar||^2; delta absent: 2L
+        opt = strong.OptimumGram(prob.N * prob.zeta2 * (np.eye(prob.N) - 1.0 / prob.N), L=prob.L, delta=prob.delta)
     law = strong.coefficient_law(prob.timing, prob.N, prob.M, prob.B, prob.h, ks, opt, prob.sigma2, seed=seed)
     sb = strong.StrongBound(algorithm, N=prob.N, B=prob.B, M=prob.M, L=prob.L, mu=prob.mu, sigma2=prob.sigma2,
                             Delta=prob.Delta, law=law)
