@@ -131,7 +131,7 @@ def _round_times(algorithm, prob, ks, rounds, seed):
     """E[R(K)] with a progress bar over the Monte Carlo rounds: at N = 10^6 they take most of
     the run. tqdm draws it on a terminal only, and only after the first second; off a terminal
     its import (up to a second on a loaded machine) is skipped too."""
-    from theory.order_stats import default_rounds, expected_round_times
+    from theory.order_stats import expected_round_times, round_count
 
     kw = dict(semantics=prob.semantics, ks=ks, comm=prob.comm, report_latency=prob.report_latency, rounds=rounds,
               seed=seed)
@@ -139,7 +139,8 @@ def _round_times(algorithm, prob, ks, rounds, seed):
         return expected_round_times(prob.timing, prob.N, prob.M, algorithm, **kw)
     from tqdm import tqdm
 
-    total = prob.timing.periods() or rounds or default_rounds(prob.N, prob.M)  # as round_stats draws them
+    total = round_count(prob.timing, prob.N, prob.M, algorithm, semantics=prob.semantics,
+                        n_ks=prob.N if ks is None else len(ks), rounds=rounds)
     with tqdm(total=total, desc="E[R(K)] Monte Carlo", unit="round", delay=1.0, leave=False, disable=None) as bar:
         def progress(r: int) -> None:
             bar.update(r - bar.n)
