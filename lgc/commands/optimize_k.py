@@ -20,7 +20,7 @@ import numpy as np
 
 from lgc.commands._config_args import add_config_arguments
 from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timing_from_args
-from lgc.config import SEMANTICS, TrainConfig
+from lgc.config import SEMANTICS, TrainConfig, check_seed
 from lgc.errors import UserError, check
 from theory.algorithms import BOUND_NAMES
 from theory.jsonio import dumps
@@ -93,6 +93,7 @@ def compute(args):
           f"B={args.batch_size} must be a positive multiple of M={args.blocks}")
     check(args.straggling_period >= 1, f"straggling period h={args.straggling_period} must be >= 1")
     check(args.mc_rounds is None or args.mc_rounds >= 2, f"--mc-rounds={args.mc_rounds} must be >= 2")
+    check_seed("seed", args.seed)
     ks = None
     if args.ks is not None:  # --ks "" names no K (it is not "every K")
         try:
