@@ -168,10 +168,10 @@ class TimingModel(ABC):
 
         return np.vectorize(one)(np.asarray(u, float))
 
-    def require_finite_draws(self, params: str) -> None:
+    def require_finite_draws(self, tail: float, params: str) -> None:
         """Refuse a law whose draws overflow: lognormal mu=1000 drew inf times, then NaN round times and a
-        fast set chosen on NaN. P(X > TIME_MAX) must be at most TAIL_MAX; `params` names the law's values."""
-        tail = 1.0 - float(self.cdf(TIME_MAX))
+        fast set chosen on NaN. tail = P(X > TIME_MAX) (the law's closed form) must be at most TAIL_MAX;
+        `params` names the law's values."""
         require(tail <= TAIL_MAX,
                 f"timing model {self.name!r} ({params}) draws times above {TIME_MAX:g} with probability {tail:.3g} "
                 f"(at most {TAIL_MAX:g} allowed): they overflow to inf and the round times to NaN; choose a lighter tail")
@@ -261,7 +261,8 @@ class ShiftedExponential(TimingModel):
     def __post_init__(self):
         require(self.shift >= 0, f"shift={self.shift} must be >= 0")
         require(self.rate > 0, f"rate={self.rate} must be > 0")
-        self.require_finite_draws(f"shift={self.shift}, rate={self.rate}")
+        tail = float(np.exp(-self.rate * (TIME_MAX - self.shift))) if self.shift < TIME_MAX else 1.0
+        self.require_finite_draws(tail, f"shift={self.shift}, rate={self.rate}")
 
     def sample(self, rng, size):
         return self.shift + rng.exponential(1.0 / self.rate, size=size)
@@ -309,7 +310,8 @@ class Pareto(TimingModel):
     def __post_init__(self):
         require(self.scale > 0, f"scale={self.scale} must be > 0")
         require(self.alpha > 0, f"alpha={self.alpha} must be > 0")
-        self.require_finite_draws(f"scale={self.scale}, alpha={self.alpha}; alpha >= 0.05 keeps scale 1 finite")
+        tail = (self.scale / TIME_MAX) ** self.alpha if self.scale < TIME_MAX else 1.0
+        self.require_finite_draws(tail, f"scale={self.scale}, alpha={self.alpha}; alpha >= 0.05 keeps scale 1 finite")
 
     def sample(self, rng, size):
         return self.scale * (1.0 + rng.pareto(self.alpha, size=size))
@@ -346,7 +348,10 @@ class LogNormal(TimingModel):
     def __post_init__(self):
         require(self.sigma > 0, f"sigma={self.sigma} must be > 0")
         require(self.shift >= 0, f"shift={self.shift} must be >= 0")
-        self.require_finite_draws(f"mu={self.mu}, sigma={self.sigma}, shift={self.shift}; "
+        from scipy.special import ndtr
+
+        tail = float(ndtr((self.mu - np.log(TIME_MAX - self.shift)) / self.sigma)) if self.shift < TIME_MAX else 1.0
+        self.require_finite_draws(tail, f"mu={self.mu}, sigma={self.sigma}, shift={self.shift}; "
                                   f"mu + 8 sigma < 690 keeps draws finite")
 
     def sample(self, rng, size):
@@ -401,7 +406,8 @@ class HeterogeneousSpeed(TimingModel):
         require(self.slowdown >= 1.0, f"slowdown={self.slowdown} must be >= 1")
         require(self.shift >= 0, f"shift={self.shift} must be >= 0")
         require(self.rate > 0, f"rate={self.rate} must be > 0")
-        self.require_finite_draws(f"shift={self.shift}, rate={self.rate}")
+        tail = float(np.exp(-self.rate * (TIME_MAX - self.shift))) if self.shift < TIME_MAX else 1.0
+        self.require_finite_draws(tail, f"shift={self.shift}, rate={self.rate}")
         require(self.slow_workers in ("first", "random"),
                 f"slow_workers={self.slow_workers!r} must be 'first' or 'random'")
         require(self.hold in ("times", "speed"), f"hold={self.hold!r} must be 'times' or 'speed'")
