@@ -177,7 +177,8 @@ class TrainConfig:
             augment=(self.dataset == "cifar10") if self.augment is None else self.augment,
             data_seed=self.seed if self.data_seed is None else self.data_seed,
             model="quadratic" if self.dataset == "quadratic" else self.model,
-            timing_params=dict(sorted(self.timing_params.items())),
+            timing_params=(dict(sorted(self.timing_params.items())) if isinstance(self.timing_params, dict)
+                           else self.timing_params),  # validate() names a non-object
             engine=default_engine(self.dataset, self.norm) if self.engine == "auto" else self.engine,
             checkpoint_every=(CHECKPOINT_EVERY.get(self.backend, 50) if self.checkpoint_every is None
                               else self.checkpoint_every),

@@ -14,8 +14,8 @@ ARGV = [sys.executable, "-m", "lgc", "train", "--workers", "1", "--k", "1", "--b
         "--samples-per-worker", "20", "--threads", "1", "--quiet", "--backend", "dist", "--timeout-s", "20"]
 
 
-def _rank0(tmp_path, addr, port):
-    env = {**os.environ, "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": addr, "MASTER_PORT": port}
+def _rank0(tmp_path, addr, port, rank="0"):
+    env = {**os.environ, "RANK": rank, "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": addr, "MASTER_PORT": port}
     t0 = time.monotonic()
     p = subprocess.run(ARGV + ["--results", str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
     return p, time.monotonic() - t0
@@ -48,3 +48,9 @@ def test_a_master_port_in_use_says_so(tmp_path):
         p, _ = _rank0(tmp_path, "127.0.0.1", str(port))
     _one_line(p, f"MASTER_PORT={port}: the port is in use")
     assert "lost the other ranks" not in p.stderr
+
+
+def test_a_bad_rank_is_said_not_swallowed(tmp_path):
+    """The other ranks stay quiet (rank 0 speaks for them), but RANK=abc is no other rank."""
+    p, _ = _rank0(tmp_path, "127.0.0.1", "29542", rank="abc")
+    _one_line(p, "RANK='abc' must be an integer in 0..0")

@@ -61,6 +61,14 @@ def test_every_config_field_that_may_be_none_runs_with_null(capsys, tmp_path, na
     assert code == 0, err
 
 
+def test_a_python_config_with_none_is_one_user_error():
+    from lgc.errors import UserError
+
+    for name in ("lr", "timing_params", "n_workers"):
+        with pytest.raises(UserError, match=f"config key {name!r} is null"):
+            TrainConfig(**{name: None}).resolved().validate()
+
+
 def test_samples_per_worker_null_needs_iid(capsys, tmp_path):
     flags = [a for a in TINY if a not in ("--samples-per-worker", "20", "--partition", "iid")]
     _fails(capsys, ["train", *flags, "--config", _config(tmp_path, {"samples_per_worker": None}),
@@ -78,9 +86,10 @@ def test_every_dist_option_refuses_null(capsys, tmp_path, name):
 
 # ----------------------------------------------------------------------------- item 6: infinite times
 def test_a_law_whose_draws_overflow_is_refused(capsys, tmp_path):
-    from theory.timing import LogNormal, Pareto, ShiftedExponential
+    from theory.timing import Deterministic, HeterogeneousSpeed, LogNormal, Pareto, ShiftedExponential
 
-    for bad in (lambda: LogNormal(mu=1000.0), lambda: Pareto(alpha=0.01), lambda: ShiftedExponential(rate=1e-310)):
+    for bad in (lambda: LogNormal(mu=1000.0), lambda: Pareto(alpha=0.01), lambda: ShiftedExponential(rate=1e-310),
+                lambda: HeterogeneousSpeed(slowdown=1e299, rate=0.001), lambda: Deterministic(times=(1.0, 1e305))):
         with pytest.raises(TheoryInputError, match="overflow"):
             bad()
     x = LogNormal(mu=600.0).sample(np.random.default_rng(0), 10_000)  # allowed: its draws stay finite

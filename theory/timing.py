@@ -406,8 +406,9 @@ class HeterogeneousSpeed(TimingModel):
         require(self.slowdown >= 1.0, f"slowdown={self.slowdown} must be >= 1")
         require(self.shift >= 0, f"shift={self.shift} must be >= 0")
         require(self.rate > 0, f"rate={self.rate} must be > 0")
-        tail = float(np.exp(-self.rate * (TIME_MAX - self.shift))) if self.shift < TIME_MAX else 1.0
-        self.require_finite_draws(tail, f"shift={self.shift}, rate={self.rate}")
+        top = TIME_MAX / self.slowdown  # the slow workers' times are slowdown x (shift + Exp(rate))
+        tail = float(np.exp(-self.rate * (top - self.shift))) if self.shift < top else 1.0
+        self.require_finite_draws(tail, f"shift={self.shift}, rate={self.rate}, slowdown={self.slowdown}")
         require(self.slow_workers in ("first", "random"),
                 f"slow_workers={self.slow_workers!r} must be 'first' or 'random'")
         require(self.hold in ("times", "speed"), f"hold={self.hold!r} must be 'times' or 'speed'")
@@ -481,6 +482,8 @@ class Deterministic(TimingModel):
             require(t > 0, f"deterministic time {t} must be > 0")
         require(0.0 <= self.slow_fraction <= 1.0, f"slow_fraction={self.slow_fraction} must be in [0, 1]")
         require(self.slowdown > 0, f"slowdown={self.slowdown} must be > 0")
+        big = max((*self.times, self.slowdown, 1.0))
+        self.require_finite_draws(float(big > TIME_MAX), f"largest time {big:g}")
 
     def worker_times(self, n_workers: int) -> np.ndarray:
         if self.times:
