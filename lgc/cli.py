@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # inside the try: a reader that left (BrokenPipeError) is handled below
         return status
     except (UserError, TheoryInputError) as e:
-        if os.environ.get("RANK", "0") != "0" and "MASTER_ADDR" in os.environ:
+        if os.environ.get("RANK", "0") not in ("0", "") and os.environ["RANK"].isdigit() and "MASTER_ADDR" in os.environ:
             return 2  # under torchrun every rank checks the same flags: rank 0 says it once
         sys.stderr.write(f"lgc {args.command}: error: {e}\n")
         return 2

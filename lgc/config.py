@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -176,7 +177,8 @@ class TrainConfig:
             augment=(self.dataset == "cifar10") if self.augment is None else self.augment,
             data_seed=self.seed if self.data_seed is None else self.data_seed,
             model="quadratic" if self.dataset == "quadratic" else self.model,
-            timing_params=dict(sorted(self.timing_params.items())),
+            timing_params=(dict(sorted(self.timing_params.items())) if isinstance(self.timing_params, dict)
+                           else self.timing_params),  # validate() names a non-object
             engine=default_engine(self.dataset, self.norm) if self.engine == "auto" else self.engine,
             checkpoint_every=(CHECKPOINT_EVERY.get(self.backend, 50) if self.checkpoint_every is None
                               else self.checkpoint_every),
@@ -189,8 +191,12 @@ class TrainConfig:
         from lgc.partition import PARTITIONS
 
         c = self
+        check_not_null(c)
         for f in fields(c):
             check_finite(f.name, getattr(c, f.name))
+        check_seed("seed", c.seed)
+        if c.data_seed is not None:
+            check_seed("data_seed", c.data_seed)
         check(c.algorithm in ALGORITHMS, f"algorithm={c.algorithm!r} must be one of {', '.join(ALGORITHMS)}")
         check(c.n_workers >= 1, f"N={c.n_workers} must be >= 1")
         check(1 <= c.threshold_k <= c.n_workers, f"K={c.threshold_k} must satisfy 1 <= K <= N={c.n_workers}")
@@ -204,6 +210,8 @@ class TrainConfig:
         check(c.weight_decay >= 0, f"weight_decay={c.weight_decay} must be >= 0")
         check(c.dataset in DATASETS, f"dataset={c.dataset!r} must be one of {', '.join(DATASETS)}")
         if c.dataset != "quadratic":
+            check(c.partition != "main-label" or c.samples_per_worker is not None,
+                  "samples_per_worker=null: partition main-label needs a number (null means n / N, for iid only)")
             check(c.model in MODELS, f"model={c.model!r} must be one of {', '.join(MODELS)}")
             check(c.partition in PARTITIONS, f"partition={c.partition!r} must be one of {', '.join(PARTITIONS)}")
         check(c.norm in NORMS, f"norm={c.norm!r} must be one of {', '.join(NORMS)}")
@@ -307,6 +315,7 @@ class DistOptions:
                                           "straggler (m_j = 0; a local spawn, an algorithm with stragglers)")
 
     def validate(self, n_workers: int) -> "DistOptions":
+        check_not_null(self)
         for f in fields(self):
             check_finite(f.name, getattr(self, f.name))
         check(self.unit_ms > 0, f"unit_ms={self.unit_ms} must be > 0")
@@ -349,6 +358,37 @@ def check_synthetic_size(side: int, n: int) -> None:
     check(values <= MAX_SYNTHETIC_VALUES,
           f"synthetic data of {n} images 3 x {side} x {side} = {values:.3g} values exceeds the limit "
           f"{MAX_SYNTHETIC_VALUES:.3g} (1 GiB): lower --synthetic-side, --synthetic-train or --synthetic-test")
+
+
+SEED_MAX = 2**63 - 1  # seeds travel as int64 (numpy, torch); 99999999999999999999 overflowed deep in a run
+
+
+def check_seed(name: str, value: Any) -> None:
+    """A seed is an integer in 0..SEED_MAX (numpy's SeedSequence refuses negatives, int64 larger ones)."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEED_MAX
+    check(ok, f"{name}={value} must be an integer in 0..{SEED_MAX} (2^63 - 1)")
+
+
+def nullable(cls) -> set[str]:
+    """The fields of the config dataclass cls whose type is Optional[...] (None is their 'not set')."""
+    hints = typing.get_type_hints(cls)
+    return {f.name for f in fields(cls) if type(None) in typing.get_args(hints[f.name])}
+
+
+def check_not_null(obj_or_values, cls=None, *, source: str = "config") -> None:
+    """No field outside nullable(cls) is None: a config file's {"lr": null} reached the checks (None > 0)
+    and the run as a traceback. obj_or_values: a TrainConfig / DistOptions, or a dict of cls's fields."""
+    cls = cls or type(obj_or_values)
+    values = obj_or_values if isinstance(obj_or_values, dict) else {f.name: getattr(obj_or_values, f.name)
+                                                                     for f in fields(cls)}
+    allowed = nullable(cls)
+    hints = typing.get_type_hints(cls)
+    for name, v in values.items():
+        if v is None and name in hints and name not in allowed:
+            tp = typing.get_origin(hints[name]) or hints[name]
+            where = f"null is valid only for {', '.join(sorted(allowed))}" if allowed else "no key may be null"
+            check(False, f"{source}: config key {name!r} is null; it must be "
+                         f"{'a JSON object' if tp is dict else tp.__name__} ({where})")
 
 
 def check_finite(name: str, value: Any) -> None:

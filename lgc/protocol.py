@@ -204,7 +204,11 @@ def anytime_deadline(cfg: TrainConfig, timing_model) -> Optional[float]:
         return cfg.deadline
     if cfg.deadline is not None:
         return cfg.deadline
-    return float(timing_model.expected_order_statistic(cfg.threshold_k, cfg.n_workers))
+    d = float(timing_model.expected_order_statistic(cfg.threshold_k, cfg.n_workers))
+    check(np.isfinite(d), f"anytime-minibatch: the default deadline E[X_(K:N)] of timing {timing_model.name!r} is "
+                          f"infinite at K={cfg.threshold_k}, N={cfg.n_workers} (a heavy tail; pareto needs "
+                          f"alpha (N - K + 1) > 1); give --deadline or a lighter tail")
+    return d
 
 
 # ----------------------------------------------------------------------------- the round's plan

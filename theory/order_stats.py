@@ -146,34 +146,37 @@ def _generic_round(finish: np.ndarray, ks: np.ndarray):
     return _batch_stats(schedule_rounds(finish, ks, semantics="abort"), ks, finish[:, -1])[:5]
 
 
-CHAIN_BUDGET = 4_000_000  # floats per (K-chunk x N x M) array of the chain
+CHAIN_BUDGET = 1 << 16  # floats per (K-chunk x N x M) array of the chain: memory O(max(N M, this)), not O(N^2 M)
 CHAIN_WORK = 200_000_000  # default rounds x |ks| x N x M of a chain
+CHAIN_MAX_WORK = 1_000_000_000  # refuse beyond: about 30 s on the 2-core build machine (README, optimize-k row)
+CHAIN_MIN_ROUNDS = 30
 
 
 def _chain_rounds(model, n, m_blocks, ks, rounds, seed, period, wait_reports, comm):
-    """Boundary semantics: the Markov chain over start offsets (eq. 2.3'), one chain per K,
-    all K at once. Round r uses block_finish_times(seed, r, N, M, period=h), the offsets start
-    at 0: exactly the schedules `sim` computes for this seed, K and h. Yields, per round, the
-    (6, |ks|) rows of _batch_stats (R without comm)."""
+    """Boundary semantics: the Markov chain over start offsets (eq. 2.3'), one chain per K.
+    Round r uses block_finish_times(seed, r, N, M, period=h), the offsets start at 0: exactly the
+    schedules `sim` computes for this seed, K and h. The K are taken a chunk at a time, each chunk
+    through every round before the next (the chains are independent), so only one chunk's offsets
+    and (chunk, N, M) temporaries are alive: O(N M + |ks|) memory. Yields, per chunk and round,
+    (columns, r, rows of _batch_stats with R without comm)."""
     comm = np.broadcast_to(np.asarray(comm, dtype=float), ks.shape)
     chunk = max(1, CHAIN_BUDGET // (n * m_blocks))
-    parts = [slice(lo, lo + chunk) for lo in range(0, len(ks), chunk)]
-    starts = [np.zeros((len(ks[sl]), n)) for sl in parts]
-    one = np.empty((6, len(ks)))
-    for r in range(rounds):
-        finish = model.block_finish_times(seed, r, n, m_blocks, period=period)
-        for i, sl in enumerate(parts):
-            b = schedule_rounds(finish, ks[sl], starts[i], semantics="boundary", comm=comm[sl],
+    for lo in range(0, len(ks), chunk):
+        sl = slice(lo, lo + chunk)
+        start = np.zeros((len(ks[sl]), n))
+        for r in range(rounds):
+            finish = model.block_finish_times(seed, r, n, m_blocks, period=period)
+            b = schedule_rounds(finish, ks[sl], start, semantics="boundary", comm=comm[sl],
                                 wait_reports=wait_reports)
-            starts[i] = b.next_start()
-            one[:, sl] = _batch_stats(b, ks[sl], finish[:, -1])
-            one[1, sl] -= comm[sl]
-        yield one
+            start = b.next_start()
+            one = _batch_stats(b, ks[sl], finish[:, -1])
+            one[1] -= comm[sl]
+            yield sl, r, one
 
 
 def _abort_rounds(model, n, m_blocks, ks, rounds, seed):
-    """Abort semantics: independent rounds (eq. 2.4). Yields, per round, the (6, |ks|) rows of
-    _batch_stats (the last row, the carry-free cutoff, is t_cut itself)."""
+    """Abort semantics: independent rounds (eq. 2.4). Yields, per round, (every column, r, the
+    (6, |ks|) rows of _batch_stats; the last row, the carry-free cutoff, is t_cut itself)."""
     # fixed or replayed times can tie exactly with block boundaries: there, use the finish
     # matrix itself (float-identical to the schedule code) unless N is large
     exact_path = model.per_block or (model.fixed_times() and n <= 2000)
@@ -184,7 +187,25 @@ def _abort_rounds(model, n, m_blocks, ks, rounds, seed):
         else:
             one[:5] = _even_split_round(model.block_finish_times(seed, r, n, 1)[:, 0], m_blocks, ks)
         one[5] = one[0]
-        yield one
+        yield slice(None), r, one
+
+
+def check_chain_size(n: int, m_blocks: int, n_ks: int, rounds: int) -> None:
+    """Refuse a boundary chain whose rounds x |ks| x N x M block updates exceed CHAIN_MAX_WORK: every
+    K carries its own N offsets (eq. 2.3'), so all K at N = 10^5 would be 10^10 updates a round."""
+    work = float(rounds) * n_ks * n * m_blocks
+    n_max = int(np.sqrt(CHAIN_MAX_WORK / (rounds * m_blocks)))
+    require(work <= CHAIN_MAX_WORK,
+            f"boundary semantics at N={n}, M={m_blocks}: E[R] is a Monte Carlo of one Markov chain of N workers "
+            f"per K, {rounds} rounds x {n_ks} K x N M = {work:.3g} block updates, over the limit "
+            f"{CHAIN_MAX_WORK:.0e} (every K: N <= {n_max} at these M and rounds); use --semantics abort, "
+            f"fewer K (--ks) or fewer --mc-rounds (>= 2)")
+
+
+def chain_rounds(n: int, m_blocks: int, n_ks: int) -> int:
+    """Default rounds of a boundary chain: default_rounds, cut to CHAIN_WORK block updates, never under
+    CHAIN_MIN_ROUNDS (the batch-means standard error states what fewer rounds cost)."""
+    return int(max(CHAIN_MIN_ROUNDS, min(default_rounds(n, m_blocks), CHAIN_WORK // (n_ks * n * m_blocks))))
 
 
 def round_stats(
@@ -200,9 +221,11 @@ def round_stats(
     Boundary: the chain of eq. (2.3') over rounds 0..R-1 (straggling period `period`, comm
     `comm` per K, lgc-fresh's `wait_reports`), started from zero offsets as a run is; standard
     error from the means of 10 consecutive batches of rounds (consecutive rounds are correlated).
-    Memory O(N + len(ks)): the rounds enter running means and sums of squared deviations
-    (Welford's update), not a (rounds, len(ks)) array (1.4 GB at N = 10^6).
-    `progress(r)` is called after each round r = 1..rounds (a progress bar; theory prints nothing).
+    Memory O(N M + len(ks)): the rounds enter running means and sums of squared deviations
+    (Welford's update), not a (rounds, len(ks)) array (1.4 GB at N = 10^6), and the chain runs a chunk
+    of K at a time; a chain over CHAIN_MAX_WORK block updates is refused (check_chain_size).
+    `progress(r)` is called as each round's worth of work r = 1..rounds is done (a progress bar; theory
+    prints nothing).
     """
     require(n >= 1, f"N={n} must be >= 1")
     require(m_blocks >= 1, f"M={m_blocks} must be >= 1")
@@ -212,10 +235,13 @@ def round_stats(
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
     require(bool(np.all((ks >= 1) & (ks <= n))), f"K must satisfy 1 <= K <= N={n}")
     if semantics == "boundary":  # even fixed times give a chain of rounds (the offsets move)
+        check_chain_size(n, m_blocks, len(ks), rounds)
         per_round = _chain_rounds(model, n, m_blocks, ks, rounds, seed, period, wait_reports, comm)
+        steps = -(-len(ks) // max(1, CHAIN_BUDGET // (n * m_blocks))) * rounds  # chunks x rounds
     else:
         rounds = model.periods() or rounds
         per_round = _abort_rounds(model, n, m_blocks, ks, rounds, seed)
+        steps = rounds
     # rows: t_cut, wall, sum m, sum 1{m>=1}/m, #zero, wait R - t_cut, excess R - X_(K:N)
     mean = np.zeros((7, len(ks)))
     m2 = np.zeros((7, len(ks)))
@@ -223,16 +249,18 @@ def round_stats(
     batch_of = np.repeat(np.arange(n_batches), [len(b) for b in np.array_split(np.arange(rounds), n_batches)])
     # batch means for the chain only (abort's standard error comes from m2): 560 bytes per K otherwise
     batch_sum = np.zeros((n_batches, 7, len(ks))) if semantics == "boundary" else None
-    for r, six in enumerate(per_round):
+    shown = 0
+    for step, (sl, r, six) in enumerate(per_round, start=1):
         for row in range(7):  # row by row: temporaries of len(ks), not 7 x len(ks) (Welford's update)
             v = six[row] if row < 5 else six[1] - six[0] if row == 5 else six[1] - six[5]
-            delta = v - mean[row]
-            mean[row] += delta / (r + 1)
-            m2[row] += delta * (v - mean[row])
+            delta = v - mean[row, sl]
+            mean[row, sl] += delta / (r + 1)
+            m2[row, sl] += delta * (v - mean[row, sl])
             if batch_sum is not None:
-                batch_sum[batch_of[r], row] += v
-        if progress is not None:
-            progress(r + 1)
+                batch_sum[batch_of[r], row, sl] += v
+        if progress is not None and step * rounds // steps > shown:  # rounds' worth of work done
+            shown = step * rounds // steps
+            progress(shown)
     strag = np.maximum(n - ks, 1)
     if rounds < 2:
         se = np.zeros_like(mean)
@@ -297,6 +325,22 @@ def default_rounds(n: int, m_blocks: int) -> int:
     return int(min(MC_ROUNDS_MAX, max(30, MC_ELEMENTS // (n * m_blocks))))
 
 
+def round_count(model: TimingModel, n: int, m_blocks: int, algorithm: str, *, semantics: str, n_ks: int,
+                rounds: int | None = None) -> int:
+    """The Monte Carlo rounds expected_round_times draws (its progress runs to this): the given rounds or the
+    default, the boundary chain's (cut by its cost, |ks| N M a round, the standard error says so) or, under
+    abort, a trace's recorded rounds."""
+    chained = semantics == "boundary" and algorithm_entry(algorithm).waits_for_k
+    rounds = _rounds_or_default(rounds, n, m_blocks, n_ks, chained)
+    return rounds if chained else (model.periods() or rounds)
+
+
+def _rounds_or_default(rounds, n, m_blocks, n_ks, chained) -> int:
+    if rounds is not None:
+        return rounds
+    return chain_rounds(n, m_blocks, n_ks) if chained else default_rounds(n, m_blocks)
+
+
 def _exact_cutoffs(model: TimingModel, n: int, ks: np.ndarray):
     route = model.order_statistic_route
     if model.per_block or route == "monte carlo" or (route == "integration" and n > EXACT_MAX_N):
@@ -329,10 +373,7 @@ def expected_round_times(
     messages = entry.messages(ks, n - ks)  # every straggler reports where the rule uses them (M >= 2)
     # full-sync and anytime-minibatch carry nothing over (eqs. 2.1, 2.6): independent rounds
     chained = semantics == "boundary" and entry.waits_for_k
-    if rounds is None:  # the chain costs |ks| N M per round: fewer rounds for large N (the se says so)
-        rounds = default_rounds(n, m_blocks)
-        if chained:
-            rounds = int(max(30, min(rounds, CHAIN_WORK // (len(ks) * n * m_blocks))))
+    rounds = _rounds_or_default(rounds, n, m_blocks, len(ks), chained)
     stats = round_stats(model, n, m_blocks, semantics=semantics if chained else "abort", ks=ks, rounds=rounds,
                         seed=seed, period=period, wait_reports=entry.waits_for_reports,
                         comm=comm.time(messages) if chained else 0.0, progress=progress)

@@ -113,6 +113,10 @@ def expected_order_statistic_groups(groups, k: int) -> float:
             return total
 
 
+TIME_MAX = 1e300  # a draw above this overflows once summed over blocks, rounds and the carry-over (float64 < 1.8e308)
+TAIL_MAX = 1e-15  # the largest probability a law may give to draws above TIME_MAX
+
+
 class TimingModel(ABC):
     """A distribution of mini-batch times X_i (in time units: one fast mini-batch = 1)."""
 
@@ -163,6 +167,14 @@ class TimingModel(ABC):
             return optimize.brentq(lambda x: self.cdf(x) - v, 0.0, hi, xtol=1e-14)
 
         return np.vectorize(one)(np.asarray(u, float))
+
+    def require_finite_draws(self, tail: float, params: str) -> None:
+        """Refuse a law whose draws overflow: lognormal mu=1000 drew inf times, then NaN round times and a
+        fast set chosen on NaN. tail = P(X > TIME_MAX) (the law's closed form) must be at most TAIL_MAX;
+        `params` names the law's values."""
+        require(tail <= TAIL_MAX,
+                f"timing model {self.name!r} ({params}) draws times above {TIME_MAX:g} with probability {tail:.3g} "
+                f"(at most {TAIL_MAX:g} allowed): they overflow to inf and the round times to NaN; choose a lighter tail")
 
     # ------------------------------------------------------------------ order statistics
     @property
@@ -249,6 +261,8 @@ class ShiftedExponential(TimingModel):
     def __post_init__(self):
         require(self.shift >= 0, f"shift={self.shift} must be >= 0")
         require(self.rate > 0, f"rate={self.rate} must be > 0")
+        tail = float(np.exp(-self.rate * (TIME_MAX - self.shift))) if self.shift < TIME_MAX else 1.0
+        self.require_finite_draws(tail, f"shift={self.shift}, rate={self.rate}")
 
     def sample(self, rng, size):
         return self.shift + rng.exponential(1.0 / self.rate, size=size)
@@ -296,6 +310,8 @@ class Pareto(TimingModel):
     def __post_init__(self):
         require(self.scale > 0, f"scale={self.scale} must be > 0")
         require(self.alpha > 0, f"alpha={self.alpha} must be > 0")
+        tail = (self.scale / TIME_MAX) ** self.alpha if self.scale < TIME_MAX else 1.0
+        self.require_finite_draws(tail, f"scale={self.scale}, alpha={self.alpha}; alpha >= 0.05 keeps scale 1 finite")
 
     def sample(self, rng, size):
         return self.scale * (1.0 + rng.pareto(self.alpha, size=size))
@@ -332,6 +348,11 @@ class LogNormal(TimingModel):
     def __post_init__(self):
         require(self.sigma > 0, f"sigma={self.sigma} must be > 0")
         require(self.shift >= 0, f"shift={self.shift} must be >= 0")
+        from scipy.special import ndtr
+
+        tail = float(ndtr((self.mu - np.log(TIME_MAX - self.shift)) / self.sigma)) if self.shift < TIME_MAX else 1.0
+        self.require_finite_draws(tail, f"mu={self.mu}, sigma={self.sigma}, shift={self.shift}; "
+                                  f"mu + 8 sigma < 690 keeps draws finite")
 
     def sample(self, rng, size):
         return self.shift + rng.lognormal(self.mu, self.sigma, size=size)
@@ -385,6 +406,9 @@ class HeterogeneousSpeed(TimingModel):
         require(self.slowdown >= 1.0, f"slowdown={self.slowdown} must be >= 1")
         require(self.shift >= 0, f"shift={self.shift} must be >= 0")
         require(self.rate > 0, f"rate={self.rate} must be > 0")
+        top = TIME_MAX / self.slowdown  # the slow workers' times are slowdown x (shift + Exp(rate))
+        tail = float(np.exp(-self.rate * (top - self.shift))) if self.shift < top else 1.0
+        self.require_finite_draws(tail, f"shift={self.shift}, rate={self.rate}, slowdown={self.slowdown}")
         require(self.slow_workers in ("first", "random"),
                 f"slow_workers={self.slow_workers!r} must be 'first' or 'random'")
         require(self.hold in ("times", "speed"), f"hold={self.hold!r} must be 'times' or 'speed'")
@@ -458,6 +482,8 @@ class Deterministic(TimingModel):
             require(t > 0, f"deterministic time {t} must be > 0")
         require(0.0 <= self.slow_fraction <= 1.0, f"slow_fraction={self.slow_fraction} must be in [0, 1]")
         require(self.slowdown > 0, f"slowdown={self.slowdown} must be > 0")
+        big = max((*self.times, self.slowdown, 1.0))
+        self.require_finite_draws(float(big > TIME_MAX), f"largest time {big:g}")
 
     def worker_times(self, n_workers: int) -> np.ndarray:
         if self.times:

@@ -18,6 +18,7 @@ from dataclasses import MISSING, fields
 from typing import Iterable, Optional
 
 from lgc.commands._paths import input_path
+from lgc.config import check_not_null
 from lgc.errors import check
 from lgc.runs import INPUT_METAVARS
 
@@ -126,6 +127,7 @@ def config_values(cls, args, base: Optional[dict] = None, *, only: Optional[Iter
             d[f.name] = v
             if f.metadata.get("auto"):  # `--k 7` over a file's "k_auto": true
                 d[f.metadata["auto"]] = False
+    check_not_null(d, cls, source=source)
     for name, v in d.items():
         tp = types.get(name)
         if tp is None or v is None:

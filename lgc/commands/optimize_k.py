@@ -21,7 +21,7 @@ import numpy as np
 from lgc.commands._config_args import add_config_arguments
 from lgc.commands._paths import input_path
 from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timing_from_args
-from lgc.config import SEMANTICS, TrainConfig
+from lgc.config import SEMANTICS, TrainConfig, check_seed
 from lgc.errors import UserError, check
 from theory.algorithms import BOUND_NAMES
 from theory.jsonio import dumps
@@ -94,6 +94,7 @@ def compute(args):
           f"B={args.batch_size} must be a positive multiple of M={args.blocks}")
     check(args.straggling_period >= 1, f"straggling period h={args.straggling_period} must be >= 1")
     check(args.mc_rounds is None or args.mc_rounds >= 2, f"--mc-rounds={args.mc_rounds} must be >= 2")
+    check_seed("seed", args.seed)
     ks = None
     if args.ks is not None:  # --ks "" names no K (it is not "every K")
         try:
@@ -132,7 +133,7 @@ def _round_times(algorithm, prob, ks, rounds, seed):
     """E[R(K)] with a progress bar over the Monte Carlo rounds: at N = 10^6 they take most of
     the run. tqdm draws it on a terminal only, and only after the first second; off a terminal
     its import (up to a second on a loaded machine) is skipped too."""
-    from theory.order_stats import default_rounds, expected_round_times
+    from theory.order_stats import expected_round_times, round_count
 
     kw = dict(semantics=prob.semantics, ks=ks, comm=prob.comm, report_latency=prob.report_latency, rounds=rounds,
               seed=seed)
@@ -140,7 +141,8 @@ def _round_times(algorithm, prob, ks, rounds, seed):
         return expected_round_times(prob.timing, prob.N, prob.M, algorithm, **kw)
     from tqdm import tqdm
 
-    total = prob.timing.periods() or rounds or default_rounds(prob.N, prob.M)  # as round_stats draws them
+    total = round_count(prob.timing, prob.N, prob.M, algorithm, semantics=prob.semantics,
+                        n_ks=prob.N if ks is None else len(ks), rounds=rounds)
     with tqdm(total=total, desc="E[R(K)] Monte Carlo", unit="round", delay=1.0, leave=False, disable=None) as bar:
         def progress(r: int) -> None:
             bar.update(r - bar.n)

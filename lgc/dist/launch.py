@@ -27,7 +27,7 @@ import torch.multiprocessing as mp
 
 from lgc.dist.coordinator import StoreInconsistent, read_errors, read_status, suspects
 from lgc.dist.runner import DistJob, rank_main
-from lgc.errors import UserError
+from lgc.errors import UserError, check
 
 EXIT_USER_ERROR = 2
 EXIT_FAILED = 3
@@ -56,8 +56,11 @@ def under_torchrun() -> bool:
     return all(v in os.environ for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
-def resolve_host(host: str, timeout_s: float = RESOLVE_TIMEOUT_S) -> str:
-    """The numeric address of `host`; UserError (one line) when it does not resolve in time."""
+def resolve_host(host: str, timeout_s: float = RESOLVE_TIMEOUT_S, *, name: str = "--rendezvous-host",
+                 need: str = "a local spawn needs an address of this machine (default 127.0.0.1)") -> str:
+    """The numeric address of `host` (the value of `name`); UserError (one line) when it does not resolve
+    in time. Resolved here, not by c10d: c10d retried an unknown MASTER_ADDR for --timeout-s, printing a
+    warning each time (46-113 lines before the error)."""
     import concurrent.futures
     import socket
 
@@ -65,11 +68,9 @@ def resolve_host(host: str, timeout_s: float = RESOLVE_TIMEOUT_S) -> str:
     try:
         infos = pool.submit(socket.getaddrinfo, host, None, 0, socket.SOCK_STREAM).result(timeout=timeout_s)
     except concurrent.futures.TimeoutError:
-        raise UserError(f"--rendezvous-host {host!r} did not resolve within {timeout_s:g} s "
-                        f"(a local spawn needs an address of this machine, default 127.0.0.1)") from None
+        raise UserError(f"{name} {host!r} did not resolve within {timeout_s:g} s ({need})") from None
     except (socket.gaierror, UnicodeError) as e:
-        raise UserError(f"--rendezvous-host {host!r} cannot be resolved ({getattr(e, 'strerror', None) or e}); "
-                        f"a local spawn needs an address of this machine (default 127.0.0.1)") from None
+        raise UserError(f"{name} {host!r} cannot be resolved ({getattr(e, 'strerror', None) or e}); {need}") from None
     finally:
         pool.shutdown(wait=False)
     return infos[0][4][0]
@@ -77,10 +78,15 @@ def resolve_host(host: str, timeout_s: float = RESOLVE_TIMEOUT_S) -> str:
 
 def bind_local(host: str):
     """(listening socket, address) on `host`'s address and a free port; UserError (one line) when
-    the host does not resolve or is not an address of this machine."""
+    the host does not resolve, is an unspecified address (0.0.0.0, ::: every interface, which the
+    loopback default exists to avoid) or is not an address of this machine."""
+    import ipaddress
     import socket
 
     addr = resolve_host(host)
+    if ipaddress.ip_address(addr.split("%")[0]).is_unspecified:
+        raise UserError(f"--rendezvous-host {host!r} ({addr}) is the unspecified address: the store would listen on "
+                        f"every interface; give one address of this machine (default 127.0.0.1)")
     sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.bind((addr, 0))
@@ -272,16 +278,54 @@ def _fail(job: DistJob, store, procs, failed) -> None:
         f"run stopped {time.monotonic() - t_fail + 0.05:.1f} s later; {_checkpoint_note(job)}", live[cause])
 
 
+def torchrun_env() -> tuple[int, int, int, str, int]:
+    """(RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) of a torchrun launch, each checked: a
+    hand-set MASTER_PORT=abc was a traceback (one line naming the variable instead)."""
+    def integer(var: str, lo: int, hi: int, default: str | None = None) -> int:
+        text = os.environ.get(var, default)
+        try:
+            v = int(text)
+        except (TypeError, ValueError):
+            v = None
+        check(v is not None and lo <= v <= hi, f"torchrun's environment: {var}={text!r} must be an integer in {lo}..{hi}")
+        return v
+
+    world = integer("WORLD_SIZE", 1, 2**31 - 1)
+    rank = integer("RANK", 0, world - 1)
+    local_rank = integer("LOCAL_RANK", 0, world - 1, default="0")
+    port = integer("MASTER_PORT", 1, 65535)
+    host = os.environ["MASTER_ADDR"]
+    check(host.strip() != "", "torchrun's environment: MASTER_ADDR='' must name the rendezvous host")
+    return rank, world, local_rank, host, port
+
+
 def check_torchrun_world(n_workers: int, dead: tuple = ()) -> None:
     """torchrun must start one process per live worker: rank 0 says so in one line, the other
     ranks exit with the same status quietly (every rank finds the same mismatch)."""
-    world = int(os.environ["WORLD_SIZE"])
+    rank, world = torchrun_env()[:2]
     if world != n_workers - len(dead):
-        if int(os.environ["RANK"]) != 0:
+        if rank != 0:
             raise SystemExit(EXIT_USER_ERROR)
         raise UserError(f"torchrun started {world} processes (--nnodes x --nproc-per-node) but the run has "
                         f"N={n_workers} workers{f' ({len(dead)} dead)' if dead else ''}: dist runs one worker per "
                         f"process; start {n_workers - len(dead)} or pass --workers {world}")
+
+
+def _torchrun_store(host: str, port: int, is_master: bool, timeout_s: float):
+    """The rendezvous store of a torchrun launch; UserError (one line) for the rendezvous's own failures
+    (they are not lost ranks): an unknown MASTER_ADDR, a MASTER_PORT in use, no store within the timeout."""
+    addr = resolve_host(host, name="MASTER_ADDR", need="torchrun's --master-addr must name the rank-0 machine")
+    try:
+        return dist.TCPStore(addr, port, world_size=None, is_master=is_master, wait_for_workers=False,
+                             timeout=timedelta(seconds=timeout_s))
+    except (RuntimeError, OSError) as e:  # DistNetworkError is a RuntimeError
+        text = str(e)
+        if "EADDRINUSE" in text or "address already in use" in text.lower():
+            raise UserError(f"MASTER_PORT={port}: the port is in use on this machine (another run or process "
+                            f"listens on it); give torchrun another --master-port") from None
+        first = (text.strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"no rendezvous store at MASTER_ADDR={host} ({addr}) MASTER_PORT={port} within "
+                        f"{timeout_s:g} s ({first}); is rank 0 running, and the address and port right?") from None
 
 
 def run_torchrun(job: DistJob) -> None:
@@ -291,16 +335,13 @@ def run_torchrun(job: DistJob) -> None:
     store call within about --timeout-s: rank 0 (it holds the run directory) raises one line with
     the checkpoint to resume from; the other ranks exit quietly with status 3 (their own user
     errors, e.g. a missing data folder on their machine, are one line each)."""
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    host, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    rank, world, local_rank, host, port = torchrun_env()
     agent_store = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
     check_torchrun_world(job.settings.n_workers, job.dead)
     job = dataclasses.replace(job, prefix=f"{job.prefix}/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}",
                               keepalive=(host, port))
     try:
-        store = dist.TCPStore(host, port, world_size=None, is_master=(rank == 0 and not agent_store),
-                              wait_for_workers=False, timeout=timedelta(seconds=job.settings.timeout_s))
+        store = _torchrun_store(host, port, rank == 0 and not agent_store, job.settings.timeout_s)
         rank_main(job, rank, world, store, local_rank=local_rank)
     except UserError as e:
         if rank == 0:

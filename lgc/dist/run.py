@@ -48,7 +48,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
         under_torchrun
     from lgc.dist.problem import TaskBlocks
     from lgc.dist.runner import DistJob
-    from lgc.protocol import RUN_KIND, load_replay, make_timing
+    from lgc.protocol import RUN_KIND, anytime_deadline, load_replay, make_timing
 
     opts = options or DistOptions()
     cfg = dataclasses.replace(config, backend="dist").resolved().validate()
@@ -58,6 +58,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     check(cfg.comm_alpha == 0 and cfg.comm_beta == 0,
           "comm_alpha/comm_beta model communication in sim; dist measures the real communication (set them to 0)")
     timing = make_timing(cfg)
+    anytime_deadline(cfg, timing)  # an infinite default deadline is one line before the run directory exists
     replay = load_replay(cfg)
     device = "cuda" if (cfg.device == "auto" and torch.cuda.is_available()) else (
         "cpu" if cfg.device == "auto" else cfg.device)
