@@ -160,7 +160,7 @@ class Simulator:
         out.update(self.task.iterate_metrics(self.w))
         if self.rows:
             last = self.rows[-1]
-            out.update({k: last[k] for k in ("loss", "test_loss", "test_acc") if k in last})
+            out.update({k: v for k, v in last.items() if k == "loss" or k.startswith("test_")})  # a task's own metrics too
             if self.final_per_class is not None and self.round == self.cfg.rounds:
                 out["test_acc_per_class"] = self.final_per_class
             if "grad_norm2" in last:
