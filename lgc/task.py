@@ -177,7 +177,7 @@ class Task:
         model = functools.partial(make_model, cfg.model, ds.num_classes, ds.in_shape, width=cfg.width, norm=cfg.norm)
         part = functools.partial(make_partition, cfg.partition, **_partition_params(cfg))
         return cls(model=model, data=ds, partition=part, worker_weights=cfg.worker_weights,
-                   augment=bool(cfg.augment) and ds.augmentable, name=f"{cfg.dataset}/{cfg.model}/{cfg.partition}")
+                   augment=bool(cfg.augment), name=f"{cfg.dataset}/{cfg.model}/{cfg.partition}")
 
     def materialize(self, n_workers: int, seed: int) -> tuple[ArrayDataset, list]:
         """(ArrayDataset of all training and test samples, N index arrays into its training

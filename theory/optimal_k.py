@@ -18,7 +18,7 @@ import numpy as np
 
 from theory.algorithms import BOUND_NAMES
 from theory.errors import TheoryInputError, require
-from theory.schedule import DEFAULT_SEMANTICS
+from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS
 from theory.timing import TimingModel
 from theory.tradeoff import Problem, Tradeoff, tradeoff
 
@@ -106,6 +106,7 @@ def optimize_k(
     require(algorithm in BOUND_NAMES, f"algorithm={algorithm!r} has no bound; must be one of {', '.join(BOUND_NAMES)}")
     require(mc_rounds is None or mc_rounds >= 2, f"mc_rounds={mc_rounds} must be >= 2")
     require(budget is None or target is None, "give a budget or a target, not both")
+    require(semantics in SEMANTICS, f"semantics={semantics!r} must be one of {', '.join(SEMANTICS)}")
     if timing is None or isinstance(timing, str):
         timing = make_timing_model(timing or "shifted-exp", **(timing_params or {}))
     require(isinstance(timing, TimingModel), f"timing={timing!r} must be a TimingModel or a model name")
