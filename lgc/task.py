@@ -133,7 +133,7 @@ class Task:
     worker_weights: str = "uniform"
     augment: bool = False
     name: str = "task"
-    _memo: dict = field(default_factory=dict, repr=False)  # the stacked data, built once
+    _memo: dict = field(default_factory=dict, init=False, repr=False)  # the stacked data, built once
 
     def __post_init__(self):
         check(callable(self.model), f"Task {self.name!r}: model must be a factory, model() -> nn.Module")
@@ -236,38 +236,6 @@ class Task:
         except UserError:
             return "batched"
         return "fused"
-
-
-def load_task(spec: str) -> Task:
-    """The Task a factory makes: spec "package.module:function" (importable from the working
-    folder or PYTHONPATH) or "path/to/file.py:function"; function() -> Task. This is how `lgc train
-    --task`, `python -m lgc.dist` and every dist process (spawned or under torchrun) rebuild it."""
-    import importlib
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    module, sep, name = spec.rpartition(":")
-    check(bool(sep and module and name), f"--task {spec!r} must look like MODULE:FUNCTION or FILE.py:FUNCTION")
-    if module.endswith(".py"):
-        path = Path(module).resolve()
-        check(path.is_file(), f"--task {spec!r}: {module} does not exist")
-        key = f"_lgc_task_{abs(hash(str(path)))}"
-        if key not in sys.modules:
-            loader = importlib.util.spec_from_file_location(key, path)
-            mod = importlib.util.module_from_spec(loader)
-            sys.modules[key] = mod
-            loader.loader.exec_module(mod)
-        mod = sys.modules[key]
-    else:
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as e:
-            check(False, f"--task {spec!r}: cannot import {module} ({e})")
-    check(callable(getattr(mod, name, None)), f"--task {spec!r}: {module} has no function {name!r}")
-    task = getattr(mod, name)()
-    check(isinstance(task, Task), f"--task {spec!r}: {name}() returned {type(task).__name__}, not an lgc.Task")
-    return task
 
 
 class ClassificationTask:

@@ -220,3 +220,27 @@ def test_a_rule_of_the_users_own_trains_in_sim_and_matches_its_per_worker_loop(t
     plain = lgc.simulate(_task(), cfg, root=tmp_path / "res")  # the table's lgc: another run, other weights
     assert plain.path != run.path
     assert (load_checkpoint(plain.path / "checkpoint.pt")["w"] - w).abs().max() > 1e-4
+
+
+# ----------------------------------------------------------------------------- the command line: a thin layer
+def test_lgc_train_task_is_the_same_run_as_simulate(tmp_path, capsys):
+    from lgc.cli import main
+
+    from lgc.runs import REPO_ROOT
+    from lgc.api import load_task
+
+    spec = f"{REPO_ROOT / 'examples' / 'own_task.py'}:make_task"
+    flags = ["--k", "3", "--batch-size", "8", "--blocks", "4", "--rounds", "4", "--eval-every", "0"]
+    assert main(["train", "--task", spec, *flags, "--results", str(tmp_path), "--quiet", "--json"]) == 0
+    path = json.loads(capsys.readouterr().out)["run_dir"]
+    run = lgc.simulate(load_task(spec), {"threshold_k": 3, "batch_size": 8, "blocks": 4, "rounds": 4, "eval_every": 0},
+                       root=tmp_path)
+    assert str(run.path) == path  # the same objects, the same key: the cached run
+    assert "reusing the finished run" in capsys.readouterr().err
+    for argv, needle in (([spec.replace(":make_task", ":nope")], "has no function 'nope'"),
+                         (["no_such_module:f"], "cannot import no_such_module"),
+                         (["examples/own_task.py"], "must look like MODULE:FUNCTION"),
+                         ([spec, "--model", "cnn"], "config sets model='cnn', which a Task replaces")):
+        assert main(["train", "--task", *argv, "--results", str(tmp_path), "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err

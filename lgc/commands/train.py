@@ -70,8 +70,7 @@ def run(args) -> int:
     check(args.time_limit is None or args.time_limit > 0, f"--time-limit={args.time_limit} must be > 0")
     task = None
     if args.task:  # the user's Task: its N, engine and the fields it replaces (lgc.api.task_config)
-        from lgc.api import task_config
-        from lgc.task import load_task
+        from lgc.api import load_task, task_config
 
         task = load_task(args.task)
         base, _ = _file(args)

@@ -50,12 +50,13 @@ class FlatModel:
 class TaskBlocks:
     """Worker blocks of the run's task (lgc.task): same data, partition, pi,
     model initialisation, augmentation and normalisation as `sim`, one worker at a time.
-    `task`: a Task factory "MODULE:FUNCTION" (lgc.task.load_task), rebuilt in this process;
+    `task`: a Task factory "MODULE:FUNCTION" (lgc.api.load_task), rebuilt in this process;
     None: the config's own task."""
 
     def __init__(self, config: dict, device: str = "cpu", task: Optional[str] = None):
+        from lgc.api import load_task
         from lgc.config import TrainConfig
-        from lgc.task import load_task, make_task
+        from lgc.task import make_task
 
         self.cfg = TrainConfig(**config).resolved()
         self.device = torch.device(device)

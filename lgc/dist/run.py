@@ -39,7 +39,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     """Run (or reuse) the dist run of `config`; returns its directory results/train/<key>/.
 
     With `resume`, an unfinished run continues from its last checkpoint (a run stopped by a
-    dead worker or a timeout says so). `task`: a Task factory "MODULE:FUNCTION" (lgc.task.load_task;
+    dead worker or a timeout says so). `task`: a Task factory "MODULE:FUNCTION" (lgc.api.load_task;
     every process rebuilds the Task from it) trained instead of the config's data and model; the
     run's key holds its fingerprint (lgc.fingerprint). Raises UserError (one line) when the run
     cannot finish.
@@ -72,7 +72,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     ident = {}
     if task is not None:  # every rank fingerprints the same Task: they agree on the run directory
         from lgc.fingerprint import run_key
-        from lgc.task import load_task
+        from lgc.api import load_task
 
         ident, why = run_key(load_task(task), n_workers=cfg.n_workers, data_seed=cfg.data_seed)
         check(why is None, f"--task {task}: {why}; a dist run needs the task's fingerprint (it names the run directory)")
