@@ -244,3 +244,19 @@ def test_lgc_train_task_is_the_same_run_as_simulate(tmp_path, capsys):
         assert main(["train", "--task", *argv, "--results", str(tmp_path), "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and needle in err[0], err
+
+
+def test_lgc_estimate_is_the_estimators_on_the_tasks_workers():
+    """lgc.estimate(task): the module lgc.estimate answers the call with estimate_constants of the
+    task's model at its initial weights on each worker's data (pi uniform)."""
+    import lgc.estimate as module
+    from lgc.estimate import estimate_constants, problem_from_model
+
+    assert lgc.estimate is module and callable(lgc.estimate)
+    kw = dict(bootstrap=10, l_bootstrap=0, trajectory_steps=2, lbfgs_iters=5)
+    got = lgc.estimate(_task(), {"seed": 3}, **kw)
+    torch.manual_seed(3)
+    direct = estimate_constants(problem_from_model(_model(), _pairs(0), pi=np.full(N, 1 / N)), seed=3, **kw)
+    for k in ("L", "sigma2", "zeta2", "Delta"):
+        assert getattr(got, k) == pytest.approx(getattr(direct, k), rel=1e-6), k
+    assert got.source["task"] == "toy" and got.source["n_workers"] == N
