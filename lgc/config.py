@@ -284,6 +284,9 @@ class TrainConfig:
         """A config file, or a run's config.json: its "dist" object (the dist backend's options,
         which `lgc train` reads from it too) is not a TrainConfig key."""
         d = read_json_object(path)
+        check("task" not in d and "rule" not in d,
+              f"{path} is the config of a run of a Python Task or rule ({d.get('task') or d.get('rule')}); "
+              f"`lgc train` cannot rebuild it: run the same Python call again (lgc.simulate)")
         d.pop("dist", None)
         d.pop("theory", None)  # a run's record of the bounds' assumptions (theory_record), not an option
         return cls.from_dict(d, source=str(path))

@@ -24,6 +24,8 @@ Pure computation: no files, no printing (lgc/commands/estimate.py does the I/O).
 """
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import asdict, dataclass
 from typing import Callable, Optional, Sequence
 
@@ -63,9 +65,11 @@ class EmpiricalProblem:
         self.w0 = self.w0.detach().clone()
 
 
-def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = "model") -> EmpiricalProblem:
-    """Cross-entropy of `model` on each worker's (x, y); a model with `returns_loss = True`
-    (the quadratics' QuadraticModel) gives its per-sample losses itself and y is ignored."""
+def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = "model",
+                       loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> EmpiricalProblem:
+    """Cross-entropy of `model` on each worker's (x, y), or loss(outputs, y) (one value per
+    sample); a model with `returns_loss = True` (the quadratics' QuadraticModel) gives its
+    per-sample losses itself and y is ignored."""
     from torch.func import functional_call
 
     model = model.eval()  # no dropout; GroupNorm/LayerNorm only (batch statistics break per-sample grads)
@@ -80,6 +84,8 @@ def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = 
         out = functional_call(model, (params, buffers), (x,))
         if getattr(model, "returns_loss", False):
             return out
+        if loss is not None:
+            return loss(out, y)
         return torch.nn.functional.cross_entropy(out, y, reduction="none")
 
     # images channels_last: on a CPU the small CNN's gradients were 1.8x faster (lgc/task.py)
@@ -437,3 +443,18 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
                                     "each worker's samples resampled with replacement"},
         },
     )
+
+
+# ----------------------------------------------------------------------------- lgc.estimate(task)
+class _CallableModule(types.ModuleType):
+    """`lgc.estimate` is this module (problem_from_model, estimate_constants, ...) and the public
+    call lgc.estimate(task) -> Constants (lgc.api.estimate): importing the module binds the name
+    `estimate` on the package, so the module itself answers the call."""
+
+    def __call__(self, task, config=None, **options):
+        from lgc.api import estimate
+
+        return estimate(task, config, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule

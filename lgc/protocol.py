@@ -133,8 +133,8 @@ REFIT_FIELDS = ("round", "window_first", "window_last", "clock", "remaining", "p
 def k_controller(cfg: TrainConfig, model_bytes: float):
     """The KController of a --k auto run (theory.adaptive; None otherwise), the same in both
     backends: the bound of the run's algorithm at its step size, with the exact constants of the
-    quadratics or those of --k-constants (with its Gram matrices when it has them, as optimize-k
-    reads them: DERIVATION.md 4.7), for --budget on the run's clock (DERIVATION.md eq. 7.5)."""
+    quadratics or those of --k-constants (Problem.from_constants, as optimize-k reads them: delta, mu
+    and the Gram matrices, DERIVATION.md 4.7-4.8), for --budget on the run's clock (DERIVATION.md eq. 7.5)."""
     if not cfg.k_auto:
         return None
     from theory.adaptive import AutoK, KController
@@ -142,25 +142,22 @@ def k_controller(cfg: TrainConfig, model_bytes: float):
     from theory.tradeoff import Problem
 
     try:
-        if cfg.k_constants is not None:
+        settings = dict(N=cfg.n_workers, M=cfg.blocks, B=cfg.batch_size, timing=make_timing(cfg), h=cfg.straggling_period,
+                        semantics=cfg.semantics, comm=CommModel(cfg.comm_alpha, cfg.comm_beta, model_bytes))
+        if cfg.k_constants is not None:  # as optimize-k reads them (delta, mu, gram included)
             from theory.constants import read_constants
 
             c = read_constants(cfg.k_constants)
-            const = {"L": c.L, "sigma2": c.sigma2, "zeta2": c.zeta2, "Delta": c.Delta, "delta": c.delta}
-            if c.gram is not None:
-                from theory.gram import GramPoints
-
-                check(len(c.gram[0]) == cfg.n_workers, f"k_constants {cfg.k_constants}: its gram is for "
-                                                       f"N={len(c.gram[0])} workers, the run has N={cfg.n_workers}")
-                const["dissimilarity"] = GramPoints(c.gram)
+            check(c.gram is None or len(c.gram[0]) == cfg.n_workers,
+                  f"k_constants {cfg.k_constants}: its gram is for N={len(c.gram[0]) if c.gram else 0} workers, the run "
+                  f"has N={cfg.n_workers}")
+            prob = Problem.from_constants(c, **settings)
         else:  # the quadratics' exact constants (lgc.task.QuadraticTask builds the same problem)
             from lgc.data.synthetic import make_quadratic
 
             const = make_quadratic(cfg.n_workers, cfg.quad_dim, seed=cfg.data_seed, h_min=cfg.quad_h_min,
                                    h_max=cfg.quad_h_max, spread=cfg.quad_spread, sigma2=cfg.quad_sigma2).constants()
-        prob = Problem(N=cfg.n_workers, M=cfg.blocks, B=cfg.batch_size, timing=make_timing(cfg),
-                       h=cfg.straggling_period, semantics=cfg.semantics,
-                       comm=CommModel(cfg.comm_alpha, cfg.comm_beta, model_bytes), **const)
+            prob = Problem.from_constants(const, **settings)
         return KController(AutoK(budget=cfg.budget, every=cfg.k_refit, window=cfg.k_window, first=cfg.k_first_fit,
                                  seed=cfg.seed), prob, cfg.algorithm, eta=cfg.lr)
     except TheoryInputError as e:

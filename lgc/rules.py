@@ -11,7 +11,7 @@ Equation numbers refer to theory/DERIVATION.md, section 3.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -123,27 +123,60 @@ def malenia(g_all: torch.Tensor) -> torch.Tensor:
     return g_all
 
 
+class Rule(NamedTuple):
+    """An aggregation rule as an object, in the manner of optax's GradientTransformation:
+
+      state = rule.init()                          # before round 0 (and after warm-up rounds)
+      d_t, state = rule.update(grads, rho, state)  # one round
+
+    grads: {group: flat gradient mean} for the groups of the table entry named `kind`
+    (theory/algorithms.py: "all", "fast", "strag", "any"; lgc.protocol.round_plan); rho: rho_t.
+    `kind` is the table entry whose round structure the rule runs (what ends a round, which
+    groups it reads, the messages it costs): a user's own rule picks one of the table's names.
+    The state is a RuleState (u: one carried tensor or None): what a checkpoint holds.
+    """
+
+    init: Callable[[], RuleState]
+    update: Callable[[dict, object, RuleState], tuple]
+    kind: str
+
+
 RULES = {
-    "full-sync": lambda g, rho, state: (full_sync(g["all"]), RuleState()),
-    "fastest-k": lambda g, rho, state: (fastest_k(g["fast"]), state),
-    "lgc": lambda g, rho, state: lgc(g["fast"], g.get("strag"), rho, state),
-    "lgc-fresh": lambda g, rho, state: (lgc_fresh(g["fast"], g.get("strag"), rho), state),
-    "anytime-minibatch": lambda g, rho, state: (anytime_minibatch(g["any"]), state),
-    "rennala": lambda g, rho, state: (rennala(g["any"]), state),
-    "malenia": lambda g, rho, state: (malenia(g["all"]), state),
+    "full-sync": Rule(RuleState, lambda g, rho, state: (full_sync(g["all"]), RuleState()), "full-sync"),
+    "fastest-k": Rule(RuleState, lambda g, rho, state: (fastest_k(g["fast"]), state), "fastest-k"),
+    "lgc": Rule(RuleState, lambda g, rho, state: lgc(g["fast"], g.get("strag"), rho, state), "lgc"),
+    "lgc-fresh": Rule(RuleState, lambda g, rho, state: (lgc_fresh(g["fast"], g.get("strag"), rho), state), "lgc-fresh"),
+    "anytime-minibatch": Rule(RuleState, lambda g, rho, state: (anytime_minibatch(g["any"]), state),
+                              "anytime-minibatch"),
+    "rennala": Rule(RuleState, lambda g, rho, state: (rennala(g["any"]), state), "rennala"),
+    "malenia": Rule(RuleState, lambda g, rho, state: (malenia(g["all"]), state), "malenia"),
 }
 
 
-def aggregate(algorithm: str, grads: dict, rho, state: RuleState, *, warmup: bool = False):
-    """The direction d_t of `algorithm` from the round's gradient means.
+def as_rule(rule) -> Rule:
+    """The Rule of an algorithm name (the table's, RULES) or a Rule itself, its kind checked
+    (TheoryInputError, a ValueError, names the valid algorithms)."""
+    if isinstance(rule, str):
+        algorithm_entry(rule)
+        return RULES[rule]
+    if not isinstance(rule, Rule):
+        raise TypeError(f"a rule is an algorithm name or an lgc.rules.Rule, not {type(rule).__name__}")
+    algorithm_entry(rule.kind)
+    return rule
+
+
+def aggregate(algorithm, grads: dict, rho, state: RuleState, *, warmup: bool = False):
+    """The direction d_t of `algorithm` (a name of the table or a Rule) from the round's gradient means.
 
     grads holds the groups the algorithm's table entry names (theory/algorithms.py): "all"
     (full-sync and warm-up rounds), "fast" and "strag", "any". rho: a float, or a tensor of
     one rho_t per leading row of the gradients. During warm-up every algorithm runs full-sync
-    and LGC's state is reset (no compensation carries out of warm-up). Returns (d_t, new_state).
+    and the rule's state is reset (no compensation carries out of warm-up). Returns (d_t, new_state).
     """
-    algorithm_entry(algorithm)  # TheoryInputError (a ValueError) names the valid algorithms
-    return RULES["full-sync" if warmup else algorithm](grads, rho, state)
+    rule = as_rule(algorithm)
+    if warmup:
+        return full_sync(grads["all"]), rule.init()
+    return rule.update(grads, rho, state)
 
 
 class ServerState(NamedTuple):

@@ -69,6 +69,30 @@ class Problem:
         require(self.optimum is None or self.optimum.n == self.N,
                 f"the Gram matrix at w* is for N={getattr(self.optimum, 'n', None)} workers, the problem has N={self.N}")
 
+    @classmethod
+    def from_constants(cls, constants, *, N: int, M: int, B: int, **settings) -> "Problem":
+        """The Problem of `constants` for N workers, M blocks and B samples: L, sigma2, zeta2, Delta
+        and the optional delta, mu and gram (the workers' Gram matrices, DERIVATION.md 4.7) of a
+        theory.constants.Constants, a constants mapping (validated) or the path of a constants
+        JSON; `settings` are the other fields (timing, h, semantics, comm, report_latency, optimum).
+        The one way optimize-k and `--k auto` turn a constants file into a Problem."""
+        from theory.constants import GRAM_KEY, KEYS, OPTIONAL_KEYS, Constants, read_constants, validate_constants
+
+        if isinstance(constants, Constants):
+            c = {k: getattr(constants, k) for k in KEYS + OPTIONAL_KEYS + (GRAM_KEY,)}
+        elif isinstance(constants, dict):
+            c = validate_constants(dict(constants), source="constants")
+        else:
+            read = read_constants(constants)
+            c = {k: getattr(read, k) for k in KEYS + OPTIONAL_KEYS + (GRAM_KEY,)}
+        g = c.get(GRAM_KEY)
+        require(g is None or len(g[0]) == N, f"the constants' gram is for N={len(g[0]) if g else 0} workers, but the "
+                                             f"problem has N={N} (estimate the constants with the same workers, or "
+                                             f"remove gram from the file)")
+        return cls(N=N, M=M, B=B, L=c["L"], sigma2=c["sigma2"], zeta2=c["zeta2"], Delta=c["Delta"],
+                   delta=c.get("delta"), mu=c.get("mu"),
+                   dissimilarity=None if g is None else gram.GramPoints(g), **settings)
+
 
 def set_change_period(timing: TimingModel, h: float) -> float:
     """Rounds between changes of the fast set: never for fixed times, every round when the

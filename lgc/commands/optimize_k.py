@@ -5,7 +5,8 @@
     lgc optimize-k --workers 10 --L 1 --sigma2 1 --zeta2 0.1 --Delta 5 --timing heterogeneous \\
         --timing-param slowdown=4 --straggling-period 30 --plot tradeoff.pdf
 
-Table columns: K, E[R] (time units, with its Monte Carlo standard error), T (rounds within the
+The computation is theory.optimize_k (theory/optimal_k.py); this command parses its flags,
+calls it and prints the result. Table columns: K, E[R] (time units, with its Monte Carlo standard error), T (rounds within the
 budget, or needed for the target), eta, the bound and each of its terms, and the time used.
 Equations: theory/DERIVATION.md sections 4 and 5. No torch import.
 """
@@ -20,9 +21,9 @@ import numpy as np
 
 from lgc.commands._config_args import add_config_arguments
 from lgc.commands._paths import input_path
-from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timing_from_args
-from lgc.config import SEMANTICS, TrainConfig, check_seed
-from lgc.errors import UserError, check
+from lgc.commands._timing_args import add_timing_arguments, timing_from_args
+from lgc.config import TrainConfig, check_seed
+from lgc.errors import check
 from theory.algorithms import BOUND_NAMES
 from theory.jsonio import dumps
 
@@ -64,7 +65,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def resolve_constants(args) -> dict:
     """Constants from --constants FILE, overridden by flags; all four must end up known (delta is optional)."""
-    from theory.constants import GRAM_KEY, KEYS, OPTIONAL_KEYS, read_constants, validate_constants
+    from theory.constants import GRAM_KEY, KEYS, OPTIONAL_KEYS, read_constants
 
     d = {}
     if args.constants:
@@ -77,22 +78,13 @@ def resolve_constants(args) -> dict:
             d[k] = getattr(args, k)
     missing = [k for k in KEYS if k not in d]
     check(not missing, f"constants {', '.join(missing)} missing: give --constants FILE or --{' --'.join(missing)}")
-    validate_constants(d, source="constants")
     return d
 
 
 def compute(args):
-    from theory.gram import GramPoints
-    from theory.tradeoff import Problem, tradeoff
+    """(Problem, constants, Tradeoff) of the flags: theory.optimize_k, the one computation."""
+    from theory.optimal_k import optimize_k
 
-    check(args.algorithm in ALGORITHMS,
-          f"algorithm={args.algorithm!r} has no bound; must be one of {', '.join(ALGORITHMS)}")
-    check(args.semantics in SEMANTICS, f"semantics={args.semantics!r} must be one of {', '.join(SEMANTICS)}")
-    check(args.n_workers >= 1, f"N={args.n_workers} must be >= 1")
-    check(args.blocks >= 1, f"M={args.blocks} must be >= 1")
-    check(args.batch_size >= 1 and args.batch_size % args.blocks == 0,
-          f"B={args.batch_size} must be a positive multiple of M={args.blocks}")
-    check(args.straggling_period >= 1, f"straggling period h={args.straggling_period} must be >= 1")
     check(args.mc_rounds is None or args.mc_rounds >= 2, f"--mc-rounds={args.mc_rounds} must be >= 2")
     check_seed("seed", args.seed)
     ks = None
@@ -102,72 +94,33 @@ def compute(args):
         except ValueError:
             check(False, f"--ks {args.ks!r} must be comma-separated integers")
         check(bool(ks), f"--ks {args.ks!r} names no K")
-        for k in ks:
-            check(1 <= k <= args.n_workers, f"K={k} must satisfy 1 <= K <= N={args.n_workers}")
-    const = resolve_constants(args)
-    gram = const.get("gram")
-    check(gram is None or len(gram[0]) == args.n_workers,
-          f"the constants' gram is for N={len(gram[0]) if gram else 0} workers, but --workers is {args.n_workers} "
-          f"(estimate the constants with the same workers, or remove gram from the file)")
-    timing = timing_from_args(args)
-    check(args.semantics == "abort" or np.isfinite(timing.mean()),
-          f"timing model {timing.name!r} has an infinite mean (pareto needs alpha > 1): with boundary semantics "
-          f"E[R] is infinite for every K; use --semantics abort or a finite-mean model")
-    prob = Problem(N=args.n_workers, M=args.blocks, B=args.batch_size, L=const["L"], sigma2=const["sigma2"],
-                   zeta2=const["zeta2"], Delta=const["Delta"], timing=timing, h=args.straggling_period,
-                   semantics=args.semantics, comm=comm_from_args(args), report_latency=args.report_latency,
-                   delta=const.get("delta"), dissimilarity=None if gram is None else GramPoints(gram),
-                   mu=const.get("mu"))
-    budget = args.budget if args.target is None and args.budget is not None else None
-    if args.target is None and budget is None:
-        budget = 1000.0
-    res = tradeoff(args.algorithm, prob, budget=budget, target=args.target, eta=args.eta,
-                   optimize_eta=args.optimize_eta, ks=ks, seed=args.seed,
-                   round_times=_round_times(args.algorithm, prob, ks, args.mc_rounds, args.seed))
-    crit = res.bound if res.criterion == "budget" else res.time
-    check(bool(np.any(np.isfinite(crit))), f"no K qualifies: {why_no_k(res, prob)}")
-    return prob, const, res
+    res = optimize_k(
+        resolve_constants(args), timing_from_args(args), workers=args.n_workers, batch_size=args.batch_size,
+        blocks=args.blocks, algorithm=args.algorithm, budget=args.budget, target=args.target, ks=ks, eta=args.eta,
+        optimize_eta=args.optimize_eta, straggling_period=args.straggling_period, semantics=args.semantics,
+        comm_alpha=args.comm_alpha, comm_beta=args.comm_beta, model_bytes=args.model_bytes,
+        report_latency=args.report_latency, mc_rounds=args.mc_rounds, seed=args.seed, progress=_progress())
+    return res.problem, res.constants, res.tradeoff
 
 
-def _round_times(algorithm, prob, ks, rounds, seed):
-    """E[R(K)] with a progress bar over the Monte Carlo rounds: at N = 10^6 they take most of
-    the run. tqdm draws it on a terminal only, and only after the first second; off a terminal
-    its import (up to a second on a loaded machine) is skipped too."""
-    from theory.order_stats import expected_round_times, round_count
-
-    kw = dict(semantics=prob.semantics, ks=ks, comm=prob.comm, report_latency=prob.report_latency, rounds=rounds,
-              seed=seed)
+def _progress():
+    """A progress bar over the Monte Carlo rounds of E[R(K)]: at N = 10^6 they take most of the
+    run. tqdm draws it on a terminal only, and only after the first second; off a terminal its
+    import (up to a second on a loaded machine) is skipped too."""
     if not sys.stderr.isatty():  # what tqdm(disable=None) does, without importing it
-        return expected_round_times(prob.timing, prob.N, prob.M, algorithm, **kw)
+        return None
     from tqdm import tqdm
 
-    total = round_count(prob.timing, prob.N, prob.M, algorithm, semantics=prob.semantics,
-                        n_ks=prob.N if ks is None else len(ks), rounds=rounds)
-    with tqdm(total=total, desc="E[R(K)] Monte Carlo", unit="round", delay=1.0, leave=False, disable=None) as bar:
-        def progress(r: int) -> None:
-            bar.update(r - bar.n)
+    bar = []
 
-        return expected_round_times(prob.timing, prob.N, prob.M, algorithm, progress=progress, **kw)
+    def progress(done: int, total: int) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, desc="E[R(K)] Monte Carlo", unit="round", delay=1.0, leave=False, disable=None))
+        bar[0].update(done - bar[0].n)
+        if done >= total:
+            bar[0].close()
 
-
-def why_no_k(res, prob) -> str:
-    """Why every K's bound (budget) or time to the target is infinite or undefined, in one line."""
-    from theory import bounds
-    from theory.tradeoff import fastest_k_set_model
-
-    set_model = fastest_k_set_model(prob.timing, prob.h) if res.algorithm in ("fastest-k", "lgc") else "persistent"
-    emax = bounds.eta_max(res.algorithm, prob.N, res.ks, prob.L, set_model, delta=prob.delta)
-    if np.all(res.eta > emax * (1 + 1e-12)):
-        return (f"eta={res.eta.min():.4g} exceeds the largest step size the bounds allow for every K "
-                f"(eta_max <= {emax.max():.4g} = 1/L with L={prob.L:g}); give a smaller --eta or --optimize-eta")
-    if res.criterion == "budget" and np.all(res.rounds < 1):
-        return (f"budget tau={res.budget:g} is shorter than one round for every K (E[R] >= {np.nanmin(res.round_time):.4g}); "
-                f"give a larger --budget")
-    if res.criterion == "target":
-        return (f"no K reaches the target bound {res.target:g} within 1e15 rounds (the bound's floor, reached as "
-                f"T grows, lies above it); give a larger --target")
-    return (f"the bound is infinite or undefined for every K (constants L={prob.L:g}, sigma2={prob.sigma2:g}, "
-            f"zeta2={prob.zeta2:g}, Delta={prob.Delta:g} overflow it); check the constants")
+    return progress
 
 
 def _rows_to_show(res, all_rows: bool) -> np.ndarray:
@@ -285,36 +238,11 @@ def write_json(res, prob, const, out, chunk: int = 8192, inputs: Optional[dict] 
     out.write("\n ]\n}\n")
 
 
-def plot(res, path: str) -> None:
-    import matplotlib
+def plot(res, prob, const, path: str) -> None:
+    """The trade-off curve to `path` (theory.optimal_k.KStar.plot)."""
+    from theory.optimal_k import KStar
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.plot(res.ks, res.bound, marker="o" if len(res.ks) <= 50 else None, ms=3, label="bound")
-    ax.axvline(res.k_star, color="0.4", ls="--", lw=1, label=f"K* = {res.k_star}")
-    ax.set_xlabel("straggler threshold K")
-    ylabel = "bound on mean ||grad F||^2" if res.criterion == "budget" else "bound (at the target)"
-    ax.set_ylabel(ylabel)
-    finite = res.bound[np.isfinite(res.bound)]
-    if finite.size and finite.max() / max(finite.min(), 1e-300) > 50:
-        ax.set_yscale("log")
-    ax2 = ax.twinx()
-    ax2.plot(res.ks, res.time if res.criterion == "target" else res.rounds, color="C2", lw=1,
-             label="time to target [time units]" if res.criterion == "target" else "rounds T within budget")
-    ax2.set_ylabel("time [time units]" if res.criterion == "target" else "rounds T")
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, loc="best")
-    ax.set_title(f"{res.algorithm}: {res.criterion} criterion", fontsize=9)
-    fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=150)
-    except (OSError, ValueError) as e:  # unwritable folder, unknown extension
-        raise UserError(f"--plot {path}: cannot write it ({e})") from None
-    finally:
-        plt.close(fig)
+    KStar(k_star=res.k_star, tradeoff=res, problem=prob, constants=const).plot(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -330,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(res, prob, _rows_to_show(res, args.all_rows)))
     if args.plot is not None:
-        plot(res, args.plot)
+        plot(res, prob, const, args.plot)
         if not args.json:
             print(f"plot: {args.plot}")
     return 0

@@ -24,6 +24,8 @@ from theory.jsonio import dumps
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", type=input_path, help="JSON file of TrainConfig keys (flags override it)")
+    p.add_argument("--task", metavar="MODULE:FUNCTION", help="train the lgc.Task that FUNCTION() returns (your own "
+                   "model and data; MODULE importable or a FILE.py) instead of --dataset/--model (README 'Python API')")
     add_config_arguments(p, TrainConfig)
     p.add_argument("--results", metavar="DIR", help="results root (default: $LGC_RESULTS, else results/ in the repository)")
     p.add_argument("--force", action="store_true", help="rerun even if a finished identical run exists")
@@ -73,7 +75,16 @@ def run(args) -> int:
     check(args.time_limit is None or args.time_limit > 0, f"--time-limit={args.time_limit} must be > 0")
     check(args.results is None or args.results.strip() != "",
           "--results '': an empty folder name; give a folder or leave the flag out ($LGC_RESULTS, else results/)")
-    cfg = config_from_args(args).resolved().validate()
+    task = None
+    if args.task:  # the user's Task: its N, engine and the fields it replaces (lgc.api.task_config)
+        from lgc.api import load_task, task_config
+
+        task = load_task(args.task)
+        base, _ = _file(args)
+        cfg = task_config(task, config_values(TrainConfig, args, base, source=args.config or "flags"))
+    else:
+        cfg = config_from_args(args)
+    cfg = cfg.resolved().validate()
     if args.print_config:
         print(dumps(cfg.to_dict(), indent=2, sort_keys=True))
         return 0
@@ -92,13 +103,13 @@ def run(args) -> int:
         if cfg.backend == "dist":
             from lgc.dist import run_dist
 
-            path = run_dist(cfg, options, **common)
+            path = run_dist(cfg, options, task=args.task, **common)
             if not _dist_rank0():
                 return 0  # under torchrun only rank 0 reports (its machine holds the run directory)
         else:
             from lgc.sim import train
 
-            path = train(cfg, stop_after=args.stop_after, time_limit_s=args.time_limit, **common)
+            path = train(cfg, stop_after=args.stop_after, time_limit_s=args.time_limit, task=task, **common)
     return _report(path, args)
 
 

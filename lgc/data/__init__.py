@@ -30,6 +30,9 @@ class ArrayDataset:
     mean: Optional[tuple] = None
     std: Optional[tuple] = None
     augmentable: bool = False  # images for which random crop + flip make sense
+    # how it was made: (loader name, its arguments); lgc.task checks that a data set passed to a run
+    # of a config is the one that config builds (the run cache keys on the config)
+    origin: Optional[tuple] = None
 
     @property
     def in_shape(self) -> tuple:
@@ -38,7 +41,7 @@ class ArrayDataset:
     def to(self, device) -> "ArrayDataset":
         return ArrayDataset(self.name, self.x_train.to(device), self.y_train.to(device),
                             self.x_test.to(device), self.y_test.to(device), self.num_classes,
-                            self.mean, self.std, self.augmentable)
+                            self.mean, self.std, self.augmentable, self.origin)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 -> float in [0, 1], then (x - mean) / std per channel; float inputs unchanged

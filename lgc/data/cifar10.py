@@ -167,7 +167,8 @@ def load_cifar10(data_dir, *, accept_md5_mismatch: bool = False) -> ArrayDataset
     ds = ArrayDataset(
         "cifar10", torch.from_numpy(np.concatenate([p[0] for p in parts])),
         torch.from_numpy(np.concatenate([p[1] for p in parts])), torch.from_numpy(x_test),
-        torch.from_numpy(y_test), 10, MEAN, STD, augmentable=True)
+        torch.from_numpy(y_test), 10, MEAN, STD, augmentable=True,
+        origin=("cifar10", {"data_dir": str(Path(data_dir).resolve()), "accept_md5_mismatch": bool(accept_md5_mismatch)}))
     ds.md5_mismatch = mismatched  # recorded in the run's data.json
     ds.classes = classes
     return ds

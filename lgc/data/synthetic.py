@@ -52,7 +52,9 @@ def make_classification(
 
     x_train, y_train = draw(n_train)
     x_test, y_test = draw(n_test)
-    return ArrayDataset("synthetic", x_train, y_train, x_test, y_test, num_classes)
+    origin = ("synthetic", {"n_train": n_train, "n_test": n_test, "num_classes": num_classes,
+                            "in_shape": tuple(in_shape), "signal": signal, "modes": modes, "seed": seed})
+    return ArrayDataset("synthetic", x_train, y_train, x_test, y_test, num_classes, origin=origin)
 
 
 # ----------------------------------------------------------------------------- (b) quadratics

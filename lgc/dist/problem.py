@@ -21,8 +21,9 @@ from lgc.task import per_sample_loss
 class FlatModel:
     """A module evaluated at flat parameters: loss sums and their flat gradient."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, loss_fn=per_sample_loss):
         self.model = model
+        self.loss_fn = loss_fn  # (model, outputs, targets) -> per-sample losses, the task's
         self.names = [n for n, _ in model.named_parameters()]
         self.shapes = [p.shape for _, p in model.named_parameters()]
         self.sizes = [p.numel() for _, p in model.named_parameters()]
@@ -41,23 +42,26 @@ class FlatModel:
         """(d/dw sum of per-sample losses, the sum) at flat parameters w."""
         leaf = w.detach().requires_grad_(True)
         out = functional_call(self.model, self.unflatten(leaf), (x,))
-        loss = per_sample_loss(self.model, out, y).sum()  # the loss `sim` uses
+        loss = self.loss_fn(self.model, out, y).sum()  # the loss `sim` uses
         (g,) = torch.autograd.grad(loss, leaf)
         return g, float(loss.detach())
 
 
 class TaskBlocks:
     """Worker blocks of the run's task (lgc.task): same data, partition, pi,
-    model initialisation, augmentation and normalisation as `sim`, one worker at a time."""
+    model initialisation, augmentation and normalisation as `sim`, one worker at a time.
+    `task`: a Task factory "MODULE:FUNCTION" (lgc.api.load_task), rebuilt in this process;
+    None: the config's own task."""
 
-    def __init__(self, config: dict, device: str = "cpu"):
+    def __init__(self, config: dict, device: str = "cpu", task: Optional[str] = None):
+        from lgc.api import load_task
         from lgc.config import TrainConfig
         from lgc.task import make_task
 
         self.cfg = TrainConfig(**config).resolved()
         self.device = torch.device(device)
-        self.task = make_task(self.cfg, self.device)
-        self.flat = FlatModel(self.task.model)
+        self.task = make_task(self.cfg, self.device, task=load_task(task) if task else None)
+        self.flat = FlatModel(self.task.model, self.task.loss_fn)
         self.B, self.b = self.cfg.batch_size, self.cfg.block_size
         self.pi = np.asarray(self.task.pi, dtype=np.float64)
         self._cache: tuple = (None, None)

@@ -35,11 +35,14 @@ def _process_backend(opts, device: str, n_workers: int) -> str:
 
 
 def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force: bool = False,
-             resume: bool = True, quiet: bool = False) -> Path:
+             resume: bool = True, quiet: bool = False, task: Optional[str] = None) -> Path:
     """Run (or reuse) the dist run of `config`; returns its directory results/train/<key>/.
 
     With `resume`, an unfinished run continues from its last checkpoint (a run stopped by a
-    dead worker or a timeout says so). Raises UserError (one line) when the run cannot finish.
+    dead worker or a timeout says so). `task`: a Task factory "MODULE:FUNCTION" (lgc.api.load_task;
+    every process rebuilds the Task from it) trained instead of the config's data and model; the
+    run's key holds its fingerprint (lgc.fingerprint). Raises UserError (one line) when the run
+    cannot finish.
     """
     import torch
 
@@ -67,7 +70,14 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
         bind_local(opts.host)[0].close()  # a typo is one line now, before the run directory exists
     else:
         check_torchrun_world(cfg.n_workers)
-    key = {**cfg.to_dict(), "dist": dataclasses.asdict(opts)}
+    ident = {}
+    if task is not None:  # every rank fingerprints the same Task: they agree on the run directory
+        from lgc.fingerprint import run_key
+        from lgc.api import load_task
+
+        ident, why = run_key(load_task(task), n_workers=cfg.n_workers, data_seed=cfg.data_seed)
+        check(why is None, f"--task {task}: {why}; a dist run needs the task's fingerprint (it names the run directory)")
+    key = {**cfg.to_dict(), **ident, "dist": dataclasses.asdict(opts)}
     path = runs.run_dir(RUN_KIND, key, root)
     torchrun = under_torchrun()
     rank0 = not torchrun or int(os.environ["RANK"]) == 0
@@ -90,7 +100,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
             runs.say(f"resuming {path} from its checkpoint")
         settings = settings_from_config(cfg, opts, timing)
         job = DistJob(
-            settings=settings, problem_builder=functools.partial(TaskBlocks, cfg.to_dict()), timing_model=timing,
+            settings=settings, problem_builder=functools.partial(TaskBlocks, cfg.to_dict(), task=task), timing_model=timing,
             run_path=str(work), resume=resume and has_ckpt and not force, replay=replay,
             backend=_process_backend(opts, device, cfg.n_workers), device=device, threads=opts.threads,
             quiet=quiet, eval_every=cfg.eval_every, reduce=opts.reduce,

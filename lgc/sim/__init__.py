@@ -2,6 +2,7 @@
 
     sim = Simulator(TrainConfig(...)); row = sim.step()    # in-memory, for tests and scripts
     run_dir = train(TrainConfig(...))                        # run directory, cache, checkpoints
+    run_dir = train(config, task=lgc.Task(...), rule=...)    # a user's task and rule (lgc.simulate wraps it)
 
 Modules: simulator (one round: schedule, plan, gradients, rule, clock), engines (the gradient
 engine interface and the two-pass BatchedEngine), fused (the one-pass FusedEngine and compiled

@@ -368,11 +368,13 @@ class _Forwarding:
         return getattr(self._model, name)
 
 
-def make_engine(engine: str, compile: str, device: torch.device):
-    """The GradientEngine a TrainConfig names (bf16 autocast on CUDA, as the sim backend does)."""
+def make_engine(engine: str, compile: str, device: torch.device, loss_fn=per_sample_loss):
+    """The GradientEngine a TrainConfig names (bf16 autocast on CUDA, as the sim backend does);
+    loss_fn(model, outputs, targets): the task's per-sample loss."""
     amp = device.type == "cuda"
     if engine == "fused":
-        return FusedEngine(amp=amp, compile=compile, chunk=CPU_CHUNK_ROWS if device.type == "cpu" else None)
+        return FusedEngine(amp=amp, compile=compile, chunk=CPU_CHUNK_ROWS if device.type == "cpu" else None,
+                           loss_fn=loss_fn)
     if compile != "none":
-        return CompiledBatchedEngine(amp=amp, compile=compile)
-    return BatchedEngine(amp=amp)
+        return CompiledBatchedEngine(amp=amp, compile=compile, loss_fn=loss_fn)
+    return BatchedEngine(amp=amp, loss_fn=loss_fn)

@@ -30,7 +30,7 @@ from lgc.errors import check
 from theory.algorithms import algorithm as algorithm_entry
 from lgc.protocol import (RunState, anytime_deadline, check_round_k, k_controller, load_replay, make_timing, peer_s,
                           round_k, round_plan, round_record)
-from lgc.rules import RuleState, ServerState, aggregate, server_step
+from lgc.rules import ServerState, aggregate, as_rule, server_step
 from lgc.sim.engines import RoundBatch, sample_weights
 from lgc.task import make_task
 from theory.peers import peer_schedule
@@ -48,15 +48,17 @@ def resolve_device(name: str) -> torch.device:
 class Simulator:
     """All N workers of one run, in memory. `step()` runs one round and returns its record."""
 
-    def __init__(self, config: TrainConfig, *, engine=None, schedule: Optional[list] = None, dataset=None):
+    def __init__(self, config: TrainConfig, *, engine=None, schedule: Optional[list] = None, dataset=None,
+                 task=None, rule=None):
         """`schedule` replays instead of the timing model (else cfg.schedule_file); `dataset`: the
-        config's data set already in memory (lgc.task.make_task)."""
+        config's data set already in memory; `task`: an lgc.Task to train instead of the config's
+        (lgc.task.make_task); `rule`: an lgc.rules.Rule object instead of cfg.algorithm's."""
         cfg = config.resolved().validate()
         check(cfg.backend == "sim", f"backend={cfg.backend!r}: Simulator runs the sim backend only")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.timing = make_timing(cfg)
-        self.task = make_task(cfg, self.device, dataset)
+        self.task = make_task(cfg, self.device, dataset, task=task)
         self.model = self.task.model
         self.model.train()
         self.final_per_class = None  # each class's test accuracy after the last round (final.json)
@@ -66,10 +68,13 @@ class Simulator:
         if engine is None:
             from lgc.sim.fused import make_engine
 
-            engine = make_engine(cfg.engine, cfg.compile, self.device)
+            engine = make_engine(cfg.engine, cfg.compile, self.device, self.task.loss_fn)
         self.engine = engine
         self.server = ServerState()
-        self.rule = RuleState()
+        self.aggregation = as_rule(cfg.algorithm if rule is None else rule)  # lgc.rules.Rule
+        check(self.aggregation.kind == cfg.algorithm, f"the rule runs the rounds of {self.aggregation.kind!r}, "
+                                                      f"the config names algorithm={cfg.algorithm!r}")
+        self.rule = self.aggregation.init()
         self.round = 0
         self.clock = 0.0
         self.rows: list[dict] = []
@@ -124,7 +129,7 @@ class Simulator:
         x, y = self.task.round_inputs(t, plan.counts)
         row = {"round": t, **self.task.iterate_metrics(self.w)}
         grads, loss = self.engine.grads(self.model, RoundBatch(x, y, sample_weights(plan, self.device)))
-        d, self.rule = aggregate(cfg.algorithm, grads, plan.rho, self.rule, warmup=warm)
+        d, self.rule = aggregate(self.aggregation, grads, plan.rho, self.rule, warmup=warm)
         self.w, self.server = server_step(self.w, d, self.server, lr=cfg.lr, momentum=cfg.momentum,
                                           weight_decay=cfg.weight_decay)
         self._load_w()
@@ -155,7 +160,7 @@ class Simulator:
         out.update(self.task.iterate_metrics(self.w))
         if self.rows:
             last = self.rows[-1]
-            out.update({k: last[k] for k in ("loss", "test_loss", "test_acc") if k in last})
+            out.update({k: v for k, v in last.items() if k == "loss" or k.startswith("test_")})  # a task's own metrics too
             if self.final_per_class is not None and self.round == self.cfg.rounds:
                 out["test_acc_per_class"] = self.final_per_class
             if "grad_norm2" in last:

@@ -14,13 +14,20 @@ from lgc import runs
 from lgc.checkpoint import load_checkpoint, save_checkpoint
 from lgc.config import CHECKPOINT_EVERY_S, TrainConfig
 from lgc.errors import check
+from lgc.fingerprint import run_key
 from lgc.protocol import DIVERGED, REFIT_FIELDS, ROUND_FIELDS, RUN_KIND, divergence_record, diverged, refit_rows
 from lgc.sim.simulator import Simulator
 from theory.schedule import schedule_to_csv
 
 
+def round_fields(rows) -> list:
+    """rounds.csv's columns: ROUND_FIELDS, then a task's own test metrics (test_<name>) in order of appearance."""
+    extra = [k for r in rows for k in r if k not in ROUND_FIELDS]
+    return list(ROUND_FIELDS) + list(dict.fromkeys(extra))
+
+
 def _write_progress(path: Path, sim: Simulator) -> None:
-    runs.atomic_write_csv(path / "rounds.csv", sim.rows, ROUND_FIELDS)
+    runs.atomic_write_csv(path / "rounds.csv", sim.rows, round_fields(sim.rows))
     runs.atomic_write_text(path / "schedule.csv", schedule_to_csv(sim.schedules))
     if sim.k_control is not None:  # --k auto: every refit (lgc.protocol.refit_rows)
         runs.atomic_write_csv(path / "refits.csv", refit_rows(sim.k_control.history), REFIT_FIELDS)
@@ -29,7 +36,7 @@ def _write_progress(path: Path, sim: Simulator) -> None:
 
 def train(
     config: TrainConfig, *, root=None, force: bool = False, resume: bool = True, quiet: bool = False,
-    stop_after: Optional[int] = None, time_limit_s: Optional[float] = None, dataset=None,
+    stop_after: Optional[int] = None, time_limit_s: Optional[float] = None, dataset=None, task=None, rule=None,
 ) -> Path:
     """Run (or reuse) the `sim` run of `config`; returns its directory results/train/<key>/.
 
@@ -39,14 +46,21 @@ def train(
     same settings with fewer rounds is extended; either ends bit-identical to an uninterrupted
     run. `stop_after` rounds or `time_limit_s` seconds end this call early after a checkpoint
     (chunked GPU sessions; tests); run `train` again to continue. `dataset`: the config's data
-    set already in memory (a script training many runs loads CIFAR-10 once). Ctrl-C or SIGTERM
-    lets the round in flight finish, checkpoints it and says how to resume. A finished run that
-    diverged is final: a longer run of the same settings takes its record as is. Two identical runs at once:
-    the second waits for the first (runs.locked) and reuses its result.
+    set already in memory (a script training many runs loads CIFAR-10 once; it must be the
+    config's own). `task`: an lgc.Task trained instead of the config's data and model, `rule`:
+    an lgc.rules.Rule instead of the config's algorithm (its kind); both enter the run's key by
+    their fingerprints (lgc.fingerprint), or, when they cannot be fingerprinted, the run is not
+    cached and trains in a fresh directory. Ctrl-C or SIGTERM lets the round in flight finish, checkpoints
+    it and says how to resume. A finished run that diverged is final: a longer run of the same
+    settings takes its record as is. Two identical runs at once: the second waits for the first
+    (runs.locked) and reuses its result.
     """
     cfg = config.resolved().validate()
-    key = cfg.to_dict()
+    ident, uncached = run_key(task, rule, n_workers=cfg.n_workers, data_seed=cfg.data_seed)
+    key = {**cfg.to_dict(), **ident}  # a user's task and rule by their fingerprints (lgc.fingerprint)
     path = runs.run_dir(RUN_KIND, key, root)
+    if uncached is not None:
+        path = _uncached_dir(path, uncached)
     with runs.locked(path):
         if runs.is_complete(path) and not force:
             return runs.reuse(path)
@@ -54,7 +68,7 @@ def train(
         check(not (rerun and (stop_after is not None or time_limit_s is not None)),
               "--force of a finished run must finish in one call: drop --stop-after/--time-limit")
         work = runs.staging_dir(path) if rerun else path
-        sim = Simulator(cfg, dataset=dataset)
+        sim = Simulator(cfg, dataset=dataset, task=task, rule=rule)
         ckpt = path / "checkpoint.pt"
         if resume and not force and ckpt.exists():
             sim.load_state_dict(load_checkpoint(ckpt), source=str(ckpt))
@@ -64,7 +78,7 @@ def train(
                 shutil.rmtree(work)
             runs.start_run(work, {**key, "theory": cfg.theory_record()}, str(sim.device))
             runs.atomic_write_json(work / "data.json", sim.task.info())
-            shorter = None if (force or not resume) else _extendable(cfg, root)
+            shorter = None if (force or not resume or uncached) else _extendable(cfg, ident, root)
             if shorter is not None and _diverged(shorter):  # final: the longer run diverges at the same round
                 for name in ("rounds.csv", "schedule.csv", "refits.csv", "checkpoint.pt", "final.json"):
                     if (shorter / name).exists():
@@ -75,7 +89,7 @@ def train(
                 _extend_from(sim, shorter)
                 runs.say(f"extending the finished run {shorter} from {sim.round} to {cfg.rounds} rounds")
         extra = _loop(sim, work, quiet=quiet, stop_after=stop_after, time_limit_s=time_limit_s,
-                      resume_hint=None if rerun else _resume_command(path, root))
+                      resume_hint=None if rerun else _resume_command(path, root, ident))
         if extra is not None:
             runs.finish_run(work, {**sim.final_metrics(), **extra, "theory": cfg.theory_record()})
             if rerun:
@@ -151,15 +165,26 @@ def _raise_interrupt():
     raise KeyboardInterrupt  # a second Ctrl-C: stop now (the last checkpoint stays)
 
 
-def _resume_command(path: Path, root) -> str:
+def _uncached_dir(path: Path, why: str) -> Path:
+    """A fresh run directory beside the cached ones, for a run whose task cannot be fingerprinted."""
+    import uuid
+
+    fresh = path.parent / f"uncached-{uuid.uuid4().hex[:12]}"
+    runs.say(f"not cached: {why}; the run trains in {fresh}")
+    return fresh
+
+
+def _resume_command(path: Path, root, extra: dict) -> str:
+    if extra:
+        return "run the same Python call again (lgc.simulate resumes from the checkpoint)"
     cmd = f"lgc train --config {path / 'config.json'}"
     return cmd + (f" --results {root}" if root is not None else "")
 
 
-def _extendable(cfg: TrainConfig, root) -> Optional[Path]:
-    """The finished sim run with the most rounds T' < T whose settings, inputs and code are
+def _extendable(cfg: TrainConfig, extra: dict, root) -> Optional[Path]:
+    """The finished sim run with the most rounds T' < T whose settings, inputs, task and code are
     this run's but for T (its directory is the one runs.run_dir gives for T'), or None."""
-    here = runs.run_dir(RUN_KIND, cfg.to_dict(), root).parent
+    here = runs.run_dir(RUN_KIND, {**cfg.to_dict(), **extra}, root).parent
     best, best_t = None, 0
     for conf in here.glob("*/config.json"):
         try:
@@ -167,7 +192,7 @@ def _extendable(cfg: TrainConfig, root) -> Optional[Path]:
         except (ValueError, TypeError, AttributeError, UnicodeDecodeError, OSError):
             continue
         if best_t < t < cfg.rounds and runs.is_complete(conf.parent) and (conf.parent / "checkpoint.pt").exists() \
-                and runs.run_dir(RUN_KIND, {**cfg.to_dict(), "rounds": t}, root) == conf.parent:
+                and runs.run_dir(RUN_KIND, {**cfg.to_dict(), **extra, "rounds": t}, root) == conf.parent:
             best, best_t = conf.parent, t
     return best
 
