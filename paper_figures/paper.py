@@ -30,6 +30,7 @@ from pathlib import Path
 
 from paper_figures import paper_constants as pc
 from paper_figures import paper_profile as pp
+from theory.algorithms import algorithm as algorithm_entry
 from theory.jsonio import dumps
 
 OUT_ROOT = Path(__file__).resolve().parent / "out"
@@ -78,7 +79,8 @@ def plan_estimate(jobs, scale, processes: int = 1, estimate: bool = False) -> di
     eval_ms = (evals - len(jobs)) * ms_eval * share + len(jobs) * ms_eval
     if cpu:  # the measured ms per round is lgc's at K = 7 (about N of N workers' samples)
         work = sum(j.config.rounds * (j.config.threshold_k / j.config.n_workers
-                                      if j.config.algorithm == "fastest-k" else 1.0) for j in jobs)
+                                      if algorithm_entry(j.config.algorithm).groups == ("fast",) else 1.0)
+                   for j in jobs)  # a rule that reads only the fast workers' samples trains K of N
     else:
         work = rounds
     minutes = (work * ms_round + eval_ms + len(jobs) * ms_start) / 6e4

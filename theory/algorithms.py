@@ -18,6 +18,9 @@ Fields (theory/DERIVATION.md sections 2 and 3):
   waits_for_reports  the server also waits for the partial reports (the round lasts the report
                      latency longer: lgc-fresh, eq. 3.4)
   has_bound          theory/bounds.py has a convergence bound for it
+  strong_bound       theory/strong.py also bounds it under strong convexity (eqs. 4.48-4.49)
+  paper_rule         one of the three rules the paper compares (LGC, K-sync SGD, full SGD): every
+                     figure of the paper profile draws it; those that wait for K are its K sweeps
   label, line        legend label and matplotlib line style (dash tuple) of its curves
   peer               an optimal-time peer (Tyurin & Richtarik 2023), not one of the paper's rules:
                      the paper's experiments (fig_algorithms, the paper profile) leave it out,
@@ -42,6 +45,8 @@ class Algorithm:
     has_bound: bool
     label: str
     waits_for_reports: bool = False
+    strong_bound: bool = False
+    paper_rule: bool = False
     line: object = "-"
     peer: bool = False
 
@@ -62,11 +67,11 @@ class Algorithm:
 
 ALGORITHMS = (
     Algorithm("full-sync", groups=("all",), round_end="all", stragglers_report=False, has_bound=True,
-              label="full-sync"),
+              label="full-sync", paper_rule=True),
     Algorithm("fastest-k", groups=("fast",), round_end="k", stragglers_report=False, has_bound=True,
-              label="fastest-K"),
+              label="fastest-K", strong_bound=True, paper_rule=True),
     Algorithm("lgc", groups=("fast", "strag"), round_end="k", stragglers_report=True, has_bound=True,
-              label="LGC"),
+              label="LGC", strong_bound=True, paper_rule=True),
     Algorithm("lgc-fresh", groups=("fast", "strag"), round_end="k", stragglers_report=True, has_bound=True,
               label="LGC-fresh (ablation)", line=(0, (4, 2)), waits_for_reports=True),
     Algorithm("anytime-minibatch", groups=("any",), round_end="deadline", stragglers_report=True, has_bound=False,
@@ -80,6 +85,8 @@ ALGORITHMS = (
 NAMES = tuple(a.name for a in ALGORITHMS)
 BOUND_NAMES = tuple(a.name for a in ALGORITHMS if a.has_bound)
 PAPER_NAMES = tuple(a.name for a in ALGORITHMS if not a.peer)  # the paper's rules and baselines
+PAPER_RULES = tuple(a.name for a in ALGORITHMS if a.paper_rule)  # full-sync, fastest-k, lgc
+K_RULES = tuple(a.name for a in ALGORITHMS if a.paper_rule and a.waits_for_k)  # the paper's K sweeps: fastest-k, lgc
 _BY_NAME = {a.name: a for a in ALGORITHMS}
 
 

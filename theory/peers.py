@@ -23,10 +23,11 @@ import math
 
 import numpy as np
 
+from theory.algorithms import ALGORITHMS
 from theory.errors import require
 from theory.schedule import RoundSchedule
 
-PEERS = ("rennala", "malenia")
+PEERS = tuple(a.name for a in ALGORITHMS if a.peer)  # rennala, malenia
 
 
 def stream_finish_times(finish: np.ndarray, count: int) -> np.ndarray:

@@ -24,6 +24,7 @@ from lgc.commands._timing_args import add_timing_arguments, comm_from_args, timi
 from lgc.config import SEMANTICS, TrainConfig
 from lgc.errors import UserError, check
 from theory.algorithms import BOUND_NAMES
+from theory.algorithms import algorithm as algorithm_entry
 from theory.jsonio import dumps
 
 ALGORITHMS = BOUND_NAMES  # whose bound exists (theory/algorithms.py)
@@ -153,7 +154,7 @@ def why_no_k(res, prob) -> str:
     from theory import bounds
     from theory.tradeoff import fastest_k_set_model
 
-    set_model = fastest_k_set_model(prob.timing, prob.h) if res.algorithm in ("fastest-k", "lgc") else "persistent"
+    set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm_entry(res.algorithm).waits_for_k else "persistent"
     emax = bounds.eta_max(res.algorithm, prob.N, res.ks, prob.L, set_model, delta=prob.delta)
     if np.all(res.eta > emax * (1 + 1e-12)):
         return (f"eta={res.eta.min():.4g} exceeds the largest step size the bounds allow for every K "

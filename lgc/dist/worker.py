@@ -322,7 +322,7 @@ class Worker:
             v = rep[:, col]
             if not np.all((v == np.round(v)) & (v >= 0) & (v <= M)):
                 problems.append(f"{name} {v.astype(int).tolist()}, expected 0..{M}")
-        if self.replay is None and not (s.algorithm == "anytime-minibatch" and not s.is_full_round(t)):
+        if self.replay is None and not (algorithm_entry(s.algorithm).round_end == "deadline" and not s.is_full_round(t)):
             k = self.n_procs if s.is_full_round(t) else self.k_of(t)
             if len(sched.fast) != k:
                 problems.append(f"|A_t| = {len(sched.fast)}, expected K = {k}")
