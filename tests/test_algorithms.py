@@ -20,7 +20,7 @@ def test_every_layer_reads_the_table():
     assert config.ALGORITHMS == order_stats.ROUND_ALGORITHMS == style.ALGORITHM_ORDER == NAMES
     # the paper's experiments compare the paper's rules; the optimal-time peers have fig_peers
     assert fig_algorithms.ALGORITHMS == paper_profile.ALGORITHMS == PAPER_NAMES
-    assert set(PAPER_NAMES) | {a.name for a in ALGORITHMS if a.peer} == set(NAMES)
+    assert PAPER_NAMES == tuple(a.name for a in ALGORITHMS if a.paper_figures)
     assert {"full-sync", "fastest-k", "lgc"} <= set(PAPER_NAMES)
     assert set(style.ALGORITHM_LABELS) == set(style.ALGORITHM_LINESTYLES) == set(NAMES)
     assert bounds.BOUND_ALGORITHMS == optimize_k.ALGORITHMS == validate.VALIDATED == fig_validation.ALGS
@@ -38,7 +38,8 @@ def _listings(tree):
 
 
 def test_no_module_lists_the_algorithms_but_the_table_and_the_rules():
-    allowed = {"theory/algorithms.py", "lgc/rules.py"}  # the table, and one rule per entry
+    # the table, one rule per entry, and each name's fixed colour (colours go by name, not position)
+    allowed = {"theory/algorithms.py", "lgc/rules.py", "paper_figures/style.py"}
     found = []
     for pkg in ("theory", "lgc", "paper_figures"):
         for path in sorted((ROOT / pkg).rglob("*.py")):
@@ -128,3 +129,29 @@ def test_entries_answer_the_protocol_questions():
 def test_unknown_algorithm_names_the_valid_ones():
     with pytest.raises(TheoryInputError, match=r"algorithm='sgd' must be one of full-sync, fastest-k"):
         algorithm("sgd")
+
+
+def test_peer_and_paper_figures_are_separate_facts():
+    """Being an optimal-time peer and being left out of the paper's figures are two fields: an
+    entry can be either without the other (each is read where it means what it says)."""
+    import dataclasses
+
+    from theory import peers
+
+    lgc = algorithm("lgc")
+    assert not dataclasses.replace(lgc, paper_figures=False).peer
+    assert dataclasses.replace(lgc, peer=True).paper_figures
+    assert peers.PEERS == tuple(a.name for a in ALGORITHMS if a.peer)
+
+
+def test_a_new_entry_recolours_no_other():
+    """Colours go by name: a new algorithm anywhere in the table (here first) leaves every other
+    algorithm's colour as it was, and gets one that no named algorithm has."""
+    from paper_figures import style
+
+    before = style.algorithm_palette()
+    after = style.algorithm_palette(("new-rule",) + NAMES)
+    assert {n: after[n] for n in NAMES} == before
+    assert after["new-rule"] not in before.values()
+    assert len(set(before.values())) == len(NAMES)  # every algorithm its own colour
+    assert style.algorithm_colour("new-rule") == after["new-rule"]  # stable: the same in every figure

@@ -22,9 +22,9 @@ Fields (theory/DERIVATION.md sections 2 and 3):
   paper_rule         one of the three rules the paper compares (LGC, K-sync SGD, full SGD): every
                      figure of the paper profile draws it; those that wait for K are its K sweeps
   label, line        legend label and matplotlib line style (dash tuple) of its curves
-  peer               an optimal-time peer (Tyurin & Richtarik 2023), not one of the paper's rules:
-                     the paper's experiments (fig_algorithms, the paper profile) leave it out,
-                     fig_peers compares it (PAPER_NAMES are the rest)
+  peer               an optimal-time peer (Tyurin & Richtarik 2023; theory/peers.py, fig_peers)
+  paper_figures      the paper's experiments (fig_algorithms, the paper profile) draw it (PAPER_NAMES);
+                     False for the peers, which fig_peers compares
 """
 from __future__ import annotations
 
@@ -49,6 +49,7 @@ class Algorithm:
     paper_rule: bool = False
     line: object = "-"
     peer: bool = False
+    paper_figures: bool = True
 
     def __post_init__(self):
         require(self.round_end in ROUND_ENDS, f"round_end={self.round_end!r} must be one of {', '.join(ROUND_ENDS)}")
@@ -78,13 +79,13 @@ ALGORITHMS = (
               label="anytime-minibatch", line=(0, (1, 1.5))),
     # the optimal-time peers (Tyurin & Richtarik, NeurIPS 2023; DERIVATION.md section 6)
     Algorithm("rennala", groups=("any",), round_end="blocks", stragglers_report=True, has_bound=False,
-              label="Rennala SGD", line=(0, (6, 1.5, 1, 1.5)), peer=True),
+              label="Rennala SGD", line=(0, (6, 1.5, 1, 1.5)), peer=True, paper_figures=False),
     Algorithm("malenia", groups=("all",), round_end="blocks", stragglers_report=True, has_bound=False,
-              label="Malenia SGD", line=(0, (2, 1)), peer=True),
+              label="Malenia SGD", line=(0, (2, 1)), peer=True, paper_figures=False),
 )
 NAMES = tuple(a.name for a in ALGORITHMS)
 BOUND_NAMES = tuple(a.name for a in ALGORITHMS if a.has_bound)
-PAPER_NAMES = tuple(a.name for a in ALGORITHMS if not a.peer)  # the paper's rules and baselines
+PAPER_NAMES = tuple(a.name for a in ALGORITHMS if a.paper_figures)  # the paper's rules and baselines
 PAPER_RULES = tuple(a.name for a in ALGORITHMS if a.paper_rule)  # full-sync, fastest-k, lgc
 K_RULES = tuple(a.name for a in ALGORITHMS if a.paper_rule and a.waits_for_k)  # the paper's K sweeps: fastest-k, lgc
 _BY_NAME = {a.name: a for a in ALGORITHMS}
