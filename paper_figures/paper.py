@@ -19,7 +19,6 @@ Works with a bare python3 and the project on PYTHONPATH (the GPU machine).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import subprocess
@@ -29,6 +28,7 @@ import time
 from pathlib import Path
 
 from paper_figures import paper_constants as pc
+from paper_figures.command import Parser, fail, make_out_folder
 from paper_figures import paper_profile as pp
 from theory.algorithms import algorithm as algorithm_entry
 from theory.jsonio import dumps
@@ -229,14 +229,14 @@ def archive(path: Path, done, out_dir: Path, results_root: Path | None, progress
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m paper_figures.paper", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m paper_figures.paper", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True, help="CIFAR-10 folder (holding cifar-10-batches-py/)")
     p.add_argument("--shared-data", type=Path,
                    help="folder with cifar10-jpeg.tar.xz + cifar10_from_jpeg.py: convert into --data-dir first "
                         "(implies --accept-md5-mismatch)")
     p.add_argument("--accept-md5-mismatch", action="store_true", help="use CIFAR-10 files whose MD5 differs")
     p.add_argument("--chunk-minutes", type=float, default=9.0, help="stop cleanly within this time (default 9)")
-    p.add_argument("--only", default=None, help="figures, comma-separated (default: all of the scale's)")
+    p.add_argument("--only", nargs="+", metavar="FIG", help="figures, by space or comma (default: all of the scale's)")
     p.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
     p.add_argument("--scale", choices=("paper", "cpu"), default="paper",
                    help="paper: ResNet-18-GN on a GPU (default); cpu: the same profile at this CPU's scale "
@@ -266,22 +266,20 @@ def main(argv=None) -> int:
     from lgc.errors import UserError
     from theory.errors import TheoryInputError
 
-    only = tuple(f.strip() for f in (args.only or "").split(",") if f.strip())
+    only = tuple(f.strip() for word in args.only or () for f in word.split(",") if f.strip())
     bad = [f for f in only if f not in pp.FIGURES]
     only = only or tuple(pp.FIGURES)
     if bad:
-        print(f"lgc figures: error: --only {bad[0]!r} is not a figure of the paper profile ({', '.join(pp.FIGURES)})",
-              file=sys.stderr)
-        return 2
+        return fail(f"--only {bad[0]!r} is not a figure of the paper profile ({', '.join(pp.FIGURES)})")
     if args.processes < 1:
-        print(f"lgc figures: error: --processes {args.processes} must be >= 1", file=sys.stderr)
-        return 2
+        return fail(f"--processes {args.processes} must be >= 1")
     scale = pp.SCALES[args.scale + ("-tiny" if args.tiny else "")]
     out = args.out if args.out is not None else OUT_ROOT / scale.name
     if args.eval_subset is not None:
         scale = dataclasses.replace(scale, eval_subset=args.eval_subset)
     accept = args.accept_md5_mismatch or args.shared_data is not None
     try:
+        make_out_folder(args.out)
         jobs = pp.select(pp.jobs(args.data_dir, scale, accept_md5_mismatch=accept, engine=args.engine,
                                  compile=args.compile), only)
         for j in jobs:
@@ -292,8 +290,7 @@ def main(argv=None) -> int:
 
             constants = read_constants(args.constants)
     except (UserError, TheoryInputError) as e:
-        print(f"lgc figures: error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     # the CPU scale's own constants for fig4, estimated beside the runs unless they are there (paper_constants)
     to_estimate = constants is None and scale.device == "cpu" and "fig4" in only and not args.draw_only
     est = plan_estimate(jobs, scale, args.processes, estimate=to_estimate and not pc.ready(
@@ -330,8 +327,7 @@ def main(argv=None) -> int:
             constants = read_constants(out / "constants.json")
         paths = pp_draw().draw_all(done, out, constants=constants, scale=scale, only=only)
     except (UserError, TheoryInputError) as e:
-        print(f"lgc figures: error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     from lgc import runs
 
     speed = measured_speed(done)

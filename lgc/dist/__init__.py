@@ -14,16 +14,6 @@ launch (spawn / torchrun, watchdog), run (run_dist: options, replay, run directo
 from __future__ import annotations
 
 from lgc.config import DistOptions  # the dist options live beside TrainConfig (one vocabulary)
+from lgc.dist.run import run_dist
 
-
-def settings_from_config(cfg, opts: DistOptions, timing_model):
-    """The round protocol's parameters from a resolved TrainConfig."""
-    from lgc.dist.worker import DistSettings
-    from lgc.protocol import anytime_deadline
-
-    return DistSettings(config=cfg, options=opts, deadline=anytime_deadline(cfg, timing_model))
-
-
-from lgc.dist.run import run_dist  # noqa: E402 (run.py imports settings_from_config from here)
-
-__all__ = ["DistOptions", "run_dist", "settings_from_config"]
+__all__ = ["DistOptions", "run_dist"]
