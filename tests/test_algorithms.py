@@ -119,6 +119,7 @@ def test_entries_answer_the_protocol_questions():
     assert fk.waits_for_k and lgc.waits_for_k and fresh.waits_for_k
     assert not full.waits_for_k and not anytime.waits_for_k
     assert fk.strong_bound and lgc.strong_bound and not fresh.strong_bound and not full.strong_bound
+    assert anytime.counts_every_worker and not (full.counts_every_worker or fk.counts_every_worker or lgc.counts_every_worker)
     # eq. (2.5): fastest-k drops the stragglers' messages; lgc and anytime-minibatch count them
     assert fk.messages(3, 2) == 3 and lgc.messages(3, 2) == 5 and anytime.messages(3, 2) == 5
     assert full.groups == ("all",) and set(lgc.groups) == {"fast", "strag"} and anytime.groups == ("any",)

@@ -60,6 +60,13 @@ class Algorithm:
         """The round ends at the K-th fastest worker, so the fast set A_t has K workers."""
         return self.round_end == "k"
 
+    @property
+    def counts_every_worker(self) -> bool:
+        """Outside warm-up, the round's own end rule (a deadline, a block count) decides every
+        worker's blocks, not a fast set of K: all workers' finished blocks count as partial work
+        (rounds.csv's partial_blocks), and a replayed round is not checked against N, M and K."""
+        return self.round_end in ("deadline", "blocks")
+
     def messages(self, n_fast, n_reporting):
         """Messages to the server in one round, the count in eq. (2.5): the |A_t| fast workers,
         plus the stragglers that report a partial gradient where the algorithm uses them."""

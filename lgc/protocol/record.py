@@ -33,6 +33,6 @@ def round_record(algorithm: str, warmup: bool, schedule: RoundSchedule, *, clock
     """The round's fields of rounds.csv that both backends fill the same way (the schema above);
     the caller adds round, wall_s, the iterate and test metrics."""
     blocks = np.asarray(schedule.blocks_done)
-    strag = blocks.sum() if (algorithm_entry(algorithm).round_end in ("deadline", "blocks") and not warmup) else blocks[~schedule.fast_mask()].sum()
+    strag = blocks.sum() if (algorithm_entry(algorithm).counts_every_worker and not warmup) else blocks[~schedule.fast_mask()].sum()
     return {"time": clock, "round_time": schedule.wall, "n_fast": len(schedule.fast), "partial_blocks": int(strag),
             "samples": int(samples), "rho": rho, "loss": loss, "lr": lr, "warmup": int(warmup)}

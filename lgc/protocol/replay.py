@@ -36,7 +36,7 @@ def load_replay(cfg: TrainConfig, schedule: Optional[Sequence[RoundSchedule]] = 
               f"replayed schedule lacks rounds (has {len(by_round)}, run needs 0..{cfg.rounds - 1})")
         check_replayed_k(cfg, by_round)
         for t in range(cfg.rounds):
-            if algorithm_entry(cfg.algorithm).round_end not in ("deadline", "blocks") or t < cfg.warmup_rounds:
+            if not algorithm_entry(cfg.algorithm).counts_every_worker or t < cfg.warmup_rounds:
                 check_schedule(by_round[t], cfg.n_workers, cfg.blocks)
     except TheoryInputError as e:
         raise UserError(str(e)) from None
