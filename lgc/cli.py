@@ -1,7 +1,8 @@
 """The `lgc` command: optimize-k, estimate, train, figures (README "The `lgc` command").
 
 Each subcommand lives in lgc/commands/<name>.py with two functions:
-`add_arguments(parser)` and `run(args) -> int`. A user error (UserError from lgc,
+`add_arguments(parser)` and `run(args) -> int` (a module with PASS_THROUGH = True gets the flags
+it does not declare in args.passed: `lgc figures` hands them to the script it runs). A user error (UserError from lgc,
 TheoryInputError from theory, a bad flag, a path that cannot be created, read or written) prints
 one line and exits 2, never a traceback.
 """
@@ -62,8 +63,13 @@ def _quiet_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
-    parser = build_parser(only=words[0] if words and words[0] in SUBCOMMANDS else None)
-    args = parser.parse_args(argv)
+    command = words[0] if words and words[0] in SUBCOMMANDS else None
+    parser = build_parser(only=command)
+    if command is not None and getattr(_load(SUBCOMMANDS[command][0]), "PASS_THROUGH", False):
+        args, passed = parser.parse_known_args(argv)  # the flags its child process declares (`lgc figures`)
+        args.passed = passed
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2

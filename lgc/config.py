@@ -157,11 +157,11 @@ class TrainConfig:
             out.append(f"momentum {self.momentum:g} (the bounds assume plain SGD, momentum 0)")
         if self.weight_decay != 0:
             out.append(f"weight decay {self.weight_decay:g} (the bounds assume none)")
-        if self.warmup_rounds > 0 and self.algorithm != "full-sync":
-            out.append(f"{self.warmup_rounds} full-sync warm-up rounds (the bounds count none; they apply from "
-                       f"round {self.warmup_rounds} with Delta = F(w_{self.warmup_rounds}) - F*)")
         from theory.algorithms import NAMES, algorithm
 
+        if self.warmup_rounds > 0 and not (self.algorithm in NAMES and algorithm(self.algorithm).round_end == "all"):
+            out.append(f"{self.warmup_rounds} full-sync warm-up rounds (the bounds count none; they apply from "
+                       f"round {self.warmup_rounds} with Delta = F(w_{self.warmup_rounds}) - F*)")
         if self.algorithm in NAMES and not algorithm(self.algorithm).has_bound:
             out.append(f"{self.algorithm} has no bound in theory/bounds.py")
         return out

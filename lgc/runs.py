@@ -24,7 +24,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -32,39 +31,14 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from theory.jsonio import TMP_SUFFIX, atomic_write_bytes, atomic_write_json  # noqa: F401 (lgc.runs' writers)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_ROOT = Path(os.environ.get("LGC_RESULTS", REPO_ROOT / "results"))
 
 
 # ----------------------------------------------------------------------------- atomic writes
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
-    except OSError as e:  # name the file asked for, not the temporary one
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
-        os.replace(tmp, path)
-    except BaseException as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and e.filename == tmp:
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        raise
-
-
-TMP_SUFFIX = ".tmp"  # atomic_write_bytes' temporary files: .<name>.<random>.tmp beside the file
+# atomic_write_bytes and TMP_SUFFIX live in theory.jsonio (the one atomic writer; theory writes constants JSON)
 
 
 def remove_stale_tmp(folder: str | os.PathLike) -> None:
@@ -79,13 +53,6 @@ def remove_stale_tmp(folder: str | os.PathLike) -> None:
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Strict JSON (theory.jsonio: a value that is not finite is written as null)."""
-    from theory.jsonio import dumps
-
-    atomic_write_text(path, dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def atomic_write_csv(

@@ -71,7 +71,7 @@ def sweep(seeds: int, rounds: int) -> list[dict]:
                 forms = schedule_forms(sched.fast, sched.blocks_done, k, h, envelope) if semantics == "abort" else None
                 for alg, eta in itertools.product(SWEPT, (0.05, 0.15)):
                     m = measure(quad, alg, sched, batch=B, blocks=M, lr=eta, seeds=seed_list, noise=noise)
-                    set_model = fastest_k_set_model(timing, h) if alg in ("fastest-k", "lgc") else "persistent"
+                    set_model = fastest_k_set_model(timing, h) if algorithm_entry(alg).waits_for_k else "persistent"
                     kw = dict(N=N, K=k, B=B, M=M, eta=eta, T=rounds, h=h, m_inv=stats["m_inv"],
                               zero_frac=stats["zero_frac"], set_model=set_model, **quad.constants())
                     b = float(bounds.evaluate(alg, **kw)["total"])

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from lgc import runs
+from theory.algorithms import algorithm as algorithm_entry
 from paper_figures import style
 
 SETTING = dict(n_workers=8, quad_dim=10, batch_size=16, blocks=4, lr=0.15, momentum=0.0, warmup_rounds=0,
@@ -124,7 +125,7 @@ def rows() -> list[dict]:
                     res.append((v, r))
                 best = min(range(len(res)), key=lambda j: res[j][1]["time"])
                 for j, (v, r) in enumerate(res):
-                    k = "auto" if name == "k_auto" else (v if alg in ("fastest-k", "lgc") else "")
+                    k = "auto" if name == "k_auto" else (v if algorithm_entry(alg).waits_for_k else "")
                     out.append({"data": data, "speeds": speeds, "method": method, "algorithm": alg,
                                 "K": k, "k_refits": r["k_refits"], "S": r["S"] or "",
                                 "paper_s": name == "peer_s" and v is None,

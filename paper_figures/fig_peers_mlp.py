@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from lgc import runs
+from theory.algorithms import algorithm as algorithm_entry
 from paper_figures import fig_peers, style
 
 CONSTANTS = Path(__file__).resolve().parent / "out" / "kstar_mlp" / "constants.json"
@@ -160,7 +161,7 @@ def rows() -> list[dict]:
                     res.append((v, r))
                 best = min(range(len(res)), key=lambda j: res[j][1]["time"])
                 for j, (v, r) in enumerate(res):
-                    k = "auto" if name == "k_auto" else (v if alg in ("fastest-k", "lgc") else "")
+                    k = "auto" if name == "k_auto" else (v if algorithm_entry(alg).waits_for_k else "")
                     out.append({"data": data, "speeds": speeds, "method": method, "algorithm": alg, "K": k,
                                 "k_refits": r["k_refits"], "S": r["S"] or "", "paper_s": False, "best": j == best,
                                 "reached": r["reached"], "rounds": r["rounds"], "time": r["time"],

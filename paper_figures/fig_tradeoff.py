@@ -13,6 +13,7 @@ from pathlib import Path
 
 from paper_figures import quadratic_runs as qr
 from paper_figures import style
+from theory.algorithms import algorithm as algorithm_entry
 
 BUDGET = 400.0
 CURVES = (("full-sync", 1), ("fastest-k", 1), ("fastest-k", qr.PERSISTENT), ("lgc", 1), ("lgc", qr.PERSISTENT))
@@ -53,7 +54,7 @@ def draw(data):
     for alg, period in CURVES:
         sub = [r for r in data if r["algorithm"] == alg and r["regime"] == qr.regime_label(period)]
         ls = "-" if period == 1 else "--"
-        label = f"{style.ALGORITHM_LABELS[alg]}" + ("" if alg == "full-sync" else
+        label = f"{style.ALGORITHM_LABELS[alg]}" + ("" if algorithm_entry(alg).round_end == "all" else
                                                    (", h = 1" if period == 1 else ", persistent"))
         ax.plot([r["K"] for r in sub], [r["bound"] for r in sub], color=pal[alg], ls=ls, lw=1.3, label=label)
         k_star = sub[0]["k_star"]

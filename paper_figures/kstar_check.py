@@ -37,13 +37,14 @@ from pathlib import Path
 import numpy as np
 
 from paper_figures.kstar_sim import Quadratic, budget_mean, draw_times, from_shared, schedule, simulate
+from theory.algorithms import K_RULES
 
 N, M, B, D = 10, 4, 16, 10
 ETA_L = 0.5  # optimize-k's default step size eta = 0.5 / L
 PERSISTENT = 10**6  # a straggling period longer than any run
 BUDGETS = (60.0, 240.0, 960.0)
 SEEDS = 20
-ALGORITHMS = ("fastest-k", "lgc")
+ALGORITHMS = K_RULES
 WITHIN, WORST = 0.10, 0.15  # the target: >= 90% of cells within 10%, none beyond 15%
 OUT = Path(__file__).resolve().parent / "out" / "kstar_check"
 

@@ -19,7 +19,6 @@ Works with a bare python3 and the project on PYTHONPATH (the GPU machine).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import subprocess
@@ -28,9 +27,13 @@ import tarfile
 import time
 from pathlib import Path
 
+from lgc.errors import UserError, check
 from paper_figures import paper_constants as pc
 from paper_figures import paper_profile as pp
-from theory.jsonio import dumps
+from paper_figures.command import Parser, fail, make_out_folder
+from theory.algorithms import algorithm as algorithm_entry
+from theory.errors import TheoryInputError
+from theory.jsonio import atomic_write_json, dumps
 
 OUT_ROOT = Path(__file__).resolve().parent / "out"
 OUT = OUT_ROOT / "paper"
@@ -78,7 +81,8 @@ def plan_estimate(jobs, scale, processes: int = 1, estimate: bool = False) -> di
     eval_ms = (evals - len(jobs)) * ms_eval * share + len(jobs) * ms_eval
     if cpu:  # the measured ms per round is lgc's at K = 7 (about N of N workers' samples)
         work = sum(j.config.rounds * (j.config.threshold_k / j.config.n_workers
-                                      if j.config.algorithm == "fastest-k" else 1.0) for j in jobs)
+                                      if algorithm_entry(j.config.algorithm).groups == ("fast",) else 1.0)
+                   for j in jobs)  # a rule that reads only the fast workers' samples trains K of N
     else:
         work = rounds
     minutes = (work * ms_round + eval_ms + len(jobs) * ms_start) / 6e4
@@ -226,15 +230,16 @@ def archive(path: Path, done, out_dir: Path, results_root: Path | None, progress
     tmp.replace(path)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m paper_figures.paper", description=__doc__.split("\n\n")[0])
+def parser() -> Parser:
+    """The script's flags (`lgc figures --profile paper|cifar` passes its own through to them)."""
+    p = Parser(prog="python -m paper_figures.paper", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True, help="CIFAR-10 folder (holding cifar-10-batches-py/)")
     p.add_argument("--shared-data", type=Path,
                    help="folder with cifar10-jpeg.tar.xz + cifar10_from_jpeg.py: convert into --data-dir first "
                         "(implies --accept-md5-mismatch)")
     p.add_argument("--accept-md5-mismatch", action="store_true", help="use CIFAR-10 files whose MD5 differs")
     p.add_argument("--chunk-minutes", type=float, default=9.0, help="stop cleanly within this time (default 9)")
-    p.add_argument("--only", default=None, help="figures, comma-separated (default: all of the scale's)")
+    p.add_argument("--only", nargs="+", metavar="FIG", help="figures, by space or comma (default: all of the scale's)")
     p.add_argument("--results", type=Path, default=None, help="results root (default: results/)")
     p.add_argument("--scale", choices=("paper", "cpu"), default="paper",
                    help="paper: ResNet-18-GN on a GPU (default); cpu: the same profile at this CPU's scale "
@@ -259,93 +264,117 @@ def main(argv=None) -> int:
     p.add_argument("--eval-subset", type=int, metavar="N",
                    help="evaluations before a run's last on the first N test images (a cut; the last uses all)")
     p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
+    return p
 
-    from lgc.errors import UserError
-    from theory.errors import TheoryInputError
 
-    only = tuple(f.strip() for f in (args.only or "").split(",") if f.strip())
+@dataclasses.dataclass
+class Chunk:
+    """What one call works on, checked before anything runs: the figures, the scale, the figure
+    folder, the runs, whether CIFAR-10 files with other sums are accepted, the constants given."""
+
+    only: tuple
+    scale: object
+    out: Path
+    jobs: list
+    accept: bool
+    constants: object = None
+
+
+def chunk_of(args) -> Chunk:
+    """The call's Chunk from its flags; UserError (or TheoryInputError) naming the bad value."""
+    only = tuple(f.strip() for word in args.only or () for f in word.split(",") if f.strip())
     bad = [f for f in only if f not in pp.FIGURES]
-    only = only or tuple(pp.FIGURES)
     if bad:
-        print(f"lgc figures: error: --only {bad[0]!r} is not a figure of the paper profile ({', '.join(pp.FIGURES)})",
-              file=sys.stderr)
-        return 2
-    if args.processes < 1:
-        print(f"lgc figures: error: --processes {args.processes} must be >= 1", file=sys.stderr)
-        return 2
+        raise UserError(f"--only {bad[0]!r} is not a figure of the paper profile ({', '.join(pp.FIGURES)})")
+    check(args.processes >= 1, f"--processes {args.processes} must be >= 1")
     scale = pp.SCALES[args.scale + ("-tiny" if args.tiny else "")]
     out = args.out if args.out is not None else OUT_ROOT / scale.name
     if args.eval_subset is not None:
         scale = dataclasses.replace(scale, eval_subset=args.eval_subset)
     accept = args.accept_md5_mismatch or args.shared_data is not None
-    try:
-        jobs = pp.select(pp.jobs(args.data_dir, scale, accept_md5_mismatch=accept, engine=args.engine,
-                                 compile=args.compile), only)
-        for j in jobs:
-            j.config.validate()
-        constants = None
-        if args.constants is not None:  # read before any training: a bad file must not cost a chunk
-            from theory.constants import read_constants
+    make_out_folder(args.out)
+    jobs = pp.select(pp.jobs(args.data_dir, scale, accept_md5_mismatch=accept, engine=args.engine,
+                             compile=args.compile), only or tuple(pp.FIGURES))
+    for j in jobs:
+        j.config.validate()
+    constants = None
+    if args.constants is not None:  # read before any training: a bad file must not cost a chunk
+        from theory.constants import read_constants
 
-            constants = read_constants(args.constants)
+        constants = read_constants(args.constants)
+    return Chunk(only or tuple(pp.FIGURES), scale, out, jobs, accept, constants)
+
+
+def train_and_draw(args, chunk: Chunk, to_estimate: bool, t0: float) -> tuple[list, int, list]:
+    """Train what the budget allows (and the CPU scale's constants beside the runs), then draw
+    every figure from the complete runs: (complete runs, runs started, figure files)."""
+    from lgc.threads import torch_threads
+    from theory.constants import read_constants
+
+    budget_s = args.chunk_minutes * 60 - (30 if not args.tiny else 0)  # leave time to draw and pack
+    if args.shared_data is not None:
+        convert_shared(args.shared_data, Path(args.data_dir))
+    budget_s -= time.perf_counter() - t0
+    scale, out = chunk.scale, chunk.out
+    estimating = pc.start(scale, args.data_dir, chunk.accept, out, args.quiet) if to_estimate else None
+    if args.processes > 1 and not args.draw_only:
+        done, started = run_chunk_parallel(chunk.jobs, results=args.results, budget_s=budget_s, quiet=args.quiet,
+                                           processes=args.processes, threads=scale.threads, max_runs=args.max_runs)
+    else:
+        with torch_threads(scale.threads):  # small models: one thread is fastest (lgc/threads.py)
+            done, started = run_chunk(chunk.jobs, results=args.results, budget_s=0 if args.draw_only else budget_s,
+                                      quiet=args.quiet, max_runs=args.max_runs)
+    constants = chunk.constants
+    if estimating is not None:
+        constants = read_constants(pc.finish(*estimating))
+    elif constants is None and (out / "constants.json").exists():
+        constants = read_constants(out / "constants.json")
+    paths = pp_draw().draw_all(done, out, constants=constants, scale=scale, only=chunk.only)
+    return done, started, paths
+
+
+def progress_record(chunk: Chunk, done, started: int, est: dict, paths, t0: float) -> dict:
+    """progress.json: the plan, what is complete, the measured speed and what is left, provenance."""
+    from lgc import runs
+
+    speed = measured_speed(done)
+    left_rounds = sum(j.config.rounds for j in chunk.jobs) - speed["finished_rounds"]
+    if speed["ms_per_round"]:  # wall_s of a round includes its evaluations
+        speed["projected_minutes_left"] = round(left_rounds * speed["ms_per_round"] / 6e4, 1)
+    return {"scale": dataclasses.asdict(chunk.scale), "command": " ".join(sys.argv),
+            "complete_runs": len(done), "planned_runs": len(chunk.jobs), "started_this_chunk": started,
+            "plan": est, "measured": speed, "chunk_wall_s": round(time.perf_counter() - t0, 1),
+            "code_version": runs.code_version(), "environment": runs.environment_info(),
+            "figures": [str(x) for x in paths]}
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        chunk = chunk_of(args)
     except (UserError, TheoryInputError) as e:
-        print(f"lgc figures: error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     # the CPU scale's own constants for fig4, estimated beside the runs unless they are there (paper_constants)
-    to_estimate = constants is None and scale.device == "cpu" and "fig4" in only and not args.draw_only
-    est = plan_estimate(jobs, scale, args.processes, estimate=to_estimate and not pc.ready(
-        out, *pc.request(scale, args.data_dir, accept)))
+    to_estimate = chunk.constants is None and chunk.scale.device == "cpu" and "fig4" in chunk.only \
+        and not args.draw_only
+    est = plan_estimate(chunk.jobs, chunk.scale, args.processes, estimate=to_estimate and not pc.ready(
+        chunk.out, *pc.request(chunk.scale, args.data_dir, chunk.accept)))
     if args.plan:
-        for j in jobs:
+        for j in chunk.jobs:
             print(f"{','.join(j.figures):<10} {j.config.algorithm:<18} {j.tags} seed={j.config.seed} T={j.config.rounds}")
         print(dumps(est, indent=2))
         return 0
     t0 = time.perf_counter()
-    budget_s = args.chunk_minutes * 60 - (30 if not args.tiny else 0)  # leave time to draw and pack
     try:
-        if args.shared_data is not None:
-            convert_shared(args.shared_data, Path(args.data_dir))
-        budget_s -= time.perf_counter() - t0
-        from lgc.threads import torch_threads
-
-        estimating = pc.start(scale, args.data_dir, accept, out, args.quiet) if to_estimate else None
-        if args.processes > 1 and not args.draw_only:
-            done, started = run_chunk_parallel(jobs, results=args.results, budget_s=budget_s, quiet=args.quiet,
-                                               processes=args.processes, threads=scale.threads,
-                                               max_runs=args.max_runs)
-        else:
-            with torch_threads(scale.threads):  # small models: one thread is fastest (lgc/threads.py)
-                done, started = run_chunk(jobs, results=args.results, budget_s=0 if args.draw_only else budget_s,
-                                          quiet=args.quiet, max_runs=args.max_runs)
-        if estimating is not None:
-            from theory.constants import read_constants
-
-            constants = read_constants(pc.finish(*estimating))
-        elif constants is None and (out / "constants.json").exists():
-            from theory.constants import read_constants
-
-            constants = read_constants(out / "constants.json")
-        paths = pp_draw().draw_all(done, out, constants=constants, scale=scale, only=only)
+        done, started, paths = train_and_draw(args, chunk, to_estimate, t0)
     except (UserError, TheoryInputError) as e:
-        print(f"lgc figures: error: {e}", file=sys.stderr)
-        return 2
-    from lgc import runs
-
-    speed = measured_speed(done)
-    left_rounds = sum(j.config.rounds for j in jobs) - speed["finished_rounds"]
-    if speed["ms_per_round"]:  # wall_s of a round includes its evaluations
-        speed["projected_minutes_left"] = round(left_rounds * speed["ms_per_round"] / 6e4, 1)
-    progress = {"scale": dataclasses.asdict(scale), "command": " ".join(sys.argv),
-                "complete_runs": len(done), "planned_runs": len(jobs), "started_this_chunk": started,
-                "plan": est, "measured": speed, "chunk_wall_s": round(time.perf_counter() - t0, 1),
-                "code_version": runs.code_version(), "environment": runs.environment_info(),
-                "figures": [str(x) for x in paths]}
-    runs.atomic_write_json(out / "progress.json", progress)
+        return fail(str(e))
+    progress = progress_record(chunk, done, started, est, paths, t0)
+    atomic_write_json(chunk.out / "progress.json", progress)
     if args.archive:
-        archive(args.archive, done, out, args.results, progress, scale.name)
-    left = len(jobs) - len(done)
-    print(f"{len(done)}/{len(jobs)} runs complete; {len(paths)} figure files in {out}"
+        archive(args.archive, done, chunk.out, args.results, progress, chunk.scale.name)
+    left = len(chunk.jobs) - len(done)
+    print(f"{len(done)}/{len(chunk.jobs)} runs complete; {len(paths)} figure files in {chunk.out}"
           + (f"; {left} runs left: run the same command again" if left else "") +
           f"; measured {progress['measured']['ms_per_round']} ms/round", flush=True)
     return 0

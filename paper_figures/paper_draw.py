@@ -13,6 +13,7 @@ import numpy as np
 
 from paper_figures import paper_profile as pp
 from paper_figures import style
+from theory.algorithms import K_RULES
 from theory.algorithms import algorithm as algorithm_entry
 
 EVAL_FIELDS = ("figure", "c", "h", "K", "M", "lr", "algorithm", "seed", "round", "time", "test_acc", "test_loss")
@@ -136,7 +137,7 @@ def at_time(rows, tau: float) -> list[dict]:
     return out
 
 
-def bound_rows(constants, scale, algorithms=("fastest-k", "lgc")) -> list[dict]:
+def bound_rows(constants, scale, algorithms=K_RULES) -> list[dict]:
     """The bound at the budget tau for K = 1..N (theory.tradeoff), with K*; [] without constants."""
     if constants is None:
         return []
@@ -176,7 +177,7 @@ def fig_threshold(rows, out: Path, constants, scale) -> list[Path]:
     ax.set_title("measured (mean, 95% CI over seeds)")
     ax = axes[0, 1]
     brows = bound_rows(constants, scale)
-    for alg in ("fastest-k", "lgc"):
+    for alg in K_RULES:
         sub = [r for r in brows if r["algorithm"] == alg]
         if sub:
             ax.plot([r["K"] for r in sub], [r["bound"] for r in sub], color=pal[alg], marker=".",

@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
 
-from theory.algorithms import ALGORITHMS as TABLE
-from theory.algorithms import PAPER_NAMES
+from theory.algorithms import K_RULES, PAPER_NAMES, PAPER_RULES
+from theory.algorithms import algorithm as algorithm_entry
 
 ALGORITHMS = PAPER_NAMES  # the paper's comparison; the peers have fig_peers
-CORE = tuple(a.name for a in TABLE if a.has_bound and not a.waits_for_reports)  # the paper's three, no ablation
+CORE = PAPER_RULES  # the paper's three, no ablation
 CLASSES = (3, 5, 10)
 PERIODS = (1, 10, 30)
 KS = (3, 5, 7, 9)
@@ -87,7 +87,7 @@ TINY = Scale(rounds=4, width=4, samples_per_worker=40, eval_every=2, checkpoint_
 # (docs/PAPER_PROFILE.md: the measured time per run and the plan). Abort semantics, the paper's.
 CPU = Scale(rounds=300, width=32, samples_per_worker=2000, eval_every=25, checkpoint_every=50, seeds=3,
             device="cpu", eval_subset=1000, model="cnn", base_c=3, classes=(3,), other_c_algorithms=CORE,
-            base_algorithms=CORE + ("lgc-fresh", "anytime-minibatch"),
+            base_algorithms=ALGORITHMS,
             periods=(1, 10), persistent=True, ks=KS, figures=("fig1", "fig2", "fig3", "fig4", "classes"),
             semantics="abort", threads=1, name="cifar",
             # a few CPU minutes, not hours: 200 samples of each worker's 2,000, shorter power
@@ -132,8 +132,7 @@ def expected_round_time(algorithm: str, k: int, n: int = 10, m: int = BASE_M, se
     from theory.order_stats import expected_round_times
     from theory.timing import ShiftedExponential
 
-    alg = "lgc" if algorithm == "lgc-fresh" else algorithm
-    rt = expected_round_times(ShiftedExponential(shift=1.0, rate=1.0), n, m, alg, semantics=semantics, ks=[k],
+    rt = expected_round_times(ShiftedExponential(shift=1.0, rate=1.0), n, m, algorithm, semantics=semantics, ks=[k],
                               rounds=4000, seed=0)
     return float(rt.mean[0])
 
@@ -178,7 +177,7 @@ def jobs(data_dir: str, scale: Scale = PAPER, *, accept_md5_mismatch: bool = Tru
     for h in scale.periods:
         for seed in seeds:
             for alg in CORE:
-                if alg == "full-sync":  # one run for every h (full_sync_clock)
+                if algorithm_entry(alg).round_end == "all":  # one run for every h (full_sync_clock)
                     add("fig3", {"h": scale.periods}, algorithm=alg, seed=seed)
                 else:
                     add("fig3", {"h": h}, algorithm=alg, straggling_period=h, seed=seed)
@@ -191,7 +190,7 @@ def jobs(data_dir: str, scale: Scale = PAPER, *, accept_md5_mismatch: bool = Tru
         add("fig4", {"K": 10}, algorithm="full-sync", seed=seed)
     for seed in seeds:  # seed-major: a profile cut short has every K at its first seeds
         for k in scale.ks:
-            for alg in ("fastest-k", "lgc"):
+            for alg in K_RULES:
                 for fig in ("fig4", "fig6") if alg == "lgc" and "fig6" in figs else ("fig4",):
                     add(fig, {"K": k}, algorithm=alg, threshold_k=k, rounds=rounds_for(alg, k, scale), seed=seed)
     for m in BLOCKS if "fig5" in figs else ():
@@ -220,7 +219,7 @@ def full_sync_clock(config, period: int):
     from theory.schedule import schedule_round
 
     cfg = dataclasses.replace(config, straggling_period=period).resolved()
-    if cfg.algorithm != "full-sync" or cfg.comm_alpha or cfg.comm_beta:
+    if algorithm_entry(cfg.algorithm).round_end != "all" or cfg.comm_alpha or cfg.comm_beta:
         raise ValueError("full_sync_clock: a full-sync config without communication cost only")
     timing = make_timing(cfg)
     n = cfg.n_workers

@@ -111,6 +111,6 @@ def bound(algorithm: str, k, rounds, period: int, *, m_inv=1.0, zero_frac=0.0) -
 
     s = SETTING
     h = straggling_h(period)
-    set_model = "uniform" if (algorithm in ("fastest-k", "lgc") and period == 1) else "persistent"
+    set_model = "uniform" if (algorithm_entry(algorithm).waits_for_k and period == 1) else "persistent"
     return bounds.evaluate(algorithm, N=s["N"], K=k, B=s["B"], M=s["M"], eta=s["eta"], T=rounds, h=h,
                            m_inv=m_inv, zero_frac=zero_frac, set_model=set_model, **problem().constants())

@@ -8,7 +8,6 @@ its error and the others still run; the exit status is then 1. Output: paper_fig
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import pkgutil
 import sys
@@ -17,7 +16,9 @@ import traceback
 from pathlib import Path
 
 import paper_figures
+from lgc.errors import UserError
 from lgc.threads import torch_threads
+from paper_figures.command import Parser, fail, make_out_folder
 
 OUT_ROOT = Path(__file__).resolve().parent / "out"
 
@@ -77,11 +78,20 @@ def _write_provenance(out_dir: Path, profile: str, written: list[Path], failed: 
 
 
 def main(argv: list[str] | None = None, *, profile: str = "quick") -> int:
-    parser = argparse.ArgumentParser(prog="python -m paper_figures.quick", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="draw only these figures (e.g. tradeoff)")
+    parser = Parser(prog="python -m paper_figures.quick", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="draw only these figures (module names without fig_, e.g. tradeoff)")
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default {OUT_ROOT}/{profile})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    known = discover()
+    for name in args.only or []:
+        if (name if name.startswith("fig_") else f"fig_{name}") not in known:
+            return fail(f"--only {name}: no such figure; known: {', '.join(n[4:] for n in known)}")
+    try:
+        make_out_folder(args.out)
+    except UserError as e:
+        return fail(str(e))
     out_dir = args.out or OUT_ROOT / profile
     t0 = time.perf_counter()
     written, failed = run_all(out_dir, profile=profile, only=args.only, quiet=args.quiet)

@@ -7,6 +7,7 @@ so journals and text search accept them. Palette: seaborn "colorblind".
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -23,7 +24,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 # One colour, marker and line style per algorithm, in every figure.
-# The order (colours), labels and line styles come from the algorithm table.
+# The order, labels and line styles come from the algorithm table; colours go by name (below).
 ALGORITHM_ORDER = tuple(a.name for a in ALGORITHMS)
 ALGORITHM_LABELS = {a.name: a.label for a in ALGORITHMS}
 
@@ -47,10 +48,25 @@ ALGORITHM_LINESTYLES = {a.name: a.line for a in ALGORITHMS}
 TIME_LABEL = "virtual time [fast mini-batches]"
 
 
-def algorithm_palette() -> dict[str, tuple]:
-    """Algorithm -> colour from the colour-blind palette (fixed across figures)."""
-    colours = sns.color_palette("colorblind", len(ALGORITHM_ORDER))
-    return dict(zip(ALGORITHM_ORDER, colours))
+# Colour by name, not by table position: a new entry must not recolour the figures of the others.
+# Indices into seaborn's 10-colour "colorblind" palette; the committed figures were drawn with these.
+ALGORITHM_COLOURS = {"full-sync": 0, "fastest-k": 1, "lgc": 2, "lgc-fresh": 3, "anytime-minibatch": 4,
+                     "rennala": 5, "malenia": 6}
+
+
+def algorithm_colour(name: str) -> tuple:
+    """The colour of `name`: its fixed one, or for a name without one a free colour of the palette
+    chosen by a stable hash of the name (the same in every figure and every run)."""
+    palette = sns.color_palette("colorblind", 10)
+    if name in ALGORITHM_COLOURS:
+        return palette[ALGORITHM_COLOURS[name]]
+    free = [c for i, c in enumerate(palette) if i not in ALGORITHM_COLOURS.values()]
+    return free[zlib.crc32(name.encode()) % len(free)]
+
+
+def algorithm_palette(names: Sequence[str] = ALGORITHM_ORDER) -> dict[str, tuple]:
+    """Algorithm -> colour (algorithm_colour) for every algorithm of the table."""
+    return {name: algorithm_colour(name) for name in names}
 
 
 def figure(ncols: int = 1, nrows: int = 1, *, width: float = 3.4, height: float = 2.6, **kw):

@@ -271,32 +271,13 @@ def evaluate(
     """
     require(algorithm in BOUND_ALGORITHMS,
             f"no bound for algorithm={algorithm!r}; bounds exist for {', '.join(BOUND_ALGORITHMS)}")
-    require(set_model in SET_MODELS, f"set_model={set_model!r} must be one of {', '.join(SET_MODELS)}")
     N_, K_ = np.asarray(N, dtype=float), np.asarray(K, dtype=float)
     _check(N_, K_, M, B, eta, L, sigma2, zeta2, Delta, h, m_inv, zero_frac, zero_sq, delta, semantics)
-    if set_model == "uniform":
-        require(algorithm_entry(algorithm).waits_for_k,  # a K-worker fast set A_t (theory/algorithms.py)
-                f"set_model='uniform' is about the fast set A_t; {algorithm} has none")
-        require(bool(np.all(np.asarray(h) == 1)), "set_model='uniform' needs h=1 (fresh i.i.d. draws every round)")
-    if set_model == "independent":
-        require(algorithm == "fastest-k", f"set_model='independent' has a bound for fastest-k, not {algorithm}")
-        require(set_bias is not None and set_var is not None,
-                "set_model='independent' needs set_bias and set_var (theory.bounds.inclusion_coefficients)")
+    _check_set_model(algorithm, set_model, h, set_bias, set_var)
     T_ = np.asarray(T, dtype=float)
-    Ts = np.maximum(T_, 1.0)
-    p = dict(N=N_, K=K_, B=np.asarray(B, float), M=np.asarray(M, float), eta=np.asarray(eta, float), T=Ts,
-             L=np.asarray(L, float), sigma2=np.asarray(sigma2, float), zeta2=np.asarray(zeta2, float),
-             Delta=np.asarray(Delta, float), phi=set_change_fraction(Ts, h))
-    p["Nm1"] = np.maximum(N_ - 1, 1.0)  # N = 1 means K = N, where every (N-1) term is 0
-    p["delta_eff"] = p["L"] if delta is None else np.minimum(np.asarray(delta, float), p["L"])
-    if set_model == "independent":
-        p["set_bias"], p["set_var"] = np.asarray(set_bias, float), np.asarray(set_var, float)
-    given = dict(g_bias=g_bias, g_fresh=g_fresh, g_delta=g_delta, g_change=g_change, g_ibias=g_ibias, g_ivar=g_ivar)
-    for name in FORM_KEYS:
-        v = given[name]
-        if v is not None:
-            _need(bool(np.all(np.asarray(v) >= 0)), lambda: f"{name}={v} must be >= 0 (a squared norm)")
-            p[name] = np.asarray(v, float)
+    p = _parameters(N_, K_, B, M, eta, T_, L, sigma2, zeta2, Delta, h, delta, set_model, set_bias, set_var,
+                    dict(g_bias=g_bias, g_fresh=g_fresh, g_delta=g_delta, g_change=g_change, g_ibias=g_ibias,
+                         g_ivar=g_ivar))
     cases = _straggler_cases(M, semantics, m_inv, zero_frac)
     if algorithm == "lgc":
         forms = [(f, lam) for f in _FORMS_FOR[set_model] for lam in (LAMBDAS if f == "noise-virtual" else (LAMBDA,))]
@@ -309,23 +290,7 @@ def evaluate(
             emax = eta_max(algorithm, N_, K_, l_max, set_model, form, delta=delta,
                            lam=lam if form == "noise-virtual" else None)
             valid = (np.asarray(eta) <= emax * (1 + 1e-12)) & (T_ >= 1)
-            worst = None
-            for mi, zf in cases:  # unknown statistics: the worse case, form by form
-                q = dict(p, m_inv=mi, zero_frac=zf)
-                if zero_sq is not None:
-                    q["zero_sq"] = np.asarray(zero_sq, float)
-                t = terms(algorithm, q, np.sqrt, set_model=set_model, form=form, lam=lam)
-                total = sum(t.values())
-                shape = np.broadcast(total, valid).shape
-                total = np.broadcast_to(total, shape)
-                total = np.where(np.isnan(total), np.inf, total)  # 0 * inf is no bound
-                t = {k: np.broadcast_to(v, shape) for k, v in t.items()}
-                if worst is None:
-                    worst = (total, t)
-                else:
-                    use = total > worst[0]
-                    worst = (np.where(use, total, worst[0]), {k: np.where(use, t[k], worst[1][k]) for k in t})
-            total, t = worst
+            total, t = _worst_case(algorithm, p, cases, zero_sq, valid, set_model=set_model, form=form, lam=lam)
             ok = np.broadcast_to(valid, total.shape) & np.isfinite(total) & (total >= 0)
             total = np.where(ok, total, np.inf)
             if best is None:
@@ -336,6 +301,64 @@ def evaluate(
                     best[2] | ok, np.maximum(emax, best[3]))
     total, t, valid, emax = best
     return BoundValue(total=total, terms=t, valid=valid, eta_max=emax).as_dict()
+
+
+def _check_set_model(algorithm, set_model, h, set_bias, set_var) -> None:
+    """What each set model needs: uniform, a K-worker fast set redrawn every round (h = 1);
+    independent, fastest-k's bound and its inclusion coefficients (eq. 4.11')."""
+    require(set_model in SET_MODELS, f"set_model={set_model!r} must be one of {', '.join(SET_MODELS)}")
+    if set_model == "uniform":
+        require(algorithm_entry(algorithm).waits_for_k,  # a K-worker fast set A_t (theory/algorithms.py)
+                f"set_model='uniform' is about the fast set A_t; {algorithm} has none")
+        require(bool(np.all(np.asarray(h) == 1)), "set_model='uniform' needs h=1 (fresh i.i.d. draws every round)")
+    if set_model == "independent":
+        require(algorithm == "fastest-k", f"set_model='independent' has a bound for fastest-k, not {algorithm}")
+        require(set_bias is not None and set_var is not None,
+                "set_model='independent' needs set_bias and set_var (theory.bounds.inclusion_coefficients)")
+
+
+def _parameters(N_, K_, B, M, eta, T_, L, sigma2, zeta2, Delta, h, delta, set_model, set_bias, set_var,
+                given: dict) -> dict:
+    """The terms' parameters as float arrays (`terms`' p): T at least 1, the fraction phi of
+    rounds that start a straggling period (DERIVATION.md section 4.5), N - 1 floored at 1,
+    min(delta, L), the independent set model's coefficients, and the Gram forms `given` (A4G)."""
+    Ts = np.maximum(T_, 1.0)
+    p = dict(N=N_, K=K_, B=np.asarray(B, float), M=np.asarray(M, float), eta=np.asarray(eta, float), T=Ts,
+             L=np.asarray(L, float), sigma2=np.asarray(sigma2, float), zeta2=np.asarray(zeta2, float),
+             Delta=np.asarray(Delta, float), phi=set_change_fraction(Ts, h))
+    p["Nm1"] = np.maximum(N_ - 1, 1.0)  # N = 1 means K = N, where every (N-1) term is 0
+    p["delta_eff"] = p["L"] if delta is None else np.minimum(np.asarray(delta, float), p["L"])
+    if set_model == "independent":
+        p["set_bias"], p["set_var"] = np.asarray(set_bias, float), np.asarray(set_var, float)
+    for name in FORM_KEYS:
+        v = given[name]
+        if v is not None:
+            _need(bool(np.all(np.asarray(v) >= 0)), lambda: f"{name}={v} must be >= 0 (a squared norm)")
+            p[name] = np.asarray(v, float)
+    return p
+
+
+def _worst_case(algorithm, p, cases, zero_sq, valid, *, set_model, form, lam) -> tuple:
+    """(total, terms) of one bound form, the worse over the straggler statistics `cases`
+    (_straggler_cases: a single case when m_inv and zero_frac are given), broadcast to valid's
+    shape; a NaN total (0 * inf) is no bound: +inf."""
+    worst = None
+    for mi, zf in cases:
+        q = dict(p, m_inv=mi, zero_frac=zf)
+        if zero_sq is not None:
+            q["zero_sq"] = np.asarray(zero_sq, float)
+        t = terms(algorithm, q, np.sqrt, set_model=set_model, form=form, lam=lam)
+        total = sum(t.values())
+        shape = np.broadcast(total, valid).shape
+        total = np.broadcast_to(total, shape)
+        total = np.where(np.isnan(total), np.inf, total)  # 0 * inf is no bound
+        t = {k: np.broadcast_to(v, shape) for k, v in t.items()}
+        if worst is None:
+            worst = (total, t)
+        else:
+            use = total > worst[0]
+            worst = (np.where(use, total, worst[0]), {k: np.where(use, t[k], worst[1][k]) for k in t})
+    return worst
 
 
 def straggler_statistics(fast, blocks_done) -> dict:

@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from theory.errors import require
-from theory.jsonio import dumps
+from theory.jsonio import atomic_write_json
 
 CONSTANTS_FORMAT_VERSION = 1
 KEYS = ("L", "sigma2", "zeta2", "Delta")
@@ -142,19 +140,4 @@ def write_constants(path, constants) -> None:
     d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS + (GRAM_KEY,) and v is None)}  # absent, not null
     validate_constants(d, source=str(path))
     d["format"] = CONSTANTS_FORMAT_VERSION
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)  # `lgc estimate --out` checks its folder exists first
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(dumps(d, indent=2, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a constants file is an ordinary file
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(path, d)  # `lgc estimate --out` checks its folder exists first

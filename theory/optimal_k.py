@@ -17,6 +17,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from theory.algorithms import BOUND_NAMES
+from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import TheoryInputError, require
 from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS
 from theory.timing import TimingModel
@@ -155,7 +156,7 @@ def why_no_k(res: Tradeoff, prob: Problem) -> str:
     from theory import bounds
     from theory.tradeoff import fastest_k_set_model
 
-    set_model = fastest_k_set_model(prob.timing, prob.h) if res.algorithm in ("fastest-k", "lgc") else "persistent"
+    set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm_entry(res.algorithm).waits_for_k else "persistent"
     emax = bounds.eta_max(res.algorithm, prob.N, res.ks, prob.L, set_model, delta=prob.delta)
     if np.all(res.eta > emax * (1 + 1e-12)):
         return (f"eta={res.eta.min():.4g} exceeds the largest step size the bounds allow for every K "

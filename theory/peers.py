@@ -24,10 +24,11 @@ import math
 
 import numpy as np
 
+from theory.algorithms import ALGORITHMS
 from theory.errors import require
 from theory.schedule import RoundSchedule
 
-PEERS = ("rennala", "malenia")
+PEERS = tuple(a.name for a in ALGORITHMS if a.peer)  # rennala, malenia
 TIE_RTOL = 1e-12  # relative: finish times closer than this are one instant (ties: worker index)
 
 

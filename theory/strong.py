@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.schedule import schedule_rounds
 from theory.gram import schedule_coefficients
@@ -118,7 +119,7 @@ def law_mode(timing, h: float) -> str | None:
 
 def applies(algorithm: str, semantics: str, timing, h: float) -> bool:
     """Whether this module bounds the run: fastest-k or lgc, abort semantics, and sets that law_mode knows."""
-    return algorithm in ("fastest-k", "lgc") and semantics == "abort" and law_mode(timing, h) is not None
+    return algorithm_entry(algorithm).strong_bound and semantics == "abort" and law_mode(timing, h) is not None
 
 
 def _noise_parts(fast, blocks, k, n, B, M, sigma2):
@@ -265,7 +266,7 @@ class StrongBound:
     are cached per step size)."""
 
     def __init__(self, algorithm: str, *, N, B, M, L, mu, sigma2, Delta, law: dict):
-        require(algorithm in ("fastest-k", "lgc"), f"the strong-convexity bound is for fastest-k and lgc, not {algorithm}")
+        require(algorithm_entry(algorithm).strong_bound, f"the strong-convexity bound is for fastest-k and lgc, not {algorithm}")
         require(mu is not None and 0 < mu <= L, f"mu={mu} must satisfy 0 < mu <= L={L}")
         self.algorithm, self.N, self.B, self.M, self.L, self.mu = algorithm, N, B, M, L, mu
         self.sigma2, self.Delta, self.law = sigma2, Delta, law

@@ -7,23 +7,14 @@ started by `torchrun`, runs this process as one rank of a multi-machine job. The
 decided by real arrival order through the rendezvous store (lgc.dist.coordinator), the
 stragglers' partial work enters lgc.rules exactly as in `sim`, and gradients travel through
 all-reduce. The run directory holds what `sim` writes plus trace.csv (every block's measured
-time). Modules: coordinator (store protocol), worker (one rank's round), problem (the
-block gradient, from lgc.task), records (rank 0's files), runner (a rank's life),
-launch (spawn / torchrun, watchdog), run (run_dist: options, replay, run directory, launch).
+time). Modules: coordinator (store protocol), worker (one rank's round), stopping (when a
+worker stops its round), problem (the block gradient, from lgc.task), records (rank 0's files),
+runner (a rank's life), launch (spawn / torchrun, watchdog), run (run_dist: options, replay,
+run directory, launch).
 """
 from __future__ import annotations
 
 from lgc.config import DistOptions  # the dist options live beside TrainConfig (one vocabulary)
+from lgc.dist.run import run_dist
 
-
-def settings_from_config(cfg, opts: DistOptions, timing_model):
-    """The round protocol's parameters from a resolved TrainConfig."""
-    from lgc.dist.worker import DistSettings
-    from lgc.protocol import anytime_deadline
-
-    return DistSettings(config=cfg, options=opts, deadline=anytime_deadline(cfg, timing_model))
-
-
-from lgc.dist.run import run_dist  # noqa: E402 (run.py imports settings_from_config from here)
-
-__all__ = ["DistOptions", "run_dist", "settings_from_config"]
+__all__ = ["DistOptions", "run_dist"]

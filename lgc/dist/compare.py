@@ -44,7 +44,7 @@ def round_comparison(run_path: str | Path) -> list[dict]:
             model = schedule_deadline(finish, deadline, round_index=t)
         else:
             model = schedule_round(finish, k, semantics=cfg.semantics, round_index=t, start=start,
-                                   wait_reports=cfg.algorithm == "lgc-fresh")
+                                   wait_reports=algorithm_entry(cfg.algorithm).waits_for_reports)
         start = model.next_start()
         meas_s, mod_s = s.wall * unit_s, model.wall * unit_s
         rows.append({

@@ -17,9 +17,17 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from lgc.dist import DistOptions, settings_from_config
+from lgc.config import DistOptions
 from lgc.errors import check
 from theory.algorithms import algorithm as algorithm_entry
+
+
+def settings_from_config(cfg, opts: DistOptions, timing_model):
+    """The round protocol's parameters from a resolved TrainConfig."""
+    from lgc.dist.worker import DistSettings
+    from lgc.protocol import anytime_deadline
+
+    return DistSettings(config=cfg, options=opts, deadline=anytime_deadline(cfg, timing_model))
 
 
 def _process_backend(opts, device: str, n_workers: int) -> str:

@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 
 from lgc import rules
-from lgc.dist.coordinator import RoundCoordinator, StoreInconsistent, sleep_until
+from lgc.dist.coordinator import RoundCoordinator, StoreInconsistent
+from lgc.dist.stopping import RoundStop, Stop
 from lgc.protocol import RunState, group_norms, local_weight, plan_groups, round_plan
 from theory.schedule import RoundSchedule
 
@@ -183,91 +184,51 @@ class Worker:
         return np.asarray(f[self.worker_id], dtype=np.float64) * self.s.unit_s
 
     def _work(self, t: int, w: torch.Tensor):
-        """Process blocks until the round tells this worker to stop. Returns the report row and
-        the gradient sums over the reported blocks."""
+        """Process blocks until the round's stopping rule (lgc.dist.stopping.RoundStop) ends them.
+        Returns the report row, the gradient sum over the reported blocks and the round's start."""
         s, M, r = self.s, self.s.blocks, self.worker_id
-        full = s.is_full_round(t)
-        k_t = self.k_of(t)
-        anytime = algorithm_entry(s.algorithm).round_end == "deadline" and not full
-        planned = M
-        if self.replay is not None and not full:
-            sched = self.replay[t]
-            planned = M if r in sched.fast else sched.blocks_done[r]
-        finish = self._finish_times_s(t)
-        deadline_s = s.deadline * s.unit_s if (anytime and s.deadline is not None) else None
-        abort = s.semantics == "abort"
-        free = self.replay is None and not full  # arrival order decides, not a file
-        watch = free and not anytime and finish is not None  # injected blocks: wake at the cutoff
-
+        rule = RoundStop.for_round(s, t, r, k=self.k_of(t), replay=self.replay, finish=self._finish_times_s(t),
+                                   coord=self.coord)
         row = np.zeros(_REPORT_FIXED + 2 * M)
         prev = cur = None  # gradient sums over done-1 and done blocks
         prev_loss = cur_loss = 0.0
-        done, m_rep, pos, interrupted = 0, None, 0, False
+        done, pos, stop = 0, 0, None
         t0 = s0 = time.perf_counter()
         busy, self.busy_until = self.busy_until, None
         if busy is not None and busy > t0:  # still finishing last round's block in flight (eq. 2.3')
-            if watch and self.coord.wait_closed(t, busy - t0):
-                planned, m_rep, self.busy_until = 0, 0, busy  # busy through this round's cutoff: starts nothing
-            else:
-                sleep_until(busy)
+            if rule.closed_while_busy(busy, t0):
+                stop = Stop(0, busy_until=busy)  # busy through this round's cutoff: starts nothing
             s0 = busy
         row[_START] = s0 - t0
-        for m in range(planned):
-            if anytime and deadline_s is not None:
-                if finish is not None and finish[m] > deadline_s:
-                    break
-                if finish is None and self.replay is None and time.perf_counter() - t0 >= deadline_s:
-                    break
+        for m in range(rule.planned if stop is None else 0):
+            if rule.stops_before(m, time.perf_counter() - t0):
+                break
             start = time.perf_counter()
             g, loss = self.problem.block_gradient(w, t, r, m)
             if r == s.slow_worker and s.slow_ms > 0:
                 time.sleep(s.slow_ms / 1000.0)
-            interrupted = in_flight = False
-            if finish is not None:
-                target = s0 + finish[m]
-                if watch:  # the round may close while this block is in flight
-                    closed = self.coord.wait_closed(t, target - time.perf_counter())
-                    interrupted, in_flight = closed and abort, closed and not abort
-                else:
-                    sleep_until(target)
+            closed, target = rule.wait_block(m, s0)
             end = time.perf_counter()
-            row[_REPORT_FIXED + m] = start - t0
-            row[_REPORT_FIXED + M + m] = end - t0
             prev, prev_loss = cur, cur_loss
             cur = g if cur is None else cur + g
             cur_loss = cur_loss + float(loss)
             done += 1
-            if interrupted:  # abort: the block in flight at the cutoff is dropped
-                m_rep = done - 1
+            stop = rule.after_block(done, closed, target, end - t0)
+            row[_REPORT_FIXED + m] = start - t0
+            row[_REPORT_FIXED + M + m] = (stop.block_end if stop is not None and stop.block_end is not None
+                                          else end) - t0
+            if stop is not None:
                 break
-            if in_flight:  # boundary: it counts (at most M-1 blocks); the server does not wait for it
-                m_rep = min(done, M - 1)
-                if algorithm_entry(s.algorithm).waits_for_reports and m_rep == done:
-                    sleep_until(target)  # lgc-fresh waits for the blocks it counts
-                else:
-                    self.busy_until = target  # slept out at the start of round t+1
-                row[_REPORT_FIXED + M + m] = target - t0
-                break
-            if anytime and deadline_s is not None and finish is None and self.replay is None:
-                if end - t0 > deadline_s:  # finished after the deadline: does not count
-                    m_rep = done - 1
-                    break
-            if done == M:
-                break
-            if free and not anytime and self.coord.closed(t):
-                m_rep = done - 1 if abort else done  # boundary: stop after the block in flight
-                break
-        if done == M and (m_rep is None):
-            if free or full:
-                pos = self.coord.arrive(t, k_t)
-                row[_ARRIVE] = time.perf_counter() - t0
-                m_rep = M if (pos <= k_t or anytime) else M - 1
-            else:  # replay: a fast worker per the file
-                m_rep = M
-        if m_rep is None:
+        if stop is not None:
+            m_rep = stop.m_rep
+            self.busy_until = stop.busy_until
+        elif done == M:
+            pos, m_rep, arrived = rule.arrive()
+            if arrived is not None:
+                row[_ARRIVE] = arrived - t0
+        else:
             m_rep = done
-        if anytime and deadline_s is not None:
-            sleep_until(t0 + deadline_s)  # the round lasts the deadline
+        rule.end_round(t0)
         row[_BUSY] = (self.busy_until if self.busy_until is not None else time.perf_counter()) - t0
         if m_rep == done:
             gsum, lsum = cur, cur_loss
@@ -276,7 +237,8 @@ class Worker:
         else:  # pragma: no cover - m_rep is done or done-1 by construction
             raise AssertionError((m_rep, done))
         # the trace lists finished blocks: an injected block cut short at the cutoff is not one
-        row[_POS], row[_M], row[_DONE] = pos, m_rep, done - int(interrupted)
+        dropped = stop is not None and stop.dropped
+        row[_POS], row[_M], row[_DONE] = pos, m_rep, done - int(dropped)
         row[_LOSS], row[_NSAMP] = lsum, m_rep * s.block_size
         return row, gsum, t0
 
@@ -322,7 +284,7 @@ class Worker:
             v = rep[:, col]
             if not np.all((v == np.round(v)) & (v >= 0) & (v <= M)):
                 problems.append(f"{name} {v.astype(int).tolist()}, expected 0..{M}")
-        if self.replay is None and not (s.algorithm == "anytime-minibatch" and not s.is_full_round(t)):
+        if self.replay is None and not (algorithm_entry(s.algorithm).round_end == "deadline" and not s.is_full_round(t)):
             k = self.n_procs if s.is_full_round(t) else self.k_of(t)
             if len(sched.fast) != k:
                 problems.append(f"|A_t| = {len(sched.fast)}, expected K = {k}")

@@ -1,0 +1,70 @@
+"""K chosen online (`--k auto`), the same in both backends: the controller of a run (theory.adaptive
+fed by the run's problem), the K of each round, and what the run records of its refits
+(refits.csv rows, final.json's summary)."""
+from __future__ import annotations
+
+from lgc.config import TrainConfig
+from lgc.errors import UserError, check
+from lgc.protocol.round_end import make_timing
+from theory.algorithms import algorithm as algorithm_entry
+from theory.errors import TheoryInputError
+
+REFIT_FIELDS = ("round", "window_first", "window_last", "clock", "remaining", "pooled", "distinct", "k_before", "k",
+                "expected_round_time", "shift", "rate")
+
+
+def k_controller(cfg: TrainConfig, model_bytes: float):
+    """The KController of a --k auto run (theory.adaptive; None otherwise), the same in both
+    backends: the bound of the run's algorithm at its step size, with the exact constants of the
+    quadratics or those of --k-constants (Problem.from_constants, as optimize-k reads them: delta, mu
+    and the Gram matrices, DERIVATION.md 4.7-4.8), for --budget on the run's clock (DERIVATION.md eq. 7.5)."""
+    if not cfg.k_auto:
+        return None
+    from theory.adaptive import AutoK, KController
+    from theory.order_stats import CommModel
+    from theory.tradeoff import Problem
+
+    try:
+        settings = dict(N=cfg.n_workers, M=cfg.blocks, B=cfg.batch_size, timing=make_timing(cfg), h=cfg.straggling_period,
+                        semantics=cfg.semantics, comm=CommModel(cfg.comm_alpha, cfg.comm_beta, model_bytes))
+        if cfg.k_constants is not None:  # as optimize-k reads them (delta, mu, gram included)
+            from theory.constants import read_constants
+
+            c = read_constants(cfg.k_constants)
+            check(c.gram is None or len(c.gram[0]) == cfg.n_workers,
+                  f"k_constants {cfg.k_constants}: its gram is for N={len(c.gram[0]) if c.gram else 0} workers, the run "
+                  f"has N={cfg.n_workers}")
+            prob = Problem.from_constants(c, **settings)
+        else:  # the quadratics' exact constants (lgc.task.QuadraticTask builds the same problem)
+            from lgc.data.synthetic import make_quadratic
+
+            const = make_quadratic(cfg.n_workers, cfg.quad_dim, seed=cfg.data_seed, h_min=cfg.quad_h_min,
+                                   h_max=cfg.quad_h_max, spread=cfg.quad_spread, sigma2=cfg.quad_sigma2).constants()
+            prob = Problem.from_constants(const, **settings)
+        return KController(AutoK(budget=cfg.budget, every=cfg.k_refit, window=cfg.k_window, first=cfg.k_first_fit,
+                                 seed=cfg.seed), prob, cfg.algorithm, eta=cfg.lr)
+    except TheoryInputError as e:
+        raise UserError(str(e)) from None
+
+
+def round_k(cfg: TrainConfig, controller, warmup: bool) -> int:
+    """K of a round: N in warm-up and for full-sync, the controller's choice under --k auto, else cfg's K."""
+    if warmup or algorithm_entry(cfg.algorithm).round_end == "all":
+        return cfg.n_workers
+    return controller.k if controller is not None else cfg.threshold_k
+
+
+def refit_rows(history) -> list[dict]:
+    """refits.csv rows (REFIT_FIELDS; README "File formats"): one per refit of --k auto; shift and
+    rate per worker, space-separated; distinct: the workers fitted on their own."""
+    return [{"round": h["round"], "window_first": h["window"][0], "window_last": h["window"][1], "clock": h["clock"],
+             "remaining": h["remaining"], "pooled": int(h["pooled"]), "distinct": " ".join(map(str, h["distinct"])),
+             "k_before": h["k_before"], "k": h["k"], "expected_round_time": h["expected_round_time"],
+             "shift": " ".join(f"{v:.6g}" for v in h["shift"]), "rate": " ".join(f"{v:.6g}" for v in h["rate"])}
+            for h in history]
+
+
+def k_auto_summary(controller) -> dict:
+    """final.json's record of --k auto: the refits, the K of each and the last K."""
+    return {"k_auto": {"refits": len(controller.history), "k_chosen": [h["k"] for h in controller.history],
+                       "k_last": int(controller.k), "budget": controller.settings.budget}}

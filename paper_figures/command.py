@@ -1,0 +1,41 @@
+"""What the figure scripts' command lines share. `lgc figures` runs a profile's script
+(`python -m paper_figures.quick`, `python -m paper_figures.paper`) in a child process and passes
+its flags through, so each flag is declared once, here in paper_figures, and lgc never imports
+paper_figures. A user error is one line on stderr and exit status 2, as everywhere in `lgc`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lgc.errors import UserError, check
+
+PROG = "lgc figures"  # what the user typed, in the usual case; the scripts' own prog names say how to run them
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{PROG}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(2)
+
+
+def fail(message: str) -> int:
+    """Print a user error as one line; returns the exit status 2."""
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def make_out_folder(out: Path | None) -> None:
+    """Create the --out folder (not the folders above it: a missing one is more often a typo than a
+    wish), before any figure is drawn: one line now, rather than one traceback per figure later."""
+    if out is None:
+        return
+    above = Path(out).absolute().parent
+    check(above.is_dir(), f"--out {out}: folder {above} does not exist")
+    try:
+        Path(out).mkdir(exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--out {out}: cannot create the folder ({e.strerror})") from None
