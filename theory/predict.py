@@ -264,7 +264,7 @@ def _set_law(sets, algorithm, eta, sig_j, band, n, b_size, rounds: int):
 def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zeta2: float, Delta: float, N: int,
                    M: int, B: int, timing, h: float = 1, semantics: str = "abort", ks, rounds, eta, momentum: float = 0.0,
                    warmup: int = 0, draws: int | None = None, dims: int = DIMS, seed: int = 0,
-                   law_rounds: int | None = None) -> Prediction:
+                   law_rounds: int | None = None, method: str = "auto") -> Prediction:
     """The surrogate's predicted errors per K (eqs. 9.1-9.8).
 
     ks: thresholds; rounds: T per K (e.g. floor(tau / E[R(K)])); eta: one step size or one per K; momentum: the
@@ -274,7 +274,8 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     The error splits into parts whose cross terms vanish in expectation (eq. 9.6): the start's, propagated exactly;
     the noise's (and, for sets drawn afresh every round, the sets' fluctuation's), whose covariance is propagated
     exactly; and the deviations' mean part, simulated on the schedules (sets held over rounds: Monte Carlo over
-    `draws` timing draws) or on the law's mean coefficients (independent sets: deterministic, law_rounds rounds)."""
+    `draws` timing draws) or on the law's mean coefficients (independent sets: deterministic, law_rounds rounds).
+    method: "auto" (the law where sets are independent), "simulate" (the schedules, always), "law" (required)."""
     require(algorithm in MODELLED, f"algorithm={algorithm!r} has no error model; must be one of {', '.join(MODELLED)}")
     require(semantics in ("abort", "boundary"), f"semantics={semantics!r} must be 'abort' or 'boundary'")
     ks = np.atleast_1d(np.asarray(ks, dtype=int))
@@ -284,7 +285,10 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     require(bool(np.all(eta > 0)), "eta must be > 0")
     require(0 <= momentum < 1, f"momentum={momentum} must be in [0, 1)")
     require(warmup >= 0, f"warmup={warmup} must be >= 0")
+    require(method in ("auto", "simulate", "law"), f"method={method!r} must be 'auto', 'simulate' or 'law'")
     independent = semantics == "abort" and timing.sets_independent(h) and algorithm != "full-sync"
+    require(method != "law" or independent, "method='law' needs abort semantics and sets drawn afresh every round")
+    independent = independent and method != "simulate"
     S = 1 if independent else (draws or (DRAWS if N < LARGE_N else 1))
     rng = np.random.default_rng(seed)
     bt = bands.totals(L, sigma2, zeta2, Delta)
@@ -332,7 +336,8 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
         u = dU
         P = np.einsum("kjab,skjbc,kjdc->skjad", A, P, A) + Q  # (9.6): u's column read before it is overwritten
         x0 = np.einsum("kjab,kjb->kja", A, x0)
-    se = lambda x: x.std(0, ddof=1) / np.sqrt(S) if S > 1 else np.zeros(x.shape[1])
+    # over the timing draws; one draw (independent sets: deterministic given the law's rounds): nan, not estimated
+    se = lambda x: x.std(0, ddof=1) / np.sqrt(S) if S > 1 else np.full(x.shape[1], np.nan)
     fin = np.isfinite(T)
     return Prediction(ks=ks, rounds=T.copy(), gap=np.where(fin, gap.mean(0), np.nan), gap_se=se(gap),
                       grad2=np.where(fin, grad2.mean(0), np.nan), grad2_se=se(grad2), draws=S,

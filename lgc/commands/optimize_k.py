@@ -6,8 +6,11 @@
         --timing-param slowdown=4 --straggling-period 30 --plot tradeoff.pdf
 
 Table columns: K, E[R] (time units, with its Monte Carlo standard error), T (rounds within the
-budget, or needed for the target), eta, the bound and each of its terms, and the time used.
-Equations: theory/DERIVATION.md sections 4 and 5. No torch import.
+budget, or needed for the target), eta, the error model's predicted loss gap F(w_T) - F* (with its
+standard error) and mean ||grad F||^2, the bound and each of its terms, and the time used.
+Two K*: the recommended one (`k_star`), the K of least predicted loss gap under the error model of
+theory/predict.py (DERIVATION.md section 9), and the bound's (`k_star_bound`, sections 4 and 5);
+`--criterion bound` recommends the bound's. No torch import.
 """
 from __future__ import annotations
 
@@ -54,6 +57,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--eta", type=float, help="one step size for every K (default: 0.5 / L)")
     e.add_argument("--optimize-eta", action="store_true", help="optimize the step size per K instead")
     p.add_argument("--report-latency", type=float, default=0.0, help="lgc-fresh: latency of the partial reports")
+    m = p.add_argument_group("the error model (the recommended K*, DERIVATION.md section 9)")
+    m.add_argument("--criterion", choices=("predict", "bound"), default="predict",
+                   help="which K* is recommended (k_star): 'predict' (default), the K of least predicted loss gap at "
+                        "the budget, a forecast for choosing K; 'bound', the K of least bound, a guarantee (its argmin "
+                        "sits near N where the terms that fall with K are loose)")
+    m.add_argument("--momentum", type=float, default=0.0,
+                   help="the run's server momentum, for the error model (default 0: plain SGD, as the bounds assume)")
+    m.add_argument("--warmup-rounds", type=int, default=0,
+                   help="the run's full-sync warm-up rounds, for the error model (default 0, as the bounds assume)")
     p.add_argument("--mc-rounds", type=int, help="Monte Carlo rounds for E[R] (default: by N and M)")
     add_timing_arguments(p)
     p.add_argument("--all-rows", action="store_true", help=f"print every K (default: at most {MAX_ROWS} rows)")
@@ -71,6 +83,8 @@ def resolve_constants(args) -> dict:
         d = {k: getattr(c, k) for k in KEYS + OPTIONAL_KEYS if getattr(c, k) is not None}
         if c.gram is not None:  # the workers' Gram matrices (A4G): the set terms of DERIVATION.md 4.7
             d[GRAM_KEY] = c.gram
+        if c.bands is not None:  # curvature bands for the error model (DERIVATION.md section 9)
+            d["bands"] = c.bands
     for k in KEYS + OPTIONAL_KEYS:
         if getattr(args, k) is not None:
             d[k] = getattr(args, k)
@@ -127,6 +141,18 @@ def compute(args):
     return prob, const, res
 
 
+def recommend(args, prob, const, res):
+    """The error model's predictions and the recommended K* (theory/predict_k.py)."""
+    from theory.predict import Bands
+    from theory.predict_k import recommend as rec
+
+    check(0 <= args.momentum < 1, f"--momentum {args.momentum} must be in [0, 1)")
+    check(args.warmup_rounds >= 0, f"--warmup-rounds {args.warmup_rounds} must be >= 0")
+    bands = Bands.from_json(const["bands"]) if const.get("bands") else None
+    return rec(res, prob, bands, criterion=args.criterion, momentum=args.momentum, warmup=args.warmup_rounds,
+               seed=args.seed)
+
+
 def _round_times(algorithm, prob, ks, rounds, seed):
     """E[R(K)] with a progress bar over the Monte Carlo rounds: at N = 10^6 they take most of
     the run. tqdm draws it on a terminal only, and only after the first second; off a terminal
@@ -167,42 +193,69 @@ def why_no_k(res, prob) -> str:
             f"zeta2={prob.zeta2:g}, Delta={prob.Delta:g} overflow it); check the constants")
 
 
-def _rows_to_show(res, all_rows: bool) -> np.ndarray:
+def _rows_to_show(res, all_rows: bool, rec=None) -> np.ndarray:
     n = len(res.ks)
     if all_rows or n <= MAX_ROWS:
         return np.arange(n)
-    i_star = int(np.where(res.ks == res.k_star)[0][0])
-    pick = set(np.linspace(0, n - 1, MAX_ROWS - 5).round().astype(int)) | {max(i_star - 2, 0), max(i_star - 1, 0),
-                                                                          i_star, min(i_star + 1, n - 1), min(i_star + 2, n - 1)}
+    pick = set(np.linspace(0, n - 1, MAX_ROWS - 10).round().astype(int))
+    for k in {res.k_star, res.k_star if rec is None else rec.k_star}:
+        i_star = int(np.where(res.ks == k)[0][0])
+        pick |= {max(i_star - 2, 0), max(i_star - 1, 0), i_star, min(i_star + 1, n - 1), min(i_star + 2, n - 1)}
+    if rec is not None and rec.prediction is not None and len(rec.prediction.ks) < n:  # rows the model evaluated
+        pick &= set(np.searchsorted(res.ks, rec.prediction.ks).tolist()) | {int(np.where(res.ks == res.k_star)[0][0])}
     return np.array(sorted(pick))
 
 
-def format_table(res, prob, shown) -> str:
+def format_table(res, prob, shown, rec=None) -> str:
     names = list(res.terms)
-    head = ["K", "E[R]", "+-se", "T", "eta", "bound"] + names + ["time"]
+    head = ["K", "E[R]", "+-se", "T", "eta", "pred_gap", "+-se", "pred_g2", "bound"] + names + ["time"]
+    pg, pse, pg2 = ((rec.column(res.ks, n) for n in ("gap", "gap_se", "grad2")) if rec is not None
+                    else (np.full(len(res.ks), np.nan),) * 3)
+    k_rec = res.k_star if rec is None else rec.k_star
     lines = []
     crit = f"budget tau = {res.budget:g}" if res.criterion == "budget" else f"target bound = {res.target:g}"
     lines.append(f"# {res.algorithm}, N={prob.N}, M={prob.M}, B={prob.B}, timing={prob.timing.name}, h={prob.h:g}, "
                  f"{prob.semantics} semantics; {crit}; E[R] by {res.round_time_method}")
     lines.append("  ".join(f"{h:>10}" for h in head))
     for i in shown:
-        vals = [res.round_time[i], res.round_time_se[i], res.rounds[i], res.eta[i], res.bound[i]]
+        vals = [res.round_time[i], res.round_time_se[i], res.rounds[i], res.eta[i], pg[i], pse[i], pg2[i], res.bound[i]]
         vals += [res.terms[n][i] for n in names] + [res.time[i]]
-        mark = "*" if res.ks[i] == res.k_star else " "
+        mark = "*" if res.ks[i] == k_rec else ("b" if res.ks[i] == res.k_star else " ")
         lines.append(f"{int(res.ks[i]):>9}{mark}  " + "  ".join(f"{v:>10.4g}" for v in vals))
     if len(shown) < len(res.ks):
         lines.append(f"# {len(shown)} of {len(res.ks)} rows shown (--all-rows for every K, --json for programs)")
     i = int(np.where(res.ks == res.k_star)[0][0])
     what = f"bound {res.bound[i]:.4g} at the budget" if res.criterion == "budget" else f"time {res.time[i]:.4g} to the target"
-    lines.append(f"K* = {res.k_star} ({what}; eta = {res.eta[i]:.4g}, T = {res.rounds[i]:.6g})")
+    if rec is not None:
+        j = int(np.where(res.ks == rec.k_star)[0][0])
+        why = (f"predicted loss gap {pg[j]:.4g} +- {pse[j]:.2g} at the budget" if rec.criterion == "predict" and not rec.note
+               else f"the bound's{': ' + rec.note if rec.note else ''}")
+        lines.append(f"K* = {rec.k_star} (recommended; {why}; eta = {res.eta[j]:.4g}, T = {res.rounds[j]:.6g})")
+        lines.append(f"K*_bound = {res.k_star} ({what})")
+    else:
+        lines.append(f"K* = {res.k_star} ({what}; eta = {res.eta[i]:.4g}, T = {res.rounds[i]:.6g})")
     near = [int(k) for k in res.ks[res.near_best]]
     if len(near) > 1:
-        lines.append(f"within the Monte Carlo error of K* (2 standard errors of E[R] and the straggler statistics): "
-                     f"K = {', '.join(map(str, near))}")
+        lines.append(f"within the Monte Carlo error of the bound's K* (2 standard errors of E[R] and the straggler "
+                     f"statistics): K = {', '.join(map(str, near))}")
+    if rec is not None:
+        lines.append(f"# error model: {model_note(rec, res)}")
     lines.append(f"# the bounds assume {ASSUMES}")
     lines.append(f"# dissimilarity: {dissimilarity_note(prob)}")
     lines.append(f"# strong convexity: {strong_note(prob, res.algorithm)}")
     return "\n".join(lines)
+
+
+def model_note(rec, res) -> str:
+    """What the error model did (DERIVATION.md section 9)."""
+    p = rec.prediction
+    if p is None:
+        return f"not run ({rec.note})"
+    sub = f" at {len(p.ks)} of the {len(res.ks)} K" if len(p.ks) < len(res.ks) else ""
+    cap = f"; {int(p.capped.sum())} K predicted at the round cap" if p.capped.any() else ""
+    return (f"pred_gap = predicted F(w_T) - F*, pred_g2 = predicted mean ||grad F||^2 over the T rounds{sub} "
+            f"({p.draws} timing draw(s){cap}); {'K* recommended by ' + rec.criterion}"
+            f"{' (' + rec.note + ')' if rec.note else ''}; '*' marks the recommended K*, 'b' the bound's")
 
 
 def strong_note(prob, algorithm) -> str:
@@ -229,7 +282,7 @@ def dissimilarity_note(prob) -> str:
             f"each set term the smaller of its Gram and zeta2 forms")
 
 
-def to_json(res, prob, const, rows: bool = True) -> dict:
+def to_json(res, prob, const, rows: bool = True, rec=None) -> dict:
     clean = lambda v: None if not np.isfinite(v) else float(v)
     out = {
         "algorithm": res.algorithm, "criterion": res.criterion, "budget": res.budget, "target": res.target,
@@ -237,29 +290,45 @@ def to_json(res, prob, const, rows: bool = True) -> dict:
         "timing": prob.timing.name, "constants": {k: v for k, v in const.items() if k != "gram"},
         "dissimilarity": dissimilarity_note(prob), "strong_convexity": strong_note(prob, res.algorithm),
         "round_time_method": res.round_time_method,
-        "k_star": res.k_star, "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES,
+        "k_star": res.k_star if rec is None else rec.k_star, "k_star_bound": res.k_star,
+        "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES,
     }
+    out["constants"].pop("bands", None)
+    if rec is not None:
+        out["k_criterion"] = rec.criterion
+        out["error_model"] = model_note(rec, res)
     if rows:
         out["rows"] = [{k: (clean(v) if isinstance(v, float) else v) for k, v in r.items()} for r in res.rows()]
+        if rec is not None:
+            for name, col in _model_columns(res, rec).items():
+                for r, v in zip(out["rows"], col):
+                    r[name] = clean(float(v))
     return out
 
 
-def _columns(res) -> dict:
+def _model_columns(res, rec) -> dict:
+    """The error model's row keys (nan where it did not evaluate a K)."""
+    return {f"pred_{n}": rec.column(res.ks, n) for n in ("gap", "gap_se", "grad2", "grad2_se")}
+
+
+def _columns(res, rec=None) -> dict:
     """Tradeoff.rows() as columns (its keys, in its order): arrays, or None for a key without one."""
     cols = {"K": res.ks.astype(int), "E[R]": res.round_time, "E[R]_se": res.round_time_se,
             "near_best": res.near_best, "T": res.rounds, "eta": res.eta, "bound": res.bound, "time": res.time,
             "E[m_j]": res.m_mean}
     cols.update({f"term:{n}": v for n, v in res.terms.items()})
+    if rec is not None:
+        cols.update(_model_columns(res, rec))
     return cols
 
 
-def write_json(res, prob, const, out, chunk: int = 8192) -> None:
+def write_json(res, prob, const, out, chunk: int = 8192, rec=None) -> None:
     """to_json's document (strict JSON: a value that is not finite is null), its rows streamed one a
     line, a chunk of K at a time from the arrays: memory O(chunk), not a list of N row dicts (1.5 GB
     at N = 10^6), and json's C encoder (indent= forces the pure-Python one)."""
-    head = dumps(to_json(res, prob, const, rows=False), indent=1)
+    head = dumps(to_json(res, prob, const, rows=False, rec=rec), indent=1)
     out.write(head[:-2] + ',\n "rows": [')
-    cols = _columns(res)
+    cols = _columns(res, rec)
     encode = json.JSONEncoder(allow_nan=False).encode  # one encoder (json.dumps(allow_nan=...) builds one a call)
     for lo in range(0, len(res.ks), chunk):
         n = len(res.ks[lo:lo + chunk])
@@ -280,7 +349,7 @@ def write_json(res, prob, const, out, chunk: int = 8192) -> None:
     out.write("\n ]\n}\n")
 
 
-def plot(res, path: str) -> None:
+def plot(res, path: str, rec=None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -288,9 +357,13 @@ def plot(res, path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     ax.plot(res.ks, res.bound, marker="o" if len(res.ks) <= 50 else None, ms=3, label="bound")
-    ax.axvline(res.k_star, color="0.4", ls="--", lw=1, label=f"K* = {res.k_star}")
+    ax.axvline(res.k_star, color="0.4", ls="--", lw=1, label=f"bound's K* = {res.k_star}")
+    if rec is not None and rec.prediction is not None:
+        p = rec.prediction
+        ax.plot(p.ks, p.gap, marker="s" if len(p.ks) <= 50 else None, ms=3, color="C1", label="predicted F(w_T) - F*")
+        ax.axvline(rec.k_star, color="C1", ls=":", lw=1, label=f"recommended K* = {rec.k_star}")
     ax.set_xlabel("straggler threshold K")
-    ylabel = "bound on mean ||grad F||^2" if res.criterion == "budget" else "bound (at the target)"
+    ylabel = "bound on mean ||grad F||^2; error" if res.criterion == "budget" else "bound (at the target)"
     ax.set_ylabel(ylabel)
     finite = res.bound[np.isfinite(res.bound)]
     if finite.size and finite.max() / max(finite.min(), 1e-300) > 50:
@@ -317,12 +390,13 @@ def run(args: argparse.Namespace) -> int:
         folder = Path(args.plot).resolve().parent
         check(folder.is_dir(), f"--plot {args.plot}: folder {folder} does not exist")
     prob, const, res = compute(args)
+    rec = recommend(args, prob, const, res)
     if args.json:
-        write_json(res, prob, const, sys.stdout)
+        write_json(res, prob, const, sys.stdout, rec=rec)
     else:
-        print(format_table(res, prob, _rows_to_show(res, args.all_rows)))
+        print(format_table(res, prob, _rows_to_show(res, args.all_rows, rec), rec))
     if args.plot:
-        plot(res, args.plot)
+        plot(res, args.plot, rec)
         if not args.json:
             print(f"plot: {args.plot}")
     return 0
