@@ -74,11 +74,14 @@ def test_fastest_k_with_independent_sets_is_unbiased():
 def test_held_sets_bias_fastest_k_but_not_lgc():
     """Persistent sets (h = 10^9), no noise: fastest-K converges to a point shifted by its set's mean deviation, a
     gap that does not shrink with eta; lgc's compensation, constant while the set is (a shared Hessian, eq. 9.1),
-    restores the full gradient: its gap goes to zero."""
+    restores the full gradient when every straggler reports (M = 1000 blocks): its gap goes to zero; with M = 4 the
+    stragglers that finish no block leave a smaller bias (DERIVATION.md 4.5's zero-block term)."""
     kw = dict(h=10**9, zeta2=2.0, sigma2=0.0, rounds=3000, draws=8)
-    fk = {eta: _pred("fastest-k", eta=eta, **kw).gap[3] for eta in (0.1, 0.2)}
-    assert fk[0.1] == pytest.approx(fk[0.2], rel=1e-6) and fk[0.1] > 0.01
-    assert _pred("lgc", eta=0.2, **kw).gap[3] < 1e-12
+    fk = {eta: _pred("fastest-k", eta=eta, **kw).gap[:-1] for eta in (0.1, 0.2)}
+    np.testing.assert_allclose(fk[0.1], fk[0.2], rtol=1e-6)
+    assert np.all(fk[0.1] > 0.01)
+    assert np.all(_pred("lgc", eta=0.2, M=1000, B=1000, **kw).gap < 1e-20)
+    assert np.all(_pred("lgc", eta=0.2, **kw).gap[:-1] < fk[0.2] / 10)
 
 
 def test_bands_split_at_one_curvature_change_nothing():
