@@ -56,7 +56,7 @@ def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int) -> tuple[np.
 def _band_index(theta: np.ndarray, L: float, bands: int) -> np.ndarray:
     """Band j of a curvature theta: L 4^-(j+1) <= theta < L 4^-j (the top band unbounded above, the last one below)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        j = np.floor(-np.log(np.maximum(theta, 1e-300) / L) / np.log(4.0))
+        j = np.ceil(np.log(L / np.maximum(theta, 1e-300)) / np.log(4.0) - 1e-9) - 1
     return np.clip(np.nan_to_num(j, nan=bands - 1), 0, bands - 1).astype(int)
 
 
@@ -110,8 +110,8 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
         share = np.zeros(bands)
         for th, en in ms:
             j = _band_index(th, L, bands)
-            if name == "delta":  # eq. (9.10): g^2 / (2 theta), theta at least the band's curvature
-                en = en / (2 * np.maximum(th, h[j]))
+            if name == "delta":  # eq. (9.10): g^2 / (2 theta), theta at least the smallest band curvature
+                en = en / (2 * np.maximum(th, floor))
             np.add.at(share, j, en / len(ms))
         out[name] = share.tolist()
     out["method"] = (f"stochastic Lanczos quadrature of F's Hessian at w_0 ({steps} Hessian-vector products per start "
