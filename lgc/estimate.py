@@ -397,7 +397,7 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
             a = g - (pi.double()[:, None] * g).sum(0)
             gram.append((a @ a.T).numpy().tolist())
 
-    # the error model's curvature bands at w_0 (lgc/spectrum.py, DERIVATION.md section 9.3)
+    # the error model's curvature bands at w_0 (lgc/spectrum.py, DERIVATION.md section 8.3)
     spectrum = None
     if bands > 0:
         from lgc.spectrum import curvature_bands

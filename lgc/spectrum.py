@@ -1,17 +1,17 @@
-"""Curvature bands for the error model (theory/predict.py, DERIVATION.md section 9.3): how F's curvature spectrum
+"""Curvature bands for the error model (theory/predict.py, DERIVATION.md section 8.3): how F's curvature spectrum
 at w_0 splits the initial error, the gradient noise and the workers' dissimilarity.
 
 Stochastic Lanczos quadrature on Hessian-vector products of F (double backward): m Lanczos steps from a vector z
 give the Ritz values theta_k and weights tau_k (the squared first components of the tridiagonal's eigenvectors),
-a Gauss quadrature of z's spectral measure, z^T f(H) z ~ ||z||^2 sum_k tau_k f(theta_k) (eq. 9.9). Three kinds
+a Gauss quadrature of z's spectral measure, z^T f(H) z ~ ||z||^2 sum_k tau_k f(theta_k) (eq. 8.9). Three kinds
 of start vector, each a quantity of the model:
 
 - the gradient g = grad F(w_0): on a quadratic F(w_0) - F* = g^T H^{-1} g / 2, so band j holds
-  Delta_j ~ ||g||^2 sum_{theta_k in j} tau_k / (2 theta_k) (eq. 9.10);
+  Delta_j ~ ||g||^2 sum_{theta_k in j} tau_k / (2 theta_k) (eq. 8.10);
 - noise probes z = n^{-1/2} sum_s r_s (g_s - g_i) (Rademacher r over a worker's samples, pooled over workers):
-  E z z^T is the per-sample gradient covariance (Hutchinson), so band j holds its share of sigma2 (eq. 9.11);
+  E z z^T is the per-sample gradient covariance (Hutchinson), so band j holds its share of sigma2 (eq. 8.11);
 - dissimilarity probes z = N^{-1/2} sum_i r_i a_i, a_i = grad f_i - grad F: E z z^T = (1/N) sum_i a_i a_i^T,
-  whose trace is zeta2, so band j holds its share of zeta2 (eq. 9.11).
+  whose trace is zeta2, so band j holds its share of zeta2 (eq. 8.11).
 
 Bands: J geometric curvature intervals below the top curvature L, [L/4, inf), [L/16, L/4), ..., and the rest
 (negative Ritz values, a nonconvex F's, included); a band's curvature is the weighted mean of its positive Ritz
@@ -32,7 +32,7 @@ PROBES = 2  # noise and dissimilarity probes each
 
 def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Ritz values and Gauss weights (summing to 1) of z's spectral measure under the symmetric operator hvp
-    (eq. 9.9), with full reorthogonalisation (steps is small)."""
+    (eq. 8.9), with full reorthogonalisation (steps is small)."""
     q = z / z.norm()
     basis, alpha, beta = [q], [], []
     for j in range(steps):
@@ -63,7 +63,7 @@ def _band_index(theta: np.ndarray, L: float, bands: int) -> np.ndarray:
 def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: int = LANCZOS_STEPS,
                     probes: int = PROBES, seed: int = 0) -> dict:
     """The constants JSON's "bands" (theory/constants.py) of `problem` (an lgc.estimate.EmpiricalProblem) at w:
-    curvatures h and per-band delta, sigma2, zeta2 (eqs. 9.9-9.11; the model normalises each to its total)."""
+    curvatures h and per-band delta, sigma2, zeta2 (eqs. 8.9-8.11; the model normalises each to its total)."""
     from lgc.estimate import full_loss, worker_gradients, worker_loss
 
     gen = torch.Generator().manual_seed(seed)
@@ -110,7 +110,7 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
         share = np.zeros(bands)
         for th, en in ms:
             j = _band_index(th, L, bands)
-            if name == "delta":  # eq. (9.10): g^2 / (2 theta), theta at least the smallest band curvature
+            if name == "delta":  # eq. (8.10): g^2 / (2 theta), theta at least the smallest band curvature
                 en = en / (2 * np.maximum(th, floor))
             np.add.at(share, j, en / len(ms))
         out[name] = share.tolist()

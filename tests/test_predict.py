@@ -1,4 +1,4 @@
-"""The predictive error model (theory/predict.py, DERIVATION.md section 9): its reductions, its exact parts against
+"""The predictive error model (theory/predict.py, DERIVATION.md section 8): its reductions, its exact parts against
 its Monte Carlo surrogate, and its predicted curve against a measured simulation of the rules (tests/bound_sim.py).
 
 Settings used to develop and check the model (none from paper_figures/kstar_check.py's grids or the model cells):
@@ -47,7 +47,7 @@ def test_lgc_at_k_n_is_full_sync():
 
 def test_fastest_k_without_dissimilarity_is_sgd_on_k_b_samples():
     """zeta2 = 0: fastest-K is plain SGD on the mean of K B samples, whose expected gap on one band has the closed
-    form Delta q^{2T} + (h/2) eta^2 sigma2/(K B) sum_{t<T} q^{2t}, q = 1 - eta h (the scalar form of eq. 9.6)."""
+    form Delta q^{2T} + (h/2) eta^2 sigma2/(K B) sum_{t<T} q^{2t}, q = 1 - eta h (the scalar form of eq. 8.6)."""
     L, s2, D, eta, T = 2.0, 3.0, 1.5, 0.2, 40
     for h in (1, 10):
         p = _pred("fastest-k", bands=Bands.scalar(L), L=L, sigma2=s2, zeta2=0.0, Delta=D, rounds=T, eta=eta, h=h)
@@ -73,7 +73,7 @@ def test_fastest_k_with_independent_sets_is_unbiased():
 
 def test_held_sets_bias_fastest_k_but_not_lgc():
     """Persistent sets (h = 10^9), no noise: fastest-K converges to a point shifted by its set's mean deviation, a
-    gap that does not shrink with eta; lgc's compensation, constant while the set is (a shared Hessian, eq. 9.1),
+    gap that does not shrink with eta; lgc's compensation, constant while the set is (a shared Hessian, eq. 8.1),
     restores the full gradient when every straggler reports (M = 1000 blocks): its gap goes to zero; with M = 4 the
     stragglers that finish no block leave a smaller bias (DERIVATION.md 4.5's zero-block term)."""
     kw = dict(h=10**9, zeta2=2.0, sigma2=0.0, rounds=3000, draws=8)
@@ -86,7 +86,7 @@ def test_held_sets_bias_fastest_k_but_not_lgc():
 
 def test_bands_split_at_one_curvature_change_nothing():
     """One band is the scalar form: splitting it into bands of the same curvature (any shares) gives the same
-    prediction, for held and independent sets, with momentum and warm-up (exact for N <= EXACT_N, eq. 9.2')."""
+    prediction, for held and independent sets, with momentum and warm-up (exact for N <= EXACT_N, eq. 8.2')."""
     split = Bands(h=(1.0, 1.0, 1.0), delta=(1, 2, 3), sigma2=(3, 2, 1), zeta2=(1, 1, 2))
     for h in (1, 10):
         a = _pred("lgc", h=h, momentum=0.3, warmup=2, draws=3)
@@ -97,7 +97,7 @@ def test_bands_split_at_one_curvature_change_nothing():
 
 @pytest.mark.parametrize("alg", ["lgc", "fastest-k", "lgc-fresh"])
 def test_the_law_equals_the_simulated_schedules_within_their_error(alg):
-    """Independent sets: the closed-form recursion over the sets' law (eq. 9.6') against the same model on drawn
+    """Independent sets: the closed-form recursion over the sets' law (eq. 8.6') against the same model on drawn
     schedules (Monte Carlo over 24 timing draws), within 3 standard errors plus the law's own 3%."""
     kw = dict(momentum=0.5, warmup=2, rounds=80, zeta2=1.0)
     law = _pred(alg, method="law", **kw)
@@ -112,7 +112,7 @@ def _measured(alg, h, momentum, warmup, T=150, seeds=200):
     one band per coordinate (h_k, h_k (w_0 - w*)_k^2 / 2, sigma2 / d, (1/N) sum_i a_ik^2)."""
     n, d, s2 = 8, 3, 4.0
     p = make_problem("quadratic", n=n, d=d, seed=3, sigma2=s2)
-    p.h[:] = p.h[0]  # a shared Hessian: the surrogate's class of problems (9.1)
+    p.h[:] = p.h[0]  # a shared Hessian: the surrogate's class of problems (8.1)
     w0, ws, hk = np.full(d, 4.0), p.minimizer(), p.h[0]
     a = p.grads(ws[None])[0]
     bands = Bands(h=tuple(hk), delta=tuple(hk / 2 * (w0 - ws) ** 2), sigma2=(1.0,) * d, zeta2=tuple((a**2).mean(0)))

@@ -1,5 +1,5 @@
 """lgc/spectrum.py: stochastic Lanczos quadrature and the curvature bands written by `lgc estimate` (DERIVATION.md
-section 9.3, eqs. 9.9-9.11), against problems whose spectrum is known exactly."""
+section 8.3, eqs. 8.9-8.11), against problems whose spectrum is known exactly."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ from lgc.spectrum import _band_index, curvature_bands, lanczos
 
 def test_lanczos_is_the_exact_measure_on_a_small_krylov_space():
     """A start vector in 4 eigenspaces of a 30 x 30 symmetric matrix: its Krylov space has dimension 4, so 8 steps
-    give those 4 eigenvalues as Ritz values, with weights its squared projections (eq. 9.9, exact)."""
+    give those 4 eigenvalues as Ritz values, with weights its squared projections (eq. 8.9, exact)."""
     rng = np.random.default_rng(0)
     Q = np.linalg.qr(rng.standard_normal((30, 30)))[0]
     lam = np.repeat([5.0, 2.0, 0.5, 0.1, -0.3, 0.02], 5)
@@ -59,8 +59,8 @@ def _quadratic(h, dev, noise_dims, n=4, samples=40, seed=0):
 
 def test_bands_of_a_quadratic_are_its_spectrum():
     """F's Hessian diag(h) with curvatures in 3 bands: delta per band is exactly sum_k g_k^2 / (2 h_k) of the
-    gradient at w_0 (eq. 9.10, the Krylov space is exhausted); the deviations live in band 0's coordinates and
-    the noise in band 2's, invariant subspaces, so their shares are in those bands only (eq. 9.11)."""
+    gradient at w_0 (eq. 8.10, the Krylov space is exhausted); the deviations live in band 0's coordinates and
+    the noise in band 2's, invariant subspaces, so their shares are in those bands only (eq. 8.11)."""
     h = [4.0, 3.0, 0.8, 0.5, 0.1, 0.09]  # bands of L = 4: [1, 4], [1/4, 1), [1/16, 1/4)
     prob, ht = _quadratic(h, dev=[0, 1], noise_dims=[4, 5])
     out = curvature_bands(prob, prob.w0, 4.0, bands=3, steps=10, probes=2)

@@ -17,7 +17,7 @@ the user, `lgc estimate` does not estimate it); optional gram, the Gram matrices
 a_i = grad f_i - grad F at one or more points (assumption A4G, DERIVATION.md section 4.7; without
 it the bounds use zeta2 alone); optional bands, J curvature bands h_j > 0 with each band's share of Delta,
 sigma2 and zeta2 (numbers >= 0, J of each), for the error model of theory/predict.py (DERIVATION.md
-section 9; without it the model uses one band at L). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
+section 8; without it the model uses one band at L). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ CONSTANTS_FORMAT_VERSION = 1
 KEYS = ("L", "sigma2", "zeta2", "Delta")
 OPTIONAL_KEYS = ("delta", "mu")  # mu: strong convexity of F (A7, DERIVATION.md section 4.8), never estimated
 GRAM_KEY = "gram"  # optional: a list of N x N Gram matrices (A4G)
-BANDS_KEY = "bands"  # optional: curvature bands for the error model (DERIVATION.md section 9)
+BANDS_KEY = "bands"  # optional: curvature bands for the error model (DERIVATION.md section 8)
 BAND_FIELDS = ("h", "delta", "sigma2", "zeta2")
 
 
@@ -48,7 +48,7 @@ class Constants:
     delta: float | None = None
     mu: float | None = None
     gram: list | None = None  # [P][N][N]: G at P points (A4G), or None
-    bands: dict | None = None  # {"h": [J], "delta": [J], "sigma2": [J], "zeta2": [J]} (section 9), or None
+    bands: dict | None = None  # {"h": [J], "delta": [J], "sigma2": [J], "zeta2": [J]} (section 8), or None
     intervals: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
 

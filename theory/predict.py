@@ -1,21 +1,21 @@
-"""The predictive error model of each rule: the recommended K* (theory/DERIVATION.md section 9, eqs. 9.1-9.8).
+"""The predictive error model of each rule: the recommended K* (theory/DERIVATION.md section 8, eqs. 8.1-8.8).
 
 The bounds of theory/bounds.py are guarantees; their argmin over K sits near N whenever the terms that fall
 with K are loose (section 4.6). This module forecasts the error instead, in the spirit of the Noisy Quadratic
 Model (Zhang et al., NeurIPS 2019: a quadratic per curvature band, noise and momentum included) and of the
 gradient noise scale (McCandlish et al. 2018): a *surrogate* problem built from the measured statistics,
 
-    F(w) = sum_j (h_j / 2) ||e_j||^2,   f_i(w) = F(w) + <a_i, w>,   sum_i a_i = 0          (9.1)
+    F(w) = sum_j (h_j / 2) ||e_j||^2,   f_i(w) = F(w) + <a_i, w>,   sum_i a_i = 0          (8.1)
 
 in J curvature bands (e_j: the error w - w* in band j, `DIMS` coordinates each), with the workers' deviations
-a_i drawn at random and scaled so that band j carries zeta2_j of the dissimilarity (9.2), the start drawn at
-F(w_0) - F* = Delta_j in band j (9.3), and per-sample noise of variance sigma2_j in band j (9.4). The rule
+a_i drawn at random and scaled so that band j carries zeta2_j of the dissimilarity (8.2), the start drawn at
+F(w_0) - F* = Delta_j in band j (8.3), and per-sample noise of variance sigma2_j in band j (8.4). The rule
 (full-sync, fastest-k, lgc, lgc-fresh; fastest-K is lgc with u = 0) runs on it with the same timing law as the
 trainers (the schedules of theory/schedule.py on the timing model's own draws), momentum and warm-up rounds
-included (9.5, 9.6), vectorised in numpy over draws x K x coordinates. The prediction is the mean over draws of
-the loss gap F(w_T) - F* at each K's T rounds (9.7) and of (1/T) sum_t ||grad F(w_t)||^2 (9.8), each with its
+included (8.5, 8.6), vectorised in numpy over draws x K x coordinates. The prediction is the mean over draws of
+the loss gap F(w_T) - F* at each K's T rounds (8.7) and of (1/T) sum_t ||grad F(w_t)||^2 (8.8), each with its
 standard error over the draws. The model is a Monte Carlo surrogate, exact for its own assumptions (a shared
-Hessian, constant deviations, Gaussian noise); section 9 names what it approximates. Pure numpy, no torch.
+Hessian, constant deviations, Gaussian noise); section 8 names what it approximates. Pure numpy, no torch.
 """
 from __future__ import annotations
 
@@ -27,17 +27,17 @@ from theory.errors import require
 from theory.schedule import schedule_rounds
 
 DIMS = 8  # random coordinates per band above EXACT_N workers: the expectation does not depend on it, its variance does
-EXACT_N = 64  # up to N workers the deviations are exact in expectation (eq. 9.2'): N - 1 coordinates per band
+EXACT_N = 64  # up to N workers the deviations are exact in expectation (eq. 8.2'): N - 1 coordinates per band
 DRAWS = 4  # independent surrogates (deviations, start, noise, timing seeds); the standard error is over them
-ROUND_CAP = 20000  # rounds simulated at most; a K whose T exceeds it is predicted at the cap (section 9)
-LAW_ROUNDS = 2000  # schedules drawn for the law of sets drawn afresh every round (eq. 9.6')
+ROUND_CAP = 20000  # rounds simulated at most; a K whose T exceeds it is predicted at the cap (section 8)
+LAW_ROUNDS = 2000  # schedules drawn for the law of sets drawn afresh every round (eq. 8.6')
 LARGE_N = 2000  # N from which one draw is simulated (optimize-k at N = 10^4 stays within seconds)
 MODELLED = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
 
 
 @dataclass(frozen=True)
 class Bands:
-    """Curvature bands of the surrogate (9.1): curvature h_j and band j's share of Delta, sigma2 and zeta2.
+    """Curvature bands of the surrogate (8.1): curvature h_j and band j's share of Delta, sigma2 and zeta2.
 
     Shares are normalised when the model runs, so the scalar constants (L, sigma2, zeta2, Delta; `lgc optimize-k`'s
     flags override a file's) fix the totals and the bands only their split."""
@@ -80,7 +80,7 @@ class Bands:
 
 @dataclass(frozen=True)
 class Prediction:
-    """Per K of `ks`: rounds T, the predicted loss gap F(w_T) - F* (9.7) and mean squared gradient norm (9.8),
+    """Per K of `ks`: rounds T, the predicted loss gap F(w_T) - F* (8.7) and mean squared gradient norm (8.8),
     each with its standard error over `draws` surrogates; `capped`: T above ROUND_CAP (predicted at the cap)."""
 
     ks: np.ndarray
@@ -102,9 +102,9 @@ class Prediction:
 
 def _deviations(rng, bands: dict, n: int, draws: int, dims: int):
     """Per draw, the workers' deviations a (S, N, J D), centred over workers, with (1/N) sum_i ||a_i||^2 = zeta2_j
-    in band j (9.2); and the coordinates' curvatures (J D,). For N <= EXACT_N a band's D = N - 1 columns are an
+    in band j (8.2); and the coordinates' curvatures (J D,). For N <= EXACT_N a band's D = N - 1 columns are an
     orthonormal basis of the centred vectors, scaled: the sum over them of any (c^T a_k)^2 is then exactly its
-    expectation over isotropic deviations, N zeta2_j ||c - cbar||^2 / (N - 1) (eq. 9.2'); above, D random columns."""
+    expectation over isotropic deviations, N zeta2_j ||c - cbar||^2 / (N - 1) (eq. 8.2'); above, D random columns."""
     J = len(bands["h"])
     exact = n <= EXACT_N
     D = max(n - 1, 1) if exact else dims
@@ -200,7 +200,7 @@ class _Sets:
 
 def _transition(eta, h, mu):
     """(K, J, 3, 3): the map of one round on the state x = (e, v, u) of a coordinate at curvature h without its
-    inputs (eq. 9.5): d = h e + u, v' = mu v + d, e' = e - eta v', u' = inputs only."""
+    inputs (eq. 8.5): d = h e + u, v' = mu v + d, e' = e - eta v', u' = inputs only."""
     K, J = len(eta), len(h)
     A = np.zeros((K, J, 3, 3))
     eh = eta[:, None] * h[None, :]
@@ -210,7 +210,7 @@ def _transition(eta, h, mu):
 
 
 def _inputs(algorithm: str, stats, eta, sig_j, band, warm: bool, n: int, b_size: int):
-    """One round's inputs to the state x = (e, v, u) of every coordinate (eqs. 9.4-9.6), from its schedule stats
+    """One round's inputs to the state x = (e, v, u) of every coordinate (eqs. 8.4-8.6), from its schedule stats
     (bias_a, bias_s (K, D); var_a, var_s, rho (K,)): the deviations' part of d (K, D), of the new u (K, D), and the
     covariance its noise adds to the state of a band, sum_c q_c b_c b_c^T sigma2_j (K, J, 3, 3)."""
     bias_a, bias_s, var_a, var_s, rho = stats
@@ -237,7 +237,7 @@ def _inputs(algorithm: str, stats, eta, sig_j, band, warm: bool, n: int, b_size:
 
 def _set_law(sets, algorithm, eta, sig_j, band, n, b_size, rounds: int):
     """Independent sets (a fresh draw every round, eq. 4.46a): the inputs' means over the law (dA, dU (K, D)) and
-    the covariance per round of noise plus the sets' fluctuation around those means (K, J, 3, 3) (eq. 9.6')."""
+    the covariance per round of noise plus the sets' fluctuation around those means (K, J, 3, 3) (eq. 8.6')."""
     K, D = len(eta), sets.a.shape[2]
     sa, su = np.zeros((K, D)), np.zeros((K, D))
     saa, suu, sau = np.zeros((K, D)), np.zeros((K, D)), np.zeros((K, D))
@@ -265,13 +265,13 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
                    M: int, B: int, timing, h: float = 1, semantics: str = "abort", ks, rounds, eta, momentum: float = 0.0,
                    warmup: int = 0, draws: int | None = None, dims: int = DIMS, seed: int = 0,
                    law_rounds: int | None = None, method: str = "auto") -> Prediction:
-    """The surrogate's predicted errors per K (eqs. 9.1-9.8).
+    """The surrogate's predicted errors per K (eqs. 8.1-8.8).
 
     ks: thresholds; rounds: T per K (e.g. floor(tau / E[R(K)])); eta: one step size or one per K; momentum: the
     server's heavy ball mu (eq. 3.6, as torch.optim.SGD); warmup: full-sync rounds first (u reset after them).
     draws: timing draws averaged where sets persist (default DRAWS, one from N = LARGE_N).
 
-    The error splits into parts whose cross terms vanish in expectation (eq. 9.6): the start's, propagated exactly;
+    The error splits into parts whose cross terms vanish in expectation (eq. 8.6): the start's, propagated exactly;
     the noise's (and, for sets drawn afresh every round, the sets' fluctuation's), whose covariance is propagated
     exactly; and the deviations' mean part, simulated on the schedules (sets held over rounds: Monte Carlo over
     `draws` timing draws) or on the law's mean coefficients (independent sets: deterministic, law_rounds rounds).
@@ -303,8 +303,8 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
         law = _set_law(sets, algorithm, eta, bt["sigma2"], band, N, B, R)
     A = _transition(eta, hj, momentum)
     x0 = np.zeros((K, J, 3))
-    x0[..., 0] = np.sqrt(2 * bt["delta"] / hj)  # (9.3): h_j e_j^2 / 2 = Delta_j
-    P = np.zeros((S, K, J, 3, 3))  # the noise part's covariance (9.6)
+    x0[..., 0] = np.sqrt(2 * bt["delta"] / hj)  # (8.3): h_j e_j^2 / 2 = Delta_j
+    P = np.zeros((S, K, J, 3, 3))  # the noise part's covariance (8.6)
     e = np.zeros((S, K, a.shape[2]))  # the deviations' mean part
     v, u = np.zeros_like(e), np.zeros_like(e)
     grad_sum = np.zeros((S, K))
@@ -315,7 +315,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
         g2 = (g_b**2).sum(2) + (hj**2 * x0[..., 0] ** 2).sum(1)[None] + (hj**2 * P[..., 0, 0]).sum(2)
         f = (hd / 2 * e**2).sum(2) + (hj / 2 * x0[..., 0] ** 2).sum(1)[None] + (hj / 2 * P[..., 0, 0]).sum(2)
         done = Tk == t
-        if done.any():  # eqs. (9.7), (9.8) at T = t: w_T's gap, and the mean over rounds 0..T-1
+        if done.any():  # eqs. (8.7), (8.8) at T = t: w_T's gap, and the mean over rounds 0..T-1
             gap[:, done] = f[:, done]
             grad2[:, done] = grad_sum[:, done] / max(t, 1)
         grad_sum += g2
@@ -331,10 +331,10 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
             stats = sets.round(t) if not warm else (np.zeros(e.shape),) * 2 + (np.zeros((S, K)),) * 3
             ins = [_inputs(algorithm, [x[s] for x in stats], eta, bt["sigma2"], band, warm, N, B) for s in range(S)]
             dA, dU, Q = (np.stack(x) for x in zip(*ins))
-        v = momentum * v + g_b + dA + u  # eq. (9.5), heavy ball as eq. (3.6); u = 0 but for lgc
+        v = momentum * v + g_b + dA + u  # eq. (8.5), heavy ball as eq. (3.6); u = 0 but for lgc
         e = e - ek * v
         u = dU
-        P = np.einsum("kjab,skjbc,kjdc->skjad", A, P, A) + Q  # (9.6): u's column read before it is overwritten
+        P = np.einsum("kjab,skjbc,kjdc->skjad", A, P, A) + Q  # (8.6): u's column read before it is overwritten
         x0 = np.einsum("kjab,kjb->kja", A, x0)
     # over the timing draws; one draw (independent sets: deterministic given the law's rounds): nan, not estimated
     se = lambda x: x.std(0, ddof=1) / np.sqrt(S) if S > 1 else np.full(x.shape[1], np.nan)

@@ -1,4 +1,4 @@
-"""The recommended K*: the predictive error model (theory/predict.py, DERIVATION.md section 9) over the K of a
+"""The recommended K*: the predictive error model (theory/predict.py, DERIVATION.md section 8) over the K of a
 trade-off (theory/tradeoff.py), at the trade-off's own rounds T(K) = floor(tau / E[R(K)]) and step sizes.
 
 `lgc optimize-k` reports this K* as `k_star` and the bound's as `k_star_bound` (README "Choosing K").

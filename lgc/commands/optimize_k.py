@@ -9,7 +9,7 @@ Table columns: K, E[R] (time units, with its Monte Carlo standard error), T (rou
 budget, or needed for the target), eta, the error model's predicted loss gap F(w_T) - F* (with its
 standard error) and mean ||grad F||^2, the bound and each of its terms, and the time used.
 Two K*: the recommended one (`k_star`), the K of least predicted loss gap under the error model of
-theory/predict.py (DERIVATION.md section 9), and the bound's (`k_star_bound`, sections 4 and 5);
+theory/predict.py (DERIVATION.md section 8), and the bound's (`k_star_bound`, sections 4 and 5);
 `--criterion bound` recommends the bound's. No torch import.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--eta", type=float, help="one step size for every K (default: 0.5 / L)")
     e.add_argument("--optimize-eta", action="store_true", help="optimize the step size per K instead")
     p.add_argument("--report-latency", type=float, default=0.0, help="lgc-fresh: latency of the partial reports")
-    m = p.add_argument_group("the error model (the recommended K*, DERIVATION.md section 9)")
+    m = p.add_argument_group("the error model (the recommended K*, DERIVATION.md section 8)")
     m.add_argument("--criterion", choices=("predict", "bound"), default="predict",
                    help="which K* is recommended (k_star): 'predict' (default), the K of least predicted loss gap at "
                         "the budget, a forecast for choosing K; 'bound', the K of least bound, a guarantee (its argmin "
@@ -83,7 +83,7 @@ def resolve_constants(args) -> dict:
         d = {k: getattr(c, k) for k in KEYS + OPTIONAL_KEYS if getattr(c, k) is not None}
         if c.gram is not None:  # the workers' Gram matrices (A4G): the set terms of DERIVATION.md 4.7
             d[GRAM_KEY] = c.gram
-        if c.bands is not None:  # curvature bands for the error model (DERIVATION.md section 9)
+        if c.bands is not None:  # curvature bands for the error model (DERIVATION.md section 8)
             d["bands"] = c.bands
     for k in KEYS + OPTIONAL_KEYS:
         if getattr(args, k) is not None:
@@ -247,7 +247,7 @@ def format_table(res, prob, shown, rec=None) -> str:
 
 
 def model_note(rec, res) -> str:
-    """What the error model did (DERIVATION.md section 9)."""
+    """What the error model did (DERIVATION.md section 8)."""
     p = rec.prediction
     if p is None:
         return f"not run ({rec.note})"
