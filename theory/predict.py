@@ -132,6 +132,11 @@ class _Sets:
         self.cache: dict = {}
         self.start = None
 
+    def key(self, t: int):
+        """Rounds with one key have one schedule: a straggling period's under abort semantics (eq. 2.2), else each
+        round (boundary: the carry-over chain)."""
+        return ("period", t // self.period) if self.semantics == "abort" else ("round", t)
+
     def round(self, t: int):
         S = self.a.shape[0]
         key = t // self.period
@@ -300,8 +305,10 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     sets = _Sets(timing, N, M, B, h, ks, semantics, a, seed)
     if independent:
         R = law_rounds or int(np.clip(4e6 // (N * K), 200, LAW_ROUNDS))
-        law = _set_law(sets, algorithm, eta, bt["sigma2"], band, N, B, R)
+        law = tuple(x[None] for x in _set_law(sets, algorithm, eta, bt["sigma2"], band, N, B, R))
     A = _transition(eta, hj, momentum)
+    At = np.swapaxes(A, -1, -2)
+    last_key = None
     x0 = np.zeros((K, J, 3))
     x0[..., 0] = np.sqrt(2 * bt["delta"] / hj)  # (8.3): h_j e_j^2 / 2 = Delta_j
     P = np.zeros((S, K, J, 3, 3))  # the noise part's covariance (8.6)
@@ -326,16 +333,19 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
             P[..., 2, :] = P[..., :, 2] = 0.0  # u reset (section 3)
             u = np.zeros_like(e)
         if independent and not warm:
-            dA, dU, Q = law[0][None], law[1][None], law[2][None]
+            dA, dU, Q = law
         else:
-            stats = sets.round(t) if not warm else (np.zeros(e.shape),) * 2 + (np.zeros((S, K)),) * 3
-            ins = [_inputs(algorithm, [x[s] for x in stats], eta, bt["sigma2"], band, warm, N, B) for s in range(S)]
-            dA, dU, Q = (np.stack(x) for x in zip(*ins))
+            key = ("warm",) if warm else sets.key(t)
+            if key != last_key:  # a straggling period's rounds share their inputs (abort semantics)
+                stats = sets.round(t) if not warm else (np.zeros(e.shape),) * 2 + (np.zeros((S, K)),) * 3
+                ins = [_inputs(algorithm, [x[s] for x in stats], eta, bt["sigma2"], band, warm, N, B) for s in range(S)]
+                dA, dU, Q = (np.stack(x) for x in zip(*ins))
+                last_key = key
         v = momentum * v + g_b + dA + u  # eq. (8.5), heavy ball as eq. (3.6); u = 0 but for lgc
         e = e - ek * v
         u = dU
-        P = np.einsum("kjab,skjbc,kjdc->skjad", A, P, A) + Q  # (8.6): u's column read before it is overwritten
-        x0 = np.einsum("kjab,kjb->kja", A, x0)
+        P = A @ P @ At + Q  # (8.6): u's column read before it is overwritten
+        x0 = (A @ x0[..., None])[..., 0]
     # over the timing draws; one draw (independent sets: deterministic given the law's rounds): nan, not estimated
     se = lambda x: x.std(0, ddof=1) / np.sqrt(S) if S > 1 else np.full(x.shape[1], np.nan)
     fin = np.isfinite(T)
