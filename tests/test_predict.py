@@ -37,10 +37,10 @@ def _pred(alg, bands=Bands.scalar(1.0), **kw):
 def test_lgc_at_k_n_is_full_sync():
     """K = N: no straggler, the fast set is every worker: lgc, fastest-k and lgc-fresh predict full-sync's errors
     (a real reduction: full-sync runs its own path, without the sets)."""
-    for h, mom, warm in ((1, 0.0, 0), (10, 0.5, 2)):
-        full = _pred("full-sync", h=h, momentum=mom, warmup=warm)
+    for h, mom, warm, sem in ((1, 0.0, 0, "abort"), (10, 0.5, 2, "abort"), (1, 0.0, 1, "boundary")):
+        full = _pred("full-sync", h=h, momentum=mom, warmup=warm, semantics=sem)
         for alg in ("lgc", "fastest-k", "lgc-fresh"):
-            p = _pred(alg, h=h, momentum=mom, warmup=warm)
+            p = _pred(alg, h=h, momentum=mom, warmup=warm, semantics=sem)
             assert p.gap[-1] == pytest.approx(full.gap[-1], rel=1e-9), (alg, h)
             assert p.grad2[-1] == pytest.approx(full.grad2[-1], rel=1e-9), (alg, h)
 

@@ -28,7 +28,8 @@ from theory.schedule import schedule_rounds
 
 DIMS = 8  # random coordinates per band above EXACT_N workers: the expectation does not depend on it, its variance does
 EXACT_N = 64  # up to N workers the deviations are exact in expectation (eq. 8.2'): N - 1 coordinates per band
-DRAWS = 4  # independent surrogates (deviations, start, noise, timing seeds); the standard error is over them
+DRAWS = (4, 32)  # timing draws where sets are held (the standard error is over them): as many as DRAW_WORK allows
+DRAW_WORK = 2e7  # draws x K x coordinates x rounds of the deviations' simulation (about a second of numpy)
 ROUND_CAP = 20000  # rounds simulated at most; a K whose T exceeds it is predicted at the cap (section 8)
 LAW_ROUNDS = 2000  # schedules drawn for the law of sets drawn afresh every round (eq. 8.6')
 LARGE_N = 2000  # N from which one draw is simulated (optimize-k at N = 10^4 stays within seconds)
@@ -274,7 +275,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
 
     ks: thresholds; rounds: T per K (e.g. floor(tau / E[R(K)])); eta: one step size or one per K; momentum: the
     server's heavy ball mu (eq. 3.6, as torch.optim.SGD); warmup: full-sync rounds first (u reset after them).
-    draws: timing draws averaged where sets persist (default DRAWS, one from N = LARGE_N).
+    draws: timing draws averaged where sets persist (default: DRAWS within DRAW_WORK, one from N = LARGE_N).
 
     The error splits into parts whose cross terms vanish in expectation (eq. 8.6): the start's, propagated exactly;
     the noise's (and, for sets drawn afresh every round, the sets' fluctuation's), whose covariance is propagated
@@ -294,7 +295,9 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     independent = semantics == "abort" and timing.sets_independent(h) and algorithm != "full-sync"
     require(method != "law" or independent, "method='law' needs abort semantics and sets drawn afresh every round")
     independent = independent and method != "simulate"
-    S = 1 if independent else (draws or (DRAWS if N < LARGE_N else 1))
+    T_max = float(np.nanmax(np.where(np.isfinite(T), np.clip(T, 1, ROUND_CAP), 1)))
+    auto = int(np.clip(DRAW_WORK / (len(ks) * (N - 1 if N <= EXACT_N else dims) * T_max), *DRAWS))
+    S = 1 if independent else (draws or (auto if N < LARGE_N else 1))
     rng = np.random.default_rng(seed)
     bt = bands.totals(L, sigma2, zeta2, Delta)
     hj, K, J = bt["h"], len(ks), len(bt["h"])
