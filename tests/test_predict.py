@@ -29,7 +29,7 @@ KW = dict(N=8, M=4, B=8, timing=EXP, ks=np.arange(1, 9))
 
 
 def _pred(alg, bands=Bands.scalar(1.0), **kw):
-    base = dict(L=1.0, sigma2=2.0, zeta2=0.5, Delta=3.0, rounds=60, eta=0.5, **KW)
+    base = dict(L=1.0, sigma2=2.0, zeta2=0.5, Delta=3.0, rounds=60, eta=0.5, **KW)  # ks, rounds: kw may replace them
     base.update(kw)
     return predict_errors(alg, bands, **base)
 
@@ -213,3 +213,25 @@ def test_optimize_k_at_ten_thousand_workers_stays_fast():
     doc = json.loads(r.stdout)
     assert sum(row["pred_gap"] is not None for row in doc["rows"]) <= MAX_KS + 3
     assert 1 <= doc["k_star"] <= 10_000 and dt < 20
+
+
+def test_target_rounds_are_the_first_that_reach_it():
+    """target: T_eps(K) is the fewest rounds whose predicted mean ||grad F||^2 (8.8) is at most the target: the
+    prediction at T_eps reaches it and the one at T_eps - 1 does not (held sets, 3 draws, the same draws)."""
+    kw = dict(h=10, draws=3, momentum=0.3)
+    kw.update(ks=np.arange(2, 9))  # K = 1 never gets there (its floor is above the target)
+    hit = _pred("lgc", target=0.12, rounds=None, **kw)
+    assert np.isfinite(hit.rounds).all()
+    at = _pred("lgc", rounds=hit.rounds, **kw)
+    before = _pred("lgc", rounds=hit.rounds - 1, **kw)
+    assert np.all(at.grad2 <= 0.12) and np.all(before.grad2 > 0.12)
+    np.testing.assert_allclose(hit.grad2, at.grad2, rtol=1e-12)
+
+
+def test_optimize_k_target_picks_the_least_predicted_time():
+    r = _cli("--workers", "8", *CONST, "--target", "0.1", "--algorithm", "lgc", "--json")
+    doc = json.loads(r.stdout)
+    rows = [x for x in doc["rows"] if x["pred_time"] is not None]
+    assert rows and doc["k_star"] == min(rows, key=lambda x: (x["pred_time"], -x["K"]))["K"]
+    for x in rows:
+        assert x["pred_time"] == pytest.approx(x["pred_T"] * x["E[R]"]) and x["pred_grad2"] <= 0.1

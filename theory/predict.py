@@ -268,9 +268,9 @@ def _set_law(sets, algorithm, eta, sig_j, band, n, b_size, rounds: int):
 
 
 def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zeta2: float, Delta: float, N: int,
-                   M: int, B: int, timing, h: float = 1, semantics: str = "abort", ks, rounds, eta, momentum: float = 0.0,
-                   warmup: int = 0, draws: int | None = None, dims: int = DIMS, seed: int = 0,
-                   law_rounds: int | None = None, method: str = "auto") -> Prediction:
+                   M: int, B: int, timing, h: float = 1, semantics: str = "abort", ks, rounds=None, eta,
+                   momentum: float = 0.0, warmup: int = 0, draws: int | None = None, dims: int = DIMS, seed: int = 0,
+                   law_rounds: int | None = None, method: str = "auto", target: float | None = None) -> Prediction:
     """The surrogate's predicted errors per K (eqs. 8.1-8.8).
 
     ks: thresholds; rounds: T per K (e.g. floor(tau / E[R(K)])); eta: one step size or one per K; momentum: the
@@ -281,12 +281,16 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     the noise's (and, for sets drawn afresh every round, the sets' fluctuation's), whose covariance is propagated
     exactly; and the deviations' mean part, simulated on the schedules (sets held over rounds: Monte Carlo over
     `draws` timing draws) or on the law's mean coefficients (independent sets: deterministic, law_rounds rounds).
-    method: "auto" (the law where sets are independent), "simulate" (the schedules, always), "law" (required)."""
+    method: "auto" (the law where sets are independent), "simulate" (the schedules, always), "law" (required).
+    target: instead of `rounds`, each K's T is the fewest rounds whose predicted mean ||grad F||^2 (8.8) is at most
+    target (inf if not within ROUND_CAP rounds), the quantity the bounds' target criterion uses (eq. 5.3)."""
     require(algorithm in MODELLED, f"algorithm={algorithm!r} has no error model; must be one of {', '.join(MODELLED)}")
     require(semantics in ("abort", "boundary"), f"semantics={semantics!r} must be 'abort' or 'boundary'")
     ks = np.atleast_1d(np.asarray(ks, dtype=int))
     require(ks.size >= 1 and bool(np.all((ks >= 1) & (ks <= N))), f"K must satisfy 1 <= K <= N={N}")
-    T = np.broadcast_to(np.asarray(rounds, dtype=float), ks.shape)
+    require((rounds is None) != (target is None), "give exactly one of rounds or target")
+    require(target is None or target > 0, f"target={target} must be > 0")
+    T = np.broadcast_to(np.asarray(ROUND_CAP if target is not None else rounds, dtype=float), ks.shape)
     eta = np.broadcast_to(np.asarray(eta, dtype=float), ks.shape).copy()
     require(bool(np.all(eta > 0)), "eta must be > 0")
     require(0 <= momentum < 1, f"momentum={momentum} must be in [0, 1)")
@@ -320,16 +324,21 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     grad_sum = np.zeros((S, K))
     gap, grad2 = np.full((S, K), np.nan), np.full((S, K), np.nan)
     ek = eta[None, :, None]
+    T_hit = np.full(K, np.inf)
     for t in range(t_end + 1):
         g_b = hd * e
         g2 = (g_b**2).sum(2) + (hj**2 * x0[..., 0] ** 2).sum(1)[None] + (hj**2 * P[..., 0, 0]).sum(2)
         f = (hd / 2 * e**2).sum(2) + (hj / 2 * x0[..., 0] ** 2).sum(1)[None] + (hj / 2 * P[..., 0, 0]).sum(2)
-        done = Tk == t
+        if target is None:
+            done = Tk == t
+        else:  # the first round whose mean over draws reaches the target, for the K not there yet
+            done = (t >= 1) & ~(T_hit <= t) & (grad_sum.mean(0) / max(t, 1) <= target)
+            T_hit[done] = t
         if done.any():  # eqs. (8.7), (8.8) at T = t: w_T's gap, and the mean over rounds 0..T-1
             gap[:, done] = f[:, done]
             grad2[:, done] = grad_sum[:, done] / max(t, 1)
         grad_sum += g2
-        if t == t_end:
+        if t == t_end or (target is not None and bool(np.all(T_hit < np.inf))):
             break
         warm = t < warmup or algorithm == "full-sync"
         if warm:
@@ -351,6 +360,8 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
         x0 = (A @ x0[..., None])[..., 0]
     # over the timing draws; one draw (independent sets: deterministic given the law's rounds): nan, not estimated
     se = lambda x: x.std(0, ddof=1) / np.sqrt(S) if S > 1 else np.full(x.shape[1], np.nan)
+    if target is not None:
+        T = T_hit
     fin = np.isfinite(T)
     return Prediction(ks=ks, rounds=T.copy(), gap=np.where(fin, gap.mean(0), np.nan), gap_se=se(gap),
                       grad2=np.where(fin, grad2.mean(0), np.nan), grad2_se=se(grad2), draws=S,

@@ -28,14 +28,16 @@ class Recommendation:
     criterion: str
     prediction: Prediction | None
     note: str = ""
+    time: np.ndarray | None = None  # per prediction.ks: T x E[R(K)], the predicted time (to the target)
 
     def column(self, ks, name: str = "gap") -> np.ndarray:
-        """The model's `name` ("gap", "gap_se", "grad2", "grad2_se") over ks, nan where it was not evaluated."""
+        """The model's `name` ("gap", "gap_se", "grad2", "grad2_se", "rounds", "time") over ks, nan where it was
+        not evaluated."""
         out = np.full(len(ks), np.nan)
         if self.prediction is None:
             return out
         pos = {int(k): i for i, k in enumerate(self.prediction.ks)}
-        vals = getattr(self.prediction, name)
+        vals = self.time if name == "time" else getattr(self.prediction, name)
         for i, k in enumerate(np.asarray(ks, dtype=int)):
             if int(k) in pos:
                 out[i] = vals[pos[int(k)]]
@@ -56,8 +58,9 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
     """The model's predicted errors over res's K (a Tradeoff) and the recommended K*.
 
     bands: the constants' curvature bands (None: one band at L, the scalar constants alone). criterion "bound":
-    the bound's K* is recommended, the model's errors still reported. The target criterion: the bound chooses
-    (the model predicts the error at the bound's T(K); it does not solve for the time to a target)."""
+    the bound's K* is recommended, the model's errors still reported. Budget: the K of least predicted loss gap
+    at T(K) = floor(tau / E[R(K)]) (eq. 8.7). Target: the K of least predicted time T_eps(K) E[R(K)], T_eps the
+    fewest rounds whose predicted mean ||grad F||^2 (eq. 8.8, the bound's quantity) is at most the target."""
     require(criterion in CRITERIA, f"criterion={criterion!r} must be one of {', '.join(CRITERIA)}")
     k_bound = int(res.k_star)
     if res.algorithm not in MODELLED:
@@ -66,17 +69,25 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
         return Recommendation(k_bound, k_bound, "bound", None, f"the model runs for N <= {MAX_N} workers")
     ks = model_ks(res.ks, k_bound)
     pos = np.searchsorted(res.ks, ks)
-    T, eta = res.rounds[pos], res.eta[pos]
-    ok = np.isfinite(T) & (T >= 1) & np.isfinite(eta) & (eta > 0)
+    T, eta, rt = res.rounds[pos], res.eta[pos], res.round_time[pos]
+    budget = res.criterion == "budget"
+    ok = np.isfinite(eta) & (eta > 0) & np.isfinite(rt) & ((np.isfinite(T) & (T >= 1)) if budget else True)
     if not ok.any():
         return Recommendation(k_bound, k_bound, "bound", None, "no K has a finite number of rounds and step size")
+    when = dict(rounds=T[ok]) if budget else dict(target=res.target)
     pred = predict_errors(res.algorithm, bands or Bands.scalar(prob.L), L=prob.L, sigma2=prob.sigma2,
                           zeta2=prob.zeta2, Delta=prob.Delta, N=prob.N, M=prob.M, B=prob.B, timing=prob.timing,
-                          h=prob.h, semantics=prob.semantics, ks=ks[ok], rounds=T[ok], eta=eta[ok],
-                          momentum=momentum, warmup=warmup, seed=seed)
-    if res.criterion != "budget":
-        return Recommendation(k_bound, k_bound, "bound", pred, "target criterion: the bound chooses")
+                          h=prob.h, semantics=prob.semantics, ks=ks[ok], eta=eta[ok], momentum=momentum, warmup=warmup,
+                          seed=seed, **when)
+    with np.errstate(invalid="ignore"):
+        time = pred.rounds * rt[ok]
     if res.algorithm == "full-sync":
-        return Recommendation(k_bound, k_bound, criterion, pred, "full-sync waits for every worker")
-    k_pred = pred.k_star("gap")
-    return Recommendation(k_pred if criterion == "predict" else k_bound, k_bound, criterion, pred)
+        return Recommendation(k_bound, k_bound, criterion, pred, "full-sync waits for every worker", time)
+    if budget:
+        k_pred = pred.k_star("gap")
+    elif np.isfinite(time).any():
+        best = np.flatnonzero(time == np.nanmin(time))
+        k_pred = int(pred.ks[best[-1]])
+    else:
+        return Recommendation(k_bound, k_bound, "bound", pred, "the model reaches the target with no K", time)
+    return Recommendation(k_pred if criterion == "predict" else k_bound, k_bound, criterion, pred, "", time)

@@ -228,9 +228,14 @@ def format_table(res, prob, shown, rec=None) -> str:
     what = f"bound {res.bound[i]:.4g} at the budget" if res.criterion == "budget" else f"time {res.time[i]:.4g} to the target"
     if rec is not None:
         j = int(np.where(res.ks == rec.k_star)[0][0])
-        why = (f"predicted loss gap {pg[j]:.4g} +- {pse[j]:.2g} at the budget" if rec.criterion == "predict" and not rec.note
-               else f"the bound's{': ' + rec.note if rec.note else ''}")
-        lines.append(f"K* = {rec.k_star} (recommended; {why}; eta = {res.eta[j]:.4g}, T = {res.rounds[j]:.6g})")
+        if rec.criterion != "predict" or rec.note:
+            why, T_j = f"the bound's{': ' + rec.note if rec.note else ''}", res.rounds[j]
+        elif res.criterion == "budget":
+            why, T_j = f"predicted loss gap {pg[j]:.4g} +- {pse[j]:.2g} at the budget", res.rounds[j]
+        else:
+            T_j = rec.column(res.ks, "rounds")[j]
+            why = f"predicted time {rec.column(res.ks, 'time')[j]:.4g} to mean ||grad F||^2 <= the target"
+        lines.append(f"K* = {rec.k_star} (recommended; {why}; eta = {res.eta[j]:.4g}, T = {T_j:.6g})")
         lines.append(f"K*_bound = {res.k_star} ({what})")
     else:
         lines.append(f"K* = {res.k_star} ({what}; eta = {res.eta[i]:.4g}, T = {res.rounds[i]:.6g})")
@@ -253,7 +258,9 @@ def model_note(rec, res) -> str:
         return f"not run ({rec.note})"
     sub = f" at {len(p.ks)} of the {len(res.ks)} K" if len(p.ks) < len(res.ks) else ""
     cap = f"; {int(p.capped.sum())} K predicted at the round cap" if p.capped.any() else ""
-    return (f"pred_gap = predicted F(w_T) - F*, pred_g2 = predicted mean ||grad F||^2 over the T rounds{sub} "
+    at = ("the T above" if res.criterion == "budget" else
+          "the model's own T, the fewest rounds whose predicted mean ||grad F||^2 is at most the target")
+    return (f"pred_gap = predicted F(w_T) - F*, pred_g2 = predicted mean ||grad F||^2 over T rounds, at {at}{sub} "
             f"({p.draws} timing draw(s){cap}); {'K* recommended by ' + rec.criterion}"
             f"{' (' + rec.note + ')' if rec.note else ''}; '*' marks the recommended K*, 'b' the bound's")
 
@@ -308,7 +315,10 @@ def to_json(res, prob, const, rows: bool = True, rec=None) -> dict:
 
 def _model_columns(res, rec) -> dict:
     """The error model's row keys (nan where it did not evaluate a K)."""
-    return {f"pred_{n}": rec.column(res.ks, n) for n in ("gap", "gap_se", "grad2", "grad2_se")}
+    cols = {f"pred_{n}": rec.column(res.ks, n) for n in ("gap", "gap_se", "grad2", "grad2_se")}
+    if res.criterion == "target":  # the model's own rounds to the target and time
+        cols.update(pred_T=rec.column(res.ks, "rounds"), pred_time=rec.column(res.ks, "time"))
+    return cols
 
 
 def _columns(res, rec=None) -> dict:
