@@ -215,7 +215,7 @@ def _transition(eta, h, mu):
     return A
 
 
-def _inputs(algorithm: str, stats, eta, sig_j, band, warm: bool, n: int, b_size: int):
+def _inputs(algorithm: str, stats, eta, sig_j, warm: bool, n: int, b_size: int):
     """One round's inputs to the state x = (e, v, u) of every coordinate (eqs. 8.4-8.6), from its schedule stats
     (bias_a, bias_s (K, D); var_a, var_s, rho (K,)): the deviations' part of d (K, D), of the new u (K, D), and the
     covariance its noise adds to the state of a band, sum_c q_c b_c b_c^T sigma2_j (K, J, 3, 3)."""
@@ -249,7 +249,7 @@ def _set_law(sets, algorithm, eta, sig_j, band, n, b_size, rounds: int):
     saa, suu, sau = np.zeros((K, D)), np.zeros((K, D)), np.zeros((K, D))
     Q = np.zeros((K, len(sig_j), 3, 3))
     for t in range(rounds):
-        dA, dU, q = _inputs(algorithm, sets.one(0, t), eta, sig_j, band, False, n, b_size)
+        dA, dU, q = _inputs(algorithm, sets.one(0, t), eta, sig_j, False, n, b_size)
         sa += dA
         su += dU
         saa += dA * dA
@@ -350,7 +350,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
             key = ("warm",) if warm else sets.key(t)
             if key != last_key:  # a straggling period's rounds share their inputs (abort semantics)
                 stats = sets.round(t) if not warm else (np.zeros(e.shape),) * 2 + (np.zeros((S, K)),) * 3
-                ins = [_inputs(algorithm, [x[s] for x in stats], eta, bt["sigma2"], band, warm, N, B) for s in range(S)]
+                ins = [_inputs(algorithm, [x[s] for x in stats], eta, bt["sigma2"], warm, N, B) for s in range(S)]
                 dA, dU, Q = (np.stack(x) for x in zip(*ins))
                 last_key = key
         v = momentum * v + g_b + dA + u  # eq. (8.5), heavy ball as eq. (3.6); u = 0 but for lgc

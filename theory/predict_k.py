@@ -1,5 +1,6 @@
 """The recommended K*: the predictive error model (theory/predict.py, DERIVATION.md section 8) over the K of a
-trade-off (theory/tradeoff.py), at the trade-off's own rounds T(K) = floor(tau / E[R(K)]) and step sizes.
+trade-off (theory/tradeoff.py), at its step sizes and rounds T(K) = floor(tau / E[R(K)]) (budget), or at the
+model's own rounds to the target (target).
 
 `lgc optimize-k` reports this K* as `k_star` and the bound's as `k_star_bound` (README "Choosing K").
 """
