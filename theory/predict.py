@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.algorithms import BOUND_NAMES
 from theory.errors import require
 from theory.schedule import schedule_rounds
 
@@ -33,7 +34,7 @@ DRAW_WORK = 2e7  # draws x K x coordinates x rounds of the deviations' simulatio
 ROUND_CAP = 20000  # rounds simulated at most; a K whose T exceeds it is predicted at the cap (section 8)
 LAW_ROUNDS = 2000  # schedules drawn for the law of sets drawn afresh every round (eq. 8.6')
 LARGE_N = 2000  # N from which one draw is simulated (optimize-k at N = 10^4 stays within seconds)
-MODELLED = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
+MODELLED = BOUND_NAMES  # the rules of eqs. (3.1)-(3.4), those with a bound: _inputs writes each one's round
 
 
 @dataclass(frozen=True)
@@ -233,10 +234,12 @@ def _inputs(algorithm: str, stats, eta, sig_j, warm: bool, n: int, b_size: int):
         elif algorithm == "lgc":  # eq. (3.3): d_t = gA_t + u_{t-1}, u_t = rho_t (gS_t - gA_t)
             dA, dU = bias_a, r * (bias_s - bias_a)
             Bm[:, 2, 0], Bm[:, 2, 1] = -rho, rho
-        else:  # lgc-fresh, eq. (3.4): d = (1 - rho) gA + rho gS
+        elif algorithm == "lgc-fresh":  # eq. (3.4): d = (1 - rho) gA + rho gS
             dA, dU = (1 - r) * bias_a + r * bias_s, zero
             Bm[:, 0, 0], Bm[:, 0, 1] = -eta * (1 - rho), -eta * rho
             Bm[:, 1, 0], Bm[:, 1, 1] = 1 - rho, rho
+        else:
+            require(False, f"the error model has no round for algorithm={algorithm!r}")
     Q = np.einsum("kac,kc,kbc->kab", Bm, q, Bm)[:, None] * sig_j[None, :, None, None]
     return dA, dU, Q
 
