@@ -1,4 +1,4 @@
-"""`lgc optimize-k`: the bound and E[R] over K, and the optimal straggler threshold K*.
+"""`lgc optimize-k`: the predicted error, the bound and E[R] over K, and the recommended straggler threshold K*.
 
     lgc optimize-k --workers 10 --blocks 5 --batch-size 50 --constants constants.json --budget 500
     lgc optimize-k --workers 10000 --L 1 --sigma2 1 --zeta2 0.1 --Delta 5 --target 0.3 --json
