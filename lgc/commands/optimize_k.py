@@ -194,15 +194,20 @@ def why_no_k(res, prob) -> str:
 
 
 def _rows_to_show(res, all_rows: bool, rec=None) -> np.ndarray:
+    """Every row, or at most about MAX_ROWS: evenly spread, with both K* and their neighbours; where the error model
+    evaluated a subset of K, rows from that subset (and the bound's K*)."""
     n = len(res.ks)
     if all_rows or n <= MAX_ROWS:
         return np.arange(n)
-    pick = set(np.linspace(0, n - 1, MAX_ROWS - 10).round().astype(int))
+    cand = np.arange(n)
+    if rec is not None and rec.prediction is not None and len(rec.prediction.ks) < n:
+        cand = np.union1d(np.searchsorted(res.ks, rec.prediction.ks), np.flatnonzero(res.ks == res.k_star))
+    if len(cand) <= MAX_ROWS:
+        return cand
+    pick = set(cand[np.linspace(0, len(cand) - 1, MAX_ROWS - 10).round().astype(int)].tolist())
     for k in {res.k_star, res.k_star if rec is None else rec.k_star}:
-        i_star = int(np.where(res.ks == k)[0][0])
-        pick |= {max(i_star - 2, 0), max(i_star - 1, 0), i_star, min(i_star + 1, n - 1), min(i_star + 2, n - 1)}
-    if rec is not None and rec.prediction is not None and len(rec.prediction.ks) < n:  # rows the model evaluated
-        pick &= set(np.searchsorted(res.ks, rec.prediction.ks).tolist()) | {int(np.where(res.ks == res.k_star)[0][0])}
+        j = int(np.flatnonzero(res.ks[cand] == k)[0])
+        pick |= set(cand[max(j - 2, 0):j + 3].tolist())
     return np.array(sorted(pick))
 
 
@@ -231,7 +236,8 @@ def format_table(res, prob, shown, rec=None) -> str:
         if rec.criterion != "predict" or rec.note:
             why, T_j = f"the bound's{': ' + rec.note if rec.note else ''}", res.rounds[j]
         elif res.criterion == "budget":
-            why, T_j = f"predicted loss gap {pg[j]:.4g} +- {pse[j]:.2g} at the budget", res.rounds[j]
+            se = f" +- {pse[j]:.2g}" if np.isfinite(pse[j]) else ""
+            why, T_j = f"predicted loss gap {pg[j]:.4g}{se} at the budget", res.rounds[j]
         else:
             T_j = rec.column(res.ks, "rounds")[j]
             why = f"predicted time {rec.column(res.ks, 'time')[j]:.4g} to mean ||grad F||^2 <= the target"
