@@ -18,8 +18,10 @@ from theory.algorithms import NAMES
 from theory.errors import TheoryInputError
 
 SUBCOMMANDS = {
-    "optimize-k": ("optimize_k", "table of the bound and E[R] over K, and the optimal K*"),
-    "estimate": ("estimate", "estimate L, sigma^2, zeta^2, Delta from a model and data"),
+    "optimize-k": ("optimize_k", "table of the predicted error, the bound and E[R] over K; the recommended K* (the error "
+                   "model's: use it to choose K) and the bound's (a guarantee)"),
+    "estimate": ("estimate", "estimate L, sigma^2, zeta^2, Delta (and the error model's curvature bands) from a model "
+                 "and data"),
     "train": ("train", "train with " + ", ".join(NAMES[:-1]) + " or " + NAMES[-1]),
     "figures": ("figures", "draw the quick-profile (CPU) or paper-profile figures"),
 }

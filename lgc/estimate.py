@@ -17,6 +17,8 @@ points of a short SGD trajectory from w_0 (w_0, its middle and its end):
   set terms at the workers' measured alignment instead of zeta^2's worst one.
 - Delta: F(w_0) minus the lowest F reached by full-batch L-BFGS from w_0 (a lower estimate
   of F(w_0) - F* when L-BFGS has not converged).
+- bands: F's curvature bands at w_0 and each band's share of Delta, sigma^2 and zeta^2, by stochastic
+  Lanczos quadrature (lgc/spectrum.py), for the error model that recommends K (theory/predict.py).
 
 Intervals: bias-corrected percentile bootstrap over each worker's samples (resampled with
 replacement): the estimate plus the centred quantiles of the replicates.
@@ -290,6 +292,7 @@ def estimate_constants(
     problem: EmpiricalProblem, *, bootstrap: int = 200, level: float = 0.95, power_iters: int = 30,
     l_bootstrap: int = 20, trajectory_steps: int = 20, lr: Optional[float] = None, batch: int = 32,
     points: int = 3, lbfgs_iters: int = 200, seed: int = 0, threads: Optional[int] = None, quiet: bool = True,
+    bands: int = 4, lanczos_steps: int = 12,
 ) -> Estimate:
     """L, sigma^2, zeta^2, Delta of `problem` with percentile-bootstrap intervals.
 
@@ -303,17 +306,20 @@ def estimate_constants(
         parameters, whose tiny ops run fastest on one thread (lgc/threads.py); else unchanged).
       quiet: False draws a progress bar (tqdm, stderr) over the Hessian-vector power
         iterations, gradient sets, bootstrap replicates and L-BFGS.
+      bands, lanczos_steps: curvature bands for the error model (0: none) and the Hessian-vector
+        products per Lanczos start vector (lgc/spectrum.py).
     """
     if threads is None and problem.w0.numel() < 100_000:
         threads = 1
     with torch_threads(threads):
         return _estimate(problem, bootstrap=bootstrap, level=level, power_iters=power_iters,
                          l_bootstrap=l_bootstrap, trajectory_steps=trajectory_steps, lr=lr, batch=batch,
-                         points=points, lbfgs_iters=lbfgs_iters, seed=seed, quiet=quiet)
+                         points=points, lbfgs_iters=lbfgs_iters, seed=seed, quiet=quiet, bands=bands,
+                         lanczos_steps=lanczos_steps)
 
 
 def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_bootstrap, trajectory_steps, lr, batch, points,
-              lbfgs_iters, seed, quiet=True) -> Estimate:
+              lbfgs_iters, seed, quiet=True, bands=4, lanczos_steps=12) -> Estimate:
     from tqdm import tqdm
 
     check(bootstrap >= 10, f"--bootstrap {bootstrap} must be >= 10")
@@ -323,6 +329,7 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
     check(points >= 1 and trajectory_steps >= 0, f"points={points} >= 1 and steps={trajectory_steps} >= 0 required")
     check(lr is None or (np.isfinite(lr) and lr > 0), f"--lr {lr} must be a finite number > 0")
     check(lbfgs_iters >= 1, f"--lbfgs-iters {lbfgs_iters} must be >= 1")
+    check(bands >= 0 and lanczos_steps >= 1, f"--bands {bands} must be >= 0 and --lanczos-steps {lanczos_steps} >= 1")
     n_workers = len(problem.workers)
     rng = np.random.default_rng(seed)
 
@@ -396,6 +403,13 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
             a = g - (pi.double()[:, None] * g).sum(0)
             gram.append((a @ a.T).numpy().tolist())
 
+    # the error model's curvature bands at w_0 (lgc/spectrum.py, DERIVATION.md section 8.3)
+    spectrum = None
+    if bands > 0:
+        from lgc.spectrum import curvature_bands
+
+        spectrum = curvature_bands(problem, problem.w0, max(l_hvp, l_secant if np.isfinite(l_secant) else 0.0), bands=bands, steps=lanczos_steps, seed=seed)
+
     # Delta: F(w_0) - lowest F from L-BFGS; bootstrap over the per-sample loss differences
     f_best, w_best = lowest_loss(problem, iters=lbfgs_iters)
     bar.update(1)
@@ -410,7 +424,7 @@ def _estimate(problem: EmpiricalProblem, *, bootstrap, level, power_iters, l_boo
     return Estimate(
         L=float(max(l_hvp, l_secant if np.isfinite(l_secant) else 0.0)),
         sigma2=float(sig[0]), zeta2=float(zet[0]), Delta=float(f0 - f_best), delta=float(max(d_secant, d_hvp)),
-        gram=gram,
+        gram=gram, bands=spectrum,
         intervals={
             "L": _interval(l_hvp, np.array(l_boot), level) if l_boot else [l_hvp, l_hvp],
             "sigma2": _interval(float(sig[0]), sig[1:], level),

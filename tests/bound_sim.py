@@ -117,16 +117,19 @@ def schedules(finish, k, semantics="boundary"):
     return fast, np.where(fast, m_blocks, m)
 
 
-def simulate(alg, prob: Problem, fast, blocks, *, k, b_size, m_blocks, eta, w0, warmup=0, seed=0):
+def simulate(alg, prob: Problem, fast, blocks, *, k, b_size, m_blocks, eta, w0, warmup=0, seed=0, momentum=0.0,
+             out=None):
     """(1/T) sum_t ||grad F(w_t)||^2 averaged over seeds, vectorized over the S seeds; and the
     box [min, max] of every iterate (for zeta2). Rules: full-sync (3.1), fastest-K, lgc (3.3),
-    lgc-fresh (3.4), server step w <- w - eta d."""
+    lgc-fresh (3.4), server step w <- w - eta v, v <- momentum v + d (plain SGD at momentum 0).
+    out: a dict that receives per-seed arrays "grad2" (the mean above) and "gap" (F(w_T) - F*)."""
     S, T, n = fast.shape
     d = prob.h.shape[1]
     b = b_size // m_blocks
     rng = np.random.default_rng(1000 + seed)
     w = np.repeat(np.asarray(w0, float)[None], S, 0)
     u = np.zeros((S, d))
+    vel = np.zeros((S, d))
     acc = np.zeros(S)
     lo, hi = w[0].copy(), w[0].copy()
     for t in range(T):
@@ -156,8 +159,12 @@ def simulate(alg, prob: Problem, fast, blocks, *, k, b_size, m_blocks, eta, w0, 
             else:
                 step = g_a + u
                 u = rho * (g_s - g_a)
-        w = w - eta * step
+        vel = momentum * vel + step
+        w = w - eta * vel
         lo, hi = np.minimum(lo, w.min(0)), np.maximum(hi, w.max(0))
+    if out is not None:
+        out["grad2"] = acc / T
+        out["gap"] = np.array([prob.value(x) for x in w]) - prob.value(prob.minimizer())
     return float(acc.mean() / T), (lo, hi)
 
 

@@ -26,7 +26,8 @@ def test_json_rows_match_the_trade_off_and_k_star(capsys):
     rows = out["rows"]
     assert [r["K"] for r in rows] == list(range(1, 9)) and out["N"] == 8
     best = min((r for r in rows if r["bound"] is not None), key=lambda r: r["bound"])
-    assert out["k_star"] == best["K"]
+    assert out["k_star_bound"] == best["K"]  # the bound's K*; k_star is the error model's (DERIVATION.md 9)
+    assert out["k_star"] == min(rows, key=lambda r: (r["pred_gap"], -r["K"]))["K"] and out["k_criterion"] == "predict"
     for r in rows:  # T = floor(tau / E[R]) and the terms add up to the bound
         assert r["T"] == np.floor(100 / r["E[R]"])
         assert sum(v for k, v in r.items() if k.startswith("term:")) == pytest.approx(r["bound"])

@@ -4,6 +4,7 @@
      "delta": 0.3,                              # optional: Lipschitz constant of grad f_i - grad F
      "mu": 0.1,                                 # optional: F is mu-strongly convex (never estimated)
      "gram": [[[...N numbers], ...N rows], ...], # optional: the workers' Gram matrices G(w_p) at points
+     "bands": {"h": [...], "delta": [...], "sigma2": [...], "zeta2": [...]},  # optional: curvature bands
      "intervals": {"L": [3.8, 4.2], ...},      # optional: bootstrap intervals [lo, hi]
      "source": {...},                           # optional: how they were obtained
      "format": 1}                               # optional on read; written by write_constants
@@ -14,7 +15,9 @@ grad f_i - grad F (assumption A6 of theory/DERIVATION.md; files without it still
 bounds then use L); optional mu > 0, F's strong-convexity constant (assumption A7, section 4.8; given by
 the user, `lgc estimate` does not estimate it); optional gram, the Gram matrices G_ij = <a_i, a_j> of the deviations
 a_i = grad f_i - grad F at one or more points (assumption A4G, DERIVATION.md section 4.7; without
-it the bounds use zeta2 alone). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
+it the bounds use zeta2 alone); optional bands, J curvature bands h_j > 0 with each band's share of Delta,
+sigma2 and zeta2 (numbers >= 0, J of each), for the error model of theory/predict.py (DERIVATION.md
+section 8; without it the model uses one band at L). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ CONSTANTS_FORMAT_VERSION = 1
 KEYS = ("L", "sigma2", "zeta2", "Delta")
 OPTIONAL_KEYS = ("delta", "mu")  # mu: strong convexity of F (A7, DERIVATION.md section 4.8), never estimated
 GRAM_KEY = "gram"  # optional: a list of N x N Gram matrices (A4G)
+BANDS_KEY = "bands"  # optional: curvature bands for the error model (DERIVATION.md section 8)
+BAND_FIELDS = ("h", "delta", "sigma2", "zeta2")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class Constants:
     delta: float | None = None
     mu: float | None = None
     gram: list | None = None  # [P][N][N]: G at P points (A4G), or None
+    bands: dict | None = None  # {"h": [J], "delta": [J], "sigma2": [J], "zeta2": [J]} (section 8), or None
     intervals: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
 
@@ -66,6 +72,7 @@ def validate_constants(d, *, source: str = "constants") -> dict:
         require(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0),
                 f"{source}: {k}={v!r} must be a finite number >= 0 (or absent)")
     _validate_gram(d.get(GRAM_KEY), source)
+    _validate_bands(d.get(BANDS_KEY), source)
     fmt = d.get("format", CONSTANTS_FORMAT_VERSION)
     require(fmt == CONSTANTS_FORMAT_VERSION, f"{source}: format={fmt!r} is not supported (expected {CONSTANTS_FORMAT_VERSION})")
     intervals = d.get("intervals", {})
@@ -119,6 +126,22 @@ def _require_gram_matrix(G, what: str) -> None:
                          f"<a_i, a_j> has none below -{GRAM_TOL:g} tr G){hint}")
 
 
+def _validate_bands(b, source: str) -> None:
+    """bands: absent, or an object of J >= 1 numbers per field of BAND_FIELDS (finite, >= 0; curvatures > 0),
+    plus an optional "method" string."""
+    if b is None:
+        return
+    what = f"{source}: {BANDS_KEY} must be an object with lists {', '.join(BAND_FIELDS)} of equal length >= 1"
+    require(isinstance(b, dict) and all(isinstance(b.get(k), (list, tuple)) for k in BAND_FIELDS), what)
+    require(set(b) <= set(BAND_FIELDS) | {"method"}, f"{what}; unknown key(s) {sorted(set(b) - set(BAND_FIELDS) - {'method'})}")
+    n = len(b["h"])
+    require(n >= 1 and all(len(b[k]) == n for k in BAND_FIELDS), f"{what}; got lengths {[len(b[k]) for k in BAND_FIELDS]}")
+    for k in BAND_FIELDS:
+        require(all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in b[k]),
+                f"{source}: {BANDS_KEY}.{k}={b[k]!r} must be finite numbers >= 0")
+    require(all(v > 0 for v in b["h"]), f"{source}: {BANDS_KEY}.h={b['h']!r}: every curvature must be > 0")
+
+
 def read_constants(path) -> Constants:
     """Read and validate a constants JSON; a missing or malformed file names itself."""
     p = Path(path)
@@ -129,7 +152,8 @@ def read_constants(path) -> Constants:
         require(False, f"constants file {str(p)!r} is not valid JSON: {e}")
     validate_constants(d, source=str(p))
     opt = {k: float(d[k]) for k in OPTIONAL_KEYS if d.get(k) is not None}
-    return Constants(**{k: float(d[k]) for k in KEYS}, **opt, gram=d.get(GRAM_KEY), intervals=d.get("intervals", {}),
+    return Constants(**{k: float(d[k]) for k in KEYS}, **opt, gram=d.get(GRAM_KEY), bands=d.get(BANDS_KEY),
+                     intervals=d.get("intervals", {}),
                      source=d.get("source", {}))
 
 
@@ -137,7 +161,7 @@ def write_constants(path, constants) -> None:
     """Validate, then write atomically (temporary file in the same folder, fsync, rename), with
     the permissions of any new file (0644 under umask 022)."""
     d = asdict(constants) if isinstance(constants, Constants) else dict(constants)
-    d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS + (GRAM_KEY,) and v is None)}  # absent, not null
+    d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS + (GRAM_KEY, BANDS_KEY) and v is None)}  # absent, not null
     validate_constants(d, source=str(path))
     d["format"] = CONSTANTS_FORMAT_VERSION
     atomic_write_json(path, d)  # `lgc estimate --out` checks its folder exists first

@@ -28,19 +28,33 @@ DEFAULT_BUDGET = 1000.0  # tau when neither a budget nor a target is given
 
 @dataclass
 class KStar:
-    """What optimize_k found: K*, the trade-off over K (theory.tradeoff.Tradeoff), the Problem
-    and the constants it was built from. `extras` holds further results by name."""
+    """What optimize_k found: the recommended K* (`k_star`: the error model's, DERIVATION.md section 8,
+    unless criterion="bound"), the bound's K* (`k_star_bound`, sections 4-5), the trade-off over K
+    (theory.tradeoff.Tradeoff), the error model's recommendation (theory.predict_k.Recommendation:
+    its predicted curve, or why the bound chose), the Problem and the constants it was built from.
+    `extras` holds further results by name."""
 
     k_star: int
     tradeoff: Tradeoff
     problem: Problem
     constants: dict
+    k_star_bound: Optional[int] = None
+    recommendation: Optional[object] = None
     extras: dict = field(default_factory=dict)
 
     @property
     def table(self) -> list[dict]:
-        """One row per K: K, E[R] and its standard error, T, eta, the bound, its terms, the time."""
-        return self.tradeoff.rows()
+        """One row per K: K, E[R] and its standard error, T, eta, the bound, its terms, the time, and
+        the error model's predicted loss gap and mean ||grad F||^2 where it evaluated that K."""
+        rows = self.tradeoff.rows()
+        pred = getattr(self.recommendation, "prediction", None)
+        if pred is not None:
+            at = {int(k): i for i, k in enumerate(pred.ks)}
+            for r in rows:
+                i = at.get(int(r["K"]))
+                r["pred_gap"] = None if i is None else float(pred.gap[i])
+                r["pred_grad2"] = None if i is None else float(pred.grad2[i])
+        return rows
 
     def plot(self, path: Optional[str] = None):
         """The trade-off curve (the bound and T against K, K* marked) as a matplotlib Figure,
@@ -54,9 +68,15 @@ class KStar:
         res = self.tradeoff
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot(res.ks, res.bound, marker="o" if len(res.ks) <= 50 else None, ms=3, label="bound")
-        ax.axvline(res.k_star, color="0.4", ls="--", lw=1, label=f"K* = {res.k_star}")
+        ax.axvline(res.k_star, color="0.4", ls="--", lw=1, label=f"bound's K* = {res.k_star}")
+        pred = getattr(self.recommendation, "prediction", None)
+        if pred is not None:
+            ax.plot(pred.ks, pred.gap, marker="s" if len(pred.ks) <= 50 else None, ms=3, color="C1",
+                    label="predicted F(w_T) - F*")
+            ax.axvline(self.k_star, color="C1", ls=":", lw=1, label=f"recommended K* = {self.k_star}")
         ax.set_xlabel("straggler threshold K")
-        ax.set_ylabel("bound on mean ||grad F||^2" if res.criterion == "budget" else "bound (at the target)")
+        ax.set_ylabel(("bound on mean ||grad F||^2" + ("; predicted error" if pred is not None else ""))
+                      if res.criterion == "budget" else "bound (at the target)")
         finite = res.bound[np.isfinite(res.bound)]
         if finite.size and finite.max() / max(finite.min(), 1e-300) > 50:
             ax.set_yscale("log")
@@ -84,7 +104,8 @@ def optimize_k(
     optimize_eta: bool = False, straggling_period: float = 1, semantics: str = DEFAULT_SEMANTICS,
     timing_params: Optional[dict] = None, comm_alpha: float = 0.0, comm_beta: float = 0.0, model_bytes: float = 0.0,
     report_latency: float = 0.0, mc_rounds: Optional[int] = None, seed: int = 0,
-    progress: Optional[Callable[[int, int], None]] = None,
+    progress: Optional[Callable[[int, int], None]] = None, criterion: str = "predict", momentum: float = 0.0,
+    warmup_rounds: int = 0,
 ) -> KStar:
     """K* for `constants` under `timing`: the bound at the budget (default criterion, tau = 1000
     when neither is given) or the time to reach `target`, for every K (or `ks`).
@@ -99,6 +120,9 @@ def optimize_k(
       straggling_period, semantics, comm_alpha, comm_beta, model_bytes, report_latency: as the flags.
       mc_rounds: Monte Carlo rounds for E[R] (default by N and M); seed: their seed.
       progress: progress(rounds_done, rounds_total) during the Monte Carlo of E[R].
+      criterion: "predict" (default): K* is the error model's (theory/predict.py, DERIVATION.md section 8,
+        fed the constants' curvature bands when they have them); "bound": the bound's K*.
+      momentum, warmup_rounds: the run's, for the error model (the bounds assume neither).
     Raises TheoryInputError (one line) for a bad value or when no K qualifies.
     """
     from theory.order_stats import CommModel, expected_round_times, round_count
@@ -135,12 +159,29 @@ def optimize_k(
                    round_times=rt)
     crit = res.bound if res.criterion == "budget" else res.time
     require(bool(np.any(np.isfinite(crit))), f"no K qualifies: {why_no_k(res, prob)}")
-    return KStar(k_star=res.k_star, tradeoff=res, problem=prob, constants=_constants_dict(constants))
+    const = _constants_dict(constants)
+    rec = recommendation(res, prob, const, criterion=criterion, momentum=momentum, warmup_rounds=warmup_rounds,
+                         seed=seed)
+    return KStar(k_star=rec.k_star, tradeoff=res, problem=prob, constants=const, k_star_bound=res.k_star,
+                 recommendation=rec)
+
+
+def recommendation(res: Tradeoff, prob: Problem, const: dict, *, criterion: str = "predict", momentum: float = 0.0,
+                   warmup_rounds: int = 0, seed: int = 0):
+    """The error model's predictions over res's K and the recommended K* (theory.predict_k.recommend),
+    with the constants' curvature bands when they have them (else one band at L)."""
+    from theory.predict import Bands
+    from theory.predict_k import recommend
+
+    require(0 <= momentum < 1, f"momentum={momentum} must be in [0, 1)")
+    require(warmup_rounds >= 0, f"warmup_rounds={warmup_rounds} must be >= 0")
+    bands = Bands.from_json(const["bands"]) if const.get("bands") else None
+    return recommend(res, prob, bands, criterion=criterion, momentum=momentum, warmup=warmup_rounds, seed=seed)
 
 
 def _constants_dict(constants) -> dict:
     """The constants as a mapping (the path's file read), as the result and optimize-k's JSON record them."""
-    from theory.constants import GRAM_KEY, KEYS, OPTIONAL_KEYS, Constants, read_constants
+    from theory.constants import BANDS_KEY, GRAM_KEY, KEYS, OPTIONAL_KEYS, Constants, read_constants
 
     if isinstance(constants, dict):
         return dict(constants)
@@ -148,6 +189,8 @@ def _constants_dict(constants) -> dict:
     d = {k: getattr(c, k) for k in KEYS + OPTIONAL_KEYS if getattr(c, k) is not None}
     if c.gram is not None:
         d[GRAM_KEY] = c.gram
+    if c.bands is not None:
+        d[BANDS_KEY] = c.bands
     return d
 
 

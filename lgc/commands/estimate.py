@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--trajectory-steps", type=int, default=20, help="SGD steps of the trajectory (default 20)")
     e.add_argument("--trajectory-lr", type=float, default=None, help="trajectory step size (default 1 / L at w_0)")
     e.add_argument("--lbfgs-iters", type=int, default=200, help="L-BFGS iterations for Delta (default 200)")
+    e.add_argument("--bands", type=int, default=4,
+                   help="curvature bands for optimize-k's error model (default 4, a factor 4 apart; 0: none)")
+    e.add_argument("--lanczos-steps", type=int, default=12,
+                   help="Hessian-vector products per Lanczos start vector for the bands (default 12; 5 start vectors)")
     e.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: 1 for models under 10^5 parameters, else torch's default)")
     o = parser.add_argument_group("output")
@@ -108,6 +112,8 @@ def check_estimate_flags(args) -> None:
     check(args.power_iters >= 1, f"--power-iters {args.power_iters} must be >= 1")
     check(args.trajectory_steps >= 0, f"--trajectory-steps {args.trajectory_steps} must be >= 0")
     check(0 < args.level < 1, f"--level {args.level} must be in (0, 1)")
+    check(args.bands >= 0, f"--bands {args.bands} must be >= 0")
+    check(args.lanczos_steps >= 1, f"--lanczos-steps {args.lanczos_steps} must be >= 1")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     est = estimate_constants(
         problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters, l_bootstrap=args.l_bootstrap,
         trajectory_steps=args.trajectory_steps, lr=args.trajectory_lr, lbfgs_iters=args.lbfgs_iters, seed=cfg.seed,
-        threads=args.threads, quiet=args.quiet)
+        threads=args.threads, quiet=args.quiet, bands=args.bands, lanczos_steps=args.lanczos_steps)
     constants = est.to_json()
     constants["source"].update({
         "command": "lgc estimate", "dataset": cfg.dataset, "model": None if quad else cfg.model,
@@ -148,6 +154,10 @@ def run(args: argparse.Namespace) -> int:
     for k in ("L", "sigma2", "zeta2", "Delta"):
         lo, hi = constants["intervals"][k]
         print(f"{k:<8} {constants[k]:>12.6g}   [{lo:.6g}, {hi:.6g}]")
+    if constants.get("bands"):
+        b = constants["bands"]
+        print("bands:   h = " + ", ".join(f"{v:.3g}" for v in b["h"]) + "; shares of Delta, sigma2, zeta2: "
+              + "; ".join(", ".join(f"{v / max(sum(b[k]), 1e-300):.2f}" for v in b[k]) for k in ("delta", "sigma2", "zeta2")))
     if quad is not None:
         print("exact:   " + ", ".join(f"{k}={v:.6g}" for k, v in quad.constants().items()))
     print(f"wrote {args.out}")

@@ -1,4 +1,4 @@
-"""`lgc optimize-k`: the bound and E[R] over K, and the optimal straggler threshold K*.
+"""`lgc optimize-k`: the predicted error, the bound and E[R] over K, and the recommended straggler threshold K*.
 
     lgc optimize-k --workers 10 --blocks 5 --batch-size 50 --constants constants.json --budget 500
     lgc optimize-k --workers 10000 --L 1 --sigma2 1 --zeta2 0.1 --Delta 5 --target 0.3 --json
@@ -7,8 +7,11 @@
 
 The computation is theory.optimize_k (theory/optimal_k.py); this command parses its flags,
 calls it and prints the result. Table columns: K, E[R] (time units, with its Monte Carlo standard error), T (rounds within the
-budget, or needed for the target), eta, the bound and each of its terms, and the time used.
-Equations: theory/DERIVATION.md sections 4 and 5. No torch import.
+budget, or needed for the target), eta, the error model's predicted loss gap F(w_T) - F* (with its
+standard error) and mean ||grad F||^2, the bound and each of its terms, and the time used.
+Two K*: the recommended one (`k_star`), the K of least predicted loss gap under the error model of
+theory/predict.py (DERIVATION.md section 8), and the bound's (`k_star_bound`, sections 4 and 5);
+`--criterion bound` recommends the bound's. No torch import.
 """
 from __future__ import annotations
 
@@ -56,6 +59,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--eta", type=float, help="one step size for every K (default: 0.5 / L)")
     e.add_argument("--optimize-eta", action="store_true", help="optimize the step size per K instead")
     p.add_argument("--report-latency", type=float, default=0.0, help="lgc-fresh: latency of the partial reports")
+    m = p.add_argument_group("the error model (the recommended K*, DERIVATION.md section 8)")
+    m.add_argument("--criterion", choices=("predict", "bound"), default="predict",
+                   help="which K* is recommended (k_star): 'predict' (default), the K of least predicted loss gap at "
+                        "the budget, a forecast for choosing K; 'bound', the K of least bound, a guarantee (its argmin "
+                        "sits near N where the terms that fall with K are loose)")
+    m.add_argument("--momentum", type=float, default=0.0,
+                   help="the run's server momentum, for the error model (default 0: plain SGD, as the bounds assume)")
+    m.add_argument("--warmup-rounds", type=int, default=0,
+                   help="the run's full-sync warm-up rounds, for the error model (default 0, as the bounds assume)")
     p.add_argument("--mc-rounds", type=int, help="Monte Carlo rounds for E[R] (default: by N and M)")
     add_timing_arguments(p)
     p.add_argument("--all-rows", action="store_true", help=f"print every K (default: at most {MAX_ROWS} rows)")
@@ -73,6 +85,8 @@ def resolve_constants(args) -> dict:
         d = {k: getattr(c, k) for k in KEYS + OPTIONAL_KEYS if getattr(c, k) is not None}
         if c.gram is not None:  # the workers' Gram matrices (A4G): the set terms of DERIVATION.md 4.7
             d[GRAM_KEY] = c.gram
+        if c.bands is not None:  # curvature bands for the error model (DERIVATION.md section 8)
+            d["bands"] = c.bands
     for k in KEYS + OPTIONAL_KEYS:
         if getattr(args, k) is not None:
             d[k] = getattr(args, k)
@@ -82,25 +96,43 @@ def resolve_constants(args) -> dict:
 
 
 def compute(args):
-    """(Problem, constants, Tradeoff) of the flags: theory.optimize_k, the one computation."""
+    """(Problem, constants, Tradeoff) of the flags (compute_kstar)."""
+    k = compute_kstar(args)
+    return k.problem, k.constants, k.tradeoff
+
+
+
+def compute_kstar(args):
+    """theory.optimize_k of the flags: the trade-off, the error model's predictions and both K*."""
     from theory.optimal_k import optimize_k
 
     check(args.mc_rounds is None or args.mc_rounds >= 2, f"--mc-rounds={args.mc_rounds} must be >= 2")
     check_seed("seed", args.seed)
+    check(0 <= args.momentum < 1, f"--momentum {args.momentum} must be in [0, 1)")
+    check(args.warmup_rounds >= 0, f"--warmup-rounds {args.warmup_rounds} must be >= 0")
     ks = None
     if args.ks is not None:  # --ks "" names no K (it is not "every K")
         try:
-            ks = sorted({int(v) for v in args.ks.split(",") if v.strip()})
+            ks = sorted({int(x) for x in args.ks.split(",") if x.strip()})
         except ValueError:
             check(False, f"--ks {args.ks!r} must be comma-separated integers")
         check(bool(ks), f"--ks {args.ks!r} names no K")
-    res = optimize_k(
+    return optimize_k(
         resolve_constants(args), timing_from_args(args), workers=args.n_workers, batch_size=args.batch_size,
         blocks=args.blocks, algorithm=args.algorithm, budget=args.budget, target=args.target, ks=ks, eta=args.eta,
         optimize_eta=args.optimize_eta, straggling_period=args.straggling_period, semantics=args.semantics,
         comm_alpha=args.comm_alpha, comm_beta=args.comm_beta, model_bytes=args.model_bytes,
-        report_latency=args.report_latency, mc_rounds=args.mc_rounds, seed=args.seed, progress=_progress())
-    return res.problem, res.constants, res.tradeoff
+        report_latency=args.report_latency, mc_rounds=args.mc_rounds, seed=args.seed, progress=_progress(),
+        criterion=args.criterion, momentum=args.momentum, warmup_rounds=args.warmup_rounds)
+
+
+def recommend(args, prob, const, res):
+    """The error model's predictions and the recommended K* for a computed trade-off (theory/predict_k.py),
+    as theory.optimize_k makes them."""
+    from theory.optimal_k import recommendation
+
+    return recommendation(res, prob, const, criterion=args.criterion, momentum=args.momentum,
+                          warmup_rounds=args.warmup_rounds, seed=args.seed)
 
 
 def _progress():
@@ -123,42 +155,82 @@ def _progress():
     return progress
 
 
-def _rows_to_show(res, all_rows: bool) -> np.ndarray:
+def _rows_to_show(res, all_rows: bool, rec=None) -> np.ndarray:
+    """Every row, or at most about MAX_ROWS: evenly spread, with both K* and their neighbours; where the error model
+    evaluated a subset of K, rows from that subset (and the bound's K*)."""
     n = len(res.ks)
     if all_rows or n <= MAX_ROWS:
         return np.arange(n)
-    i_star = int(np.where(res.ks == res.k_star)[0][0])
-    pick = set(np.linspace(0, n - 1, MAX_ROWS - 5).round().astype(int)) | {max(i_star - 2, 0), max(i_star - 1, 0),
-                                                                          i_star, min(i_star + 1, n - 1), min(i_star + 2, n - 1)}
+    cand = np.arange(n)
+    if rec is not None and rec.prediction is not None and len(rec.prediction.ks) < n:
+        cand = np.union1d(np.searchsorted(res.ks, rec.prediction.ks), np.flatnonzero(res.ks == res.k_star))
+    if len(cand) <= MAX_ROWS:
+        return cand
+    pick = set(cand[np.linspace(0, len(cand) - 1, MAX_ROWS - 10).round().astype(int)].tolist())
+    for k in {res.k_star, res.k_star if rec is None else rec.k_star}:
+        j = int(np.flatnonzero(res.ks[cand] == k)[0])
+        pick |= set(cand[max(j - 2, 0):j + 3].tolist())
     return np.array(sorted(pick))
 
 
-def format_table(res, prob, shown) -> str:
+def format_table(res, prob, shown, rec=None) -> str:
     names = list(res.terms)
-    head = ["K", "E[R]", "+-se", "T", "eta", "bound"] + names + ["time"]
+    head = ["K", "E[R]", "+-se", "T", "eta", "pred_gap", "+-se", "pred_g2", "bound"] + names + ["time"]
+    pg, pse, pg2 = ((rec.column(res.ks, n) for n in ("gap", "gap_se", "grad2")) if rec is not None
+                    else (np.full(len(res.ks), np.nan),) * 3)
+    k_rec = res.k_star if rec is None else rec.k_star
     lines = []
     crit = f"budget tau = {res.budget:g}" if res.criterion == "budget" else f"target bound = {res.target:g}"
     lines.append(f"# {res.algorithm}, N={prob.N}, M={prob.M}, B={prob.B}, timing={prob.timing.name}, h={prob.h:g}, "
                  f"{prob.semantics} semantics; {crit}; E[R] by {res.round_time_method}")
     lines.append("  ".join(f"{h:>10}" for h in head))
     for i in shown:
-        vals = [res.round_time[i], res.round_time_se[i], res.rounds[i], res.eta[i], res.bound[i]]
+        vals = [res.round_time[i], res.round_time_se[i], res.rounds[i], res.eta[i], pg[i], pse[i], pg2[i], res.bound[i]]
         vals += [res.terms[n][i] for n in names] + [res.time[i]]
-        mark = "*" if res.ks[i] == res.k_star else " "
+        mark = "*" if res.ks[i] == k_rec else ("b" if res.ks[i] == res.k_star else " ")
         lines.append(f"{int(res.ks[i]):>9}{mark}  " + "  ".join(f"{v:>10.4g}" for v in vals))
     if len(shown) < len(res.ks):
         lines.append(f"# {len(shown)} of {len(res.ks)} rows shown (--all-rows for every K, --json for programs)")
     i = int(np.where(res.ks == res.k_star)[0][0])
     what = f"bound {res.bound[i]:.4g} at the budget" if res.criterion == "budget" else f"time {res.time[i]:.4g} to the target"
-    lines.append(f"K* = {res.k_star} ({what}; eta = {res.eta[i]:.4g}, T = {res.rounds[i]:.6g})")
+    if rec is not None:
+        j = int(np.where(res.ks == rec.k_star)[0][0])
+        if rec.criterion != "predict" or rec.note:
+            why, T_j = f"the bound's{': ' + rec.note if rec.note else ''}", res.rounds[j]
+        elif res.criterion == "budget":
+            se = f" +- {pse[j]:.2g}" if np.isfinite(pse[j]) else ""
+            why, T_j = f"predicted loss gap {pg[j]:.4g}{se} at the budget", res.rounds[j]
+        else:
+            T_j = rec.column(res.ks, "rounds")[j]
+            why = f"predicted time {rec.column(res.ks, 'time')[j]:.4g} to mean ||grad F||^2 <= the target"
+        lines.append(f"K* = {rec.k_star} (recommended; {why}; eta = {res.eta[j]:.4g}, T = {T_j:.6g})")
+        lines.append(f"K*_bound = {res.k_star} ({what})")
+    else:
+        lines.append(f"K* = {res.k_star} ({what}; eta = {res.eta[i]:.4g}, T = {res.rounds[i]:.6g})")
     near = [int(k) for k in res.ks[res.near_best]]
     if len(near) > 1:
-        lines.append(f"within the Monte Carlo error of K* (2 standard errors of E[R] and the straggler statistics): "
-                     f"K = {', '.join(map(str, near))}")
+        lines.append(f"within the Monte Carlo error of the bound's K* (2 standard errors of E[R] and the straggler "
+                     f"statistics): K = {', '.join(map(str, near))}")
+    if rec is not None:
+        lines.append(f"# error model: {model_note(rec, res)}")
     lines.append(f"# the bounds assume {ASSUMES}")
     lines.append(f"# dissimilarity: {dissimilarity_note(prob)}")
     lines.append(f"# strong convexity: {strong_note(prob, res.algorithm)}")
     return "\n".join(lines)
+
+
+def model_note(rec, res) -> str:
+    """What the error model did (DERIVATION.md section 8)."""
+    p = rec.prediction
+    if p is None:
+        return f"not run ({rec.note})"
+    sub = f" at {len(p.ks)} of the {len(res.ks)} K" if len(p.ks) < len(res.ks) else ""
+    cap = f"; {int(p.capped.sum())} K predicted at the round cap" if p.capped.any() else ""
+    at = ("the T above" if res.criterion == "budget" else
+          "the model's own T, the fewest rounds whose predicted mean ||grad F||^2 is at most the target")
+    return (f"pred_gap = predicted F(w_T) - F*, pred_g2 = predicted mean ||grad F||^2 over T rounds, at {at}{sub} "
+            f"({p.draws} timing draw(s){cap}); {'K* recommended by ' + rec.criterion}"
+            f"{' (' + rec.note + ')' if rec.note else ''}; '*' marks the recommended K*, 'b' the bound's")
 
 
 def strong_note(prob, algorithm) -> str:
@@ -185,8 +257,9 @@ def dissimilarity_note(prob) -> str:
             f"each set term the smaller of its Gram and zeta2 forms")
 
 
-def to_json(res, prob, const, rows: bool = True, inputs: Optional[dict] = None) -> dict:
-    """The JSON document; `inputs`: the input files by content (lgc.commands._paths.input_record)."""
+def to_json(res, prob, const, rows: bool = True, rec=None, inputs: Optional[dict] = None) -> dict:
+    """The JSON document; `rec`: the error model's recommendation; `inputs`: the input files by content
+    (lgc.commands._paths.input_record)."""
     clean = lambda v: None if not np.isfinite(v) else float(v)
     out = {
         "algorithm": res.algorithm, "criterion": res.criterion, "budget": res.budget, "target": res.target,
@@ -194,30 +267,48 @@ def to_json(res, prob, const, rows: bool = True, inputs: Optional[dict] = None) 
         "timing": prob.timing.name, "constants": {k: v for k, v in const.items() if k != "gram"},
         "dissimilarity": dissimilarity_note(prob), "strong_convexity": strong_note(prob, res.algorithm),
         "round_time_method": res.round_time_method,
-        "k_star": res.k_star, "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES,
-        "inputs": inputs or {},
+        "k_star": res.k_star if rec is None else rec.k_star, "k_star_bound": res.k_star,
+        "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES, "inputs": inputs or {},
     }
+    out["constants"].pop("bands", None)
+    if rec is not None:
+        out["k_criterion"] = rec.criterion
+        out["error_model"] = model_note(rec, res)
     if rows:
         out["rows"] = [{k: (clean(v) if isinstance(v, float) else v) for k, v in r.items()} for r in res.rows()]
+        if rec is not None:
+            for name, col in _model_columns(res, rec).items():
+                for r, v in zip(out["rows"], col):
+                    r[name] = clean(float(v))
     return out
 
 
-def _columns(res) -> dict:
+def _model_columns(res, rec) -> dict:
+    """The error model's row keys (nan where it did not evaluate a K)."""
+    cols = {f"pred_{n}": rec.column(res.ks, n) for n in ("gap", "gap_se", "grad2", "grad2_se")}
+    if res.criterion == "target":  # the model's own rounds to the target and time
+        cols.update(pred_T=rec.column(res.ks, "rounds"), pred_time=rec.column(res.ks, "time"))
+    return cols
+
+
+def _columns(res, rec=None) -> dict:
     """Tradeoff.rows() as columns (its keys, in its order): arrays, or None for a key without one."""
     cols = {"K": res.ks.astype(int), "E[R]": res.round_time, "E[R]_se": res.round_time_se,
             "near_best": res.near_best, "T": res.rounds, "eta": res.eta, "bound": res.bound, "time": res.time,
             "E[m_j]": res.m_mean}
     cols.update({f"term:{n}": v for n, v in res.terms.items()})
+    if rec is not None:
+        cols.update(_model_columns(res, rec))
     return cols
 
 
-def write_json(res, prob, const, out, chunk: int = 8192, inputs: Optional[dict] = None) -> None:
+def write_json(res, prob, const, out, chunk: int = 8192, rec=None, inputs: Optional[dict] = None) -> None:
     """to_json's document (strict JSON: a value that is not finite is null), its rows streamed one a
     line, a chunk of K at a time from the arrays: memory O(chunk), not a list of N row dicts (1.5 GB
     at N = 10^6), and json's C encoder (indent= forces the pure-Python one)."""
-    head = dumps(to_json(res, prob, const, rows=False, inputs=inputs), indent=1)
+    head = dumps(to_json(res, prob, const, rows=False, rec=rec, inputs=inputs), indent=1)
     out.write(head[:-2] + ',\n "rows": [')
-    cols = _columns(res)
+    cols = _columns(res, rec)
     encode = json.JSONEncoder(allow_nan=False).encode  # one encoder (json.dumps(allow_nan=...) builds one a call)
     for lo in range(0, len(res.ks), chunk):
         n = len(res.ks[lo:lo + chunk])
@@ -238,11 +329,6 @@ def write_json(res, prob, const, out, chunk: int = 8192, inputs: Optional[dict] 
     out.write("\n ]\n}\n")
 
 
-def plot(res, prob, const, path: str) -> None:
-    """The trade-off curve to `path` (theory.optimal_k.KStar.plot)."""
-    from theory.optimal_k import KStar
-
-    KStar(k_star=res.k_star, tradeoff=res, problem=prob, constants=const).plot(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -250,15 +336,16 @@ def run(args: argparse.Namespace) -> int:
         from lgc.commands._paths import check_plot_file
 
         check_plot_file(args.plot)
-    prob, const, res = compute(args)
+    kstar = compute_kstar(args)
+    prob, const, res, rec = kstar.problem, kstar.constants, kstar.tradeoff, kstar.recommendation
     if args.json:
         from lgc.commands._paths import input_record
 
-        write_json(res, prob, const, sys.stdout, inputs=input_record(args))
+        write_json(res, prob, const, sys.stdout, rec=rec, inputs=input_record(args))
     else:
-        print(format_table(res, prob, _rows_to_show(res, args.all_rows)))
+        print(format_table(res, prob, _rows_to_show(res, args.all_rows, rec), rec))
     if args.plot is not None:
-        plot(res, prob, const, args.plot)
+        kstar.plot(args.plot)
         if not args.json:
             print(f"plot: {args.plot}")
     return 0

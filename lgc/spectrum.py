@@ -1,0 +1,120 @@
+"""Curvature bands for the error model (theory/predict.py, DERIVATION.md section 8.3): how F's curvature spectrum
+at w_0 splits the initial error, the gradient noise and the workers' dissimilarity.
+
+Stochastic Lanczos quadrature on Hessian-vector products of F (double backward): m Lanczos steps from a vector z
+give the Ritz values theta_k and weights tau_k (the squared first components of the tridiagonal's eigenvectors),
+a Gauss quadrature of z's spectral measure, z^T f(H) z ~ ||z||^2 sum_k tau_k f(theta_k) (eq. 8.9). Three kinds
+of start vector, each a quantity of the model:
+
+- the gradient g = grad F(w_0): on a quadratic F(w_0) - F* = g^T H^{-1} g / 2, so band j holds
+  Delta_j ~ ||g||^2 sum_{theta_k in j} tau_k / (2 theta_k) (eq. 8.10);
+- noise probes z = n^{-1/2} sum_s r_s (g_s - g_i) (Rademacher r over a worker's samples, pooled over workers):
+  E z z^T is the per-sample gradient covariance (Hutchinson), so band j holds its share of sigma2 (eq. 8.11);
+- dissimilarity probes z = N^{-1/2} sum_i r_i a_i, a_i = grad f_i - grad F: E z z^T = (1/N) sum_i a_i a_i^T,
+  whose trace is zeta2, so band j holds its share of zeta2 (eq. 8.11).
+
+Bands: J geometric curvature intervals below the top curvature L, [L/4, inf), [L/16, L/4), ..., and the rest
+(negative Ritz values, a nonconvex F's, included); a band's curvature is the weighted mean of its positive Ritz
+values (at least L 4^-(J+1)). Pure computation: no files, no printing.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+BANDS = 4  # curvature bands (a factor 4 apart)
+LANCZOS_STEPS = 12  # Hessian-vector products per start vector
+PROBES = 2  # noise and dissimilarity probes each
+
+
+def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ritz values and Gauss weights (summing to 1) of z's spectral measure under the symmetric operator hvp
+    (eq. 8.9), with full reorthogonalisation (steps is small)."""
+    q = z / z.norm()
+    basis, alpha, beta = [q], [], []
+    for j in range(steps):
+        w = hvp(q)
+        a = float(torch.dot(w, q))
+        alpha.append(a)
+        w = w - a * q - (beta[-1] * basis[-2] if beta else 0.0)
+        Q = torch.stack(basis)
+        w = w - Q.T @ (Q @ w)  # reorthogonalise against every earlier Lanczos vector
+        b = float(w.norm())
+        if j == steps - 1 or b <= 1e-10 * max(abs(a), 1e-30):
+            break
+        beta.append(b)
+        q = w / b
+        basis.append(q)
+    T = np.diag(alpha) + np.diag(beta[: len(alpha) - 1], 1) + np.diag(beta[: len(alpha) - 1], -1)
+    theta, Y = np.linalg.eigh(T)
+    return theta, Y[0] ** 2
+
+
+def _band_index(theta: np.ndarray, L: float, bands: int) -> np.ndarray:
+    """Band j of a curvature theta: L 4^-(j+1) <= theta < L 4^-j (the top band unbounded above, the last one below)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        j = np.ceil(np.log(L / np.maximum(theta, 1e-300)) / np.log(4.0) - 1e-9) - 1
+    return np.clip(np.nan_to_num(j, nan=bands - 1), 0, bands - 1).astype(int)
+
+
+def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: int = LANCZOS_STEPS,
+                    probes: int = PROBES, seed: int = 0) -> dict:
+    """The constants JSON's "bands" (theory/constants.py) of `problem` (an lgc.estimate.EmpiricalProblem) at w:
+    curvatures h and per-band delta, sigma2, zeta2 (eqs. 8.9-8.11; the model normalises each to its total)."""
+    from lgc.estimate import full_loss, worker_gradients, worker_loss
+
+    gen = torch.Generator().manual_seed(seed)
+    wg = w.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(full_loss(problem, wg), wg, create_graph=True)
+
+    def hvp(v: Tensor) -> Tensor:
+        return torch.autograd.grad(g, wg, grad_outputs=v, retain_graph=True)[0].detach()
+
+    measures = {"delta": [], "sigma2": [], "zeta2": []}  # (theta, energy per Ritz value) per start vector
+    g0 = g.detach()
+    if float(g0.norm()) > 0:
+        th, tau = lanczos(hvp, g0, steps)
+        measures["delta"].append((th, float(g0.norm()) ** 2 * tau))
+    grads = worker_gradients(problem, w)  # (N, P)
+    a = grads - (torch.as_tensor(problem.pi, dtype=grads.dtype)[:, None] * grads).sum(0)
+    n_workers = len(problem.workers)
+    for _ in range(probes):
+        r = torch.randint(0, 2, (n_workers,), generator=gen).to(a.dtype) * 2 - 1
+        z = (r[:, None] * a).sum(0) / np.sqrt(n_workers)
+        if float(z.norm()) > 0:
+            th, tau = lanczos(hvp, z, steps)
+            measures["zeta2"].append((th, float(z.norm()) ** 2 * tau))
+        z = torch.zeros_like(g0)
+        for i, (x, _) in enumerate(problem.workers):
+            rs = (torch.randint(0, 2, (len(x),), generator=gen) * 2 - 1).to(w.dtype)
+            wi = w.detach().clone().requires_grad_(True)
+            (gi,) = torch.autograd.grad(worker_loss(problem, wi, i, rs), wi)  # (1/n) sum_s r_s g_s
+            z += np.sqrt(len(x)) * (gi - float(rs.mean()) * grads[i]) / np.sqrt(n_workers)
+        if float(z.norm()) > 0:
+            th, tau = lanczos(hvp, z, steps)
+            measures["sigma2"].append((th, float(z.norm()) ** 2 * tau))
+    floor = L * 4.0 ** -(bands + 1)
+    all_th = np.concatenate([m[0] for v in measures.values() for m in v] or [np.array([L])])
+    all_w = np.concatenate([m[1] / max(m[1].sum(), 1e-300) for v in measures.values() for m in v] or [np.ones(1)])
+    idx = _band_index(all_th, L, bands)
+    h = np.zeros(bands)
+    for j in range(bands):
+        sel = (idx == j) & (all_th > 0)
+        h[j] = np.average(all_th[sel], weights=all_w[sel]) if sel.any() and all_w[sel].sum() > 0 else L * 4.0 ** -(j + 0.5)
+    h = np.clip(h, floor, L)
+    out = {"h": h.tolist()}
+    for name, ms in measures.items():
+        share = np.zeros(bands)
+        for th, en in ms:
+            j = _band_index(th, L, bands)
+            if name == "delta":  # eq. (8.10): g^2 / (2 theta), theta at least the smallest band curvature
+                en = en / (2 * np.maximum(th, floor))
+            np.add.at(share, j, en / len(ms))
+        out[name] = share.tolist()
+    out["method"] = (f"stochastic Lanczos quadrature of F's Hessian at w_0 ({steps} Hessian-vector products per start "
+                     f"vector): the gradient (delta), {probes} Hutchinson probes of the per-sample noise (sigma2) and of "
+                     f"the workers' deviations (zeta2); {bands} bands a factor 4 apart below L = {L:.6g}")
+    return out

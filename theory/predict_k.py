@@ -1,0 +1,94 @@
+"""The recommended K*: the predictive error model (theory/predict.py, DERIVATION.md section 8) over the K of a
+trade-off (theory/tradeoff.py), at its step sizes and rounds T(K) = floor(tau / E[R(K)]) (budget), or at the
+model's own rounds to the target (target).
+
+`lgc optimize-k` reports this K* as `k_star` and the bound's as `k_star_bound` (README "Choosing K").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from theory.errors import require
+from theory.predict import MODELLED, Bands, Prediction, predict_errors
+
+MAX_KS = 64  # K values the model evaluates; above, a log-spaced subset of them (with the bound's K*, 1 and N)
+MAX_N = 100_000  # workers above which the model is not run (its law costs O(N log N) a round): the bound chooses
+CRITERIA = ("predict", "bound")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """k_star: the recommended K (the model's with criterion "predict", where it ran; else the bound's);
+    k_star_bound: the bound's; prediction: the model's errors over `prediction.ks` (None where it did not run);
+    note: why the model did not choose, or "" where it did."""
+
+    k_star: int
+    k_star_bound: int
+    criterion: str
+    prediction: Prediction | None
+    note: str = ""
+    time: np.ndarray | None = None  # per prediction.ks: T x E[R(K)], the predicted time (to the target)
+
+    def column(self, ks, name: str = "gap") -> np.ndarray:
+        """The model's `name` ("gap", "gap_se", "grad2", "grad2_se", "rounds", "time") over ks, nan where it was
+        not evaluated."""
+        out = np.full(len(ks), np.nan)
+        if self.prediction is None:
+            return out
+        pos = {int(k): i for i, k in enumerate(self.prediction.ks)}
+        vals = self.time if name == "time" else getattr(self.prediction, name)
+        for i, k in enumerate(np.asarray(ks, dtype=int)):
+            if int(k) in pos:
+                out[i] = vals[pos[int(k)]]
+        return out
+
+
+def model_ks(ks, k_bound: int, max_ks: int = MAX_KS) -> np.ndarray:
+    """ks itself when short; else max_ks of them, log-spaced, with the bound's K*, the smallest and the largest."""
+    ks = np.asarray(ks, dtype=int)
+    if len(ks) <= max_ks:
+        return ks
+    idx = np.unique(np.round(np.geomspace(1, len(ks), max_ks - 1)).astype(int) - 1)
+    return np.unique(np.concatenate([ks[idx], [k_bound, ks[0], ks[-1]]]))
+
+
+def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predict", momentum: float = 0.0,
+              warmup: int = 0, seed: int = 0) -> Recommendation:
+    """The model's predicted errors over res's K (a Tradeoff) and the recommended K*.
+
+    bands: the constants' curvature bands (None: one band at L, the scalar constants alone). criterion "bound":
+    the bound's K* is recommended, the model's errors still reported. Budget: the K of least predicted loss gap
+    at T(K) = floor(tau / E[R(K)]) (eq. 8.7). Target: the K of least predicted time T_eps(K) E[R(K)], T_eps the
+    fewest rounds whose predicted mean ||grad F||^2 (eq. 8.8, the bound's quantity) is at most the target."""
+    require(criterion in CRITERIA, f"criterion={criterion!r} must be one of {', '.join(CRITERIA)}")
+    k_bound = int(res.k_star)
+    if res.algorithm not in MODELLED:
+        return Recommendation(k_bound, k_bound, "bound", None, f"no error model for {res.algorithm}")
+    if prob.N > MAX_N:
+        return Recommendation(k_bound, k_bound, "bound", None, f"the model runs for N <= {MAX_N} workers")
+    ks = model_ks(res.ks, k_bound)
+    pos = np.searchsorted(res.ks, ks)
+    T, eta, rt = res.rounds[pos], res.eta[pos], res.round_time[pos]
+    budget = res.criterion == "budget"
+    ok = np.isfinite(eta) & (eta > 0) & np.isfinite(rt) & ((np.isfinite(T) & (T >= 1)) if budget else True)
+    if not ok.any():
+        return Recommendation(k_bound, k_bound, "bound", None, "no K has a finite number of rounds and step size")
+    when = dict(rounds=T[ok]) if budget else dict(target=res.target)
+    pred = predict_errors(res.algorithm, bands or Bands.scalar(prob.L), L=prob.L, sigma2=prob.sigma2,
+                          zeta2=prob.zeta2, Delta=prob.Delta, N=prob.N, M=prob.M, B=prob.B, timing=prob.timing,
+                          h=prob.h, semantics=prob.semantics, ks=ks[ok], eta=eta[ok], momentum=momentum, warmup=warmup,
+                          seed=seed, **when)
+    with np.errstate(invalid="ignore"):
+        time = pred.rounds * rt[ok]
+    if res.algorithm == "full-sync":
+        return Recommendation(k_bound, k_bound, criterion, pred, "full-sync waits for every worker", time)
+    if budget:
+        k_pred = pred.k_star("gap")
+    elif np.isfinite(time).any():
+        best = np.flatnonzero(time == np.nanmin(time))
+        k_pred = int(pred.ks[best[-1]])
+    else:
+        return Recommendation(k_bound, k_bound, "bound", pred, "the model reaches the target with no K", time)
+    return Recommendation(k_pred if criterion == "predict" else k_bound, k_bound, criterion, pred, "", time)
