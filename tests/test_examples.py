@@ -30,6 +30,8 @@ def test_k_star_of_own_model_and_data(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith("L=") and [ln.split()[0] for ln in lines[1:5]] == ["K=1", "K=2", "K=3", "K=4"]
-    k_star = int(lines[5].split("= ")[1])
-    bounds = [float(ln.split("bound=")[1]) for ln in lines[1:5]]
-    assert k_star == 1 + bounds.index(min(bounds)) and (tmp_path / "k.png").exists()
+    k_star, k_bound = (int(part.split("= ")[1].split()[0]) for part in lines[5].split(";"))
+    bounds = [float(ln.split("bound=")[1].split()[0]) for ln in lines[1:5]]
+    gaps = [float(ln.split("predicted_gap=")[1]) for ln in lines[1:5]]
+    assert k_bound == 1 + bounds.index(min(bounds)) and (tmp_path / "k.png").exists()
+    assert k_star == 1 + gaps.index(min(gaps))  # the recommended K*: least predicted loss gap

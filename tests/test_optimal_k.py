@@ -66,10 +66,12 @@ def test_the_command_prints_what_the_function_computes(tmp_path, capsys):
                  "--budget", "200", "--straggling-period", "10", "--timing", "heterogeneous", "--timing-param",
                  "slowdown=4", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["k_star"] == best.k_star
+    assert doc["k_star"] == best.k_star and doc["k_star_bound"] == best.k_star_bound
     for row, mine in zip(doc["rows"], best.table):
         assert row["K"] == mine["K"] and row["bound"] == pytest.approx(mine["bound"], rel=1e-12)
-    assert best.k_star == int(best.tradeoff.ks[np.nanargmin(best.tradeoff.bound)])
+    assert best.k_star_bound == int(best.tradeoff.ks[np.nanargmin(best.tradeoff.bound)])
+    gaps = {r["K"]: r["pred_gap"] for r in best.table if r.get("pred_gap") is not None}
+    assert best.k_star == min(gaps, key=lambda k: (gaps[k], -k))  # least predicted gap, ties to the larger K
 
 
 def test_result_table_plot_and_errors(tmp_path):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.predict import MODELLED, Bands, Prediction, predict_errors
 
@@ -82,7 +83,7 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
                           seed=seed, **when)
     with np.errstate(invalid="ignore"):
         time = pred.rounds * rt[ok]
-    if res.algorithm == "full-sync":
+    if algorithm_entry(res.algorithm).round_end == "all":  # full-sync: every worker, every round
         return Recommendation(k_bound, k_bound, criterion, pred, "full-sync waits for every worker", time)
     if budget:
         k_pred = pred.k_star("gap")
