@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from theory.algorithms import ALGORITHMS
+
 
 @dataclass(frozen=True)
 class Quadratic:
@@ -151,7 +153,8 @@ def draw_times(timing, seeds: int, rounds: int, n: int, period: float, seed: int
     return np.repeat(x, p, axis=1)[:, :rounds]
 
 
-SIMULATED = ("full-sync", "fastest-k", "lgc", "lgc-fresh")
+# full-sync and the rules that close a round at the K-th arrival (fastest-k, lgc, lgc-fresh)
+SIMULATED = tuple(a.name for a in ALGORITHMS if a.round_end in ("all", "k"))
 
 
 def simulate(prob: Quadratic, algorithm: str, x: np.ndarray, ks, *, m_blocks: int, batch: int, eta: float,
@@ -161,7 +164,7 @@ def simulate(prob: Quadratic, algorithm: str, x: np.ndarray, ks, *, m_blocks: in
     x: (S, T, N) mini-batch times. noise: (S, T, N, M, d) block-mean noises (lgc.validate.block_noise)
     or None (drawn here, N(0, sigma^2/(d b)) per coordinate, shared by every K of a seed and round)."""
     if algorithm not in SIMULATED:
-        raise ValueError(f"algorithm={algorithm!r}: simulated here are full-sync, fastest-k, lgc and lgc-fresh")
+        raise ValueError(f"algorithm={algorithm!r}: simulated here are {', '.join(SIMULATED)}")
     ks = np.asarray(ks, int)
     S, T, n = x.shape
     d, nk = prob.d, len(ks)
