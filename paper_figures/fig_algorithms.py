@@ -4,7 +4,7 @@ persistent stragglers (the drawn times held for the whole run) and with h = 1 (f
 
 Quick profile: MLP (width 64) on the synthetic 10-class problem, N = 10, K = 7, B = 20, M = 5,
 main-label split with c = 2 classes per worker (500 samples each), shifted-exponential timing
-(shift 1, rate 1), SGD lr 0.01 with momentum 0.9, 600 rounds, 3 seeds; mean and min-max band.
+(shift 1, rate 1), SGD lr 0.01 with momentum 0.9, 400 rounds, 3 seeds; mean and min-max band.
 Time curves are interpolated onto a grid that ends at the earliest seed's final time.
 The time unit is one fast mini-batch (the timing model's shift).
 Every curve comes from `lgc.sim.train` runs (cached in results/train/).
@@ -26,7 +26,7 @@ def configs(profile: str = "quick"):
     """(regime label, TrainConfig) for every run of the figure."""
     from lgc.config import TrainConfig
 
-    rounds = 600
+    rounds = 400  # persistent stragglers: h = the whole run
     base = dict(n_workers=10, threshold_k=7, batch_size=20, blocks=5, rounds=rounds, lr=0.01, momentum=0.9,
                 dataset="synthetic", model="mlp", width=64, partition="main-label", classes_per_worker=2,
                 samples_per_worker=500, eval_every=10, checkpoint_every=0, device="cpu")

@@ -16,7 +16,7 @@ from paper_figures import style
 
 KS = (1, 2, 4, 8)
 PANELS = (("fastest-k", 1), ("lgc", 1), ("lgc", qr.PERSISTENT))
-HORIZON = 1000  # rounds drawn (fig_validation's sweep runs 1600 rounds for its largest budget)
+HORIZON = 1000  # rounds shown: the first 1000 of the runs fig_validation's sweep makes (qr.ROUNDS_DRAWN = 1600)
 STRIDE = 5  # rows every STRIDE rounds in the CSV
 
 
@@ -29,7 +29,7 @@ def rows() -> list[dict]:
         rt = expected_round_times(qr.timing(), n, qr.SETTING["M"], alg, semantics=qr.SETTING["semantics"],
                                   ks=np.array(KS))
         for i, k in enumerate(KS):
-            m = qr.measured(alg, k, period, HORIZON)
+            m = qr.measured(alg, k, period, qr.ROUNDS_DRAWN)  # shared with kstar_sweep; T <= HORIZON shown
             b = qr.bound(alg, k, t_all, period, m_inv=float(m["m_inv"]), zero_frac=float(m["zero_frac"]))["total"]
             for t in range(STRIDE - 1, HORIZON, STRIDE):
                 out.append({"algorithm": alg, "regime": qr.regime_label(period), "K": k, "rounds": t + 1,

@@ -24,7 +24,7 @@ from theory.algorithms import algorithm as algorithm_entry
 ALGS = BOUND_NAMES  # measured against their bounds
 T_VALIDATE = 200
 BUDGETS = (100, 200, 400, 800, 1600)
-HORIZON = 1600  # rounds of the sweep runs: T(K) = tau / E[R(K)] <= 1600, since E[R] >= the shift 1 (abort: E[R(1)] = 1.1)
+HORIZON = qr.ROUNDS_DRAWN  # rounds of the sweep runs (1600): T(K) = tau / E[R(K)] <= 1600, since E[R] >= the shift 1
 SWEEPS = (("fastest-k", 1), ("lgc", 1), ("lgc", qr.PERSISTENT))
 
 

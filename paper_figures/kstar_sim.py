@@ -8,13 +8,14 @@ whose trajectories tests/test_validation.py checks against `lgc.sim`):
   weights (lgc.rules.group_weights): w_fast = pi_i / sum_{A_t} pi on A_t; stragglers with
     m_j >= 1 report, rho_t = sum of their pi_j, w_strag = pi_j / rho_t;
   directions (lgc.rules.aggregate, DERIVATION.md eqs. 3.1, 3.3): full-sync d = sum_i pi_i g_i;
-    fastest-K d = gA_t; lgc d = gA_t + u_{t-1}, u_t = rho_t (gS_t - gA_t); warm-up rounds run
-    full-sync and reset u;
+    fastest-K d = gA_t; lgc d = gA_t + u_{t-1}, u_t = rho_t (gS_t - gA_t); lgc-fresh (eq. 3.4)
+    d = (1 - rho_t) gA_t + rho_t gS_t (gA_t when rho_t = 0); warm-up rounds run full-sync and reset u;
   server (lgc.rules.server_step, eq. 3.6): w <- w - eta d (plain SGD, no momentum).
 
 Schedules (theory/schedule.py, eqs. 2.1, 2.2, 2.4): worker i finishes block m at X_i (m+1)/M;
 A_t is the K smallest X_i (ties by index); under abort semantics a straggler counts the blocks
-finished by t_cut = X_(K), at most M - 1, and R_t = t_cut (no communication time).
+finished by t_cut = X_(K), at most M - 1, and R_t = t_cut (no communication time; lgc-fresh's wait
+for the reports adds nothing, since under abort every reported block ends by t_cut).
 
 The problem: f_i(w) = 1/2 sum_k h_ik (w_k - c_ik)^2 with per-worker curvatures h_ik (a shared
 Hessian is the case h_ik = h_k), per-sample gradient grad f_i(w) + xi, xi ~ N(0, (sigma^2/d) I_d)
@@ -28,6 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from theory.algorithms import ALGORITHMS
 
 
 @dataclass(frozen=True)
@@ -159,16 +162,18 @@ def draw_times(timing, seeds: int, rounds: int, n: int, period: float, seed: int
     return np.repeat(x, p, axis=1)[:, :rounds]
 
 
+# full-sync and the rules that close a round at the K-th arrival (fastest-k, lgc, lgc-fresh)
+SIMULATED = tuple(a.name for a in ALGORITHMS if a.round_end in ("all", "k"))
+
+
 def simulate(prob: Quadratic, algorithm: str, x: np.ndarray, ks, *, m_blocks: int, batch: int, eta: float,
              warmup: int = 0, noise=None, seed: int = 0) -> np.ndarray:
     """||grad F(w_t)||^2 for t = 0..T-1, (len(ks), S, T), for every K in ks and seed at once.
 
     x: (S, T, N) mini-batch times. noise: (S, T, N, M, d) block-mean noises (lgc.validate.block_noise)
     or None (drawn here, N(0, sigma^2/(d b)) per coordinate, shared by every K of a seed and round)."""
-    from theory.algorithms import NAMES, algorithm as entry
-
-    if algorithm not in NAMES or entry(algorithm).waits_for_reports or "any" in entry(algorithm).groups:
-        raise ValueError(f"algorithm={algorithm!r}: simulated here are full-sync, fastest-k and lgc")
+    if algorithm not in SIMULATED:
+        raise ValueError(f"algorithm={algorithm!r}: simulated here are {', '.join(SIMULATED)}")
     ks = np.asarray(ks, int)
     S, T, n = x.shape
     d, nk = prob.d, len(ks)
@@ -212,6 +217,9 @@ def simulate(prob: Quadratic, algorithm: str, x: np.ndarray, ks, *, m_blocks: in
         gp = exact + part
         ws = np.where(rep, pi / np.where(rho > 0, rho, 1.0)[..., None], 0.0)
         gS = np.einsum("ksn,ksnd->ksd", ws, gp)
+        if algorithm == "lgc-fresh":
+            w = w - eta * np.where((rho > 0)[..., None], (1.0 - rho[..., None]) * gA + rho[..., None] * gS, gA)
+            continue
         w = w - eta * (gA + u)
         u = np.where((rho > 0)[..., None], rho[..., None] * (gS - gA), 0.0)
     return out

@@ -51,4 +51,8 @@ def test_k_auto_row_is_its_run_with_the_stated_budget(tmp_path, monkeypatch):
     assert row["time"] == clock[-1] if reached else row["time"] == math.inf
     path = [n] + [h["k"] for h in history]
     assert row["k_refits"] == ">".join(str(v) for j, v in enumerate(path) if j == 0 or v != path[j - 1])
-    assert fig.draw([row])  # the figure draws a K-auto bar
+    drawn = fig.draw([row])  # the figure draws a K-auto bar
+    assert row["reference_scaling"] > 0 and "lower_bound" not in row
+    labels = [t.get_text() for t in drawn.axes[0].get_legend().get_texts()]
+    assert "reference scaling (constant 1)" in labels  # the T-R expression is drawn as a reference, not a floor
+    assert not any("bound" in lab or "floor" in lab for lab in labels)

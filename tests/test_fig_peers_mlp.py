@@ -54,5 +54,5 @@ def test_mlp_rows_are_their_runs(tmp_path, monkeypatch):
         assert (r["rounds"], r["time"]) == ((hit[0], hit[1]) if hit else (30, math.inf))
     assert sum(r["best"] for r in data[1:]) == 1
     assert min(r["time"] for r in data[1:]) == next(r["time"] for r in data[1:] if r["best"])
-    assert data[0]["eps"] > 0 and data[0]["lower_bound"] > 0
+    assert data[0]["eps"] > 0 and data[0]["reference_scaling"] > 0
     assert fig.fig_peers.draw(data)

@@ -83,3 +83,20 @@ def test_lgc_figures_paper_profile_needs_a_data_dir(capsys):
     assert main(["figures", "--profile", "paper"]) == 2
     err = capsys.readouterr().err
     assert "--data-dir" in err and len(err.strip().splitlines()) == 1
+
+
+def test_figures_that_share_runs_are_chained_in_order():
+    """fig_error_time reads the runs fig_validation's sweep caches: one chain, validation first;
+    a figure CHAINS does not name runs alone; every figure runs exactly once."""
+    names = quick.discover() + ["fig_zz_new"]
+    chains = quick.chains(names)
+    assert ("fig_validation", "fig_error_time") in chains and ("fig_zz_new",) in chains
+    assert sorted(n for c in chains for n in c) == sorted(names)
+    assert quick.chains(["fig_error_time"]) == [("fig_error_time",)]
+
+
+def test_one_process_and_two_draw_the_same(fake_figures, tmp_path):
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out{jobs}"
+        assert quick.main(["--only", "zz_ok", "zz_bad", "--out", str(out), "--quiet", "--jobs", jobs]) == 1
+        assert (out / "ok_quick.txt").read_text() == "drawn"
