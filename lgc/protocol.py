@@ -70,11 +70,11 @@ def peer_s(cfg: TrainConfig) -> Optional[int]:
         return None
     if cfg.peer_s is not None:
         return cfg.peer_s
-    if cfg.dataset != "quadratic":
+    if cfg.task.dataset != "quadratic":
         return cfg.n_workers * cfg.blocks
     from theory.peers import default_s
 
-    return default_s(cfg.algorithm, cfg.quad_sigma2 / cfg.block_size, cfg.target_eps, cfg.n_workers)
+    return default_s(cfg.algorithm, cfg.task.quad_sigma2 / cfg.block_size, cfg.target_eps, cfg.n_workers)
 
 
 def make_timing(cfg: TrainConfig):
@@ -155,8 +155,8 @@ def k_controller(cfg: TrainConfig, model_bytes: float):
         else:  # the quadratics' exact constants (lgc.task.QuadraticTask builds the same problem)
             from lgc.data.synthetic import make_quadratic
 
-            const = make_quadratic(cfg.n_workers, cfg.quad_dim, seed=cfg.data_seed, h_min=cfg.quad_h_min,
-                                   h_max=cfg.quad_h_max, spread=cfg.quad_spread, sigma2=cfg.quad_sigma2).constants()
+            const = make_quadratic(cfg.n_workers, cfg.task.quad_dim, seed=cfg.task.data_seed, h_min=cfg.task.quad_h_min,
+                                   h_max=cfg.task.quad_h_max, spread=cfg.task.quad_spread, sigma2=cfg.task.quad_sigma2).constants()
             prob = Problem.from_constants(const, **settings)
         return KController(AutoK(budget=cfg.budget, every=cfg.k_refit, window=cfg.k_window, first=cfg.k_first_fit,
                                  seed=cfg.seed), prob, cfg.algorithm, eta=cfg.lr)

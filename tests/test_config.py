@@ -10,7 +10,8 @@ import pytest
 
 from lgc.cli import build_parser, main
 from lgc.commands._config_args import add_config_arguments, config_values, flag_name, parse_timing_params, to_argv
-from lgc.config import TASK_FIELDS, DistOptions, TrainConfig
+from lgc.config import DistOptions, TrainConfig
+from lgc.task_config import TaskConfig
 from lgc.errors import UserError
 
 
@@ -22,8 +23,10 @@ def _flags(command: str) -> dict:
 
 def test_every_config_field_is_one_train_flag_with_its_help_and_default():
     flags = _flags("train")
-    for cls in (TrainConfig, DistOptions):
+    for cls in (TrainConfig, TaskConfig, DistOptions):
         for f in fields(cls):
+            if f.name == "task" and cls is TrainConfig:  # nested: its fields are TaskConfig's flags
+                continue
             if f.metadata.get("hidden"):  # set through another flag (k_auto: `--k auto`)
                 assert any(g.metadata.get("auto") == f.name for g in fields(cls)), f.name
                 continue
@@ -38,10 +41,11 @@ def test_every_config_field_is_one_train_flag_with_its_help_and_default():
 @pytest.mark.parametrize("command", ["estimate", "optimize-k"])
 def test_shared_quantities_have_trains_flag_help_and_default(command):
     train, other = _flags("train"), _flags(command)
-    shared = {"estimate": TASK_FIELDS,
+    shared = {"estimate": tuple(f.name for f in fields(TaskConfig) if f.name != "augment") + ("n_workers", "seed"),
               "optimize-k": ("n_workers", "blocks", "batch_size", "timing", "timing_params", "straggling_period",
                              "semantics", "comm_alpha", "comm_beta", "seed")}[command]
-    for f in fields(TrainConfig):
+    assert "--augment" not in other  # estimate measures un-augmented samples
+    for f in fields(TrainConfig) + fields(TaskConfig):
         if f.name in shared:
             name = flag_name(f)
             assert other[name].dest == train[name].dest and other[name].help == train[name].help, name
@@ -62,10 +66,11 @@ def test_config_json_to_flags_gives_the_same_config(tmp_path):
                       seed=4, data_seed=8, eval_every=2, checkpoint_every=3, device="cpu",
                       engine="fused", compile="default", backend="dist")
     changed = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) == getattr(TrainConfig(), f.name)]
+    changed += [f.name for f in fields(TaskConfig) if getattr(cfg.task, f.name) == getattr(TaskConfig(), f.name)]
     # synthetic is the default; a schedule needs a file; eval_subset is sim-only and this config is dist;
     # the settings of --k auto are round-tripped in tests/test_k_auto.py (they need --k auto)
-    assert changed == ["k_auto", "dataset", "budget", "k_refit", "k_window", "k_first_fit", "k_constants",
-                       "schedule_file", "eval_subset"]
+    assert changed == ["k_auto", "budget", "k_refit", "k_window", "k_first_fit", "k_constants",
+                       "schedule_file", "eval_subset", "dataset"]
     opts = DistOptions(inject=False, unit_ms=7.0, timeout_s=9.0, process_backend="gloo", host="localhost",
                        threads=2, slow_worker=1, slow_ms=3.0, reduce="gather", on_worker_death="straggler")
     p = argparse.ArgumentParser()
@@ -75,7 +80,7 @@ def test_config_json_to_flags_gives_the_same_config(tmp_path):
     assert TrainConfig(**config_values(TrainConfig, args)) == cfg
     assert DistOptions(**config_values(DistOptions, args)) == opts
     # and through the CLI, from a config.json: flags made from the file give the file's config
-    (tmp_path / "c.json").write_text(json.dumps({**cfg.to_dict(), "dataset": "quadratic"}))
+    (tmp_path / "c.json").write_text(json.dumps({**cfg.to_dict(), "task": {**cfg.task.to_dict(), "dataset": "quadratic"}}))
     from_file = TrainConfig.from_json(tmp_path / "c.json")
     assert TrainConfig(**config_values(TrainConfig, p.parse_args(to_argv(from_file)))) == from_file
 
