@@ -23,7 +23,7 @@ from typing import Any, Optional, Union
 
 from lgc.config import TrainConfig, nest_task_keys
 from lgc.errors import UserError, check
-from lgc.task_config import READ_BY_USER_TASKS, TaskConfig
+from lgc.config_task import READ_BY_USER_TASKS, TaskConfig
 
 
 def task_config(task, config: Union[TrainConfig, dict, None] = None, *, rule=None) -> TrainConfig:

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from lgc.config_fields import (SEED_MAX, check_finite, check_finite_flags, check_not_null, check_seed,  # noqa: F401
                                nullable, option, read_json_object)  # (re-exported: one vocabulary, lgc.config)
 from lgc.errors import UserError, check
-from lgc.task_config import TaskConfig
+from lgc.config_task import TaskConfig
 from theory.algorithms import NAMES as ALGORITHMS
 from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS
 
@@ -53,7 +53,7 @@ class TrainConfig:
     lr: float = option(0.05, "step size eta", metavar="ETA")
     momentum: float = option(0.9, "server heavy-ball momentum")
     weight_decay: float = option(0.0, "server weight decay")
-    # data, partition and model: the built-in task (lgc/task_config.py; its flags are flat, --dataset, ...)
+    # data, partition and model: the built-in task (lgc/config_task.py; its flags are flat, --dataset, ...)
     task: TaskConfig = option(help="the built-in task: data set, partition, worker weights pi and model",
                               factory=TaskConfig)
     # timing (README "Timing models"; theory/DERIVATION.md section 2)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lgc.config import TrainConfig
-from lgc.task_config import TaskConfig
+from lgc.config_task import TaskConfig
 from lgc.data import ArrayDataset
 from lgc.errors import check
 from lgc.data.synthetic import QuadraticModel, make_classification, make_quadratic

@@ -11,7 +11,7 @@ import pytest
 from lgc.cli import build_parser, main
 from lgc.commands._config_args import add_config_arguments, config_values, flag_name, parse_timing_params, to_argv
 from lgc.config import DistOptions, TrainConfig
-from lgc.task_config import TaskConfig
+from lgc.config_task import TaskConfig
 from lgc.errors import UserError
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from lgc.cli import main
 from lgc.config import DistOptions, TrainConfig, nullable
-from lgc.task_config import TaskConfig
+from lgc.config_task import TaskConfig
 from theory.errors import TheoryInputError
 
 TINY = ["--workers", "3", "--k", "2", "--batch-size", "4", "--blocks", "2", "--model", "softmax", "--partition", "iid",

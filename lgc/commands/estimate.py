@@ -6,7 +6,7 @@ intervals, written as the constants JSON that `lgc optimize-k --constants` reads
     lgc estimate --dataset quadratic --workers 4 --quad-dim 6 --quad-sigma2 2
     lgc estimate --config run.json --max-samples 500     # the problem `lgc train --config run.json` trains
 
-The problem flags are `lgc train`'s, with its defaults: the task's (lgc/task_config.py TaskConfig), N and
+The problem flags are `lgc train`'s, with its defaults: the task's (lgc/config_task.py TaskConfig), N and
 the seed.
 The problem (data, partition, pi, initial weights) is built by the trainer's own code
 (lgc.task.make_task), so the constants belong to the run that `lgc train` would make.
@@ -19,7 +19,7 @@ from pathlib import Path
 from lgc.commands._config_args import add_config_arguments
 from lgc.commands._paths import input_path, input_record
 from lgc.config import TrainConfig
-from lgc.task_config import TaskConfig
+from lgc.config_task import TaskConfig
 from lgc.errors import UserError, check
 from theory.jsonio import dumps
 
