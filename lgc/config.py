@@ -5,8 +5,11 @@ section 1 (N workers, K fastest, B samples per worker, M blocks of b = B / M sam
 Each field is written once here, with its default and its help text (field metadata); the
 command-line flags of `lgc train`, `lgc estimate` and `lgc optimize-k` are generated from these
 fields (lgc/commands/_config_args.py), so a quantity has one flag everywhere: `--workers` (N),
-`--k` (K), `--blocks` (M), `--batch-size` (B), `--rounds` (T). The dist backend's own options are
-`DistOptions` (recorded in a dist run's config.json under "dist").
+`--k` (K), `--blocks` (M), `--batch-size` (B), `--rounds` (T). The built-in task (data set,
+partition, pi, model: TaskConfig, lgc/config_task.py) is the field `task`: `cfg.task.dataset`,
+flags `--dataset`, ..., JSON `"task": {...}` (its keys at the top level still read, the flat form
+before the nesting: nest_task_keys), and `TrainConfig(dataset=...)` still takes them as keywords.
+The dist backend's own options are `DistOptions` (recorded in a dist run's config.json under "dist").
 
 No torch import here: `lgc optimize-k` reads these fields without loading torch.
 """

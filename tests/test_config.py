@@ -85,6 +85,56 @@ def test_config_json_to_flags_gives_the_same_config(tmp_path):
     assert TrainConfig(**config_values(TrainConfig, p.parse_args(to_argv(from_file)))) == from_file
 
 
+def _printed(capsys, tmp_path, d: dict, *flags) -> dict:
+    (tmp_path / "c.json").write_text(json.dumps(d))
+    assert main(["train", "--config", str(tmp_path / "c.json"), *flags, "--print-config"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_config_file_gives_the_task_nested_or_flat(tmp_path, capsys):
+    """`"task": {...}` (what config.json records) and the task's keys at the top level (configs
+    written before the nesting) give the same config; flags (flat) override either."""
+    task = {"dataset": "quadratic", "quad_dim": 4, "quad_sigma2": 2.5, "data_seed": 7}
+    nested = _printed(capsys, tmp_path, {"n_workers": 8, "task": task})
+    flat = _printed(capsys, tmp_path, {"n_workers": 8, **task})
+    mixed = _printed(capsys, tmp_path, {"n_workers": 8, "dataset": "quadratic", "quad_dim": 4,
+                                        "task": {"quad_sigma2": 2.5, "data_seed": 7}})
+    assert nested == flat == mixed and "dataset" not in nested
+    assert {k: nested["task"][k] for k in task} == task and nested["n_workers"] == 8
+    assert TrainConfig.from_dict({"n_workers": 8, "task": task}).resolved().to_dict() == nested
+    assert _printed(capsys, tmp_path, {"task": task}, "--quad-dim", "6")["task"]["quad_dim"] == 6
+
+
+@pytest.mark.parametrize("d, needle", [
+    ({"model": "cnn", "task": {"model": "mlp"}}, "c.json: 'model' is given both at the top level and under \"task\""),
+    ({"task": {"rounds": 3}}, "c.json: unknown config key 'task.rounds'"),
+    ({"task": "cifar10"}, "c.json: \"task\" must be a JSON object"),
+    ({"task": None}, "c.json: config key 'task' is null"),
+    ({"task": {"quad_dim": None}}, "config key 'quad_dim' is null"),
+])
+def test_a_bad_task_in_a_config_file_is_one_line(tmp_path, capsys, d, needle):
+    (tmp_path / "c.json").write_text(json.dumps(d))
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--print-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    with pytest.raises(UserError, match=__import__("re").escape(needle.replace("c.json: ", ""))):
+        TrainConfig.from_dict(d).resolved().validate()
+
+
+def test_the_task_fields_as_keywords_update_the_task():
+    """TrainConfig(dataset=...) (the flat keywords before the nesting) and dataclasses.replace(cfg,
+    model=...) set cfg.task; TrainConfig(**cfg.to_dict()) gives cfg back."""
+    from lgc.config_task import TaskConfig
+
+    cfg = TrainConfig(dataset="quadratic", quad_dim=3, rounds=4)
+    assert cfg == TrainConfig(task=TaskConfig(dataset="quadratic", quad_dim=3), rounds=4)
+    assert cfg == TrainConfig(task={"dataset": "quadratic", "quad_dim": 3}, rounds=4)
+    assert replace(cfg, quad_dim=5).task == TaskConfig(dataset="quadratic", quad_dim=5)
+    assert TrainConfig(**cfg.to_dict()) == cfg and not hasattr(cfg, "dataset")
+    with pytest.raises(UserError, match="task='quadratic' must be a TaskConfig"):
+        TrainConfig(task="quadratic")
+
+
 def test_flags_override_the_config_file_which_overrides_the_defaults(tmp_path, capsys):
     (tmp_path / "c.json").write_text(json.dumps({"n_workers": 8, "threshold_k": 5, "timing_params": {"rate": 2},
                                                  "dist": {"unit_ms": 20.0}}))
