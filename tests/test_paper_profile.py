@@ -300,3 +300,15 @@ def test_cpu_profile_estimates_its_constants_beside_the_runs(tmp_path, monkeypat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lgc estimate exited with status 2" in err[0] and "constants.log" in err[0]
     assert not (out / "constants.json").exists()  # the old settings' constants are not left to be read
+
+
+def test_constants_written_with_the_flat_config_are_still_ready(tmp_path):
+    """A constants_config.json from before lgc.config_task (the task's keys at the top level, as the
+    committed paper_figures/out/cifar one) names the same config: its constants are reused."""
+    cfg, args = paper_constants.request(pp.CPU, "x", False)
+    flat = {**{k: v for k, v in cfg.items() if k != "task"}, **cfg["task"]}
+    (tmp_path / paper_constants.CONSTANTS).write_text("{}")
+    (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
+    for stored, ready in ((flat, True), (cfg, True), ({**flat, "classes_per_worker": 5}, False), ([1], False)):
+        (tmp_path / paper_constants.CONFIG).write_text(json.dumps(stored))
+        assert paper_constants.ready(tmp_path, cfg, args) is ready, stored
