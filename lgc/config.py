@@ -20,8 +20,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from lgc.config_fields import (SEED_MAX, check_finite, check_finite_flags, check_not_null, check_seed,  # noqa: F401
-                               nullable, option, read_json_object)  # (re-exported: one vocabulary, lgc.config)
+from lgc.config_fields import check_finite, check_not_null, check_seed, option, read_json_object
 from lgc.errors import UserError, check
 from lgc.config_task import TaskConfig
 from theory.algorithms import NAMES as ALGORITHMS

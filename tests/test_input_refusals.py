@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from lgc.cli import main
-from lgc.config import DistOptions, TrainConfig, nullable
+from lgc.config import DistOptions, TrainConfig
+from lgc.config_fields import nullable
 from lgc.config_task import TaskConfig
 from theory.errors import TheoryInputError
 
