@@ -10,8 +10,8 @@
     best.k_star
 
 `config` is a TrainConfig or a dict of its field names (README "Python API"); the fields of the
-built-in data and model (TASK_FIELDS but N and the seeds) are the Task's business and must stay
-unset. The same Task runs under torchrun: `python -m lgc.dist module:factory` (docs/DIST.md).
+built-in data and model (TaskConfig, `cfg.task`, but its data seed) are the Task's business and
+must stay unset. The same Task runs under torchrun: `python -m lgc.dist module:factory` (docs/DIST.md).
 """
 from __future__ import annotations
 
@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from lgc.config import TASK_FIELDS, TrainConfig
+from lgc.config import TrainConfig, nest_task_keys
 from lgc.errors import UserError, check
-
-# TASK_FIELDS a Task run still reads: N (when the Task splits one data set), the seeds
-RUN_FIELDS = ("n_workers", "seed", "data_seed")
+from lgc.config_task import READ_BY_USER_TASKS, TaskConfig
 
 
 def task_config(task, config: Union[TrainConfig, dict, None] = None, *, rule=None) -> TrainConfig:
@@ -34,16 +32,16 @@ def task_config(task, config: Union[TrainConfig, dict, None] = None, *, rule=Non
     engine chosen for the task's model. UserError (one line) for a field the Task replaces or a
     contradiction."""
     as_fields = config is None or isinstance(config, dict)
-    given = dict(config or {}) if as_fields else config.to_dict()
+    given = nest_task_keys(dict(config or {})) if as_fields else config.to_dict()
     if as_fields:
         if task.n_workers is not None:
             given.setdefault("n_workers", task.n_workers)
         if rule is not None and not isinstance(rule, str):
             given.setdefault("algorithm", rule.kind)
-    default = TrainConfig()
-    for name in TASK_FIELDS:
-        if name not in RUN_FIELDS and name in given and given[name] != getattr(default, name):
-            raise UserError(f"config sets {name}={given[name]!r}, which a Task replaces (its model, data and "
+    default, own = TaskConfig(), given.get("task") or {}
+    for f in dataclasses.fields(TaskConfig):
+        if f.name not in READ_BY_USER_TASKS and f.name in own and own[f.name] != getattr(default, f.name):
+            raise UserError(f"config sets {f.name}={own[f.name]!r}, which a Task replaces (its model, data and "
                             f"partition): leave it unset")
     cfg = TrainConfig.from_dict(given, source="config")
     check(task.n_workers is None or cfg.n_workers == task.n_workers,

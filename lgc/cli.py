@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     mod = _load(args._module)
     try:
-        from lgc.config import check_finite_flags
+        from lgc.config_fields import check_finite_flags
 
         check_finite_flags(args)
         status = int(mod.run(args) or 0)

@@ -5,25 +5,27 @@ section 1 (N workers, K fastest, B samples per worker, M blocks of b = B / M sam
 Each field is written once here, with its default and its help text (field metadata); the
 command-line flags of `lgc train`, `lgc estimate` and `lgc optimize-k` are generated from these
 fields (lgc/commands/_config_args.py), so a quantity has one flag everywhere: `--workers` (N),
-`--k` (K), `--blocks` (M), `--batch-size` (B), `--rounds` (T). The dist backend's own options are
-`DistOptions` (recorded in a dist run's config.json under "dist").
+`--k` (K), `--blocks` (M), `--batch-size` (B), `--rounds` (T). The built-in task (data set,
+partition, pi, model: TaskConfig, lgc/config_task.py) is the field `task`: `cfg.task.dataset`,
+flags `--dataset`, ..., JSON `"task": {...}` (its keys at the top level still read, the flat form
+before the nesting: nest_task_keys), and `TrainConfig(dataset=...)` still takes them as keywords.
+The dist backend's own options are `DistOptions` (recorded in a dist run's config.json under "dist").
 
 No torch import here: `lgc optimize-k` reads these fields without loading torch.
 """
 from __future__ import annotations
 
-import json
-import math
-import typing
-from dataclasses import asdict, dataclass, field, fields, replace
+import functools
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from lgc.config_fields import check_finite, check_not_null, check_seed, option, read_json_object
 from lgc.errors import UserError, check
+from lgc.config_task import TaskConfig
 from theory.algorithms import NAMES as ALGORITHMS
 from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS
 
-DATASETS = ("synthetic", "quadratic", "cifar10")
 ENGINES = ("auto", "batched", "fused")  # auto (default_engine), lgc.sim.engines.BatchedEngine, lgc.sim.fused.FusedEngine
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")  # torch.compile of the engine's pass
 BACKENDS = ("sim", "dist")
@@ -35,27 +37,6 @@ CHECKPOINT_EVERY_S = 60.0
 DIST_BACKENDS = ("auto", "gloo", "nccl")
 REDUCE_MODES = ("auto", "gather", "allreduce")
 ON_WORKER_DEATH = ("stop", "straggler")
-# the fields that define the task (data, partition, pi, model and its initial weights: lgc.task.make_task),
-# the problem `lgc estimate` measures
-TASK_FIELDS = ("dataset", "data_dir", "accept_md5_mismatch", "model", "width", "norm", "partition", "n_workers",
-               "classes_per_worker", "samples_per_worker", "main_share", "dirichlet_alpha", "min_size",
-               "shards_per_worker", "worker_weights", "synthetic_train", "synthetic_test", "synthetic_signal",
-               "synthetic_side", "quad_dim", "quad_h_min", "quad_h_max", "quad_spread", "quad_sigma2", "seed",
-               "data_seed")
-
-
-def option(default: Any = None, help: str = "", *, flag: str | None = None, metavar: str | None = None,
-           none: str | None = None, factory=None, auto: str | None = None, hidden: bool = False):
-    """A config field with its help text. flag: the command-line name when it is not
-    --field-name; none: what a None default means (shown as the flag's default); auto: the
-    flag also takes the word `auto`, which sets that bool field instead (`--k auto`); hidden:
-    no flag of its own (set through another field's `auto`)."""
-    meta = {"help": help, "flag": flag, "metavar": metavar, "none": none, "auto": auto, "hidden": hidden}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     # algorithm and the round structure
@@ -74,32 +55,9 @@ class TrainConfig:
     lr: float = option(0.05, "step size eta", metavar="ETA")
     momentum: float = option(0.9, "server heavy-ball momentum")
     weight_decay: float = option(0.0, "server weight decay")
-    # data, partition and model
-    dataset: str = option("synthetic", "synthetic (embedded classification), quadratic (exact constants) or cifar10")
-    data_dir: Optional[str] = option(None, "CIFAR-10 folder (holding cifar-10-batches-py/ or the batches)",
-                                     metavar="DIR", none="none")
-    accept_md5_mismatch: bool = option(False, "use CIFAR-10 files whose MD5 differs from the official release")
-    augment: Optional[bool] = option(None, "random crop + flip on the device", none="on for cifar10, off otherwise")
-    model: str = option("mlp", "resnet18, cnn, mlp or softmax (ignored for quadratic)")
-    width: Optional[int] = option(None, "channels / hidden units", none="per model")
-    norm: str = option("group", "group or batch (statistics per block of b samples)")
-    partition: str = option("main-label", "iid, main-label, dirichlet or shards")
-    classes_per_worker: int = option(3, "c, classes per worker (main-label)", metavar="C")
-    samples_per_worker: Optional[int] = option(500, "samples per worker (main-label: required; iid: none means n / N)")
-    main_share: float = option(0.8, "share of a worker's samples from its main class (main-label)")
-    dirichlet_alpha: float = option(0.5, "Dirichlet concentration (dirichlet)")
-    min_size: int = option(10, "minimum samples per worker (dirichlet)")
-    shards_per_worker: int = option(2, "shards per worker (shards)")
-    worker_weights: str = option("uniform", "pi: uniform (1/N) or size (data-size share)")
-    synthetic_train: int = option(20000, "training samples of the synthetic problem")
-    synthetic_test: int = option(2000, "test samples of the synthetic problem")
-    synthetic_signal: float = option(0.2, "prototype scale of the synthetic problem (difficulty)")
-    synthetic_side: int = option(8, "synthetic images are 3 x side x side")
-    quad_dim: int = option(10, "dimension d of the quadratics")
-    quad_h_min: float = option(0.1, "smallest curvature h of the quadratics")
-    quad_h_max: float = option(1.0, "largest curvature h of the quadratics (= L)")
-    quad_spread: float = option(1.0, "scale of the workers' optima c_i of the quadratics")
-    quad_sigma2: float = option(1.0, "per-sample gradient variance sigma^2 of the quadratics")
+    # data, partition and model: the built-in task (lgc/config_task.py; its flags are flat, --dataset, ...)
+    task: TaskConfig = option(help="the built-in task: data set, partition, worker weights pi and model",
+                              factory=TaskConfig)
     # timing (README "Timing models"; theory/DERIVATION.md section 2)
     timing: str = option("shifted-exp", "timing model: shifted-exp, pareto, lognormal, heterogeneous, "
                                         "deterministic, trace or trace-fit", metavar="NAME")
@@ -130,7 +88,6 @@ class TrainConfig:
                                           metavar="FILE", none="none")
     # bookkeeping
     seed: int = option(0, "seed of timing, mini-batches, augmentation and initial weights")
-    data_seed: Optional[int] = option(None, "seed of the synthetic data and the partition", none="--seed")
     eval_every: int = option(10, "test evaluation every n rounds and after the last (0: only at the end)")
     eval_subset: Optional[int] = option(None, "evaluations before the last use the first n test samples; the last "
                                               "uses all (sim backend)", metavar="N", none="all")
@@ -174,12 +131,10 @@ class TrainConfig:
         """Fill the defaults that depend on other fields (recorded in config.json)."""
         return replace(
             self,
-            augment=(self.dataset == "cifar10") if self.augment is None else self.augment,
-            data_seed=self.seed if self.data_seed is None else self.data_seed,
-            model="quadratic" if self.dataset == "quadratic" else self.model,
+            task=self.task.resolved(self.seed),
             timing_params=(dict(sorted(self.timing_params.items())) if isinstance(self.timing_params, dict)
                            else self.timing_params),  # validate() names a non-object
-            engine=default_engine(self.dataset, self.norm) if self.engine == "auto" else self.engine,
+            engine=default_engine(self.task.dataset, self.task.norm) if self.engine == "auto" else self.engine,
             checkpoint_every=(CHECKPOINT_EVERY.get(self.backend, 50) if self.checkpoint_every is None
                               else self.checkpoint_every),
             threshold_k=self.n_workers if self.k_auto else self.threshold_k,  # until the first fit
@@ -187,16 +142,11 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise UserError (one line naming the value) for an invalid configuration."""
-        from lgc.models import MODELS, NORMS  # here, not at the top: lgc optimize-k imports this module without torch
-        from lgc.partition import PARTITIONS
-
         c = self
         check_not_null(c)
         for f in fields(c):
             check_finite(f.name, getattr(c, f.name))
         check_seed("seed", c.seed)
-        if c.data_seed is not None:
-            check_seed("data_seed", c.data_seed)
         check(c.algorithm in ALGORITHMS, f"algorithm={c.algorithm!r} must be one of {', '.join(ALGORITHMS)}")
         check(c.n_workers >= 1, f"N={c.n_workers} must be >= 1")
         check(1 <= c.threshold_k <= c.n_workers, f"K={c.threshold_k} must satisfy 1 <= K <= N={c.n_workers}")
@@ -208,19 +158,7 @@ class TrainConfig:
         check(c.lr > 0, f"lr={c.lr} must be > 0")
         check(0 <= c.momentum < 1, f"momentum={c.momentum} must be in [0, 1)")
         check(c.weight_decay >= 0, f"weight_decay={c.weight_decay} must be >= 0")
-        check(c.dataset in DATASETS, f"dataset={c.dataset!r} must be one of {', '.join(DATASETS)}")
-        if c.dataset != "quadratic":
-            check(c.partition != "main-label" or c.samples_per_worker is not None,
-                  "samples_per_worker=null: partition main-label needs a number (null means n / N, for iid only)")
-            check(c.model in MODELS, f"model={c.model!r} must be one of {', '.join(MODELS)}")
-            check(c.partition in PARTITIONS, f"partition={c.partition!r} must be one of {', '.join(PARTITIONS)}")
-        check(c.norm in NORMS, f"norm={c.norm!r} must be one of {', '.join(NORMS)}")
-        check(c.worker_weights in ("uniform", "size"), f"worker_weights={c.worker_weights!r} must be 'uniform' or 'size'")
-        check(c.dataset != "cifar10" or c.data_dir, "dataset=cifar10 needs --data-dir")
-        check(c.synthetic_side >= 1 and c.synthetic_train >= 1 and c.synthetic_test >= 1,
-              f"synthetic_side={c.synthetic_side}, synthetic_train={c.synthetic_train}, synthetic_test={c.synthetic_test} must be >= 1")
-        if c.dataset == "synthetic":
-            check_synthetic_size(c.synthetic_side, c.synthetic_train + c.synthetic_test)
+        c.task.validate()
         check(c.straggling_period >= 1, f"straggling_period h={c.straggling_period} must be >= 1")
         check(c.semantics in SEMANTICS, f"semantics={c.semantics!r} must be one of {', '.join(SEMANTICS)}")
         check(c.comm_alpha >= 0 and c.comm_beta >= 0, f"comm_alpha={c.comm_alpha}, comm_beta={c.comm_beta} must be >= 0")
@@ -235,8 +173,8 @@ class TrainConfig:
         check(c.device in ("auto", "cpu", "cuda") or c.device.startswith("cuda:"), f"device={c.device!r} must be auto, cpu or cuda[:i]")
         check(c.engine in ENGINES, f"engine={c.engine!r} must be one of {', '.join(ENGINES)}")
         check(c.compile in COMPILE_MODES, f"compile={c.compile!r} must be one of {', '.join(COMPILE_MODES)}")
-        check(c.engine != "fused" or (c.dataset != "quadratic" and c.norm == "group"),
-              f"engine=fused needs GroupNorm models (dataset={c.dataset!r}, norm={c.norm!r}): use engine=batched")
+        check(c.engine != "fused" or (c.task.dataset != "quadratic" and c.task.norm == "group"),
+              f"engine=fused needs GroupNorm models (dataset={c.task.dataset!r}, norm={c.task.norm!r}): use engine=batched")
         check(c.backend in BACKENDS, f"backend={c.backend!r} must be one of {', '.join(BACKENDS)}")
         c.validate_k_auto()
         check(isinstance(c.timing_params, dict), f"timing_params={c.timing_params!r} must be a JSON object")
@@ -260,8 +198,8 @@ class TrainConfig:
             check(getattr(c, name) >= 1, f"{name}={getattr(c, name)} must be >= 1")
         # a fit needs two finished mini-batch times and a round at K = 1 finishes one (theory/adaptive.py)
         check(c.k_window >= 2, f"--k-window {c.k_window}: a refit's window must hold >= 2 rounds")
-        check(c.k_constants is not None or c.dataset == "quadratic",
-              f"--k auto on dataset={c.dataset} needs --k-constants FILE (lgc estimate writes it; quadratic: exact)")
+        check(c.k_constants is not None or c.task.dataset == "quadratic",
+              f"--k auto on dataset={c.task.dataset} needs --k-constants FILE (lgc estimate writes it; quadratic: exact)")
         check(c.k_constants is None or Path(c.k_constants).is_file(), f"k_constants={c.k_constants} does not exist")
 
     # ------------------------------------------------------------------ (de)serialisation
@@ -270,10 +208,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, source: str = "config") -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        """A config from its JSON form: the task nested (`"task": {...}`, as to_dict writes it) or its
+        keys at the top level (the flat form before the nesting); a key in both is an error."""
+        check_not_null(d, cls, source=source)  # "task": null too
+        d = nest_task_keys(d, source=source)
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise UserError(f"{source}: unknown config key {unknown[0]!r} (valid: see `lgc train --help`)")
+        if "task" in d:
+            d["task"] = TaskConfig.from_dict(d["task"], source=source)
         try:
             return cls(**d)
         except TypeError as e:  # pragma: no cover - dataclass init with valid names only
@@ -284,12 +227,53 @@ class TrainConfig:
         """A config file, or a run's config.json: its "dist" object (the dist backend's options,
         which `lgc train` reads from it too) is not a TrainConfig key."""
         d = read_json_object(path)
-        check("task" not in d and "rule" not in d,
-              f"{path} is the config of a run of a Python Task or rule ({d.get('task') or d.get('rule')}); "
-              f"`lgc train` cannot rebuild it: run the same Python call again (lgc.simulate)")
+        own = d.get("task") if isinstance(d.get("task"), dict) and "fingerprint" in d["task"] else d.get("rule")
+        check(own is None, f"{path} is the config of a run of a Python Task or rule ({own}); "
+                           f"`lgc train` cannot rebuild it: run the same Python call again (lgc.simulate)")
         d.pop("dist", None)
         d.pop("theory", None)  # a run's record of the bounds' assumptions (theory_record), not an option
         return cls.from_dict(d, source=str(path))
+
+
+TASK_KEYS = tuple(f.name for f in fields(TaskConfig))  # the keys of "task", also read at the top level
+
+
+def nest_task_keys(d: dict[str, Any], *, source: str = "config") -> dict[str, Any]:
+    """A copy of the config dict `d` with its top-level task keys ("dataset", "model", ...: the flat
+    form of config files before TaskConfig) moved under "task". UserError (one line) for a key given
+    in both places or a "task" that is not an object."""
+    out = {k: v for k, v in d.items() if k not in TASK_KEYS}
+    if "task" not in d:
+        flat = {k: d[k] for k in TASK_KEYS if k in d}
+        return {**out, "task": flat} if flat else out
+    task = asdict(d["task"]) if isinstance(d["task"], TaskConfig) else d["task"]
+    check(isinstance(task, dict), f"{source}: \"task\" must be a JSON object of task keys (dataset, model, ...), "
+                                  f"not {task!r}")
+    both = [k for k in TASK_KEYS if k in d and k in task]
+    check(not both, f"{source}: {both[0] if both else ''!r} is given both at the top level and under \"task\"; "
+                    f"give it once")
+    out["task"] = {**task, **{k: d[k] for k in TASK_KEYS if k in d}}
+    return out
+
+
+def _flat_task_keywords(init):
+    """TrainConfig(dataset="quadratic", model=..., ...): the task's fields as keywords, as before the
+    nesting, update `task` (a TaskConfig, or a dict of its fields; default TaskConfig()). So scripts
+    and dataclasses.replace(cfg, dataset=...) keep working; cfg.task.dataset reads the value."""
+    @functools.wraps(init)
+    def __init__(self, *args, task=None, **kw):
+        flat = {k: kw.pop(k) for k in TASK_KEYS if k in kw}
+        if task is None:
+            task = TaskConfig()
+        elif isinstance(task, dict):
+            task = TaskConfig.from_dict(task)
+        check(isinstance(task, TaskConfig), f"task={task!r} must be a TaskConfig or a dict of its fields")
+        init(self, *args, task=replace(task, **flat) if flat else task, **kw)
+
+    return __init__
+
+
+TrainConfig.__init__ = _flat_task_keywords(TrainConfig.__init__)
 
 
 @dataclass(frozen=True)
@@ -351,77 +335,3 @@ def default_engine(dataset: str, norm: str) -> str:
     return "fused" if dataset != "quadratic" and norm == "group" else "batched"
 
 
-MAX_SYNTHETIC_VALUES = 2**28  # float32 values of the synthetic data set (1 GiB; about 3 GiB while drawn)
-
-
-def check_synthetic_size(side: int, n: int) -> None:
-    """The synthetic images (n of 3 x side x side float32) must fit a stated limit: checked up
-    front instead of failing in the allocator minutes later."""
-    values = n * 3 * side * side
-    check(values <= MAX_SYNTHETIC_VALUES,
-          f"synthetic data of {n} images 3 x {side} x {side} = {values:.3g} values exceeds the limit "
-          f"{MAX_SYNTHETIC_VALUES:.3g} (1 GiB): lower --synthetic-side, --synthetic-train or --synthetic-test")
-
-
-SEED_MAX = 2**63 - 1  # seeds travel as int64 (numpy, torch); 99999999999999999999 overflowed deep in a run
-
-
-def check_seed(name: str, value: Any) -> None:
-    """A seed is an integer in 0..SEED_MAX (numpy's SeedSequence refuses negatives, int64 larger ones)."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SEED_MAX
-    check(ok, f"{name}={value} must be an integer in 0..{SEED_MAX} (2^63 - 1)")
-
-
-def nullable(cls) -> set[str]:
-    """The fields of the config dataclass cls whose type is Optional[...] (None is their 'not set')."""
-    hints = typing.get_type_hints(cls)
-    return {f.name for f in fields(cls) if type(None) in typing.get_args(hints[f.name])}
-
-
-def check_not_null(obj_or_values, cls=None, *, source: str = "config") -> None:
-    """No field outside nullable(cls) is None: a config file's {"lr": null} reached the checks (None > 0)
-    and the run as a traceback. obj_or_values: a TrainConfig / DistOptions, or a dict of cls's fields."""
-    cls = cls or type(obj_or_values)
-    values = obj_or_values if isinstance(obj_or_values, dict) else {f.name: getattr(obj_or_values, f.name)
-                                                                     for f in fields(cls)}
-    allowed = nullable(cls)
-    hints = typing.get_type_hints(cls)
-    for name, v in values.items():
-        if v is None and name in hints and name not in allowed:
-            tp = typing.get_origin(hints[name]) or hints[name]
-            where = f"null is valid only for {', '.join(sorted(allowed))}" if allowed else "no key may be null"
-            check(False, f"{source}: config key {name!r} is null; it must be "
-                         f"{'a JSON object' if tp is dict else tp.__name__} ({where})")
-
-
-def check_finite(name: str, value: Any) -> None:
-    """Every number must be finite: argparse's float() takes 'inf' and 'nan', Python's json reads
-    NaN and Infinity, and either would run to a NaN loss or time with exit status 0."""
-    if isinstance(value, dict):
-        for k, v in value.items():
-            check_finite(f"{name}.{k}", v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            check_finite(name, v)
-    else:
-        check(not isinstance(value, float) or math.isfinite(value), f"{name}={value} must be a finite number")
-
-
-def check_finite_flags(args) -> None:
-    """check_finite for every parsed flag of a command (lgc.cli calls it before the command runs)."""
-    for dest, value in vars(args).items():
-        if not dest.startswith("_"):
-            check_finite("--" + dest.replace("_", "-"), value)
-
-
-def read_json_object(path: str | Path) -> dict:
-    """The JSON object in a config file; UserError (one line) if it is missing or malformed."""
-    p = Path(path)
-    check(p.is_file(), f"config file {p} does not exist")
-    try:
-        d = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"config file {p} is not valid JSON: {getattr(e, 'msg', e)}"
-                        + (f" at line {e.lineno}" if hasattr(e, "lineno") else "")) from None
-    check(isinstance(d, dict), f"config file {p} must hold a JSON object")
-    return d

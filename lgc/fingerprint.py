@@ -1,7 +1,8 @@
 """The identity of a user's Task (and rule) in the run cache: what `lgc.sim.train` adds to a run's key.
 
-A built-in task is named by its config fields (and its input files: lgc.runs.input_digests). A
-user's Task has no such names, so its key holds a fingerprint of what it trains: the model's
+A built-in task is named by its config fields (TaskConfig, cfg.task; and its input files:
+lgc.runs.input_digests). A user's Task has no such names, so its key holds, under "task" in place
+of the TaskConfig, a fingerprint of what it trains: the model's
 architecture (its repr) and every parameter's name, shape, dtype and initial value at seed 0,
 the training and test data (sha256 of the tensors' bytes), the partition (the N index arrays the
 run uses) and the loss and metrics (their code). Same config and other data -> another run;
@@ -127,7 +128,10 @@ def run_key(task=None, rule=None, *, n_workers: int, data_seed: int) -> tuple[di
     extra: dict = {}
     try:
         if task is not None:
-            extra["task"] = {"name": task.name, "fingerprint": task_fingerprint(task, n_workers, data_seed)}
+            # in the run's key and config.json in place of the built-in TaskConfig (which the Task replaces);
+            # data_seed, the one TaskConfig field a Task run reads (its partition), stays recorded
+            extra["task"] = {"name": task.name, "fingerprint": task_fingerprint(task, n_workers, data_seed),
+                             "data_seed": data_seed}
         if rule is not None and not isinstance(rule, str):
             extra["rule"] = {"kind": rule.kind, "fingerprint": rule_fingerprint(rule)}
     except Unidentifiable as e:

@@ -212,19 +212,27 @@ INPUT_METAVARS = ("FILE", "DIR")  # a TrainConfig field (its flag) with this met
 TRACE_PARAM = "timing_params.path"  # the trace (--timing-param path=FILE) of the trace and trace-fit models
 
 
-def input_paths(config: Mapping[str, Any]) -> dict[str, str]:
+def input_paths(config: Mapping[str, Any], cls=None, prefix: str = "") -> dict[str, str]:
     """The input paths set in `config`, by dotted field name: every TrainConfig field whose
-    flag takes a FILE or DIR (k_constants, schedule_file, data_dir, ...: read from the field
-    definitions, so a new one is covered) and the trace path among the timing parameters."""
+    flag takes a FILE or DIR (k_constants, schedule_file, task.data_dir, ...: read from the field
+    definitions, nested ones included, so a new one is covered) and the trace path among the
+    timing parameters."""
     from dataclasses import fields
 
     from lgc.config import TrainConfig
+    from lgc.config_fields import nested
 
-    out = {f.name: config[f.name] for f in fields(TrainConfig)
-           if f.metadata.get("metavar") in INPUT_METAVARS and isinstance(config.get(f.name), str)}
+    cls = cls or TrainConfig
+    inner = nested(cls)
+    out = {}
+    for f in fields(cls):
+        if f.name in inner and isinstance(config.get(f.name), Mapping):
+            out.update(input_paths(config[f.name], inner[f.name], f"{prefix}{f.name}."))
+        elif f.metadata.get("metavar") in INPUT_METAVARS and isinstance(config.get(f.name), str):
+            out[prefix + f.name] = config[f.name]
     params = config.get("timing_params")
     if isinstance(params, Mapping) and isinstance(params.get("path"), str):
-        out[TRACE_PARAM] = params["path"]
+        out[prefix + TRACE_PARAM] = params["path"]
     return out
 
 

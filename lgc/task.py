@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from lgc.config import TrainConfig
+from lgc.config_task import TaskConfig
 from lgc.data import ArrayDataset
 from lgc.errors import check
 from lgc.data.synthetic import QuadraticModel, make_classification, make_quadratic
@@ -51,19 +52,8 @@ def per_sample_loss(model: nn.Module, out: torch.Tensor, y: torch.Tensor) -> tor
     return cross_entropy(out, y)
 
 
-def _partition_params(cfg: TrainConfig) -> dict:
-    if cfg.partition == "iid":
-        return {"samples_per_worker": cfg.samples_per_worker}
-    if cfg.partition == "main-label":
-        return {"classes_per_worker": cfg.classes_per_worker, "samples_per_worker": cfg.samples_per_worker,
-                "main_share": cfg.main_share}
-    if cfg.partition == "dirichlet":
-        return {"alpha": cfg.dirichlet_alpha, "min_size": cfg.min_size}
-    return {"shards_per_worker": cfg.shards_per_worker}
-
-
-def _builtin_origin(cfg: TrainConfig) -> tuple:
-    """(loader, arguments) of the data set a config names: what ArrayDataset.origin records."""
+def _builtin_origin(cfg: TaskConfig) -> tuple:
+    """(loader, arguments) of the data set a task config names: what ArrayDataset.origin records."""
     if cfg.dataset == "cifar10":
         from pathlib import Path
 
@@ -73,7 +63,7 @@ def _builtin_origin(cfg: TrainConfig) -> tuple:
                          "modes": 2, "seed": cfg.data_seed}
 
 
-def _load_builtin(cfg: TrainConfig) -> ArrayDataset:
+def _load_builtin(cfg: TaskConfig) -> ArrayDataset:
     kind, kw = _builtin_origin(cfg)
     if kind == "cifar10":
         from lgc.data.cifar10 import load_cifar10
@@ -163,10 +153,12 @@ class Task:
         return {"acc": accuracy} if self.loss is None else {}
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, dataset: Optional[ArrayDataset] = None) -> "Task":
-        """The built-in task a (resolved) config names: its data set, partition and model, by name.
-        `dataset`: that data set already in memory (a script training many runs loads CIFAR-10
-        once); it must be the one the config builds (ArrayDataset.origin), else UserError."""
+    def from_config(cls, cfg, dataset: Optional[ArrayDataset] = None) -> "Task":
+        """The built-in task a resolved TaskConfig names (or a resolved TrainConfig's, cfg.task): its
+        data set, partition and model, by name. `dataset`: that data set already in memory (a script
+        training many runs loads CIFAR-10 once); it must be the one the config builds
+        (ArrayDataset.origin), else UserError."""
+        cfg = cfg.task if isinstance(cfg, TrainConfig) else cfg
         check(cfg.dataset != "quadratic", "dataset=quadratic is not a Task: it builds its own problem (QuadraticTask)")
         if dataset is not None:
             check(dataset.name == cfg.dataset, f"dataset {dataset.name!r} passed to a run of dataset={cfg.dataset!r}")
@@ -175,7 +167,7 @@ class Task:
                   f"config): pass your own data as lgc.Task(...) to lgc.simulate")
         ds = dataset if dataset is not None else _load_builtin(cfg)
         model = functools.partial(make_model, cfg.model, ds.num_classes, ds.in_shape, width=cfg.width, norm=cfg.norm)
-        part = functools.partial(make_partition, cfg.partition, **_partition_params(cfg))
+        part = functools.partial(make_partition, cfg.partition, **cfg.partition_params())
         return cls(model=model, data=ds, partition=part, worker_weights=cfg.worker_weights,
                    augment=bool(cfg.augment), name=f"{cfg.dataset}/{cfg.model}/{cfg.partition}")
 
@@ -247,7 +239,7 @@ class ClassificationTask:
         self.cfg = cfg
         self.device = device
         self.spec = task if task is not None else Task.from_config(cfg, dataset)
-        ds, self.parts = self.spec.materialize(cfg.n_workers, cfg.data_seed)
+        ds, self.parts = self.spec.materialize(cfg.n_workers, cfg.task.data_seed)
         labels = ds.y_train.numpy()
         self.classes = ds.num_classes
         self.histogram = label_histogram(labels, self.parts, ds.num_classes) if ds.num_classes else None
@@ -351,8 +343,9 @@ class QuadraticTask:
     def __init__(self, cfg: TrainConfig, device: torch.device):
         self.cfg = cfg
         self.device = device
-        self.problem = make_quadratic(cfg.n_workers, cfg.quad_dim, seed=cfg.data_seed, h_min=cfg.quad_h_min,
-                                      h_max=cfg.quad_h_max, spread=cfg.quad_spread, sigma2=cfg.quad_sigma2)
+        t = cfg.task
+        self.problem = make_quadratic(cfg.n_workers, t.quad_dim, seed=t.data_seed, h_min=t.quad_h_min,
+                                      h_max=t.quad_h_max, spread=t.quad_spread, sigma2=t.quad_sigma2)
         self.pi = self.problem.pi
         self.model = QuadraticModel(self.problem).to(device)
         self.loss_fn = per_sample_loss  # the model gives its per-sample losses itself
@@ -387,7 +380,7 @@ def make_task(cfg: TrainConfig, device: torch.device, dataset: Optional[ArrayDat
     if task is not None:
         check(dataset is None, "pass a Task or a data set, not both")
         return ClassificationTask(cfg, device, task=task)
-    if cfg.dataset == "quadratic":
+    if cfg.task.dataset == "quadratic":
         check(dataset is None, "dataset=quadratic builds its own problem; pass no data set")
         return QuadraticTask(cfg, device)
     return ClassificationTask(cfg, device, dataset)

@@ -134,10 +134,10 @@ def run_chunk(jobs, *, results, budget_s: float, quiet: bool, max_runs: int | No
                   f"{job.config.algorithm} {job.tags} seed={job.config.seed} T={job.config.rounds}", flush=True)
         cfg = job.config
         data = None
-        if cfg.dataset == "cifar10":
-            key = (str(cfg.data_dir), cfg.accept_md5_mismatch)
+        if cfg.task.dataset == "cifar10":
+            key = (str(cfg.task.data_dir), cfg.task.accept_md5_mismatch)
             if key not in loaded:
-                loaded[key] = load_cifar10(cfg.data_dir, accept_md5_mismatch=cfg.accept_md5_mismatch)
+                loaded[key] = load_cifar10(cfg.task.data_dir, accept_md5_mismatch=cfg.task.accept_md5_mismatch)
             data = loaded[key]
         path = train(cfg, root=results, quiet=True, time_limit_s=left, dataset=data)
         if runs.is_complete(path):
@@ -163,9 +163,9 @@ def _train_one(cfg, results, left: float, threads):
     from lgc.sim import train
     from lgc.threads import torch_threads
 
-    key = (str(cfg.data_dir), cfg.accept_md5_mismatch)
-    if cfg.dataset == "cifar10" and key not in _LOADED:
-        _LOADED[key] = load_cifar10(cfg.data_dir, accept_md5_mismatch=cfg.accept_md5_mismatch)
+    key = (str(cfg.task.data_dir), cfg.task.accept_md5_mismatch)
+    if cfg.task.dataset == "cifar10" and key not in _LOADED:
+        _LOADED[key] = load_cifar10(cfg.task.data_dir, accept_md5_mismatch=cfg.task.accept_md5_mismatch)
     with torch_threads(threads):
         return str(train(cfg, root=results, quiet=True, time_limit_s=left, dataset=_LOADED.get(key)))
 

@@ -25,8 +25,21 @@ def request(scale, data_dir: str, accept: bool) -> tuple[dict, list[str]]:
 def ready(out: Path, cfg: dict, args: list[str]) -> bool:
     """Whether out/constants.json is there from this config and these arguments (reused, not re-estimated)."""
     files = [out / f for f in (CONSTANTS, CONFIG, ARGS)]
-    return all(f.exists() for f in files) and json.loads(files[1].read_text()) == cfg \
+    return all(f.exists() for f in files) and _stored_config(files[1]) == cfg \
         and json.loads(files[2].read_text()) == args
+
+
+def _stored_config(path: Path):
+    """The config in constants_config.json in today's shape (one written before lgc.config_task holds
+    the task's keys at the top level), or None if it is not a config."""
+    from lgc.config import TrainConfig
+    from lgc.errors import UserError
+
+    try:
+        d = json.loads(path.read_text())
+        return TrainConfig.from_dict(d).to_dict() if isinstance(d, dict) else None
+    except (UserError, ValueError):
+        return None
 
 
 def start(scale, data_dir: str, accept: bool, out: Path, quiet: bool):

@@ -41,7 +41,7 @@ def eval_rows(done: list) -> list[dict]:
                 clock = pp.full_sync_clock(cfg, h) if shared and h != cfg.straggling_period else None
                 for r in evals:
                     t = int(r["round"])
-                    rows.append({"figure": fig, "c": cfg.classes_per_worker, "h": h,
+                    rows.append({"figure": fig, "c": cfg.task.classes_per_worker, "h": h,
                                  "K": cfg.threshold_k if algorithm_entry(cfg.algorithm).round_end != "all"
                                  else cfg.n_workers, "M": cfg.blocks, "lr": cfg.lr, "algorithm": cfg.algorithm,
                                  "seed": cfg.seed,

@@ -202,7 +202,7 @@ def jobs(data_dir: str, scale: Scale = PAPER, *, accept_md5_mismatch: bool = Tru
                 add("fig8", {"lr": lr}, algorithm=alg, lr=lr, seed=seed)
     if "classes" in figs:  # the runs the per-class figure reads: the base regime's, the persistent set's
         for key, j in out.items():
-            if j.tags.get("h") == PERSISTENT or ("fig1" in j.figures and j.config.classes_per_worker == scale.base_c):
+            if j.tags.get("h") == PERSISTENT or ("fig1" in j.figures and j.config.task.classes_per_worker == scale.base_c):
                 out[key] = Job(j.config, j.figures + ("classes",), j.tags)
     return [j for j in out.values() if figs & set(j.figures)]
 

@@ -132,12 +132,34 @@ def test_data_and_a_builtin_partition_function():
 @pytest.mark.parametrize("config,needle", [
     ({"n_workers": 3}, "config n_workers=3, but Task 'toy' holds data for 4 workers"),
     ({"model": "cnn"}, "config sets model='cnn', which a Task replaces"),
+    ({"task": {"model": "cnn"}}, "config sets model='cnn', which a Task replaces"),  # the nested form too
+    ({"augment": True}, "config sets augment=True, which a Task replaces"),  # Task(augment=) decides
+    ({"model": "cnn", "task": {"model": "mlp"}}, "'model' is given both at the top level and under \"task\""),
     ({"rounds": 0}, "rounds=0 must be >= 1"),
     ({"round": 3}, "unknown config key 'round'"),
 ])
 def test_config_errors_are_one_line(tmp_path, config, needle):
     with pytest.raises(UserError, match=needle):
         lgc.simulate(_task(), config, root=tmp_path)
+
+
+def test_a_task_run_reads_only_the_data_seed_of_the_task_config():
+    """Every TaskConfig field is refused with a Task (read from the dataclass), but data_seed, which
+    seeds the Task's partition; a TrainConfig holding a non-default task is refused the same way."""
+    from dataclasses import fields
+
+    from lgc.config import TrainConfig
+    from lgc.config_task import TaskConfig
+
+    cfg = lgc.task_config(_task(), {"task": {"data_seed": 3}, "threshold_k": 2})
+    assert cfg.task.data_seed == 3 and cfg.threshold_k == 2
+    assert lgc.task_config(_task(), {"data_seed": 3}).task.data_seed == 3  # flat, as before
+    for f in fields(TaskConfig):
+        if f.name != "data_seed":
+            with pytest.raises(UserError, match=f"config sets {f.name}=.*which a Task replaces"):
+                lgc.task_config(_task(), {"task": {f.name: "x"}})
+    with pytest.raises(UserError, match="config sets dataset='quadratic', which a Task replaces"):
+        lgc.task_config(_task(), TrainConfig(n_workers=N, dataset="quadratic"))
 
 
 def test_task_errors_are_one_line():

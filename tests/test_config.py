@@ -10,7 +10,8 @@ import pytest
 
 from lgc.cli import build_parser, main
 from lgc.commands._config_args import add_config_arguments, config_values, flag_name, parse_timing_params, to_argv
-from lgc.config import TASK_FIELDS, DistOptions, TrainConfig
+from lgc.config import DistOptions, TrainConfig
+from lgc.config_task import TaskConfig
 from lgc.errors import UserError
 
 
@@ -22,8 +23,10 @@ def _flags(command: str) -> dict:
 
 def test_every_config_field_is_one_train_flag_with_its_help_and_default():
     flags = _flags("train")
-    for cls in (TrainConfig, DistOptions):
+    for cls in (TrainConfig, TaskConfig, DistOptions):
         for f in fields(cls):
+            if f.name == "task" and cls is TrainConfig:  # nested: its fields are TaskConfig's flags
+                continue
             if f.metadata.get("hidden"):  # set through another flag (k_auto: `--k auto`)
                 assert any(g.metadata.get("auto") == f.name for g in fields(cls)), f.name
                 continue
@@ -38,10 +41,11 @@ def test_every_config_field_is_one_train_flag_with_its_help_and_default():
 @pytest.mark.parametrize("command", ["estimate", "optimize-k"])
 def test_shared_quantities_have_trains_flag_help_and_default(command):
     train, other = _flags("train"), _flags(command)
-    shared = {"estimate": TASK_FIELDS,
+    shared = {"estimate": tuple(f.name for f in fields(TaskConfig) if f.name != "augment") + ("n_workers", "seed"),
               "optimize-k": ("n_workers", "blocks", "batch_size", "timing", "timing_params", "straggling_period",
                              "semantics", "comm_alpha", "comm_beta", "seed")}[command]
-    for f in fields(TrainConfig):
+    assert "--augment" not in other  # estimate measures un-augmented samples
+    for f in fields(TrainConfig) + fields(TaskConfig):
         if f.name in shared:
             name = flag_name(f)
             assert other[name].dest == train[name].dest and other[name].help == train[name].help, name
@@ -62,10 +66,11 @@ def test_config_json_to_flags_gives_the_same_config(tmp_path):
                       seed=4, data_seed=8, eval_every=2, checkpoint_every=3, device="cpu",
                       engine="fused", compile="default", backend="dist")
     changed = [f.name for f in fields(TrainConfig) if getattr(cfg, f.name) == getattr(TrainConfig(), f.name)]
+    changed += [f.name for f in fields(TaskConfig) if getattr(cfg.task, f.name) == getattr(TaskConfig(), f.name)]
     # synthetic is the default; a schedule needs a file; eval_subset is sim-only and this config is dist;
     # the settings of --k auto are round-tripped in tests/test_k_auto.py (they need --k auto)
-    assert changed == ["k_auto", "dataset", "budget", "k_refit", "k_window", "k_first_fit", "k_constants",
-                       "schedule_file", "eval_subset"]
+    assert changed == ["k_auto", "budget", "k_refit", "k_window", "k_first_fit", "k_constants",
+                       "schedule_file", "eval_subset", "dataset"]
     opts = DistOptions(inject=False, unit_ms=7.0, timeout_s=9.0, process_backend="gloo", host="localhost",
                        threads=2, slow_worker=1, slow_ms=3.0, reduce="gather", on_worker_death="straggler")
     p = argparse.ArgumentParser()
@@ -75,9 +80,59 @@ def test_config_json_to_flags_gives_the_same_config(tmp_path):
     assert TrainConfig(**config_values(TrainConfig, args)) == cfg
     assert DistOptions(**config_values(DistOptions, args)) == opts
     # and through the CLI, from a config.json: flags made from the file give the file's config
-    (tmp_path / "c.json").write_text(json.dumps({**cfg.to_dict(), "dataset": "quadratic"}))
+    (tmp_path / "c.json").write_text(json.dumps({**cfg.to_dict(), "task": {**cfg.task.to_dict(), "dataset": "quadratic"}}))
     from_file = TrainConfig.from_json(tmp_path / "c.json")
     assert TrainConfig(**config_values(TrainConfig, p.parse_args(to_argv(from_file)))) == from_file
+
+
+def _printed(capsys, tmp_path, d: dict, *flags) -> dict:
+    (tmp_path / "c.json").write_text(json.dumps(d))
+    assert main(["train", "--config", str(tmp_path / "c.json"), *flags, "--print-config"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_config_file_gives_the_task_nested_or_flat(tmp_path, capsys):
+    """`"task": {...}` (what config.json records) and the task's keys at the top level (configs
+    written before the nesting) give the same config; flags (flat) override either."""
+    task = {"dataset": "quadratic", "quad_dim": 4, "quad_sigma2": 2.5, "data_seed": 7}
+    nested = _printed(capsys, tmp_path, {"n_workers": 8, "task": task})
+    flat = _printed(capsys, tmp_path, {"n_workers": 8, **task})
+    mixed = _printed(capsys, tmp_path, {"n_workers": 8, "dataset": "quadratic", "quad_dim": 4,
+                                        "task": {"quad_sigma2": 2.5, "data_seed": 7}})
+    assert nested == flat == mixed and "dataset" not in nested
+    assert {k: nested["task"][k] for k in task} == task and nested["n_workers"] == 8
+    assert TrainConfig.from_dict({"n_workers": 8, "task": task}).resolved().to_dict() == nested
+    assert _printed(capsys, tmp_path, {"task": task}, "--quad-dim", "6")["task"]["quad_dim"] == 6
+
+
+@pytest.mark.parametrize("d, needle", [
+    ({"model": "cnn", "task": {"model": "mlp"}}, "c.json: 'model' is given both at the top level and under \"task\""),
+    ({"task": {"rounds": 3}}, "c.json: unknown config key 'task.rounds'"),
+    ({"task": "cifar10"}, "c.json: \"task\" must be a JSON object"),
+    ({"task": None}, "c.json: config key 'task' is null"),
+    ({"task": {"quad_dim": None}}, "config key 'quad_dim' is null"),
+])
+def test_a_bad_task_in_a_config_file_is_one_line(tmp_path, capsys, d, needle):
+    (tmp_path / "c.json").write_text(json.dumps(d))
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--print-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    with pytest.raises(UserError, match=__import__("re").escape(needle.replace("c.json: ", ""))):
+        TrainConfig.from_dict(d).resolved().validate()
+
+
+def test_the_task_fields_as_keywords_update_the_task():
+    """TrainConfig(dataset=...) (the flat keywords before the nesting) and dataclasses.replace(cfg,
+    model=...) set cfg.task; TrainConfig(**cfg.to_dict()) gives cfg back."""
+    from lgc.config_task import TaskConfig
+
+    cfg = TrainConfig(dataset="quadratic", quad_dim=3, rounds=4)
+    assert cfg == TrainConfig(task=TaskConfig(dataset="quadratic", quad_dim=3), rounds=4)
+    assert cfg == TrainConfig(task={"dataset": "quadratic", "quad_dim": 3}, rounds=4)
+    assert replace(cfg, quad_dim=5).task == TaskConfig(dataset="quadratic", quad_dim=5)
+    assert TrainConfig(**cfg.to_dict()) == cfg and not hasattr(cfg, "dataset")
+    with pytest.raises(UserError, match="task='quadratic' must be a TaskConfig"):
+        TrainConfig(task="quadratic")
 
 
 def test_flags_override_the_config_file_which_overrides_the_defaults(tmp_path, capsys):

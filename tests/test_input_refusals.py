@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from lgc.cli import main
-from lgc.config import DistOptions, TrainConfig, nullable
+from lgc.config import DistOptions, TrainConfig
+from lgc.config_fields import nullable
+from lgc.config_task import TaskConfig
 from theory.errors import TheoryInputError
 
 TINY = ["--workers", "3", "--k", "2", "--batch-size", "4", "--blocks", "2", "--model", "softmax", "--partition", "iid",
@@ -47,13 +49,14 @@ def _config(tmp_path, d):
     return str(p)
 
 
-@pytest.mark.parametrize("name", [f.name for f in fields(TrainConfig) if f.name not in nullable(TrainConfig)])
+@pytest.mark.parametrize("name", [f.name for cls in (TrainConfig, TaskConfig) for f in fields(cls)
+                                  if f.name not in nullable(cls)])
 def test_every_config_field_that_cannot_be_none_refuses_null(capsys, tmp_path, name):
     _fails(capsys, ["train", "--config", _config(tmp_path, {name: None}), "--print-config"],
            f"config key {name!r} is null", "null is valid only for")
 
 
-@pytest.mark.parametrize("name", sorted(nullable(TrainConfig)))
+@pytest.mark.parametrize("name", sorted(nullable(TrainConfig) | nullable(TaskConfig)))
 def test_every_config_field_that_may_be_none_runs_with_null(capsys, tmp_path, name):
     """null is the field's default, so the run works as without it (TINY's flags win where they name it)."""
     code = main(["train", *TINY, "--config", _config(tmp_path, {name: None}), "--results", str(tmp_path / "r")])

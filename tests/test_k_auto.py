@@ -177,7 +177,7 @@ def test_estimate_reads_an_auto_run_config_before_its_constants_exist(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"k_auto": True, "budget": 100.0, "k_constants": "later.json"}))
     args = SimpleNamespace(config=str(tmp_path / "run.json"))
     cfg = train_config(args)
-    assert not cfg.k_auto and cfg.budget is None and cfg.dataset == "synthetic"
+    assert not cfg.k_auto and cfg.budget is None and cfg.task.dataset == "synthetic"
 
 
 def test_k_constants_with_gram_matrices_give_the_gram_forms_as_optimize_k_reads_them(tmp_path):

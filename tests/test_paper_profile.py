@@ -19,13 +19,13 @@ def test_profile_is_the_paper_setting():
     jobs = pp.jobs("/data", pp.PAPER)
     for j in jobs:
         c = j.config
-        assert (c.n_workers, c.batch_size, c.model, c.norm, c.dataset, c.partition) == \
+        assert (c.n_workers, c.batch_size, c.task.model, c.task.norm, c.task.dataset, c.task.partition) == \
                (10, 50, "resnet18", "group", "cifar10", "main-label")
-        assert c.samples_per_worker == 2000 and c.timing == "shifted-exp" and c.width == 64
+        assert c.task.samples_per_worker == 2000 and c.timing == "shifted-exp" and c.task.width == 64
     cells = {}
     for j in jobs:
         for fig in j.figures:
-            key = (fig, j.config.algorithm, j.config.classes_per_worker, j.config.straggling_period,
+            key = (fig, j.config.algorithm, j.config.task.classes_per_worker, j.config.straggling_period,
                    j.config.threshold_k, j.config.blocks, j.config.lr)
             cells.setdefault(key, set()).add(j.config.seed)
     assert all(len(s) >= 3 for s in cells.values())  # every curve has >= 3 seeds
@@ -158,10 +158,10 @@ def test_cpu_scale_is_the_same_profile_smaller():
     jobs = pp.jobs("/data", pp.CPU)
     for j in jobs:
         c = j.config
-        assert (c.n_workers, c.batch_size, c.blocks, c.lr, c.momentum, c.model, c.width, c.dataset) == \
+        assert (c.n_workers, c.batch_size, c.blocks, c.lr, c.momentum, c.task.model, c.task.width, c.task.dataset) == \
                (10, 50, 5, 0.05, 0.9, "cnn", 32, "cifar10")
-        assert c.semantics == "abort" and c.samples_per_worker == 2000 and c.eval_subset == 1000
-        assert c.classes_per_worker == 3
+        assert c.semantics == "abort" and c.task.samples_per_worker == 2000 and c.eval_subset == 1000
+        assert c.task.classes_per_worker == 3
     cells = {}
     for j in jobs:
         for fig in j.figures:
@@ -300,3 +300,15 @@ def test_cpu_profile_estimates_its_constants_beside_the_runs(tmp_path, monkeypat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lgc estimate exited with status 2" in err[0] and "constants.log" in err[0]
     assert not (out / "constants.json").exists()  # the old settings' constants are not left to be read
+
+
+def test_constants_written_with_the_flat_config_are_still_ready(tmp_path):
+    """A constants_config.json from before lgc.config_task (the task's keys at the top level, as the
+    committed paper_figures/out/cifar one) names the same config: its constants are reused."""
+    cfg, args = paper_constants.request(pp.CPU, "x", False)
+    flat = {**{k: v for k, v in cfg.items() if k != "task"}, **cfg["task"]}
+    (tmp_path / paper_constants.CONSTANTS).write_text("{}")
+    (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
+    for stored, ready in ((flat, True), (cfg, True), ({**flat, "classes_per_worker": 5}, False), ([1], False)):
+        (tmp_path / paper_constants.CONFIG).write_text(json.dumps(stored))
+        assert paper_constants.ready(tmp_path, cfg, args) is ready, stored

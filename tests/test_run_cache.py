@@ -65,7 +65,7 @@ def test_run_key_hashes_trace_file_content_not_its_path(tmp_path):
 
 def test_cifar_folder_identity_is_in_the_key(tmp_path):
     (tmp_path / "data_batch_1").write_bytes(b"x" * 10)
-    config = {"dataset": "cifar10", "data_dir": str(tmp_path)}
+    config = TrainConfig(dataset="cifar10", data_dir=str(tmp_path)).to_dict()  # the key holds task.data_dir
     a = runs.run_dir("train", config, tmp_path)
     (tmp_path / "data_batch_1").write_bytes(b"y" * 11)
     assert runs.run_dir("train", config, tmp_path) != a

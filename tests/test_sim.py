@@ -67,17 +67,17 @@ def _config(tmp_path, algorithm, model="cnn", **kw):
 
 def explicit_loop(cfg: TrainConfig, schedule):
     """theory/DERIVATION.md section 3, worker by worker."""
-    ds = make_classification(cfg.synthetic_train, cfg.synthetic_test, signal=cfg.synthetic_signal,
-                             in_shape=(3, cfg.synthetic_side, cfg.synthetic_side), seed=cfg.seed)
+    ds = make_classification(cfg.task.synthetic_train, cfg.task.synthetic_test, signal=cfg.task.synthetic_signal,
+                             in_shape=(3, cfg.task.synthetic_side, cfg.task.synthetic_side), seed=cfg.seed)
     parts = make_partition("main-label", ds.y_train.numpy(), N, seed=cfg.seed, classes_per_worker=3,
                            samples_per_worker=40, main_share=0.8)
     torch.manual_seed(cfg.seed)
-    model = make_model(cfg.model, 10, ds.in_shape, width=cfg.width, norm=cfg.norm)
+    model = make_model(cfg.task.model, 10, ds.in_shape, width=cfg.task.width, norm=cfg.task.norm)
     params = list(model.parameters())
     pi = np.full(N, 1.0 / N)
 
     def mean_grad(x, y):
-        if cfg.norm == "batch":  # a worker runs its blocks one by one: batch statistics per block
+        if cfg.task.norm == "batch":  # a worker runs its blocks one by one: batch statistics per block
             losses = [torch.nn.functional.cross_entropy(model(x[k:k + b]), y[k:k + b]) for k in range(0, len(y), b)]
             loss = sum(losses) / len(losses)
         else:
@@ -164,7 +164,7 @@ def test_schedule_and_clock_come_from_the_timing_model():
     sim = Simulator(cfg)
     rows = [sim.step() for _ in range(7)]
     model = make_timing_model("shifted-exp", rate=0.5)
-    n_bytes = 4 * cfg.quad_dim
+    n_bytes = 4 * cfg.task.quad_dim
     for t, (row, s) in enumerate(zip(rows, sim.schedules)):
         k = 6 if t < cfg.warmup_rounds else 4
         ref = schedule_round(model.block_finish_times(5, t, 6, 5, period=3), k, round_index=t)

@@ -17,8 +17,8 @@ CFG = TrainConfig(dataset="synthetic", n_workers=3, synthetic_train=1000, synthe
 
 
 def test_a_passed_data_set_gives_the_task_the_config_would_build():
-    ds = make_classification(CFG.synthetic_train, CFG.synthetic_test, signal=CFG.synthetic_signal,
-                             in_shape=(3, CFG.synthetic_side, CFG.synthetic_side), seed=CFG.data_seed)
+    ds = make_classification(CFG.task.synthetic_train, CFG.task.synthetic_test, signal=CFG.task.synthetic_signal,
+                             in_shape=(3, CFG.task.synthetic_side, CFG.task.synthetic_side), seed=CFG.task.data_seed)
     own, passed = make_task(CFG, torch.device("cpu")), make_task(CFG, torch.device("cpu"), ds)
     assert own.info() == passed.info()
     for a, b in zip(own.round_inputs(2, np.array([4, 2, 0])), passed.round_inputs(2, np.array([4, 2, 0]))):

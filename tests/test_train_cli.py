@@ -68,7 +68,7 @@ def test_config_file_and_flags_compose(capsys, tmp_path):
     out = json.loads(capsys.readouterr().out)
     assert out["n_workers"] == 6 and out["threshold_k"] == 5 and out["lr"] == 1.0
     assert out["timing_params"] == {"rate": 0.5, "shift": 2}
-    assert out["augment"] is False and out["data_seed"] == out["seed"]  # resolved defaults recorded
+    assert out["task"]["augment"] is False and out["task"]["data_seed"] == out["seed"]  # resolved defaults recorded
 
 
 def test_run_directory_files_and_cache(capsys, tmp_path):
@@ -80,7 +80,7 @@ def test_run_directory_files_and_cache(capsys, tmp_path):
     for f in ("config.json", "meta.json", "data.json", "rounds.csv", "schedule.csv", "final.json", "checkpoint.pt"):
         assert (path / f).is_file(), f
     cfg = json.loads((path / "config.json").read_text())
-    assert cfg["threshold_k"] == 3 and cfg["model"] == "softmax"
+    assert cfg["threshold_k"] == 3 and cfg["task"]["model"] == "softmax"
     meta = json.loads((path / "meta.json").read_text())
     assert "git" in meta["code_version"] and meta["environment"]["torch"] == torch.__version__
     rows = runs.read_csv(path / "rounds.csv")

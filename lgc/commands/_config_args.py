@@ -2,7 +2,9 @@
 
 Every field of TrainConfig and DistOptions is one flag, named --field-name unless the field's
 metadata names it otherwise (`--workers` for n_workers, `--k` for threshold_k, ...), with the
-field's help text and its default. `lgc train`, `lgc estimate` and `lgc optimize-k` call
+field's help text and its default. A field that is a config dataclass itself (TrainConfig's
+`task`, a TaskConfig) gives its own fields' flags, flat (`--dataset`, `--model`, ...), and its
+values nest under its name (config_values, to_argv). `lgc train`, `lgc estimate` and `lgc optimize-k` call
 `add_config_arguments` with the fields they use, so a quantity has the same flag, help and
 default everywhere. The dict field timing_params is the repeatable `--timing-param KEY=VALUE`,
 parsed here once (`parse_timing_params`).
@@ -18,7 +20,7 @@ from dataclasses import MISSING, fields
 from typing import Iterable, Optional
 
 from lgc.commands._paths import input_path
-from lgc.config import check_not_null
+from lgc.config_fields import check_not_null, nested
 from lgc.errors import check
 from lgc.runs import INPUT_METAVARS
 
@@ -67,8 +69,11 @@ def add_config_arguments(parser, cls, *, only: Optional[Iterable[str]] = None, e
                          layered: bool = True) -> None:
     """One flag per selected field of the dataclass cls. layered=True: a flag not given parses
     as None, so a config file can fill it (config_values); False: it parses as the default."""
-    types = _types(cls)
+    types, inner = _types(cls), nested(cls)
     for f in select(cls, only, exclude):
+        if f.name in inner:  # TrainConfig.task: the TaskConfig's flags, flat
+            add_config_arguments(parser, inner[f.name], layered=layered)
+            continue
         tp, name = types[f.name], flag_name(f)
         default = None if layered else _default(f)
         if f.metadata.get("hidden"):
@@ -115,8 +120,11 @@ def config_values(cls, args, base: Optional[dict] = None, *, only: Optional[Iter
     """The values of cls's fields: `base` (a config file's), overridden by the flags given,
     each checked against the field's type (a JSON file could hold "rounds": "ten")."""
     d = dict(base or {})
-    types = _types(cls)
+    types, inner = _types(cls), nested(cls)
     for f in select(cls, only):
+        if f.name in inner:  # TrainConfig.task: from the same flat flags, nested under "task"
+            d[f.name] = config_values(inner[f.name], args, d.get(f.name), source=source)
+            continue
         v = getattr(args, f.name, None)
         if types[f.name] is dict:
             if v:
@@ -130,7 +138,7 @@ def config_values(cls, args, base: Optional[dict] = None, *, only: Optional[Iter
     check_not_null(d, cls, source=source)
     for name, v in d.items():
         tp = types.get(name)
-        if tp is None or v is None:
+        if tp is None or v is None or name in inner:
             continue
         ok = isinstance(v, tp) and not (tp is int and isinstance(v, bool))
         if tp is float and isinstance(v, int) and not isinstance(v, bool):
@@ -140,12 +148,15 @@ def config_values(cls, args, base: Optional[dict] = None, *, only: Optional[Iter
 
 
 def to_argv(obj, *, only: Optional[Iterable[str]] = None) -> list[str]:
-    """The flags that make `obj` (a TrainConfig or DistOptions): config_values(parse(to_argv(c)))
+    """The flags that make `obj` (a TrainConfig, TaskConfig or DistOptions): config_values(parse(to_argv(c)))
     gives c back. None values have no flag (None is the default of every Optional field)."""
-    types = _types(type(obj))
+    types, inner = _types(type(obj)), nested(type(obj))
     argv: list[str] = []
     for f in select(type(obj), only):
         v, name = getattr(obj, f.name), flag_name(f)
+        if f.name in inner:
+            argv += to_argv(v)
+            continue
         if v is None or f.metadata.get("hidden"):
             continue
         if f.metadata.get("auto") and getattr(obj, f.metadata["auto"]):

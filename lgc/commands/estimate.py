@@ -6,7 +6,8 @@ intervals, written as the constants JSON that `lgc optimize-k --constants` reads
     lgc estimate --dataset quadratic --workers 4 --quad-dim 6 --quad-sigma2 2
     lgc estimate --config run.json --max-samples 500     # the problem `lgc train --config run.json` trains
 
-The problem flags are `lgc train`'s, with its defaults (lgc/config.py TASK_FIELDS).
+The problem flags are `lgc train`'s, with its defaults: the task's (lgc/config_task.py TaskConfig), N and
+the seed.
 The problem (data, partition, pi, initial weights) is built by the trainer's own code
 (lgc.task.make_task), so the constants belong to the run that `lgc train` would make.
 """
@@ -17,9 +18,15 @@ from pathlib import Path
 
 from lgc.commands._config_args import add_config_arguments
 from lgc.commands._paths import input_path, input_record
-from lgc.config import TASK_FIELDS, TrainConfig
+from lgc.config import TrainConfig
+from lgc.config_task import TaskConfig
 from lgc.errors import UserError, check
 from theory.jsonio import dumps
+
+
+# the TrainConfig fields besides the task (TaskConfig) that make the problem: N splits the data,
+# the seed draws the initial weights (and the data and partition unless --data-seed)
+PROBLEM_FIELDS = ("n_workers", "seed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a TrainConfig JSON (as `lgc train --config` reads): estimate that run's problem "
                              "(the problem flags below override it, as in `lgc train`)")
     g = parser.add_argument_group("problem (the flags of `lgc train`, same defaults)")
-    add_config_arguments(g, TrainConfig, only=TASK_FIELDS)
+    add_config_arguments(g, TaskConfig, exclude=("augment",))  # the constants are of un-augmented samples
+    add_config_arguments(g, TrainConfig, only=PROBLEM_FIELDS)
     g.add_argument("--checkpoint", type=input_path, default=None, metavar="FILE",
                    help="start from these weights (a state_dict saved by torch.save; loaded with weights_only=True)")
     g.add_argument("--max-samples", type=int, default=None,
@@ -80,11 +88,11 @@ def build_problem(args):
     check(args.threads is None or args.threads >= 1, f"--threads {args.threads} must be >= 1")
     check(args.max_samples is None or args.max_samples >= 2, f"--max-samples {args.max_samples} must be >= 2")
     cfg = train_config(args)
-    check(cfg.samples_per_worker is None or cfg.samples_per_worker >= 2,
-          f"--samples-per-worker {cfg.samples_per_worker} must be >= 2")
+    check(cfg.task.samples_per_worker is None or cfg.task.samples_per_worker >= 2,
+          f"--samples-per-worker {cfg.task.samples_per_worker} must be >= 2")
     task = make_task(cfg, torch.device("cpu"))
-    if cfg.dataset == "quadratic":
-        n = args.max_samples or cfg.samples_per_worker  # a quadratic "sample" is a noise draw
+    if cfg.task.dataset == "quadratic":
+        n = args.max_samples or cfg.task.samples_per_worker  # a quadratic "sample" is a noise draw
         return quadratic_problem(task.problem, samples_per_worker=n, seed=cfg.seed), task.problem, cfg
     model = task.model
     if args.checkpoint is not None:
@@ -92,12 +100,12 @@ def build_problem(args):
         try:
             model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
         except Exception as exc:  # a corrupt or foreign file is a user error
-            check(False, f"--checkpoint {args.checkpoint}: cannot load as a {cfg.model} state_dict ({type(exc).__name__})")
+            check(False, f"--checkpoint {args.checkpoint}: cannot load as a {cfg.task.model} state_dict ({type(exc).__name__})")
     workers = []
     for part in task.parts:
         idx = torch.from_numpy(part[: args.max_samples] if args.max_samples else part)
         workers.append((task.ds.normalize(task.ds.x_train[idx]), task.ds.y_train[idx]))
-    return problem_from_model(model, workers, pi=task.pi, name=f"{cfg.dataset}/{cfg.model}/{cfg.partition}"), None, cfg
+    return problem_from_model(model, workers, pi=task.pi, name=f"{cfg.task.dataset}/{cfg.task.model}/{cfg.task.partition}"), None, cfg
 
 
 def check_estimate_flags(args) -> None:
@@ -129,8 +137,8 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, quiet=args.quiet, bands=args.bands, lanczos_steps=args.lanczos_steps)
     constants = est.to_json()
     constants["source"].update({
-        "command": "lgc estimate", "dataset": cfg.dataset, "model": None if quad else cfg.model,
-        "partition": None if quad else cfg.partition, "seed": cfg.seed, "train_config": cfg.to_dict(),
+        "command": "lgc estimate", "dataset": cfg.task.dataset, "model": None if quad else cfg.task.model,
+        "partition": None if quad else cfg.task.partition, "seed": cfg.seed, "train_config": cfg.to_dict(),
         "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "inputs": input_record(args),  # every input file by content (sha256), not by path
     })

@@ -93,7 +93,7 @@ def run(args) -> int:
     from lgc.threads import default_threads
 
     # sim: --threads, else 1 for the small models (dist workers: DistOptions.threads, default 1)
-    threads = args.threads if args.threads is not None else default_threads(cfg.model)
+    threads = args.threads if args.threads is not None else default_threads(cfg.task.model)
     if threads is not None:
         import torch
 

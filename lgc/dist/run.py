@@ -83,7 +83,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
         from lgc.fingerprint import run_key
         from lgc.api import load_task
 
-        ident, why = run_key(load_task(task), n_workers=cfg.n_workers, data_seed=cfg.data_seed)
+        ident, why = run_key(load_task(task), n_workers=cfg.n_workers, data_seed=cfg.task.data_seed)
         check(why is None, f"--task {task}: {why}; a dist run needs the task's fingerprint (it names the run directory)")
     key = {**cfg.to_dict(), **ident, "dist": dataclasses.asdict(opts)}
     path = runs.run_dir(RUN_KIND, key, root)

@@ -38,8 +38,9 @@ def k_controller(cfg: TrainConfig, model_bytes: float):
         else:  # the quadratics' exact constants (lgc.task.QuadraticTask builds the same problem)
             from lgc.data.synthetic import make_quadratic
 
-            const = make_quadratic(cfg.n_workers, cfg.quad_dim, seed=cfg.data_seed, h_min=cfg.quad_h_min,
-                                   h_max=cfg.quad_h_max, spread=cfg.quad_spread, sigma2=cfg.quad_sigma2).constants()
+            t = cfg.task
+            const = make_quadratic(cfg.n_workers, t.quad_dim, seed=t.data_seed, h_min=t.quad_h_min, h_max=t.quad_h_max,
+                                   spread=t.quad_spread, sigma2=t.quad_sigma2).constants()
             prob = Problem.from_constants(const, **settings)
         return KController(AutoK(budget=cfg.budget, every=cfg.k_refit, window=cfg.k_window, first=cfg.k_first_fit,
                                  seed=cfg.seed), prob, cfg.algorithm, eta=cfg.lr)

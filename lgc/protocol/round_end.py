@@ -22,11 +22,11 @@ def peer_s(cfg: TrainConfig) -> Optional[int]:
         return None
     if cfg.peer_s is not None:
         return cfg.peer_s
-    if cfg.dataset != "quadratic":
+    if cfg.task.dataset != "quadratic":
         return cfg.n_workers * cfg.blocks
     from theory.peers import default_s
 
-    return default_s(cfg.algorithm, cfg.quad_sigma2 / cfg.block_size, cfg.target_eps, cfg.n_workers)
+    return default_s(cfg.algorithm, cfg.task.quad_sigma2 / cfg.block_size, cfg.target_eps, cfg.n_workers)
 
 
 def make_timing(cfg: TrainConfig):

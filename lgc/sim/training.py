@@ -56,7 +56,7 @@ def train(
     (runs.locked) and reuses its result.
     """
     cfg = config.resolved().validate()
-    ident, uncached = run_key(task, rule, n_workers=cfg.n_workers, data_seed=cfg.data_seed)
+    ident, uncached = run_key(task, rule, n_workers=cfg.n_workers, data_seed=cfg.task.data_seed)
     key = {**cfg.to_dict(), **ident}  # a user's task and rule by their fingerprints (lgc.fingerprint)
     path = runs.run_dir(RUN_KIND, key, root)
     if uncached is not None:
