@@ -1,4 +1,4 @@
-"""The `lgc` command: optimize-k, estimate, train, figures (README "The `lgc` command").
+"""The `lgc` command: optimize-k, estimate, train, sweep-k, figures (README "The `lgc` command").
 
 Each subcommand lives in lgc/commands/<name>.py with two functions:
 `add_arguments(parser)` and `run(args) -> int`. A user error (UserError from lgc,
@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "optimize-k": ("optimize_k", "table of the bound and E[R] over K, and the optimal K*"),
     "estimate": ("estimate", "estimate L, sigma^2, zeta^2, Delta from a model and data"),
     "train": ("train", "train with " + ", ".join(NAMES[:-1]) + " or " + NAMES[-1]),
+    "sweep-k": ("sweep_k", "measure the test loss at a time budget over K (successive halving over seeds)"),
     "figures": ("figures", "draw the quick-profile (CPU) or paper-profile figures"),
 }
 
