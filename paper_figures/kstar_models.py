@@ -56,8 +56,8 @@ def train_config(cell: Cell, data_dir: str | None, eta: float = 0.05):
     from lgc.config import TrainConfig
 
     extra = {"data_dir": str(data_dir)} if cell.uses_cifar else {}
-    return TrainConfig(algorithm=cell.algorithm, n_workers=cell.n_workers, batch_size=cell.batch_size,
-                       blocks=cell.blocks, lr=float(eta), momentum=0.0, warmup_rounds=0, device="cpu",
+    return TrainConfig(algorithm=cell.algorithm, n_workers=cell.n_workers, threshold_k=cell.n_workers,
+                       batch_size=cell.batch_size, blocks=cell.blocks, lr=float(eta), momentum=0.0, warmup_rounds=0, device="cpu",
                        **cell.config, **extra)
 
 
@@ -150,7 +150,7 @@ def r2(pred, meas) -> float | None:
 def corr2(pred, meas) -> float | None:
     """The squared correlation over K (R^2 of the best affine map of pred onto meas)."""
     p, m = np.asarray(pred, float), np.asarray(meas, float)
-    if p.std() == 0 or m.std() == 0 or not np.all(np.isfinite(p)):
+    if not np.all(np.isfinite(p)) or p.std() == 0 or m.std() == 0:
         return None
     return float(np.corrcoef(p, m)[0, 1] ** 2)
 
