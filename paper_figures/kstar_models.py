@@ -46,6 +46,9 @@ from paper_figures.kstar_cells import CELLS, HALVES, SEEDS, Cell
 
 OUT = Path(__file__).resolve().parent / "out" / "kstar_models"
 ESTIMATE = ["--bootstrap", "50", "--l-bootstrap", "5"]  # as make kstar-mlp: seconds per cell on a CPU
+# the CNN: the CIFAR CPU profile's shorter power iterations, trajectory and L-BFGS (paper_profile.CPU): with
+# the defaults its estimate ran past 5 minutes on the loaded 2-core machine
+ESTIMATE_CNN = [*ESTIMATE, "--power-iters", "8", "--trajectory-steps", "10", "--lbfgs-iters", "20"]
 WITHIN, N_SE = 0.03, 2.0
 CHOOSERS = ("predictive", "bound", "K=N", "K=N/2")
 
@@ -70,7 +73,8 @@ def _argv(cfg, names) -> list[str]:
 def estimate_argv(cell: Cell, data_dir) -> list[str]:
     from lgc.config import TASK_FIELDS
 
-    return ["estimate", *_argv(train_config(cell, data_dir), TASK_FIELDS), *ESTIMATE]
+    flags = ESTIMATE_CNN if cell.uses_cifar else ESTIMATE
+    return ["estimate", *_argv(train_config(cell, data_dir), TASK_FIELDS), *flags]
 
 
 def optimize_argv(cell: Cell, constants: Path) -> list[str]:
@@ -198,6 +202,9 @@ def summary_text(summaries: list[dict]) -> str:
             continue
         hits = "  ".join(f"{name} {sum(r[f'hit_{name}'] for r in s)}/{len(s)}" for name in CHOOSERS)
         lines.append(f"{half} half ({len(s)} cells): hits (within {WITHIN:.0%} or {N_SE:g} SE of the best K): {hits}")
+        ratios = "  ".join(f"{name} {np.median([r[f'ratio_{name}'] for r in s]):.3f}/"
+                           f"{max(r[f'ratio_{name}'] for r in s):.3f}" for name in CHOOSERS)
+        lines.append(f"  loss / best K's loss, median/worst: {ratios}")
         for key in ("r2_predicted", "corr2_predicted", "corr2_bound"):
             v = [r[key] for r in s if r[key] is not None]
             lines.append(f"  {key}: median {np.median(v):.3f} over {len(v)} cells" if v else f"  {key}: none")
