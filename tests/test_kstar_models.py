@@ -1,4 +1,5 @@
 """paper_figures.kstar_cells / kstar_models: the cells cover the issue's grid, the grading is right."""
+import json
 import math
 
 import pytest
@@ -74,3 +75,27 @@ def test_grade_reads_the_choosers_and_falls_back_to_k_star_without_k_star_bound(
     assert [r["predicted"] for r in table] == pred and sum(r["is_best"] for r in table) == 1
     assert km.r2([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == pytest.approx(1 - 5 / 2)
     assert km.corr2([1.0, 2.0, math.inf], [1.0, 2.0, 3.0]) is None
+
+
+def test_one_tiny_cell_end_to_end(tmp_path, monkeypatch):
+    """estimate -> optimize-k -> sweep-k -> the CSVs, on a 3-worker softmax cell."""
+    import csv
+
+    from paper_figures.kstar_cells import Cell
+
+    monkeypatch.setattr(km, "ESTIMATE", ["--bootstrap", "10", "--l-bootstrap", "2", "--trajectory-steps", "3",
+                                         "--lbfgs-iters", "10", "--power-iters", "5"])
+    monkeypatch.setattr(km, "SEEDS", (0, 1, 2))
+    cell = Cell("t1-tiny", "validation", "lgc", 3, 12.0,
+                {"dataset": "synthetic", "synthetic_train": 600, "synthetic_test": 100, "model": "softmax",
+                 "partition": "main-label", "samples_per_worker": 50, "classes_per_worker": 2}, batch_size=6, blocks=3)
+    paths = km.make([cell], data_dir=None, results=tmp_path / "results", out=tmp_path / "out", log=lambda s: None)
+    rows = list(csv.DictReader(open(tmp_path / "out" / "kstar_models.csv")))
+    assert [int(r["K"]) for r in rows] == [1, 2, 3] and all(int(r["seeds"]) == 3 for r in rows)
+    (summary,) = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
+    opt = json.loads((tmp_path / "out" / "cells" / "t1-tiny" / "optimize_k.json").read_text())
+    assert int(summary["k_bound"]) == opt["k_star"] and int(summary["k_K=N"]) == 3 and int(summary["k_K=N/2"]) == 1
+    best = min(rows, key=lambda r: float(r["measured_mean"]))
+    assert int(summary["best_k"]) == int(best["K"]) and float(rows[0]["eta"]) == opt["rows"][0]["eta"]
+    assert "validation half (1 cells)" in (tmp_path / "out" / "summary.txt").read_text()
+    assert all(p.exists() for p in paths)
