@@ -13,7 +13,9 @@ successive halving over K with seeds as the resource (lgc.halving), or every one
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -94,6 +96,11 @@ def check_sweep(cfg: TrainConfig, budget: float, ks: Sequence[int], seeds: Seque
     bad = [k for k in ks if not 1 <= k <= cfg.n_workers]
     check(not bad, f"K={bad[0] if bad else ''} must satisfy 1 <= K <= N={cfg.n_workers}")
     check(all(s >= 0 for s in seeds), f"--seeds {','.join(map(str, seeds))}: seeds must be >= 0")
+    from theory.algorithms import NAMES, algorithm
+
+    waits = [a for a in NAMES if algorithm(a).waits_for_k]
+    check(algorithm(cfg.algorithm).waits_for_k,
+          f"algorithm={cfg.algorithm} does not wait for K workers, so K changes nothing; valid: {', '.join(waits)}")
     check(cfg.backend == "sim", f"backend={cfg.backend}: sweep-k runs the sim backend (virtual clock) only")
     check(not cfg.k_auto, "sweep-k sets K itself: drop --k auto")
     check(cfg.schedule_file is None, "sweep-k draws each K's schedule: drop --schedule-file")
@@ -123,9 +130,6 @@ def sweep_k(cfg: TrainConfig, *, budget: float, ks: Sequence[int], seeds: Sequen
 
 def run_at_budget(cfg: TrainConfig, budget: float, *, root=None, force=False, quiet=True, dataset=None) -> Measurement:
     """Train (or reuse) the run of `cfg` cut to the rounds that end within `budget`."""
-    import json
-    from pathlib import Path
-
     from lgc.protocol import DIVERGED
     from lgc.sim import train
 

@@ -25,7 +25,8 @@ column and for the bound (scale-free: the bound is on E||grad F||^2, not on the 
 Writes under paper_figures/out/kstar_models/: kstar_models.csv (cells x K: measured mean, SE,
 rounds, predicted, bound, which K each chooser picks), summary.csv (per cell: the best K and every
 chooser's K, loss ratio and hit, R^2), summary.txt (hits per half), kstar_models.png/pdf (the
-measured curves with the K* marked) and cells/<cell>/{constants,optimize_k}.json.
+measured curves with the K* marked), provenance.json (code version, libraries, command, wall time) and
+cells/<cell>/{constants,optimize_k}.json.
 """
 from __future__ import annotations
 
@@ -247,8 +248,10 @@ def draw(table: list[dict], summaries: list[dict], out: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------- main
 def make(cells, *, data_dir, results: Path, out: Path = OUT, log=print) -> list[Path]:
+    from lgc import runs
     from lgc.runs import atomic_write_csv, atomic_write_text
 
+    began = time.perf_counter()
     table, summaries = [], []
     for cell in cells:
         t0 = time.perf_counter()
@@ -269,7 +272,11 @@ def make(cells, *, data_dir, results: Path, out: Path = OUT, log=print) -> list[
     text = summary_text(summaries)
     atomic_write_text(out / "summary.txt", "\n".join(cell_text(s) for s in summaries) + "\n\n" + text + "\n")
     log(text)
-    return [out / "kstar_models.csv", out / "summary.csv", out / "summary.txt", *draw(table, summaries, out)]
+    runs.atomic_write_json(out / "provenance.json", {
+        "code_version": runs.code_version(), "environment": runs.environment_info("cpu"), "command": " ".join(sys.argv),
+        "cells": [c.name for c in cells], "seeds": list(SEEDS), "wall_s": round(time.perf_counter() - began, 1)})
+    return [out / "kstar_models.csv", out / "summary.csv", out / "summary.txt", out / "provenance.json",
+            *draw(table, summaries, out)]
 
 
 def main(argv=None) -> int:

@@ -76,6 +76,8 @@ def _one_line_exit_2(capsys, argv, match):
     (["--budget", "10", "--seeds", "1,1"], "repeats a seed"),
     (["--budget", "-1"], "budget=-1 must be > 0"),
     (["--budget", "0.5"], "ends before the first round"),
+    (["--budget", "10", "--algorithm", "full-sync"], "algorithm=full-sync does not wait for K workers"),
+    (["--budget", "10", "--algorithm", "anytime-minibatch"], "valid: fastest-k, lgc, lgc-fresh"),
     (["--budget", "10", "--reduction", "1"], "--reduction=1 must be >= 2"),
     (["--budget", "10", "--min-seeds", "4"], "--min-seeds=4 must be in 1..3"),
     (["--budget", "10", "--k", "2"], "--k: sweep-k sets it per run; give --ks instead"),
