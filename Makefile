@@ -71,7 +71,7 @@ kstar-check: install  ## K* of optimize-k against the measured best K: two quadr
 	$(PY) -m paper_figures.kstar_check --mu --grid second $(ARGS)
 	$(PY) -m paper_figures.kstar_models --data-dir $(DATA_DIR) --shared-data $(SHARED)/data
 
-kstar-models: install  ## 14 model cells (validation half fixed first): lgc estimate -> optimize-k -> lgc sweep-k, 3 seeds (~15 min; cached)
+kstar-models: install  ## 14 model cells (validation half fixed first): lgc estimate -> optimize-k -> lgc sweep-k, 3 seeds (~14 min; cached)
 	$(PY) -m paper_figures.kstar_models --data-dir $(DATA_DIR) --shared-data $(SHARED)/data $(ARGS)
 
 kstar-mlp: install  ## lgc estimate -> optimize-k -> measured K sweep at the budget, synthetic MLP (~10 min)
