@@ -30,7 +30,7 @@ DATA_DIR ?= data
 TEST_WORKERS ?= 2
 SHARED ?= ../shared
 
-.PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper figures-cifar kstar-check kstar-mlp data bench bench-dist gpu-carry \
+.PHONY: help install test test-dist-slow test-gpu test-integration figures figures-paper figures-cifar kstar-check kstar-models kstar-mlp data bench bench-dist gpu-carry \
 	gpu-session gpu-rehearsal clean
 
 help:  ## list the targets
@@ -66,9 +66,13 @@ test-gpu:  ## GPU-only tests, on the device machine with its own python3
 figures: install  ## quick profile: every figure on CPU from embedded data (about 215 CPU-s in 2 processes: about 2 min on 2 idle cores)
 	$(PY) -m paper_figures.quick
 
-kstar-check: install  ## K* of optimize-k against the measured best K on two quadratic grids, strong-convexity bounds (~2 min)
+kstar-check: install  ## K* of optimize-k against the measured best K: two quadratic grids (~2 min), then the model cells (kstar-models)
 	$(PY) -m paper_figures.kstar_check --mu $(ARGS)
 	$(PY) -m paper_figures.kstar_check --mu --grid second $(ARGS)
+	$(PY) -m paper_figures.kstar_models --data-dir $(DATA_DIR) --shared-data $(SHARED)/data
+
+kstar-models: install  ## 14 model cells (validation half fixed first): lgc estimate -> optimize-k -> lgc sweep-k, 3 seeds (~14 min; cached)
+	$(PY) -m paper_figures.kstar_models --data-dir $(DATA_DIR) --shared-data $(SHARED)/data $(ARGS)
 
 kstar-mlp: install  ## lgc estimate -> optimize-k -> measured K sweep at the budget, synthetic MLP (~10 min)
 	$(PY) -m paper_figures.kstar_mlp $(ARGS)

@@ -1,4 +1,4 @@
-"""The `lgc` command: optimize-k, estimate, train, figures (README "The `lgc` command").
+"""The `lgc` command: optimize-k, estimate, train, sweep-k, figures (README "The `lgc` command").
 
 Each subcommand lives in lgc/commands/<name>.py with two functions:
 `add_arguments(parser)` and `run(args) -> int` (a module with PASS_THROUGH = True gets the flags
@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "estimate": ("estimate", "estimate L, sigma^2, zeta^2, Delta (and the error model's curvature bands) from a model "
                  "and data"),
     "train": ("train", "train with " + ", ".join(NAMES[:-1]) + " or " + NAMES[-1]),
+    "sweep-k": ("sweep_k", "measure the test loss at a time budget over K (successive halving over seeds)"),
     "figures": ("figures", "draw the quick-profile (CPU) or paper-profile figures"),
 }
 

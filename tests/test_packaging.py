@@ -59,7 +59,7 @@ def _lgc(*args):
 def test_help_lists_the_subcommands():
     r = _lgc("--help")
     assert r.returncode == 0
-    for name in ("optimize-k", "estimate", "train", "figures"):
+    for name in ("optimize-k", "estimate", "train", "sweep-k", "figures"):
         assert name in r.stdout
 
 
