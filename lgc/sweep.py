@@ -147,8 +147,8 @@ def run_at_budget(cfg: TrainConfig, budget: float, *, root=None, force=False, qu
 
 def _dataset(cfg: TrainConfig):
     """CIFAR-10 loaded once for every run of the sweep (None: each task builds its own data)."""
-    if cfg.dataset != "cifar10":
+    if cfg.task.dataset != "cifar10":
         return None
     from lgc.data.cifar10 import load_cifar10
 
-    return load_cifar10(cfg.data_dir, accept_md5_mismatch=cfg.accept_md5_mismatch)
+    return load_cifar10(cfg.task.data_dir, accept_md5_mismatch=cfg.task.accept_md5_mismatch)

@@ -72,10 +72,17 @@ def _argv(cfg, names) -> list[str]:
 
 
 def estimate_argv(cell: Cell, data_dir) -> list[str]:
-    from lgc.config import TASK_FIELDS
+    """`lgc estimate` of the cell's problem: its task's flags (TaskConfig, as lgc estimate declares them) and N, seed."""
+    from dataclasses import replace
 
+    from lgc.commands._config_args import to_argv
+    from lgc.commands.estimate import PROBLEM_FIELDS
+
+    cfg = train_config(cell, data_dir)
+    task = replace(cfg.task, augment=False)  # estimate has no --augment: its constants are of un-augmented samples
+    argv = [a for a in to_argv(task) if a not in ("--augment", "--no-augment")]
     flags = ESTIMATE_CNN if cell.uses_cifar else ESTIMATE
-    return ["estimate", *_argv(train_config(cell, data_dir), TASK_FIELDS), *flags]
+    return ["estimate", *argv, *_argv(cfg, PROBLEM_FIELDS), *flags]
 
 
 def optimize_argv(cell: Cell, constants: Path) -> list[str]:
@@ -128,8 +135,13 @@ def optimize(cell: Cell, constants: Path, out: Path) -> dict:
 
 
 def predicted_key(rows: list[dict]) -> str | None:
-    """The per-K predicted column of optimize-k's rows, if it has one."""
-    keys = [k for k in rows[0] if "predict" in k.lower()] if rows else []
+    """The per-K predicted column of optimize-k's rows, if it has one: the error model's loss gap
+    F(w_T) - F* (`pred_gap`, DERIVATION.md section 8), else any key naming a prediction."""
+    if not rows:
+        return None
+    if "pred_gap" in rows[0]:
+        return "pred_gap"
+    keys = [k for k in rows[0] if "predict" in k.lower()]
     return keys[0] if keys else None
 
 
@@ -146,10 +158,15 @@ def hit(mean: dict, se: dict, k: int, best: int) -> bool:
 
 
 def r2(pred, meas) -> float | None:
-    """1 - SS_res / SS_tot of `pred` against `meas` (None when meas is constant)."""
+    """1 - SS_res / SS_tot of `pred` against `meas` up to one constant offset (None when meas is constant
+    or pred is not finite): the model predicts the gap F(w_T) - F*, the check measures the test loss, whose
+    F* (and test-train offset) is unknown; the offset is the mean difference, nothing else is fitted."""
     p, m = np.asarray(pred, float), np.asarray(meas, float)
     ss_tot = float(np.sum((m - m.mean()) ** 2))
-    return None if ss_tot == 0 else 1.0 - float(np.sum((m - p) ** 2)) / ss_tot
+    if ss_tot == 0 or not np.all(np.isfinite(p)):
+        return None
+    res = m - p - np.mean(m - p)
+    return 1.0 - float(np.sum(res ** 2)) / ss_tot
 
 
 def corr2(pred, meas) -> float | None:

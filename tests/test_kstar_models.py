@@ -73,7 +73,9 @@ def test_grade_reads_the_choosers_and_falls_back_to_k_star_without_k_star_bound(
     assert (s["k_predictive"], s["k_bound"], s["hit_predictive"], s["hit_bound"]) == (3, 8, 1, 0)
     assert s["r2_predicted"] == pytest.approx(1.0) and s["corr2_predicted"] == pytest.approx(1.0)
     assert [r["predicted"] for r in table] == pred and sum(r["is_best"] for r in table) == 1
-    assert km.r2([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == pytest.approx(1 - 5 / 2)
+    assert km.r2([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]) == pytest.approx(0.0)  # a flat prediction explains nothing
+    assert km.r2([0.0, 1.0, 2.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)  # up to the unknown F*: an offset
+    assert km.r2([0.0, 2.0, 4.0], [1.0, 2.0, 3.0]) == pytest.approx(1 - 2 / 2)  # a scale is not fitted
     assert km.corr2([1.0, 2.0, math.inf], [1.0, 2.0, 3.0]) is None
 
 
@@ -94,7 +96,9 @@ def test_one_tiny_cell_end_to_end(tmp_path, monkeypatch):
     assert [int(r["K"]) for r in rows] == [1, 2, 3] and all(int(r["seeds"]) == 3 for r in rows)
     (summary,) = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
     opt = json.loads((tmp_path / "out" / "cells" / "t1-tiny" / "optimize_k.json").read_text())
-    assert int(summary["k_bound"]) == opt["k_star"] and int(summary["k_K=N"]) == 3 and int(summary["k_K=N/2"]) == 1
+    assert int(summary["k_bound"]) == opt["k_star_bound"] and int(summary["k_predictive"]) == opt["k_star"]
+    assert int(summary["k_K=N"]) == 3 and int(summary["k_K=N/2"]) == 1
+    assert all(r["predicted"] not in ("", None) for r in rows)  # the error model's pred_gap, per K
     best = min(rows, key=lambda r: float(r["measured_mean"]))
     assert int(summary["best_k"]) == int(best["K"]) and float(rows[0]["eta"]) == opt["rows"][0]["eta"]
     assert "validation half (1 cells)" in (tmp_path / "out" / "summary.txt").read_text()

@@ -41,7 +41,7 @@ def test_cli_measures_every_k_and_seed_at_the_budget_and_a_rerun_reuses_the_runs
             final = json.loads((Path(d) / "final.json").read_text())
             conf = json.loads((Path(d) / "config.json").read_text())
             assert final["test_loss"] == loss and final["rounds"] == t == conf["rounds"]
-            assert final["time"] <= 10.0 and conf["threshold_k"] == r["K"] and conf["data_seed"] == 0
+            assert final["time"] <= 10.0 and conf["threshold_k"] == r["K"] and conf["task"]["data_seed"] == 0
     best = min(out["rows"], key=lambda r: r["mean"])
     assert out["best_k"] == best["K"]
     assert sum(r["rounds"][0] for r in out["rows"] if r["K"] == 1) > sum(r["rounds"][0] for r in out["rows"]

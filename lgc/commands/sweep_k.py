@@ -73,7 +73,7 @@ def config_from_args(args) -> TrainConfig:
     for name in NOT_FLAGS:
         setattr(args, name, None)  # a flag sweep-k does not take; a config file's value is set per run
     cfg = train_config(args)
-    return replace(cfg, data_seed=cfg.seed if cfg.data_seed is None else cfg.data_seed)
+    return replace(cfg, data_seed=cfg.seed if cfg.task.data_seed is None else cfg.task.data_seed)
 
 
 def run(args) -> int:
@@ -92,7 +92,7 @@ def run(args) -> int:
         check_writable_file(args.plot, "--plot")
     from lgc.threads import default_threads, torch_threads
 
-    with torch_threads(args.threads if args.threads is not None else default_threads(cfg.model)):
+    with torch_threads(args.threads if args.threads is not None else default_threads(cfg.task.model)):
         res = sweep_k(cfg, budget=args.tau, ks=ks, seeds=seeds, reduction=args.reduction, min_seeds=args.min_seeds,
                       halving=args.halving, root=args.results, force=args.force, quiet=True,
                       log=(lambda s: None) if args.quiet or args.json else
