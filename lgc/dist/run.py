@@ -64,8 +64,9 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     opts = options or DistOptions()
     cfg = dataclasses.replace(config, backend="dist").resolved().validate()
     opts.validate(cfg.n_workers)
-    check(algorithm_entry(cfg.algorithm).round_end != "blocks",
-          f"algorithm={cfg.algorithm} runs in the sim backend only (README, 'The optimal-time peers')")
+    check(algorithm_entry(cfg.algorithm).round_kind.in_dist,  # theory/round_kinds.py
+          f"algorithm={cfg.algorithm} (round_end {algorithm_entry(cfg.algorithm).round_end!r}) runs in the sim "
+          f"backend only (README, 'The optimal-time peers')")
     check(cfg.comm_alpha == 0 and cfg.comm_beta == 0,
           "comm_alpha/comm_beta model communication in sim; dist measures the real communication (set them to 0)")
     timing = make_timing(cfg)
