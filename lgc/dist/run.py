@@ -20,6 +20,7 @@ from typing import Optional
 from lgc.config import DistOptions
 from lgc.errors import check
 from theory.algorithms import algorithm as algorithm_entry
+from theory.round_kinds import FULL
 
 
 def settings_from_config(cfg, opts: DistOptions, timing_model):
@@ -93,7 +94,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     if opts.on_worker_death == "straggler":
         check(not cfg.k_auto, "--on-worker-death straggler and --k auto: a dead worker would bound K; use one of them")
         check(not torchrun, "--on-worker-death straggler needs a local spawn (torchrun restarts are torchrun's)")
-        check(algorithm_entry(cfg.algorithm).round_end != "all" and replay is None,
+        check(algorithm_entry(cfg.algorithm).round_kind is not FULL and replay is None,
               "--on-worker-death straggler needs an algorithm with stragglers and no --schedule-file")
     with runs.locked(path) if rank0 else contextlib.nullcontext():  # rank 0 holds the run directory
         if runs.is_complete(path) and not force:

@@ -61,7 +61,7 @@ def round_plan(algorithm: str, fast_mask, blocks_done, pi, batch_size: int, bloc
 def plan_groups(algorithm: str, *, warmup: bool) -> tuple[str, ...]:
     """The gradient groups a round of `algorithm` may need (lgc.rules.aggregate's `grads` keys;
     round_plan's keys are these, less "strag" when no straggler finished a block)."""
-    if warmup or algorithm_entry(algorithm).round_end == "all":
+    if warmup:  # every warm-up round is full-sync's (full-sync's own groups are ("all",))
         return ("all",)
     return algorithm_entry(algorithm).groups
 
