@@ -16,9 +16,11 @@ on the kind's name (README "Layout", the paragraph on a new kind of round):
                                   standard error, route), for optimize-k and the trade-off
 
 A new kind is a module that defines such an object and passes it to register_round_kind, plus the
-table entries that name it. The built-in kinds below keep their math where it lives (the K-th fastest
+table entries that name it (theory/algorithms.py imports the module, so that the kind is registered
+before the table is built). The built-in kinds below keep their math where it lives (the K-th fastest
 and the deadline in theory/schedule.py and theory/order_stats.py, the block counts in theory/peers.py)
-and import it when called: those modules read the algorithm table, which reads this registry.
+and import it when called: those modules read the algorithm table, which reads this registry, so a
+kind's module reads the table only inside its methods.
 """
 from __future__ import annotations
 
