@@ -387,7 +387,7 @@ def expected_round_times(
     return RoundTimes(algorithm, ks, mean, se, method, query.t_cut, stats)
 
 
-# E[R(K)] of the built-in round kinds (theory/round_kinds.py calls these): (mean, se, route)
+# E[R] of the round kind "all" (theory/round_kinds.py calls it): (mean, se, route)
 def full_round_times(q: RoundTimesQuery):
     """Every worker's mini-batch: E[max_i X_i] + comm(N messages), the same for every K (eq. 2.1)."""
     top, method = _exact_cutoffs(q.model, q.n, np.array([q.n]))
@@ -398,30 +398,6 @@ def full_round_times(q: RoundTimesQuery):
         se = np.zeros(1)
     mean = np.full(len(q.ks), float(top[0])) + q.comm.time(q.entry.messages(q.n, 0))
     return mean, np.full(len(q.ks), float(se[0])), method
-
-
-def deadline_round_times(q: RoundTimesQuery):
-    """A fixed deadline (q.param; by default E[t_cut(K)], so K sets it) + comm(N) (eq. 2.6)."""
-    dl = q.t_cut if q.param is None else np.full(len(q.ks), float(q.param))
-    require(bool(np.all(dl > 0)), f"deadline={q.param} must be > 0")
-    se = q.stats.t_cut_se if (q.param is None and q.exact is None) else np.zeros(len(q.ks))
-    return dl + q.comm.time(q.entry.messages(q.ks, q.n - q.ks)), se, q.method if q.param is None else "given"
-
-
-def kth_round_times(q: RoundTimesQuery):
-    """The K-th fastest closes the round: E[R(K)] + comm (eqs. 2.3, 2.4), plus the report latency
-    where the server waits for the reports (lgc-fresh, eq. 3.4)."""
-    exact, stats, method = q.exact, q.stats, q.method
-    if not q.chained:
-        mean, se = q.t_cut.copy(), (stats.t_cut_se if exact is None else np.zeros(len(q.ks)))
-    elif exact is None:
-        mean, se, method = stats.wall.copy(), stats.wall_se, "monte carlo"
-    else:  # exact cutoff plus the chain's excess on the same draws: a control variate, smaller error
-        mean, se, method = exact + stats.excess, stats.excess_se, method + " + monte carlo carry-over"
-    mean = mean + q.comm.time(q.entry.messages(q.ks, q.n - q.ks))  # every straggler reports where the rule uses them
-    if q.entry.waits_for_reports:
-        mean = mean + q.report_latency
-    return mean, se, method
 
 
 # ----------------------------------------------------------------------------- independent, non-identical

@@ -115,11 +115,25 @@ class KthFastest:
         return s, ctx.entry.messages(ctx.k, reporting)
 
     def expected_round_times(self, q):
-        from theory import order_stats
+        """"all": E[max_i X_i] + comm(N messages), the same for every K (theory.order_stats, eq. 2.1).
+        "k": E[R(K)] + comm (eqs. 2.3, 2.4), exact or Monte Carlo, with the boundary chain's excess
+        on the same draws as a control variate (eq. 2.3'), plus the report latency where the server
+        waits for the reports (lgc-fresh, eq. 3.4)."""
+        if not self.waits_for_k:
+            from theory.order_stats import full_round_times
 
-        if self.waits_for_k:
-            return order_stats.kth_round_times(q)
-        return order_stats.full_round_times(q)
+            return full_round_times(q)
+        exact, stats, method = q.exact, q.stats, q.method
+        if not q.chained:
+            mean, se = q.t_cut.copy(), (stats.t_cut_se if exact is None else np.zeros(len(q.ks)))
+        elif exact is None:
+            mean, se, method = stats.wall.copy(), stats.wall_se, "monte carlo"
+        else:  # exact cutoff plus the chain's excess on the same draws: a control variate, smaller error
+            mean, se, method = exact + stats.excess, stats.excess_se, method + " + monte carlo carry-over"
+        mean = mean + q.comm.time(q.entry.messages(q.ks, q.n - q.ks))  # every straggler reports where the rule uses them
+        if q.entry.waits_for_reports:
+            mean = mean + q.report_latency
+        return mean, se, method
 
 
 class Deadline:
@@ -136,9 +150,11 @@ class Deadline:
         return s, int(np.count_nonzero(np.asarray(s.blocks_done) > 0))
 
     def expected_round_times(self, q):
-        from theory import order_stats
-
-        return order_stats.deadline_round_times(q)
+        """The deadline (q.param; by default E[t_cut(K)], so K sets it) + comm(N) (eq. 2.6)."""
+        dl = q.t_cut if q.param is None else np.full(len(q.ks), float(q.param))
+        require(bool(np.all(dl > 0)), f"deadline={q.param} must be > 0")
+        se = q.stats.t_cut_se if (q.param is None and q.exact is None) else np.zeros(len(q.ks))
+        return dl + q.comm.time(q.entry.messages(q.ks, q.n - q.ks)), se, q.method if q.param is None else "given"
 
 
 class BlockCount:
