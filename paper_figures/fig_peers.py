@@ -70,7 +70,7 @@ def time_to_target(config: dict) -> dict:
     cfg = TrainConfig(dataset="quadratic", rounds=MAX_ROUNDS, eval_every=0, checkpoint_every=0, device="cpu",
                       **config)
     sim = Simulator(cfg)
-    g, out = [], {"reached": False, "rounds": MAX_ROUNDS, "time": math.inf, "S": sim.peer_s}
+    g, out = [], {"reached": False, "rounds": MAX_ROUNDS, "time": math.inf, "S": sim.round_param}
     for t in range(MAX_ROUNDS):
         row = sim.step()
         g.append(row["grad_norm2"])

@@ -91,7 +91,7 @@ def run(config: dict, target: float | None) -> dict:
     from lgc.sim import Simulator
 
     sim = Simulator(TrainConfig(rounds=MAX_ROUNDS, eval_every=EVAL_EVERY, checkpoint_every=0, device="cpu", **config))
-    out = {"reached": False, "rounds": MAX_ROUNDS, "time": math.inf, "S": sim.peer_s, "evals": []}
+    out = {"reached": False, "rounds": MAX_ROUNDS, "time": math.inf, "S": sim.round_param, "evals": []}
     iterates = []
     for t in range(MAX_ROUNDS):
         row = sim.step()

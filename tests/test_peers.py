@@ -17,7 +17,7 @@ def explicit_run(cfg: TrainConfig, sim: Simulator, w0: np.ndarray):
     """Each worker's clock block by block; the server takes blocks in time order (ties: worker
     index) until the algorithm's condition holds; gradients H (w - c_i) + xi sample by sample."""
     p = sim.task.problem
-    n, m, b, s = cfg.n_workers, cfg.blocks, cfg.block_size, sim.peer_s
+    n, m, b, s = cfg.n_workers, cfg.blocks, cfg.block_size, sim.round_param
     w = w0.copy()
     clock = 0.0
     for t in range(cfg.rounds):

@@ -253,9 +253,9 @@ def test_size_weights_and_the_default_anytime_deadline():
     np.testing.assert_allclose(sim.task.pi, sizes / sizes.sum())
     assert len(set(sizes.tolist())) > 1
     # E[X_(3:5)] of the default shifted exponential: 1 + 1/5 + 1/4 + 1/3
-    assert sim.deadline == pytest.approx(1 + 1 / 5 + 1 / 4 + 1 / 3)
+    assert sim.round_param == pytest.approx(1 + 1 / 5 + 1 / 4 + 1 / 3)
     rows = [sim.step() for _ in range(3)]
-    assert rows[2]["round_time"] == pytest.approx(sim.deadline)  # after warm-up: the deadline
+    assert rows[2]["round_time"] == pytest.approx(sim.round_param)  # after warm-up: the deadline
     assert rows[2]["samples"] == rows[2]["partial_blocks"] * 2  # every finished block of b = 2 samples counts
 
 

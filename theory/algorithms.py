@@ -9,11 +9,12 @@ Fields (theory/DERIVATION.md sections 2 and 3):
   groups             the gradient means the rule reads outside warm-up (lgc.rules.aggregate's
                      `grads` keys): "all" sum_i pi_i g_i (eq. 3.1), "fast" gA_t, "strag" gS_t
                      (eq. 3.2), "any" the sample-weighted blocks finished by the deadline (eq. 3.5)
-  round_end          what closes a round: "all" (every worker's mini-batch), "k" (the K-th
-                     fastest, t_cut of eq. 2.3), "deadline" (a fixed deadline, eq. 2.6),
-                     "blocks" (a count of block gradients from the workers' block streams,
-                     theory/peers.py, eq. 6.2-6.3; blocks[i] = B_i may exceed M, and every
-                     block is one message)
+  round_end          what closes a round, a kind registered in theory/round_kinds.py (its
+                     schedule, E[R], whether dist runs it): "all" (every worker's mini-batch),
+                     "k" (the K-th fastest, t_cut of eq. 2.3), "deadline" (a fixed deadline,
+                     eq. 2.6), "blocks" (a count of block gradients from the workers' block
+                     streams, theory/peers.py, eq. 6.2-6.3; blocks[i] = B_i may exceed M, and
+                     every block is one message)
   stragglers_report  stragglers send their partial gradients (eq. 2.5 counts their messages)
   waits_for_reports  the server also waits for the partial reports (the round lasts the report
                      latency longer: lgc-fresh, eq. 3.4)
@@ -31,8 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from theory.errors import require
+from theory.round_kinds import RoundKind, round_kind, round_kind_names
 
-ROUND_ENDS = ("all", "k", "deadline", "blocks")
 GROUPS = ("all", "fast", "strag", "any")
 
 
@@ -52,20 +53,26 @@ class Algorithm:
     paper_figures: bool = True
 
     def __post_init__(self):
-        require(self.round_end in ROUND_ENDS, f"round_end={self.round_end!r} must be one of {', '.join(ROUND_ENDS)}")
+        require(self.round_end in round_kind_names(),
+                f"round_end={self.round_end!r} must be one of {', '.join(round_kind_names())}")
         require(set(self.groups) <= set(GROUPS), f"groups={self.groups!r} must be among {', '.join(GROUPS)}")
+
+    @property
+    def round_kind(self) -> RoundKind:
+        """What ends its round, as one object (theory/round_kinds.py): schedule, E[R], dist or not."""
+        return round_kind(self.round_end)
 
     @property
     def waits_for_k(self) -> bool:
         """The round ends at the K-th fastest worker, so the fast set A_t has K workers."""
-        return self.round_end == "k"
+        return self.round_kind.waits_for_k
 
     @property
     def counts_every_worker(self) -> bool:
         """Outside warm-up, the round's own end rule (a deadline, a block count) decides every
         worker's blocks, not a fast set of K: all workers' finished blocks count as partial work
         (rounds.csv's partial_blocks), and a replayed round is not checked against N, M and K."""
-        return self.round_end in ("deadline", "blocks")
+        return self.round_kind.counts_every_worker
 
     def messages(self, n_fast, n_reporting):
         """Messages to the server in one round, the count in eq. (2.5): the |A_t| fast workers,

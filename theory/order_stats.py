@@ -19,6 +19,7 @@ import numpy as np
 
 from theory.algorithms import NAMES, algorithm as algorithm_entry
 from theory.errors import require
+from theory.round_kinds import RoundTimesQuery
 from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS, comm_time, schedule_rounds
 from theory.timing import (
     MC_ROUNDS, ShiftedExponential, TimingModel, expected_order_statistic_groups, quantile_order_statistic,
@@ -378,42 +379,25 @@ def expected_round_times(
                         seed=seed, period=period, wait_reports=entry.waits_for_reports,
                         comm=comm.time(messages) if chained else 0.0, progress=progress)
     exact, method = _exact_cutoffs(model, n, ks)
-    t_cut = stats.t_cut if exact is None else exact
-    zeros = np.zeros(len(ks))
-    if entry.round_end == "all":
-        top, m2 = _exact_cutoffs(model, n, np.array([n]))
-        if top is None:
-            full = round_stats(model, n, m_blocks, semantics="abort", ks=[n], rounds=rounds, seed=seed)
-            top, se = full.t_cut, full.t_cut_se
-        else:
-            se = zeros[:1]
-        mean = np.full(len(ks), float(top[0])) + comm.time(entry.messages(n, 0))
-        return RoundTimes(algorithm, ks, mean, np.full(len(ks), float(se[0])), m2, t_cut, stats)
-    if entry.round_end == "blocks":
-        from theory.peers import peer_schedule
+    param = {"deadline": deadline, "peer_s": peer_s}.get(entry.round_kind.parameter)  # the kind's own parameter
+    query = RoundTimesQuery(model=model, n=n, m_blocks=m_blocks, ks=ks, entry=entry, comm=comm, rounds=rounds,
+                            seed=seed, param=param, report_latency=report_latency, chained=chained, stats=stats,
+                            exact=exact, method=method)
+    mean, se, method = entry.round_kind.expected_round_times(query)  # theory/round_kinds.py
+    return RoundTimes(algorithm, ks, mean, se, method, query.t_cut, stats)
 
-        require(peer_s is not None and peer_s >= 1, f"{algorithm} needs peer_s = S >= 1, got {peer_s}")
-        walls = []
-        for t in range(rounds):
-            s = peer_schedule(algorithm, model.block_finish_times(seed, t, n, m_blocks), peer_s)
-            walls.append(s.wall + float(comm.time(sum(s.blocks_done))))
-        mean, se = float(np.mean(walls)), float(np.std(walls, ddof=1) / np.sqrt(rounds)) if rounds > 1 else 0.0
-        return RoundTimes(algorithm, ks, np.full(len(ks), mean), np.full(len(ks), se), "monte carlo", t_cut, stats)
-    if entry.round_end == "deadline":
-        dl = t_cut if deadline is None else np.full(len(ks), float(deadline))
-        require(bool(np.all(dl > 0)), f"deadline={deadline} must be > 0")
-        se = stats.t_cut_se if (deadline is None and exact is None) else zeros
-        return RoundTimes(algorithm, ks, dl + comm.time(entry.messages(ks, n - ks)), se, method if deadline is None else "given", t_cut, stats)
-    if not chained:
-        mean, se = t_cut.copy(), (stats.t_cut_se if exact is None else zeros)
-    elif exact is None:
-        mean, se, method = stats.wall.copy(), stats.wall_se, "monte carlo"
-    else:  # exact cutoff plus the chain's excess on the same draws: a control variate, smaller error
-        mean, se, method = exact + stats.excess, stats.excess_se, method + " + monte carlo carry-over"
-    mean = mean + comm.time(messages)
-    if entry.waits_for_reports:
-        mean = mean + report_latency
-    return RoundTimes(algorithm, ks, mean, se, method, t_cut, stats)
+
+# E[R] of the round kind "all" (theory/round_kinds.py calls it): (mean, se, route)
+def full_round_times(q: RoundTimesQuery):
+    """Every worker's mini-batch: E[max_i X_i] + comm(N messages), the same for every K (eq. 2.1)."""
+    top, method = _exact_cutoffs(q.model, q.n, np.array([q.n]))
+    if top is None:
+        full = round_stats(q.model, q.n, q.m_blocks, semantics="abort", ks=[q.n], rounds=q.rounds, seed=q.seed)
+        top, se = full.t_cut, full.t_cut_se
+    else:
+        se = np.zeros(1)
+    mean = np.full(len(q.ks), float(top[0])) + q.comm.time(q.entry.messages(q.n, 0))
+    return mean, np.full(len(q.ks), float(se[0])), method
 
 
 # ----------------------------------------------------------------------------- independent, non-identical

@@ -164,6 +164,20 @@ def peer_schedule(algorithm: str, finish: np.ndarray, s: int, *, weights=None, c
     return malenia_schedule(finish, s, weights=weights, comm=comm, round_index=round_index)
 
 
+def peer_round_times(q):
+    """E[R] of a peer's rounds (theory.round_kinds.RoundTimesQuery q, S = q.param): the Monte Carlo mean
+    over q.rounds rounds of the papers' schedule plus comm(one message per block), the same for every
+    K (eqs. 6.2-6.3). Returns (mean, se, route) like the other kinds."""
+    name, s_blocks = q.entry.name, q.param
+    require(s_blocks is not None and s_blocks >= 1, f"{name} needs peer_s = S >= 1, got {s_blocks}")
+    walls = []
+    for t in range(q.rounds):
+        s = peer_schedule(name, q.model.block_finish_times(q.seed, t, q.n, q.m_blocks), s_blocks)
+        walls.append(s.wall + float(q.comm.time(sum(s.blocks_done))))
+    mean, se = float(np.mean(walls)), float(np.std(walls, ddof=1) / np.sqrt(q.rounds)) if q.rounds > 1 else 0.0
+    return np.full(len(q.ks), mean), np.full(len(q.ks), se), "monte carlo"
+
+
 def default_s(algorithm: str, sigma2_block: float, eps: float, n_workers: int) -> int:
     """S from the papers' theorems: Rennala max(ceil(sigma^2/eps), 1), Malenia max(ceil(sigma^2/eps), N),
     sigma^2 the variance of one block gradient (sigma_sample^2 / b) and eps the target E||grad f||^2

@@ -20,6 +20,7 @@ from typing import Optional
 from lgc.config import DistOptions
 from lgc.errors import check
 from theory.algorithms import algorithm as algorithm_entry
+from theory.round_kinds import FULL
 
 
 def settings_from_config(cfg, opts: DistOptions, timing_model):
@@ -64,8 +65,9 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     opts = options or DistOptions()
     cfg = dataclasses.replace(config, backend="dist").resolved().validate()
     opts.validate(cfg.n_workers)
-    check(algorithm_entry(cfg.algorithm).round_end != "blocks",
-          f"algorithm={cfg.algorithm} runs in the sim backend only (README, 'The optimal-time peers')")
+    check(algorithm_entry(cfg.algorithm).round_kind.in_dist,  # theory/round_kinds.py
+          f"algorithm={cfg.algorithm} (round_end {algorithm_entry(cfg.algorithm).round_end!r}) runs in the sim "
+          f"backend only (README, 'The optimal-time peers')")
     check(cfg.comm_alpha == 0 and cfg.comm_beta == 0,
           "comm_alpha/comm_beta model communication in sim; dist measures the real communication (set them to 0)")
     timing = make_timing(cfg)
@@ -92,7 +94,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     if opts.on_worker_death == "straggler":
         check(not cfg.k_auto, "--on-worker-death straggler and --k auto: a dead worker would bound K; use one of them")
         check(not torchrun, "--on-worker-death straggler needs a local spawn (torchrun restarts are torchrun's)")
-        check(algorithm_entry(cfg.algorithm).round_end != "all" and replay is None,
+        check(algorithm_entry(cfg.algorithm).round_kind is not FULL and replay is None,
               "--on-worker-death straggler needs an algorithm with stragglers and no --schedule-file")
     with runs.locked(path) if rank0 else contextlib.nullcontext():  # rank 0 holds the run directory
         if runs.is_complete(path) and not force:

@@ -32,14 +32,15 @@ def round_plan(algorithm: str, fast_mask, blocks_done, pi, batch_size: int, bloc
     anytime-minibatch: worker i's first m_i b samples, w_any[i] / (m_i b) ("any", eq. 3.5);
     rennala: the same on its schedule, 1 / (S b) per sample ("any", eq. 6.2);
     malenia: worker i's B_i b samples, pi_i / (B_i b) ("all", eq. 6.3).
-    Rounds that end at a block count (rennala, malenia) have blocks_done[i] = B_i, possibly > M.
+    Rounds that end at a block count (rennala, malenia) have blocks_done[i] = B_i, possibly > M; in
+    any round whose kind counts every worker (theory/round_kinds.py), group "all" is malenia's.
     """
     pi = np.asarray(pi, dtype=np.float64)
     n = len(pi)
     blocks_done = np.asarray(blocks_done, dtype=np.int64)
     fast_mask = np.asarray(fast_mask, dtype=bool)
     groups = algorithm_entry(algorithm).groups
-    if not warmup and algorithm_entry(algorithm).round_end == "blocks" and "all" in groups:
+    if not warmup and algorithm_entry(algorithm).counts_every_worker and "all" in groups:
         done = blocks_done * block_size  # each worker's mean over its B_i blocks, pi-weighted (eq. 6.3)
         return RoundPlan(done, {"all": np.divide(pi, done, out=np.zeros(n), where=done > 0)}, 0.0)
     if warmup or "all" in groups:
@@ -60,7 +61,7 @@ def round_plan(algorithm: str, fast_mask, blocks_done, pi, batch_size: int, bloc
 def plan_groups(algorithm: str, *, warmup: bool) -> tuple[str, ...]:
     """The gradient groups a round of `algorithm` may need (lgc.rules.aggregate's `grads` keys;
     round_plan's keys are these, less "strag" when no straggler finished a block)."""
-    if warmup or algorithm_entry(algorithm).round_end == "all":
+    if warmup:  # every warm-up round is full-sync's (full-sync's own groups are ("all",))
         return ("all",)
     return algorithm_entry(algorithm).groups
 

@@ -1,6 +1,7 @@
 """What ends a round, per algorithm, the same in both backends: the timing model that draws the
-workers' times (make_timing), anytime-minibatch's deadline (anytime_deadline) and the block count
-S of the rounds that end at one (peer_s; rennala, malenia)."""
+workers' times (make_timing), and the parameter of the algorithm's round kind (round_parameter;
+theory/round_kinds.py): anytime-minibatch's deadline (anytime_deadline), the block count S of the
+rounds that end at one (peer_s; rennala, malenia)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -57,3 +58,16 @@ def anytime_deadline(cfg: TrainConfig, timing_model) -> Optional[float]:
                           f"infinite at K={cfg.threshold_k}, N={cfg.n_workers} (a heavy tail; pareto needs "
                           f"alpha (N - K + 1) > 1); give --deadline or a lighter tail")
     return d
+
+
+def round_parameter(cfg: TrainConfig, timing_model):
+    """The value of the algorithm's round-kind parameter (theory.round_kinds.RoundKind.parameter, a
+    TrainConfig field), resolved as the round's schedule needs it: the deadline and S with their
+    defaults (anytime_deadline, peer_s), another kind's field as the config gives it; None for the
+    kinds without one (all, k)."""
+    name = algorithm_entry(cfg.algorithm).round_kind.parameter
+    if name == "deadline":
+        return anytime_deadline(cfg, timing_model)
+    if name == "peer_s":
+        return peer_s(cfg)
+    return None if name is None else getattr(cfg, name)

@@ -28,13 +28,13 @@ import torch
 from lgc.config import TrainConfig
 from lgc.errors import check
 from theory.algorithms import algorithm as algorithm_entry
-from lgc.protocol import (RunState, anytime_deadline, check_round_k, k_controller, load_replay, make_timing, peer_s,
-                          round_k, round_plan, round_record)
+from lgc.protocol import (RunState, check_round_k, k_controller, load_replay, make_timing, round_k, round_parameter,
+                          round_plan, round_record)
 from lgc.rules import ServerState, aggregate, as_rule, server_step
 from lgc.sim.engines import RoundBatch, sample_weights
 from lgc.task import make_task
-from theory.peers import peer_schedule
-from theory.schedule import RoundSchedule, comm_time, schedule_deadline, schedule_round
+from theory.round_kinds import FULL, RoundContext
+from theory.schedule import RoundSchedule, comm_time
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,8 +80,7 @@ class Simulator:
         self.rows: list[dict] = []
         self.schedules: list[RoundSchedule] = []
         self.replay = load_replay(cfg, schedule)
-        self.deadline = anytime_deadline(cfg, self.timing)
-        self.peer_s = peer_s(cfg)
+        self.round_param = round_parameter(cfg, self.timing)  # the deadline, S: theory.round_kinds.RoundKind.parameter
         self.k_control = k_controller(cfg, 4.0 * self.w.numel())  # --k auto (theory.adaptive), else None
 
     # ------------------------------------------------------------------ schedule
@@ -93,19 +92,12 @@ class Simulator:
                 check_round_k(self.replay[t], round_k(cfg, self.k_control, warmup))
             return self.replay[t]  # checked by load_replay
         finish = self.timing.block_finish_times(cfg.seed, t, n, m, period=cfg.straggling_period)
-        if algorithm_entry(cfg.algorithm).round_end == "deadline" and not warmup:
-            s = schedule_deadline(finish, self.deadline, round_index=t)
-            messages = int(np.count_nonzero(np.asarray(s.blocks_done) > 0))
-        elif algorithm_entry(cfg.algorithm).round_end == "blocks" and not warmup:
-            s = peer_schedule(cfg.algorithm, finish, self.peer_s, weights=self.task.pi, round_index=t)  # eq. 6.3'
-            messages = int(np.sum(s.blocks_done))  # one message per block gradient (theory/algorithms.py)
-        else:
-            k = round_k(cfg, self.k_control, warmup)
-            start = self.schedules[-1].next_start() if self.schedules else None  # the carry-over (eq. 2.3')
-            s = schedule_round(finish, k, semantics=cfg.semantics, round_index=t, start=start,
-                               wait_reports=algorithm_entry(cfg.algorithm).waits_for_reports)
-            reporting = sum(1 for i, b in enumerate(s.blocks_done) if b > 0 and i not in s.fast)
-            messages = algorithm_entry(cfg.algorithm).messages(k, reporting)
+        entry = algorithm_entry(cfg.algorithm)
+        kind = FULL if warmup else entry.round_kind  # theory/round_kinds.py; warm-up rounds are full-sync's
+        ctx = RoundContext(entry=entry, k=round_k(cfg, self.k_control, warmup), round_index=t, semantics=cfg.semantics,
+                           previous=self.schedules[-1] if self.schedules else None, weights=self.task.pi,
+                           param=self.round_param)
+        s, messages = kind.schedule(finish, ctx)
         comm = comm_time(cfg.comm_alpha, cfg.comm_beta, 4.0 * self.w.numel(), messages)
         return dataclasses.replace(s, wall=s.wall + comm, comm=comm) if comm else s
 
