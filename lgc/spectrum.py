@@ -64,7 +64,7 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
                     probes: int = PROBES, seed: int = 0) -> dict:
     """The constants JSON's "bands" (theory/constants.py) of `problem` (an lgc.estimate.EmpiricalProblem) at w:
     curvatures h and per-band delta, sigma2, zeta2 (eqs. 8.9-8.11; the model normalises each to its total)."""
-    from lgc.estimate import full_loss, worker_gradients, worker_loss
+    from lgc.empirical import full_loss, worker_gradients, worker_loss
 
     gen = torch.Generator().manual_seed(seed)
     wg = w.detach().clone().requires_grad_(True)
