@@ -21,6 +21,12 @@ none beyond 15%. --mu: K* also from the strong-convexity bound (theory/strong.py
 each quadratic's exact mu (min_k hbar_k), its Gram matrix at w*, slopes h_ik - hbar_k and Hessian diag(hbar),
 through the same code path for every cell (optimize-k's with mu given). The simulation is paper_figures/kstar_sim.py (every K and seed at once).
 
+Per cell also the recommended K* (`lgc optimize-k`'s error model, theory/predict.py, DERIVATION.md section 8) in two
+variants, scalar constants and the quadratic's exact curvature bands (paper_figures/kstar_predict.py), graded on the
+quantity it predicts: mean ||grad F||^2 within the budget (eq. 8.8, what the grid measures for the bound) and the
+final loss gap F(w_T) - F* (eq. 8.7, optimize-k's k_star), which the check measures too; with R^2 of each predicted
+curve over K against the measured one.
+
 --grid second: a second grid, made after the strong-convexity forms were developed on the first one and
 never used to shape them: other problem seeds, curvatures h_ik ~ U(0.3, 1), spread 1.5, sigma^2 = 20, w_0 at
 scale 3; timing rate 2 (i.i.d. and persistent) and 20% of the workers 3x slower; budgets 120, 480, 1500.
