@@ -66,7 +66,7 @@ test-gpu:  ## GPU-only tests, on the device machine with its own python3
 figures: install  ## quick profile: every figure on CPU from embedded data (about 215 CPU-s in 2 processes: about 2 min on 2 idle cores)
 	$(PY) -m paper_figures.quick
 
-kstar-check: install  ## K* of optimize-k against the measured best K: two quadratic grids (~2 min), then the model cells (kstar-models)
+kstar-check: install  ## K* of optimize-k (the bound's, strong-convexity forms; the recommended one) against the measured best K: two quadratic grids (~4 min), then the model cells (kstar-models)
 	$(PY) -m paper_figures.kstar_check --mu $(ARGS)
 	$(PY) -m paper_figures.kstar_check --mu --grid second $(ARGS)
 	$(PY) -m paper_figures.kstar_models --data-dir $(DATA_DIR) --shared-data $(SHARED)/data

@@ -21,6 +21,12 @@ none beyond 15%. --mu: K* also from the strong-convexity bound (theory/strong.py
 each quadratic's exact mu (min_k hbar_k), its Gram matrix at w*, slopes h_ik - hbar_k and Hessian diag(hbar),
 through the same code path for every cell (optimize-k's with mu given). The simulation is paper_figures/kstar_sim.py (every K and seed at once).
 
+Per cell also the recommended K* (`lgc optimize-k`'s error model, theory/predict.py, DERIVATION.md section 8) in two
+variants, scalar constants and the quadratic's exact curvature bands (paper_figures/kstar_predict.py), graded on the
+quantity it predicts: mean ||grad F||^2 within the budget (eq. 8.8, what the grid measures for the bound) and the
+final loss gap F(w_T) - F* (eq. 8.7, optimize-k's k_star), which the check measures too; with R^2 of each predicted
+curve over K against the measured one.
+
 --grid second: a second grid, made after the strong-convexity forms were developed on the first one and
 never used to shape them: other problem seeds, curvatures h_ik ~ U(0.3, 1), spread 1.5, sigma^2 = 20, w_0 at
 scale 3; timing rate 2 (i.i.d. and persistent) and 20% of the workers 3x slower; budgets 120, 480, 1500.
@@ -36,7 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from paper_figures.kstar_sim import Quadratic, budget_mean, draw_times, from_shared, schedule, simulate
+from paper_figures import kstar_predict as kp
+from paper_figures.kstar_sim import Quadratic, budget_final, budget_mean, draw_times, from_shared, schedule, simulate
 from theory.algorithms import K_RULES
 
 N, M, B, D = 10, 4, 16, 10
@@ -123,6 +130,9 @@ class Cell:
     rounds: np.ndarray  # per K, mean rounds within the budget
     bound: np.ndarray
     terms: dict = None  # the bound's terms per K
+    gap: np.ndarray = None  # per K, the final loss gap F(w_T) - F* (mean over seeds)
+    gap_se: np.ndarray = None
+    predicted: dict = None  # (variant, quantity) -> the error model's curve per K (kstar_predict)
 
     @property
     def best(self) -> int:
@@ -132,11 +142,31 @@ class Cell:
     def ratio(self) -> float:
         return float(self.measured[self.k_star - 1] / self.measured[self.best - 1])
 
+    def curve(self, quantity: str) -> np.ndarray:
+        """The measured quantity per K: "grad2" (the bound's, mean ||grad F||^2 within the budget) or "gap"."""
+        return self.measured if quantity == "grad2" else self.gap
+
+    def k_pred(self, variant: str, quantity: str) -> int:
+        """The error model's K* by the least predicted `quantity` (ties to the larger K, as Prediction.k_star)."""
+        v = np.where(np.isfinite(self.predicted[variant, quantity]), self.predicted[variant, quantity], np.inf)
+        return int(np.flatnonzero(v == v.min())[-1]) + 1
+
+    def cost(self, k: int, quantity: str = "grad2") -> float:
+        """measured(K) / measured(the best K) of `quantity`."""
+        m = self.curve(quantity)
+        return float(m[k - 1] / m.min())
+
 
 def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed", n=N, gram=True, strong=False):
     """optimize-k's code path with the constants as known (abort semantics, plain SGD); gram: with the
     workers' exact Gram envelope (A4G, DERIVATION.md section 4.7), else zeta^2 alone (A4); strong: also the
     exact strong-convexity constant mu and the Gram matrix at w* with its slopes (A7, section 4.8)."""
+    return k_star_problem(algorithm, prob, timing, period, tau, eta_mode=eta_mode, n=n, gram=gram, strong=strong)[0]
+
+
+def k_star_problem(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed", n=N, gram=True,
+                   strong=False):
+    """k_star's trade-off and the theory.tradeoff.Problem it was computed on (the error model reads the latter)."""
     from theory.tradeoff import Problem, tradeoff
 
     margin = prob.noise_sd(B)  # the region W of DERIVATION.md 4.7 (eq. 4.41')
@@ -145,8 +175,8 @@ def k_star(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode="fixed",
                 dissimilarity=prob.dissimilarity(margin) if gram else None, mu=prob.mu if strong else None,
                 optimum=prob.optimum() if strong else None, **const)
     if eta_mode == "fixed":
-        return tradeoff(algorithm, p, budget=tau, eta=ETA_L / const["L"])
-    return tradeoff(algorithm, p, budget=tau, optimize_eta=True)
+        return tradeoff(algorithm, p, budget=tau, eta=ETA_L / const["L"]), p
+    return tradeoff(algorithm, p, budget=tau, optimize_eta=True), p
 
 
 def run(*, seeds=SEEDS, budgets=None, eta_mode="fixed", n=N, aligned=False, strong=False, second=False,
@@ -167,36 +197,47 @@ def run(*, seeds=SEEDS, budgets=None, eta_mode="fixed", n=N, aligned=False, stro
             for alg in ALGORITHMS:
                 ks = np.arange(1, n + 1)
                 walls = np.stack([schedule(x, int(k), M)[2] for k in ks])  # (K, S, T)
-                offs = {tau: k_star(alg, prob, timing, period, tau, eta_mode=eta_mode, n=n, strong=strong) for tau in budgets}
+                offs, probs = {}, {}
+                for tau in budgets:
+                    offs[tau], probs[tau] = k_star_problem(alg, prob, timing, period, tau, eta_mode=eta_mode, n=n,
+                                                           strong=strong)
                 etas = {tau: offs[tau].eta for tau in budgets}
                 runs = {}  # one simulation per distinct set of step sizes
                 for tau in budgets:
                     key = tuple(np.round(etas[tau], 12))
                     if key not in runs:
                         runs[key] = measure(prob, alg, x, etas[tau], seeds)
-                    g = runs[key]
+                    g, gap = runs[key]
                     assert (np.cumsum(walls, -1)[..., -1] > tau).all(), "simulated horizon shorter than the budget"
                     per_seed, t_s = budget_mean(g, walls, tau)
+                    final = budget_final(gap, walls, tau)
                     res = offs[tau]
+                    recs = kp.predict(res, probs[tau], prob, prob.noise_sd(B))
                     cells.append(Cell(
                         problem=prob.name, timing=label, tau=tau, algorithm=alg, k_star=int(res.k_star),
                         k_near=near_best(res), eta=np.asarray(res.eta, float), measured=per_seed.mean(1),
                         se=per_seed.std(1, ddof=1) / np.sqrt(seeds), rounds=t_s.mean(1), bound=res.bound,
-                        terms={k: np.asarray(v, float) for k, v in res.terms.items()}))
+                        terms={k: np.asarray(v, float) for k, v in res.terms.items()}, gap=final.mean(1),
+                        gap_se=final.std(1, ddof=1) / np.sqrt(seeds),
+                        predicted={(v, q): recs[v].column(res.ks, q) for v in kp.VARIANTS for q in kp.QUANTITIES}))
                     c = cells[-1]
                     log(f"{c.problem:>13} {c.timing:>16} tau={tau:>5g} {alg:>9}: K*={c.k_star:>2} best={c.best:>2} "
-                        f"ratio={c.ratio:.3f}")
+                        f"ratio={c.ratio:.3f}; predictive K* (mean ||grad F||^2) scalar {c.k_pred('scalar', 'grad2')}"
+                        f" bands {c.k_pred('bands', 'grad2')}")
     return cells
 
 
 def measure(prob, alg, x, eta, seeds):
-    """||grad F(w_t)||^2 (K, S, T) for K = 1..N, each K at its own step eta[K-1] (one batch when equal)."""
+    """||grad F(w_t)||^2 and F(w_t) - F*, each (K, S, T), for K = 1..N, each K at its own step eta[K-1] (one
+    batch when equal)."""
     eta = np.asarray(eta, float)
     n = len(eta)
     if np.all(eta == eta[0]):
-        return simulate(prob, alg, x, np.arange(1, n + 1), m_blocks=M, batch=B, eta=float(eta[0]), seed=1)
-    return np.concatenate([simulate(prob, alg, x, [k], m_blocks=M, batch=B, eta=float(eta[k - 1]), seed=1)
-                           for k in range(1, n + 1)])
+        return simulate(prob, alg, x, np.arange(1, n + 1), m_blocks=M, batch=B, eta=float(eta[0]), seed=1,
+                        loss_gap=True)
+    runs = [simulate(prob, alg, x, [k], m_blocks=M, batch=B, eta=float(eta[k - 1]), seed=1, loss_gap=True)
+            for k in range(1, n + 1)]
+    return tuple(np.concatenate(r) for r in zip(*runs))
 
 
 def near_best(res) -> list:
@@ -219,18 +260,44 @@ def summary(cells) -> dict:
     out["met"] = bool(out["within_10"] >= 0.9 and out["beyond_15"] == 0)
     for name, pick in (("k_n", lambda c: len(c.measured)), ("k_half", lambda c: len(c.measured) // 2)):
         out[name] = _counts([c.measured[pick(c) - 1] / c.measured[c.best - 1] for c in cells])
+    if cells and all(c.predicted is not None for c in cells):
+        out["predictive"] = {q: predictive_summary(cells, q) for q in kp.QUANTITIES}
+    return out
+
+
+def predictive_summary(cells, quantity: str) -> dict:
+    """Graded on the measured `quantity` (the model's K* by the least predicted value of the same quantity): the
+    counts of the bound's K*, the predictive K* per variant, K = N and K = N/2; per variant the median R^2 of the
+    predicted curve over K against the measured one, and the cells where it does worse than the bound's K*."""
+    n = len(cells[0].measured)
+    picks = {"bound": lambda c: c.k_star, **{v: (lambda c, v=v: c.k_pred(v, quantity)) for v in kp.VARIANTS},
+             "k_n": lambda c: n, "k_half": lambda c: n // 2}
+    out = {name: _counts([c.cost(pick(c), quantity) for c in cells]) for name, pick in picks.items()}
+    for v in kp.VARIANTS:
+        r2 = [kp.r_squared(c.predicted[v, quantity], c.curve(quantity)) for c in cells]
+        out[v]["r2_median"] = float(np.nanmedian(r2)) if np.isfinite(r2).any() else float("nan")
+        out[v]["r2_min"] = float(np.nanmin(r2)) if np.isfinite(r2).any() else float("nan")
+        out[v]["worse_than_bound"] = int(sum(c.cost(c.k_pred(v, quantity), quantity) > c.cost(c.k_star, quantity)
+                                             for c in cells))
+        out[v]["met"] = bool(out[v]["within_10"] >= 0.9 and out[v]["beyond_15"] == 0)
     return out
 
 
 def table(cells) -> str:
     head = f"{'problem':>13} {'timing':>16} {'tau':>5} {'algorithm':>9} {'K*':>3} {'near':>8} {'best':>4} " \
            f"{'meas(K*)':>9} {'meas(best)':>10} {'+-se':>7} {'ratio':>6}"
+    pred = bool(cells) and all(c.predicted is not None for c in cells)
+    if pred:  # the predictive K* of mean ||grad F||^2 (a: scalar constants, b: exact bands), graded on it
+        head += f" {'Kp(a)':>5} {'ratio':>6} {'Kp(b)':>5} {'ratio':>6}"
     lines = [head]
     for c in cells:
         near = ",".join(map(str, c.k_near)) if len(c.k_near) <= 3 else f"{min(c.k_near)}..{max(c.k_near)}"
-        lines.append(f"{c.problem:>13} {c.timing:>16} {c.tau:>5g} {c.algorithm:>9} {c.k_star:>3} {near:>8} "
-                     f"{c.best:>4} {c.measured[c.k_star - 1]:>9.4g} {c.measured[c.best - 1]:>10.4g} "
-                     f"{c.se[c.best - 1]:>7.2g} {c.ratio:>6.3f}")
+        row = (f"{c.problem:>13} {c.timing:>16} {c.tau:>5g} {c.algorithm:>9} {c.k_star:>3} {near:>8} "
+               f"{c.best:>4} {c.measured[c.k_star - 1]:>9.4g} {c.measured[c.best - 1]:>10.4g} "
+               f"{c.se[c.best - 1]:>7.2g} {c.ratio:>6.3f}")
+        if pred:
+            row += "".join(f" {c.k_pred(v, 'grad2'):>5} {c.cost(c.k_pred(v, 'grad2')):>6.3f}" for v in kp.VARIANTS)
+        lines.append(row)
     s = summary(cells)
 
     def counts(name, q):
@@ -242,7 +309,22 @@ def table(cells) -> str:
                                    f"beyond 15%) {'met' if s['met'] else 'NOT met'}")
     lines.append(counts(f"baseline K = N = {n}", s["k_n"]))
     lines.append(counts(f"baseline K = N/2 = {n // 2}", s["k_half"]))
+    for q, p in s.get("predictive", {}).items():
+        lines.append(f"# the recommended (predictive) K*, graded on the measured {QUANTITY_NAMES[q]} "
+                     f"(the model's K* of least predicted {QUANTITY_NAMES[q]}, eq. {QUANTITY_EQ[q]})")
+        lines.append(counts("bound's K*", p["bound"]))
+        for v in kp.VARIANTS:
+            lines.append(counts(f"predictive K* ({VARIANT_NAMES[v]})", p[v]) + f"; R^2 of the predicted curve "
+                         f"median {p[v]['r2_median']:.2f} (min {p[v]['r2_min']:.2f}); worse than the bound's K* in "
+                         f"{p[v]['worse_than_bound']}; target {'met' if p[v]['met'] else 'NOT met'}")
+        lines.append(counts(f"K = N = {n}", p["k_n"]))
+        lines.append(counts(f"K = N/2 = {n // 2}", p["k_half"]))
     return "\n".join(lines)
+
+
+QUANTITY_NAMES = {"grad2": "mean ||grad F||^2 within the budget", "gap": "final loss gap F(w_T) - F*"}
+QUANTITY_EQ = {"grad2": "8.8; what this check measures for the bound", "gap": "8.7; optimize-k's k_star"}
+VARIANT_NAMES = {"scalar": "a: scalar constants", "bands": "b: exact curvature bands"}
 
 
 def diagnosis(cells) -> str:
@@ -265,13 +347,18 @@ def write_csv(cells, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
+        pairs = [(v, q) for v in kp.VARIANTS for q in kp.QUANTITIES]
         w.writerow(["problem", "timing", "tau", "algorithm", "K", "eta", "bound", "rounds", "measured", "se",
-                    "is_k_star", "is_best"])
+                    "is_k_star", "is_best", "measured_gap", "se_gap", "is_best_gap"]
+                   + [f"pred_{q}_{v}" for v, q in pairs] + [f"is_k_pred_{q}_{v}" for v, q in pairs])
         for c in cells:
             for j in range(len(c.measured)):
                 w.writerow([c.problem, c.timing, c.tau, c.algorithm, j + 1, f"{c.eta[j]:.6g}", f"{c.bound[j]:.6g}",
                             f"{c.rounds[j]:.2f}", f"{c.measured[j]:.6g}", f"{c.se[j]:.3g}", int(j + 1 == c.k_star),
-                            int(j + 1 == c.best)])
+                            int(j + 1 == c.best), f"{c.gap[j]:.6g}", f"{c.gap_se[j]:.3g}",
+                            int(j == int(np.argmin(c.gap)))]
+                           + [f"{c.predicted[p][j]:.6g}" for p in pairs]
+                           + [int(j + 1 == c.k_pred(*p)) for p in pairs])
 
 
 def main(argv=None) -> int:

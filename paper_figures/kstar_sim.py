@@ -93,13 +93,17 @@ class Quadratic:
     def zeta2(self, margin=1.0) -> float:
         """sup over box(margin) of (1/N) sum_i ||a_i(w)||^2, a_i = grad f_i - grad F: per coordinate a convex
         quadratic in w_k, so its sup is at an end of [lo_k, hi_k] (exact; everywhere when delta = 0)."""
+        return float(self.zeta2_per_coordinate(margin).sum())
+
+    def zeta2_per_coordinate(self, margin=1.0) -> np.ndarray:
+        """zeta2's terms: per coordinate k, the sup over [lo_k, hi_k] of (1/N) sum_i a_ik(w_k)^2 (d,)."""
         lo, hi = self.box(margin)
 
         def a2(wk):  # (d,) -> (d,)
             g = self.h * (wk[None] - self.c)
             return ((g - g.mean(0)) ** 2).mean(0)
 
-        return float(np.maximum(a2(lo), a2(hi)).sum())
+        return np.maximum(a2(lo), a2(hi))
 
     def dissimilarity(self, margin=1.0):
         """The workers' Gram envelope over box(margin) (A4G, theory/gram.py): a_ik(w) = h_ik (w_k - c_ik) -
@@ -167,8 +171,9 @@ SIMULATED = tuple(a.name for a in ALGORITHMS if a.round_end in ("all", "k"))
 
 
 def simulate(prob: Quadratic, algorithm: str, x: np.ndarray, ks, *, m_blocks: int, batch: int, eta: float,
-             warmup: int = 0, noise=None, seed: int = 0) -> np.ndarray:
-    """||grad F(w_t)||^2 for t = 0..T-1, (len(ks), S, T), for every K in ks and seed at once.
+             warmup: int = 0, noise=None, seed: int = 0, loss_gap: bool = False):
+    """||grad F(w_t)||^2 for t = 0..T-1, (len(ks), S, T), for every K in ks and seed at once; loss_gap: also
+    F(w_t) - F* = sum_k hbar_k (w_k - w*_k)^2 / 2 (F's Hessian is diag(hbar)), the pair (grad_sq, gap).
 
     x: (S, T, N) mini-batch times. noise: (S, T, N, M, d) block-mean noises (lgc.validate.block_noise)
     or None (drawn here, N(0, sigma^2/(d b)) per coordinate, shared by every K of a seed and round)."""
@@ -190,10 +195,13 @@ def simulate(prob: Quadratic, algorithm: str, x: np.ndarray, ks, *, m_blocks: in
     w = np.broadcast_to(prob.w0, (nk, S, d)).copy()
     u = np.zeros((nk, S, d))
     out = np.empty((nk, S, T))
+    gap = np.empty((nk, S, T)) if loss_gap else None
     steps = np.arange(1, m_blocks + 1)[:, None]
     for t in range(T):
         gF = hbar * w - hc
         out[:, :, t] = (gF * gF).sum(-1)
+        if loss_gap:
+            gap[:, :, t] = 0.5 * (hbar * (w - prob.w_star) ** 2).sum(-1)
         z = noise[:, t] if noise is not None else rng.standard_normal((S, n, m_blocks, d)) * scale
         run = np.cumsum(z, axis=2) / steps  # (S, N, M, d): mean noise of the first m blocks
         exact = h * (w[:, :, None, :] - c)  # (K, S, N, d)
@@ -222,7 +230,7 @@ def simulate(prob: Quadratic, algorithm: str, x: np.ndarray, ks, *, m_blocks: in
             continue
         w = w - eta * (gA + u)
         u = np.where((rho > 0)[..., None], rho[..., None] * (gS - gA), 0.0)
-    return out
+    return (out, gap) if loss_gap else out
 
 
 def budget_mean(grad_sq: np.ndarray, wall: np.ndarray, tau: float):
@@ -232,3 +240,10 @@ def budget_mean(grad_sq: np.ndarray, wall: np.ndarray, tau: float):
     t_s = np.maximum(done.sum(-1), 1)
     keep = np.arange(grad_sq.shape[-1]) < t_s[..., None]
     return (grad_sq * keep).sum(-1) / t_s, t_s
+
+
+def budget_final(gap: np.ndarray, wall: np.ndarray, tau: float) -> np.ndarray:
+    """Per K and seed: F(w_{T_s}) - F*, the loss gap after the T_s rounds that end within the budget (at least
+    one; T_s as budget_mean's). gap (K, S, T) with T > T_s."""
+    t_s = np.maximum((np.cumsum(wall, axis=-1) <= tau).sum(-1), 1)
+    return np.take_along_axis(gap, t_s[..., None], axis=-1)[..., 0]

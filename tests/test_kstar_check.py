@@ -107,3 +107,70 @@ def test_summary_reports_baselines_and_kstar_below_the_best():
     assert s["worst"] == pytest.approx(1.3) and s["beyond_15"] == 1
     text = kc.table(cells)
     assert "K* below the best K in 1" in text and "baseline K = N = 4" in text and "baseline K = N/2 = 2" in text
+
+
+def test_predictive_kstar_columns_and_variants(tmp_path):
+    """Each cell carries the error model's curves (scalar constants and exact bands, both quantities) and its K*;
+    the CSV and the summary report them; where F's spectrum is wide (shared-H: hbar from 0.1 to 1, two bands)
+    the two variants predict differently."""
+    from paper_figures import kstar_predict as kp
+
+    cells = kc.run(seeds=2, budgets=(20.0,), n=4, log=lambda s: None)
+    for c in cells:
+        assert set(c.predicted) == {(v, q) for v in kp.VARIANTS for q in kp.QUANTITIES}
+        assert all(np.isfinite(c.predicted[p]).all() and len(c.predicted[p]) == 4 for p in c.predicted)
+        assert c.gap.shape == (4,) and (c.gap > 0).all()
+        for v in kp.VARIANTS:
+            for q in kp.QUANTITIES:
+                assert c.k_pred(v, q) == 1 + int(np.flatnonzero(c.predicted[v, q] == c.predicted[v, q].min())[-1])
+    wide = kc.problems(4)[0]
+    assert len(kp.exact_bands(wide, wide.noise_sd(kc.B))["h"]) >= 2
+    shared = [c for c in cells if c.problem == "shared-H"]
+    assert all(not np.allclose(c.predicted["scalar", "grad2"], c.predicted["bands", "grad2"], rtol=0.02) for c in shared)
+    s = kc.summary(cells)["predictive"]
+    for q in kp.QUANTITIES:
+        assert {"bound", "scalar", "bands", "k_n", "k_half"} <= set(s[q])
+        assert all(np.isfinite(s[q][v]["r2_median"]) for v in kp.VARIANTS)
+    text = kc.table(cells)
+    assert "predictive K* (a: scalar constants)" in text and "predictive K* (b: exact curvature bands)" in text
+    path = tmp_path / "k.csv"
+    kc.write_csv(cells, path)
+    head = path.read_text().splitlines()[0].split(",")
+    for col in ("measured_gap", "pred_grad2_scalar", "pred_gap_bands", "is_k_pred_grad2_bands", "is_k_pred_gap_scalar"):
+        assert col in head
+
+
+def test_exact_bands_are_the_quadratics_constants():
+    """The bands' shares add up to Delta, sigma^2 and zeta^2 exactly; a flat spectrum (every curvature L) is one
+    band at L, whose prediction is the scalar constants' (a reduction: the bands then change nothing)."""
+    from paper_figures import kstar_predict as kp
+    from paper_figures.kstar_sim import Quadratic
+    from theory.predict_k import recommend
+    from theory.timing import ShiftedExponential
+
+    for p in kc.problems() + kc.second_problems():
+        m = p.noise_sd(kc.B)
+        b = kp.exact_bands(p, m)
+        assert sum(b["delta"]) == pytest.approx(p.Delta, rel=1e-12)
+        assert sum(b["sigma2"]) == pytest.approx(p.sigma2, rel=1e-12)
+        assert sum(b["zeta2"]) == pytest.approx(p.zeta2(m), rel=1e-12)
+        assert min(b["h"]) >= p.hbar.min() - 1e-12 and max(b["h"]) <= p.hbar.max() + 1e-12
+    rng = np.random.default_rng(3)
+    flat = Quadratic(h=np.ones((4, 5)), c=rng.normal(size=(4, 5)), w0=rng.normal(size=5) * 2, sigma2=3.0)
+    m = flat.noise_sd(kc.B)
+    assert kp.exact_bands(flat, m)["h"] == [1.0]
+    res, prob = kc.k_star_problem("lgc", flat, ShiftedExponential(1.0, 1.0), 1, 20.0, n=4)
+    recs = kp.predict(res, prob, flat, m)
+    np.testing.assert_allclose(recs["bands"].prediction.grad2, recs["scalar"].prediction.grad2, rtol=1e-9)
+    np.testing.assert_allclose(recs["bands"].prediction.gap, recs["scalar"].prediction.gap, rtol=1e-9)
+
+
+def test_budget_final_and_r_squared():
+    from paper_figures import kstar_predict as kp
+    from paper_figures.kstar_sim import budget_final
+
+    gap = np.arange(10.0, 16.0)[None, None]
+    wall = np.array([[[1.0, 2.0, 1.0, 5.0, 1.0, 1.0]]])
+    assert budget_final(gap, wall, 4.0)[0, 0] == 13.0  # three rounds within tau = 4: w_3's gap
+    m = np.array([3.0, 1.0, 2.0])
+    assert kp.r_squared(m, m) == 1.0 and kp.r_squared(np.full(3, 2.0), m) == pytest.approx(0.0)

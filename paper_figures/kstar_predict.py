@@ -1,0 +1,66 @@
+"""The recommended (predictive) K* on the K* check's quadratics (paper_figures/kstar_check.py): a grading.
+
+Per cell, the error model (theory/predict.py, DERIVATION.md section 8) runs through the call `lgc optimize-k`
+makes (theory.predict_k.recommend on the bound's trade-off: the same T(K) = floor(tau / E[R(K)]) and step sizes,
+plain SGD, no warm-up) in two variants:
+
+  scalar: the scalar constants alone (L, sigma2, zeta2, Delta: one band at L, as optimize-k without bands);
+  bands:  the quadratic's exact curvature bands, F's Hessian diag(hbar) grouped as `lgc estimate` groups its
+          Ritz values (lgc/spectrum.py: bands a factor 4 apart below L, eq. 8.9), with each band's exact share
+          of Delta (sum of hbar_k (w0_k - w*_k)^2 / 2, eq. 8.10), of sigma^2 (the noise is isotropic: the band's
+          coordinates / d) and of zeta^2 (the per-coordinate terms of the box supremum the constants use, eq. 8.11).
+
+The model predicts both quantities, the final loss gap (eq. 8.7, optimize-k's criterion) and the mean
+||grad F||^2 over the rounds (eq. 8.8); each is graded on the measurement of the same quantity. The model is not
+tuned here: this module only calls it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+VARIANTS = ("scalar", "bands")
+QUANTITIES = ("grad2", "gap")  # eq. 8.8 (the grid's bound quantity) and eq. 8.7 (optimize-k's criterion)
+
+
+def exact_bands(prob, margin) -> dict:
+    """The constants JSON's "bands" (theory/constants.py) of a kstar_sim.Quadratic, exact: F's eigenvalues hbar_k
+    (coordinate k) in lgc estimate's bands, each band's curvature the mean of its eigenvalues weighted by their
+    normalised shares of Delta, sigma^2 and zeta^2 (as lgc/spectrum.py weighs Ritz values); empty bands dropped."""
+    from lgc.spectrum import BANDS, _band_index
+
+    h = prob.hbar
+    delta = 0.5 * h * (prob.w0 - prob.w_star) ** 2  # F(w_0) - F* per coordinate (F's Hessian is diag(hbar))
+    sigma2 = np.full(prob.d, prob.sigma2 / prob.d)  # kstar_sim's per-sample noise: N(0, sigma^2/d I_d)
+    zeta2 = prob.zeta2_per_coordinate(margin)
+    idx = _band_index(h, prob.L, BANDS)
+    weight = sum(v / v.sum() for v in (delta, sigma2, zeta2) if v.sum() > 0)
+    out = {"h": [], "delta": [], "sigma2": [], "zeta2": []}
+    for j in np.unique(idx):
+        sel = idx == j
+        out["h"].append(float(np.average(h[sel], weights=weight[sel]) if weight[sel].sum() > 0 else h[sel].mean()))
+        for name, v in (("delta", delta), ("sigma2", sigma2), ("zeta2", zeta2)):
+            out[name].append(float(v[sel].sum()))
+    return out
+
+
+def predict(res, problem, prob, margin) -> dict:
+    """Per variant, optimize-k's recommendation (theory.predict_k.recommend, criterion "predict") on the trade-off
+    `res` of theory.tradeoff.Problem `problem`; `prob` the Quadratic whose exact bands the second variant uses."""
+    from theory.predict import Bands
+    from theory.predict_k import recommend
+
+    return {"scalar": recommend(res, problem, None),
+            "bands": recommend(res, problem, Bands.from_json(exact_bands(prob, margin)))}
+
+
+def k_of(rec, quantity: str) -> int:
+    """The K of least predicted `quantity` ("gap": optimize-k's k_star; "grad2": the same model at eq. 8.8)."""
+    return rec.prediction.k_star(quantity)
+
+
+def r_squared(predicted, measured) -> float:
+    """1 - SS_res / SS_tot of the predicted curve over K against the measured one (nan where it is flat)."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    ok = np.isfinite(p) & np.isfinite(m)
+    ss_tot = float(((m[ok] - m[ok].mean()) ** 2).sum())
+    return 1.0 - float(((m[ok] - p[ok]) ** 2).sum()) / ss_tot if ss_tot > 0 else float("nan")
