@@ -109,6 +109,7 @@ from test_cli_errors import _fails  # noqa: E402  (one CLI-error check for every
     (["--budget", "10", "--k-refit", "0"], "k_refit=0 must be >= 1"),
     (["--budget", "10", "--dataset", "synthetic"], "needs --k-constants FILE"),
     (["--budget", "10", "--k-constants", "/nonexistent.json"], "k_constants=/nonexistent.json does not exist"),
+    (["--budget", "10", "--k-criterion", "best"], "k_criterion='best' must be one of predict, bound"),
 ])
 def test_bad_auto_settings_are_one_line_errors(capsys, flags, match):
     _fails(capsys, ["train", "--k", "auto", "--dataset", "quadratic", "--print-config", *flags], match)
@@ -133,7 +134,7 @@ def test_auto_settings_round_trip_through_flags(tmp_path):
 
     (tmp_path / "c.json").write_text('{"L": 1, "sigma2": 1, "zeta2": 1, "Delta": 1}')
     cfg = TrainConfig(algorithm="fastest-k", k_auto=True, budget=123.5, k_refit=7, k_window=21, k_first_fit=5,
-                      k_constants=str(tmp_path / "c.json"))
+                      k_constants=str(tmp_path / "c.json"), k_criterion="bound")
     p = argparse.ArgumentParser()
     add_config_arguments(p, TrainConfig)
     assert TrainConfig(**config_values(TrainConfig, p.parse_args(to_argv(cfg)))) == cfg
