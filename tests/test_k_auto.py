@@ -204,7 +204,7 @@ def test_train_command_says_k_was_auto(tmp_path, capsys):
             "--blocks", "4", "--rounds", "12", "--k-first-fit", "10", "--results", str(tmp_path)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "K auto (budget 40): 1 refits, K chosen " in out and ", last K " in out
+    assert "K auto (budget 40, criterion predict): 1 refits, K chosen " in out and ", last K " in out
 
 
 # ----------------------------------------------------------------------------- the error model's refit (eqs. 7.7-7.9)

@@ -98,6 +98,7 @@ def refit_rows(history) -> list[dict]:
 
 
 def k_auto_summary(controller) -> dict:
-    """final.json's record of --k auto: the refits, the K of each and the last K."""
+    """final.json's record of --k auto: the refits, the K of each, the last K and the criterion that chose them."""
     return {"k_auto": {"refits": len(controller.history), "k_chosen": [h["k"] for h in controller.history],
-                       "k_last": int(controller.k), "budget": controller.settings.budget}}
+                       "k_last": int(controller.k), "budget": controller.settings.budget,
+                       "criterion": controller.settings.criterion}}
