@@ -340,6 +340,9 @@ class KController:
                 rows.append((*x, o.dev2))
         x_z, x_s, y = (np.array(v, dtype=float) for v in zip(*rows)) if rows else (np.zeros(0),) * 3
         sigma2, zeta2, noise_fit = fit_noise(x_z, x_s, y, sigma2=p.sigma2, zeta2=p.zeta2)
+        last = next((h for h in reversed(self.history) if h.get("noise_fit") in ("lsq", "scale", "kept")), None)
+        if noise_fit == "constants" and last is not None:  # a window without reporters: the last refit's values stand
+            sigma2, zeta2, noise_fit = last["sigma2"], last["zeta2"], "kept"
         return Coefficients(gap=gap, f_star=f_star, sigma2=sigma2, zeta2=zeta2, gap_fit=gap_fit, noise_fit=noise_fit)
 
     def refit(self, t: int) -> dict:

@@ -17,17 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
 
 MIN_DEV_ROUNDS = 3  # rounds with reporters a noise / dissimilarity refit needs (fewer: the constants are kept)
-MIN_SV_RATIO = 0.02  # below it the two regressors of eq. (7.8) cannot be told apart: one common scale (eq. 7.9')
+MIN_T = 2.0  # standard errors above 0 each coefficient of eq. (7.9) needs, else one common scale (eq. 7.9')
 
 
 @dataclass(frozen=True)
 class Coefficients:
     """The model's inputs for the remaining horizon. gap: F(w_t) - F* (eq. 7.7); f_star: the F* estimate (None
     where the run has no round-0 loss); sigma2, zeta2 (eqs. 7.8-7.9); gap_fit / noise_fit: how each was obtained
-    ("loss" or "constants"; "nnls", "scale" or "constants")."""
+    ("loss" or "constants"; "lsq", "scale" or "constants")."""
 
     gap: float
     f_star: float | None
@@ -63,13 +62,13 @@ def deviation_regressors(n_fast: int, blocks, *, N: int, B: int, M: int) -> tupl
 
 
 def fit_noise(x_z, x_s, y, *, sigma2: float, zeta2: float) -> tuple[float, float, str]:
-    """eq. (7.9): (sigma2, zeta2) from rounds' measured y = ||gS - gA||^2 and their regressors (7.8), by
-    non-negative least squares with each round weighted by 1 / its expectation under the constants (the spread of a
-    squared norm grows with its mean). With fewer than MIN_DEV_ROUNDS rounds, or constants that predict nothing (both
-    0), the constants are kept; where the two regressors are collinear over the window (the weighted design's columns,
-    scaled to unit norm, have singular values in a ratio below MIN_SV_RATIO: e.g. every round had the same K, the same
-    reporters and the same m_j) only their common scale is identified (eq. 7.9'):
-    c = mean(y / E_0[y]), and both constants are multiplied by it."""
+    """eq. (7.9): (sigma2, zeta2) from rounds' measured y = ||gS - gA||^2 and their regressors (7.8), by least
+    squares with each round weighted by 1 / its expectation under the constants (the spread of a squared norm grows
+    with its mean). With fewer than MIN_DEV_ROUNDS rounds, or constants that predict nothing (both 0), the constants
+    are kept. Where the window does not determine both (eq. 7.9': either coefficient of the least-squares solution
+    is less than MIN_T standard errors above 0, e.g. every round had the same K, reporters and m_j, so the two
+    regressors are proportional), only their common scale is fitted, c = mean(y / E_0[y]), and both constants are
+    multiplied by it."""
     x_z, x_s, y = (np.asarray(v, dtype=float) for v in (x_z, x_s, y))
     ok = np.isfinite(y) & np.isfinite(x_z) & np.isfinite(x_s)
     x_z, x_s, y = x_z[ok], x_s[ok], y[ok]
@@ -77,10 +76,13 @@ def fit_noise(x_z, x_s, y, *, sigma2: float, zeta2: float) -> tuple[float, float
     if len(y) < MIN_DEV_ROUNDS or not np.all(e0 > 0):
         return float(sigma2), float(zeta2), "constants"
     w = 1.0 / e0
-    A = np.stack([x_s * w, x_z * w], axis=1)
-    sv = np.linalg.svd(A / np.linalg.norm(A, axis=0), compute_uv=False)
-    if not sv[1] >= MIN_SV_RATIO * sv[0]:
-        c = float(np.mean(y * w))
-        return c * float(sigma2), c * float(zeta2), "scale"
-    coef, _ = nnls(A, y * w)
-    return float(coef[0]), float(coef[1]), "nnls"
+    A, b = np.stack([x_s * w, x_z * w], axis=1), y * w
+    gram = A.T @ A
+    if np.linalg.cond(gram) < 1e12:
+        coef = np.linalg.solve(gram, A.T @ b)
+        resid = b - A @ coef
+        cov = (resid @ resid) / max(len(y) - 2, 1) * np.linalg.inv(gram)
+        if np.all(coef >= MIN_T * np.sqrt(np.maximum(np.diag(cov), 0.0))) and np.all(coef > 0):
+            return float(coef[0]), float(coef[1]), "lsq"
+    c = float(np.mean(b))
+    return c * float(sigma2), c * float(zeta2), "scale"
