@@ -118,6 +118,7 @@ def test_bad_auto_settings_are_one_line_errors(capsys, flags, match):
 def test_k_flag_words(capsys):
     _fails(capsys, ["train", "--k", "fast", "--print-config"], "invalid int or auto value: 'fast'")
     _fails(capsys, ["train", "--budget", "10", "--print-config"], "--budget is the horizon of --k auto")
+    _fails(capsys, ["train", "--k-criterion", "bound", "--print-config"], "k_criterion=bound: only --k auto reads it")
     assert main(["train", "--k", "auto", "--dataset", "quadratic", "--budget", "50", "--print-config"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["k_auto"] is True and cfg["threshold_k"] == cfg["n_workers"]
