@@ -82,8 +82,10 @@ class TrainConfig:
     k_refit: int = option(10, "--k auto: rounds between refits of the timing model", metavar="R")
     k_window: int = option(40, "--k auto: a refit uses the last this many rounds", metavar="W")
     k_first_fit: int = option(10, "--k auto: rounds measured (at K = N) before the first fit", metavar="R")
-    k_constants: Optional[str] = option(None, "--k auto: constants JSON (lgc estimate) of the bound that picks K",
+    k_constants: Optional[str] = option(None, "--k auto: constants JSON (lgc estimate) of the model that picks K",
                                         metavar="FILE", none="exact on quadratic, else required")
+    k_criterion: str = option("predict", "--k auto: which K* a refit takes: predict (the error model refitted from "
+                                         "the run's rounds, as optimize-k's k_star) or bound (the bound's)")
     schedule_file: Optional[str] = option(None, "replay a recorded schedule.csv instead of the timing model",
                                           metavar="FILE", none="none")
     # bookkeeping
@@ -186,6 +188,8 @@ class TrainConfig:
         if not c.k_auto:
             check(c.budget is None, f"budget={c.budget}: --budget is the horizon of --k auto; give --k auto or drop it")
             check(c.k_constants is None, "k_constants: only --k auto reads it; give --k auto or drop it")
+            check(c.k_criterion == "predict", f"k_criterion={c.k_criterion}: only --k auto reads it; give --k auto or "
+                                              f"drop it")
             return
         from theory.algorithms import NAMES, algorithm
 
@@ -194,6 +198,9 @@ class TrainConfig:
               f"--k auto: algorithm={c.algorithm} does not wait for K workers; valid: {', '.join(waits)}")
         check(c.budget is not None, "--k auto needs --budget TAU, the time budget K is chosen for")
         check(c.budget > 0, f"budget={c.budget} must be > 0")
+        from theory.predict_k import CRITERIA
+
+        check(c.k_criterion in CRITERIA, f"k_criterion={c.k_criterion!r} must be one of {', '.join(CRITERIA)}")
         for name in ("k_refit", "k_first_fit"):
             check(getattr(c, name) >= 1, f"{name}={getattr(c, name)} must be >= 1")
         # a fit needs two finished mini-batch times and a round at K = 1 finishes one (theory/adaptive.py)

@@ -153,9 +153,10 @@ def test_interval_censored_mle_on_a_hand_example():
 
 def test_reduction_unchanging_cluster_picks_optimize_k_kstar():
     """With enough rounds the fit is the true law, and the controller's K is the K* that
-    theory.tradeoff (what `lgc optimize-k` prints) gives for the true model and the same budget."""
+    theory.tradeoff (what `lgc optimize-k` prints) gives for the true model and the same budget (criterion "bound";
+    no losses are observed, so the bound keeps the constants' Delta: eq. 7.7)."""
     true = ShiftedExponential(1.0, 1.0)
-    ctl = KController(AutoK(budget=2000.0, every=50, window=300, first=300), PROB, "lgc", eta=0.15)
+    ctl = KController(AutoK(budget=2000.0, every=50, window=300, first=300, criterion="bound"), PROB, "lgc", eta=0.15)
     for o in rounds_of(true, N, 0, 300):
         ctl.observe(o)
     rec = ctl.history[-1]
@@ -171,7 +172,8 @@ def test_after_a_worker_slows_5x_the_refit_sees_it_and_k_moves_as_the_true_kstar
     algorithm = "lgc"
     change = SpeedChange(base=ShiftedExponential(1.0, 1.0), change_round=100, workers=(3,), slowdown=5.0)
     mc = 500  # Monte Carlo rounds of E[R] and the straggler statistics, the same for the true K* below
-    ctl = KController(AutoK(budget=800.0, every=20, window=40, first=10, mc_rounds=mc), PROB, algorithm, eta=0.15)
+    ctl = KController(AutoK(budget=800.0, every=20, window=40, first=10, mc_rounds=mc, criterion="bound"), PROB, algorithm,
+                      eta=0.15)
     t = 0
     while t < 200:  # the run: each round at the controller's current K
         for o in rounds_of(change, ctl.k, t, t + 1):

@@ -69,7 +69,7 @@ def test_config_json_to_flags_gives_the_same_config(tmp_path):
     changed += [f.name for f in fields(TaskConfig) if getattr(cfg.task, f.name) == getattr(TaskConfig(), f.name)]
     # synthetic is the default; a schedule needs a file; eval_subset is sim-only and this config is dist;
     # the settings of --k auto are round-tripped in tests/test_k_auto.py (they need --k auto)
-    assert changed == ["k_auto", "budget", "k_refit", "k_window", "k_first_fit", "k_constants",
+    assert changed == ["k_auto", "budget", "k_refit", "k_window", "k_first_fit", "k_constants", "k_criterion",
                        "schedule_file", "eval_subset", "dataset"]
     opts = DistOptions(inject=False, unit_ms=7.0, timeout_s=9.0, process_backend="gloo", host="localhost",
                        threads=2, slow_worker=1, slow_ms=3.0, reduce="gather", on_worker_death="straggler")

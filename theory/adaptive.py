@@ -41,21 +41,25 @@ class Observation:
     time X_i when it finished (nan otherwise), `censor[i]` the time it had worked without
     finishing when the round closed (nan when it finished); `wall` the round's time on the clock
     the budget is counted on; `blocks[i]` the blocks it finished (M for A_t; empty in checkpoints
-    written before the interval-censored fit: those rounds are right-censored only)."""
+    written before the interval-censored fit: those rounds are right-censored only); `loss` the
+    round's training loss at w_t and `dev2` its ||gS_t - gA_t||^2 (eqs. 7.7-7.9; nan where not measured)."""
 
     round: int
     times: tuple
     censor: tuple
     wall: float
     blocks: tuple = ()
+    loss: float = math.nan
+    dev2: float = math.nan
 
     def as_list(self) -> list:
-        return [self.round, list(self.times), list(self.censor), self.wall, list(self.blocks)]
+        return [self.round, list(self.times), list(self.censor), self.wall, list(self.blocks), self.loss, self.dev2]
 
     @classmethod
     def from_list(cls, v) -> "Observation":
         blocks = tuple(int(b) for b in v[4]) if len(v) > 4 else ()
-        return cls(int(v[0]), tuple(float(x) for x in v[1]), tuple(float(x) for x in v[2]), float(v[3]), blocks)
+        extra = tuple(float(x) for x in v[5:7])  # checkpoints before eqs. 7.7-7.9: nan
+        return cls(int(v[0]), tuple(float(x) for x in v[1]), tuple(float(x) for x in v[2]), float(v[3]), blocks, *extra)
 
     def interval(self, even_split: bool) -> tuple[np.ndarray, np.ndarray]:
         """Per worker, the censored X in (lo, hi] (nan where X was seen or nothing is known). even_split (abort
@@ -71,11 +75,13 @@ class Observation:
         return n_blocks * c / (m + 1), np.where(np.isfinite(c), hi, np.nan)
 
 
-def observe(s: RoundSchedule, *, wall: Optional[float] = None) -> Observation:
+def observe(s: RoundSchedule, *, wall: Optional[float] = None, loss: float = math.nan,
+            dev2: float = math.nan) -> Observation:
     """eq. (7.1): X_i = busy_i - start_i for i in A_t (exact); X_j > t_cut - start_j for a
     straggler (censored; a straggler that started after t_cut tells nothing). `wall`: the clock's
     increment (default the schedule's R_t). The schedule must record start and busy (schedule
-    format >= 2: every run writes them; a replayed file of format 1 cannot drive --k auto)."""
+    format >= 2: every run writes them; a replayed file of format 1 cannot drive --k auto).
+    loss, dev2: the round's training loss and ||gS_t - gA_t||^2, for the error model's refit (eqs. 7.7-7.9)."""
     require(len(s.busy) == s.n_workers, f"schedule round {s.round} records no busy times: --k auto needs the "
                                         f"measured times of A_t (schedule format >= 2)")
     start, busy, fast = s.starts(), np.asarray(s.busy, dtype=float), s.fast_mask()
@@ -83,7 +89,8 @@ def observe(s: RoundSchedule, *, wall: Optional[float] = None) -> Observation:
     censor = np.where(fast, np.nan, s.t_cut - start)
     censor = np.where(~fast & (censor <= 0), np.nan, censor)  # busy with round t-1 through t_cut: no information
     return Observation(s.round, tuple(float(x) for x in times), tuple(float(x) for x in censor),
-                       float(s.wall if wall is None else wall), tuple(int(b) for b in s.blocks_done))
+                       float(s.wall if wall is None else wall), tuple(int(b) for b in s.blocks_done), float(loss),
+                       float(dev2))
 
 
 # ----------------------------------------------------------------------------- the censored fit
@@ -253,7 +260,9 @@ def fit_window(obs: Sequence[Observation], *, alpha: float = ALPHA, even_split: 
 class AutoK:
     """Settings of K chosen online: refit every `every` rounds on the last `window` rounds, the
     first time after `first` rounds (K = N until then: every worker's time is observed), for a
-    time budget `budget` on the run's clock; `alpha` of the per-worker tests (eq. 7.3)."""
+    time budget `budget` on the run's clock; `alpha` of the per-worker tests (eq. 7.3); `criterion`: which
+    K* is taken (eq. 7.5): "predict", the error model's (theory/predict_k.py, as optimize-k's recommended
+    k_star) on the coefficients refitted from the run (eqs. 7.7-7.9), or "bound", the bound's."""
 
     budget: float
     every: int = 10
@@ -262,8 +271,12 @@ class AutoK:
     alpha: float = ALPHA
     mc_rounds: Optional[int] = None  # Monte Carlo rounds of E[R] and the straggler statistics (tradeoff's default)
     seed: int = 0
+    criterion: str = "predict"
 
     def __post_init__(self):
+        from theory.predict_k import CRITERIA
+
+        require(self.criterion in CRITERIA, f"k_criterion={self.criterion!r} must be one of {', '.join(CRITERIA)}")
         require(math.isfinite(self.budget) and self.budget > 0, f"budget={self.budget} must be > 0")
         require(self.every >= 1, f"k_refit={self.every} must be >= 1")
         require(self.window >= 2, f"k_window={self.window} must be >= 2 (a fit needs two finished times; "
@@ -275,17 +288,21 @@ class AutoK:
 class KController:
     """Chooses the K of every round from the rounds observed so far (eq. 7.5).
 
-    problem: the run's theory.tradeoff.Problem (its timing model is replaced by each fit);
-    eta: the run's step size (the bound at that eta). `k` is the K of the next round.
+    problem: the run's theory.tradeoff.Problem (its timing model is replaced by each fit, its Delta by the
+    remaining gap (7.7), and for the error model its sigma2 and zeta2 by their refits (7.8-7.9));
+    eta, momentum: the run's step size and server momentum; bands: the error model's curvature bands
+    (theory.predict.Bands; None: one band at L). `k` is the K of the next round.
     """
 
-    def __init__(self, settings: AutoK, problem, algorithm: str, *, eta: float):
+    def __init__(self, settings: AutoK, problem, algorithm: str, *, eta: float, momentum: float = 0.0, bands=None):
         require(algorithm_entry(algorithm).waits_for_k,
                 f"--k auto needs an algorithm that waits for K workers, not {algorithm}")
         self.settings, self.problem, self.algorithm, self.eta = settings, problem, algorithm, float(eta)
+        self.momentum, self.bands = float(momentum), bands
         self.k = problem.N  # until the first fit: every worker's time is observed uncensored
         self.seen = 0
         self.clock = 0.0
+        self.f0 = math.nan  # round 0's training loss: F*hat = f0 - Delta (eq. 7.7)
         self.obs: list[Observation] = []
         self.history: list[dict] = []
 
@@ -297,43 +314,82 @@ class KController:
     def observe(self, o: Observation, *, clock: Optional[float] = None) -> Optional[dict]:
         """Record round o (the clock advances by o.wall, or is set to `clock`: dist's shared
         clock); after the rounds a refit is due, refit and return its record."""
+        if self.seen == 0:
+            self.f0 = o.loss
         self.obs = (self.obs + [o])[-self.settings.window:]
         self.seen += 1
         self.clock = self.clock + o.wall if clock is None else float(clock)
         return self.refit(o.round) if self.due() else None
 
+    def coefficients(self):
+        """The error model's coefficients for the remaining horizon, from the window (eqs. 7.7-7.9)."""
+        from theory.adaptive_model import Coefficients, deviation_regressors, fit_noise, remaining_gap
+
+        p = self.problem
+        f_star = self.f0 - p.Delta if math.isfinite(self.f0) else None
+        recent = self.obs[-min(self.settings.every, len(self.obs)):]  # the rounds since the previous refit
+        gap, gap_fit = remaining_gap([o.loss for o in recent], f_star, p.Delta)
+        rows = []
+        for o in self.obs:
+            fast = np.isfinite(np.asarray(o.times, dtype=float))
+            x = None
+            if math.isfinite(o.dev2) and len(o.blocks) == len(fast):
+                x = deviation_regressors(int(fast.sum()), [b for b, f in zip(o.blocks, fast) if not f], N=p.N, B=p.B,
+                                         M=p.M)
+            if x is not None:
+                rows.append((*x, o.dev2))
+        x_z, x_s, y = (np.array(v, dtype=float) for v in zip(*rows)) if rows else (np.zeros(0),) * 3
+        sigma2, zeta2, noise_fit = fit_noise(x_z, x_s, y, sigma2=p.sigma2, zeta2=p.zeta2)
+        last = next((h for h in reversed(self.history) if h.get("noise_fit") in ("lsq", "scale", "kept")), None)
+        if noise_fit == "constants" and last is not None:  # a window without reporters: the last refit's values stand
+            sigma2, zeta2, noise_fit = last["sigma2"], last["zeta2"], "kept"
+        return Coefficients(gap=gap, f_star=f_star, sigma2=sigma2, zeta2=zeta2, gap_fit=gap_fit, noise_fit=noise_fit)
+
     def refit(self, t: int) -> dict:
-        """Fit the window (eqs. 7.2-7.4) and pick K* for the remaining budget (eq. 7.5). Past the
-        budget, or when what remains holds no round of any K (every bound infinite), K stays as it
-        is: there is no remaining time to optimise."""
+        """Fit the window (eqs. 7.2-7.4, 7.7-7.9) and pick K* for the remaining budget (eq. 7.5): the error
+        model's (criterion "predict") or the bound's, both from the remaining gap. Past the budget, or when what
+        remains holds no round of any K (every bound infinite and no K with a round), K stays as it is: there is
+        no remaining time to optimise."""
+        from theory.predict_k import recommend
         from theory.tradeoff import tradeoff
 
         s = self.settings
         even = self.problem.semantics == "abort" and not self.problem.timing.per_block  # eq. (7.1')
         fit = fit_window(self.obs, alpha=s.alpha, even_split=even)
+        coef = self.coefficients()
         remaining = s.budget - self.clock
-        k_before, round_time = self.k, None
+        k_before, round_time, k_bound = self.k, None, None
         if remaining > 0:
-            prob = replace(self.problem, timing=fit.model(self.problem.timing.per_block))
+            # the bound keeps the constants' sigma2 and zeta2 (suprema it needs); both start from the remaining gap
+            prob = replace(self.problem, timing=fit.model(self.problem.timing.per_block), Delta=coef.gap)
             res = tradeoff(self.algorithm, prob, budget=remaining, eta=self.eta, rounds=s.mc_rounds, seed=s.seed)
-            if np.isfinite(res.bound).any():  # else no K fits a round in what remains (tradeoff then says N)
-                self.k = int(res.k_star)
+            k_bound = int(res.k_star)
+            k_new = k_bound if np.isfinite(res.bound).any() else None  # else no K fits a round in what remains
+            if s.criterion == "predict":
+                choice = recommend(res, replace(prob, sigma2=coef.sigma2, zeta2=coef.zeta2), self.bands,
+                                   momentum=self.momentum, warmup=0, seed=s.seed)
+                k_new = int(choice.k_star) if not choice.note else k_new  # a note: the model did not choose
+            if k_new is not None:
+                self.k = k_new
                 round_time = float(res.round_time[list(res.ks).index(self.k)])
         rec = {"round": int(t), "window": [int(self.obs[0].round), int(self.obs[-1].round)], "clock": self.clock,
                "remaining": remaining, "pooled": not fit.distinct, "distinct": list(fit.distinct),
                "shift": [float(v) for v in fit.shifts], "rate": [float(v) for v in fit.rates],
                "lr": [float(v) for v in fit.lr], "k_before": int(k_before), "k": int(self.k),
-               "expected_round_time": round_time}
+               "expected_round_time": round_time, "criterion": s.criterion, "k_bound": k_bound,
+               "gap": coef.gap, "gap_fit": coef.gap_fit, "f_star": coef.f_star, "sigma2": coef.sigma2,
+               "zeta2": coef.zeta2, "noise_fit": coef.noise_fit}
         self.history.append(rec)
         return rec
 
     # checkpoints: plain containers (lgc.checkpoint loads with weights_only)
     def state_dict(self) -> dict:
-        return {"k": int(self.k), "seen": int(self.seen), "clock": float(self.clock),
+        return {"k": int(self.k), "seen": int(self.seen), "clock": float(self.clock), "f0": float(self.f0),
                 "obs": [o.as_list() for o in self.obs], "history": [dict(h) for h in self.history]}
 
     def load_state_dict(self, st: dict) -> None:
         self.k, self.seen, self.clock = int(st["k"]), int(st["seen"]), float(st["clock"])
+        self.f0 = float(st.get("f0", math.nan))  # checkpoints before eq. 7.7: the constants' Delta
         require(1 <= self.k <= self.problem.N, f"checkpoint: K={self.k} must satisfy 1 <= K <= N={self.problem.N}")
         self.obs = [Observation.from_list(v) for v in st["obs"]]
         self.history = [dict(h) for h in st["history"]]

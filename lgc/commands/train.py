@@ -179,7 +179,8 @@ def _report(path, args) -> int:
     print("  ".join(f"{k}={out[k]:.4g}" if isinstance(out[k], float) else f"{k}={out[k]}" for k in keys))
     auto = out.get("k_auto")
     if auto:  # --k auto: say so, and what it chose (refits.csv has every refit)
-        print(f"K auto (budget {auto['budget']:g}): {auto['refits']} refits, K chosen "
+        how = auto.get("criterion", "bound")  # runs finished before --k-criterion: the bound chose
+        print(f"K auto (budget {auto['budget']:g}, criterion {how}): {auto['refits']} refits, K chosen "
               f"{' '.join(map(str, auto['k_chosen'])) or 'none yet'}, last K {auto['k_last']}")
     departures = (out.get("theory") or {}).get("departures") or []
     if departures:

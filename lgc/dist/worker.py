@@ -158,23 +158,24 @@ class Worker:
             return self.s.n_workers
         return self.k_control.k if self.k_control is not None else self.s.threshold_k
 
-    def _observe(self, t: int, sched: RoundSchedule, clock: float) -> None:
+    def _observe(self, t: int, sched: RoundSchedule, clock: float, *, loss: float, dev2: float) -> None:
         """--k auto: the round as every rank saw it (DERIVATION.md eq. 7.1 and section 7's dist
         paragraph): a replayed round from the file's row, as sim observes it; a measured round from
         the reduced reports, identical on every rank. Each rank's measured R_t differs slightly, so
-        before a refit rank 0's clock (its run's `time`) is broadcast and every rank budgets with it."""
+        before a refit rank 0's clock (its run's `time`) is broadcast and every rank budgets with it. loss, dev2:
+        the round's training loss and ||gS - gA||^2 from the reduced sums, the same on every rank (eqs. 7.7-7.9)."""
         from theory.adaptive import observe
 
         ctl = self.k_control
         if self.replay is not None:  # the file's walls: the same clock on every rank
-            self.last_refit = ctl.observe(observe(self.replay[t]))
+            self.last_refit = ctl.observe(observe(self.replay[t], loss=loss, dev2=dev2))
             return
         shared = None
         if ctl.due(after=1):
             buf = torch.tensor([clock], dtype=torch.float64, device=self.device)
             dist.broadcast(buf, src=0)
             shared = float(buf.item())
-        self.last_refit = ctl.observe(observe(sched), clock=shared)
+        self.last_refit = ctl.observe(observe(sched, loss=loss, dev2=dev2), clock=shared)
 
     # ------------------------------------------------------------------ one worker's blocks
     def _finish_times_s(self, t: int) -> Optional[np.ndarray]:
@@ -382,6 +383,8 @@ class Worker:
         state.round = t + 1
         state.clock += sched.wall
         if self.k_control is not None:
-            self._observe(t, sched, state.clock)
+            from lgc.protocol import deviation_norm2
+
+            self._observe(t, sched, state.clock, loss=loss, dev2=deviation_norm2(grads))
         return RoundResult(schedule=sched, wall_s=wall_s, loss=loss, samples=int(n), report=rep, rho=plan.rho,
                            checkpoint=bool(rep[:, _CKPT].max() > 0))

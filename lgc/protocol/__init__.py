@@ -18,7 +18,7 @@ rounds.csv.
 The names below are the protocol's surface: callers import them from lgc.protocol.
 """
 from lgc.protocol.divergence import DIVERGED, divergence_record, diverged
-from lgc.protocol.k_auto import REFIT_FIELDS, k_auto_summary, k_controller, refit_rows, round_k
+from lgc.protocol.k_auto import REFIT_FIELDS, deviation_norm2, k_auto_summary, k_controller, refit_rows, round_k
 from lgc.protocol.plan import RoundPlan, group_norms, local_weight, plan_groups, round_plan
 from lgc.protocol.record import ROUND_FIELDS, RUN_KIND, round_record
 from lgc.protocol.replay import check_replayed_k, check_round_k, load_replay
@@ -26,6 +26,6 @@ from lgc.protocol.round_end import anytime_deadline, make_timing, peer_s, round_
 from lgc.protocol.state import RunState
 
 __all__ = ["DIVERGED", "REFIT_FIELDS", "ROUND_FIELDS", "RUN_KIND", "RoundPlan", "RunState", "anytime_deadline",
-           "check_replayed_k", "check_round_k", "divergence_record", "diverged", "group_norms", "k_auto_summary",
-           "k_controller", "load_replay", "local_weight", "make_timing", "peer_s", "plan_groups", "refit_rows",
-           "round_k", "round_parameter", "round_plan", "round_record"]
+           "check_replayed_k", "check_round_k", "deviation_norm2", "divergence_record", "diverged", "group_norms",
+           "k_auto_summary", "k_controller", "load_replay", "local_weight", "make_timing", "peer_s", "plan_groups",
+           "refit_rows", "round_k", "round_parameter", "round_plan", "round_record"]

@@ -138,9 +138,10 @@ class Simulator:
         self.rows.append(row)
         self.schedules.append(s)
         if self.k_control is not None:  # the round as observed (eq. 7.1); a refit sets the next K
+            from lgc.protocol import deviation_norm2
             from theory.adaptive import observe
 
-            self.k_control.observe(observe(s))
+            self.k_control.observe(observe(s, loss=row["loss"], dev2=deviation_norm2(grads)))
         return row
 
     def final_metrics(self) -> dict:
