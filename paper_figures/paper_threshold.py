@@ -8,7 +8,9 @@ neither) and the constants' curvature bands when they have them.
 
 The model predicts a loss *gap*, the runs measure a test *loss*: F* (and the gap between training and test
 loss) is unknown, so the predicted curve is drawn over the measured loss shifted by one fitted constant c
-(the mean of measured minus predicted over K) and judged by R^2 = 1 - SS_res / SS_tot of that fit over K.
+(the mean of measured minus predicted over K) and judged by R^2 = 1 - SS_res / SS_tot of that fit over K;
+r2_loss_affine also fits a slope (the squared correlation over K): whether the curve's shape is right when its
+amplitude is not.
 """
 from __future__ import annotations
 
@@ -89,8 +91,11 @@ def fit_rows(pts, trows) -> list[dict]:
         c = float(np.mean(y - p))
         ss_tot = float(np.sum((y - y.mean()) ** 2))
         r2 = 1 - float(np.sum((y - p - c) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+        # the curve's shape alone: slope and offset fitted (least squares), i.e. the squared correlation
+        resid = y - np.polyval(np.polyfit(p, y, 1), p) if np.ptp(p) > 0 else y - y.mean()
+        r2_shape = 1 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
         first = next(r for r in trows if r["algorithm"] == alg)
-        out.append({"algorithm": alg, "r2_loss": r2, "loss_offset": c, "fit_ks": " ".join(str(int(x)) for x in k),
+        out.append({"algorithm": alg, "r2_loss": r2, "loss_offset": c, "r2_loss_affine": r2_shape, "fit_ks": " ".join(str(int(x)) for x in k),
                     "k_star": first["k_star"], "k_star_bound": first["k_star_bound"],
                     "k_best_acc": int(max(acc, key=lambda m: m[1])[0]), "k_best_loss": int(k[np.argmin(y)])})
     return out
@@ -135,8 +140,13 @@ def fig_threshold(rows, out: Path, constants, scale) -> list[Path]:
     for f in fits:
         sub = [r for r in trows if r["algorithm"] == f["algorithm"]]
         ax.plot([r["K"] for r in sub], [r["pred_gap"] + f["loss_offset"] for r in sub], color=pal[f["algorithm"]],
-                ls="--", lw=1, label=f"{style.ALGORITHM_LABELS[f['algorithm']]} predicted gap + c, R² = {f['r2_loss']:.2f}")
+                ls="--", lw=1, label=f"{style.ALGORITHM_LABELS[f['algorithm']]} predicted gap + c: R² {f['r2_loss']:.2f} "
+                      f"(slope fitted: {f['r2_loss_affine']:.2f})")
     _mark_k_stars(ax, trows, pal, label=False)
+    span = [v for alg in pp.CORE for _, m, h in _means(pts, alg, "test_loss_at_tau") for v in (m - h, m + h)]
+    if span and fits:  # the measured range: a predicted curve may leave it at K that did not run (the CSV has all)
+        pad = 0.3 * (max(span) - min(span))
+        ax.set_ylim(min(span) - pad, max(span) + pad)
     ax.set_ylabel(f"test loss at τ = {tau:.0f}")
     ax.set_title("measured loss; model's F(w_T) − F* + c (c fitted)" if fits else "measured loss (no model: no constants)",
                  fontsize="small")

@@ -229,12 +229,12 @@ def test_cpu_profile_end_to_end_at_tiny_scale(tmp_path, monkeypatch):
         assert abs(np.mean(fin["test_acc_per_class"]) - fin["test_acc"]) < 1e-9  # 10 test images per class
     theory_rows = [r for r in read_csv(out / "fig4_threshold_k.csv") if r["kind"] == "theory"]
     assert theory_rows and {r["algorithm"] for r in theory_rows} == {"fastest-k", "lgc"}
-    _check_predicted_column(theory_rows, constants)
+    _check_predicted_column(theory_rows, constants, pp.SCALES["cpu-tiny"])
     assert paper.main(common) == 0
     assert json.loads((out / "progress.json").read_text())["started_this_chunk"] == 0
 
 
-def _check_predicted_column(rows, constants):
+def _check_predicted_column(rows, constants, scale):
     """fig4's CSV: per rule and K = 1..N, the error model's predicted gap, equal (within its own Monte Carlo's
     reproducibility) to `lgc optimize-k`'s for the profile's setting *with the runs' momentum and warm-up rounds*
     (without them the prediction differs), and both K* as optimize-k reports them."""
@@ -243,7 +243,7 @@ def _check_predicted_column(rows, constants):
     for alg in ("fastest-k", "lgc"):
         sub = sorted((r for r in rows if r["algorithm"] == alg), key=lambda r: int(r["K"]))
         assert [int(r["K"]) for r in sub] == list(range(1, 11))
-        kw = dict(workers=10, batch_size=50, blocks=pp.BASE_M, algorithm=alg, budget=pp.budget(pp.CPU),
+        kw = dict(workers=10, batch_size=50, blocks=pp.BASE_M, algorithm=alg, budget=pp.budget(scale),
                   eta=pp.BASE_LR, straggling_period=pp.BASE_H, semantics="abort")
         runs_own = optimize_k(constants, momentum=0.9, warmup_rounds=2, **kw)
         plain = optimize_k(constants, **kw)
@@ -269,11 +269,16 @@ def test_fig4_fit_is_r2_of_measured_loss_against_predicted_gap_plus_a_constant()
     c = np.mean(y - p)
     assert fit["loss_offset"] == pytest.approx(c)
     assert fit["r2_loss"] == pytest.approx(1 - np.sum((y - p - c) ** 2) / np.sum((y - y.mean()) ** 2))
+    a, b = np.polyfit(p, y, 1)
+    assert fit["r2_loss_affine"] == pytest.approx(1 - np.sum((y - a * p - b) ** 2) / np.sum((y - y.mean()) ** 2))
+    assert fit["r2_loss_affine"] >= fit["r2_loss"]
     assert fit["fit_ks"] == "3 5 7 10" and fit["k_best_loss"] == 5 and fit["k_best_acc"] == 5
     assert (fit["k_star"], fit["k_star_bound"]) == (1, 8)
     exact = [dict(r, pred_gap=loss.get(r["K"], 0.0) - 1.5) for r in trows]  # predicted = measured - 1.5
     (fit,) = fit_rows(pts, exact)
     assert fit["r2_loss"] == pytest.approx(1.0) and fit["loss_offset"] == pytest.approx(1.5)
+    (fit,) = fit_rows(pts, [dict(r, pred_gap=3 * r["pred_gap"]) for r in exact])  # the right shape, 3x too steep
+    assert fit["r2_loss_affine"] == pytest.approx(1.0) and fit["r2_loss"] < 0
 
 
 def test_cpu_plan_states_processes_and_cpu_minutes(capsys):
