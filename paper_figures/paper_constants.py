@@ -2,7 +2,8 @@
 partition, data) with the scale's `estimate_args`, written next to the figures as constants.json
 with the config (constants_config.json) and arguments (constants_args.json) it came from, and
 reused while both are unchanged and the file holds what the figures read (NEEDED: the curvature bands of
-fig4's error model, DERIVATION.md section 8, which constants written before `lgc estimate` measured them lack). It runs in a process of its own beside the training runs
+fig4's error model, DERIVATION.md section 8, which constants written before `lgc estimate` measured them
+lack). It runs in a process of its own beside the training runs
 (paper_figures/paper.py); the runs need not wait for it.
 """
 from __future__ import annotations

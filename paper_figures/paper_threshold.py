@@ -21,6 +21,10 @@ import numpy as np
 from paper_figures import paper_profile as pp
 from paper_figures import style
 from theory.algorithms import K_RULES
+from theory.algorithms import algorithm as algorithm_entry
+
+# the paper's rule that waits for every worker: a K-rule's K = N (fig4 runs it once, at K = N)
+WAITS_FOR_ALL = next(a for a in pp.CORE if algorithm_entry(a).round_end == "all")
 
 
 def _t95(n: int) -> float:
@@ -73,17 +77,21 @@ def _means(pts, alg: str, col: str):
     return out
 
 
+def _with_k_n(pts, alg: str, col: str):
+    """_means of alg's runs, and WAITS_FOR_ALL's at the K that alg did not run (its K = N)."""
+    own = _means(pts, alg, col)
+    return own + [m for m in _means(pts, WAITS_FOR_ALL, col) if m[0] not in {k for k, _, _ in own}]
+
+
 def fit_rows(pts, trows) -> list[dict]:
     """Per rule with a prediction: the measured test loss at tau (mean over seeds, at the K that ran; its
-    K = N from full-sync's runs, since at K = N a K-rule neither drops nor compensates a worker) against the predicted gap + c, c fitted; R^2 over those K, the measured best K
-    by accuracy and by loss, and both K*."""
+    K = N from full-sync's runs, since at K = N a K-rule neither drops nor compensates a worker) against
+    the predicted gap + c, c fitted; R^2 over those K (and with a slope fitted too), the measured best K by
+    accuracy and by loss, and both K*."""
     out = []
     for alg in sorted({r["algorithm"] for r in trows}):
         pred = {int(r["K"]): r.get("pred_gap") for r in trows if r["algorithm"] == alg}
-        meas = _means(pts, alg, "test_loss_at_tau") + [m for m in _means(pts, "full-sync", "test_loss_at_tau")
-                                                         if not any(p["algorithm"] == alg and p["K"] == m[0] for p in pts)]
-        acc = _means(pts, alg, "test_acc_at_tau") + [m for m in _means(pts, "full-sync", "test_acc_at_tau")
-                                                      if not any(p["algorithm"] == alg and p["K"] == m[0] for p in pts)]
+        meas, acc = _with_k_n(pts, alg, "test_loss_at_tau"), _with_k_n(pts, alg, "test_acc_at_tau")
         both = [(k, y, pred[k]) for k, y, _ in meas if pred.get(k) is not None and np.isfinite(pred[k])]
         if len(both) < 2:
             continue
@@ -95,7 +103,8 @@ def fit_rows(pts, trows) -> list[dict]:
         resid = y - np.polyval(np.polyfit(p, y, 1), p) if np.ptp(p) > 0 else y - y.mean()
         r2_shape = 1 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
         first = next(r for r in trows if r["algorithm"] == alg)
-        out.append({"algorithm": alg, "r2_loss": r2, "loss_offset": c, "r2_loss_affine": r2_shape, "fit_ks": " ".join(str(int(x)) for x in k),
+        out.append({"algorithm": alg, "r2_loss": r2, "loss_offset": c, "r2_loss_affine": r2_shape,
+                    "fit_ks": " ".join(str(int(x)) for x in k),
                     "k_star": first["k_star"], "k_star_bound": first["k_star_bound"],
                     "k_best_acc": int(max(acc, key=lambda m: m[1])[0]), "k_best_loss": int(k[np.argmin(y)])})
     return out
@@ -139,17 +148,18 @@ def fig_threshold(rows, out: Path, constants, scale) -> list[Path]:
     _measured(ax, pts, "test_loss_at_tau", pal)
     for f in fits:
         sub = [r for r in trows if r["algorithm"] == f["algorithm"]]
+        name = style.ALGORITHM_LABELS[f["algorithm"]]
         ax.plot([r["K"] for r in sub], [r["pred_gap"] + f["loss_offset"] for r in sub], color=pal[f["algorithm"]],
-                ls="--", lw=1, label=f"{style.ALGORITHM_LABELS[f['algorithm']]} predicted gap + c: R² {f['r2_loss']:.2f} "
-                      f"(slope fitted: {f['r2_loss_affine']:.2f})")
+                ls="--", lw=1, label=f"{name} predicted gap + c: R² {f['r2_loss']:.2f} "
+                                    f"(slope fitted: {f['r2_loss_affine']:.2f})")
     _mark_k_stars(ax, trows, pal, label=False)
     span = [v for alg in pp.CORE for _, m, h in _means(pts, alg, "test_loss_at_tau") for v in (m - h, m + h)]
     if span and fits:  # the measured range: a predicted curve may leave it at K that did not run (the CSV has all)
         pad = 0.3 * (max(span) - min(span))
         ax.set_ylim(min(span) - pad, max(span) + pad)
     ax.set_ylabel(f"test loss at τ = {tau:.0f}")
-    ax.set_title("measured loss; model's F(w_T) − F* + c (c fitted)" if fits else "measured loss (no model: no constants)",
-                 fontsize="small")
+    ax.set_title("measured loss; model's F(w_T) − F* + c (c fitted)" if fits else
+                 "measured loss (no model: no constants)", fontsize="small")
     ax = axes[0, 2]
     for alg in K_RULES:
         sub = [r for r in trows if r["algorithm"] == alg]
