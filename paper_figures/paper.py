@@ -4,7 +4,7 @@ at the GPU scale or at the CPU scale (`--scale cpu`), in resumable chunks.
     python -m paper_figures.paper --data-dir DIR [--scale paper|cpu] [--chunk-minutes 9]
                                   [--only fig1,fig3] [--processes 2] [--shared-data .carry]
                                   [--constants constants.json] [--archive $OUT/results.tar.gz]
-                                  [--plan] [--draw-only] [--tiny]
+                                  [--plan] [--draw-only] [--records DIR] [--tiny]
 
 Runs the profile's jobs (paper_figures/paper_profile.py) in priority order through the run cache
 (lgc.sim.train: a finished run is reused, an unfinished one resumes from its checkpoint), stops
@@ -253,6 +253,9 @@ def parser() -> Parser:
     p.add_argument("--archive", type=Path, help="write the run records and figures to this .tar.gz")
     p.add_argument("--plan", action="store_true", help="print the runs and the GPU-time estimate, run nothing")
     p.add_argument("--draw-only", action="store_true", help="draw from finished runs, train nothing")
+    p.add_argument("--records", type=Path, metavar="DIR",
+                   help="draw from the finished run records in DIR (e.g. paper_figures/out/cifar/runs), matched to "
+                        "the profile's runs by config whatever code made them; trains nothing")
     p.add_argument("--engine", default="fused", help="gradient engine of every run: fused (default) or batched")
     p.add_argument("--compile", default="none", help="torch.compile mode of every run (default none: one graph "
                                                      "per round size and run would cost more than it saves)")
@@ -278,6 +281,7 @@ class Chunk:
     jobs: list
     accept: bool
     constants: object = None
+    records: list | None = None  # [(job, folder)] of --records (paper_records), None: the run cache
 
 
 def chunk_of(args) -> Chunk:
@@ -302,7 +306,12 @@ def chunk_of(args) -> Chunk:
         from theory.constants import read_constants
 
         constants = read_constants(args.constants)
-    return Chunk(only or tuple(pp.FIGURES), scale, out, jobs, accept, constants)
+    records = None
+    if args.records is not None:  # the runs' own records, not the run cache (paper_records)
+        from paper_figures.paper_records import from_records
+
+        records = from_records(jobs, args.records)
+    return Chunk(only or tuple(pp.FIGURES), scale, out, jobs, accept, constants, records)
 
 
 def train_and_draw(args, chunk: Chunk, to_estimate: bool, t0: float) -> tuple[list, int, list]:
@@ -317,7 +326,9 @@ def train_and_draw(args, chunk: Chunk, to_estimate: bool, t0: float) -> tuple[li
     budget_s -= time.perf_counter() - t0
     scale, out = chunk.scale, chunk.out
     estimating = pc.start(scale, args.data_dir, chunk.accept, out, args.quiet) if to_estimate else None
-    if args.processes > 1 and not args.draw_only:
+    if chunk.records is not None:
+        done, started = chunk.records, 0
+    elif args.processes > 1 and not args.draw_only:
         done, started = run_chunk_parallel(chunk.jobs, results=args.results, budget_s=budget_s, quiet=args.quiet,
                                            processes=args.processes, threads=scale.threads, max_runs=args.max_runs)
     else:

@@ -1,7 +1,9 @@
 """The CPU scale's own bound constants for fig4: `lgc estimate` on the profile's base run (model,
 partition, data) with the scale's `estimate_args`, written next to the figures as constants.json
 with the config (constants_config.json) and arguments (constants_args.json) it came from, and
-reused while both are unchanged. It runs in a process of its own beside the training runs
+reused while both are unchanged and the file holds what the figures read (NEEDED: the curvature bands of
+fig4's error model, DERIVATION.md section 8, which constants written before `lgc estimate` measured them
+lack). It runs in a process of its own beside the training runs
 (paper_figures/paper.py); the runs need not wait for it.
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from paper_figures import paper_profile as pp
 
 CONSTANTS, CONFIG, ARGS = "constants.json", "constants_config.json", "constants_args.json"
+NEEDED = ("bands",)  # keys of constants.json beyond the bound's that the figures read (fig4's predicted curve)
 
 
 def request(scale, data_dir: str, accept: bool) -> tuple[dict, list[str]]:
@@ -23,10 +26,19 @@ def request(scale, data_dir: str, accept: bool) -> tuple[dict, list[str]]:
 
 
 def ready(out: Path, cfg: dict, args: list[str]) -> bool:
-    """Whether out/constants.json is there from this config and these arguments (reused, not re-estimated)."""
+    """Whether out/constants.json is there from this config and these arguments, with the NEEDED keys (reused,
+    not re-estimated)."""
     files = [out / f for f in (CONSTANTS, CONFIG, ARGS)]
     return all(f.exists() for f in files) and _stored_config(files[1]) == cfg \
-        and json.loads(files[2].read_text()) == args
+        and json.loads(files[2].read_text()) == args and _has_needed(files[0])
+
+
+def _has_needed(path: Path) -> bool:
+    try:
+        d = json.loads(path.read_text())
+    except ValueError:
+        return False
+    return isinstance(d, dict) and all(d.get(k) for k in NEEDED)
 
 
 def _stored_config(path: Path):

@@ -13,7 +13,6 @@ import numpy as np
 
 from paper_figures import paper_profile as pp
 from paper_figures import style
-from theory.algorithms import K_RULES
 from theory.algorithms import algorithm as algorithm_entry
 
 EVAL_FIELDS = ("figure", "c", "h", "K", "M", "lr", "algorithm", "seed", "round", "time", "test_acc", "test_loss")
@@ -124,77 +123,6 @@ def fig_periods(rows, out: Path, scale=pp.PAPER) -> list[Path]:
         ax.set_ylabel("test accuracy")
     _finish(fig, axes, f"Straggling period (c = {scale.base_c}, K = {pp.BASE_K})")
     return style.save(fig, out / "fig3_straggling_period", _select_fig(rows, "fig3"), EVAL_FIELDS)
-
-
-def at_time(rows, tau: float) -> list[dict]:
-    """Test accuracy of each (algorithm, K, seed) run interpolated at time tau (clamped to the run)."""
-    out = []
-    for key in sorted({(r["algorithm"], r["K"], r["seed"]) for r in rows}):
-        pts = sorted((r["time"], r["test_acc"]) for r in rows if (r["algorithm"], r["K"], r["seed"]) == key)
-        out.append({"algorithm": key[0], "K": key[1], "seed": key[2], "tau": tau,
-                    "test_acc_at_tau": float(np.interp(tau, [p[0] for p in pts], [p[1] for p in pts])),
-                    "run_end_time": pts[-1][0]})
-    return out
-
-
-def bound_rows(constants, scale, algorithms=K_RULES) -> list[dict]:
-    """The bound at the budget tau for K = 1..N (theory.tradeoff), with K*; [] without constants."""
-    if constants is None:
-        return []
-    from theory.timing import ShiftedExponential
-    from theory.tradeoff import Problem, tradeoff
-
-    prob = Problem(N=10, M=pp.BASE_M, B=50, L=constants.L, sigma2=constants.sigma2, zeta2=constants.zeta2,
-                   Delta=constants.Delta, timing=ShiftedExponential(shift=1.0, rate=1.0), h=pp.BASE_H,
-                   semantics=scale.semantics)
-    out = []
-    for alg in algorithms:
-        t = tradeoff(alg, prob, budget=pp.budget(scale), eta=pp.BASE_LR)
-        out += [{"algorithm": alg, "k_star": t.k_star, **r} for r in t.rows()]
-    return out
-
-
-def fig_threshold(rows, out: Path, constants, scale) -> list[Path]:
-    """fig4: accuracy at the budget tau vs K (measured) with the bound's curve and K*."""
-    pal = style.algorithm_palette()
-    tau = pp.budget(scale)
-    pts = at_time(_select_fig(rows, "fig4"), tau)
-    fig, axes = style.figure(ncols=2, width=3.4, height=2.7)
-    ax = axes[0, 0]
-    for alg in pp.CORE:
-        ks = sorted({p["K"] for p in pts if p["algorithm"] == alg})
-        means, halves = [], []
-        for k in ks:
-            v = np.array([p["test_acc_at_tau"] for p in pts if p["algorithm"] == alg and p["K"] == k])
-            means.append(v.mean())
-            halves.append(_t95(len(v)) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0)
-        if ks:  # a small horizontal offset keeps coinciding points of the two rules apart
-            dx = {"fastest-k": -0.08, "lgc": 0.08}.get(alg, 0.0)
-            ax.errorbar(np.array(ks) + dx, means, yerr=halves, color=pal[alg], marker="o", ms=4, capsize=2,
-                        label=style.ALGORITHM_LABELS[alg])
-    ax.set_xlabel("straggler threshold K")
-    ax.set_ylabel(f"test accuracy at τ = {tau:.0f}")
-    ax.set_title("measured (mean, 95% CI over seeds)")
-    ax = axes[0, 1]
-    brows = bound_rows(constants, scale)
-    for alg in K_RULES:
-        sub = [r for r in brows if r["algorithm"] == alg]
-        if sub:
-            ax.plot([r["K"] for r in sub], [r["bound"] for r in sub], color=pal[alg], marker=".",
-                    label=f"{style.ALGORITHM_LABELS[alg]} bound, K* = {sub[0]['k_star']}")
-            ax.axvline(sub[0]["k_star"], color=pal[alg], ls=":", lw=1)
-    if brows:
-        ax.set_yscale("log")
-        ax.set_ylabel("bound on mean ||∇F||² at τ")
-        ax.set_title("theory (constants from lgc estimate)")
-    else:
-        ax.text(0.5, 0.5, "bound not drawn:\nno constants (pass --constants FILE\nfrom `lgc estimate`)",
-                ha="center", va="center", transform=ax.transAxes, fontsize="small")
-        ax.set_title("theory")
-    ax.set_xlabel("straggler threshold K")
-    _finish(fig, axes, f"Fixed budget τ = T·E[R(K={pp.BASE_K})] (c = {scale.base_c}, h = {pp.BASE_H})")
-    data = [{"kind": "measured", **p} for p in pts] + [{"kind": "bound", **r} for r in brows]
-    return style.save(fig, out / "fig4_threshold_k", data)
 
 
 def fig_blocks(rows, out: Path, scale=pp.PAPER) -> list[Path]:
@@ -385,6 +313,8 @@ def draw_all(done, out: Path, *, constants=None, scale=pp.PAPER, only=pp.FIGURES
     if "fig3" in only and "fig3" in have:
         paths += fig_periods(rows, out, scale)
     if "fig4" in only and "fig4" in have:
+        from paper_figures.paper_threshold import fig_threshold
+
         paths += fig_threshold(rows, out, constants, scale)
     if "fig5" in only and "fig5" in have:
         paths += fig_blocks(rows, out, scale)

@@ -43,6 +43,7 @@ KS = (3, 5, 7, 9)
 BLOCKS = (1, 2, 5, 10)
 LRS = (0.02, 0.05, 0.1)
 BASE_C, BASE_H, BASE_K, BASE_M, BASE_LR = 5, 10, 7, 5, 0.05
+BASE_MOMENTUM, BASE_WARMUP = 0.9, 2  # every run's server momentum and full-sync warm-up rounds
 FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig8", "classes")
 PERSISTENT = "persistent"  # fig3's regime with a held slow set (HeterogeneousSpeed, slow_workers="first")
 # 3 of the 10 workers (N - K of them at K = 7) 3x slower for ever: the fastest K never includes them
@@ -115,7 +116,8 @@ def base_config(data_dir: str, scale: Scale, *, accept_md5_mismatch: bool = True
 
     d = dict(
         algorithm="lgc", n_workers=10, threshold_k=BASE_K, batch_size=50, blocks=BASE_M, rounds=scale.rounds,
-        warmup_rounds=2, lr=BASE_LR, momentum=0.9, weight_decay=5e-4, dataset="cifar10", data_dir=str(data_dir),
+        warmup_rounds=BASE_WARMUP, lr=BASE_LR, momentum=BASE_MOMENTUM, weight_decay=5e-4, dataset="cifar10",
+        data_dir=str(data_dir),
         accept_md5_mismatch=accept_md5_mismatch, augment=True, model=scale.model, width=scale.width, norm="group",
         partition="main-label", classes_per_worker=scale.base_c, samples_per_worker=scale.samples_per_worker,
         main_share=0.8, timing="shifted-exp", timing_params={"shift": 1.0, "rate": 1.0},

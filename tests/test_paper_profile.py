@@ -13,6 +13,7 @@ from paper_figures import paper_profile as pp
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+BANDS = {"h": [4.0, 1.0], "delta": [0.5, 0.5], "sigma2": [0.5, 0.5], "zeta2": [0.5, 0.5]}
 
 
 def test_profile_is_the_paper_setting():
@@ -226,10 +227,58 @@ def test_cpu_profile_end_to_end_at_tiny_scale(tmp_path, monkeypatch):
         fin = json.loads((d / "final.json").read_text())
         assert len(fin["test_acc_per_class"]) == 10
         assert abs(np.mean(fin["test_acc_per_class"]) - fin["test_acc"]) < 1e-9  # 10 test images per class
-    bound = [r for r in read_csv(out / "fig4_threshold_k.csv") if r["kind"] == "bound"]
-    assert bound and {r["algorithm"] for r in bound} == {"fastest-k", "lgc"}
+    theory_rows = [r for r in read_csv(out / "fig4_threshold_k.csv") if r["kind"] == "theory"]
+    assert theory_rows and {r["algorithm"] for r in theory_rows} == {"fastest-k", "lgc"}
+    _check_predicted_column(theory_rows, constants, pp.SCALES["cpu-tiny"])
     assert paper.main(common) == 0
     assert json.loads((out / "progress.json").read_text())["started_this_chunk"] == 0
+
+
+def _check_predicted_column(rows, constants, scale):
+    """fig4's CSV: per rule and K = 1..N, the error model's predicted gap, equal (within its own Monte Carlo's
+    reproducibility) to `lgc optimize-k`'s for the profile's setting *with the runs' momentum and warm-up rounds*
+    (without them the prediction differs), and both K* as optimize-k reports them."""
+    from theory.optimal_k import optimize_k
+
+    for alg in ("fastest-k", "lgc"):
+        sub = sorted((r for r in rows if r["algorithm"] == alg), key=lambda r: int(r["K"]))
+        assert [int(r["K"]) for r in sub] == list(range(1, 11))
+        kw = dict(workers=10, batch_size=50, blocks=pp.BASE_M, algorithm=alg, budget=pp.budget(scale),
+                  eta=pp.BASE_LR, straggling_period=pp.BASE_H, semantics="abort")
+        runs_own = optimize_k(constants, momentum=0.9, warmup_rounds=2, **kw)
+        plain = optimize_k(constants, **kw)
+        pred = np.array([float(r["pred_gap"]) for r in sub])
+        np.testing.assert_allclose(pred, runs_own.recommendation.prediction.gap, rtol=1e-9)
+        assert not np.allclose(pred, plain.recommendation.prediction.gap, rtol=1e-3)
+        assert {(int(r["k_star"]), int(r["k_star_bound"])) for r in sub} == {(runs_own.k_star, runs_own.k_star_bound)}
+
+
+def test_fig4_fit_is_r2_of_measured_loss_against_predicted_gap_plus_a_constant():
+    """fit rows: c = mean(measured - predicted) over the K measured (K = N from full-sync's runs), R^2 of
+    measured = predicted + c; the measured best K by accuracy and by loss."""
+    from paper_figures.paper_threshold import fit_rows
+
+    loss = {3: 2.0, 5: 1.7, 7: 1.9, 10: 2.3}
+    pts = [{"algorithm": "lgc" if k < 10 else "full-sync", "K": k, "seed": s, "test_loss_at_tau": loss[k] + e,
+            "test_acc_at_tau": 1 - loss[k] / 3} for k in loss for s, e in ((0, -0.01), (1, 0.01))]
+    pred = {k: 0.1 * k for k in range(1, 11)}
+    trows = [{"algorithm": "lgc", "K": k, "pred_gap": pred[k], "k_star": 1, "k_star_bound": 8} for k in pred]
+    (fit,) = fit_rows(pts, trows)
+    y = np.array([loss[k] for k in (3, 5, 7, 10)])
+    p = np.array([pred[k] for k in (3, 5, 7, 10)])
+    c = np.mean(y - p)
+    assert fit["loss_offset"] == pytest.approx(c)
+    assert fit["r2_loss"] == pytest.approx(1 - np.sum((y - p - c) ** 2) / np.sum((y - y.mean()) ** 2))
+    a, b = np.polyfit(p, y, 1)
+    assert fit["r2_loss_affine"] == pytest.approx(1 - np.sum((y - a * p - b) ** 2) / np.sum((y - y.mean()) ** 2))
+    assert fit["r2_loss_affine"] >= fit["r2_loss"]
+    assert fit["fit_ks"] == "3 5 7 10" and fit["k_best_loss"] == 5 and fit["k_best_acc"] == 5
+    assert (fit["k_star"], fit["k_star_bound"]) == (1, 8)
+    exact = [dict(r, pred_gap=loss.get(r["K"], 0.0) - 1.5) for r in trows]  # predicted = measured - 1.5
+    (fit,) = fit_rows(pts, exact)
+    assert fit["r2_loss"] == pytest.approx(1.0) and fit["loss_offset"] == pytest.approx(1.5)
+    (fit,) = fit_rows(pts, [dict(r, pred_gap=3 * r["pred_gap"]) for r in exact])  # the right shape, 3x too steep
+    assert fit["r2_loss_affine"] == pytest.approx(1.0) and fit["r2_loss"] < 0
 
 
 def test_cpu_plan_states_processes_and_cpu_minutes(capsys):
@@ -253,7 +302,7 @@ def test_cpu_plan_counts_the_estimate_only_when_constants_must_be_made(tmp_path,
     fresh = plan("x")
     assert fresh["includes_constants_estimate"] is True
     cfg, args = paper_constants.request(pp.CPU, "x", False)
-    (tmp_path / "constants.json").write_text("{}")
+    (tmp_path / "constants.json").write_text(json.dumps({"bands": BANDS}))
     (tmp_path / "constants_config.json").write_text(json.dumps(cfg))
     (tmp_path / "constants_args.json").write_text(json.dumps(args))
     reused = plan("x")
@@ -288,8 +337,9 @@ def test_cpu_profile_estimates_its_constants_beside_the_runs(tmp_path, monkeypat
     est = json.loads((out / "constants.json").read_text())
     assert est["source"]["samples_per_worker"] == [20] * 10 and est["source"]["trajectory"]["steps"] == 2
     assert json.loads((out / "constants_args.json").read_text())[:2] == ["--max-samples", "20"]
-    bound = [r for r in read_csv(out / "fig4_threshold_k.csv") if r["kind"] == "bound"]
-    assert bound and {r["algorithm"] for r in bound} == {"fastest-k", "lgc"}
+    theory_rows = [r for r in read_csv(out / "fig4_threshold_k.csv") if r["kind"] == "theory"]
+    assert theory_rows and {r["algorithm"] for r in theory_rows} == {"fastest-k", "lgc"}
+    assert est["bands"]["h"] and all(r["pred_gap"] != "" for r in theory_rows)  # the model ran on its bands
     made = (out / "constants.json").stat().st_mtime_ns
     assert paper.main(common) == 0  # same config and arguments: reused, not estimated again
     assert (out / "constants.json").stat().st_mtime_ns == made
@@ -307,8 +357,44 @@ def test_constants_written_with_the_flat_config_are_still_ready(tmp_path):
     committed paper_figures/out/cifar one) names the same config: its constants are reused."""
     cfg, args = paper_constants.request(pp.CPU, "x", False)
     flat = {**{k: v for k, v in cfg.items() if k != "task"}, **cfg["task"]}
-    (tmp_path / paper_constants.CONSTANTS).write_text("{}")
+    (tmp_path / paper_constants.CONSTANTS).write_text(json.dumps({"bands": BANDS}))
     (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
     for stored, ready in ((flat, True), (cfg, True), ({**flat, "classes_per_worker": 5}, False), ([1], False)):
         (tmp_path / paper_constants.CONFIG).write_text(json.dumps(stored))
         assert paper_constants.ready(tmp_path, cfg, args) is ready, stored
+
+
+def test_constants_without_bands_are_estimated_again(tmp_path):
+    """fig4's error model reads the constants' curvature bands: a constants.json of the same config and
+    arguments but without them (as written before `lgc estimate` measured bands) is not reused."""
+    cfg, args = paper_constants.request(pp.CPU, "x", False)
+    (tmp_path / paper_constants.CONFIG).write_text(json.dumps(cfg))
+    (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
+    for stored, ready in (({"L": 1.0}, False), ({"bands": None}, False), ("not json", False), ({"bands": BANDS}, True)):
+        (tmp_path / paper_constants.CONSTANTS).write_text(stored if isinstance(stored, str) else json.dumps(stored))
+        assert paper_constants.ready(tmp_path, cfg, args) is ready, stored
+
+
+def test_records_match_the_committed_cifar_runs_by_config():
+    """--records: each of the CPU profile's 48 runs has exactly one committed record under
+    paper_figures/out/cifar/runs (made by older code, whose cache keys differ), whatever the data folder."""
+    from pathlib import Path
+
+    from paper_figures.paper_records import from_records
+
+    folder = Path(paper.__file__).parent / "out" / "cifar" / "runs"
+    jobs = pp.jobs("/anywhere", pp.CPU)
+    done = from_records(jobs, folder)
+    assert [j for j, _ in done] == jobs and len({p for _, p in done}) == len(jobs) == 48
+    for job, path in done[:3]:
+        rec = json.loads((path / "config.json").read_text())
+        assert (rec["algorithm"], rec["seed"], rec["rounds"]) == (job.config.algorithm, job.config.seed,
+                                                                  job.config.rounds)
+
+
+def test_records_folder_errors_are_one_line_and_status_2(tmp_path, capsys):
+    common = ["--scale", "cpu", "--data-dir", "x", "--only", "fig4", "--out", str(tmp_path / "out"), "--quiet"]
+    for folder, says in ((tmp_path / "none", "no such folder"), (tmp_path, "no finished run")):
+        assert paper.main(common + ["--records", str(folder)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and says in err and str(folder) in err
