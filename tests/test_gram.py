@@ -224,3 +224,17 @@ def test_region_holds_every_set_minimiser_and_the_iterates_in_expectation():
         g = q.h[None, None] * (w[:, :, None] - q.c[None, None])
         a2 = ((g - g.mean(2, keepdims=True)) ** 2).sum(-1).mean(-1)  # (seeds, T): (1/N) sum_i ||a_i(w_t)||^2
         assert np.all(a2.mean(0) <= z2)
+
+
+def test_coefficients_of_many_rounds_equal_one_round_at_a_time():
+    """set_forms draws a chunk of rounds and schedules them in one call: (R, N, M) finish times give, round by
+    round, exactly the coefficients of that round alone (same schedule code, same floats)."""
+    timing, n, m_blocks, ks = HeterogeneousSpeed(slowdown=3.0), 7, 3, np.array([1, 3, 6, 7])
+    fin = np.stack([timing.block_finish_times(2, r, n, m_blocks) for r in range(25)])
+    fin[4] = fin[4, :, -1:] * np.arange(1, m_blocks + 1) / m_blocks  # a tie-free even split, as drawn
+    fin[5, 2] = fin[5, 4]  # a tie between two workers: broken by index in both
+    many = coefficients(fin, ks)
+    for r in range(len(fin)):
+        one = coefficients(fin[r], ks)
+        for a, b in zip(many, one):
+            assert np.array_equal(a[r], b)

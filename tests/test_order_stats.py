@@ -169,9 +169,14 @@ def test_monte_carlo_memory_does_not_grow_with_rounds_and_progress_is_reported()
         return out
 
     assert peak(120) < 1.5 * peak(4)  # a (rounds, 6, N) float array would be 30x larger
+    for rounds in (7, 600):  # progress as each chunk of rounds is done: increasing, ending at `rounds`
+        seen = []
+        round_stats(model, 50, 5, rounds=rounds, seed=1, progress=seen.append)
+        assert seen == sorted(set(seen)) and seen[-1] == rounds and seen[0] >= 1
+    assert len(seen) > 1  # 600 rounds of 50 K x 5 blocks x 50 workers: more than one chunk
     seen = []
-    round_stats(model, 50, 5, rounds=7, seed=1, progress=seen.append)
-    assert seen == list(range(1, 8))
+    round_stats(model, 50, 5, rounds=7, seed=1, progress=seen.append, semantics="boundary")
+    assert seen == list(range(1, 8))  # the chain: round by round
 
 
 def test_running_means_equal_the_explicit_mean_and_standard_error():
@@ -184,3 +189,38 @@ def test_running_means_equal_the_explicit_mean_and_standard_error():
     assert np.allclose(st.wall, per[:, 1].mean(axis=0), rtol=1e-12, atol=0)
     assert np.allclose(st.wall_se, per[:, 1].std(axis=0, ddof=1) / np.sqrt(rounds), rtol=1e-9, atol=1e-15)
     assert np.allclose(st.m_mean * np.maximum(n - np.arange(1, n + 1), 1), per[:, 2].mean(axis=0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("model", [ShiftedExponential(shift=0.5, rate=2.0), HeterogeneousSpeed(slowdown=4.0)])
+@pytest.mark.parametrize("broadcast_max,budget", [(1 << 16, 1 << 18), (1 << 16, 300), (0, 1 << 18)])
+def test_rounds_at_once_equal_a_loop_over_rounds(model, broadcast_max, budget, monkeypatch):
+    """Abort rounds compared many at a time (or one by one with a binary search, BROADCAST_MAX = 0;
+    in chunks of a few rounds, ROUND_BUDGET = 300) equal an explicit loop over rounds and K on the same
+    draws: per round, the K fastest (ties by index) and m_j = blocks with X_j (m+1)/M <= t_cut (eq. 2.2),
+    at most M - 1; then the mean and standard error over rounds."""
+    import theory.order_stats as os_
+
+    monkeypatch.setattr(os_, "BROADCAST_MAX", broadcast_max)
+    monkeypatch.setattr(os_, "ROUND_BUDGET", budget)
+    n, m_blocks, rounds, seed = 9, 4, 157, 4
+    t_cut, m_mean, m_inv, zero = (np.zeros((rounds, n)) for _ in range(4))
+    for r in range(rounds):
+        x = model.block_finish_times(seed, r, n, 1)[:, 0]
+        order = np.argsort(x, kind="stable")
+        for k in range(1, n + 1):
+            t = x[order[k - 1]]
+            m = [min(sum(x[j] * (b + 1) / m_blocks <= t for b in range(m_blocks)), m_blocks - 1)
+                 for j in order[k:]]
+            t_cut[r, k - 1] = t
+            if m:
+                m_mean[r, k - 1] = np.mean(m)
+                m_inv[r, k - 1] = np.mean([1 / v if v else 0.0 for v in m])
+                zero[r, k - 1] = np.mean([v == 0 for v in m])
+    st = round_stats(model, n, m_blocks, rounds=rounds, seed=seed)
+    assert st.rounds == rounds
+    assert np.allclose(st.t_cut, t_cut.mean(0), rtol=1e-12, atol=0)
+    assert np.allclose(st.wall, t_cut.mean(0), rtol=1e-12, atol=0)
+    assert np.allclose(st.t_cut_se, t_cut.std(0, ddof=1) / np.sqrt(rounds), rtol=1e-9, atol=0)
+    for got, want in ((st.m_mean, m_mean), (st.m_inv, m_inv), (st.zero_frac, zero)):
+        assert np.allclose(got, want.mean(0), rtol=1e-12, atol=1e-15)
+    assert np.allclose(st.m_inv_se, m_inv.std(0, ddof=1) / np.sqrt(rounds), rtol=1e-9, atol=1e-15)

@@ -30,3 +30,24 @@ def test_a_data_set_of_another_name_is_refused():
     other.name = "cifar10"
     with pytest.raises(UserError, match="dataset 'cifar10' passed to a run of dataset='synthetic'"):
         make_task(CFG, torch.device("cpu"), other)
+
+
+def test_the_built_in_synthetic_data_is_drawn_once_per_arguments(monkeypatch):
+    """A sweep builds one task per run: the embedded data set is drawn once per process for each set of
+    arguments (lgc.task._synthetic), and the tasks' inputs are those of a fresh draw."""
+    import lgc.task as task_mod
+
+    calls = []
+    real = task_mod.make_classification
+    monkeypatch.setattr(task_mod, "make_classification", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
+    task_mod._synthetic.cache_clear()
+    cfg = CFG
+    a, b = make_task(cfg, torch.device("cpu")), make_task(cfg, torch.device("cpu"))
+    assert len(calls) == 1
+    fresh = make_task(cfg, torch.device("cpu"), real(cfg.task.synthetic_train, cfg.task.synthetic_test,
+                                                       signal=cfg.task.synthetic_signal, seed=cfg.task.data_seed,
+                                                       in_shape=(3, cfg.task.synthetic_side, cfg.task.synthetic_side)))
+    for x, y, z in zip(a.round_inputs(1, np.array([4, 1, 3])), b.round_inputs(1, np.array([4, 1, 3])),
+                       fresh.round_inputs(1, np.array([4, 1, 3]))):
+        assert torch.equal(x, y) and torch.equal(x, z)
+    task_mod._synthetic.cache_clear()

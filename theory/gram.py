@@ -87,10 +87,18 @@ class SeparableEnvelope:
 
 def coefficients(finish, ks):
     """Per K (rows) the coefficient vectors of one abort round (eq. 2.4) with finish times (N, M):
-    x = 1_A/K - 1/N, c^Delta (1/N on S', -s/(N K) on A), f = x + c^Delta (lgc-fresh's bias)."""
+    x = 1_A/K - 1/N, c^Delta (1/N on S', -s/(N K) on A), f = x + c^Delta (lgc-fresh's bias).
+    Finish times (R, N, M) of R rounds: each of x, c^Delta, f is (R, |ks|, N), all rounds in one
+    schedule_rounds call."""
     ks = np.asarray(ks, dtype=int)
-    b = schedule_rounds(finish, ks, semantics="abort")
-    return schedule_coefficients(b.fast, b.blocks_done, ks[:, None])
+    finish = np.asarray(finish, dtype=float)
+    if finish.ndim == 2:
+        b = schedule_rounds(finish, ks, semantics="abort")
+        return schedule_coefficients(b.fast, b.blocks_done, ks[:, None])
+    r, n, m_blocks = finish.shape
+    b = schedule_rounds(np.repeat(finish, len(ks), axis=0), np.tile(ks, r), semantics="abort")
+    shape = (r, len(ks), n)
+    return schedule_coefficients(b.fast.reshape(shape), b.blocks_done.reshape(shape), ks[None, :, None])
 
 
 def schedule_coefficients(fast, blocks_done, k):
@@ -162,14 +170,12 @@ def set_forms(timing, n: int, m_blocks: int, h: float, ks, envelope, *, rounds: 
     chunk = max(1, (1 << 18) // (len(ks) * n))  # rounds per batch of envelope calls: O(2^18) floats
     for lo in range(0, rounds, chunk):
         m = min(chunk, rounds - lo)
-        rows = {k: np.zeros((m, len(ks), n)) for k in names}
-        for j, r in enumerate(range(lo, lo + m)):
-            t = None if t1 is None else t1 + r % cycle
-            x, dlt, f = coefficients(timing.block_finish_times(seed + r, t or 0, n, m_blocks, period=period), ks)
-            rows["g_bias"][j], rows["g_fresh"][j], rows["g_delta"][j] = x, f, dlt
-            if t is not None:
-                _, dlt0, _ = coefficients(timing.block_finish_times(seed + r, t - 1, n, m_blocks, period=period), ks)
-                rows["g_change"][j] = x + dlt0  # else 0: no set changes after round 0 (phi = 0)
+        ts = [None if t1 is None else t1 + r % cycle for r in range(lo, lo + m)]
+        draws = lambda back: np.stack([timing.block_finish_times(seed + r, (t or 0) - back, n, m_blocks, period=period)
+                                       for r, t in zip(range(lo, lo + m), ts)])
+        rows = dict(zip(("g_bias", "g_delta", "g_fresh"), coefficients(draws(0), ks)))  # each (m, |ks|, N)
+        # the round before the set change; else 0: no set changes after round 0 (phi = 0)
+        rows["g_change"] = rows["g_bias"] + coefficients(draws(1), ks)[1] if t1 is not None else np.zeros_like(rows["g_bias"])
         for k in names:
             sums[k] += _sum_per_row(envelope, rows[k])
         sx += rows["g_bias"].sum(axis=0)

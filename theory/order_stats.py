@@ -172,23 +172,53 @@ def _chain_rounds(model, n, m_blocks, ks, rounds, seed, period, wait_reports, co
             start = b.next_start()
             one = _batch_stats(b, ks[sl], finish[:, -1])
             one[1] -= comm[sl]
-            yield sl, r, one
+            yield sl, r, one[None]
+
+
+ROUND_BUDGET = 1 << 18  # elements of one chunk of rounds' (rounds, |ks|, M, N) comparison and (rounds, 6, |ks|) rows
+BROADCAST_MAX = 1 << 16  # |ks| M N per round up to which the rounds are compared at once, not searched one by one
+
+
+def _even_split_rounds(xs: np.ndarray, kk: np.ndarray, m_blocks: int) -> np.ndarray:
+    """_even_split_chunk for many rounds at once: xs (R, N), each row sorted; returns (R, 5, |kk|).
+    The same counts (x <= M t / k, eq. 2.4) by a comparison over every worker instead of a binary
+    search: O(R |kk| M N) work in a few numpy calls, for small |kk| M N (BROADCAST_MAX)."""
+    n = xs.shape[1]
+    t = xs[:, kk - 1]  # (R, |kk|)
+    q = m_blocks * t[:, :, None] / np.arange(1, m_blocks + 1)  # (R, |kk|, M): M t / k, as _even_split_chunk
+    c = np.maximum(np.count_nonzero(xs[:, None, None, :] <= q[..., None], axis=-1), kk[:, None])
+    counts = np.empty(c.shape[:2] + (m_blocks + 1,), dtype=np.int64)  # (R, |kk|, level)
+    counts[..., 0] = n - c[..., 0]
+    counts[..., 1:m_blocks] = c[..., :-1] - c[..., 1:]
+    counts[..., m_blocks] = c[..., -1] - kk  # ties with t: all blocks done by t
+    m_of = np.minimum(np.arange(m_blocks + 1), m_blocks - 1).astype(float)
+    inv = np.where(m_of >= 1, 1.0 / np.maximum(m_of, 1), 0.0)
+    return np.stack([t, t, counts @ m_of, counts @ inv, counts @ (m_of == 0).astype(float)], axis=1)
 
 
 def _abort_rounds(model, n, m_blocks, ks, rounds, seed):
-    """Abort semantics: independent rounds (eq. 2.4). Yields, per round, (every column, r, the
-    (6, |ks|) rows of _batch_stats; the last row, the carry-free cutoff, is t_cut itself)."""
+    """Abort semantics: independent rounds (eq. 2.4), a chunk of rounds at a time. Yields, per chunk,
+    (every column, its first round r0, the (rounds, 6, |ks|) rows of _batch_stats; the last row, the
+    carry-free cutoff, is t_cut itself). Round r draws block_finish_times(seed, r, ...), one call per
+    round (the draws are seeded per round); small |ks| M N compare all the chunk's rounds at once."""
     # fixed or replayed times can tie exactly with block boundaries: there, use the finish
     # matrix itself (float-identical to the schedule code) unless N is large
     exact_path = model.per_block or (model.fixed_times() and n <= 2000)
-    one = np.empty((6, len(ks)))
-    for r in range(rounds):
-        if exact_path:
-            one[:5] = _generic_round(model.block_finish_times(seed, r, n, m_blocks), ks)
-        else:
-            one[:5] = _even_split_round(model.block_finish_times(seed, r, n, 1)[:, 0], m_blocks, ks)
-        one[5] = one[0]
-        yield slice(None), r, one
+    broadcast = not exact_path and len(ks) * m_blocks * n <= BROADCAST_MAX
+    step = max(1, ROUND_BUDGET // (len(ks) * max(6, m_blocks * n))) if broadcast else 1  # else memory O(N + |ks|)
+    for r0 in range(0, rounds, step):
+        rs = range(r0, min(rounds, r0 + step))
+        one = np.empty((len(rs), 6, len(ks)))
+        if broadcast:
+            xs = np.sort([model.block_finish_times(seed, r, n, 1)[:, 0] for r in rs], axis=1)
+            one[:, :5] = _even_split_rounds(xs, ks, m_blocks)
+        for i, r in enumerate(rs if not broadcast else ()):
+            if exact_path:
+                one[i, :5] = _generic_round(model.block_finish_times(seed, r, n, m_blocks), ks)
+            else:
+                one[i, :5] = _even_split_round(model.block_finish_times(seed, r, n, 1)[:, 0], m_blocks, ks)
+        one[:, 5] = one[:, 0]
+        yield slice(None), r0, one
 
 
 def check_chain_size(n: int, m_blocks: int, n_ks: int, rounds: int) -> None:
@@ -223,9 +253,10 @@ def round_stats(
     `comm` per K, lgc-fresh's `wait_reports`), started from zero offsets as a run is; standard
     error from the means of 10 consecutive batches of rounds (consecutive rounds are correlated).
     Memory O(N M + len(ks)): the rounds enter running means and sums of squared deviations
-    (Welford's update), not a (rounds, len(ks)) array (1.4 GB at N = 10^6), and the chain runs a chunk
-    of K at a time; a chain over CHAIN_MAX_WORK block updates is refused (check_chain_size).
-    `progress(r)` is called as each round's worth of work r = 1..rounds is done (a progress bar; theory
+    (merged a chunk of rounds at a time), not a (rounds, len(ks)) array (1.4 GB at N = 10^6); abort
+    rounds of small |ks| M N are computed a chunk of rounds at once (ROUND_BUDGET elements), the chain
+    runs a chunk of K at a time; a chain over CHAIN_MAX_WORK block updates is refused (check_chain_size).
+    `progress(r)` is called as the work of r rounds is done (per chunk of rounds; a progress bar; theory
     prints nothing).
     """
     require(n >= 1, f"N={n} must be >= 1")
@@ -250,17 +281,22 @@ def round_stats(
     batch_of = np.repeat(np.arange(n_batches), [len(b) for b in np.array_split(np.arange(rounds), n_batches)])
     # batch means for the chain only (abort's standard error comes from m2): 560 bytes per K otherwise
     batch_sum = np.zeros((n_batches, 7, len(ks))) if semantics == "boundary" else None
-    shown = 0
-    for step, (sl, r, six) in enumerate(per_round, start=1):
-        for row in range(7):  # row by row: temporaries of len(ks), not 7 x len(ks) (Welford's update)
-            v = six[row] if row < 5 else six[1] - six[0] if row == 5 else six[1] - six[5]
-            delta = v - mean[row, sl]
-            mean[row, sl] += delta / (r + 1)
-            m2[row, sl] += delta * (v - mean[row, sl])
+    done = shown = 0
+    for sl, r0, six in per_round:  # six: (rounds of the chunk, 6, K of the chunk), rounds r0, r0 + 1, ...
+        nr = six.shape[0]
+        for row in range(7):  # row by row: temporaries of (nr, len(ks)), not 7 times that
+            v = six[:, row] if row < 5 else six[:, 1] - six[:, 0] if row == 5 else six[:, 1] - six[:, 5]
+            # merge the chunk's mean and squared deviations into the running ones (Chan et al.'s
+            # pairwise update; for one round it is Welford's)
+            c_mean = v.mean(axis=0)
+            delta = c_mean - mean[row, sl]
+            mean[row, sl] += delta * (nr / (r0 + nr))
+            m2[row, sl] += ((v - c_mean) ** 2).sum(axis=0) + delta ** 2 * (r0 * nr / (r0 + nr))
             if batch_sum is not None:
-                batch_sum[batch_of[r], row, sl] += v
-        if progress is not None and step * rounds // steps > shown:  # rounds' worth of work done
-            shown = step * rounds // steps
+                np.add.at(batch_sum[:, row], (batch_of[r0:r0 + nr], sl), v)
+        done += nr
+        if progress is not None and done * rounds // steps > shown:  # rounds' worth of work done
+            shown = done * rounds // steps
             progress(shown)
     strag = np.maximum(n - ks, 1)
     if rounds < 2:

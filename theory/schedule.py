@@ -99,20 +99,23 @@ def schedule_rounds(
     finish: np.ndarray, ks, start: np.ndarray | None = None, *, semantics: Semantics = DEFAULT_SEMANTICS,
     comm=0.0, wait_reports: bool = False,
 ) -> RoundBatch:
-    """Vectorised core of schedule_round: B rounds on the same (N, M) finish times.
+    """Vectorised core of schedule_round: B rounds on the same (N, M) finish times, or each on its own
+    ((B, N, M) finish times: many rounds' draws at once).
 
     ks: (B,) thresholds; start: (B, N) start offsets (zeros when None); comm: scalar or (B,).
     wait_reports (lgc-fresh): the server waits until every reported block is done.
     """
     finish = np.asarray(finish, dtype=float)
-    require(finish.ndim == 2 and finish.shape[1] >= 1, f"finish times must be (N, M), got shape {finish.shape}")
+    require(finish.ndim in (2, 3) and finish.shape[-1] >= 1,
+            f"finish times must be (N, M) or (B, N, M), got shape {finish.shape}")
     require(semantics in SEMANTICS, f"semantics={semantics!r} must be 'abort' or 'boundary'")
-    n, m_blocks = finish.shape
+    n, m_blocks = finish.shape[-2:]
     ks = np.atleast_1d(np.asarray(ks, dtype=int))
     require(bool(np.all((ks >= 1) & (ks <= n))), f"K={ks.tolist()} must satisfy 1 <= K <= N={n}")
     b = ks.size
+    require(finish.ndim == 2 or len(finish) == b, f"(B, N, M) finish times need B={b} rows, got {len(finish)}")
     start = np.zeros((b, n)) if start is None else np.broadcast_to(np.asarray(start, dtype=float), (b, n))
-    ends = start[:, :, None] + finish[None]  # (B, N, M): eq. 2.2 shifted by the carry-over
+    ends = start[:, :, None] + (finish if finish.ndim == 3 else finish[None])  # (B, N, M): eq. 2.2 shifted by the carry-over
     x = ends[:, :, -1]
     order = np.argsort(x, axis=1, kind="stable")  # eq. 2.1 on start_i + X_i
     rows = np.arange(b)
