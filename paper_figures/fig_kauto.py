@@ -10,9 +10,10 @@ the time budget TAU on the virtual clock and stops at it. Compared, over three s
     last 40; theory/DERIVATION.md section 7);
   * the K* of the first rounds' fit: the same, refitted once (after the same 10 rounds at K = N)
     and kept: what `lgc optimize-k` on a fit of the first rounds would have said;
-  * every fixed K = 1..N, and the best of them, measured after the fact on the quantity K* is
-    chosen for: the mean of ||grad F(w_t)||^2 over the rounds within the budget (the left side of
-    eq. 5.2), averaged over the seeds.
+  * every fixed K = 1..N, and the best of them, measured after the fact on the quantity the bound's
+    K* is chosen for: the mean of ||grad F(w_t)||^2 over the rounds within the budget (the left side
+    of eq. 5.2), averaged over the seeds. `--k auto`'s default (`--k-criterion predict`) picks the
+    error model's K* instead, chosen for the error at the end of the budget (DERIVATION.md section 7).
 
 Left: that running mean (1/t) sum_{s<=t} ||grad F(w_s)||^2 against virtual time; middle: the
 trailing 10-round mean (the error now), both means over seeds, the dotted line at the change's
@@ -72,7 +73,7 @@ def within(r: dict) -> np.ndarray:
 
 
 def mean_error(r: dict) -> float:
-    """The quantity K* minimises: (1/T) sum_{t<T} ||grad F(w_t)||^2 over the T rounds within TAU (eq. 5.2)."""
+    """The quantity the bound's K* minimises: (1/T) sum_{t<T} ||grad F(w_t)||^2 over the T rounds within TAU (eq. 5.2)."""
     return float(within(r).mean())
 
 
@@ -126,14 +127,14 @@ def draw(data):
     best = next(r["fixed_K"] for r in data if r["best_fixed"])
     change = np.nanmean([r["change_time"] for r in data if r["method"] == "K auto" and r["round"] == 0])
     curves = (("K auto", pal["lgc"], "-"), (f"fixed K={best}", "k", "--"), ("K* of the first fit", pal["fastest-k"], ":"))
-    for ax, how, title in ((axes[0, 0], "running", "running mean (what K* minimises)"),
-                           (axes[0, 1], "trailing", f"trailing {WINDOW}-round mean")):
+    for ax, how, title in ((axes[0, 0], "running", "running mean (the bound's criterion)"),
+                           (axes[0, 1], "trailing", f"trailing {WINDOW}-round mean (the error now)")):
         for k in sorted({r["fixed_K"] for r in data if r["fixed_K"] != ""}):
             if k != best:
                 ax.plot(grid, _curve([r for r in data if r["fixed_K"] == k], grid, how), color="0.8", lw=0.6,
                         label="other fixed K" if k == 1 or (best == 1 and k == 2) else None)
         for name, colour, ls in curves:
-            label = f"best fixed K = {best} (measured)" if name.startswith("fixed") else name
+            label = f"best fixed K = {best} (running mean)" if name.startswith("fixed") else name
             ax.plot(grid, _curve([r for r in data if r["method"] == name], grid, how), color=colour, ls=ls, lw=1.4,
                     label=label)
         ax.axvline(change, color="k", ls=":", lw=0.8)
