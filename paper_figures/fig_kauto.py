@@ -73,7 +73,7 @@ def within(r: dict) -> np.ndarray:
 
 
 def mean_error(r: dict) -> float:
-    """The quantity the bound's K* minimises: (1/T) sum_{t<T} ||grad F(w_t)||^2 over the T rounds within TAU (eq. 5.2)."""
+    """What the bound's K* minimises: (1/T) sum_{t<T} ||grad F(w_t)||^2 over the T rounds within TAU (eq. 5.2)."""
     return float(within(r).mean())
 
 
