@@ -63,7 +63,7 @@ test-integration: install  ## tests that use ../shared/data (CIFAR-10 copy)
 test-gpu:  ## GPU-only tests, on the device machine with its own python3
 	$(GPU_ENV) $(GPU_PY) -m pytest -q -m gpu -p no:cacheprovider tests
 
-figures: install  ## quick profile: every figure on CPU from embedded data (141-145 CPU-s measured in 2 processes; 78 s wall at load 2.4; about 75 s estimated on 2 idle cores)
+figures: install  ## quick profile: every figure on CPU from embedded data (1 min 23 s on 2 idle cores, 157 CPU-s, measured)
 	$(PY) -m paper_figures.quick
 
 kstar-check: install  ## K* of optimize-k (the bound's, strong-convexity forms; the recommended one) against the measured best K: two quadratic grids (~4 min), then the model cells (kstar-models)
