@@ -154,8 +154,8 @@ def fig_threshold(rows, out: Path, constants, scale) -> list[Path]:
                                     f"(slope fitted: {f['r2_loss_affine']:.2f})")
     _mark_k_stars(ax, trows, pal, label=False)
     span = [v for alg in pp.CORE for _, m, h in _means(pts, alg, "test_loss_at_tau") for v in (m - h, m + h)]
-    if span and fits:  # the measured range: a predicted curve may leave it at K that did not run (the CSV has all)
-        pad = 0.3 * (max(span) - min(span))
+    if span and fits and max(span) > min(span):  # the measured range: a predicted curve may leave it at K that did
+        pad = 0.3 * (max(span) - min(span))          # not run (the CSV has all); one point has no range to keep
         ax.set_ylim(min(span) - pad, max(span) + pad)
     ax.set_ylabel(f"test loss at τ = {tau:.0f}")
     ax.set_title("measured loss; model's F(w_T) − F* + c (c fitted)" if fits else
