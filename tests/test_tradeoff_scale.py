@@ -139,6 +139,7 @@ def test_streamed_json_rows_are_the_rows_of_the_trade_off(capsys):
 
     from lgc.cli import build_parser
     from lgc.commands import optimize_k
+    from lgc.commands._optimize_k_output import to_json, write_json
     from theory.jsonio import finite_or_none
 
     args = build_parser().parse_args(["optimize-k", "--workers", "6", "--L", "1", "--sigma2", "1", "--zeta2", "0.1",
@@ -146,9 +147,9 @@ def test_streamed_json_rows_are_the_rows_of_the_trade_off(capsys):
                                       "--semantics", "abort", "--json"])
     prob, const, res = optimize_k.compute(args)
     buf = io.StringIO()
-    optimize_k.write_json(res, prob, const, buf, chunk=4)  # two chunks, the second a partial one
+    write_json(res, prob, const, buf, chunk=4)  # two chunks, the second a partial one
     doc = json.loads(buf.getvalue())
-    assert doc == finite_or_none(optimize_k.to_json(res, prob, const))
+    assert doc == finite_or_none(to_json(res, prob, const))
     assert [r["E[R]"] is None for r in doc["rows"]] == [False] * 4 + [True] * 2
 
 
