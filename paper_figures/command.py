@@ -6,6 +6,8 @@ paper_figures. A user error is one line on stderr and exit status 2, as everywhe
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
 
@@ -39,3 +41,16 @@ def make_out_folder(out: Path | None) -> None:
         Path(out).mkdir(exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+
+
+def run_lgc(argv: list[str]) -> str:
+    """`lgc ARGV` in this process (the scripts that chain estimate -> optimize-k -> sweep-k); returns what it
+    printed on stdout. A non-zero exit status raises RuntimeError naming the command."""
+    from lgc.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(argv)
+    if rc != 0:
+        raise RuntimeError(f"lgc {' '.join(argv)} exited with {rc}")
+    return buf.getvalue()

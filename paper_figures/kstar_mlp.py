@@ -21,15 +21,15 @@ optimize_k.json and kstar_mlp.png/pdf (the measured sweep with K* marked) under 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
-import io
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from paper_figures.command import run_lgc
 
 OUT = Path(__file__).resolve().parent / "out" / "kstar_mlp"
 TAU = 300.0
@@ -41,25 +41,14 @@ TASK = ["--dataset", "synthetic", "--model", "mlp", "--width", "64", "--partitio
 TIMING = ["--timing", "shifted-exp", "--straggling-period", "1000000", "--semantics", "abort"]
 
 
-def _cli(argv) -> str:
-    from lgc.cli import main
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = main(argv)
-    if rc != 0:
-        raise RuntimeError(f"lgc {' '.join(argv)} exited with {rc}")
-    return buf.getvalue()
-
-
 def estimate(out: Path) -> dict:
     path = out / "constants.json"
-    _cli(["estimate", *TASK, "--bootstrap", "50", "--l-bootstrap", "5", "--out", str(path), "--json"])
+    run_lgc(["estimate", *TASK, "--bootstrap", "50", "--l-bootstrap", "5", "--out", str(path), "--json"])
     return json.loads(path.read_text())
 
 
 def optimize(out: Path) -> dict:
-    res = json.loads(_cli(["optimize-k", "--constants", str(out / "constants.json"), "--workers", "10",
+    res = json.loads(run_lgc(["optimize-k", "--constants", str(out / "constants.json"), "--workers", "10",
                            "--blocks", str(PROBLEM["blocks"]), "--batch-size", str(PROBLEM["batch_size"]),
                            "--algorithm", "lgc", *TIMING, "--budget", str(TAU), "--json"]))
     (out / "optimize_k.json").write_text(json.dumps(res, indent=1))

@@ -31,9 +31,7 @@ cells/<cell>/{constants,optimize_k}.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
 import json
 import shutil
 import sys
@@ -43,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paper_figures.command import run_lgc
 from paper_figures.kstar_cells import CELLS, HALVES, SEEDS, Cell
 
 OUT = Path(__file__).resolve().parent / "out" / "kstar_models"
@@ -101,17 +100,6 @@ def sweep_argv(cell: Cell, data_dir, eta: float, results) -> list[str]:
     return argv + (["--results", str(results)] if results else [])
 
 
-def _cli(argv: list[str]) -> str:
-    from lgc.cli import main
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = main(argv)
-    if rc != 0:
-        raise RuntimeError(f"lgc {' '.join(argv)} exited with {rc}")
-    return buf.getvalue()
-
-
 # ----------------------------------------------------------------------------- one cell
 def estimate(cell: Cell, data_dir, results: Path, out: Path) -> Path:
     """constants.json of the cell, reused while its flags and the code are the same."""
@@ -122,14 +110,14 @@ def estimate(cell: Cell, data_dir, results: Path, out: Path) -> Path:
     cached = results / "kstar_models" / f"{cell.name}-{key}" / "constants.json"
     if not cached.exists():
         cached.parent.mkdir(parents=True, exist_ok=True)
-        _cli([*argv, "--out", str(cached), "--quiet"])
+        run_lgc([*argv, "--out", str(cached), "--quiet"])
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, out / "constants.json")
     return out / "constants.json"
 
 
 def optimize(cell: Cell, constants: Path, out: Path) -> dict:
-    res = json.loads(_cli(optimize_argv(cell, constants)))
+    res = json.loads(run_lgc(optimize_argv(cell, constants)))
     (out / "optimize_k.json").write_text(json.dumps(res, indent=1) + "\n")
     return res
 
@@ -147,7 +135,7 @@ def predicted_key(rows: list[dict]) -> str | None:
 
 def measure(cell: Cell, data_dir, eta: float, results) -> dict:
     """lgc sweep-k's JSON: every K at every seed."""
-    return json.loads(_cli(sweep_argv(cell, data_dir, eta, results)))
+    return json.loads(run_lgc(sweep_argv(cell, data_dir, eta, results)))
 
 
 # ----------------------------------------------------------------------------- grading (pure)

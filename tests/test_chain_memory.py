@@ -7,7 +7,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-import theory.order_stats as os_
+import theory.round_stats as rs
 from theory.errors import TheoryInputError
 from theory.order_stats import expected_round_times, round_stats
 from theory.timing import ShiftedExponential
@@ -27,7 +27,7 @@ def test_chunks_of_k_change_no_bit(monkeypatch):
     """The chains are independent per K: running them a chunk at a time gives the same floats."""
     model, n, m = ShiftedExponential(), 40, 3
     whole = round_stats(model, n, m, semantics="boundary", rounds=12, seed=2, period=3, comm=0.1)
-    monkeypatch.setattr(os_, "CHAIN_BUDGET", 7 * n * m)  # chunks of 7 K
+    monkeypatch.setattr(rs, "CHAIN_BUDGET", 7 * n * m)  # chunks of 7 K
     seen = []
     parts = round_stats(model, n, m, semantics="boundary", rounds=12, seed=2, period=3, comm=0.1, progress=seen.append)
     for f in ("t_cut", "wall", "wall_se", "m_mean", "m_inv", "zero_frac", "excess", "excess_se", "wait"):

@@ -9,6 +9,8 @@ import pytest
 
 from lgc.cli import main
 
+from cli_refusal import refused as _fails  # tests/cli_refusal.py
+
 TINY = ["--workers", "3", "--k", "2", "--batch-size", "4", "--blocks", "2", "--model", "softmax", "--partition", "iid",
         "--synthetic-train", "120", "--synthetic-test", "12", "--samples-per-worker", "20", "--device", "cpu",
         "--threads", "1", "--quiet"]
@@ -16,19 +18,6 @@ CONSTS = ["--L", "1", "--sigma2", "1", "--zeta2", "1", "--Delta", "1"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-def _fails(capsys, argv, match):
-    """main(argv) exits 2 (returned or through argparse) with one stderr line holding `match`."""
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    assert code == 2, (code, err)
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    assert match in err, err
-    return out
 
 
 def _write(path, text):

@@ -12,24 +12,14 @@ from lgc.config_fields import nullable
 from lgc.config_task import TaskConfig
 from theory.errors import TheoryInputError
 
+from cli_refusal import refused as _fails  # tests/cli_refusal.py
+
 TINY = ["--workers", "3", "--k", "2", "--batch-size", "4", "--blocks", "2", "--model", "softmax", "--partition", "iid",
         "--synthetic-train", "120", "--synthetic-test", "12", "--samples-per-worker", "20", "--device", "cpu",
         "--threads", "1", "--quiet", "--rounds", "1"]
 CONSTS = ["--L", "1", "--sigma2", "1", "--zeta2", "1", "--Delta", "1"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-
-
-def _fails(capsys, argv, *matches):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    assert code == 2, (code, err)
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    for m in matches:
-        assert m in err, err
 
 
 # ----------------------------------------------------------------------------- item 4: seeds, nulls

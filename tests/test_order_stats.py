@@ -180,7 +180,7 @@ def test_monte_carlo_memory_does_not_grow_with_rounds_and_progress_is_reported()
 
 
 def test_running_means_equal_the_explicit_mean_and_standard_error():
-    from theory.order_stats import _even_split_round
+    from theory.round_stats import _even_split_round
 
     model, n, m, rounds = ShiftedExponential(), 30, 4, 9
     st = round_stats(model, n, m, rounds=rounds, seed=3)
@@ -198,10 +198,10 @@ def test_rounds_at_once_equal_a_loop_over_rounds(model, broadcast_max, budget, m
     in chunks of a few rounds, ROUND_BUDGET = 300) equal an explicit loop over rounds and K on the same
     draws: per round, the K fastest (ties by index) and m_j = blocks with X_j (m+1)/M <= t_cut (eq. 2.2),
     at most M - 1; then the mean and standard error over rounds."""
-    import theory.order_stats as os_
+    import theory.round_stats as rs
 
-    monkeypatch.setattr(os_, "BROADCAST_MAX", broadcast_max)
-    monkeypatch.setattr(os_, "ROUND_BUDGET", budget)
+    monkeypatch.setattr(rs, "BROADCAST_MAX", broadcast_max)
+    monkeypatch.setattr(rs, "ROUND_BUDGET", budget)
     n, m_blocks, rounds, seed = 9, 4, 157, 4
     t_cut, m_mean, m_inv, zero = (np.zeros((rounds, n)) for _ in range(4))
     for r in range(rounds):

@@ -15,6 +15,8 @@ import torch
 from lgc.cli import main
 from lgc.runs import REPO_ROOT
 
+from cli_refusal import RUN_NOTES, refused  # tests/cli_refusal.py
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TINY = ["--workers", "3", "--k", "2", "--batch-size", "4", "--blocks", "2", "--model", "softmax", "--partition", "iid",
@@ -32,18 +34,8 @@ def strict_loads(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
-def _fails(capsys, argv, match, code=2):
-    try:
-        got = main(argv)
-    except SystemExit as e:
-        got = e.code
-    out, err = capsys.readouterr()
-    assert got == code, (got, err)
-    notes = ("lgc: reusing", "lgc: resuming")  # lgc.runs says which run it reuses or resumes
-    lines = [ln for ln in err.strip().splitlines() if not ln.startswith(notes)]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert match in err, err
-    return out
+def _fails(capsys, argv, match):
+    return refused(capsys, argv, match, notes=RUN_NOTES)
 
 
 # ----------------------------------------------------------------------------- item 4: numbers

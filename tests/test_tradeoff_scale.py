@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import theory.order_stats as order_stats
+import theory.round_stats as round_stats
 import theory.tradeoff as tradeoff_mod
 from theory.algorithms import algorithm
 from theory.timing import HeterogeneousSpeed, ShiftedExponential
@@ -103,11 +103,11 @@ def test_k_star_and_bounds_match_the_recorded_ones_within_tolerance(case):
 
 @pytest.mark.parametrize("semantics", ["boundary", "abort"])
 def test_chunks_do_not_change_a_bit(monkeypatch, semantics):
-    """Chunks (64 K values in the Monte Carlo rounds, the BLAS-width multiple theory/order_stats.py
+    """Chunks (64 K values in the Monte Carlo rounds, the BLAS-width multiple theory/round_stats.py
     asks for; 7 in the elementwise bound) give the numbers of one chunk, tail chunk included."""
     p = _problem(200 if semantics == "abort" else 20, semantics)
     whole = tradeoff("lgc", p, budget=300.0, rounds=5, seed=1)
-    monkeypatch.setattr(order_stats, "CHUNK", 64)
+    monkeypatch.setattr(round_stats, "CHUNK", 64)
     monkeypatch.setattr(tradeoff_mod, "BOUND_CHUNK", 7)
     parts = tradeoff("lgc", p, budget=300.0, rounds=5, seed=1)
     assert _fingerprint(parts) == _fingerprint(whole)
@@ -139,6 +139,7 @@ def test_streamed_json_rows_are_the_rows_of_the_trade_off(capsys):
 
     from lgc.cli import build_parser
     from lgc.commands import optimize_k
+    from lgc.commands._optimize_k_output import to_json, write_json
     from theory.jsonio import finite_or_none
 
     args = build_parser().parse_args(["optimize-k", "--workers", "6", "--L", "1", "--sigma2", "1", "--zeta2", "0.1",
@@ -146,9 +147,9 @@ def test_streamed_json_rows_are_the_rows_of_the_trade_off(capsys):
                                       "--semantics", "abort", "--json"])
     prob, const, res = optimize_k.compute(args)
     buf = io.StringIO()
-    optimize_k.write_json(res, prob, const, buf, chunk=4)  # two chunks, the second a partial one
+    write_json(res, prob, const, buf, chunk=4)  # two chunks, the second a partial one
     doc = json.loads(buf.getvalue())
-    assert doc == finite_or_none(optimize_k.to_json(res, prob, const))
+    assert doc == finite_or_none(to_json(res, prob, const))
     assert [r["E[R]"] is None for r in doc["rows"]] == [False] * 4 + [True] * 2
 
 

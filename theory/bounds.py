@@ -254,7 +254,7 @@ def evaluate(
         dissimilarity (A6; optional, min(delta, L) is used).
       h: rounds between changes of the fast set (the straggling period; np.inf: sets never change).
       m_inv, zero_frac: E[1{m_j >= 1}/m_j] and E[fraction of stragglers with m_j = 0]
-        (theory.order_stats.round_stats or `straggler_statistics`); zero_sq: E[fraction^2]
+        (theory.round_stats.round_stats or `straggler_statistics`); zero_sq: E[fraction^2]
         (default zero_frac, the linearised bound). Without m_inv and zero_frac, they follow from
         M and `semantics` (M = 1: every straggler reports nothing; "boundary", M >= 2: every one
         reports >= 1 block, worst case m_inv = 1; None or "abort": the worst of both).
