@@ -86,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         return status
     except (UserError, TheoryInputError) as e:
         if os.environ.get("RANK", "0") not in ("0", "") and os.environ["RANK"].isdigit() and "MASTER_ADDR" in os.environ:
-            return 2  # under torchrun every rank checks the same flags: rank 0 says it once
+            from lgc.errors import quiet_rank_exit_wait
+
+            quiet_rank_exit_wait()  # rank 0 says it once, before torchrun stops the ranks
+            return 2  # under torchrun every rank checks the same flags
         sys.stderr.write(f"lgc {args.command}: error: {e}\n")
         return 2
     except BrokenPipeError:  # `lgc optimize-k --json | head -1`: the reader left; exit quietly as Unix tools do

@@ -305,6 +305,9 @@ def check_torchrun_world(n_workers: int, dead: tuple = ()) -> None:
     rank, world = torchrun_env()[:2]
     if world != n_workers - len(dead):
         if rank != 0:
+            from lgc.errors import quiet_rank_exit_wait
+
+            quiet_rank_exit_wait()  # rank 0's line first: torchrun stops every rank when one exits
             raise SystemExit(EXIT_USER_ERROR)
         raise UserError(f"torchrun started {world} processes (--nnodes x --nproc-per-node) but the run has "
                         f"N={n_workers} workers{f' ({len(dead)} dead)' if dead else ''}: dist runs one worker per "
