@@ -174,7 +174,7 @@ class _Sets:
         """Abort rounds (eqs. 2.1, 2.4) for every K from one sort: A_t is a prefix of the arrival order, so its
         deviations sum to a prefix sum; a straggler has m_j >= m iff its m-th block ends by t_cut (m <= M-1),
         so the counts of m_j >= m, and sum 1/m_j over the reporters, come from sorted block-finish columns."""
-        ks, n, m = self.ks, self.n, self.m
+        ks, m = self.ks, self.m
         x = fin[:, -1]
         order = np.argsort(x, kind="stable")
         t_cut = x[order[ks - 1]]
@@ -221,7 +221,7 @@ def _inputs(algorithm: str, stats, eta, sig_j, warm: bool, n: int, b_size: int):
     (bias_a, bias_s (K, D); var_a, var_s, rho (K,)): the deviations' part of d (K, D), of the new u (K, D), and the
     covariance its noise adds to the state of a band, sum_c q_c b_c b_c^T sigma2_j (K, J, 3, 3)."""
     bias_a, bias_s, var_a, var_s, rho = stats
-    K, J = len(eta), len(sig_j)
+    K = len(eta)
     Bm = np.zeros((K, 3, 2))  # columns: the fast set's noise xi_A, the reporters' xi_S
     Bm[:, 0, 0], Bm[:, 1, 0] = -eta, 1.0
     zero = np.zeros_like(bias_a)
