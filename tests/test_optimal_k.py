@@ -85,3 +85,16 @@ def test_result_table_plot_and_errors(tmp_path):
         optimize_k(CONST, workers=4, batch_size=8, blocks=4, algorithm="rennala")
     with pytest.raises(TheoryInputError, match="no K qualifies: budget tau=0.5 is shorter than one round"):
         optimize_k(CONST, workers=4, batch_size=8, blocks=4, budget=0.5)
+
+
+def test_optimize_k_reads_a_constants_file_once(tmp_path, monkeypatch):
+    """The file (and its gram's O(N^3) checks) is read once, not once for the Problem and again for the result."""
+    import theory.constants as tc
+
+    path = tmp_path / "c.json"
+    write_constants(path, Constants(**CONST))
+    calls = []
+    real = tc.read_constants
+    monkeypatch.setattr(tc, "read_constants", lambda p: calls.append(p) or real(p))
+    best = optimize_k(str(path), workers=4, blocks=2, batch_size=4, criterion="bound", mc_rounds=50)
+    assert calls == [str(path)] and best.constants == CONST

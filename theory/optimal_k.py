@@ -139,6 +139,10 @@ def optimize_k(
     require(semantics == "abort" or np.isfinite(timing.mean()),
             f"timing model {timing.name!r} has an infinite mean (pareto needs alpha > 1): with boundary semantics "
             f"E[R] is infinite for every K; use --semantics abort or a finite-mean model")
+    if not isinstance(constants, dict):  # a path: read (and validated, gram included) once, not per use below
+        from theory.constants import Constants, read_constants
+
+        constants = constants if isinstance(constants, Constants) else read_constants(constants)
     prob = Problem.from_constants(constants, N=workers, M=blocks, B=batch_size, timing=timing, h=straggling_period,
                                   semantics=semantics, comm=CommModel(comm_alpha, comm_beta, model_bytes),
                                   report_latency=report_latency)

@@ -78,12 +78,10 @@ class Problem:
         The one way optimize-k and `--k auto` turn a constants file into a Problem."""
         from theory.constants import GRAM_KEY, KEYS, OPTIONAL_KEYS, Constants, read_constants, validate_constants
 
-        if isinstance(constants, Constants):
-            c = {k: getattr(constants, k) for k in KEYS + OPTIONAL_KEYS + (GRAM_KEY,)}
-        elif isinstance(constants, dict):
+        if isinstance(constants, dict):
             c = validate_constants(dict(constants), source="constants")
         else:
-            read = read_constants(constants)
+            read = constants if isinstance(constants, Constants) else read_constants(constants)
             c = {k: getattr(read, k) for k in KEYS + OPTIONAL_KEYS + (GRAM_KEY,)}
         g = c.get(GRAM_KEY)
         require(g is None or len(g[0]) == N, f"the constants' gram is for N={len(g[0]) if g else 0} workers, but the "
