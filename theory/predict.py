@@ -25,7 +25,7 @@ import numpy as np
 
 from theory.algorithms import BOUND_NAMES
 from theory.errors import require
-from theory.schedule import SEMANTICS, schedule_rounds
+from theory.schedule import require_semantics, schedule_rounds
 
 DIMS = 8  # random coordinates per band above EXACT_N workers: the expectation does not depend on it, its variance does
 EXACT_N = 64  # up to N workers the deviations are exact in expectation (eq. 8.2'): N - 1 coordinates per band
@@ -287,7 +287,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     target: instead of `rounds`, each K's T is the fewest rounds whose predicted mean ||grad F||^2 (8.8) is at most
     target (inf if not within ROUND_CAP rounds), the quantity the bounds' target criterion uses (eq. 5.3)."""
     require(algorithm in MODELLED, f"algorithm={algorithm!r} has no error model; must be one of {', '.join(MODELLED)}")
-    require(semantics in SEMANTICS, f"semantics={semantics!r} must be {' or '.join(map(repr, SEMANTICS))}")
+    require_semantics(semantics)
     ks = np.atleast_1d(np.asarray(ks, dtype=int))
     require(ks.size >= 1 and bool(np.all((ks >= 1) & (ks <= N))), f"K must satisfy 1 <= K <= N={N}")
     require((rounds is None) != (target is None), "give exactly one of rounds or target")

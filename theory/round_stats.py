@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from theory.errors import require
-from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS, schedule_rounds
+from theory.schedule import DEFAULT_SEMANTICS, require_semantics, schedule_rounds
 from theory.timing import MC_ROUNDS, TimingModel
 
 
@@ -236,7 +236,7 @@ def round_stats(
     """
     require(n >= 1, f"N={n} must be >= 1")
     require(m_blocks >= 1, f"M={m_blocks} must be >= 1")
-    require(semantics in SEMANTICS, f"semantics={semantics!r} must be 'abort' or 'boundary'")
+    require_semantics(semantics)
     require(rounds >= 2, f"rounds={rounds} must be >= 2")
     require(period >= 1, f"straggling period h={period} must be >= 1")
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)

@@ -29,6 +29,11 @@ DEFAULT_SEMANTICS: Semantics = "abort"  # the paper's and its lab code's
 SCHEDULE_FORMAT_VERSION = 3  # v3: the column `blocks` is `blocks_done`; v2 added start, busy
 
 
+def require_semantics(semantics) -> None:
+    """The one check of a semantics value (TheoryInputError naming the valid ones)."""
+    require(semantics in SEMANTICS, f"semantics={semantics!r} must be {' or '.join(map(repr, SEMANTICS))}")
+
+
 @dataclass(frozen=True)
 class RoundSchedule:
     """One round. `blocks_done[i]` is M for i in A_t and m_j (0..M-1) for a straggler j (one name
@@ -108,7 +113,7 @@ def schedule_rounds(
     finish = np.asarray(finish, dtype=float)
     require(finish.ndim in (2, 3) and finish.shape[-1] >= 1,
             f"finish times must be (N, M) or (B, N, M), got shape {finish.shape}")
-    require(semantics in SEMANTICS, f"semantics={semantics!r} must be 'abort' or 'boundary'")
+    require_semantics(semantics)
     n, m_blocks = finish.shape[-2:]
     ks = np.atleast_1d(np.asarray(ks, dtype=int))
     require(bool(np.all((ks >= 1) & (ks <= n))), f"K={ks.tolist()} must satisfy 1 <= K <= N={n}")

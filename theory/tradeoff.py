@@ -17,7 +17,7 @@ from theory import bounds, gram
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.order_stats import CommModel, expected_round_times
-from theory.schedule import DEFAULT_SEMANTICS, SEMANTICS
+from theory.schedule import DEFAULT_SEMANTICS, require_semantics
 from theory.timing import ShiftedExponential, TimingModel
 
 DEFAULT_ETA_L = 0.5  # default step size eta = 0.5 / L
@@ -61,7 +61,7 @@ class Problem:
             require(getattr(self, k) >= 0, f"{k}={getattr(self, k)} must be >= 0")
         require(self.h >= 1, f"straggling period h={self.h} must be >= 1")
         require(self.delta is None or self.delta >= 0, f"delta={self.delta} must be >= 0")
-        require(self.semantics in SEMANTICS, f"semantics={self.semantics!r} must be 'abort' or 'boundary'")
+        require_semantics(self.semantics)
         require(self.dissimilarity is None or self.dissimilarity.n == self.N,
                 f"the Gram matrix is for N={getattr(self.dissimilarity, 'n', None)} workers, the problem has N={self.N}")
         require(self.mu is None or 0 < self.mu <= self.L, f"mu={self.mu} must satisfy 0 < mu <= L={self.L} "
