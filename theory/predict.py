@@ -96,10 +96,13 @@ class Prediction:
 
     def k_star(self, quantity: str = "gap") -> int:
         """The K of least predicted error (the loss gap by default, or "grad2"); ties to the larger K."""
-        v = np.where(np.isfinite(self.gap if quantity == "gap" else self.grad2),
-                     self.gap if quantity == "gap" else self.grad2, np.inf)
-        best = np.flatnonzero(v == v.min())
-        return int(self.ks[best[-1]])
+        return least_k(self.ks, self.gap if quantity == "gap" else self.grad2)
+
+
+def least_k(ks, values) -> int:
+    """The K of ks whose value is least among the finite ones; ties to the larger K."""
+    v = np.where(np.isfinite(values), values, np.inf)
+    return int(np.asarray(ks)[np.flatnonzero(v == v.min())[-1]])
 
 
 def _deviations(rng, bands: dict, n: int, draws: int, dims: int):

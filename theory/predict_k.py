@@ -12,7 +12,7 @@ import numpy as np
 
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
-from theory.predict import MODELLED, Bands, Prediction, predict_errors
+from theory.predict import MODELLED, Bands, Prediction, least_k, predict_errors
 
 MAX_KS = 64  # K values the model evaluates; above, a log-spaced subset of them (with the bound's K*, 1 and N)
 MAX_N = 100_000  # workers above which the model is not run (its law costs O(N log N) a round): the bound chooses
@@ -88,8 +88,7 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
     if budget:
         k_pred = pred.k_star("gap")
     elif np.isfinite(time).any():
-        best = np.flatnonzero(time == np.nanmin(time))
-        k_pred = int(pred.ks[best[-1]])
+        k_pred = least_k(pred.ks, time)
     else:
         return Recommendation(k_bound, k_bound, "bound", pred, "the model reaches the target with no K", time)
     return Recommendation(k_pred if criterion == "predict" else k_bound, k_bound, criterion, pred, "", time)
