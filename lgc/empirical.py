@@ -120,6 +120,13 @@ def worker_gradients(problem: EmpiricalProblem, w: Tensor) -> Tensor:
     return torch.stack(out)
 
 
+def deviations(problem: EmpiricalProblem, grads: Tensor) -> Tensor:
+    """(N, P): a_i = grad f_i - grad F with grad F = sum_i pi_i grad f_i (A4, theory/DERIVATION.md 4.1),
+    from the rows grads[i] = grad f_i (or differences of them), in their dtype."""
+    pi = torch.as_tensor(np.asarray(problem.pi, dtype=float), dtype=grads.dtype)
+    return grads - (pi[:, None] * grads).sum(0)
+
+
 def per_sample_gradients(problem: EmpiricalProblem, w: Tensor, i: int, sl: slice) -> Tensor:
     """(n, P): the gradient of each of worker i's samples in `sl` (torch.func.vmap of grad)."""
     from torch.func import grad, vmap
