@@ -54,7 +54,7 @@ class Measurement:
     test_loss: float   # nan when the run diverged
     test_acc: Optional[float]
     run_dir: str
-    status: str        # "ok" or "diverged"
+    status: str        # "ok" or lgc.protocol.DIVERGED
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def run_at_budget(cfg: TrainConfig, budget: float, *, root=None, force=False, qu
     diverged = final.get("status") == DIVERGED
     loss = final.get("test_loss")
     return Measurement(cfg.threshold_k, cfg.seed, t, clock, float("nan") if diverged or loss is None else float(loss),
-                       None if diverged else final.get("test_acc"), str(path), "diverged" if diverged else "ok")
+                       None if diverged else final.get("test_acc"), str(path), DIVERGED if diverged else "ok")
 
 
 def _dataset(cfg: TrainConfig):
