@@ -76,6 +76,18 @@ def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = 
     return EmpiricalProblem(per_sample_loss, workers, w0, pi=pi, name=name)
 
 
+def task_problem(run, *, max_samples: Optional[int] = None, name: str,
+                 loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> EmpiricalProblem:
+    """The problem of a run's task (lgc.task.ClassificationTask, built by make_task): its model at
+    its current weights, each worker's part (its first `max_samples` samples) normalised as the
+    trainer feeds it, and pi; `loss` as in problem_from_model."""
+    workers = []
+    for part in run.parts:
+        idx = torch.from_numpy(part[:max_samples] if max_samples else part)
+        workers.append((run.ds.normalize(run.ds.x_train[idx]), run.ds.y_train[idx]))
+    return problem_from_model(run.model, workers, pi=run.pi, name=name, loss=loss)
+
+
 def quadratic_problem(quad, *, samples_per_worker: int, seed: int = 0) -> EmpiricalProblem:
     """The quadratics of lgc.data.synthetic with a finite sample: worker i's samples are
     noise vectors xi (quad.noise), so the estimates can be checked against quad.constants()."""
