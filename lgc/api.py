@@ -65,7 +65,6 @@ def load_task(spec: str):
     import importlib
     import importlib.util
     import sys
-    from pathlib import Path
 
     module, sep, name = spec.rpartition(":")
     check(bool(sep and module and name), f"--task {spec!r} must look like MODULE:FUNCTION or FILE.py:FUNCTION")
