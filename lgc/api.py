@@ -65,7 +65,6 @@ def load_task(spec: str):
     import importlib
     import importlib.util
     import sys
-    from pathlib import Path
 
     module, sep, name = spec.rpartition(":")
     check(bool(sep and module and name), f"--task {spec!r} must look like MODULE:FUNCTION or FILE.py:FUNCTION")
@@ -162,17 +161,13 @@ def estimate(task, config: Union[TrainConfig, dict, None] = None, *, max_samples
     max_samples: at most this many samples of each worker (its first ones)."""
     import torch
 
-    from lgc.estimate import estimate_constants, problem_from_model
+    from lgc.estimate import estimate_constants, task_problem
     from lgc.task import make_task
 
     check(max_samples is None or max_samples >= 2, f"max_samples={max_samples} must be >= 2")
     cfg = dataclasses.replace(task_config(task, config), device="cpu", threshold_k=1).resolved().validate()
     run = make_task(cfg, torch.device("cpu"), task=task)
-    workers = []
-    for part in run.parts:
-        idx = torch.from_numpy(part[:max_samples] if max_samples else part)
-        workers.append((run.ds.normalize(run.ds.x_train[idx]), run.ds.y_train[idx]))
-    problem = problem_from_model(run.model, workers, pi=run.pi, name=task.name, loss=task.loss)
+    problem = task_problem(run, max_samples=max_samples, name=task.name, loss=task.loss)
     est = estimate_constants(problem, bootstrap=bootstrap, level=level, power_iters=power_iters,
                              l_bootstrap=l_bootstrap, trajectory_steps=trajectory_steps, lr=lr,
                              lbfgs_iters=lbfgs_iters, seed=cfg.seed, threads=threads, quiet=quiet)

@@ -19,6 +19,7 @@ from lgc.config_fields import check_finite, check_not_null, check_seed, option
 from lgc.errors import check
 
 DATASETS = ("synthetic", "quadratic", "cifar10")
+WORKER_WEIGHTS = ("uniform", "size")  # pi: 1/N, or each worker's share of the samples (lgc.task.ClassificationTask)
 # the TaskConfig fields a run of a user's own lgc.Task still reads: the seed of its partition
 # (Task.materialize); every other field is the Task's business (lgc.api.task_config refuses it)
 READ_BY_USER_TASKS = ("data_seed",)
@@ -80,7 +81,7 @@ class TaskConfig:
             check(c.model in MODELS, f"model={c.model!r} must be one of {', '.join(MODELS)}")
             check(c.partition in PARTITIONS, f"partition={c.partition!r} must be one of {', '.join(PARTITIONS)}")
         check(c.norm in NORMS, f"norm={c.norm!r} must be one of {', '.join(NORMS)}")
-        check(c.worker_weights in ("uniform", "size"), f"worker_weights={c.worker_weights!r} must be 'uniform' or 'size'")
+        check(c.worker_weights in WORKER_WEIGHTS, f"worker_weights={c.worker_weights!r} must be 'uniform' or 'size'")
         check(c.dataset != "cifar10" or c.data_dir, "dataset=cifar10 needs --data-dir")
         check(c.synthetic_side >= 1 and c.synthetic_train >= 1 and c.synthetic_test >= 1,
               f"synthetic_side={c.synthetic_side}, synthetic_train={c.synthetic_train}, synthetic_test={c.synthetic_test} must be >= 1")

@@ -76,6 +76,18 @@ def problem_from_model(model: torch.nn.Module, workers, *, pi=None, name: str = 
     return EmpiricalProblem(per_sample_loss, workers, w0, pi=pi, name=name)
 
 
+def task_problem(run, *, max_samples: Optional[int] = None, name: str,
+                 loss: Optional[Callable[[Tensor, Tensor], Tensor]] = None) -> EmpiricalProblem:
+    """The problem of a run's task (lgc.task.ClassificationTask, built by make_task): its model at
+    its current weights, each worker's part (its first `max_samples` samples) normalised as the
+    trainer feeds it, and pi; `loss` as in problem_from_model."""
+    workers = []
+    for part in run.parts:
+        idx = torch.from_numpy(part[:max_samples] if max_samples else part)
+        workers.append((run.ds.normalize(run.ds.x_train[idx]), run.ds.y_train[idx]))
+    return problem_from_model(run.model, workers, pi=run.pi, name=name, loss=loss)
+
+
 def quadratic_problem(quad, *, samples_per_worker: int, seed: int = 0) -> EmpiricalProblem:
     """The quadratics of lgc.data.synthetic with a finite sample: worker i's samples are
     noise vectors xi (quad.noise), so the estimates can be checked against quad.constants()."""
@@ -118,6 +130,13 @@ def worker_gradients(problem: EmpiricalProblem, w: Tensor) -> Tensor:
         wg = w.detach().requires_grad_(True)
         out.append(torch.autograd.grad(worker_loss(problem, wg, i), wg)[0])
     return torch.stack(out)
+
+
+def deviations(problem: EmpiricalProblem, grads: Tensor) -> Tensor:
+    """(N, P): a_i = grad f_i - grad F with grad F = sum_i pi_i grad f_i (A4, theory/DERIVATION.md 4.1),
+    from the rows grads[i] = grad f_i (or differences of them), in their dtype."""
+    pi = torch.as_tensor(np.asarray(problem.pi, dtype=float), dtype=grads.dtype)
+    return grads - (pi[:, None] * grads).sum(0)
 
 
 def per_sample_gradients(problem: EmpiricalProblem, w: Tensor, i: int, sl: slice) -> Tensor:

@@ -30,7 +30,7 @@ import numpy as np
 
 from lgc.empirical import (  # the problem, its losses and gradients
     EmpiricalProblem, PerSampleLoss, full_loss, gradient_moments, per_sample_gradients, problem_from_model,
-    quadratic_problem, worker_gradients, worker_loss,
+    quadratic_problem, task_problem, worker_gradients, worker_loss,
 )
 from lgc.errors import check
 from lgc.estimators import (
@@ -42,7 +42,7 @@ from lgc.threads import torch_threads
 from theory.constants import Constants
 
 __all__ = [  # the public names of lgc.estimate, wherever they live
-    "EmpiricalProblem", "PerSampleLoss", "problem_from_model", "quadratic_problem", "worker_loss", "full_loss",
+    "EmpiricalProblem", "PerSampleLoss", "problem_from_model", "task_problem", "quadratic_problem", "worker_loss", "full_loss",
     "worker_gradients", "per_sample_gradients", "gradient_moments", "top_hessian_eigenvalue", "sgd_trajectory",
     "lowest_loss", "GRAM_MAX_WORKERS", "Estimate", "estimate_constants",
 ]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lgc.empirical import EmpiricalProblem, full_loss, gradient_moments, worker_gradients, worker_loss
+from lgc.empirical import EmpiricalProblem, deviations, full_loss, gradient_moments, worker_gradients, worker_loss
 
 GRAM_MAX_WORKERS = 128  # an N x N Gram matrix per point in the constants JSON (128: 16k numbers a point)
 Tick = Callable[..., object]  # one step of the progress bar
@@ -95,11 +95,6 @@ def lowest_loss(problem: EmpiricalProblem, *, iters: int) -> tuple[float, Tensor
 
 
 # ----------------------------------------------------------------------------- the estimators
-def _pi(problem: EmpiricalProblem) -> Tensor:
-    """The worker weights pi as a tensor of the parameters' dtype."""
-    return torch.as_tensor(np.asarray(problem.pi, dtype=float), dtype=problem.w0.dtype)
-
-
 def _interval(estimate: float, replicates: np.ndarray, level: float) -> list[float]:
     """Bias-corrected percentile interval: the estimate plus the centred bootstrap quantiles.
 
@@ -152,7 +147,6 @@ class Secants(NamedTuple):
 
 def secants(problem: EmpiricalProblem, traj: Trajectory, tick: Tick) -> Secants:
     """One pass over the trajectory's gradient sets, one (N, P) set in memory at a time."""
-    pi = _pi(problem)
     l_secants, d_secant, d_arg, prev = [], 0.0, (0, 0), worker_gradients(problem, traj.w[0])
     for t in range(len(traj.w) - 1):
         cur = worker_gradients(problem, traj.w[t + 1])
@@ -160,7 +154,7 @@ def secants(problem: EmpiricalProblem, traj: Trajectory, tick: Tick) -> Secants:
         if step_norm > 0:
             diff = cur - prev
             l_secants.append(float(diff.norm(dim=1).max()) / step_norm)
-            a_diff = (diff - (pi[:, None] * diff).sum(0)).norm(dim=1) / step_norm
+            a_diff = deviations(problem, diff).norm(dim=1) / step_norm
             if float(a_diff.max()) > d_secant:
                 d_secant, d_arg = float(a_diff.max()), (t, int(a_diff.argmax()))
         prev = cur
@@ -279,11 +273,9 @@ def gram_matrices(problem: EmpiricalProblem, traj: Trajectory) -> Optional[list]
     4.7); None for more than GRAM_MAX_WORKERS workers."""
     if len(problem.workers) > GRAM_MAX_WORKERS:
         return None
-    pi = _pi(problem).double()
     gram = []
     for p in traj.points:
-        g = worker_gradients(problem, traj.w[p]).double()
-        a = g - (pi[:, None] * g).sum(0)
+        a = deviations(problem, worker_gradients(problem, traj.w[p]).double())
         gram.append((a @ a.T).numpy().tolist())
     return gram
 

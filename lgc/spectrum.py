@@ -64,7 +64,7 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
                     probes: int = PROBES, seed: int = 0) -> dict:
     """The constants JSON's "bands" (theory/constants.py) of `problem` (an lgc.estimate.EmpiricalProblem) at w:
     curvatures h and per-band delta, sigma2, zeta2 (eqs. 8.9-8.11; the model normalises each to its total)."""
-    from lgc.empirical import full_loss, worker_gradients, worker_loss
+    from lgc.empirical import deviations, full_loss, worker_gradients, worker_loss
 
     gen = torch.Generator().manual_seed(seed)
     wg = w.detach().clone().requires_grad_(True)
@@ -79,7 +79,7 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
         th, tau = lanczos(hvp, g0, steps)
         measures["delta"].append((th, float(g0.norm()) ** 2 * tau))
     grads = worker_gradients(problem, w)  # (N, P)
-    a = grads - (torch.as_tensor(problem.pi, dtype=grads.dtype)[:, None] * grads).sum(0)
+    a = deviations(problem, grads)
     n_workers = len(problem.workers)
     for _ in range(probes):
         r = torch.randint(0, 2, (n_workers,), generator=gen).to(a.dtype) * 2 - 1

@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from lgc.config import TrainConfig
+from lgc.config_fields import check_seed
 from lgc.errors import UserError, check
 from lgc.halving import Halving, score, successive_halving
 
@@ -54,7 +55,7 @@ class Measurement:
     test_loss: float   # nan when the run diverged
     test_acc: Optional[float]
     run_dir: str
-    status: str        # "ok" or "diverged"
+    status: str        # "ok" or lgc.protocol.DIVERGED
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def check_sweep(cfg: TrainConfig, budget: float, ks: Sequence[int], seeds: Seque
     bad = [k for k in ks if not 1 <= k <= cfg.n_workers]
     check(not bad, f"K={bad[0] if bad else ''} must satisfy 1 <= K <= N={cfg.n_workers}")
     check(all(s >= 0 for s in seeds), f"--seeds {','.join(map(str, seeds))}: seeds must be >= 0")
+    for s in seeds:  # every run's own check, up front: not after the runs of the seeds before it
+        check_seed("seed", s)
     from theory.algorithms import NAMES, algorithm
 
     waits = [a for a in NAMES if algorithm(a).waits_for_k]
@@ -142,7 +145,7 @@ def run_at_budget(cfg: TrainConfig, budget: float, *, root=None, force=False, qu
     diverged = final.get("status") == DIVERGED
     loss = final.get("test_loss")
     return Measurement(cfg.threshold_k, cfg.seed, t, clock, float("nan") if diverged or loss is None else float(loss),
-                       None if diverged else final.get("test_acc"), str(path), "diverged" if diverged else "ok")
+                       None if diverged else final.get("test_acc"), str(path), DIVERGED if diverged else "ok")
 
 
 def _dataset(cfg: TrainConfig):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from lgc.config import TrainConfig
-from lgc.config_task import TaskConfig
+from lgc.config_task import WORKER_WEIGHTS, TaskConfig
 from lgc.data import ArrayDataset
 from lgc.errors import check
 from lgc.data.synthetic import QuadraticModel, make_classification, make_quadratic
@@ -138,7 +138,7 @@ class Task:
         check(self.data is None or callable(self.partition),
               f"Task {self.name!r}: data= needs partition=, a function (labels, n_workers, seed=) -> index arrays")
         check(self.workers is None or len(self.workers) >= 1, f"Task {self.name!r}: workers= is empty")
-        check(self.worker_weights in ("uniform", "size"),
+        check(self.worker_weights in WORKER_WEIGHTS,
               f"Task {self.name!r}: worker_weights={self.worker_weights!r} must be 'uniform' or 'size'")
         check(self.loss is None or callable(self.loss), f"Task {self.name!r}: loss must be a function (outputs, targets)")
         check(all(callable(f) for f in (self.metrics or {}).values()), f"Task {self.name!r}: every metric must be a function")

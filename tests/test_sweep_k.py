@@ -85,3 +85,13 @@ def _one_line_exit_2(capsys, argv, match):
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, extra, match):
     _one_line_exit_2(capsys, ["sweep-k", *TINY, *extra, "--results", str(tmp_path)], match)
+
+
+def test_a_seed_out_of_range_is_refused_before_any_run(capsys, tmp_path):
+    # the last seed used to pass the sweep's checks and fail its first run's, after the other seeds' runs
+    argv = ["sweep-k", *TINY, "--budget", "10", "--ks", "1,2", "--seeds", f"0,{2**63}", "--results", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"seed={2**63} must be an integer in 0.." in err and "Traceback" not in err, err
+    assert not (tmp_path / "train").exists(), err  # no run before the error
+    assert len(err.splitlines()) == 1, err

@@ -82,7 +82,7 @@ def build_problem(args):
     """(EmpiricalProblem of lgc.estimate, QuadraticProblem or None, TrainConfig) for the command line."""
     import torch
 
-    from lgc.estimate import problem_from_model, quadratic_problem
+    from lgc.estimate import quadratic_problem, task_problem
     from lgc.task import make_task
 
     check(args.threads is None or args.threads >= 1, f"--threads {args.threads} must be >= 1")
@@ -101,11 +101,8 @@ def build_problem(args):
             model.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=True))
         except Exception as exc:  # a corrupt or foreign file is a user error
             check(False, f"--checkpoint {args.checkpoint}: cannot load as a {cfg.task.model} state_dict ({type(exc).__name__})")
-    workers = []
-    for part in task.parts:
-        idx = torch.from_numpy(part[: args.max_samples] if args.max_samples else part)
-        workers.append((task.ds.normalize(task.ds.x_train[idx]), task.ds.y_train[idx]))
-    return problem_from_model(model, workers, pi=task.pi, name=f"{cfg.task.dataset}/{cfg.task.model}/{cfg.task.partition}"), None, cfg
+    name = f"{cfg.task.dataset}/{cfg.task.model}/{cfg.task.partition}"
+    return task_problem(task, max_samples=args.max_samples, name=name), None, cfg
 
 
 def check_estimate_flags(args) -> None:

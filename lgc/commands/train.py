@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 
 from lgc.commands._config_args import add_config_arguments, config_values
@@ -102,9 +101,10 @@ def run(args) -> int:
     with _errors_only(args.quiet):
         if cfg.backend == "dist":
             from lgc.dist import run_dist
+            from lgc.dist.launch import is_rank0
 
             path = run_dist(cfg, options, task=args.task, **common)
-            if not _dist_rank0():
+            if not is_rank0():
                 return 0  # under torchrun only rank 0 reports (its machine holds the run directory)
         else:
             from lgc.sim import train
@@ -134,13 +134,6 @@ def _errors_only(quiet: bool):
         return
     with contextlib.redirect_stderr(_DropNotes(sys.stderr)):
         yield
-
-
-def _dist_rank0() -> bool:
-    """False on the ranks other than 0 of a torchrun launch."""
-    from lgc.dist.launch import under_torchrun
-
-    return not under_torchrun() or int(os.environ["RANK"]) == 0
 
 
 EXIT_DIVERGED = 3  # the run stopped because it diverged (final.json "status": "diverged")

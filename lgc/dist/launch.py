@@ -56,6 +56,11 @@ def under_torchrun() -> bool:
     return all(v in os.environ for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"))
 
 
+def is_rank0() -> bool:
+    """False on the ranks other than 0 of a torchrun launch (rank 0 holds the run directory and reports)."""
+    return not under_torchrun() or int(os.environ["RANK"]) == 0
+
+
 def resolve_host(host: str, timeout_s: float = RESOLVE_TIMEOUT_S, *, name: str = "--rendezvous-host",
                  need: str = "a local spawn needs an address of this machine (default 127.0.0.1)") -> str:
     """The numeric address of `host` (the value of `name`); UserError (one line) when it does not resolve

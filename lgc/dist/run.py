@@ -56,8 +56,8 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     import torch
 
     from lgc import runs
-    from lgc.dist.launch import WorkerLost, bind_local, check_torchrun_world, launch_local, run_torchrun, \
-        under_torchrun
+    from lgc.dist.launch import WorkerLost, bind_local, check_torchrun_world, is_rank0, launch_local, \
+        run_torchrun, under_torchrun
     from lgc.dist.problem import TaskBlocks
     from lgc.dist.runner import DistJob
     from lgc.protocol import RUN_KIND, anytime_deadline, load_replay, make_timing
@@ -90,7 +90,7 @@ def run_dist(config, options: Optional[DistOptions] = None, *, root=None, force:
     key = {**cfg.to_dict(), **ident, "dist": dataclasses.asdict(opts)}
     path = runs.run_dir(RUN_KIND, key, root)
     torchrun = under_torchrun()
-    rank0 = not torchrun or int(os.environ["RANK"]) == 0
+    rank0 = is_rank0()
     if opts.on_worker_death == "straggler":
         check(not cfg.k_auto, "--on-worker-death straggler and --k auto: a dead worker would bound K; use one of them")
         check(not torchrun, "--on-worker-death straggler needs a local spawn (torchrun restarts are torchrun's)")
