@@ -37,7 +37,7 @@ import argparse
 import csv
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
