@@ -37,7 +37,7 @@ import argparse
 import csv
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -194,9 +194,8 @@ def run(*, seeds=SEEDS, budgets=None, eta_mode="fixed", n=N, aligned=False, stro
             # enough rounds for the largest budget at the shortest round (t_cut >= shift = 1)
             t_max = int(max(budgets) / 1.0) + 1
             x = draw_times(timing, seeds, t_max, n, period, seed=0)
+            walls = np.stack([schedule(x, k, M)[2] for k in range(1, n + 1)])  # (K, S, T): the same for every rule
             for alg in ALGORITHMS:
-                ks = np.arange(1, n + 1)
-                walls = np.stack([schedule(x, int(k), M)[2] for k in ks])  # (K, S, T)
                 offs, probs = {}, {}
                 for tau in budgets:
                     offs[tau], probs[tau] = k_star_problem(alg, prob, timing, period, tau, eta_mode=eta_mode, n=n,

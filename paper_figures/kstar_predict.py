@@ -53,11 +53,6 @@ def predict(res, problem, prob, margin) -> dict:
             "bands": recommend(res, problem, Bands.from_json(exact_bands(prob, margin)))}
 
 
-def k_of(rec, quantity: str) -> int:
-    """The K of least predicted `quantity` ("gap": optimize-k's k_star; "grad2": the same model at eq. 8.8)."""
-    return rec.prediction.k_star(quantity)
-
-
 def r_squared(predicted, measured) -> float:
     """1 - SS_res / SS_tot of the predicted curve over K against the measured one (nan where it is flat)."""
     p, m = np.asarray(predicted, float), np.asarray(measured, float)

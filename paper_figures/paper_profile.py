@@ -42,6 +42,7 @@ PERIODS = (1, 10, 30)
 KS = (3, 5, 7, 9)
 BLOCKS = (1, 2, 5, 10)
 LRS = (0.02, 0.05, 0.1)
+BASE_N, BASE_B = 10, 50  # workers, samples per worker per mini-batch
 BASE_C, BASE_H, BASE_K, BASE_M, BASE_LR = 5, 10, 7, 5, 0.05
 BASE_MOMENTUM, BASE_WARMUP = 0.9, 2  # every run's server momentum and full-sync warm-up rounds
 FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6", "fig8", "classes")
@@ -115,7 +116,7 @@ def base_config(data_dir: str, scale: Scale, *, accept_md5_mismatch: bool = True
     from lgc.config import TrainConfig
 
     d = dict(
-        algorithm="lgc", n_workers=10, threshold_k=BASE_K, batch_size=50, blocks=BASE_M, rounds=scale.rounds,
+        algorithm="lgc", n_workers=BASE_N, threshold_k=BASE_K, batch_size=BASE_B, blocks=BASE_M, rounds=scale.rounds,
         warmup_rounds=BASE_WARMUP, lr=BASE_LR, momentum=BASE_MOMENTUM, weight_decay=5e-4, dataset="cifar10",
         data_dir=str(data_dir),
         accept_md5_mismatch=accept_md5_mismatch, augment=True, model=scale.model, width=scale.width, norm="group",

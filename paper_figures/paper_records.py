@@ -36,4 +36,5 @@ def from_records(jobs, folder: Path) -> list:
         found[key] = path
     if not found:
         raise UserError(f"--records {folder}: no finished run (a folder with config.json and final.json) in it")
-    return [(j, found[_key(j.config)]) for j in jobs if _key(j.config) in found]
+    keys = [(j, _key(j.config)) for j in jobs]
+    return [(j, found[k]) for j, k in keys if k in found]

@@ -57,7 +57,7 @@ def theory_rows(constants, scale, algorithms=K_RULES) -> list[dict]:
 
     out = []
     for alg in algorithms:
-        best = optimize_k(constants, workers=10, batch_size=50, blocks=pp.BASE_M, algorithm=alg,
+        best = optimize_k(constants, workers=pp.BASE_N, batch_size=pp.BASE_B, blocks=pp.BASE_M, algorithm=alg,
                           budget=pp.budget(scale), eta=pp.BASE_LR, straggling_period=pp.BASE_H,
                           semantics=scale.semantics, momentum=pp.BASE_MOMENTUM, warmup_rounds=pp.BASE_WARMUP)
         se = best.recommendation.column(best.tradeoff.ks, "gap_se") if best.recommendation else None

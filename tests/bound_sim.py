@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from theory.bounds import straggler_statistics
-from theory.schedule import schedule_round
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import fields, replace
 
 import pytest
@@ -117,15 +118,13 @@ def test_a_bad_task_in_a_config_file_is_one_line(tmp_path, capsys, d, needle):
     assert main(["train", "--config", str(tmp_path / "c.json"), "--print-config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
-    with pytest.raises(UserError, match=__import__("re").escape(needle.replace("c.json: ", ""))):
+    with pytest.raises(UserError, match=re.escape(needle.replace("c.json: ", ""))):
         TrainConfig.from_dict(d).resolved().validate()
 
 
 def test_the_task_fields_as_keywords_update_the_task():
     """TrainConfig(dataset=...) (the flat keywords before the nesting) and dataclasses.replace(cfg,
     model=...) set cfg.task; TrainConfig(**cfg.to_dict()) gives cfg back."""
-    from lgc.config_task import TaskConfig
-
     cfg = TrainConfig(dataset="quadratic", quad_dim=3, rounds=4)
     assert cfg == TrainConfig(task=TaskConfig(dataset="quadratic", quad_dim=3), rounds=4)
     assert cfg == TrainConfig(task={"dataset": "quadratic", "quad_dim": 3}, rounds=4)
@@ -171,7 +170,7 @@ def test_timing_params_parsed_once_json_or_text():
     (dict(engine="fused", norm="batch"), "engine=fused needs GroupNorm"),
 ])
 def test_validation_names_the_bad_value(change, message):
-    with pytest.raises(UserError, match=r"^" + __import__("re").escape(message)):
+    with pytest.raises(UserError, match=r"^" + re.escape(message)):
         TrainConfig(**change).resolved().validate()
 
 
@@ -181,7 +180,7 @@ def test_validation_names_the_bad_value(change, message):
     (dict(reduce="ring"), "reduce='ring' must be one of auto, gather, allreduce"),
 ])
 def test_dist_option_validation_names_the_bad_value(change, message):
-    with pytest.raises(UserError, match=__import__("re").escape(message)):
+    with pytest.raises(UserError, match=re.escape(message)):
         DistOptions(**change).validate(10)
 
 

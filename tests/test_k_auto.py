@@ -18,6 +18,8 @@ from lgc.errors import UserError
 from lgc.sim import Simulator, train
 from theory.schedule import schedule_from_csv, schedule_to_csv
 
+from cli_refusal import refused as _fails  # tests/cli_refusal.py
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 # the quadratics (exact constants); worker 3 becomes 5x slower at round 40
@@ -95,9 +97,6 @@ def test_replaying_its_schedule_reproduces_k_and_parameters(tmp_path):
     with pytest.raises(UserError, match=f"schedule round {t} has K=8 fast workers, --k auto chose K="):
         for _ in range(cfg.rounds):
             other.step()
-
-
-from test_cli_errors import _fails  # noqa: E402  (one CLI-error check for every test file)
 
 
 @pytest.mark.parametrize("flags,match", [

@@ -145,7 +145,6 @@ def test_exact_bands_are_the_quadratics_constants():
     band at L, whose prediction is the scalar constants' (a reduction: the bands then change nothing)."""
     from paper_figures import kstar_predict as kp
     from paper_figures.kstar_sim import Quadratic
-    from theory.predict_k import recommend
     from theory.timing import ShiftedExponential
 
     for p in kc.problems() + kc.second_problems():

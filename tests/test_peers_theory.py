@@ -1,7 +1,5 @@
 """The peers' rounds (theory/peers.py) against an explicit event loop, and the time bounds
 (theory/time_bounds.py): closed forms for equal tau, monotonicity, (6.6) <= (6.6')."""
-import itertools
-
 import numpy as np
 import pytest
 

@@ -65,7 +65,6 @@ def test_reduces_to_full_sync_at_k_equals_n(algorithm, timing, h, separable):
 
 
 def test_first_principles_checks():
-    q = _quadratic()
     with pytest.raises(TheoryInputError, match="mu="):
         strong.StrongBound("lgc", N=N, B=B, M=M, L=1.0, mu=1.5, sigma2=1.0, Delta=1.0, law={})
     assert strong.contraction(0.5, 1.0, 0.2) == pytest.approx(0.9)

@@ -11,6 +11,8 @@ from lgc.config import TrainConfig
 from lgc.sim import train
 from lgc.sweep import rounds_within
 
+from cli_refusal import refused as _one_line_exit_2  # tests/cli_refusal.py
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 TINY = ["--workers", "4", "--batch-size", "6", "--blocks", "3", "--model", "softmax", "--synthetic-train", "1200",
@@ -61,13 +63,6 @@ def test_halving_table_and_plot(tmp_path, capsys):
     assert plot.stat().st_size > 0
     rows = [ln.split() for ln in out.splitlines()[2:6]]
     assert sorted(int(r[2]) for r in rows) == [1, 1, 2, 2]  # seeds per K: two K halved out after one seed
-
-
-def _one_line_exit_2(capsys, argv, match):
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    assert match in err, err
 
 
 @pytest.mark.parametrize("extra,match", [
