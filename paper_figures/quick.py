@@ -136,12 +136,12 @@ def main(argv: list[str] | None = None, *, profile: str = "quick") -> int:
     for name in args.only or []:
         if (name if name.startswith("fig_") else f"fig_{name}") not in known:
             return fail(f"--only {name}: no such figure; known: {', '.join(n[4:] for n in known)}")
+    if args.jobs < 1:  # before the folder is made: a refused command leaves nothing behind
+        return fail(f"--jobs {args.jobs}: must be >= 1")
     try:
         make_out_folder(args.out)
     except UserError as e:
         return fail(str(e))
-    if args.jobs < 1:
-        return fail(f"--jobs {args.jobs}: must be >= 1")
     out_dir = args.out or OUT_ROOT / profile
     t0 = time.perf_counter()
     written, failed = run_all(out_dir, profile=profile, only=args.only, quiet=args.quiet, jobs=args.jobs)

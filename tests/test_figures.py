@@ -100,3 +100,12 @@ def test_one_process_and_two_draw_the_same(fake_figures, tmp_path):
         out = tmp_path / f"out{jobs}"
         assert quick.main(["--only", "zz_ok", "zz_bad", "--out", str(out), "--quiet", "--jobs", jobs]) == 1
         assert (out / "ok_quick.txt").read_text() == "drawn"
+    one, two = ({p.name: p.read_bytes() for p in (tmp_path / f"out{j}").iterdir() if p.name != "provenance.json"}
+                for j in ("1", "2"))
+    assert one == two  # the same files with the same contents (provenance records times and the job count)
+
+
+def test_a_bad_job_count_leaves_no_output_folder(fake_figures, tmp_path):
+    out = tmp_path / "never"
+    assert quick.main(["--only", "zz_ok", "--out", str(out), "--quiet", "--jobs", "0"]) == 2
+    assert not out.exists()
