@@ -16,7 +16,6 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 import torch
 
-from theory.algorithms import NAMES as ALGORITHMS  # noqa: F401  (the table, theory/algorithms.py)
 from theory.algorithms import algorithm as algorithm_entry
 
 
