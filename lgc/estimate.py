@@ -40,6 +40,7 @@ from lgc.estimators import (
 )
 from lgc.threads import torch_threads
 from theory.constants import Constants
+from theory.delta_fit import DELTA_SPLITS  # Delta's split over the bands: eq. (8.10') or (8.10)
 
 __all__ = [  # the public names of lgc.estimate, wherever they live
     "EmpiricalProblem", "PerSampleLoss", "problem_from_model", "task_problem", "quadratic_problem", "worker_loss", "full_loss",
@@ -76,6 +77,7 @@ class _Options:
     seed: int
     bands: int
     lanczos_steps: int
+    delta_split: str
 
     def __post_init__(self):
         check(self.bootstrap >= 10, f"--bootstrap {self.bootstrap} must be >= 10")
@@ -88,13 +90,14 @@ class _Options:
         check(self.lbfgs_iters >= 1, f"--lbfgs-iters {self.lbfgs_iters} must be >= 1")
         check(self.bands >= 0 and self.lanczos_steps >= 1,
               f"--bands {self.bands} must be >= 0 and --lanczos-steps {self.lanczos_steps} >= 1")
+        check(self.delta_split in DELTA_SPLITS, f"--delta-split {self.delta_split!r} must be one of {', '.join(DELTA_SPLITS)}")
 
 
 def estimate_constants(
     problem: EmpiricalProblem, *, bootstrap: int = 200, level: float = 0.95, power_iters: int = 30,
     l_bootstrap: int = 20, trajectory_steps: int = 20, lr: Optional[float] = None, batch: int = 32,
     points: int = 3, lbfgs_iters: int = 200, seed: int = 0, threads: Optional[int] = None, quiet: bool = True,
-    bands: int = 4, lanczos_steps: int = 12,
+    bands: int = 4, lanczos_steps: int = 12, delta_split: str = "fit",
 ) -> Estimate:
     """L, sigma^2, zeta^2, Delta of `problem` with percentile-bootstrap intervals.
 
@@ -110,10 +113,13 @@ def estimate_constants(
         iterations, gradient sets, bootstrap replicates and L-BFGS.
       bands, lanczos_steps: curvature bands for the error model (0: none) and the Hessian-vector
         products per Lanczos start vector (lgc/spectrum.py).
+      delta_split: how the bands split Delta: "fit" (calibrated on the trajectory's losses, eq. 8.10', where the
+        fit is informative, else 8.10) or "spectrum" (the gradient's spectral measure at w_0, eq. 8.10); the
+        constants JSON records both.
     """
     opts = _Options(bootstrap=bootstrap, level=level, power_iters=power_iters, l_bootstrap=l_bootstrap,
                     trajectory_steps=trajectory_steps, lr=lr, batch=batch, points=points, lbfgs_iters=lbfgs_iters,
-                    seed=seed, bands=bands, lanczos_steps=lanczos_steps)
+                    seed=seed, bands=bands, lanczos_steps=lanczos_steps, delta_split=delta_split)
     if threads is None and problem.w0.numel() < 100_000:
         threads = 1
     with torch_threads(threads):
@@ -143,6 +149,11 @@ def _estimate(problem: EmpiricalProblem, opts: _Options, *, quiet: bool) -> Esti
 
         spectrum = curvature_bands(problem, problem.w0, L.L, bands=opts.bands, steps=opts.lanczos_steps, seed=opts.seed)
     gap = initial_gap(problem, counts, lbfgs_iters=opts.lbfgs_iters, level=opts.level, tick=bar.update)
+    if spectrum is not None:  # Delta's split over the bands calibrated on the trajectory's losses (eq. 8.10')
+        from lgc.spectrum import calibrate_delta
+
+        spectrum = calibrate_delta(problem, traj, spectrum, sigma2=noise.sigma2, Delta=gap.Delta, batch=opts.batch,
+                                   prefer=opts.delta_split)
     bar.close()
     return Estimate(
         L=L.L, sigma2=noise.sigma2, zeta2=noise.zeta2, Delta=gap.Delta, delta=delta.delta, gram=gram, bands=spectrum,

@@ -118,3 +118,35 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
                      f"vector): the gradient (delta), {probes} Hutchinson probes of the per-sample noise (sigma2) and of "
                      f"the workers' deviations (zeta2); {bands} bands a factor 4 apart below L = {L:.6g}")
     return out
+
+
+def trajectory_losses(problem, traj) -> np.ndarray:
+    """F(w_t) at every step t = 0..T of the estimate's SGD trajectory (lgc.estimators.Trajectory): the curve that
+    calibrates the initial error per band (eq. 8.10')."""
+    from lgc.empirical import full_loss
+
+    with torch.no_grad():
+        return np.array([float(full_loss(problem, w)) for w in traj.w])
+
+
+def calibrate_delta(problem, traj, bands: dict, *, sigma2: float, Delta: float, batch: int,
+                    prefer: str = "fit") -> dict:
+    """`bands` with Delta's split calibrated on the trajectory (theory/delta_fit.py, eq. 8.10'): "delta" becomes the
+    split the model uses, "delta_split" records both splits ((8.10)'s from the gradient's spectral measure, and the
+    fit), which one is used and why, and the curve it was fitted on.
+
+    The trajectory is full-sync SGD: each step averages `batch` samples per worker (drawn with replacement), pi-weighted,
+    so its noise variance per band is sigma2_j sum_i pi_i^2 / b_i = sigma2_j / samples."""
+    from theory.delta_fit import fit_delta_split
+
+    losses = trajectory_losses(problem, traj)
+    b = np.array([min(batch, len(x)) for x, _ in problem.workers], float)
+    samples = 1.0 / float(np.sum(problem.pi**2 / b))
+    share = np.asarray(bands["sigma2"], float)
+    share = share / share.sum() if share.sum() > 0 else np.full(len(share), 1.0 / len(share))
+    split = fit_delta_split(losses, eta=traj.lr, h=bands["h"], spectrum=bands["delta"], sigma2_bands=sigma2 * share,
+                            samples=samples, Delta=Delta, prefer=prefer)
+    out = dict(bands)
+    out["delta"] = list(split.delta)
+    out["delta_split"] = {**split.to_json(), "eta": traj.lr, "samples_per_step": samples, "losses": losses.tolist()}
+    return out

@@ -16,8 +16,9 @@ bounds then use L); optional mu > 0, F's strong-convexity constant (assumption A
 the user, `lgc estimate` does not estimate it); optional gram, the Gram matrices G_ij = <a_i, a_j> of the deviations
 a_i = grad f_i - grad F at one or more points (assumption A4G, DERIVATION.md section 4.7; without
 it the bounds use zeta2 alone); optional bands, J curvature bands h_j > 0 with each band's share of Delta,
-sigma2 and zeta2 (numbers >= 0, J of each), for the error model of theory/predict.py (DERIVATION.md
-section 8; without it the model uses one band at L). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
+sigma2 and zeta2 (numbers >= 0, J of each; an optional "delta_split" records Delta's two splits, eqs. 8.10 and
+8.10', and which one "delta" is), for the error model of theory/predict.py (DERIVATION.md section 8; without it
+the model uses one band at L). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
 """
 from __future__ import annotations
 
@@ -133,13 +134,23 @@ def _validate_bands(b, source: str) -> None:
         return
     what = f"{source}: {BANDS_KEY} must be an object with lists {', '.join(BAND_FIELDS)} of equal length >= 1"
     require(isinstance(b, dict) and all(isinstance(b.get(k), (list, tuple)) for k in BAND_FIELDS), what)
-    require(set(b) <= set(BAND_FIELDS) | {"method"}, f"{what}; unknown key(s) {sorted(set(b) - set(BAND_FIELDS) - {'method'})}")
+    extra = {"method", "delta_split"}
+    require(set(b) <= set(BAND_FIELDS) | extra, f"{what}; unknown key(s) {sorted(set(b) - set(BAND_FIELDS) - extra)}")
     n = len(b["h"])
     require(n >= 1 and all(len(b[k]) == n for k in BAND_FIELDS), f"{what}; got lengths {[len(b[k]) for k in BAND_FIELDS]}")
     for k in BAND_FIELDS:
         require(all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in b[k]),
                 f"{source}: {BANDS_KEY}.{k}={b[k]!r} must be finite numbers >= 0")
     require(all(v > 0 for v in b["h"]), f"{source}: {BANDS_KEY}.h={b['h']!r}: every curvature must be > 0")
+    split = b.get("delta_split")  # optional: both splits of Delta (eqs. 8.10, 8.10') and which one "delta" is
+    if split is not None:
+        from theory.delta_fit import DELTA_SPLITS
+
+        require(isinstance(split, dict) and split.get("used") in DELTA_SPLITS
+                and isinstance(split.get("spectrum"), list) and len(split["spectrum"]) == n
+                and (split.get("fit") is None or (isinstance(split["fit"], list) and len(split["fit"]) == n)),
+                f"{source}: {BANDS_KEY}.delta_split must be an object with used (one of {', '.join(DELTA_SPLITS)}), "
+                f"spectrum ({n} numbers) and fit ({n} numbers or null)")
 
 
 def read_constants(path) -> Constants:

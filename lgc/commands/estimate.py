@@ -21,6 +21,7 @@ from lgc.commands._paths import input_path, input_record
 from lgc.config import TrainConfig
 from lgc.config_task import TaskConfig
 from lgc.errors import UserError, check
+from theory.delta_fit import DELTA_SPLITS
 from theory.jsonio import dumps
 
 
@@ -54,6 +55,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="curvature bands for optimize-k's error model (default 4, a factor 4 apart; 0: none)")
     e.add_argument("--lanczos-steps", type=int, default=12,
                    help="Hessian-vector products per Lanczos start vector for the bands (default 12; 5 start vectors)")
+    e.add_argument("--delta-split", choices=DELTA_SPLITS, default="fit",
+                   help="how the bands split Delta: fit (default: calibrated on the trajectory's losses, eq. 8.10', "
+                        "where the fit is informative, else the spectrum's) or spectrum (the gradient's spectral "
+                        "measure at w_0, eq. 8.10); the JSON records both")
     e.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: 1 for models under 10^5 parameters, else torch's default)")
     o = parser.add_argument_group("output")
@@ -121,6 +126,14 @@ def check_estimate_flags(args) -> None:
     check(args.lanczos_steps >= 1, f"--lanczos-steps {args.lanczos_steps} must be >= 1")
 
 
+def _split_text(s: dict) -> str:
+    """The table's line on Delta's split over the bands: both splits' shares and which one the model uses."""
+    shares = lambda v: ", ".join(f"{x / max(sum(v), 1e-300):.2f}" for x in v)
+    fit = "not fitted" if s["fit"] is None else shares(s["fit"]) + (f" (R^2 {s['r2']:.2f})" if s["r2"] is not None else "")
+    return (f"Delta split: spectrum (8.10) {shares(s['spectrum'])}; fit (8.10') {fit}; "
+            f"uses {s['used']}: {s['reason']}")
+
+
 def run(args: argparse.Namespace) -> int:
     from lgc.commands._paths import check_writable_file
     from lgc.estimate import estimate_constants
@@ -131,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     est = estimate_constants(
         problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters, l_bootstrap=args.l_bootstrap,
         trajectory_steps=args.trajectory_steps, lr=args.trajectory_lr, lbfgs_iters=args.lbfgs_iters, seed=cfg.seed,
-        threads=args.threads, quiet=args.quiet, bands=args.bands, lanczos_steps=args.lanczos_steps)
+        threads=args.threads, quiet=args.quiet, bands=args.bands, lanczos_steps=args.lanczos_steps,
+        delta_split=args.delta_split)
     constants = est.to_json()
     constants["source"].update({
         "command": "lgc estimate", "dataset": cfg.task.dataset, "model": None if quad else cfg.task.model,
@@ -163,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
         b = constants["bands"]
         print("bands:   h = " + ", ".join(f"{v:.3g}" for v in b["h"]) + "; shares of Delta, sigma2, zeta2: "
               + "; ".join(", ".join(f"{v / max(sum(b[k]), 1e-300):.2f}" for v in b[k]) for k in ("delta", "sigma2", "zeta2")))
+        if b.get("delta_split"):
+            print(_split_text(b["delta_split"]))
     if quad is not None:
         print("exact:   " + ", ".join(f"{k}={v:.6g}" for k, v in quad.constants().items()))
     print(f"wrote {args.out}")
