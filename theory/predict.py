@@ -25,7 +25,7 @@ import numpy as np
 
 from theory.algorithms import BOUND_NAMES
 from theory.errors import require
-from theory.schedule import require_semantics, schedule_rounds
+from theory.schedule import arrival_order, require_semantics, schedule_rounds
 
 DIMS = 8  # random coordinates per band above EXACT_N workers: the expectation does not depend on it, its variance does
 EXACT_N = 64  # up to N workers the deviations are exact in expectation (eq. 8.2'): N - 1 coordinates per band
@@ -178,15 +178,16 @@ class _Sets:
         so the counts of m_j >= m, and sum 1/m_j over the reporters, come from sorted block-finish columns."""
         ks, m = self.ks, self.m
         x = fin[:, -1]
-        order = np.argsort(x, kind="stable")
+        order = arrival_order(x)
         t_cut = x[order[ks - 1]]
         zero = np.zeros((1, a.shape[1]))
-        ca = np.concatenate([zero, np.cumsum(a[order], 0)])
+        ca = np.zeros((len(x) + 1, a.shape[1]))  # prefix sums of the deviations in arrival order, from 0
+        np.cumsum(np.take(a, order, axis=0), axis=0, out=ca[1:])  # np.take: a third of a[order]'s time at N = 10^4
         bias_a = ca[ks] / ks[:, None]
         if m == 1:  # no partial blocks: nobody reports
             cnt = np.zeros(len(ks), int)
             return self._pack(bias_a, np.zeros_like(bias_a), np.zeros(len(ks)), cnt)
-        cols = fin[order, : m - 1]
+        cols = np.take(fin, order, axis=0)[:, : m - 1]
         c0 = ca  # work spread evenly: every column in the arrival order, {first block ends by t_cut} a prefix of it
         if not bool(np.all(np.diff(cols, axis=0) >= 0)):  # per-block times: each column in its own order
             cols = np.sort(fin[:, : m - 1], axis=0)
@@ -333,13 +334,13 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     for t in range(t_end + 1):
         g_b = hd * e
         g2 = (g_b**2).sum(2) + (hj**2 * x0[..., 0] ** 2).sum(1)[None] + (hj**2 * P[..., 0, 0]).sum(2)
-        f = (hd / 2 * e**2).sum(2) + (hj / 2 * x0[..., 0] ** 2).sum(1)[None] + (hj / 2 * P[..., 0, 0]).sum(2)
         if target is None:
             done = Tk == t
         else:  # the first round whose mean over draws reaches the target, for the K not there yet
             done = (t >= 1) & ~(T_hit <= t) & (grad_sum.mean(0) / max(t, 1) <= target)
             T_hit[done] = t
         if done.any():  # eqs. (8.7), (8.8) at T = t: w_T's gap, and the mean over rounds 0..T-1
+            f = (hd / 2 * e**2).sum(2) + (hj / 2 * x0[..., 0] ** 2).sum(1)[None] + (hj / 2 * P[..., 0, 0]).sum(2)
             gap[:, done] = f[:, done]
             grad2[:, done] = grad_sum[:, done] / max(t, 1)
         grad_sum += g2
