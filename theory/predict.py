@@ -147,7 +147,7 @@ class _Sets:
         if key in self.cache:
             return self.cache[key]
         out = [self.one(s, t) for s in range(self.a.shape[0])]
-        res = tuple(np.stack(v) for v in zip(*out))
+        res = tuple(_stack(v) for v in zip(*out))
         if self.semantics == "abort":
             self.cache = {key: res}
         return res
@@ -189,7 +189,7 @@ class _Sets:
             return self._pack(bias_a, np.zeros_like(bias_a), np.zeros(len(ks)), cnt)
         cols = np.take(fin, order, axis=0)[:, : m - 1]
         c0 = ca  # work spread evenly: every column in the arrival order, {first block ends by t_cut} a prefix of it
-        if not bool(np.all(np.diff(cols, axis=0) >= 0)):  # per-block times: each column in its own order
+        if not bool(np.all(cols[1:] >= cols[:-1])):  # per-block times: each column in its own order
             cols = np.sort(fin[:, : m - 1], axis=0)
             c0 = np.concatenate([zero, np.cumsum(a[np.argsort(fin[:, 0], kind="stable")], 0)])
         ge = np.stack([np.searchsorted(cols[:, j], t_cut, side="right") for j in range(m - 1)]) - ks  # m_j >= j+1
@@ -206,6 +206,11 @@ class _Sets:
         var_a = 1.0 / (self.ks * self.B)  # the mean of K B samples
         var_s = inv / b / np.maximum(cnt, 1) ** 2  # the mean of the reporters' partial means (m_j b samples each)
         return bias_a, bias_s, var_a, var_s, cnt / self.n
+
+
+def _stack(arrays) -> np.ndarray:
+    """np.stack of the draws' arrays (one draw, the common case at large N: a view, not a copy)."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 def _transition(eta, h, mu):
@@ -331,15 +336,17 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     gap, grad2 = np.full((S, K), np.nan), np.full((S, K), np.nan)
     ek = eta[None, :, None]
     T_hit = np.full(K, np.inf)
+    hj2 = hj**2
+    reported = set(Tk.tolist())  # budget: the rounds at which some K's T ends
     for t in range(t_end + 1):
         g_b = hd * e
-        g2 = (g_b**2).sum(2) + (hj**2 * x0[..., 0] ** 2).sum(1)[None] + (hj**2 * P[..., 0, 0]).sum(2)
+        g2 = (g_b**2).sum(2) + (hj2 * x0[..., 0] ** 2).sum(1)[None] + (hj2 * P[..., 0, 0]).sum(2)
         if target is None:
-            done = Tk == t
+            done = Tk == t if t in reported else None
         else:  # the first round whose mean over draws reaches the target, for the K not there yet
             done = (t >= 1) & ~(T_hit <= t) & (grad_sum.mean(0) / max(t, 1) <= target)
             T_hit[done] = t
-        if done.any():  # eqs. (8.7), (8.8) at T = t: w_T's gap, and the mean over rounds 0..T-1
+        if done is not None and done.any():  # eqs. (8.7), (8.8) at T = t: w_T's gap, and the mean over rounds 0..T-1
             f = (hd / 2 * e**2).sum(2) + (hj / 2 * x0[..., 0] ** 2).sum(1)[None] + (hj / 2 * P[..., 0, 0]).sum(2)
             gap[:, done] = f[:, done]
             grad2[:, done] = grad_sum[:, done] / max(t, 1)
@@ -357,7 +364,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
             if key != last_key:  # a straggling period's rounds share their inputs (abort semantics)
                 stats = sets.round(t) if not warm else (np.zeros(e.shape),) * 2 + (np.zeros((S, K)),) * 3
                 ins = [_inputs(algorithm, [x[s] for x in stats], eta, bt["sigma2"], warm, N, B) for s in range(S)]
-                dA, dU, Q = (np.stack(x) for x in zip(*ins))
+                dA, dU, Q = (_stack(x) for x in zip(*ins))
                 last_key = key
         v = momentum * v + g_b + dA + u  # eq. (8.5), heavy ball as eq. (3.6); u = 0 but for lgc
         e = e - ek * v
