@@ -180,24 +180,31 @@ class _Sets:
         x = fin[:, -1]
         order = arrival_order(x)
         t_cut = x[order[ks - 1]]
-        zero = np.zeros((1, a.shape[1]))
-        ca = np.zeros((len(x) + 1, a.shape[1]))  # prefix sums of the deviations in arrival order, from 0
-        np.cumsum(np.take(a, order, axis=0), axis=0, out=ca[1:])  # np.take: a third of a[order]'s time at N = 10^4
-        bias_a = ca[ks] / ks[:, None]
+        rows = np.take(a, order, axis=0)  # the deviations in arrival order (np.take: a third of a[order]'s time)
         if m == 1:  # no partial blocks: nobody reports
-            cnt = np.zeros(len(ks), int)
-            return self._pack(bias_a, np.zeros_like(bias_a), np.zeros(len(ks)), cnt)
-        cols = np.take(fin, order, axis=0)[:, : m - 1]
-        c0 = ca  # work spread evenly: every column in the arrival order, {first block ends by t_cut} a prefix of it
-        if not bool(np.all(cols[1:] >= cols[:-1])):  # per-block times: each column in its own order
+            bias_a = _prefix_sums(rows, ks) / ks[:, None]
+            return self._pack(bias_a, np.zeros_like(bias_a), np.zeros(len(ks)), np.zeros(len(ks), int))
+        full = np.take(fin, order, axis=0)
+        # work spread evenly: every column in the arrival order, {first block ends by t_cut} a prefix of it (the
+        # check on the whole contiguous array: a tenth of the time of the check on its first M - 1 columns)
+        even = bool(np.all(full[1:] >= full[:-1]))
+        cols = full[:, : m - 1]
+        if not even:  # per-block times: each column in its own order
             cols = np.sort(fin[:, : m - 1], axis=0)
-            c0 = np.concatenate([zero, np.cumsum(a[np.argsort(fin[:, 0], kind="stable")], 0)])
         ge = np.stack([np.searchsorted(cols[:, j], t_cut, side="right") for j in range(m - 1)]) - ks  # m_j >= j+1
         ge = np.concatenate([ge, np.zeros((1, len(ks)), int)])
         inv = ((ge[:-1] - ge[1:]) / np.arange(1, m)[:, None]).sum(0)  # sum over reporters of 1/m_j
         cnt = ge[0]
-        # the workers whose first block ends by t_cut: the fast set and the reporters
-        bias_s = (c0[ks + cnt] - ca[ks]) / np.maximum(cnt, 1)[:, None]
+        # the workers whose first block ends by t_cut: the fast set and the reporters, a prefix of the first
+        # blocks' order (the arrival order when work is spread evenly)
+        if even:
+            sums = _prefix_sums(rows, np.concatenate([ks, ks + cnt]))
+            ca, c0 = sums[: len(ks)], sums[len(ks):]
+        else:
+            ca = _prefix_sums(rows, ks)
+            c0 = _prefix_sums(np.take(a, np.argsort(fin[:, 0], kind="stable"), axis=0), ks + cnt)
+        bias_a = ca / ks[:, None]
+        bias_s = (c0 - ca) / np.maximum(cnt, 1)[:, None]
         return self._pack(bias_a, bias_s, inv, cnt)
 
     def _pack(self, bias_a, bias_s, inv, cnt):
@@ -206,6 +213,19 @@ class _Sets:
         var_a = 1.0 / (self.ks * self.B)  # the mean of K B samples
         var_s = inv / b / np.maximum(cnt, 1) ** 2  # the mean of the reporters' partial means (m_j b samples each)
         return bias_a, bias_s, var_a, var_s, cnt / self.n
+
+
+def _prefix_sums(rows: np.ndarray, at) -> np.ndarray:
+    """(len(at), D): the sum of rows[:p] for each p of `at` (0 <= p <= len(rows)). The sums over the segments
+    between consecutive p, then their running sum: one pass over the rows, not a running sum of every row (at
+    N = 10^4, D = 8: 0.05 ms against 0.25 ms; the same sums, added in another order)."""
+    u, back = np.unique(at, return_inverse=True)
+    out = np.zeros((len(u), rows.shape[1]))
+    pos = u > 0
+    p = u[pos]
+    if p.size:
+        out[pos] = np.cumsum(np.add.reduceat(rows[: p[-1]], np.concatenate([[0], p[:-1]]), axis=0), axis=0)
+    return out[back]
 
 
 def _stack(arrays) -> np.ndarray:
