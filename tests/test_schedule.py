@@ -4,7 +4,7 @@ import pytest
 
 from theory.errors import TheoryInputError
 from theory.schedule import (
-    RoundSchedule, check_schedule, comm_time, schedule_deadline, schedule_from_csv, schedule_round, schedule_to_csv,
+    RoundSchedule, arrival_order, check_schedule, comm_time, schedule_deadline, schedule_from_csv, schedule_round, schedule_to_csv,
 )
 from theory.timing import even_split_finish_times
 
@@ -16,6 +16,17 @@ def test_fast_set_is_the_k_fastest_in_arrival_order_and_t_cut_the_kth_time():
     s = schedule_round(even_split_finish_times(X, M), 2)
     assert s.fast == (1, 4) and s.t_cut == 1.5 and s.fast_mask().tolist() == [False, True, False, False, True]
     assert all(s.blocks_done[i] == M for i in s.fast)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_arrival_order_breaks_ties_by_worker_index(ties):
+    """eq. (2.1): sorted by time, equal times by index: the stable sort's permutation, with and without ties (the
+    default sort, taken where no two times are equal, reorders equal ones; 2000 workers, 5 distinct times)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, 2000).astype(float) if ties else rng.exponential(size=2000)
+    order = arrival_order(x)
+    np.testing.assert_array_equal(order, np.argsort(x, kind="stable"))
+    assert not ties or not np.array_equal(np.argsort(x), order)  # the case the tie check exists for
 
 
 def test_boundary_semantics_finish_the_block_in_flight_without_waiting_for_it():

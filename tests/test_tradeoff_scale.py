@@ -151,6 +151,21 @@ def test_streamed_json_rows_are_the_rows_of_the_trade_off(capsys):
     doc = json.loads(buf.getvalue())
     assert doc == finite_or_none(to_json(res, prob, const))
     assert [r["E[R]"] is None for r in doc["rows"]] == [False] * 4 + [True] * 2
+    text = buf.getvalue()  # one row a line, each the text json.dumps writes for it
+    lines = text[text.index('"rows": [') + len('"rows": ['):].strip().splitlines()[:-2]
+    assert [x.strip().rstrip(",") for x in lines] == [json.dumps(r) for r in doc["rows"]]
+
+
+def test_json_texts_are_json_dumps_of_each_value():
+    """The rows' per-column texts (each float's repr once per distinct value): json.dumps of every value, -0.0
+    and 0.0 kept apart, null where not finite."""
+    from lgc.commands._optimize_k_output import _json_texts
+
+    f = np.array([0.5, -0.0, 0.0, np.nan, 0.5, np.inf, -np.inf, 1e-300, 3.0, -0.0, 0.1 + 0.2])
+    want = [json.dumps(None if not np.isfinite(v) else float(v)) for v in f]
+    assert _json_texts(f) == want and want[1] == "-0.0" and want[2] == "0.0"
+    assert _json_texts(np.array([3, -1, 0])) == ["3", "-1", "0"]
+    assert _json_texts(np.array([True, False])) == ["true", "false"]
 
 
 def _write_golden():
