@@ -78,7 +78,11 @@ def test_predictions_equal_the_recorded_ones(name):
     assert (got["k_star"], got["k_star_grad2"]) == (want["k_star"], want["k_star_grad2"])
     for f in FIELDS:
         g, w = (np.array([np.nan if v is None else v for v in d[f]]) for d in (got, want))
-        np.testing.assert_allclose(g, w, rtol=1e-10, atol=0, equal_nan=True, err_msg=f"{name}: {f}")
+        # a standard error is the spread of draws that agree to rounding: where it is ~1e-17 of a value of order
+        # 1 it is rounding noise, which other CPUs' kernels change (OPENBLAS_CORETYPE=Prescott), so it is compared
+        # on the scale of the mean it is the error of
+        scale = np.nanmax(np.abs(np.array([np.nan if v is None else v for v in got[f[:-3]]]))) if f.endswith("_se") else 0.0
+        np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-10 * scale, equal_nan=True, err_msg=f"{name}: {f}")
 
 
 def test_prefix_sums_at_positions_equal_the_running_sum():
