@@ -17,7 +17,7 @@ the user, `lgc estimate` does not estimate it); optional gram, the Gram matrices
 a_i = grad f_i - grad F at one or more points (assumption A4G, DERIVATION.md section 4.7; without
 it the bounds use zeta2 alone); optional bands, J curvature bands h_j > 0 with each band's share of Delta,
 sigma2 and zeta2 (numbers >= 0, J of each), for the error model of theory/predict.py (DERIVATION.md
-section 8; without it the model uses one band at L). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
+section 8; without it the model uses the scalar constants' prior spectrum, eq. 8.12). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
 """
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ class Bands:
 
     @classmethod
     def scalar(cls, L: float) -> "Bands":
-        """One band at curvature L holding all of Delta, sigma2 and zeta2: the scalar constants alone."""
+        """One band at curvature L holding all of Delta, sigma2 and zeta2 (the prior's limit mu = L)."""
         return cls(h=(float(L),), delta=(1.0,), sigma2=(1.0,), zeta2=(1.0,))
 
     @classmethod
