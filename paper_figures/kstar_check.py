@@ -180,11 +180,16 @@ def k_star_problem(algorithm, prob: Quadratic, timing, period, tau, *, eta_mode=
 
 
 def run(*, seeds=SEEDS, budgets=None, eta_mode="fixed", n=N, aligned=False, strong=False, second=False,
-        log=print) -> list[Cell]:
+        grid=None, predict=None, log=print) -> list[Cell]:
     """The grid (aligned: only the worst-case-aligned problem under heterogeneous speeds; second: the second
-    grid, with its own budgets unless `budgets` is given; strong: K* with the strong-convexity bound too, DERIVATION.md section 4.8)."""
+    grid, with its own budgets unless `budgets` is given; strong: K* with the strong-convexity bound too, DERIVATION.md section 4.8).
+    grid: instead, a list of (Quadratic with n workers, timings) run at `budgets` (paper_figures/kstar_dev.py);
+    predict: the error model's variants per cell (default kstar_predict.predict)."""
     cells = []
-    if second:
+    predict = predict or kp.predict
+    if grid is not None:
+        budgets = budgets or BUDGETS
+    elif second:
         grid, budgets = [(p, second_timings()) for p in second_problems(n)], budgets or SECOND_BUDGETS
     else:
         grid = [(aligned_problem(n), timings()[2:])] if aligned else [(p, timings()) for p in problems(n)]
@@ -211,14 +216,14 @@ def run(*, seeds=SEEDS, budgets=None, eta_mode="fixed", n=N, aligned=False, stro
                     per_seed, t_s = budget_mean(g, walls, tau)
                     final = budget_final(gap, walls, tau)
                     res = offs[tau]
-                    recs = kp.predict(res, probs[tau], prob, prob.noise_sd(B))
+                    recs = predict(res, probs[tau], prob, prob.noise_sd(B))
                     cells.append(Cell(
                         problem=prob.name, timing=label, tau=tau, algorithm=alg, k_star=int(res.k_star),
                         k_near=near_best(res), eta=np.asarray(res.eta, float), measured=per_seed.mean(1),
                         se=per_seed.std(1, ddof=1) / np.sqrt(seeds), rounds=t_s.mean(1), bound=res.bound,
                         terms={k: np.asarray(v, float) for k, v in res.terms.items()}, gap=final.mean(1),
                         gap_se=final.std(1, ddof=1) / np.sqrt(seeds),
-                        predicted={(v, q): recs[v].column(res.ks, q) for v in kp.VARIANTS for q in kp.QUANTITIES}))
+                        predicted={(v, q): recs[v].column(res.ks, q) for v in recs for q in kp.QUANTITIES}))
                     c = cells[-1]
                     log(f"{c.problem:>13} {c.timing:>16} tau={tau:>5g} {alg:>9}: K*={c.k_star:>2} best={c.best:>2} "
                         f"ratio={c.ratio:.3f}; predictive K* (mean ||grad F||^2) scalar {c.k_pred('scalar', 'grad2')}"
@@ -264,15 +269,19 @@ def summary(cells) -> dict:
     return out
 
 
+def variants(cells) -> list:
+    """The error model's variants the cells carry, in their order (kstar_predict.VARIANTS by default)."""
+    return list(dict.fromkeys(v for v, _ in cells[0].predicted)) if cells and cells[0].predicted else []
+
+
 def predictive_summary(cells, quantity: str) -> dict:
     """Graded on the measured `quantity` (the model's K* by the least predicted value of the same quantity): the
     counts of the bound's K*, the predictive K* per variant, K = N and K = N/2; per variant the median R^2 of the
     predicted curve over K against the measured one, and the cells where it does worse than the bound's K*."""
-    n = len(cells[0].measured)
-    picks = {"bound": lambda c: c.k_star, **{v: (lambda c, v=v: c.k_pred(v, quantity)) for v in kp.VARIANTS},
-             "k_n": lambda c: n, "k_half": lambda c: n // 2}
+    picks = {"bound": lambda c: c.k_star, **{v: (lambda c, v=v: c.k_pred(v, quantity)) for v in variants(cells)},
+             "k_n": lambda c: len(c.measured), "k_half": lambda c: len(c.measured) // 2}
     out = {name: _counts([c.cost(pick(c), quantity) for c in cells]) for name, pick in picks.items()}
-    for v in kp.VARIANTS:
+    for v in variants(cells):
         r2 = [kp.r_squared(c.predicted[v, quantity], c.curve(quantity)) for c in cells]
         out[v]["r2_median"] = float(np.nanmedian(r2)) if np.isfinite(r2).any() else float("nan")
         out[v]["r2_min"] = float(np.nanmin(r2)) if np.isfinite(r2).any() else float("nan")
@@ -287,7 +296,7 @@ def table(cells) -> str:
            f"{'meas(K*)':>9} {'meas(best)':>10} {'+-se':>7} {'ratio':>6}"
     pred = bool(cells) and all(c.predicted is not None for c in cells)
     if pred:  # the predictive K* of mean ||grad F||^2 (a: scalar constants, b: exact bands), graded on it
-        head += f" {'Kp(a)':>5} {'ratio':>6} {'Kp(b)':>5} {'ratio':>6}"
+        head += "".join(f" {'Kp(' + VARIANT_NAMES.get(v, v)[0] + ')':>5} {'ratio':>6}" for v in variants(cells))
     lines = [head]
     for c in cells:
         near = ",".join(map(str, c.k_near)) if len(c.k_near) <= 3 else f"{min(c.k_near)}..{max(c.k_near)}"
@@ -295,7 +304,7 @@ def table(cells) -> str:
                f"{c.best:>4} {c.measured[c.k_star - 1]:>9.4g} {c.measured[c.best - 1]:>10.4g} "
                f"{c.se[c.best - 1]:>7.2g} {c.ratio:>6.3f}")
         if pred:
-            row += "".join(f" {c.k_pred(v, 'grad2'):>5} {c.cost(c.k_pred(v, 'grad2')):>6.3f}" for v in kp.VARIANTS)
+            row += "".join(f" {c.k_pred(v, 'grad2'):>5} {c.cost(c.k_pred(v, 'grad2')):>6.3f}" for v in variants(cells))
         lines.append(row)
     s = summary(cells)
 
@@ -312,8 +321,8 @@ def table(cells) -> str:
         lines.append(f"# the recommended (predictive) K*, graded on the measured {QUANTITY_NAMES[q]} "
                      f"(the model's K* of least predicted {QUANTITY_NAMES[q]}, eq. {QUANTITY_EQ[q]})")
         lines.append(counts("bound's K*", p["bound"]))
-        for v in kp.VARIANTS:
-            lines.append(counts(f"predictive K* ({VARIANT_NAMES[v]})", p[v]) + f"; R^2 of the predicted curve "
+        for v in variants(cells):
+            lines.append(counts(f"predictive K* ({VARIANT_NAMES.get(v, v)})", p[v]) + f"; R^2 of the predicted curve "
                          f"median {p[v]['r2_median']:.2f} (min {p[v]['r2_min']:.2f}); worse than the bound's K* in "
                          f"{p[v]['worse_than_bound']}; target {'met' if p[v]['met'] else 'NOT met'}")
         lines.append(counts(f"K = N = {n}", p["k_n"]))
@@ -323,7 +332,8 @@ def table(cells) -> str:
 
 QUANTITY_NAMES = {"grad2": "mean ||grad F||^2 within the budget", "gap": "final loss gap F(w_T) - F*"}
 QUANTITY_EQ = {"grad2": "8.8; what this check measures for the bound", "gap": "8.7; optimize-k's k_star"}
-VARIANT_NAMES = {"scalar": "a: scalar constants", "bands": "b: exact curvature bands"}
+VARIANT_NAMES = {"scalar": "a: scalar constants", "bands": "b: exact curvature bands",
+                 "one-band": "c: one band at L, the scalar constants' old fallback"}
 
 
 def diagnosis(cells) -> str:
@@ -346,7 +356,7 @@ def write_csv(cells, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        pairs = [(v, q) for v in kp.VARIANTS for q in kp.QUANTITIES]
+        pairs = [(v, q) for v in variants(cells) for q in kp.QUANTITIES]
         w.writerow(["problem", "timing", "tau", "algorithm", "K", "eta", "bound", "rounds", "measured", "se",
                     "is_k_star", "is_best", "measured_gap", "se_gap", "is_best_gap"]
                    + [f"pred_{q}_{v}" for v, q in pairs] + [f"is_k_pred_{q}_{v}" for v, q in pairs])

@@ -4,7 +4,8 @@ Per cell, the error model (theory/predict.py, DERIVATION.md section 8) runs thro
 makes (theory.predict_k.recommend on the bound's trade-off: the same T(K) = floor(tau / E[R(K)]) and step sizes,
 plain SGD, no warm-up) in two variants:
 
-  scalar: the scalar constants alone (L, sigma2, zeta2, Delta: one band at L, as optimize-k without bands);
+  scalar: the scalar constants alone (L, sigma2, zeta2, Delta, and mu where the bound has it), as optimize-k without
+          bands: the prior spectrum of theory.predict.Bands.prior (DERIVATION.md eqs. 8.12, 8.13);
   bands:  the quadratic's exact curvature bands, F's Hessian diag(hbar) grouped as `lgc estimate` groups its
           Ritz values (lgc/spectrum.py: bands a factor 4 apart below L, eq. 8.9), with each band's exact share
           of Delta (sum of hbar_k (w0_k - w*_k)^2 / 2, eq. 8.10), of sigma^2 (the noise is isotropic: the band's

@@ -291,7 +291,7 @@ class KController:
     problem: the run's theory.tradeoff.Problem (its timing model is replaced by each fit, its Delta by the
     remaining gap (7.7), and for the error model its sigma2 and zeta2 by their refits (7.8-7.9));
     eta, momentum: the run's step size and server momentum; bands: the error model's curvature bands
-    (theory.predict.Bands; None: one band at L). `k` is the K of the next round.
+    (theory.predict.Bands; None: the scalar constants' prior spectrum, eq. 8.12). `k` is the K of the next round.
     """
 
     def __init__(self, settings: AutoK, problem, algorithm: str, *, eta: float, momentum: float = 0.0, bands=None):

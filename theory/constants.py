@@ -18,7 +18,8 @@ a_i = grad f_i - grad F at one or more points (assumption A4G, DERIVATION.md sec
 it the bounds use zeta2 alone); optional bands, J curvature bands h_j > 0 with each band's share of Delta,
 sigma2 and zeta2 (numbers >= 0, J of each; an optional "delta_split" records Delta's two splits, eqs. 8.10 and
 8.10', and which one "delta" is), for the error model of theory/predict.py (DERIVATION.md section 8; without it
-the model uses one band at L). Written by `lgc estimate`, read by `lgc optimize-k --constants`.
+the model uses the scalar constants' prior spectrum, eq. 8.12). Written by `lgc estimate`, read by `lgc optimize-k
+--constants`.
 """
 from __future__ import annotations
 

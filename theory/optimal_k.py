@@ -174,7 +174,7 @@ def optimize_k(
 def recommendation(res: Tradeoff, prob: Problem, const: dict, *, criterion: str = "predict", momentum: float = 0.0,
                    warmup_rounds: int = 0, seed: int = 0):
     """The error model's predictions over res's K and the recommended K* (theory.predict_k.recommend),
-    with the constants' curvature bands when they have them (else one band at L)."""
+    with the constants' curvature bands when they have them (else the scalar constants' prior spectrum, DERIVATION.md eq. 8.12)."""
     from theory.predict import Bands
     from theory.predict_k import recommend
 

@@ -35,6 +35,8 @@ ROUND_CAP = 20000  # rounds simulated at most; a K whose T exceeds it is predict
 LAW_ROUNDS = 2000  # schedules drawn for the law of sets drawn afresh every round (eq. 8.6')
 LARGE_N = 2000  # N from which one draw is simulated (optimize-k at N = 10^4 stays within seconds)
 MODELLED = BOUND_NAMES  # the rules of eqs. (3.1)-(3.4), those with a bound: _inputs writes each one's round
+PRIOR_RATIO = 4.0  # the scalar constants' prior spectrum (eq. 8.12): bands a factor 4 apart, as lgc estimate's
+PRIOR_BANDS = 12  # at most this many factors below L: a cost guard (4^-12 L is below 1/(eta T) at ROUND_CAP rounds)
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,30 @@ class Bands:
 
     @classmethod
     def scalar(cls, L: float) -> "Bands":
-        """One band at curvature L holding all of Delta, sigma2 and zeta2: the scalar constants alone."""
+        """One band at curvature L holding all of Delta, sigma2 and zeta2 (the prior's limit mu = L)."""
         return cls(h=(float(L),), delta=(1.0,), sigma2=(1.0,), zeta2=(1.0,))
+
+    @classmethod
+    def prior(cls, L: float, *, floor: float, mu: float | None = None) -> "Bands":
+        """The scalar constants' prior spectrum (eq. 8.12): curvatures spread uniformly over [mu, L] ([0, L] without
+        mu), the start, the workers' optima and the noise isotropic, so that an interval [a, b] of curvature holds
+        Delta, sigma2 and zeta2 in proportion to (b^2 - a^2) / 2, b - a and (b^3 - a^3) / 3. Bands a factor
+        PRIOR_RATIO apart from L down to max(floor, mu), the rest in one band; each band at its mean curvature
+        (a + b) / 2. One band at L when mu >= L (the old fallback, Bands.scalar)."""
+        low = float(mu or 0.0)
+        require(L > 0 and floor > 0 and low >= 0, f"bands: the prior needs L > 0, floor > 0, mu >= 0; got L={L}, "
+                                                  f"floor={floor}, mu={mu}")
+        if low >= L:
+            return cls.scalar(L)
+        stop = max(floor, low, L * PRIOR_RATIO ** -PRIOR_BANDS)
+        edges = [float(L)]
+        while edges[-1] / PRIOR_RATIO > stop * (1 + 1e-12):
+            edges.append(edges[-1] / PRIOR_RATIO)
+        edges.append(low)
+        b, a = np.array(edges[:-1]), np.array(edges[1:])
+        f = lambda x: tuple(float(v) for v in x)
+        return cls(h=f((a + b) / 2), delta=f((b**2 - a**2) / 2), sigma2=f(b - a),
+                   zeta2=f((b**3 - a**3) / 3))
 
     @classmethod
     def from_json(cls, d: dict) -> "Bands":

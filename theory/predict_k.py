@@ -12,7 +12,7 @@ import numpy as np
 
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
-from theory.predict import MODELLED, Bands, Prediction, least_k, predict_errors
+from theory.predict import DIMS, MODELLED, ROUND_CAP, Bands, Prediction, least_k, predict_errors
 
 MAX_KS = 64  # K values the model evaluates; above, a log-spaced subset of them (with the bound's K*, 1 and N)
 MAX_N = 100_000  # workers above which the model is not run (its law costs O(N log N) a round): the bound chooses
@@ -55,11 +55,22 @@ def model_ks(ks, k_bound: int, max_ks: int = MAX_KS) -> np.ndarray:
     return np.unique(np.concatenate([ks[idx], [k_bound, ks[0], ks[-1]]]))
 
 
+def prior_floor(eta, rounds) -> float:
+    """The run's curvature resolution (eq. 8.13): 1/(eta T) of the K whose run takes the most step (eta T, T capped
+    at ROUND_CAP); a direction of lower curvature moves little within any K's run, so the prior spectrum lumps
+    such directions into one band. eta, rounds: each K's step and T (inf or nan where unknown, as with a target:
+    ROUND_CAP)."""
+    T = np.asarray(rounds, float)
+    steps = np.asarray(eta, float) * np.where(np.isfinite(T), np.minimum(T, ROUND_CAP), ROUND_CAP)
+    return 1.0 / float(np.max(steps))
+
+
 def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predict", momentum: float = 0.0,
               warmup: int = 0, seed: int = 0) -> Recommendation:
     """The model's predicted errors over res's K (a Tradeoff) and the recommended K*.
 
-    bands: the constants' curvature bands (None: one band at L, the scalar constants alone). criterion "bound":
+    bands: the constants' curvature bands (None: the scalar constants alone, spread by the prior spectrum
+    Bands.prior(L, floor=prior_floor(eta, T), mu=mu), eqs. 8.12, 8.13). criterion "bound":
     the bound's K* is recommended, the model's errors still reported. Budget: the K of least predicted loss gap
     at T(K) = floor(tau / E[R(K)]) (eq. 8.7). Target: the K of least predicted time T_eps(K) E[R(K)], T_eps the
     fewest rounds whose predicted mean ||grad F||^2 (eq. 8.8, the bound's quantity) is at most the target."""
@@ -77,10 +88,14 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
     if not ok.any():
         return Recommendation(k_bound, k_bound, "bound", None, "no K has a finite number of rounds and step size")
     when = dict(rounds=T[ok]) if budget else dict(target=res.target)
-    pred = predict_errors(res.algorithm, bands or Bands.scalar(prob.L), L=prob.L, sigma2=prob.sigma2,
+    dims = {}
+    if bands is None:  # the scalar constants alone: the prior spectrum, its bands sharing DIMS coordinates (cost)
+        bands = Bands.prior(prob.L, floor=prior_floor(eta[ok], T[ok]), mu=prob.mu)
+        dims = dict(dims=max(2, DIMS // len(bands.h)))
+    pred = predict_errors(res.algorithm, bands, L=prob.L, sigma2=prob.sigma2,
                           zeta2=prob.zeta2, Delta=prob.Delta, N=prob.N, M=prob.M, B=prob.B, timing=prob.timing,
                           h=prob.h, semantics=prob.semantics, ks=ks[ok], eta=eta[ok], momentum=momentum, warmup=warmup,
-                          seed=seed, **when)
+                          seed=seed, **when, **dims)
     with np.errstate(invalid="ignore"):
         time = pred.rounds * rt[ok]
     if algorithm_entry(res.algorithm).round_end == "all":  # full-sync: every worker, every round
