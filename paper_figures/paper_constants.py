@@ -3,7 +3,9 @@ partition, data) with the scale's `estimate_args`, written next to the figures a
 with the config (constants_config.json) and arguments (constants_args.json) it came from, and
 reused while both are unchanged and the file holds what the figures read (NEEDED: the curvature bands of
 fig4's error model, DERIVATION.md section 8, which constants written before `lgc estimate` measured them
-lack). It runs in a process of its own beside the training runs
+lack, and the bands' record of how Delta was split over them, bands["delta_split"], which constants written
+before `lgc estimate` calibrated that split on its trajectory (eq. 8.10', DERIVATION.md 8.3) lack: their split
+is eq. 8.10's alone, so they are stale for today's model). It runs in a process of its own beside the training runs
 (paper_figures/paper.py); the runs need not wait for it.
 """
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 from paper_figures import paper_profile as pp
 
 CONSTANTS, CONFIG, ARGS = "constants.json", "constants_config.json", "constants_args.json"
-NEEDED = ("bands",)  # keys of constants.json beyond the bound's that the figures read (fig4's predicted curve)
+# key paths of constants.json beyond the bound's that the figures read (fig4's predicted curve): the bands, and
+# their Delta split as today's `lgc estimate` records it (eq. 8.10'); a file lacking one is estimated again
+NEEDED = (("bands",), ("bands", "delta_split"))
 
 
 def request(scale, data_dir: str, accept: bool) -> tuple[dict, list[str]]:
@@ -38,7 +42,16 @@ def _has_needed(path: Path) -> bool:
         d = json.loads(path.read_text())
     except ValueError:
         return False
-    return isinstance(d, dict) and all(d.get(k) for k in NEEDED)
+    return all(_get(d, keys) for keys in NEEDED)
+
+
+def _get(d, keys: tuple):
+    """d[keys[0]][keys[1]]..., or None where a level is missing or not an object."""
+    for k in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(k)
+    return d
 
 
 def _stored_config(path: Path):

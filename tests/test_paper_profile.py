@@ -13,7 +13,8 @@ from paper_figures import paper_profile as pp
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-BANDS = {"h": [4.0, 1.0], "delta": [0.5, 0.5], "sigma2": [0.5, 0.5], "zeta2": [0.5, 0.5]}
+SPLIT = {"used": "fit", "spectrum": [0.4, 0.6], "fit": [0.5, 0.5], "seen": [1.0, 1.0], "r2": 0.9, "reason": "test"}
+BANDS = {"h": [4.0, 1.0], "delta": [0.5, 0.5], "sigma2": [0.5, 0.5], "zeta2": [0.5, 0.5], "delta_split": SPLIT}
 
 
 def test_profile_is_the_paper_setting():
@@ -373,6 +374,21 @@ def test_constants_without_bands_are_estimated_again(tmp_path):
     for stored, ready in (({"L": 1.0}, False), ({"bands": None}, False), ("not json", False), ({"bands": BANDS}, True)):
         (tmp_path / paper_constants.CONSTANTS).write_text(stored if isinstance(stored, str) else json.dumps(stored))
         assert paper_constants.ready(tmp_path, cfg, args) is ready, stored
+
+
+def test_constants_without_a_delta_split_are_stale(tmp_path):
+    """Bands without the record of Delta's split (written before `lgc estimate` calibrated it on its trajectory,
+    eq. 8.10', as the CPU profile's first banded constants) are stale for today's error model: estimated again.
+    A split of either kind (fit, or the spectrum fallback) counts as today's."""
+    cfg, args = paper_constants.request(pp.CPU, "x", False)
+    (tmp_path / paper_constants.CONFIG).write_text(json.dumps(cfg))
+    (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
+    old = {k: v for k, v in BANDS.items() if k != "delta_split"}
+    fallback = {**BANDS, "delta_split": {**SPLIT, "used": "spectrum", "fit": None, "r2": None}}
+    for bands, ready in ((old, False), ({**BANDS, "delta_split": None}, False), ({**BANDS, "delta_split": {}}, False),
+                         (BANDS, True), (fallback, True)):
+        (tmp_path / paper_constants.CONSTANTS).write_text(json.dumps({"bands": bands}))
+        assert paper_constants.ready(tmp_path, cfg, args) is ready, bands
 
 
 def test_records_match_the_committed_cifar_runs_by_config():
