@@ -7,6 +7,7 @@ slower, for ever: the fast set is nearly always the same workers), eta = 0.5 / L
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -122,3 +123,60 @@ def test_a_fixed_slow_set_meets_its_own_deviations(alg):
     assert np.all(off("per-band") <= 3 * se), (pred["per-band"].gap, m, se)
     assert np.all(off("gram") <= 4 * se + 0.02 * m), (pred["gram"].gap, m, se)
     assert np.any(off("isotropic") > 4 * se), (pred["isotropic"].gap, m, se)
+
+
+def _slow_gram(n=N, zeta2=0.5):
+    """Deviations held by the slow workers: worker 0 and 1 against the rest, (1/N) tr G = zeta2."""
+    a = np.zeros(n)
+    a[:2] = 1.0
+    a -= a.mean()
+    return np.outer(a, a) * zeta2 * n / (a**2).sum()
+
+
+def test_optimize_k_uses_the_constants_gram_and_says_so(tmp_path, capsys):
+    """A constants JSON with gram: the model takes it (the mean over the points, eq. 8.2''), the JSON says
+    model_gram true and the error-model note names it; without gram, false. Heterogeneous speeds with the slow
+    workers holding the far data: fastest-K's predicted gaps grow (the isotropic model under-charges the fixed set)."""
+    from lgc.cli import main
+    from theory.constants import write_constants
+
+    base = {"L": 1.0, "sigma2": 1.0, "zeta2": 0.5, "Delta": 5.0}
+    G = _slow_gram()
+    paths = {}
+    for name, extra in (("iso", {}), ("gram", {"gram": [G.tolist(), (0.5 * G).tolist()]})):
+        paths[name] = tmp_path / f"{name}.json"
+        write_constants(paths[name], {**base, **extra})
+    out = {}
+    for name, path in paths.items():
+        assert main(["optimize-k", "--constants", str(path), "--workers", str(N), "--timing", "heterogeneous",
+                     "--timing-param", "slow_fraction=0.25", "--algorithm", "fastest-k", "--budget", "200",
+                     "--json"]) == 0
+        out[name] = json.loads(capsys.readouterr().out)
+    assert out["gram"]["model_gram"] is True and out["iso"]["model_gram"] is False
+    assert "Gram matrix" in out["gram"]["error_model"] and "isotropic" in out["iso"]["error_model"]
+    gi = np.array([r["pred_gap"] for r in out["iso"]["rows"]])
+    gg = np.array([r["pred_gap"] for r in out["gram"]["rows"]])
+    assert np.all(gg[1:6] > 1.5 * gi[1:6]), (gg, gi)  # 2 <= K <= 6: the fast set leaves the far data out
+
+
+def test_kstar_predict_passes_the_exact_gram_to_the_bands_variant():
+    """paper_figures/kstar_predict.py: the bands variant gets the quadratic's Gram matrix over its box, whose
+    (1/N) trace is the constants' zeta^2; with a shared Hessian it is the Gram matrix of the constant deviations.
+    (A development quadratic of this test's own, not one of kstar_check's grids.)"""
+    from paper_figures.kstar_predict import exact_gram, predict
+    from paper_figures.kstar_sim import Quadratic
+    from theory.tradeoff import Problem, tradeoff
+
+    rng = np.random.default_rng(5)
+    q = Quadratic(h=rng.uniform(0.3, 1.0, (N, 3)), c=rng.normal(size=(N, 3)), w0=np.full(3, 3.0), sigma2=2.0)
+    margin = q.noise_sd(8)
+    G = exact_gram(q, margin)
+    assert np.trace(G) / N == pytest.approx(q.zeta2(margin), rel=1e-12)
+    shared = Quadratic(h=np.repeat(q.h[:1], N, 0), c=q.c, w0=q.w0, sigma2=2.0)
+    a = shared.h * (shared.w_star[None] - shared.c)
+    a -= a.mean(0)
+    np.testing.assert_allclose(exact_gram(shared, margin), a @ a.T, atol=1e-10)
+    prob = Problem(N=N, M=4, B=8, timing=HET, h=1, semantics="abort", **q.constants(margin))
+    res = tradeoff("fastest-k", prob, budget=100, eta=0.5 / q.L)
+    rec = predict(res, prob, q, margin)
+    assert rec["bands"].prediction.gram and not rec["scalar"].prediction.gram
