@@ -180,3 +180,20 @@ def test_kstar_predict_passes_the_exact_gram_to_the_bands_variant():
     res = tradeoff("fastest-k", prob, budget=100, eta=0.5 / q.L)
     rec = predict(res, prob, q, margin)
     assert rec["bands"].prediction.gram and not rec["scalar"].prediction.gram
+
+
+def test_a_bad_gram_is_refused_in_one_line(tmp_path):
+    """A Gram matrix of the wrong size (API), or one of zero trace beside zeta2 > 0 (CLI: exit status 2, one line)."""
+    import subprocess
+
+    from theory.constants import write_constants
+    from theory.errors import TheoryInputError
+
+    with pytest.raises(TheoryInputError, match=r"N x N matrix \(N=8\)"):
+        _pred("lgc", gram=np.eye(5))
+    path = tmp_path / "c.json"
+    write_constants(path, {"L": 1.0, "sigma2": 1.0, "zeta2": 0.5, "Delta": 5.0, "gram": [np.zeros((N, N)).tolist()]})
+    r = subprocess.run([sys.executable, "-m", "lgc", "optimize-k", "--constants", str(path), "--workers", str(N),
+                        "--json"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "trace" in r.stderr, r.stderr
