@@ -8,7 +8,8 @@ gradient noise scale (McCandlish et al. 2018): a *surrogate* problem built from 
     F(w) = sum_j (h_j / 2) ||e_j||^2,   f_i(w) = F(w) + <a_i, w>,   sum_i a_i = 0          (8.1)
 
 in J curvature bands (e_j: the error w - w* in band j, `DIMS` coordinates each), with the workers' deviations
-a_i drawn at random and scaled so that band j carries zeta2_j of the dissimilarity (8.2), the start drawn at
+a_i isotropic and scaled so that band j carries zeta2_j of the dissimilarity (8.2, 8.2'), or with the workers'
+measured Gram matrix where one is given (8.2'', theory/predict_gram.py), the start drawn at
 F(w_0) - F* = Delta_j in band j (8.3), and per-sample noise of variance sigma2_j in band j (8.4). The rule
 (full-sync, fastest-k, lgc, lgc-fresh; fastest-K is lgc with u = 0) runs on it with the same timing law as the
 trainers (the schedules of theory/schedule.py on the timing model's own draws), momentum and warm-up rounds
