@@ -9,7 +9,9 @@ plain SGD, no warm-up) in two variants:
   bands:  the quadratic's exact curvature bands, F's Hessian diag(hbar) grouped as `lgc estimate` groups its
           Ritz values (lgc/spectrum.py: bands a factor 4 apart below L, eq. 8.9), with each band's exact share
           of Delta (sum of hbar_k (w0_k - w*_k)^2 / 2, eq. 8.10), of sigma^2 (the noise is isotropic: the band's
-          coordinates / d) and of zeta^2 (the per-coordinate terms of the box supremum the constants use, eq. 8.11).
+          coordinates / d) and of zeta^2 (the per-coordinate terms of the box supremum the constants use, eq. 8.11),
+          and the workers' Gram matrix of those same terms (exact_gram: the deviations a_ik at the end of the box
+          where coordinate k's zeta^2 term is attained; eq. 8.2''), as `lgc estimate`'s constants carry one.
 
 The model predicts both quantities, the final loss gap (eq. 8.7, optimize-k's criterion) and the mean
 ||grad F||^2 over the rounds (eq. 8.8); each is graded on the measurement of the same quantity. The model is not
@@ -44,14 +46,27 @@ def exact_bands(prob, margin) -> dict:
     return out
 
 
+def exact_gram(prob, margin) -> np.ndarray:
+    """The workers' Gram matrix of a kstar_sim.Quadratic over its box (the region the check's zeta^2 and Gram
+    envelope are taken on, DERIVATION.md 4.7): per coordinate k the deviations a_ik(w_k) at the end of the box where
+    (1/N) sum_i a_ik^2 is largest (zeta2_per_coordinate's term), G = sum_k a_{.,k} a_{.,k}^T; (1/N) tr G is then
+    prob.zeta2(margin), the constants' zeta^2. With a shared Hessian a_i is constant and G is exact everywhere."""
+    ends = np.stack(prob.box(margin))  # (2, d)
+    g = prob.h[None] * (ends[:, None, :] - prob.c[None])  # (2, N, d)
+    a = g - g.mean(1, keepdims=True)
+    at = np.where(((a[1] ** 2).mean(0) > (a[0] ** 2).mean(0))[None], a[1], a[0])  # (N, d)
+    return at @ at.T
+
+
 def predict(res, problem, prob, margin) -> dict:
     """Per variant, optimize-k's recommendation (theory.predict_k.recommend, criterion "predict") on the trade-off
-    `res` of theory.tradeoff.Problem `problem`; `prob` the Quadratic whose exact bands the second variant uses."""
+    `res` of theory.tradeoff.Problem `problem`; `prob` the Quadratic whose exact bands and Gram matrix the second
+    variant uses."""
     from theory.predict import Bands
     from theory.predict_k import recommend
 
     return {"scalar": recommend(res, problem, None),
-            "bands": recommend(res, problem, Bands.from_json(exact_bands(prob, margin)))}
+            "bands": recommend(res, problem, Bands.from_json(exact_bands(prob, margin)), gram=exact_gram(prob, margin))}
 
 
 def r_squared(predicted, measured) -> float:

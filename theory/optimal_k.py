@@ -174,14 +174,20 @@ def optimize_k(
 def recommendation(res: Tradeoff, prob: Problem, const: dict, *, criterion: str = "predict", momentum: float = 0.0,
                    warmup_rounds: int = 0, seed: int = 0):
     """The error model's predictions over res's K and the recommended K* (theory.predict_k.recommend),
-    with the constants' curvature bands when they have them (else the scalar constants' prior spectrum, DERIVATION.md eq. 8.12)."""
+    with the constants' curvature bands when they have them (else the scalar constants' prior spectrum, DERIVATION.md
+    eq. 8.12), and their workers' Gram matrices when they have them (the mean over the points, eq. 8.2''; else
+    isotropic deviations, 8.2')."""
+    from theory.gram import GramPoints
     from theory.predict import Bands
+    from theory.predict_gram import model_gram
     from theory.predict_k import recommend
 
     require(0 <= momentum < 1, f"momentum={momentum} must be in [0, 1)")
     require(warmup_rounds >= 0, f"warmup_rounds={warmup_rounds} must be >= 0")
     bands = Bands.from_json(const["bands"]) if const.get("bands") else None
-    return recommend(res, prob, bands, criterion=criterion, momentum=momentum, warmup=warmup_rounds, seed=seed)
+    gram = model_gram(prob.dissimilarity.gram) if isinstance(prob.dissimilarity, GramPoints) else None
+    return recommend(res, prob, bands, criterion=criterion, momentum=momentum, warmup=warmup_rounds, seed=seed,
+                     gram=gram)
 
 
 def _constants_dict(constants) -> dict:

@@ -8,7 +8,8 @@ gradient noise scale (McCandlish et al. 2018): a *surrogate* problem built from 
     F(w) = sum_j (h_j / 2) ||e_j||^2,   f_i(w) = F(w) + <a_i, w>,   sum_i a_i = 0          (8.1)
 
 in J curvature bands (e_j: the error w - w* in band j, `DIMS` coordinates each), with the workers' deviations
-a_i drawn at random and scaled so that band j carries zeta2_j of the dissimilarity (8.2), the start drawn at
+a_i isotropic and scaled so that band j carries zeta2_j of the dissimilarity (8.2, 8.2'), or with the workers'
+measured Gram matrix where one is given (8.2'', theory/predict_gram.py), the start drawn at
 F(w_0) - F* = Delta_j in band j (8.3), and per-sample noise of variance sigma2_j in band j (8.4). The rule
 (full-sync, fastest-k, lgc, lgc-fresh; fastest-K is lgc with u = 0) runs on it with the same timing law as the
 trainers (the schedules of theory/schedule.py on the timing model's own draws), momentum and warm-up rounds
@@ -25,6 +26,7 @@ import numpy as np
 
 from theory.algorithms import BOUND_NAMES
 from theory.errors import require
+from theory.predict_gram import gram_columns
 from theory.schedule import arrival_order, require_semantics, schedule_rounds
 
 DIMS = 8  # random coordinates per band above EXACT_N workers: the expectation does not depend on it, its variance does
@@ -117,6 +119,7 @@ class Prediction:
     grad2_se: np.ndarray
     draws: int
     capped: np.ndarray
+    gram: bool = False  # the deviations had the given Gram matrix (eq. 8.2''), not the isotropic one (8.2')
 
     def k_star(self, quantity: str = "gap") -> int:
         """The K of least predicted error (the loss gap by default, or "grad2"); ties to the larger K."""
@@ -326,7 +329,8 @@ def _set_law(sets, algorithm, eta, sig_j, band, n, b_size, rounds: int):
 def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zeta2: float, Delta: float, N: int,
                    M: int, B: int, timing, h: float = 1, semantics: str = "abort", ks, rounds=None, eta,
                    momentum: float = 0.0, warmup: int = 0, draws: int | None = None, dims: int = DIMS, seed: int = 0,
-                   law_rounds: int | None = None, method: str = "auto", target: float | None = None) -> Prediction:
+                   law_rounds: int | None = None, method: str = "auto", target: float | None = None,
+                   gram=None) -> Prediction:
     """The surrogate's predicted errors per K (eqs. 8.1-8.8).
 
     ks: thresholds; rounds: T per K (e.g. floor(tau / E[R(K)])); eta: one step size or one per K; momentum: the
@@ -339,7 +343,10 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     `draws` timing draws) or on the law's mean coefficients (independent sets: deterministic, law_rounds rounds).
     method: "auto" (the law where sets are independent), "simulate" (the schedules, always), "law" (required).
     target: instead of `rounds`, each K's T is the fewest rounds whose predicted mean ||grad F||^2 (8.8) is at most
-    target (inf if not within ROUND_CAP rounds), the quantity the bounds' target criterion uses (eq. 5.3)."""
+    target (inf if not within ROUND_CAP rounds), the quantity the bounds' target criterion uses (eq. 5.3).
+    gram: the workers' Gram matrix (N x N, centred; theory.predict_gram.model_gram of the measured ones) or one per
+    band: the deviations then have it (eq. 8.2''), scaled per band to the bands' zeta2 split, instead of being
+    isotropic (8.2'); exact for every set, so which workers are fast meets which deviations they hold."""
     require(algorithm in MODELLED, f"algorithm={algorithm!r} has no error model; must be one of {', '.join(MODELLED)}")
     require_semantics(semantics)
     ks = np.atleast_1d(np.asarray(ks, dtype=int))
@@ -356,12 +363,18 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     require(method != "law" or independent, "method='law' needs abort semantics and sets drawn afresh every round")
     independent = independent and method != "simulate"
     T_max = float(np.nanmax(np.where(np.isfinite(T), np.clip(T, 1, ROUND_CAP), 1)))
-    auto = int(np.clip(DRAW_WORK / (len(ks) * (N - 1 if N <= EXACT_N else dims) * T_max), *DRAWS))
-    S = 1 if independent else (draws or (auto if N < LARGE_N else 1))
-    rng = np.random.default_rng(seed)
     bt = bands.totals(L, sigma2, zeta2, Delta)
     hj, K, J = bt["h"], len(ks), len(bt["h"])
-    a, hd = _deviations(rng, bt, N, S, dims)
+    if gram is not None:  # eq. (8.2''): the same deviations in every draw, a square root of each band's G_j
+        cols, D = gram_columns(gram, bt["zeta2"], N)
+    else:
+        D = max(N - 1, 1) if N <= EXACT_N else dims  # as _deviations makes them (8.2')
+    auto = int(np.clip(DRAW_WORK / (len(ks) * D * T_max), *DRAWS))
+    S = 1 if independent else (draws or (auto if N < LARGE_N else 1))
+    if gram is not None:
+        a, hd = np.broadcast_to(cols, (S,) + cols.shape), np.repeat(hj, D)
+    else:
+        a, hd = _deviations(np.random.default_rng(seed), bt, N, S, dims)
     band = np.repeat(np.arange(J), a.shape[2] // J)
     Tk = np.where(np.isfinite(T), np.clip(T, 0, ROUND_CAP), 0).astype(int)
     t_end = int(Tk.max())
@@ -423,4 +436,4 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     fin = np.isfinite(T)
     return Prediction(ks=ks, rounds=T.copy(), gap=np.where(fin, gap.mean(0), np.nan), gap_se=se(gap),
                       grad2=np.where(fin, grad2.mean(0), np.nan), grad2_se=se(grad2), draws=S,
-                      capped=np.isfinite(T) & (T > ROUND_CAP))
+                      capped=np.isfinite(T) & (T > ROUND_CAP), gram=gram is not None)

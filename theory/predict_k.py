@@ -66,11 +66,12 @@ def prior_floor(eta, rounds) -> float:
 
 
 def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predict", momentum: float = 0.0,
-              warmup: int = 0, seed: int = 0) -> Recommendation:
+              warmup: int = 0, seed: int = 0, gram=None) -> Recommendation:
     """The model's predicted errors over res's K (a Tradeoff) and the recommended K*.
 
     bands: the constants' curvature bands (None: the scalar constants alone, spread by the prior spectrum
-    Bands.prior(L, floor=prior_floor(eta, T), mu=mu), eqs. 8.12, 8.13). criterion "bound":
+    Bands.prior(L, floor=prior_floor(eta, T), mu=mu), eqs. 8.12, 8.13). gram: the workers' Gram matrix the deviations
+    take (eq. 8.2''; theory.predict_gram.model_gram), None: isotropic (8.2'). criterion "bound":
     the bound's K* is recommended, the model's errors still reported. Budget: the K of least predicted loss gap
     at T(K) = floor(tau / E[R(K)]) (eq. 8.7). Target: the K of least predicted time T_eps(K) E[R(K)], T_eps the
     fewest rounds whose predicted mean ||grad F||^2 (eq. 8.8, the bound's quantity) is at most the target."""
@@ -95,7 +96,7 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
     pred = predict_errors(res.algorithm, bands, L=prob.L, sigma2=prob.sigma2,
                           zeta2=prob.zeta2, Delta=prob.Delta, N=prob.N, M=prob.M, B=prob.B, timing=prob.timing,
                           h=prob.h, semantics=prob.semantics, ks=ks[ok], eta=eta[ok], momentum=momentum, warmup=warmup,
-                          seed=seed, **when, **dims)
+                          seed=seed, gram=gram, **when, **dims)
     with np.errstate(invalid="ignore"):
         time = pred.rounds * rt[ok]
     if algorithm_entry(res.algorithm).round_end == "all":  # full-sync: every worker, every round

@@ -80,6 +80,10 @@ def format_table(res, prob, shown, rec=None) -> str:
     return "\n".join(lines)
 
 
+GRAM_NOTE = {True: "with the constants' Gram matrix (their mean over the points, eq. 8.2'')",
+             False: "isotropic (no Gram matrix, eq. 8.2')"}
+
+
 def model_note(rec, res) -> str:
     """What the error model did (DERIVATION.md section 8)."""
     p = rec.prediction
@@ -90,7 +94,8 @@ def model_note(rec, res) -> str:
     at = ("the T above" if res.criterion == "budget" else
           "the model's own T, the fewest rounds whose predicted mean ||grad F||^2 is at most the target")
     return (f"pred_gap = predicted F(w_T) - F*, pred_g2 = predicted mean ||grad F||^2 over T rounds, at {at}{sub} "
-            f"({p.draws} timing draw(s){cap}); {'K* recommended by ' + rec.criterion}"
+            f"({p.draws} timing draw(s){cap}; the workers' deviations {GRAM_NOTE[p.gram]}); "
+            f"{'K* recommended by ' + rec.criterion}"
             f"{' (' + rec.note + ')' if rec.note else ''}; '*' marks the recommended K*, 'b' the bound's")
 
 
@@ -135,6 +140,7 @@ def to_json(res, prob, const, rows: bool = True, rec=None, inputs: Optional[dict
     if rec is not None:
         out["k_criterion"] = rec.criterion
         out["error_model"] = model_note(rec, res)
+        out["model_gram"] = bool(rec.prediction is not None and rec.prediction.gram)
     if rows:
         out["rows"] = [{k: (clean(v) if isinstance(v, float) else v) for k, v in r.items()} for r in res.rows()]
         if rec is not None:

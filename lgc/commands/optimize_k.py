@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_config_arguments(p, TrainConfig, only=("n_workers", "blocks", "batch_size", "algorithm", "seed"),
                          layered=False)
     c = p.add_argument_group("constants (a JSON file, flags override it)")
-    c.add_argument("--constants", metavar="FILE", type=input_path, help="constants JSON written by `lgc estimate`")
+    c.add_argument("--constants", metavar="FILE", type=input_path, help="constants JSON written by `lgc estimate` (its bands and workers' Gram "
+                   "matrices, when present, feed the error model: --json's model_gram says whether)")
     for name, text in (("L", "smoothness"), ("sigma2", "per-sample gradient variance"),
                        ("zeta2", "dissimilarity"), ("Delta", "F(w_0) - F*")):
         c.add_argument(f"--{name}", type=float, default=None, help=text)
