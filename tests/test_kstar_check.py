@@ -142,7 +142,8 @@ def test_predictive_kstar_columns_and_variants(tmp_path):
 
 def test_exact_bands_are_the_quadratics_constants():
     """The bands' shares add up to Delta, sigma^2 and zeta^2 exactly; a flat spectrum (every curvature L) is one
-    band at L, whose prediction is the scalar constants' (a reduction: the bands then change nothing)."""
+    band at L, whose prediction is one band at L's with the same Gram matrix (a reduction: the bands then change
+    nothing)."""
     from paper_figures import kstar_predict as kp
     from paper_figures.kstar_sim import Quadratic
     from theory.predict import Bands
@@ -162,7 +163,8 @@ def test_exact_bands_are_the_quadratics_constants():
     assert kp.exact_bands(flat, m)["h"] == [1.0]
     res, prob = kc.k_star_problem("lgc", flat, ShiftedExponential(1.0, 1.0), 1, 20.0, n=4)
     recs = kp.predict(res, prob, flat, m)
-    one = recommend(res, prob, Bands.scalar(prob.L))  # one band at L (the scalar constants' prior is wider)
+    # one band at L (the scalar constants' prior is wider), with the same workers' Gram matrix (eq. 8.2'')
+    one = recommend(res, prob, Bands.scalar(prob.L), gram=kp.exact_gram(flat, m))
     np.testing.assert_allclose(recs["bands"].prediction.grad2, one.prediction.grad2, rtol=1e-9)
     np.testing.assert_allclose(recs["bands"].prediction.gap, one.prediction.gap, rtol=1e-9)
 
