@@ -10,6 +10,7 @@ plain SGD, no warm-up) in two variants:
           Ritz values (lgc/spectrum.py: bands a factor 4 apart below L, eq. 8.9), with each band's exact share
           of Delta (sum of hbar_k (w0_k - w*_k)^2 / 2, eq. 8.10), of sigma^2 (the noise is isotropic: the band's
           coordinates / d) and of zeta^2 (the per-coordinate terms of the box supremum the constants use, eq. 8.11),
+          each worker's own curvature per band (its Hessian's diagonal weighted as F's, eq. 8.5''a: "workers"),
           and the workers' Gram matrix of those same terms (exact_gram: the deviations a_ik at the end of the box
           where coordinate k's zeta^2 term is attained; eq. 8.2''), as `lgc estimate`'s constants carry one.
 
@@ -28,7 +29,8 @@ QUANTITIES = ("grad2", "gap")  # eq. 8.8 (the grid's bound quantity) and eq. 8.7
 def exact_bands(prob, margin) -> dict:
     """The constants JSON's "bands" (theory/constants.py) of a kstar_sim.Quadratic, exact: F's eigenvalues hbar_k
     (coordinate k) in lgc estimate's bands, each band's curvature the mean of its eigenvalues weighted by their
-    normalised shares of Delta, sigma^2 and zeta^2 (as lgc/spectrum.py weighs Ritz values); empty bands dropped."""
+    normalised shares of Delta, sigma^2 and zeta^2 (as lgc/spectrum.py weighs Ritz values); empty bands dropped;
+    "workers": each worker's curvature per band, its diagonal Hessian entries weighted the same way (eq. 8.5''a)."""
     from lgc.spectrum import BANDS, _band_index
 
     h = prob.hbar
@@ -38,11 +40,15 @@ def exact_bands(prob, margin) -> dict:
     idx = _band_index(h, prob.L, BANDS)
     weight = sum(v / v.sum() for v in (delta, sigma2, zeta2) if v.sum() > 0)
     out = {"h": [], "delta": [], "sigma2": [], "zeta2": []}
+    cols = []  # per band, each worker's own curvature, weighted as F's (eq. 8.5''a: their mean over workers is h_j)
     for j in np.unique(idx):
         sel = idx == j
-        out["h"].append(float(np.average(h[sel], weights=weight[sel]) if weight[sel].sum() > 0 else h[sel].mean()))
+        wj = weight[sel] if weight[sel].sum() > 0 else np.ones(int(sel.sum()))
+        out["h"].append(float(np.average(h[sel], weights=wj)))
+        cols.append(np.average(prob.h[:, sel], weights=wj, axis=1))
         for name, v in (("delta", delta), ("sigma2", sigma2), ("zeta2", zeta2)):
             out[name].append(float(v[sel].sum()))
+    out["workers"] = np.stack(cols, 1).tolist()
     return out
 
 
