@@ -132,12 +132,12 @@ def _require_gram_matrix(G, what: str) -> None:
 
 def _validate_bands(b, source: str) -> None:
     """bands: absent, or an object of J >= 1 numbers per field of BAND_FIELDS (finite, >= 0; curvatures > 0),
-    plus an optional "method" string."""
+    plus an optional "method" string, "delta_split" and "workers" (N lists of J per-worker curvatures > 0)."""
     if b is None:
         return
     what = f"{source}: {BANDS_KEY} must be an object with lists {', '.join(BAND_FIELDS)} of equal length >= 1"
     require(isinstance(b, dict) and all(isinstance(b.get(k), (list, tuple)) for k in BAND_FIELDS), what)
-    extra = {"method", "delta_split"}
+    extra = {"method", "delta_split", "workers"}
     require(set(b) <= set(BAND_FIELDS) | extra, f"{what}; unknown key(s) {sorted(set(b) - set(BAND_FIELDS) - extra)}")
     n = len(b["h"])
     require(n >= 1 and all(len(b[k]) == n for k in BAND_FIELDS), f"{what}; got lengths {[len(b[k]) for k in BAND_FIELDS]}")
