@@ -23,20 +23,22 @@ from __future__ import annotations
 import numpy as np
 
 VARIANTS = ("scalar", "bands")
+CURVATURES = True  # the bands variant with the workers' own curvatures (eq. 8.5''); False: F's shared Hessian (8.2'')
 QUANTITIES = ("grad2", "gap")  # eq. 8.8 (the grid's bound quantity) and eq. 8.7 (optimize-k's criterion)
 
 
-def exact_bands(prob, margin) -> dict:
+def exact_bands(prob, margin, per_worker: bool = False) -> dict:
     """The constants JSON's "bands" (theory/constants.py) of a kstar_sim.Quadratic, exact: F's eigenvalues hbar_k
     (coordinate k) in lgc estimate's bands, each band's curvature the mean of its eigenvalues weighted by their
     normalised shares of Delta, sigma^2 and zeta^2 (as lgc/spectrum.py weighs Ritz values); empty bands dropped;
-    "workers": each worker's curvature per band, its diagonal Hessian entries weighted the same way (eq. 8.5''a)."""
+    per_worker: also "workers", each worker's curvature per band (its diagonal Hessian entries weighted the same way,
+    eq. 8.5''a), and zeta^2's shares those of the deviations at w* (8.5''a: the curvatures carry the rest)."""
     from lgc.spectrum import BANDS, _band_index
 
     h = prob.hbar
     delta = 0.5 * h * (prob.w0 - prob.w_star) ** 2  # F(w_0) - F* per coordinate (F's Hessian is diag(hbar))
     sigma2 = np.full(prob.d, prob.sigma2 / prob.d)  # kstar_sim's per-sample noise: N(0, sigma^2/d I_d)
-    zeta2 = prob.zeta2_per_coordinate(margin)
+    zeta2 = (deviations_at_optimum(prob) ** 2).mean(0) if per_worker else prob.zeta2_per_coordinate(margin)
     idx = _band_index(h, prob.L, BANDS)
     weight = sum(v / v.sum() for v in (delta, sigma2, zeta2) if v.sum() > 0)
     out = {"h": [], "delta": [], "sigma2": [], "zeta2": []}
@@ -48,8 +50,16 @@ def exact_bands(prob, margin) -> dict:
         cols.append(np.average(prob.h[:, sel], weights=wj, axis=1))
         for name, v in (("delta", delta), ("sigma2", sigma2), ("zeta2", zeta2)):
             out[name].append(float(v[sel].sum()))
-    out["workers"] = np.stack(cols, 1).tolist()
+    if per_worker:
+        out["workers"] = np.stack(cols, 1).tolist()
     return out
+
+
+def deviations_at_optimum(prob) -> np.ndarray:
+    """(N, d): the workers' deviations a_ik(w*) = h_ik (w*_k - c_ik) (grad F(w*) = 0), the constant part of the
+    per-worker-curvature surrogate's deviations (eq. 8.5''a)."""
+    g = prob.h * (prob.w_star[None] - prob.c)
+    return g - g.mean(0, keepdims=True)
 
 
 def exact_gram(prob, margin) -> np.ndarray:
@@ -64,15 +74,23 @@ def exact_gram(prob, margin) -> np.ndarray:
     return at @ at.T
 
 
-def predict(res, problem, prob, margin) -> dict:
+def predict(res, problem, prob, margin, curvatures: bool = CURVATURES) -> dict:
     """Per variant, optimize-k's recommendation (theory.predict_k.recommend, criterion "predict") on the trade-off
     `res` of theory.tradeoff.Problem `problem`; `prob` the Quadratic whose exact bands and Gram matrix the second
-    variant uses."""
+    variant uses: with `curvatures`, its per-worker curvatures (bands.workers, eq. 8.5'') and the deviations at w*
+    (their Gram matrix, and zeta^2 = its trace / N in place of the box's), else the box's (eq. 8.2'')."""
+    from dataclasses import replace
+
     from theory.predict import Bands
     from theory.predict_k import recommend
 
-    return {"scalar": recommend(res, problem, None),
-            "bands": recommend(res, problem, Bands.from_json(exact_bands(prob, margin)), gram=exact_gram(prob, margin))}
+    if curvatures:
+        a = deviations_at_optimum(prob)
+        bands = recommend(res, replace(problem, zeta2=float((a**2).sum(1).mean())),
+                          Bands.from_json(exact_bands(prob, margin, per_worker=True)), gram=a @ a.T)
+    else:
+        bands = recommend(res, problem, Bands.from_json(exact_bands(prob, margin)), gram=exact_gram(prob, margin))
+    return {"scalar": recommend(res, problem, None), "bands": bands}
 
 
 def r_squared(predicted, measured) -> float:

@@ -144,8 +144,21 @@ def test_kstar_predict_passes_each_worker_s_curvature_per_band():
 
     rng = np.random.default_rng(5)
     q = Quadratic(h=rng.uniform(0.02, 1.0, (N, 6)), c=rng.normal(size=(N, 6)), w0=np.full(6, 3.0), sigma2=2.0)
-    b = exact_bands(q, q.noise_sd(8))
+    assert "workers" not in exact_bands(q, q.noise_sd(8))
+    b = exact_bands(q, q.noise_sd(8), per_worker=True)
     w = np.array(b["workers"])
     assert w.shape == (N, len(b["h"]))
     np.testing.assert_allclose(w.mean(0), b["h"], rtol=1e-12)
     assert Bands.from_json(b).workers is not None
+    from paper_figures.kstar_predict import deviations_at_optimum, predict
+    from theory.tradeoff import Problem, tradeoff
+
+    a = deviations_at_optimum(q)
+    np.testing.assert_allclose(a.sum(0), 0, atol=1e-12)
+    np.testing.assert_allclose(np.array(b["zeta2"]).sum(), (a**2).sum(1).mean(), rtol=1e-12)
+    prob = Problem(N=N, M=4, B=8, timing=HeterogeneousSpeed(slow_fraction=0.25, slowdown=3.0), h=1, semantics="abort",
+                   **q.constants(q.noise_sd(8)))
+    res = tradeoff("fastest-k", prob, budget=100, eta=0.5 / q.L)
+    rec = predict(res, prob, q, q.noise_sd(8), curvatures=True)
+    assert rec["bands"].prediction.curvatures and not rec["scalar"].prediction.curvatures
+    assert not predict(res, prob, q, q.noise_sd(8), curvatures=False)["bands"].prediction.curvatures
