@@ -78,13 +78,14 @@ def predict(res, problem, prob, margin, curvatures: bool = CURVATURES) -> dict:
     """Per variant, optimize-k's recommendation (theory.predict_k.recommend, criterion "predict") on the trade-off
     `res` of theory.tradeoff.Problem `problem`; `prob` the Quadratic whose exact bands and Gram matrix the second
     variant uses: with `curvatures`, its per-worker curvatures (bands.workers, eq. 8.5'') and the deviations at w*
-    (their Gram matrix, and zeta^2 = its trace / N in place of the box's), else the box's (eq. 8.2'')."""
+    (their Gram matrix, and zeta^2 = its trace / N in place of the box's), else the box's (eq. 8.2''), as also where
+    every worker has F's Hessian (the reduction: the same model, with its law for independent sets)."""
     from dataclasses import replace
 
     from theory.predict import Bands
     from theory.predict_k import recommend
 
-    if curvatures:
+    if curvatures and not np.allclose(prob.h, prob.hbar[None], rtol=1e-12, atol=0):  # shared Hessian: 8.2'' is 8.5''
         a = deviations_at_optimum(prob)
         bands = recommend(res, replace(problem, zeta2=float((a**2).sum(1).mean())),
                           Bands.from_json(exact_bands(prob, margin, per_worker=True)), gram=a @ a.T)
