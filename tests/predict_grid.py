@@ -14,7 +14,8 @@ Gram matrix (isotropic deviations, eq. 8.2') and with it (eq. 8.2''): "gram" the
 matrix at w* split by the bands' shares (what `lgc estimate`'s constants give), "gram_j" one Gram matrix per band
 (coordinate k's own a_k a_k^T: the exact surrogate where the Hessian is shared); "curv" the bands with each worker's
 own curvature per coordinate (bands.workers = the workers' Hessian diagonals, eq. 8.5''), "curv_j" that with gram_j's
-deviations (the exact surrogate of these diagonal quadratics, noise and the start's direction aside), both with zeta2
+deviations (the exact surrogate of these diagonal quadratics, noise and the start's direction aside), "curv_g" that
+with gram's one matrix (what paper_figures/kstar_predict.py's bands variant passes), all three with zeta2
 the deviations' at w* (a_i(w) - a_i(w*) = (r_i - hbar) e is then the curvatures' part, not counted twice). R^2: the predicted gap curve over K
 against the measured one, its median over the cells.
 
@@ -43,7 +44,7 @@ GRIDS = {"narrow": dict(d=3, curvature=(0.3, 1.0), rate=0.5, taus=(100, 400), w0
                       seeds=(21, 22))}
 
 
-VARIANTS = ("scalar", "bands", "gram", "gram_j", "curv", "curv_j", "bound")
+VARIANTS = ("scalar", "bands", "gram", "gram_j", "curv", "curv_j", "curv_g", "bound")
 
 
 def cells(g: dict):
@@ -91,7 +92,7 @@ def run_cell(c: dict) -> dict:
     pred = {"scalar": predict_errors(alg, Bands.scalar(const["L"]), **kw), "bands": predict_errors(alg, c["bands"], **kw),
             **{n: predict_errors(alg, c["bands"], gram=g, **kw) for n, g in c["gram"].items()},
             **{n: predict_errors(alg, c["curv"], **{**kw, "zeta2": c["zeta2_star"]}, **g)
-               for n, g in (("curv", {}), ("curv_j", dict(gram=c["gram"]["gram_j"])))}}
+               for n, g in (("curv", {}), ("curv_j", dict(gram=c["gram"]["gram_j"])), ("curv_g", dict(gram=c["gram"]["gram"])))}}
     k = {**{n: p.k_star() for n, p in pred.items()}, "bound": tradeoff(alg, prob, budget=tau, eta=eta, round_times=rt).k_star}
     r2 = {n: 1 - float(((meas - p.gap) ** 2).sum() / ((meas - meas.mean()) ** 2).sum()) for n, p in pred.items()}
     return dict(best=int(np.argmin(meas)) + 1, k=k, cost={n: float(meas[v - 1] / meas.min()) for n, v in k.items()},
