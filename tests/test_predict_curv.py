@@ -209,3 +209,23 @@ def test_lanczos_ritz_vectors_give_each_worker_s_curvature_per_band():
     assert np.array(b.workers).shape == (4, 4)
     assert "workers" not in curvature_bands(prob, prob.w0, L)  # off unless asked for
     assert isinstance(prob.w0, torch.Tensor)
+
+
+def test_estimate_writes_worker_curvatures_that_optimize_k_uses(tmp_path):
+    """`lgc estimate --worker-curvatures` writes bands.workers (N x J, > 0); `lgc optimize-k` then runs the
+    per-worker-curvature model (model_curvatures true). Without the flag the file has none."""
+    out = tmp_path / "c.json"
+    args = [sys.executable, "-m", "lgc", "estimate", "--dataset", "quadratic", "--workers", "3", "--quad-dim", "3",
+            "--samples-per-worker", "20", "--bootstrap", "10", "--l-bootstrap", "0", "--trajectory-steps", "4",
+            "--lbfgs-iters", "20", "--quiet", "--out", str(out)]
+    r = subprocess.run(args + ["--worker-curvatures"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    bands = json.loads(out.read_text())["bands"]
+    w = np.array(bands["workers"])
+    assert w.shape == (3, len(bands["h"])) and bool(np.all(w > 0))
+    r = subprocess.run([sys.executable, "-m", "lgc", "optimize-k", "--constants", str(out), "--workers", "3",
+                        "--budget", "50", "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["model_curvatures"] is True
+    assert subprocess.run(args, capture_output=True, text=True, cwd=ROOT).returncode == 0
+    assert "workers" not in json.loads(out.read_text())["bands"]
