@@ -192,8 +192,6 @@ def test_lanczos_ritz_vectors_give_each_worker_s_curvature_per_band():
     below L = 1) and known per-worker curvatures r_ik = hbar_k s_ik: 12 Lanczos steps on a 4-dimensional space give
     the eigenvectors, so each band's Ritz vector is its coordinate and the Rayleigh quotients are r_ik exactly
     (eq. 8.5''e); the model's input validates (mean over workers = the band's h)."""
-    import torch
-
     from lgc.spectrum import curvature_bands
 
     hbar = np.array([1.0, 0.15, 0.03, 0.005])
@@ -208,7 +206,6 @@ def test_lanczos_ritz_vectors_give_each_worker_s_curvature_per_band():
     b = Bands.from_json(out)
     assert np.array(b.workers).shape == (4, 4)
     assert "workers" not in curvature_bands(prob, prob.w0, L)  # off unless asked for
-    assert isinstance(prob.w0, torch.Tensor)
 
 
 def test_estimate_writes_worker_curvatures_that_optimize_k_uses(tmp_path):
