@@ -270,17 +270,6 @@ def _stack(arrays) -> np.ndarray:
     return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
-def _transition(eta, h, mu):
-    """(K, J, 3, 3): the map of one round on the state x = (e, v, u) of a coordinate at curvature h without its
-    inputs (eq. 8.5): d = h e + u, v' = mu v + d, e' = e - eta v', u' = inputs only."""
-    K, J = len(eta), len(h)
-    A = np.zeros((K, J, 3, 3))
-    eh = eta[:, None] * h[None, :]
-    A[..., 0, 0], A[..., 0, 1], A[..., 0, 2] = 1 - eh, -eta[:, None] * mu, -eta[:, None]
-    A[..., 1, 0], A[..., 1, 1], A[..., 1, 2] = h[None, :], mu, 1.0
-    return A
-
-
 def _inputs(algorithm: str, stats, eta, sig_j, warm: bool, n: int, b_size: int):
     """One round's inputs to the state x = (e, v, u) of every coordinate (eqs. 8.4-8.6), from its schedule stats
     (bias_a, bias_s (K, D); var_a, var_s, rho (K,)): the deviations' part of d (K, D), of the new u (K, D), and the
@@ -400,7 +389,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     if independent:
         R = law_rounds or int(np.clip(4e6 // (N * K), 200, LAW_ROUNDS))
         law = tuple(x[None] for x in _set_law(sets, algorithm, eta, bt["sigma2"], band, N, B, R))
-    A = _transition(eta, hj, momentum)
+    A = set_transition(eta, np.broadcast_to(hj, (K, J)), 0.0, momentum)  # eq. (8.5)'s A(h_j)
     At = np.swapaxes(A, -1, -2)
     last_key = None
     x0 = np.zeros((S, K, J, 3))  # the start's part (the same in every draw unless the sets move it, 8.5'')
