@@ -33,13 +33,11 @@ def exact_bands(prob, margin, per_worker: bool = False) -> dict:
     normalised shares of Delta, sigma^2 and zeta^2 (as lgc/spectrum.py weighs Ritz values); empty bands dropped;
     per_worker: also "workers", each worker's curvature per band (its diagonal Hessian entries weighted the same way,
     eq. 8.5''a), and zeta^2's shares those of the deviations at w* (8.5''a: the curvatures carry the rest)."""
-    from lgc.spectrum import BANDS, _band_index
-
     h = prob.hbar
     delta = 0.5 * h * (prob.w0 - prob.w_star) ** 2  # F(w_0) - F* per coordinate (F's Hessian is diag(hbar))
     sigma2 = np.full(prob.d, prob.sigma2 / prob.d)  # kstar_sim's per-sample noise: N(0, sigma^2/d I_d)
     zeta2 = (deviations_at_optimum(prob) ** 2).mean(0) if per_worker else prob.zeta2_per_coordinate(margin)
-    idx = _band_index(h, prob.L, BANDS)
+    idx = band_index(prob)
     weight = sum(v / v.sum() for v in (delta, sigma2, zeta2) if v.sum() > 0)
     out = {"h": [], "delta": [], "sigma2": [], "zeta2": []}
     cols = []  # per band, each worker's own curvature, weighted as F's (eq. 8.5''a: their mean over workers is h_j)
@@ -53,6 +51,20 @@ def exact_bands(prob, margin, per_worker: bool = False) -> dict:
     if per_worker:
         out["workers"] = np.stack(cols, 1).tolist()
     return out
+
+
+def band_index(prob) -> np.ndarray:
+    """(d,): the band of each coordinate's curvature hbar_k, as lgc estimate groups Ritz values (lgc/spectrum.py)."""
+    from lgc.spectrum import BANDS, _band_index
+
+    return _band_index(prob.hbar, prob.L, BANDS)
+
+
+def band_grams(prob) -> np.ndarray:
+    """(J, N, N): per band (the non-empty ones, in exact_bands' order) the Gram matrix of the workers' deviations
+    at w* over its coordinates, sum_{k in j} a_k a_k^T (eq. 8.2'' with one matrix per band)."""
+    a, idx = deviations_at_optimum(prob), band_index(prob)
+    return np.stack([a[:, idx == j] @ a[:, idx == j].T for j in np.unique(idx)])
 
 
 def deviations_at_optimum(prob) -> np.ndarray:
@@ -78,7 +90,8 @@ def predict(res, problem, prob, margin, curvatures: bool = CURVATURES) -> dict:
     """Per variant, optimize-k's recommendation (theory.predict_k.recommend, criterion "predict") on the trade-off
     `res` of theory.tradeoff.Problem `problem`; `prob` the Quadratic whose exact bands and Gram matrix the second
     variant uses: with `curvatures`, its per-worker curvatures (bands.workers, eq. 8.5'') and the deviations at w*
-    (their Gram matrix, and zeta^2 = its trace / N in place of the box's), else the box's (eq. 8.2''), as also where
+    (their Gram matrix per band, band_grams, and zeta^2 = their trace / N in place of the box's), else the box's
+    (eq. 8.2''), as also where
     every worker has F's Hessian (the reduction: the same model, with its law for independent sets)."""
     from dataclasses import replace
 
@@ -88,7 +101,7 @@ def predict(res, problem, prob, margin, curvatures: bool = CURVATURES) -> dict:
     if curvatures and not np.allclose(prob.h, prob.hbar[None], rtol=1e-12, atol=0):  # shared Hessian: 8.2'' is 8.5''
         a = deviations_at_optimum(prob)
         bands = recommend(res, replace(problem, zeta2=float((a**2).sum(1).mean())),
-                          Bands.from_json(exact_bands(prob, margin, per_worker=True)), gram=a @ a.T)
+                          Bands.from_json(exact_bands(prob, margin, per_worker=True)), gram=band_grams(prob))
     else:
         bands = recommend(res, problem, Bands.from_json(exact_bands(prob, margin)), gram=exact_gram(prob, margin))
     return {"scalar": recommend(res, problem, None), "bands": bands}

@@ -156,6 +156,11 @@ def test_kstar_predict_passes_each_worker_s_curvature_per_band():
     a = deviations_at_optimum(q)
     np.testing.assert_allclose(a.sum(0), 0, atol=1e-12)
     np.testing.assert_allclose(np.array(b["zeta2"]).sum(), (a**2).sum(1).mean(), rtol=1e-12)
+    from paper_figures.kstar_predict import band_grams
+
+    G = band_grams(q)
+    assert G.shape == (len(b["h"]), N, N)
+    np.testing.assert_allclose(np.trace(G, axis1=1, axis2=2) / N, b["zeta2"], rtol=1e-12)  # each band's own share
     prob = Problem(N=N, M=4, B=8, timing=HeterogeneousSpeed(slow_fraction=0.25, slowdown=3.0), h=1, semantics="abort",
                    **q.constants(q.noise_sd(8)))
     res = tradeoff("fastest-k", prob, budget=100, eta=0.5 / q.L)
