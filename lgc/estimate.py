@@ -78,6 +78,7 @@ class _Options:
     bands: int
     lanczos_steps: int
     delta_split: str
+    worker_curvatures: bool = False
 
     def __post_init__(self):
         check(self.bootstrap >= 10, f"--bootstrap {self.bootstrap} must be >= 10")
@@ -97,7 +98,7 @@ def estimate_constants(
     problem: EmpiricalProblem, *, bootstrap: int = 200, level: float = 0.95, power_iters: int = 30,
     l_bootstrap: int = 20, trajectory_steps: int = 20, lr: Optional[float] = None, batch: int = 32,
     points: int = 3, lbfgs_iters: int = 200, seed: int = 0, threads: Optional[int] = None, quiet: bool = True,
-    bands: int = 4, lanczos_steps: int = 12, delta_split: str = "fit",
+    bands: int = 4, lanczos_steps: int = 12, delta_split: str = "fit", worker_curvatures: bool = False,
 ) -> Estimate:
     """L, sigma^2, zeta^2, Delta of `problem` with percentile-bootstrap intervals.
 
@@ -116,10 +117,14 @@ def estimate_constants(
       delta_split: how the bands split Delta: "fit" (calibrated on the trajectory's losses, eq. 8.10', where the
         fit is informative, else 8.10) or "spectrum" (the gradient's spectral measure at w_0, eq. 8.10); the
         constants JSON records both.
+      worker_curvatures: also each worker's curvature per band (bands.workers, r_ij = y^T H_i y along each band's
+        heaviest Ritz vector, N x J more Hessian-vector products; lgc/spectrum.py; up to 64 workers), which the error
+        model then uses (DERIVATION.md eq. 8.5'').
     """
     opts = _Options(bootstrap=bootstrap, level=level, power_iters=power_iters, l_bootstrap=l_bootstrap,
                     trajectory_steps=trajectory_steps, lr=lr, batch=batch, points=points, lbfgs_iters=lbfgs_iters,
-                    seed=seed, bands=bands, lanczos_steps=lanczos_steps, delta_split=delta_split)
+                    seed=seed, bands=bands, lanczos_steps=lanczos_steps, delta_split=delta_split,
+                    worker_curvatures=worker_curvatures)
     if threads is None and problem.w0.numel() < 100_000:
         threads = 1
     with torch_threads(threads):
@@ -147,7 +152,8 @@ def _estimate(problem: EmpiricalProblem, opts: _Options, *, quiet: bool) -> Esti
     if opts.bands > 0:  # the error model's curvature bands at w_0 (lgc/spectrum.py, DERIVATION.md section 8.3)
         from lgc.spectrum import curvature_bands
 
-        spectrum = curvature_bands(problem, problem.w0, L.L, bands=opts.bands, steps=opts.lanczos_steps, seed=opts.seed)
+        spectrum = curvature_bands(problem, problem.w0, L.L, bands=opts.bands, steps=opts.lanczos_steps, seed=opts.seed,
+                                   workers=opts.worker_curvatures)
     gap = initial_gap(problem, counts, lbfgs_iters=opts.lbfgs_iters, level=opts.level, tick=bar.update)
     if spectrum is not None:  # Delta's split over the bands calibrated on the trajectory's losses (eq. 8.10')
         from lgc.spectrum import calibrate_delta

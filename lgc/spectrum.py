@@ -28,11 +28,12 @@ from torch import Tensor
 BANDS = 4  # curvature bands (a factor 4 apart)
 LANCZOS_STEPS = 12  # Hessian-vector products per start vector
 PROBES = 2  # noise and dissimilarity probes each
+MAX_WORKERS = 64  # per-worker curvatures measured up to this N (theory/predict_curv.py MAX_N, the model's cap)
 
 
-def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int) -> tuple[np.ndarray, np.ndarray]:
+def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int, vectors: bool = False):
     """Ritz values and Gauss weights (summing to 1) of z's spectral measure under the symmetric operator hvp
-    (eq. 8.9), with full reorthogonalisation (steps is small)."""
+    (eq. 8.9), with full reorthogonalisation (steps is small); with `vectors`, also the unit Ritz vectors (P, m)."""
     q = z / z.norm()
     basis, alpha, beta = [q], [], []
     for j in range(steps):
@@ -50,6 +51,8 @@ def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int) -> tuple[np.
         basis.append(q)
     T = np.diag(alpha) + np.diag(beta[: len(alpha) - 1], 1) + np.diag(beta[: len(alpha) - 1], -1)
     theta, Y = np.linalg.eigh(T)
+    if vectors:
+        return theta, Y[0] ** 2, torch.stack(basis[: len(alpha)]).T @ torch.as_tensor(Y, dtype=z.dtype)
     return theta, Y[0] ** 2
 
 
@@ -61,9 +64,10 @@ def _band_index(theta: np.ndarray, L: float, bands: int) -> np.ndarray:
 
 
 def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: int = LANCZOS_STEPS,
-                    probes: int = PROBES, seed: int = 0) -> dict:
+                    probes: int = PROBES, seed: int = 0, workers: bool = False) -> dict:
     """The constants JSON's "bands" (theory/constants.py) of `problem` (an lgc.estimate.EmpiricalProblem) at w:
-    curvatures h and per-band delta, sigma2, zeta2 (eqs. 8.9-8.11; the model normalises each to its total)."""
+    curvatures h and per-band delta, sigma2, zeta2 (eqs. 8.9-8.11; the model normalises each to its total).
+    workers: also "workers", each worker's curvature per band (worker_curvatures), for N <= MAX_WORKERS."""
     from lgc.empirical import deviations, full_loss, worker_gradients, worker_loss
 
     gen = torch.Generator().manual_seed(seed)
@@ -74,9 +78,17 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
         return torch.autograd.grad(g, wg, grad_outputs=v, retain_graph=True)[0].detach()
 
     measures = {"delta": [], "sigma2": [], "zeta2": []}  # (theta, energy per Ritz value) per start vector
+    ritz = []  # (theta, weight, unit Ritz vectors) of every start vector, for the workers' curvatures
     g0 = g.detach()
+
+    def run(op, z, m):  # lanczos, keeping the Ritz vectors where the workers' curvatures need them
+        th, tau, *vec = lanczos(op, z, m, vectors=workers)
+        if workers:
+            ritz.append((th, tau, vec[0]))
+        return th, tau
+
     if float(g0.norm()) > 0:
-        th, tau = lanczos(hvp, g0, steps)
+        th, tau = run(hvp, g0, steps)
         measures["delta"].append((th, float(g0.norm()) ** 2 * tau))
     grads = worker_gradients(problem, w)  # (N, P)
     a = deviations(problem, grads)
@@ -85,7 +97,7 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
         r = torch.randint(0, 2, (n_workers,), generator=gen).to(a.dtype) * 2 - 1
         z = (r[:, None] * a).sum(0) / np.sqrt(n_workers)
         if float(z.norm()) > 0:
-            th, tau = lanczos(hvp, z, steps)
+            th, tau = run(hvp, z, steps)
             measures["zeta2"].append((th, float(z.norm()) ** 2 * tau))
         z = torch.zeros_like(g0)
         for i, (x, _) in enumerate(problem.workers):
@@ -94,7 +106,7 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
             (gi,) = torch.autograd.grad(worker_loss(problem, wi, i, rs), wi)  # (1/n) sum_s r_s g_s
             z += np.sqrt(len(x)) * (gi - float(rs.mean()) * grads[i]) / np.sqrt(n_workers)
         if float(z.norm()) > 0:
-            th, tau = lanczos(hvp, z, steps)
+            th, tau = run(hvp, z, steps)
             measures["sigma2"].append((th, float(z.norm()) ** 2 * tau))
     floor = L * 4.0 ** -(bands + 1)
     all_th = np.concatenate([m[0] for v in measures.values() for m in v] or [np.array([L])])
@@ -114,10 +126,43 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
                 en = en / (2 * np.maximum(th, floor))
             np.add.at(share, j, en / len(ms))
         out[name] = share.tolist()
+    note = ""
+    if workers and n_workers <= MAX_WORKERS and ritz:
+        out["workers"] = worker_curvatures(problem, w, ritz, L, bands, floor).tolist()
+        note = (f"; workers: each worker's Rayleigh quotient along each band's heaviest Ritz vector ({n_workers} x "
+                f"{bands} Hessian-vector products, eq. 8.5''e)")
+    elif workers:
+        note = f"; no per-worker curvatures: N = {n_workers} > {MAX_WORKERS} (the error model's cap)"
     out["method"] = (f"stochastic Lanczos quadrature of F's Hessian at w_0 ({steps} Hessian-vector products per start "
                      f"vector): the gradient (delta), {probes} Hutchinson probes of the per-sample noise (sigma2) and of "
-                     f"the workers' deviations (zeta2); {bands} bands a factor 4 apart below L = {L:.6g}")
+                     f"the workers' deviations (zeta2); {bands} bands a factor 4 apart below L = {L:.6g}" + note)
     return out
+
+
+def worker_curvatures(problem, w: Tensor, ritz, L: float, bands: int, floor: float) -> np.ndarray:
+    """(N, J): r_ij = y_j^T H_i y_j, worker i's Rayleigh quotient along band j's heaviest unit Ritz vector y_j (the
+    one of largest Gauss weight among the positive Ritz values in band j, over every start vector; eq. 8.5''e);
+    one Hessian-vector product of f_i per worker and band. Clipped below at the bands' floor (the model needs
+    r_ij > 0; a nonconvex worker's negative quotient is not modelled); a band with no Ritz vector: L 4^-(j+1/2)."""
+    from lgc.empirical import worker_loss
+
+    th = np.concatenate([r[0] for r in ritz])
+    wt = np.concatenate([r[1] for r in ritz])
+    vec = torch.cat([r[2] for r in ritz], 1)
+    idx = _band_index(th, L, bands)
+    out = np.empty((len(problem.workers), bands))
+    for j in range(bands):
+        sel = np.flatnonzero((idx == j) & (th > 0))
+        if not sel.size:
+            out[:, j] = L * 4.0 ** -(j + 0.5)
+            continue
+        y = vec[:, int(sel[np.argmax(wt[sel])])]
+        for i in range(len(problem.workers)):
+            wi = w.detach().clone().requires_grad_(True)
+            (gi,) = torch.autograd.grad(worker_loss(problem, wi, i), wi, create_graph=True)
+            (hy,) = torch.autograd.grad(gi, wi, grad_outputs=y)
+            out[i, j] = float(torch.dot(hy, y)) / float(torch.dot(y, y))
+    return np.clip(out, floor, None)
 
 
 def trajectory_losses(problem, traj) -> np.ndarray:

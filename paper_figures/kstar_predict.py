@@ -10,6 +10,7 @@ plain SGD, no warm-up) in two variants:
           Ritz values (lgc/spectrum.py: bands a factor 4 apart below L, eq. 8.9), with each band's exact share
           of Delta (sum of hbar_k (w0_k - w*_k)^2 / 2, eq. 8.10), of sigma^2 (the noise is isotropic: the band's
           coordinates / d) and of zeta^2 (the per-coordinate terms of the box supremum the constants use, eq. 8.11),
+          each worker's own curvature per band (its Hessian's diagonal weighted as F's, eq. 8.5''a: "workers"),
           and the workers' Gram matrix of those same terms (exact_gram: the deviations a_ik at the end of the box
           where coordinate k's zeta^2 term is attained; eq. 8.2''), as `lgc estimate`'s constants carry one.
 
@@ -22,28 +23,55 @@ from __future__ import annotations
 import numpy as np
 
 VARIANTS = ("scalar", "bands")
+CURVATURES = True  # the bands variant with the workers' own curvatures (eq. 8.5''); False: F's shared Hessian (8.2'')
 QUANTITIES = ("grad2", "gap")  # eq. 8.8 (the grid's bound quantity) and eq. 8.7 (optimize-k's criterion)
 
 
-def exact_bands(prob, margin) -> dict:
+def exact_bands(prob, margin, per_worker: bool = False) -> dict:
     """The constants JSON's "bands" (theory/constants.py) of a kstar_sim.Quadratic, exact: F's eigenvalues hbar_k
     (coordinate k) in lgc estimate's bands, each band's curvature the mean of its eigenvalues weighted by their
-    normalised shares of Delta, sigma^2 and zeta^2 (as lgc/spectrum.py weighs Ritz values); empty bands dropped."""
-    from lgc.spectrum import BANDS, _band_index
-
+    normalised shares of Delta, sigma^2 and zeta^2 (as lgc/spectrum.py weighs Ritz values); empty bands dropped;
+    per_worker: also "workers", each worker's curvature per band (its diagonal Hessian entries weighted the same way,
+    eq. 8.5''a), and zeta^2's shares those of the deviations at w* (8.5''a: the curvatures carry the rest)."""
     h = prob.hbar
     delta = 0.5 * h * (prob.w0 - prob.w_star) ** 2  # F(w_0) - F* per coordinate (F's Hessian is diag(hbar))
     sigma2 = np.full(prob.d, prob.sigma2 / prob.d)  # kstar_sim's per-sample noise: N(0, sigma^2/d I_d)
-    zeta2 = prob.zeta2_per_coordinate(margin)
-    idx = _band_index(h, prob.L, BANDS)
+    zeta2 = (deviations_at_optimum(prob) ** 2).mean(0) if per_worker else prob.zeta2_per_coordinate(margin)
+    idx = band_index(prob)
     weight = sum(v / v.sum() for v in (delta, sigma2, zeta2) if v.sum() > 0)
     out = {"h": [], "delta": [], "sigma2": [], "zeta2": []}
+    cols = []  # per band, each worker's own curvature, weighted as F's (eq. 8.5''a: their mean over workers is h_j)
     for j in np.unique(idx):
         sel = idx == j
-        out["h"].append(float(np.average(h[sel], weights=weight[sel]) if weight[sel].sum() > 0 else h[sel].mean()))
+        wj = weight[sel] if weight[sel].sum() > 0 else np.ones(int(sel.sum()))
+        out["h"].append(float(np.average(h[sel], weights=wj)))
+        cols.append(np.average(prob.h[:, sel], weights=wj, axis=1))
         for name, v in (("delta", delta), ("sigma2", sigma2), ("zeta2", zeta2)):
             out[name].append(float(v[sel].sum()))
+    if per_worker:
+        out["workers"] = np.stack(cols, 1).tolist()
     return out
+
+
+def band_index(prob) -> np.ndarray:
+    """(d,): the band of each coordinate's curvature hbar_k, as lgc estimate groups Ritz values (lgc/spectrum.py)."""
+    from lgc.spectrum import BANDS, _band_index
+
+    return _band_index(prob.hbar, prob.L, BANDS)
+
+
+def band_grams(prob) -> np.ndarray:
+    """(J, N, N): per band (the non-empty ones, in exact_bands' order) the Gram matrix of the workers' deviations
+    at w* over its coordinates, sum_{k in j} a_k a_k^T (eq. 8.2'' with one matrix per band)."""
+    a, idx = deviations_at_optimum(prob), band_index(prob)
+    return np.stack([a[:, idx == j] @ a[:, idx == j].T for j in np.unique(idx)])
+
+
+def deviations_at_optimum(prob) -> np.ndarray:
+    """(N, d): the workers' deviations a_ik(w*) = h_ik (w*_k - c_ik) (grad F(w*) = 0), the constant part of the
+    per-worker-curvature surrogate's deviations (eq. 8.5''a)."""
+    g = prob.h * (prob.w_star[None] - prob.c)
+    return g - g.mean(0, keepdims=True)
 
 
 def exact_gram(prob, margin) -> np.ndarray:
@@ -58,15 +86,25 @@ def exact_gram(prob, margin) -> np.ndarray:
     return at @ at.T
 
 
-def predict(res, problem, prob, margin) -> dict:
+def predict(res, problem, prob, margin, curvatures: bool = CURVATURES) -> dict:
     """Per variant, optimize-k's recommendation (theory.predict_k.recommend, criterion "predict") on the trade-off
     `res` of theory.tradeoff.Problem `problem`; `prob` the Quadratic whose exact bands and Gram matrix the second
-    variant uses."""
+    variant uses: with `curvatures`, its per-worker curvatures (bands.workers, eq. 8.5'') and the deviations at w*
+    (their Gram matrix per band, band_grams, and zeta^2 = their trace / N in place of the box's), else the box's
+    (eq. 8.2''), as also where
+    every worker has F's Hessian (the reduction: the same model, with its law for independent sets)."""
+    from dataclasses import replace
+
     from theory.predict import Bands
     from theory.predict_k import recommend
 
-    return {"scalar": recommend(res, problem, None),
-            "bands": recommend(res, problem, Bands.from_json(exact_bands(prob, margin)), gram=exact_gram(prob, margin))}
+    if curvatures and not np.allclose(prob.h, prob.hbar[None], rtol=1e-12, atol=0):  # shared Hessian: 8.2'' is 8.5''
+        a = deviations_at_optimum(prob)
+        bands = recommend(res, replace(problem, zeta2=float((a**2).sum(1).mean())),
+                          Bands.from_json(exact_bands(prob, margin, per_worker=True)), gram=band_grams(prob))
+    else:
+        bands = recommend(res, problem, Bands.from_json(exact_bands(prob, margin)), gram=exact_gram(prob, margin))
+    return {"scalar": recommend(res, problem, None), "bands": bands}
 
 
 def r_squared(predicted, measured) -> float:

@@ -12,10 +12,14 @@ band at L; zeta2 the larger of its values at w_0 and w*, as `lgc estimate` takes
 bands (one per coordinate: the workers' mean curvature, Delta_k, zeta2_k at w*, sigma2 / d), without the workers'
 Gram matrix (isotropic deviations, eq. 8.2') and with it (eq. 8.2''): "gram" the bands with G = the deviations' Gram
 matrix at w* split by the bands' shares (what `lgc estimate`'s constants give), "gram_j" one Gram matrix per band
-(coordinate k's own a_k a_k^T: the exact surrogate where the Hessian is shared). R^2: the predicted gap curve over K
+(coordinate k's own a_k a_k^T: the exact surrogate where the Hessian is shared); "curv" the bands with each worker's
+own curvature per coordinate (bands.workers = the workers' Hessian diagonals, eq. 8.5''), "curv_j" that with gram_j's
+deviations (the exact surrogate of these diagonal quadratics, noise and the start's direction aside), "curv_g" that
+with gram's one matrix (what paper_figures/kstar_predict.py's bands variant passes), all three with zeta2
+the deviations' at w* (a_i(w) - a_i(w*) = (r_i - hbar) e is then the curvatures' part, not counted twice). R^2: the predicted gap curve over K
 against the measured one, its median over the cells.
 
-    python tests/predict_grid.py          # about 6 minutes on one core
+    python tests/predict_grid.py          # about 8 minutes on one core
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ GRIDS = {"narrow": dict(d=3, curvature=(0.3, 1.0), rate=0.5, taus=(100, 400), w0
                       seeds=(21, 22))}
 
 
-VARIANTS = ("scalar", "bands", "gram", "gram_j", "bound")
+VARIANTS = ("scalar", "bands", "gram", "gram_j", "curv", "curv_j", "curv_g", "bound")
 
 
 def cells(g: dict):
@@ -58,14 +62,16 @@ def cells(g: dict):
         bands = Bands(h=tuple(hk), delta=tuple(hk / 2 * (w0 - ws) ** 2), sigma2=(1.0,) * g["d"],
                       zeta2=tuple((dev(ws) ** 2).mean(0)))
         const = dict(L=p.L, sigma2=g["sigma2"], zeta2=zeta2, Delta=p.value(w0) - p.value(ws))
+        zeta2_star = float((dev(ws) ** 2).sum(1).mean())  # curv's deviations: at w* (eq. 8.5''a), the rest is r_i e
         a = dev(ws)
         gram = {"gram": model_gram(a @ a.T), "gram_j": np.stack([model_gram(np.outer(x, x)) for x in a.T])}
+        curv = Bands(h=bands.h, delta=bands.delta, sigma2=bands.sigma2, zeta2=bands.zeta2, workers=tuple(map(tuple, p.h)))
         for tm, hs in ((exp, (1, 10, 10**9)), (het, (1, 10))):
             for h in hs:
                 for alg in ("lgc", "fastest-k"):
                     for tau in g["taus"]:
                         yield dict(p=p, w0=w0, tm=tm, h=h, alg=alg, tau=tau, bands=bands, const=const, shared=shared,
-                                   gram=gram)
+                                   gram=gram, curv=curv, zeta2_star=zeta2_star)
 
 
 def run_cell(c: dict) -> dict:
@@ -84,7 +90,9 @@ def run_cell(c: dict) -> dict:
     kw = dict(**const, N=N, M=M, B=B, timing=tm, h=h, ks=ks, rounds=T, eta=eta)
     prob = Problem(N=N, M=M, B=B, timing=tm, h=h, semantics="abort", **const)
     pred = {"scalar": predict_errors(alg, Bands.scalar(const["L"]), **kw), "bands": predict_errors(alg, c["bands"], **kw),
-            **{n: predict_errors(alg, c["bands"], gram=g, **kw) for n, g in c["gram"].items()}}
+            **{n: predict_errors(alg, c["bands"], gram=g, **kw) for n, g in c["gram"].items()},
+            **{n: predict_errors(alg, c["curv"], **{**kw, "zeta2": c["zeta2_star"]}, **g)
+               for n, g in (("curv", {}), ("curv_j", dict(gram=c["gram"]["gram_j"])), ("curv_g", dict(gram=c["gram"]["gram"])))}}
     k = {**{n: p.k_star() for n, p in pred.items()}, "bound": tradeoff(alg, prob, budget=tau, eta=eta, round_times=rt).k_star}
     r2 = {n: 1 - float(((meas - p.gap) ** 2).sum() / ((meas - meas.mean()) ** 2).sum()) for n, p in pred.items()}
     return dict(best=int(np.argmin(meas)) + 1, k=k, cost={n: float(meas[v - 1] / meas.min()) for n, v in k.items()},

@@ -5,6 +5,7 @@
      "mu": 0.1,                                 # optional: F is mu-strongly convex (never estimated)
      "gram": [[[...N numbers], ...N rows], ...], # optional: the workers' Gram matrices G(w_p) at points
      "bands": {"h": [...], "delta": [...], "sigma2": [...], "zeta2": [...]},  # optional: curvature bands
+                                                # (optional in it: "workers": [[...J] x N], r_ij)
      "intervals": {"L": [3.8, 4.2], ...},      # optional: bootstrap intervals [lo, hi]
      "source": {...},                           # optional: how they were obtained
      "format": 1}                               # optional on read; written by write_constants
@@ -17,7 +18,8 @@ the user, `lgc estimate` does not estimate it); optional gram, the Gram matrices
 a_i = grad f_i - grad F at one or more points (assumption A4G, DERIVATION.md section 4.7; without
 it the bounds use zeta2 alone); optional bands, J curvature bands h_j > 0 with each band's share of Delta,
 sigma2 and zeta2 (numbers >= 0, J of each; an optional "delta_split" records Delta's two splits, eqs. 8.10 and
-8.10', and which one "delta" is), for the error model of theory/predict.py (DERIVATION.md section 8; without it
+8.10', and which one "delta" is; an optional "workers", N lists of J curvatures r_ij > 0, each worker's own
+curvature per band, eq. 8.5''a, modelled for N <= 64: theory/predict_curv.py), for the error model of theory/predict.py (DERIVATION.md section 8; without it
 the model uses the scalar constants' prior spectrum, eq. 8.12). Written by `lgc estimate`, read by `lgc optimize-k
 --constants`.
 """
@@ -130,12 +132,12 @@ def _require_gram_matrix(G, what: str) -> None:
 
 def _validate_bands(b, source: str) -> None:
     """bands: absent, or an object of J >= 1 numbers per field of BAND_FIELDS (finite, >= 0; curvatures > 0),
-    plus an optional "method" string."""
+    plus an optional "method" string, "delta_split" and "workers" (N lists of J per-worker curvatures > 0)."""
     if b is None:
         return
     what = f"{source}: {BANDS_KEY} must be an object with lists {', '.join(BAND_FIELDS)} of equal length >= 1"
     require(isinstance(b, dict) and all(isinstance(b.get(k), (list, tuple)) for k in BAND_FIELDS), what)
-    extra = {"method", "delta_split"}
+    extra = {"method", "delta_split", "workers"}
     require(set(b) <= set(BAND_FIELDS) | extra, f"{what}; unknown key(s) {sorted(set(b) - set(BAND_FIELDS) - extra)}")
     n = len(b["h"])
     require(n >= 1 and all(len(b[k]) == n for k in BAND_FIELDS), f"{what}; got lengths {[len(b[k]) for k in BAND_FIELDS]}")
@@ -143,6 +145,13 @@ def _validate_bands(b, source: str) -> None:
         require(all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in b[k]),
                 f"{source}: {BANDS_KEY}.{k}={b[k]!r} must be finite numbers >= 0")
     require(all(v > 0 for v in b["h"]), f"{source}: {BANDS_KEY}.h={b['h']!r}: every curvature must be > 0")
+    w = b.get("workers")  # optional: per-worker curvatures r_ij, N rows of J (eq. 8.5''a; theory/predict_curv.py)
+    if w is not None:
+        require(isinstance(w, list) and len(w) >= 1 and all(
+            isinstance(row, list) and len(row) == n and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in row)
+            for row in w), f"{source}: {BANDS_KEY}.workers must be N lists of {n} finite curvatures > 0 (worker i's "
+                           f"curvature in each band), got {str(w)[:80]}")
     split = b.get("delta_split")  # optional: both splits of Delta (eqs. 8.10, 8.10') and which one "delta" is
     if split is not None:
         from theory.delta_fit import DELTA_SPLITS

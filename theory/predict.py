@@ -26,6 +26,7 @@ import numpy as np
 
 from theory.algorithms import BOUND_NAMES
 from theory.errors import require
+from theory.predict_curv import set_curvatures, set_transition, worker_curvatures
 from theory.predict_gram import gram_columns
 from theory.schedule import arrival_order, require_semantics, schedule_rounds
 
@@ -52,6 +53,7 @@ class Bands:
     delta: tuple
     sigma2: tuple
     zeta2: tuple
+    workers: tuple | None = None  # optional N x J per-worker curvatures r_ij (eq. 8.5''a; theory/predict_curv.py)
 
     def __post_init__(self):
         n = len(self.h)
@@ -61,6 +63,10 @@ class Bands:
             require(v.shape == (n,) and bool(np.all(np.isfinite(v))) and bool(np.all(v >= 0)),
                     f"bands: {name} must be {n} finite numbers >= 0, got {list(getattr(self, name))}")
         require(bool(np.all(np.asarray(self.h, float) > 0)), f"bands: every curvature h must be > 0, got {list(self.h)}")
+        if self.workers is not None:
+            r = np.asarray(self.workers, dtype=float)
+            require(r.ndim == 2 and r.shape[0] >= 1 and r.shape[1] == n and bool(np.all(np.isfinite(r) & (r > 0))),
+                    f"bands: workers must be N rows of {n} finite curvatures > 0 (one per band), got shape {r.shape}")
 
     @classmethod
     def scalar(cls, L: float) -> "Bands":
@@ -92,7 +98,9 @@ class Bands:
     @classmethod
     def from_json(cls, d: dict) -> "Bands":
         """The constants JSON's optional "bands" object (theory/constants.py)."""
-        return cls(**{k: tuple(float(v) for v in d[k]) for k in ("h", "delta", "sigma2", "zeta2")})
+        w = d.get("workers")
+        return cls(**{k: tuple(float(v) for v in d[k]) for k in ("h", "delta", "sigma2", "zeta2")},
+                   workers=None if w is None else tuple(tuple(float(v) for v in row) for row in w))
 
     def totals(self, L: float, sigma2: float, zeta2: float, Delta: float) -> dict:
         """Per-band values with the given totals (shares of a zero total split evenly); curvatures capped at L
@@ -120,6 +128,7 @@ class Prediction:
     draws: int
     capped: np.ndarray
     gram: bool = False  # the deviations had the given Gram matrix (eq. 8.2''), not the isotropic one (8.2')
+    curvatures: bool = False  # the workers had their own curvatures (eq. 8.5''), not F's shared Hessian (8.1)
 
     def k_star(self, quantity: str = "gap") -> int:
         """The K of least predicted error (the loss gap by default, or "grad2"); ties to the larger K."""
@@ -261,17 +270,6 @@ def _stack(arrays) -> np.ndarray:
     return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
-def _transition(eta, h, mu):
-    """(K, J, 3, 3): the map of one round on the state x = (e, v, u) of a coordinate at curvature h without its
-    inputs (eq. 8.5): d = h e + u, v' = mu v + d, e' = e - eta v', u' = inputs only."""
-    K, J = len(eta), len(h)
-    A = np.zeros((K, J, 3, 3))
-    eh = eta[:, None] * h[None, :]
-    A[..., 0, 0], A[..., 0, 1], A[..., 0, 2] = 1 - eh, -eta[:, None] * mu, -eta[:, None]
-    A[..., 1, 0], A[..., 1, 1], A[..., 1, 2] = h[None, :], mu, 1.0
-    return A
-
-
 def _inputs(algorithm: str, stats, eta, sig_j, warm: bool, n: int, b_size: int):
     """One round's inputs to the state x = (e, v, u) of every coordinate (eqs. 8.4-8.6), from its schedule stats
     (bias_a, bias_s (K, D); var_a, var_s, rho (K,)): the deviations' part of d (K, D), of the new u (K, D), and the
@@ -346,7 +344,10 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     target (inf if not within ROUND_CAP rounds), the quantity the bounds' target criterion uses (eq. 5.3).
     gram: the workers' Gram matrix (N x N, centred; theory.predict_gram.model_gram of the measured ones) or one per
     band: the deviations then have it (eq. 8.2''), scaled per band to the bands' zeta2 split, instead of being
-    isotropic (8.2'); exact for every set, so which workers are fast meets which deviations they hold."""
+    isotropic (8.2'); exact for every set, so which workers are fast meets which deviations they hold.
+    bands.workers (N x J, N <= 64): each worker's own curvature per band (eq. 8.5''): every round's map then has the
+    fast set's (and lgc's reporters') mean curvature, the sets are simulated on the drawn schedules (method
+    "law" refused), and the start's and noise's parts are exact in expectation given the drawn sets."""
     require(algorithm in MODELLED, f"algorithm={algorithm!r} has no error model; must be one of {', '.join(MODELLED)}")
     require_semantics(semantics)
     ks = np.atleast_1d(np.asarray(ks, dtype=int))
@@ -361,7 +362,9 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     require(method in ("auto", "simulate", "law"), f"method={method!r} must be 'auto', 'simulate' or 'law'")
     independent = semantics == "abort" and timing.sets_independent(h) and algorithm != "full-sync"
     require(method != "law" or independent, "method='law' needs abort semantics and sets drawn afresh every round")
-    independent = independent and method != "simulate"
+    curv = bands.workers is not None  # eq. (8.5''): the round's map depends on its sets, which are simulated
+    require(method != "law" or not curv, "method='law' has no per-worker curvatures (bands.workers): use 'simulate'")
+    independent = independent and method != "simulate" and not curv
     T_max = float(np.nanmax(np.where(np.isfinite(T), np.clip(T, 1, ROUND_CAP), 1)))
     bt = bands.totals(L, sigma2, zeta2, Delta)
     hj, K, J = bt["h"], len(ks), len(bt["h"])
@@ -376,19 +379,25 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     else:
         a, hd = _deviations(np.random.default_rng(seed), bt, N, S, dims)
     band = np.repeat(np.arange(J), a.shape[2] // J)
+    n_dev = a.shape[2]
+    if curv:  # r_ij as J more columns of the deviations: the sets' means of them are r_A, r_S' (eq. 8.5''b)
+        r = worker_curvatures(bands.workers, hj, N)
+        a = np.concatenate([a, np.broadcast_to(r, (S,) + r.shape)], axis=2)
     Tk = np.where(np.isfinite(T), np.clip(T, 0, ROUND_CAP), 0).astype(int)
     t_end = int(Tk.max())
     sets = _Sets(timing, N, M, B, h, ks, semantics, a, seed)
     if independent:
         R = law_rounds or int(np.clip(4e6 // (N * K), 200, LAW_ROUNDS))
         law = tuple(x[None] for x in _set_law(sets, algorithm, eta, bt["sigma2"], band, N, B, R))
-    A = _transition(eta, hj, momentum)
+    A = set_transition(eta, np.broadcast_to(hj, (K, J)), 0.0, momentum)  # eq. (8.5)'s A(h_j)
     At = np.swapaxes(A, -1, -2)
     last_key = None
-    x0 = np.zeros((K, J, 3))
+    x0 = np.zeros((S, K, J, 3))  # the start's part (the same in every draw unless the sets move it, 8.5'')
     x0[..., 0] = np.sqrt(2 * bt["delta"] / hj)  # (8.3): h_j e_j^2 / 2 = Delta_j
     P = np.zeros((S, K, J, 3, 3))  # the noise part's covariance (8.6)
-    e = np.zeros((S, K, a.shape[2]))  # the deviations' mean part
+    e = np.zeros((S, K, n_dev))  # the deviations' mean part
+    h_eff, h_u = hd, 0.0  # the round's curvature of d and of the new u in e (eq. 8.5''b; shared Hessian: h, 0)
+    At_round, Atr_round = A, At
     v, u = np.zeros_like(e), np.zeros_like(e)
     grad_sum = np.zeros((S, K))
     gap, grad2 = np.full((S, K), np.nan), np.full((S, K), np.nan)
@@ -398,14 +407,14 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     reported = set(Tk.tolist())  # budget: the rounds at which some K's T ends
     for t in range(t_end + 1):
         g_b = hd * e
-        g2 = (g_b**2).sum(2) + (hj2 * x0[..., 0] ** 2).sum(1)[None] + (hj2 * P[..., 0, 0]).sum(2)
+        g2 = (g_b**2).sum(2) + (hj2 * x0[..., 0] ** 2).sum(2) + (hj2 * P[..., 0, 0]).sum(2)
         if target is None:
             done = Tk == t if t in reported else None
         else:  # the first round whose mean over draws reaches the target, for the K not there yet
             done = (t >= 1) & ~(T_hit <= t) & (grad_sum.mean(0) / max(t, 1) <= target)
             T_hit[done] = t
         if done is not None and done.any():  # eqs. (8.7), (8.8) at T = t: w_T's gap, and the mean over rounds 0..T-1
-            f = (hd / 2 * e**2).sum(2) + (hj / 2 * x0[..., 0] ** 2).sum(1)[None] + (hj / 2 * P[..., 0, 0]).sum(2)
+            f = (hd / 2 * e**2).sum(2) + (hj / 2 * x0[..., 0] ** 2).sum(2) + (hj / 2 * P[..., 0, 0]).sum(2)
             gap[:, done] = f[:, done]
             grad2[:, done] = grad_sum[:, done] / max(t, 1)
         grad_sum += g2
@@ -414,21 +423,33 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
         warm = t < warmup or algorithm == "full-sync"
         if warm:
             P[..., 2, :] = P[..., :, 2] = 0.0  # u reset (section 3)
+            x0[..., 2] = 0.0
             u = np.zeros_like(e)
         if independent and not warm:
             dA, dU, Q = law
         else:
             key = ("warm",) if warm else sets.key(t)
             if key != last_key:  # a straggling period's rounds share their inputs (abort semantics)
-                stats = sets.round(t) if not warm else (np.zeros(e.shape),) * 2 + (np.zeros((S, K)),) * 3
+                stats = sets.round(t) if not warm else (np.zeros((S, K, a.shape[2])),) * 2 + (np.zeros((S, K)),) * 3
+                if curv:  # split off the sets' mean curvatures (the last J columns) from their deviations
+                    r_a, r_s = stats[0][..., n_dev:], stats[1][..., n_dev:]
+                    stats = (stats[0][..., :n_dev], stats[1][..., :n_dev]) + tuple(stats[2:])
                 ins = [_inputs(algorithm, [x[s] for x in stats], eta, bt["sigma2"], warm, N, B) for s in range(S)]
                 dA, dU, Q = (_stack(x) for x in zip(*ins))
                 last_key = key
-        v = momentum * v + g_b + dA + u  # eq. (8.5), heavy ball as eq. (3.6); u = 0 but for lgc
+                if curv and not warm:  # eq. (8.5''c): this round's map, per draw, K and band
+                    he, hu = set_curvatures(algorithm, r_a, r_s, stats[4])
+                    At_round = set_transition(eta, he, hu, momentum)
+                    Atr_round = np.swapaxes(At_round, -1, -2)
+                    h_eff, h_u = he[..., band], hu[..., band]
+                elif curv:  # full-sync and warm-up rounds: every worker, F's curvature (8.5)
+                    At_round, Atr_round, h_eff, h_u = A, At, hd, 0.0
+        d_e = h_eff * e if curv else g_b
+        v = momentum * v + d_e + dA + u  # eq. (8.5), heavy ball as eq. (3.6); u = 0 but for lgc
+        u = dU + h_u * e if curv else dU  # (8.5''b): lgc's u_t carries rho_t (r_S' - r_A) e_t, e_t before the step
         e = e - ek * v
-        u = dU
-        P = A @ P @ At + Q  # (8.6): u's column read before it is overwritten
-        x0 = (A @ x0[..., None])[..., 0]
+        P = At_round @ P @ Atr_round + Q  # (8.6): u's column read before it is overwritten
+        x0 = (At_round @ x0[..., None])[..., 0]
     # over the timing draws; one draw (independent sets: deterministic given the law's rounds): nan, not estimated
     se = lambda x: x.std(0, ddof=1) / np.sqrt(S) if S > 1 else np.full(x.shape[1], np.nan)
     if target is not None:
@@ -436,4 +457,4 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     fin = np.isfinite(T)
     return Prediction(ks=ks, rounds=T.copy(), gap=np.where(fin, gap.mean(0), np.nan), gap_se=se(gap),
                       grad2=np.where(fin, grad2.mean(0), np.nan), grad2_se=se(grad2), draws=S,
-                      capped=np.isfinite(T) & (T > ROUND_CAP), gram=gram is not None)
+                      capped=np.isfinite(T) & (T > ROUND_CAP), gram=gram is not None, curvatures=curv)

@@ -141,6 +141,7 @@ def to_json(res, prob, const, rows: bool = True, rec=None, inputs: Optional[dict
         out["k_criterion"] = rec.criterion
         out["error_model"] = model_note(rec, res)
         out["model_gram"] = bool(rec.prediction is not None and rec.prediction.gram)
+        out["model_curvatures"] = bool(rec.prediction is not None and rec.prediction.curvatures)
     if rows:
         out["rows"] = [{k: (clean(v) if isinstance(v, float) else v) for k, v in r.items()} for r in res.rows()]
         if rec is not None:

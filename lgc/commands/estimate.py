@@ -55,6 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="curvature bands for optimize-k's error model (default 4, a factor 4 apart; 0: none)")
     e.add_argument("--lanczos-steps", type=int, default=12,
                    help="Hessian-vector products per Lanczos start vector for the bands (default 12; 5 start vectors)")
+    e.add_argument("--worker-curvatures", action="store_true",
+                   help="also each worker's curvature per band (bands.workers: Rayleigh quotients along the bands' "
+                        "Ritz vectors, N x bands more Hessian-vector products, up to 64 workers), for the error model")
     e.add_argument("--delta-split", choices=DELTA_SPLITS, default="fit",
                    help="how the bands split Delta: fit (default: calibrated on the trajectory's losses, eq. 8.10', "
                         "where the fit is informative, else the spectrum's) or spectrum (the gradient's spectral "
@@ -145,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters, l_bootstrap=args.l_bootstrap,
         trajectory_steps=args.trajectory_steps, lr=args.trajectory_lr, lbfgs_iters=args.lbfgs_iters, seed=cfg.seed,
         threads=args.threads, quiet=args.quiet, bands=args.bands, lanczos_steps=args.lanczos_steps,
+        worker_curvatures=args.worker_curvatures,
         delta_split=args.delta_split)
     constants = est.to_json()
     constants["source"].update({
