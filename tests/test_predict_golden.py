@@ -86,14 +86,14 @@ def test_predictions_equal_the_recorded_ones(name):
 
 
 def test_prefix_sums_at_positions_equal_the_running_sum():
-    """_prefix_sums: sum of rows[:p] at each p, any order, repeats, 0 and len(rows) included."""
-    from theory.predict import _prefix_sums
+    """prefix_sums: sum of rows[:p] at each p, any order, repeats, 0 and len(rows) included."""
+    from theory.predict_sets import prefix_sums
 
     rows = np.random.default_rng(1).standard_normal((50, 3))
     at = np.array([50, 0, 7, 7, 1, 49, 23])
     want = np.concatenate([np.zeros((1, 3)), np.cumsum(rows, 0)])[at]
-    np.testing.assert_allclose(_prefix_sums(rows, at), want, rtol=1e-12, atol=1e-12)
-    assert _prefix_sums(rows, np.array([0, 0])).tolist() == [[0.0] * 3] * 2
+    np.testing.assert_allclose(prefix_sums(rows, at), want, rtol=1e-12, atol=1e-12)
+    assert prefix_sums(rows, np.array([0, 0])).tolist() == [[0.0] * 3] * 2
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:

@@ -6,7 +6,7 @@ from theory.errors import TheoryInputError
 from theory.schedule import (
     RoundSchedule, arrival_order, check_schedule, comm_time, schedule_deadline, schedule_from_csv, schedule_round, schedule_to_csv,
 )
-from theory.timing import even_split_finish_times
+from theory.timing_model import even_split_finish_times
 
 X = np.array([2.0, 1.0, 4.0, 3.0, 1.5])  # mini-batch times; arrival order 1, 4, 0, 3, 2
 M = 4

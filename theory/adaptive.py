@@ -28,7 +28,8 @@ from scipy.stats import chi2
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.schedule import RoundSchedule
-from theory.timing import ShiftedExponential, TimingModel
+from theory.timing import ShiftedExponential
+from theory.timing_model import TimingModel
 from theory.timing_workers import WorkerShiftedExponential
 
 ALPHA = 0.01  # family-wise level of the per-worker likelihood-ratio tests (eq. 7.3)

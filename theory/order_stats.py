@@ -23,9 +23,8 @@ from theory.errors import require
 from theory.round_kinds import RoundTimesQuery
 from theory.round_stats import RoundStats, chain_rounds, default_rounds, round_stats  # the last also re-exported
 from theory.schedule import DEFAULT_SEMANTICS, comm_time
-from theory.timing import (
-    ShiftedExponential, TimingModel, expected_order_statistic_groups, quantile_order_statistic,
-)
+from theory.timing import ShiftedExponential
+from theory.timing_model import TimingModel, expected_order_statistic_groups, quantile_order_statistic
 
 
 # ----------------------------------------------------------------------------- i.i.d. order statistics

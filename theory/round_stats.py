@@ -16,7 +16,7 @@ import numpy as np
 
 from theory.errors import require
 from theory.schedule import DEFAULT_SEMANTICS, require_semantics, schedule_rounds
-from theory.timing import MC_ROUNDS, TimingModel
+from theory.timing_model import MC_ROUNDS, TimingModel
 
 
 @dataclass(frozen=True)

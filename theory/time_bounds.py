@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory.errors import require
-from theory.timing import TimingModel
+from theory.timing_model import TimingModel
 
 
 def _sorted_tau(tau) -> np.ndarray:

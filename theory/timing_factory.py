@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from theory.errors import require
-from theory.timing import Deterministic, HeterogeneousSpeed, LogNormal, Pareto, ShiftedExponential, TimingModel
+from theory.timing import Deterministic, HeterogeneousSpeed, LogNormal, Pareto, ShiftedExponential
+from theory.timing_model import TimingModel
 from theory.trace import TraceReplay, fit_shifted_exponential_csv
 
 

@@ -17,7 +17,8 @@ from typing import Optional
 import numpy as np
 
 from theory.errors import require
-from theory.timing import ShiftedExponential, TimingModel
+from theory.timing import ShiftedExponential
+from theory.timing_model import TimingModel
 
 
 @dataclass
@@ -57,7 +58,7 @@ class WorkerShiftedExponential(TimingModel):
     def expected_order_statistic(self, k: int, n: int) -> float:
         """E[X_(k:n)] by eq. (2.8'), workers grouped by equal (shift, rate)."""
         self._check_n(n)
-        from theory.timing import expected_order_statistic_groups
+        from theory.timing_model import expected_order_statistic_groups
 
         laws: dict = {}
         for s, r in zip(self.shifts, self.rates):

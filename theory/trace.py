@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from theory.errors import require
-from theory.timing import ShiftedExponential, TimingModel, even_split_finish_times
+from theory.timing import ShiftedExponential
+from theory.timing_model import TimingModel, even_split_finish_times
 
 TRACE_FIELDS = ("round", "worker", "block", "start_s", "end_s")
 TRACE_FORMAT_VERSION = 1

@@ -18,7 +18,8 @@ from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.order_stats import CommModel, expected_round_times
 from theory.schedule import DEFAULT_SEMANTICS, require_semantics
-from theory.timing import ShiftedExponential, TimingModel
+from theory.timing import ShiftedExponential
+from theory.timing_model import TimingModel
 
 DEFAULT_ETA_L = 0.5  # default step size eta = 0.5 / L
 ETA_GRID = 24  # step sizes tried per K when optimizing eta (log-spaced up to eta_max), then refined
