@@ -32,7 +32,7 @@ def test_heterogeneous_fastest_k_bias_comes_from_inclusion_probabilities():
 
 
 def test_the_timing_model_answers_not_its_type():
-    """independent_sets asks the model (TimingModel.sets_independent, theory/timing.py): a model
+    """independent_sets asks the model (TimingModel.sets_independent, theory/timing_model.py): a model
     that overrides the answer is believed, and a new non-i.i.d. model gets the base class's route."""
     from dataclasses import dataclass
 

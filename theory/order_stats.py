@@ -2,7 +2,7 @@
 
 The equations: theory/DERIVATION.md (2.3)-(2.8') and its "Monte Carlo" paragraph.
 
-Three routes, the most exact that applies (the model's `order_statistic_route`, theory/timing.py):
+Three routes, the most exact that applies (the model's `order_statistic_route`, theory/timing_model.py):
   closed form   shifted exponential: E[X_(K:N)] = shift + (H_N - H_{N-K}) / rate   (eq. 2.7)
   integration   any i.i.d. continuous model: E[X_(K:N)] = int_0^1 Q(u) beta_{K,N-K+1}(u) du  (eq. 2.8)
   Monte Carlo   everything else (heterogeneous, deterministic, trace, per-block blocks; E[m_j];

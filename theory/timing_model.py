@@ -2,9 +2,10 @@
 
 The models a user picks: README "Timing models"; the equations: theory/DERIVATION.md section 2.
 
-One interface for every model (the laws themselves: theory/timing.py, theory/timing_workers.py) (as scipy.stats' base class does for distributions): a model
+One interface for every model (as scipy.stats' base class does for distributions): a model
 writes `sample` and `mean`, and whatever else it knows in closed form; the base class supplies
-the general routes, so callers never ask which model they hold.
+the general routes, so callers never ask which model they hold. The laws themselves:
+theory/timing.py and theory/timing_workers.py.
 
     model.sample(rng, size)            -> mini-batch times X, shape `size`
     model.mean() / model.cdf(x) / model.pdf(x) / model.ppf(u)
