@@ -57,6 +57,7 @@ NAME_CHECKS_ALLOWED = {
     ("theory/strong.py", "*"): "each strong-convexity bound's own recursion (eqs. 4.48-4.49)",
     ("theory/peers.py", "*"): "each optimal-time peer's own schedule (eqs. 6.2-6.3)",
     ("theory/predict.py", "*"): "each rule's own round in the error model (DERIVATION.md section 8)",
+    ("theory/predict_curv.py", "*"): "each rule's round with per-worker curvatures (DERIVATION.md eq. 8.5''b)",
     ("paper_figures/kstar_sim.py", "*"): "an independent simulation of each rule, not the trainers' code",
     ("theory/tradeoff.py", "fastest-k"): "the one bound with an independent-set form (eq. 4.11')",
     ("paper_figures/fig_tradeoff.py", "lgc"): "panels that draw LGC's round times and bound terms",
