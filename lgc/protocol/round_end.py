@@ -31,7 +31,7 @@ def peer_s(cfg: TrainConfig) -> Optional[int]:
 
 
 def make_timing(cfg: TrainConfig):
-    """The timing model named in the config (theory.timing.make_timing_model); UserError if its
+    """The timing model named in the config (theory.timing_factory.make_timing_model); UserError if its
     parameters are invalid or do not fit the run's N."""
     from theory.timing_factory import make_timing_model
 
