@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 from torch import nn
 
 import lgc
@@ -203,7 +204,7 @@ def _per_worker_loop(pairs, lr, momentum, seed, warmup):
         loss = nn.functional.cross_entropy(model(x), y)
         return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
 
-    w = torch.cat([p.detach().reshape(-1) for p in params]).clone()
+    w = parameters_to_vector(params).detach().clone()
     v, u = torch.zeros_like(w), torch.zeros_like(w)
     for t, s in enumerate(_schedule(warmup)):
         g, gp = {}, {}
@@ -223,10 +224,7 @@ def _per_worker_loop(pairs, lr, momentum, seed, warmup):
         v = momentum * v + d
         w = w - lr * v
         with torch.no_grad():
-            off = 0
-            for p in params:
-                p.copy_(w[off:off + p.numel()].view_as(p))
-                off += p.numel()
+            vector_to_parameters(w, params)
     return w
 
 

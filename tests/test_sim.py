@@ -8,6 +8,7 @@ partition, model constructor, sampling) are shared.
 import numpy as np
 import pytest
 import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from lgc.config import TrainConfig
 from lgc.data.synthetic import make_classification
@@ -84,7 +85,7 @@ def explicit_loop(cfg: TrainConfig, schedule):
             loss = torch.nn.functional.cross_entropy(model(x), y)  # mean over the samples
         return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
 
-    w = torch.cat([p.detach().reshape(-1) for p in params]).clone()
+    w = parameters_to_vector(params).detach().clone()
     v = torch.zeros_like(w)
     u_prev = torch.zeros_like(w)
     for t in range(cfg.rounds):
@@ -124,10 +125,7 @@ def explicit_loop(cfg: TrainConfig, schedule):
         v = cfg.momentum * v + d + cfg.weight_decay * w
         w = w - cfg.lr * v
         with torch.no_grad():
-            off = 0
-            for p in params:
-                p.copy_(w[off:off + p.numel()].view_as(p))
-                off += p.numel()
+            vector_to_parameters(w, params)
     return w
 
 
