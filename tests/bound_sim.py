@@ -86,6 +86,13 @@ class Problem:
     def L(self):
         return float(self.h.max())
 
+    def per_coordinate(self, w0):
+        """A shared-Hessian quadratic's exact statistics per coordinate k, the error model's bands at their finest:
+        (h_k, Delta_k = h_k (w0_k - w*_k)^2 / 2, zeta2_k = (1/N) sum_i a_ik^2, a = the deviations at w*)."""
+        ws, hk = self.minimizer(), self.h[0]
+        a = self.grads(ws[None])[0]
+        return hk, hk / 2 * (w0 - ws) ** 2, (a**2).mean(0), a
+
 
 def make_problem(kind, *, n=6, d=3, seed=0, sigma2=1.0, spread=1.0, curvature=(0.3, 1.0), same=False):
     rng = np.random.default_rng(seed)

@@ -113,9 +113,9 @@ def _measured(alg, h, momentum, warmup, T=150, seeds=200):
     n, d, s2 = 8, 3, 4.0
     p = make_problem("quadratic", n=n, d=d, seed=3, sigma2=s2)
     p.h[:] = p.h[0]  # a shared Hessian: the surrogate's class of problems (8.1)
-    w0, ws, hk = np.full(d, 4.0), p.minimizer(), p.h[0]
-    a = p.grads(ws[None])[0]
-    bands = Bands(h=tuple(hk), delta=tuple(hk / 2 * (w0 - ws) ** 2), sigma2=(1.0,) * d, zeta2=tuple((a**2).mean(0)))
+    w0 = np.full(d, 4.0)
+    hk, delta, zeta2, _ = p.per_coordinate(w0)
+    bands = Bands(h=tuple(hk), delta=tuple(delta), sigma2=(1.0,) * d, zeta2=tuple(zeta2))
     eta = 0.5 / p.L
     fin = finish_times(EXP, n=n, m_blocks=4, rounds=T, seeds=seeds, h=h)
     meas = []
@@ -126,9 +126,9 @@ def _measured(alg, h, momentum, warmup, T=150, seeds=200):
                  out=out)
         meas.append([out["gap"].mean(), out["gap"].std() / np.sqrt(seeds), out["grad2"].mean(),
                      out["grad2"].std() / np.sqrt(seeds)])
-    pred = predict_errors(alg, bands, L=p.L, sigma2=s2, zeta2=float((a**2).mean(0).sum()),
-                          Delta=float((hk / 2 * (w0 - ws) ** 2).sum()), N=n, M=4, B=8, timing=EXP, h=h,
-                          ks=np.arange(1, n + 1), rounds=T, eta=eta, momentum=momentum, warmup=warmup, draws=16)
+    pred = predict_errors(alg, bands, L=p.L, sigma2=s2, zeta2=float(zeta2.sum()), Delta=float(delta.sum()), N=n, M=4,
+                          B=8, timing=EXP, h=h, ks=np.arange(1, n + 1), rounds=T, eta=eta, momentum=momentum,
+                          warmup=warmup, draws=16)
     return np.array(meas), pred
 
 

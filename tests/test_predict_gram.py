@@ -90,8 +90,8 @@ def _slow_hold_the_data():
 
 
 def _measure(p, alg, timing, h, T, seeds=200):
-    w0, ws, hk = np.full(3, 4.0), p.minimizer(), p.h[0]
-    a = p.grads(ws[None])[0]
+    w0 = np.full(3, 4.0)
+    hk, delta, _, a = p.per_coordinate(w0)
     a = a - a.mean(0)
     eta = 0.5 / p.L
     fin = finish_times(timing, n=N, m_blocks=4, rounds=T, seeds=seeds, h=h)
@@ -101,8 +101,8 @@ def _measure(p, alg, timing, h, T, seeds=200):
         out = {}
         simulate(alg, p, fast, blocks, k=k, b_size=8, m_blocks=4, eta=eta, w0=w0, out=out)
         meas.append([out["gap"].mean(), out["gap"].std() / np.sqrt(seeds)])
-    bands = Bands(h=tuple(hk), delta=tuple(hk / 2 * (w0 - ws) ** 2), sigma2=(1.0,) * 3, zeta2=tuple((a**2).mean(0)))
-    kw = dict(L=p.L, sigma2=4.0, zeta2=float((a**2).mean(0).sum()), Delta=float((hk / 2 * (w0 - ws) ** 2).sum()),
+    bands = Bands(h=tuple(hk), delta=tuple(delta), sigma2=(1.0,) * 3, zeta2=tuple((a**2).mean(0)))
+    kw = dict(L=p.L, sigma2=4.0, zeta2=float((a**2).mean(0).sum()), Delta=float(delta.sum()),
               N=N, M=4, B=8, timing=timing, h=h, ks=np.arange(1, N + 1), rounds=T, eta=eta, draws=16)
     per_band = np.stack([np.outer(a[:, k], a[:, k]) for k in range(3)])  # the quadratic's exact G_j (one per band)
     return np.array(meas), {"isotropic": predict_errors(alg, bands, **kw),
