@@ -122,12 +122,13 @@ def main(argv=None) -> int:
         return 2
     t0 = time.perf_counter()
     cells = run(seeds=args.seeds, strong=args.mu, log=lambda s: print(s, file=sys.stderr))
-    for n in WORKERS:
-        print(kc.table([c for c in cells if len(c.measured) == n]))
-    print("\n".join(summary_lines(cells)))
     path = args.csv or OUT / ("kstar_dev" + ("_mu" if args.mu else "") + ".csv")
     kc.write_csv(cells, path)
-    print(f"csv: {path}  ({time.perf_counter() - t0:.0f} s)")
+    lines = [kc.table([c for c in cells if len(c.measured) == n]) for n in WORKERS] + summary_lines(cells)
+    lines.append(f"csv: {path}  ({time.perf_counter() - t0:.0f} s)")
+    text = "\n".join(lines) + "\n"
+    print(text, end="")
+    path.with_suffix(".txt").write_text(text)  # the printed report beside the CSV (out/kstar_dev/*.txt)
     return 0
 
 
