@@ -123,14 +123,14 @@ def fit_delta_split(losses, *, eta: float, h, spectrum, sigma2_bands, samples: f
                           None if fit is None else tuple(map(float, fit)), tuple(map(bool, seen)),
                           None if r2 is None else float(r2), reason)
 
-    seen = decay_columns(h, eta, max(T, 0))[-1] >= SEEN
+    cols = decay_columns(h, eta, max(T, 0))  # (T + 1, J); its last row: the share each band loses in T steps
+    seen = cols[-1] >= SEEN
     if T < MIN_STEPS or not np.all(np.isfinite(losses)):
         return result(None, seen, None, f"{T} trajectory steps with finite losses; the fit needs >= {MIN_STEPS}")
     if not Delta > 0:
         return result(None, seen, None, f"Delta={Delta:.6g}: nothing to split")
     if not seen.any():
         return result(None, seen, None, f"no band loses {SEEN:g} of its error in {T} steps at eta={eta:.6g}")
-    cols = decay_columns(h, eta, T)
     y = losses[0] - losses + noise_term(h, eta, sigma2_bands, samples, T)  # sum_j Delta_j (1 - r_j^t) (8.10')
     slow = ~seen
     design = [cols[:, j] for j in np.flatnonzero(seen)]
