@@ -25,10 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from theory.predict_curv import MAX_N
+
 BANDS = 4  # curvature bands (a factor 4 apart)
 LANCZOS_STEPS = 12  # Hessian-vector products per start vector
 PROBES = 2  # noise and dissimilarity probes each
-MAX_WORKERS = 64  # per-worker curvatures measured up to this N (theory/predict_curv.py MAX_N, the model's cap)
+MAX_WORKERS = MAX_N  # per-worker curvatures measured up to the N the error model takes them for (theory/predict_curv.py)
 
 
 def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int, vectors: bool = False):
