@@ -153,16 +153,18 @@ def worker_curvatures(problem, w: Tensor, ritz, L: float, bands: int, floor: flo
     vec = torch.cat([r[2] for r in ritz], 1)
     idx = _band_index(th, L, bands)
     out = np.empty((len(problem.workers), bands))
+    ys = {}  # band j -> its heaviest Ritz vector (bands without one take the default below)
     for j in range(bands):
         sel = np.flatnonzero((idx == j) & (th > 0))
-        if not sel.size:
+        if sel.size:
+            ys[j] = vec[:, int(sel[np.argmax(wt[sel])])]
+        else:
             out[:, j] = L * 4.0 ** -(j + 0.5)
-            continue
-        y = vec[:, int(sel[np.argmax(wt[sel])])]
-        for i in range(len(problem.workers)):
-            wi = w.detach().clone().requires_grad_(True)
-            (gi,) = torch.autograd.grad(worker_loss(problem, wi, i), wi, create_graph=True)
-            (hy,) = torch.autograd.grad(gi, wi, grad_outputs=y)
+    for i in range(len(problem.workers) if ys else 0):  # f_i's gradient graph once, a product per band
+        wi = w.detach().clone().requires_grad_(True)
+        (gi,) = torch.autograd.grad(worker_loss(problem, wi, i), wi, create_graph=True)
+        for j, y in ys.items():
+            (hy,) = torch.autograd.grad(gi, wi, grad_outputs=y, retain_graph=True)
             out[i, j] = float(torch.dot(hy, y)) / float(torch.dot(y, y))
     return np.clip(out, floor, None)
 
