@@ -186,14 +186,13 @@ def calibrate_delta(problem, traj, bands: dict, *, sigma2: float, Delta: float, 
 
     The trajectory is full-sync SGD: each step averages `batch` samples per worker (drawn with replacement), pi-weighted,
     so its noise variance per band is sigma2_j sum_i pi_i^2 / b_i = sigma2_j / samples."""
-    from theory.delta_fit import fit_delta_split
+    from theory.delta_fit import fit_delta_split, shares
 
     losses = trajectory_losses(problem, traj)
     b = np.array([min(batch, len(x)) for x, _ in problem.workers], float)
     samples = 1.0 / float(np.sum(problem.pi**2 / b))
-    share = np.asarray(bands["sigma2"], float)
-    share = share / share.sum() if share.sum() > 0 else np.full(len(share), 1.0 / len(share))
-    split = fit_delta_split(losses, eta=traj.lr, h=bands["h"], spectrum=bands["delta"], sigma2_bands=sigma2 * share,
+    split = fit_delta_split(losses, eta=traj.lr, h=bands["h"], spectrum=bands["delta"],
+                            sigma2_bands=sigma2 * shares(bands["sigma2"]),
                             samples=samples, Delta=Delta, prefer=prefer)
     out = dict(bands)
     out["delta"] = list(split.delta)
