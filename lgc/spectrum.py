@@ -25,10 +25,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from theory.predict_curv import MAX_N
+
 BANDS = 4  # curvature bands (a factor 4 apart)
 LANCZOS_STEPS = 12  # Hessian-vector products per start vector
 PROBES = 2  # noise and dissimilarity probes each
-MAX_WORKERS = 64  # per-worker curvatures measured up to this N (theory/predict_curv.py MAX_N, the model's cap)
+MAX_WORKERS = MAX_N  # per-worker curvatures measured up to the N the error model takes them for (theory/predict_curv.py)
 
 
 def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int, vectors: bool = False):
@@ -151,16 +153,18 @@ def worker_curvatures(problem, w: Tensor, ritz, L: float, bands: int, floor: flo
     vec = torch.cat([r[2] for r in ritz], 1)
     idx = _band_index(th, L, bands)
     out = np.empty((len(problem.workers), bands))
+    ys = {}  # band j -> its heaviest Ritz vector (bands without one take the default below)
     for j in range(bands):
         sel = np.flatnonzero((idx == j) & (th > 0))
-        if not sel.size:
+        if sel.size:
+            ys[j] = vec[:, int(sel[np.argmax(wt[sel])])]
+        else:
             out[:, j] = L * 4.0 ** -(j + 0.5)
-            continue
-        y = vec[:, int(sel[np.argmax(wt[sel])])]
-        for i in range(len(problem.workers)):
-            wi = w.detach().clone().requires_grad_(True)
-            (gi,) = torch.autograd.grad(worker_loss(problem, wi, i), wi, create_graph=True)
-            (hy,) = torch.autograd.grad(gi, wi, grad_outputs=y)
+    for i in range(len(problem.workers) if ys else 0):  # f_i's gradient graph once, a product per band
+        wi = w.detach().clone().requires_grad_(True)
+        (gi,) = torch.autograd.grad(worker_loss(problem, wi, i), wi, create_graph=True)
+        for j, y in ys.items():
+            (hy,) = torch.autograd.grad(gi, wi, grad_outputs=y, retain_graph=True)
             out[i, j] = float(torch.dot(hy, y)) / float(torch.dot(y, y))
     return np.clip(out, floor, None)
 
@@ -182,14 +186,13 @@ def calibrate_delta(problem, traj, bands: dict, *, sigma2: float, Delta: float, 
 
     The trajectory is full-sync SGD: each step averages `batch` samples per worker (drawn with replacement), pi-weighted,
     so its noise variance per band is sigma2_j sum_i pi_i^2 / b_i = sigma2_j / samples."""
-    from theory.delta_fit import fit_delta_split
+    from theory.delta_fit import fit_delta_split, shares
 
     losses = trajectory_losses(problem, traj)
     b = np.array([min(batch, len(x)) for x, _ in problem.workers], float)
     samples = 1.0 / float(np.sum(problem.pi**2 / b))
-    share = np.asarray(bands["sigma2"], float)
-    share = share / share.sum() if share.sum() > 0 else np.full(len(share), 1.0 / len(share))
-    split = fit_delta_split(losses, eta=traj.lr, h=bands["h"], spectrum=bands["delta"], sigma2_bands=sigma2 * share,
+    split = fit_delta_split(losses, eta=traj.lr, h=bands["h"], spectrum=bands["delta"],
+                            sigma2_bands=sigma2 * shares(bands["sigma2"]),
                             samples=samples, Delta=Delta, prefer=prefer)
     out = dict(bands)
     out["delta"] = list(split.delta)

@@ -91,8 +91,8 @@ def predict(res, problem, prob, margin, curvatures: bool = CURVATURES) -> dict:
     `res` of theory.tradeoff.Problem `problem`; `prob` the Quadratic whose exact bands and Gram matrix the second
     variant uses: with `curvatures`, its per-worker curvatures (bands.workers, eq. 8.5'') and the deviations at w*
     (their Gram matrix per band, band_grams, and zeta^2 = their trace / N in place of the box's), else the box's
-    (eq. 8.2''), as also where
-    every worker has F's Hessian (the reduction: the same model, with its law for independent sets)."""
+    (eq. 8.2''), as also where every worker has F's Hessian (the reduction: the same model, with its law for
+    independent sets)."""
     from dataclasses import replace
 
     from theory.predict import Bands

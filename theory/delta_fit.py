@@ -53,6 +53,12 @@ class DeltaSplit:
                 "seen": list(self.seen), "r2": self.r2, "reason": self.reason}
 
 
+def shares(x) -> np.ndarray:
+    """x's proportions (x / sum x), equal ones when x sums to zero or less."""
+    x = np.asarray(x, float)
+    return x / x.sum() if x.sum() > 0 else np.full(len(x), 1.0 / len(x))
+
+
 def decay_columns(h, eta: float, steps: int) -> np.ndarray:
     """(steps + 1, J): 1 - r_j^t for t = 0..steps, r_j = (1 - eta h_j)^2, the share of band j's initial error that
     noiseless gradient descent has removed after t steps (eq. 8.10')."""
@@ -109,8 +115,7 @@ def fit_delta_split(losses, *, eta: float, h, spectrum, sigma2_bands, samples: f
     h = np.asarray(h, float)
     J = len(h)
     require(1 <= J <= MAX_BANDS, f"{J} bands; the fit supports 1 to {MAX_BANDS}")
-    spec = np.asarray(spectrum, float)
-    spec = Delta * (spec / spec.sum() if spec.sum() > 0 else np.full(J, 1.0 / J))
+    spec = Delta * shares(spectrum)
     losses = np.asarray(losses, float)
     T = len(losses) - 1
 
@@ -123,19 +128,19 @@ def fit_delta_split(losses, *, eta: float, h, spectrum, sigma2_bands, samples: f
                           None if fit is None else tuple(map(float, fit)), tuple(map(bool, seen)),
                           None if r2 is None else float(r2), reason)
 
-    seen = decay_columns(h, eta, max(T, 0))[-1] >= SEEN
+    cols = decay_columns(h, eta, max(T, 0))  # (T + 1, J); its last row: the share each band loses in T steps
+    seen = cols[-1] >= SEEN
     if T < MIN_STEPS or not np.all(np.isfinite(losses)):
         return result(None, seen, None, f"{T} trajectory steps with finite losses; the fit needs >= {MIN_STEPS}")
     if not Delta > 0:
         return result(None, seen, None, f"Delta={Delta:.6g}: nothing to split")
     if not seen.any():
         return result(None, seen, None, f"no band loses {SEEN:g} of its error in {T} steps at eta={eta:.6g}")
-    cols = decay_columns(h, eta, T)
     y = losses[0] - losses + noise_term(h, eta, sigma2_bands, samples, T)  # sum_j Delta_j (1 - r_j^t) (8.10')
     slow = ~seen
     design = [cols[:, j] for j in np.flatnonzero(seen)]
     if slow.any():  # the slow bands share one amount in (8.10)'s proportions
-        p = spec[slow] / spec[slow].sum() if spec[slow].sum() > 0 else np.full(slow.sum(), 1.0 / slow.sum())
+        p = shares(spec[slow])
         design.append(cols[:, slow] @ p)
     C = np.stack(design, 1)
     x = nnls_sum(C, y, Delta)
