@@ -16,10 +16,10 @@ def _timing(c):
 
 def test_the_cells_cover_the_grid_and_each_half_is_fixed():
     assert len(CELLS) >= 12 and len(SEEDS) >= 3 and len({c.name for c in CELLS}) == len(CELLS)
-    val, dev = cells("validation"), cells("development")
-    assert len(val) + len(dev) == len(CELLS) and abs(len(val) - len(dev)) <= 1
-    assert all(c.name.startswith("v") for c in val) and all(c.name.startswith("d") for c in dev)
-    for half in (val, dev):
+    val, val2, dev = cells("validation"), cells("validation-2"), cells("development")
+    assert len(val) + len(val2) + len(dev) == len(CELLS) and abs(len(val) - len(dev)) <= 1
+    assert all(c.name.startswith("v") for c in val + val2) and all(c.name.startswith("d") for c in dev)
+    for half in (val, val2, dev):
         assert {c.config.get("model") for c in half} == {"mlp", "softmax", "cnn"}
         assert {c.config["partition"] for c in half} == {"dirichlet", "shards", "main-label"}
         assert {_timing(c) for c in half} == {"h=1", "h=10", "persistent", "heterogeneous"}
