@@ -33,7 +33,6 @@ scale 3; timing rate 2 (i.i.d. and persistent) and 20% of the workers 3x slower;
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 import time
@@ -43,6 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from paper_figures import kstar_predict as kp
+from lgc.errors import UserError
+from paper_figures.command import Parser, fail, prepare_output_file
 from paper_figures.kstar_sim import Quadratic, budget_final, budget_mean, draw_times, from_shared, schedule, simulate
 from theory.algorithms import K_RULES
 
@@ -371,7 +372,8 @@ def write_csv(cells, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m paper_figures.kstar_check", description=__doc__.split("\n")[0])
+    prog = "python -m paper_figures.kstar_check"
+    ap = Parser(prog=prog, description=__doc__.split("\n")[0], said=prog)
     ap.add_argument("--seeds", type=int, default=SEEDS)
     ap.add_argument("--eta-mode", choices=("fixed", "optimized"), default="fixed")
     ap.add_argument("--aligned", action="store_true",
@@ -386,15 +388,17 @@ def main(argv=None) -> int:
                     help="default out/kstar_check/kstar_check[_aligned|_second][_mu].csv")
     args = ap.parse_args(argv)
     if args.seeds < 2:
-        print(f"--seeds {args.seeds} must be >= 2 (a standard error needs two seeds)", file=sys.stderr)
-        return 2
+        return fail(f"--seeds {args.seeds}: must be >= 2 (a standard error needs two seeds)", prog)
     if args.aligned and args.grid == "second":
-        print("--aligned and --grid second are two different checks: give one", file=sys.stderr)
-        return 2
+        return fail("--aligned and --grid second are two different checks: give one", prog)
     t0 = time.perf_counter()
     if args.csv is None:
         stem = "kstar_check_aligned" if args.aligned else "kstar_check" + ("_second" if args.grid == "second" else "")
         args.csv = OUT / (stem + ("_mu" if args.mu else "") + ".csv")
+    try:
+        prepare_output_file(args.csv)
+    except UserError as e:
+        return fail(str(e), prog)
     cells = run(seeds=args.seeds, eta_mode=args.eta_mode, aligned=args.aligned, strong=args.mu,
                 second=args.grid == "second", log=lambda s: print(s, file=sys.stderr))
     print(table(cells))

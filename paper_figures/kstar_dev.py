@@ -29,7 +29,6 @@ constant (theory.predict.Bands.scalar, the naive baseline: the fallback before i
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,8 @@ import numpy as np
 
 from paper_figures import kstar_check as kc
 from paper_figures import kstar_predict as kp
+from lgc.errors import UserError
+from paper_figures.command import Parser, fail, prepare_output_file
 from paper_figures.kstar_sim import Quadratic
 
 WORKERS = (8, 12)
@@ -112,17 +113,21 @@ def summary_lines(cells) -> list:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m paper_figures.kstar_dev", description=__doc__.split("\n")[0])
+    prog = "python -m paper_figures.kstar_dev"
+    ap = Parser(prog=prog, description=__doc__.split("\n")[0], said=prog)
     ap.add_argument("--seeds", type=int, default=SEEDS)
     ap.add_argument("--mu", action="store_true", help="the bound (and the model) with each problem's exact mu")
     ap.add_argument("--csv", type=Path, default=None, help="default out/kstar_dev/kstar_dev[_mu].csv")
     args = ap.parse_args(argv)
     if args.seeds < 2:
-        print(f"--seeds {args.seeds} must be >= 2 (a standard error needs two seeds)", file=sys.stderr)
-        return 2
+        return fail(f"--seeds {args.seeds}: must be >= 2 (a standard error needs two seeds)", prog)
+    path = args.csv or OUT / ("kstar_dev" + ("_mu" if args.mu else "") + ".csv")
+    try:
+        prepare_output_file(path)
+    except UserError as e:
+        return fail(str(e), prog)
     t0 = time.perf_counter()
     cells = run(seeds=args.seeds, strong=args.mu, log=lambda s: print(s, file=sys.stderr))
-    path = args.csv or OUT / ("kstar_dev" + ("_mu" if args.mu else "") + ".csv")
     kc.write_csv(cells, path)
     lines = [kc.table([c for c in cells if len(c.measured) == n]) for n in WORKERS] + summary_lines(cells)
     lines.append(f"csv: {path}  ({time.perf_counter() - t0:.0f} s)")
