@@ -19,7 +19,7 @@ values (at least L 4^-(J+1)). Pure computation: no files, no printing.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -33,9 +33,17 @@ PROBES = 2  # noise and dissimilarity probes each
 MAX_WORKERS = MAX_N  # per-worker curvatures measured up to the N the error model takes them for (theory/predict_curv.py)
 
 
-def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int, vectors: bool = False):
+class Ritz(NamedTuple):
+    """What `lanczos` returns: the Gauss quadrature of a start vector's spectral measure (eq. 8.9)."""
+
+    values: np.ndarray  # (m,) Ritz values theta_k
+    weights: np.ndarray  # (m,) Gauss weights tau_k, summing to 1
+    vectors: Tensor | None  # (P, m) unit Ritz vectors, one column per value; None unless asked for
+
+
+def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int, *, vectors: bool = False) -> Ritz:
     """Ritz values and Gauss weights (summing to 1) of z's spectral measure under the symmetric operator hvp
-    (eq. 8.9), with full reorthogonalisation (steps is small); with `vectors`, also the unit Ritz vectors (P, m)."""
+    (eq. 8.9), with full reorthogonalisation (steps is small); with `vectors`, also the unit Ritz vectors."""
     q = z / z.norm()
     basis, alpha, beta = [q], [], []
     for j in range(steps):
@@ -53,13 +61,14 @@ def lanczos(hvp: Callable[[Tensor], Tensor], z: Tensor, steps: int, vectors: boo
         basis.append(q)
     T = np.diag(alpha) + np.diag(beta[: len(alpha) - 1], 1) + np.diag(beta[: len(alpha) - 1], -1)
     theta, Y = np.linalg.eigh(T)
-    if vectors:
-        return theta, Y[0] ** 2, torch.stack(basis[: len(alpha)]).T @ torch.as_tensor(Y, dtype=z.dtype)
-    return theta, Y[0] ** 2
+    vec = torch.stack(basis[: len(alpha)]).T @ torch.as_tensor(Y, dtype=z.dtype) if vectors else None
+    return Ritz(theta, Y[0] ** 2, vec)
 
 
-def _band_index(theta: np.ndarray, L: float, bands: int) -> np.ndarray:
-    """Band j of a curvature theta: L 4^-(j+1) <= theta < L 4^-j (the top band unbounded above, the last one below)."""
+def band_index(theta, L: float, bands: int = BANDS) -> np.ndarray:
+    """The curvature band of each curvature theta, the grouping of the constants' "bands" (DERIVATION.md 8.3): band j holds
+    L 4^-(j+1) <= theta < L 4^-j for j = 0..bands-1, the top band unbounded above and the last one below (negative
+    and zero curvatures included). Returns int indices of theta's shape."""
     with np.errstate(divide="ignore", invalid="ignore"):
         j = np.ceil(np.log(L / np.maximum(theta, 1e-300)) / np.log(4.0) - 1e-9) - 1
     return np.clip(np.nan_to_num(j, nan=bands - 1), 0, bands - 1).astype(int)
@@ -80,14 +89,14 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
         return torch.autograd.grad(g, wg, grad_outputs=v, retain_graph=True)[0].detach()
 
     measures = {"delta": [], "sigma2": [], "zeta2": []}  # (theta, energy per Ritz value) per start vector
-    ritz = []  # (theta, weight, unit Ritz vectors) of every start vector, for the workers' curvatures
+    ritz = []  # the Ritz of every start vector (with its vectors), for the workers' curvatures
     g0 = g.detach()
 
     def run(op, z, m):  # lanczos, keeping the Ritz vectors where the workers' curvatures need them
-        th, tau, *vec = lanczos(op, z, m, vectors=workers)
+        r = lanczos(op, z, m, vectors=workers)
         if workers:
-            ritz.append((th, tau, vec[0]))
-        return th, tau
+            ritz.append(r)
+        return r.values, r.weights
 
     if float(g0.norm()) > 0:
         th, tau = run(hvp, g0, steps)
@@ -113,7 +122,7 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
     floor = L * 4.0 ** -(bands + 1)
     all_th = np.concatenate([m[0] for v in measures.values() for m in v] or [np.array([L])])
     all_w = np.concatenate([m[1] / max(m[1].sum(), 1e-300) for v in measures.values() for m in v] or [np.ones(1)])
-    idx = _band_index(all_th, L, bands)
+    idx = band_index(all_th, L, bands)
     h = np.zeros(bands)
     for j in range(bands):
         sel = (idx == j) & (all_th > 0)
@@ -123,7 +132,7 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
     for name, ms in measures.items():
         share = np.zeros(bands)
         for th, en in ms:
-            j = _band_index(th, L, bands)
+            j = band_index(th, L, bands)
             if name == "delta":  # eq. (8.10): g^2 / (2 theta), theta at least the smallest band curvature
                 en = en / (2 * np.maximum(th, floor))
             np.add.at(share, j, en / len(ms))
@@ -144,14 +153,15 @@ def curvature_bands(problem, w: Tensor, L: float, *, bands: int = BANDS, steps: 
 def worker_curvatures(problem, w: Tensor, ritz, L: float, bands: int, floor: float) -> np.ndarray:
     """(N, J): r_ij = y_j^T H_i y_j, worker i's Rayleigh quotient along band j's heaviest unit Ritz vector y_j (the
     one of largest Gauss weight among the positive Ritz values in band j, over every start vector; eq. 8.5''e);
-    one Hessian-vector product of f_i per worker and band. Clipped below at the bands' floor (the model needs
+    one Hessian-vector product of f_i per worker and band; `ritz`: lanczos's Ritz of every start vector, with their
+    vectors. Clipped below at the bands' floor (the model needs
     r_ij > 0; a nonconvex worker's negative quotient is not modelled); a band with no Ritz vector: L 4^-(j+1/2)."""
     from lgc.empirical import worker_loss
 
-    th = np.concatenate([r[0] for r in ritz])
-    wt = np.concatenate([r[1] for r in ritz])
-    vec = torch.cat([r[2] for r in ritz], 1)
-    idx = _band_index(th, L, bands)
+    th = np.concatenate([r.values for r in ritz])
+    wt = np.concatenate([r.weights for r in ritz])
+    vec = torch.cat([r.vectors for r in ritz], 1)
+    idx = band_index(th, L, bands)
     out = np.empty((len(problem.workers), bands))
     ys = {}  # band j -> its heaviest Ritz vector (bands without one take the default below)
     for j in range(bands):

@@ -51,7 +51,8 @@ def sweep(seeds: int, rounds: int) -> list[dict]:
     from paper_figures.kstar_sim import from_shared
     from theory import bounds
     from theory.gram import schedule_forms
-    from theory.tradeoff import fastest_k_set_model, set_change_period
+    from theory.round_stats import straggler_statistics
+    from theory.set_models import fastest_k_set_model, set_change_period
 
     seed_list = list(range(seeds))
     rows = []
@@ -67,7 +68,7 @@ def sweep(seeds: int, rounds: int) -> list[dict]:
             h = set_change_period(timing, np.inf if period == PERSISTENT else period)
             for k in KS:
                 sched = make_schedules(timing, seed_list, rounds, N, M, k, period=period, semantics=semantics)
-                stats = bounds.straggler_statistics(sched.fast, sched.blocks_done)
+                stats = straggler_statistics(sched.fast, sched.blocks_done)
                 forms = schedule_forms(sched.fast, sched.blocks_done, k, h, envelope) if semantics == "abort" else None
                 for alg, eta in itertools.product(SWEPT, (0.05, 0.15)):
                     m = measure(quad, alg, sched, batch=B, blocks=M, lr=eta, seeds=seed_list, noise=noise)

@@ -17,16 +17,21 @@ PROG = "lgc figures"  # what the user typed, in the usual case; the scripts' own
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line and exit status 2."""
+    """argparse, but a usage error is one line and exit status 2. `said`: the name the line starts with (PROG, for
+    the scripts `lgc figures` runs; a script run only by hand, such as kstar_check, says its own prog)."""
+
+    def __init__(self, *args, said: str = PROG, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.said = said
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{PROG}: error: {message} (see {self.prog} --help)\n")
+        sys.stderr.write(f"{self.said}: error: {message} (see {self.prog} --help)\n")
         sys.exit(2)
 
 
-def fail(message: str) -> int:
-    """Print a user error as one line; returns the exit status 2."""
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+def fail(message: str, said: str = PROG) -> int:
+    """Print a user error as one line (starting with `said`, as Parser's); returns the exit status 2."""
+    print(f"{said}: error: {message}", file=sys.stderr)
     return 2
 
 
@@ -41,6 +46,17 @@ def make_out_folder(out: Path | None) -> None:
         Path(out).mkdir(exist_ok=True)
     except OSError as e:
         raise UserError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+
+
+def prepare_output_file(path: Path, flag: str = "--csv") -> None:
+    """Create FILE's folder (parents included) now, before a long run rather than after it: a FILE that is a folder,
+    or a folder that cannot be created, is a UserError naming the flag and the path."""
+    path = Path(path)
+    check(not path.is_dir(), f"{flag} {path}: is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot create its folder {path.parent} ({e.strerror})") from None
 
 
 def run_lgc(argv: list[str]) -> str:

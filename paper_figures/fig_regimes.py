@@ -1,4 +1,4 @@
-"""Where the bound's K* < N: regime maps (theory.tradeoff.regime_map, theory/DERIVATION.md section 5).
+"""Where the bound's K* < N: regime maps (theory.regimes.regime_map, theory/DERIVATION.md section 5).
 
 K* over a grid of dissimilarity zeta^2 x budget tau (top) and zeta^2 x straggler slowness
 (bottom: shifted exponential with shift 1 and mean extra delay s, at tau = 800), for LGC and
@@ -25,7 +25,7 @@ MAPS = (("lgc", qr.PERSISTENT), ("lgc", 1), ("fastest-k", qr.PERSISTENT), ("fast
 
 
 def rows() -> list[dict]:
-    from theory.tradeoff import regime_map
+    from theory.regimes import regime_map
 
     s = qr.SETTING
     out = []

@@ -29,15 +29,17 @@ constant (theory.predict.Bands.scalar, the naive baseline: the fallback before i
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from lgc.errors import UserError
 from paper_figures import kstar_check as kc
+from paper_figures import kstar_grade as kg
 from paper_figures import kstar_predict as kp
+from paper_figures.command import Parser, fail, prepare_output_file
 from paper_figures.kstar_sim import Quadratic
 
 WORKERS = (8, 12)
@@ -97,34 +99,38 @@ def run(*, seeds=SEEDS, strong=False, workers=WORKERS, budgets=BUDGETS, log=prin
 
 def summary_lines(cells) -> list:
     """Per variant and quantity over every cell: within 10% and beyond 15% of the best K, worse than the bound's K*,
-    median R^2 (kstar_check.predictive_summary)."""
+    median R^2 (kstar_grade.predictive_summary)."""
     lines = []
     for q in kp.QUANTITIES:
-        s = kc.predictive_summary(cells, q)
-        lines.append(f"# all {len(cells)} cells, graded on the measured {kc.QUANTITY_NAMES[q]}")
-        for v in ["bound"] + kc.variants(cells) + ["k_n", "k_half"]:
+        s = kg.predictive_summary(cells, q)
+        lines.append(f"# all {len(cells)} cells, graded on the measured {kg.QUANTITY_NAMES[q]}")
+        for v in ["bound"] + kg.variants(cells) + ["k_n", "k_half"]:
             x = s[v]
             extra = (f"; worse than the bound's K* in {x['worse_than_bound']}; R^2 median {x['r2_median']:.2f}"
                      if "r2_median" in x else "")
-            lines.append(f"{kc.VARIANT_NAMES.get(v, v):>58}: within 10% {round(x['within_10'] * len(cells))}, "
+            lines.append(f"{kg.VARIANT_NAMES.get(v, v):>58}: within 10% {round(x['within_10'] * len(cells))}, "
                          f"beyond 15% {x['beyond_15']}, worst {x['worst']:.3f}, median {x['median']:.3f}{extra}")
     return lines
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m paper_figures.kstar_dev", description=__doc__.split("\n")[0])
+    prog = "python -m paper_figures.kstar_dev"
+    ap = Parser(prog=prog, description=__doc__.split("\n")[0], said=prog)
     ap.add_argument("--seeds", type=int, default=SEEDS)
     ap.add_argument("--mu", action="store_true", help="the bound (and the model) with each problem's exact mu")
     ap.add_argument("--csv", type=Path, default=None, help="default out/kstar_dev/kstar_dev[_mu].csv")
     args = ap.parse_args(argv)
     if args.seeds < 2:
-        print(f"--seeds {args.seeds} must be >= 2 (a standard error needs two seeds)", file=sys.stderr)
-        return 2
+        return fail(f"--seeds {args.seeds}: must be >= 2 (a standard error needs two seeds)", prog)
+    path = args.csv or OUT / ("kstar_dev" + ("_mu" if args.mu else "") + ".csv")
+    try:
+        prepare_output_file(path)
+    except UserError as e:
+        return fail(str(e), prog)
     t0 = time.perf_counter()
     cells = run(seeds=args.seeds, strong=args.mu, log=lambda s: print(s, file=sys.stderr))
-    path = args.csv or OUT / ("kstar_dev" + ("_mu" if args.mu else "") + ".csv")
-    kc.write_csv(cells, path)
-    lines = [kc.table([c for c in cells if len(c.measured) == n]) for n in WORKERS] + summary_lines(cells)
+    kg.write_csv(cells, path)
+    lines = [kg.table([c for c in cells if len(c.measured) == n]) for n in WORKERS] + summary_lines(cells)
     lines.append(f"csv: {path}  ({time.perf_counter() - t0:.0f} s)")
     text = "\n".join(lines) + "\n"
     print(text, end="")

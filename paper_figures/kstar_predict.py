@@ -55,9 +55,9 @@ def exact_bands(prob, margin, per_worker: bool = False) -> dict:
 
 def band_index(prob) -> np.ndarray:
     """(d,): the band of each coordinate's curvature hbar_k, as lgc estimate groups Ritz values (lgc/spectrum.py)."""
-    from lgc.spectrum import BANDS, _band_index
+    from lgc import spectrum
 
-    return _band_index(prob.hbar, prob.L, BANDS)
+    return spectrum.band_index(prob.hbar, prob.L)
 
 
 def band_grams(prob) -> np.ndarray:

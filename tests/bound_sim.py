@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from theory.bounds import straggler_statistics
+from theory.round_stats import straggler_statistics
 
 
 @dataclass

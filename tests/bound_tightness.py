@@ -14,7 +14,7 @@ from bound_sim import finish_times, make_problem, schedules, simulate, stats
 from theory.bounds import evaluate
 from theory.gram import schedule_forms
 from theory.timing import HeterogeneousSpeed, ShiftedExponential
-from theory.tradeoff import inclusion_from_timing
+from theory.set_models import inclusion_from_timing
 
 N, M, B, T, SEEDS = 6, 3, 6, 100, 16
 TIMINGS = {"persistent h=5": (ShiftedExponential(), 5, "persistent"), "exchangeable h=1": (ShiftedExponential(), 1, "uniform"),

@@ -12,6 +12,7 @@ import sys
 import time
 
 from paper_figures import kstar_check as kc
+from paper_figures import kstar_grade as kg
 from paper_figures import kstar_dev as kd
 from paper_figures import kstar_predict as kp
 
@@ -31,7 +32,7 @@ def main(seeds: int = 8) -> int:
         cells += kc.run(seeds=seeds, budgets=kd.BUDGETS, n=n, grid=[(p, kd.timings()) for p in per_worker],
                         predict=predict, log=lambda s: None)
     for q in kp.QUANTITIES:
-        s = kc.predictive_summary(cells, q)
+        s = kg.predictive_summary(cells, q)
         for v in ("bands_shared", "bands"):
             x = s[v]
             print(f"{q:5} {v:12} within 10% {round(x['within_10'] * len(cells))}/{len(cells)}, beyond 15% "

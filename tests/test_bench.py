@@ -1,11 +1,12 @@
-"""The sim-round benchmark (lgc/bench/sim_round.py): its per-worker loop computes the sim's update,
-and one tiny run reports every side and ratio consistently. No timing is asserted."""
+"""The sim-round benchmark (lgc/bench/sim_round.py; what it times, lgc/bench/sides.py): its per-worker loop computes
+the sim's update, and one tiny run reports every side and ratio consistently. No timing is asserted."""
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from lgc.bench import sides as bench_sides
 from lgc.bench import sim_round as bench
 from lgc.rules import RuleState, ServerState, aggregate, server_step
 from lgc.sim.engines import BatchedEngine, RoundBatch, sample_weights
@@ -23,13 +24,13 @@ def test_per_worker_loop_round_equals_batched_engine_round():
     """One round of the lab-code loop (a backward per worker) = the batched engine on the union,
     the same lgc rule and server step (float32 rtol 1e-5)."""
     args = _args()
-    cfg = bench.bench_config(args, "unused", "batched", "none", 4)
-    rounds = bench.draw_rounds(cfg, 4)
-    plans = bench.plans(cfg, rounds)
+    cfg = bench_sides.bench_config(args, "unused", "batched", "none", 4)
+    rounds = bench_sides.draw_rounds(cfg, 4)
+    plans = bench_sides.plans(cfg, rounds)
     plan = next(p for p in plans if "strag" in p.per_sample)  # a round where stragglers report
-    loop = bench.LoopSide(args, "none", torch.device("cpu"), [plan])
+    loop = bench_sides.LoopSide(args, "none", torch.device("cpu"), [plan])
     w0 = loop.w.clone()
-    rows = np.concatenate([np.arange(i * bench.BATCH, i * bench.BATCH + n) for i, n in enumerate(plan.counts)])
+    rows = np.concatenate([np.arange(i * bench_sides.BATCH, i * bench_sides.BATCH + n) for i, n in enumerate(plan.counts)])
     batch = RoundBatch(loop.x[rows], loop.y[rows], sample_weights(plan, "cpu"))
     grads, _ = BatchedEngine().grads(loop.model, batch)
     d, _ = aggregate("lgc", grads, plan.rho, RuleState())
@@ -47,8 +48,8 @@ def test_tiny_bench_reports_every_side_and_consistent_ratios(tmp_path, capsys):
     sides = rep["sides"]
     assert set(sides) == {"sim round fused/none", "sim round batched/none", "plain step none", "per-worker loop none"}
     assert sides["sim round fused/none"]["fused_rounds"] >= 1  # the fused engine really split a round
-    cfg = bench.bench_config(_args(), "unused", "fused", "none", 2)
-    k_b_plus_blocks = [int(p.counts.sum()) for p in bench.plans(cfg, bench.draw_rounds(cfg, 2))]
+    cfg = bench_sides.bench_config(_args(), "unused", "fused", "none", 2)
+    k_b_plus_blocks = [int(p.counts.sum()) for p in bench_sides.plans(cfg, bench_sides.draw_rounds(cfg, 2))]
     assert rep["config"]["mean_samples_per_round"] == pytest.approx(np.mean(k_b_plus_blocks))
     r = rep["best"]["ratios"]
     plain = sides["plain step none"]["ms_per_round"]

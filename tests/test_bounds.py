@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from theory.bounds import (
-    LAMBDAS, eta_max, evaluate, inclusion_coefficients, set_change_fraction, symbolic, symbols, terms,
-)
+from theory.bounds import LAMBDAS, eta_max, evaluate, set_change_fraction, symbolic, symbols, terms
 from theory.errors import TheoryInputError
+from theory.set_models import inclusion_coefficients
 
 S = symbols()
 

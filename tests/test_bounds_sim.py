@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from bound_sim import finish_times, make_problem, schedules, simulate, stats
-from theory.bounds import LAMBDAS, eta_max, evaluate, inclusion_coefficients, set_change_fraction, terms
+from theory.bounds import LAMBDAS, eta_max, evaluate, set_change_fraction, terms
 from theory.schedule import schedule_round
+from theory.set_models import inclusion_coefficients
 from theory.timing import Deterministic, HeterogeneousSpeed, ShiftedExponential
 
 N, M, B, T, SEEDS = 6, 3, 6, 80, 12

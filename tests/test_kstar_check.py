@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from paper_figures import kstar_check as kc
+from paper_figures import kstar_grade as kg
 from paper_figures.kstar_sim import budget_mean, draw_times, from_shared, schedule, simulate
 
 
@@ -63,7 +64,7 @@ def test_kstar_check_smoke(capsys):
     assert len(cells) == 2 * 3 * 2
     for c in cells:
         assert 1 <= c.k_star <= 4 and 1 <= c.best <= 4 and c.ratio >= 1.0 and c.k_star in c.k_near
-    out = kc.table(cells)
+    out = kg.table(cells)
     assert "within 10%" in out and "worst ratio" in out
 
 
@@ -100,12 +101,12 @@ def test_summary_reports_baselines_and_kstar_below_the_best():
         return kc.Cell("p", "t", 1.0, "lgc", k_star, [k_star], np.ones(4), m, np.zeros(4), np.ones(4), m)
 
     cells = [cell(2, [2.0, 1.0, 1.05, 1.2]), cell(1, [1.3, 1.0, 1.1, 1.5]), cell(3, [1.0, 1.0, 1.0, 1.0])]
-    s = kc.summary(cells)
+    s = kg.summary(cells)
     assert s["below_best"] == 1  # the second cell: K* = 1, best 2
     assert s["k_n"]["worst"] == pytest.approx(1.5) and s["k_n"]["beyond_15"] == 2
     assert s["k_half"]["within_10"] == pytest.approx(1.0) and s["k_half"]["median"] == pytest.approx(1.0)
     assert s["worst"] == pytest.approx(1.3) and s["beyond_15"] == 1
-    text = kc.table(cells)
+    text = kg.table(cells)
     assert "K* below the best K in 1" in text and "baseline K = N = 4" in text and "baseline K = N/2 = 2" in text
 
 
@@ -127,14 +128,14 @@ def test_predictive_kstar_columns_and_variants(tmp_path):
     assert len(kp.exact_bands(wide, wide.noise_sd(kc.B))["h"]) >= 2
     shared = [c for c in cells if c.problem == "shared-H"]
     assert all(not np.allclose(c.predicted["scalar", "grad2"], c.predicted["bands", "grad2"], rtol=0.02) for c in shared)
-    s = kc.summary(cells)["predictive"]
+    s = kg.summary(cells)["predictive"]
     for q in kp.QUANTITIES:
         assert {"bound", "scalar", "bands", "k_n", "k_half"} <= set(s[q])
         assert all(np.isfinite(s[q][v]["r2_median"]) for v in kp.VARIANTS)
-    text = kc.table(cells)
+    text = kg.table(cells)
     assert "predictive K* (a: scalar constants)" in text and "predictive K* (b: exact curvature bands)" in text
     path = tmp_path / "k.csv"
-    kc.write_csv(cells, path)
+    kg.write_csv(cells, path)
     head = path.read_text().splitlines()[0].split(",")
     for col in ("measured_gap", "pred_grad2_scalar", "pred_gap_bands", "is_k_pred_grad2_bands", "is_k_pred_gap_scalar"):
         assert col in head

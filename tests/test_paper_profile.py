@@ -8,13 +8,10 @@ import pytest
 
 from lgc.data.cifar10 import write_fake_cifar10
 from lgc.runs import read_csv
-from paper_figures import paper, paper_constants, paper_draw
+from paper_figures import paper, paper_draw
 from paper_figures import paper_profile as pp
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
-SPLIT = {"used": "fit", "spectrum": [0.4, 0.6], "fit": [0.5, 0.5], "seen": [1.0, 1.0], "r2": 0.9, "reason": "test"}
-BANDS = {"h": [4.0, 1.0], "delta": [0.5, 0.5], "sigma2": [0.5, 0.5], "zeta2": [0.5, 0.5], "delta_split": SPLIT}
 
 
 def test_profile_is_the_paper_setting():
@@ -291,104 +288,10 @@ def test_cpu_plan_states_processes_and_cpu_minutes(capsys):
         abs(est["estimated_wall_minutes"] - est["estimated_cpu_minutes"] / 2) <= 0.1
 
 
-def test_cpu_plan_counts_the_estimate_only_when_constants_must_be_made(tmp_path, capsys):
-    """With constants.json of the same config and arguments in --out the plan drops the estimate's
-    minutes; with a different config there (another data dir) it counts them again."""
-    def plan(data_dir):
-        assert paper.main(["--scale", "cpu", "--data-dir", data_dir, "--plan", "--processes", "2",
-                           "--out", str(tmp_path)]) == 0
-        text = capsys.readouterr().out
-        return json.loads(text[text.index("\n{") + 1:])
-
-    fresh = plan("x")
-    assert fresh["includes_constants_estimate"] is True
-    cfg, args = paper_constants.request(pp.CPU, "x", False)
-    (tmp_path / "constants.json").write_text(json.dumps({"bands": BANDS}))
-    (tmp_path / "constants_config.json").write_text(json.dumps(cfg))
-    (tmp_path / "constants_args.json").write_text(json.dumps(args))
-    reused = plan("x")
-    assert reused["includes_constants_estimate"] is False
-    assert reused["estimated_cpu_minutes"] == pytest.approx(fresh["estimated_cpu_minutes"] - paper.CPU_ESTIMATE_MS / 6e4,
-                                                            abs=0.11)
-    assert plan("elsewhere")["includes_constants_estimate"] is True
-
-
 def test_bad_process_count_is_one_line_and_status_2(capsys):
     assert paper.main(["--scale", "cpu", "--data-dir", "x", "--processes", "0", "--plan"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--processes 0" in err
-
-
-def test_cpu_profile_estimates_its_constants_beside_the_runs(tmp_path, monkeypatch, capsys):
-    """Without --constants the CPU scale runs `lgc estimate` (its estimate_args) in a process of its
-    own beside the runs, draws fig4's bound from it, reuses it while config and arguments are
-    unchanged, estimates again when the arguments change, and a failed estimate is one line."""
-    import dataclasses
-
-    tiny = dataclasses.replace(pp.CPU_TINY, ks=(5,), periods=(10,), seeds=1, rounds=2,
-                               estimate_args=("--max-samples", "20", "--power-iters", "2", "--l-bootstrap", "0",
-                                              "--bootstrap", "10", "--trajectory-steps", "2", "--lbfgs-iters", "2"))
-    monkeypatch.setitem(pp.SCALES, "cpu-tiny", tiny)
-    data = tmp_path / "data"
-    write_fake_cifar10(data, n_train=1000, n_test=100)
-    out = tmp_path / "out"
-    common = ["--scale", "cpu", "--tiny", "--data-dir", str(data), "--accept-md5-mismatch", "--only", "fig4",
-              "--results", str(tmp_path / "results"), "--out", str(out), "--quiet"]
-    assert paper.main(common) == 0
-    est = json.loads((out / "constants.json").read_text())
-    assert est["source"]["samples_per_worker"] == [20] * 10 and est["source"]["trajectory"]["steps"] == 2
-    assert json.loads((out / "constants_args.json").read_text())[:2] == ["--max-samples", "20"]
-    theory_rows = [r for r in read_csv(out / "fig4_threshold_k.csv") if r["kind"] == "theory"]
-    assert theory_rows and {r["algorithm"] for r in theory_rows} == {"fastest-k", "lgc"}
-    assert est["bands"]["h"] and all(r["pred_gap"] != "" for r in theory_rows)  # the model ran on its bands
-    made = (out / "constants.json").stat().st_mtime_ns
-    assert paper.main(common) == 0  # same config and arguments: reused, not estimated again
-    assert (out / "constants.json").stat().st_mtime_ns == made
-    bad = dataclasses.replace(tiny, estimate_args=("--power-iters", "0"))
-    monkeypatch.setitem(pp.SCALES, "cpu-tiny", bad)
-    capsys.readouterr()
-    assert paper.main(common) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "lgc estimate exited with status 2" in err[0] and "constants.log" in err[0]
-    assert not (out / "constants.json").exists()  # the old settings' constants are not left to be read
-
-
-def test_constants_written_with_the_flat_config_are_still_ready(tmp_path):
-    """A constants_config.json from before lgc.config_task (the task's keys at the top level, as the
-    committed paper_figures/out/cifar one) names the same config: its constants are reused."""
-    cfg, args = paper_constants.request(pp.CPU, "x", False)
-    flat = {**{k: v for k, v in cfg.items() if k != "task"}, **cfg["task"]}
-    (tmp_path / paper_constants.CONSTANTS).write_text(json.dumps({"bands": BANDS}))
-    (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
-    for stored, ready in ((flat, True), (cfg, True), ({**flat, "classes_per_worker": 5}, False), ([1], False)):
-        (tmp_path / paper_constants.CONFIG).write_text(json.dumps(stored))
-        assert paper_constants.ready(tmp_path, cfg, args) is ready, stored
-
-
-def test_constants_without_bands_are_estimated_again(tmp_path):
-    """fig4's error model reads the constants' curvature bands: a constants.json of the same config and
-    arguments but without them (as written before `lgc estimate` measured bands) is not reused."""
-    cfg, args = paper_constants.request(pp.CPU, "x", False)
-    (tmp_path / paper_constants.CONFIG).write_text(json.dumps(cfg))
-    (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
-    for stored, ready in (({"L": 1.0}, False), ({"bands": None}, False), ("not json", False), ({"bands": BANDS}, True)):
-        (tmp_path / paper_constants.CONSTANTS).write_text(stored if isinstance(stored, str) else json.dumps(stored))
-        assert paper_constants.ready(tmp_path, cfg, args) is ready, stored
-
-
-def test_constants_without_a_delta_split_are_stale(tmp_path):
-    """Bands without the record of Delta's split (written before `lgc estimate` calibrated it on its trajectory,
-    eq. 8.10', as the CPU profile's first banded constants) are stale for today's error model: estimated again.
-    A split of either kind (fit, or the spectrum fallback) counts as today's."""
-    cfg, args = paper_constants.request(pp.CPU, "x", False)
-    (tmp_path / paper_constants.CONFIG).write_text(json.dumps(cfg))
-    (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
-    old = {k: v for k, v in BANDS.items() if k != "delta_split"}
-    fallback = {**BANDS, "delta_split": {**SPLIT, "used": "spectrum", "fit": None, "r2": None}}
-    for bands, ready in ((old, False), ({**BANDS, "delta_split": None}, False), ({**BANDS, "delta_split": {}}, False),
-                         (BANDS, True), (fallback, True)):
-        (tmp_path / paper_constants.CONSTANTS).write_text(json.dumps({"bands": bands}))
-        assert paper_constants.ready(tmp_path, cfg, args) is ready, bands
 
 
 def test_records_match_the_committed_cifar_runs_by_config():

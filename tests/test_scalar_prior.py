@@ -69,7 +69,7 @@ def _optimize_k(extra=()):
 @pytest.mark.parametrize("mu", [None, 0.2])
 def test_optimize_k_on_scalar_constants_uses_the_prior(mu):
     """optimize-k without bands predicts with Bands.prior at the run's floor (and --mu), not one band at L."""
-    from theory.predict import DIMS, predict_errors
+    from theory.predict import predict_errors
 
     prob, res, rec = _optimize_k(() if mu is None else ("--mu", str(mu)))
     p = rec.prediction
@@ -78,7 +78,27 @@ def test_optimize_k_on_scalar_constants_uses_the_prior(mu):
     assert len(bands.h) >= 2
     kw = dict(L=1.0, sigma2=20.0, zeta2=2.0, Delta=10.0, N=8, M=prob.M, B=prob.B, timing=prob.timing, h=prob.h,
               semantics=prob.semantics, ks=p.ks, rounds=res.rounds[pos], eta=res.eta[pos])
-    explicit = predict_errors(res.algorithm, bands, dims=max(2, DIMS // len(bands.h)), **kw)
+    explicit = predict_errors(res.algorithm, bands, **kw)
     np.testing.assert_allclose(p.gap, explicit.gap, rtol=1e-12)
     old = predict_errors(res.algorithm, Bands.scalar(1.0), **kw)
     assert not np.allclose(p.gap, old.gap, rtol=0.05)
+
+
+def test_prior_bands_carry_their_coordinates_so_callers_need_not():
+    """Above EXACT_N workers the deviations take `dims` random coordinates per band (eq. 8.2'): the prior's bands share
+    one band's DIMS (at least 2 each), a rule Bands.prior states and predict_errors reads, so recommend's call
+    (theory/predict_k.py) and a user's give the same numbers without knowing it."""
+    from theory.predict import DIMS, EXACT_N, predict_errors
+    from theory.timing import ShiftedExponential
+
+    prior = Bands.prior(1.0, floor=1e-3)
+    assert len(prior.h) >= 3 and prior.dims == max(2, DIMS // len(prior.h)) < DIMS
+    assert Bands.scalar(1.0).dims == DIMS and Bands.from_json({k: [1.0] for k in ("h", "delta", "sigma2", "zeta2")}).dims == DIMS
+    n = EXACT_N + 16
+    kw = dict(L=1.0, sigma2=20.0, zeta2=2.0, Delta=10.0, N=n, M=4, B=16, timing=ShiftedExponential(), h=10,
+              ks=[n // 2, n], rounds=[40, 30], eta=0.5, draws=4)
+    own = predict_errors("lgc", prior, **kw)
+    np.testing.assert_array_equal(own.gap, predict_errors("lgc", prior, dims=prior.dims, **kw).gap)
+    assert not np.allclose(own.gap, predict_errors("lgc", prior, dims=DIMS, **kw).gap, rtol=1e-9, atol=0)
+    with pytest.raises(Exception, match="dims"):
+        Bands(h=(1.0,), delta=(1.0,), sigma2=(1.0,), zeta2=(1.0,), dims=0)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lgc.estimate import EmpiricalProblem
-from lgc.spectrum import _band_index, curvature_bands, lanczos
+from lgc.spectrum import BANDS, Ritz, band_index, curvature_bands, lanczos
 
 
 def test_lanczos_is_the_exact_measure_on_a_small_krylov_space():
@@ -22,7 +22,9 @@ def test_lanczos_is_the_exact_measure_on_a_small_krylov_space():
     coef = np.zeros(30)
     coef[[0, 5, 10, 20]] = [1.0, 2.0, 0.5, 1.5]  # eigenvalues 5, 2, 0.5, -0.3
     z = torch.tensor(Q @ coef)
-    theta, w = lanczos(lambda v: H @ v, z, 8)
+    r = lanczos(lambda v: H @ v, z, 8)
+    assert isinstance(r, Ritz) and r.vectors is None
+    theta, w = r.values, r.weights
     keep = w > 1e-12
     np.testing.assert_allclose(np.sort(theta[keep]), [-0.3, 0.5, 2.0, 5.0], atol=1e-8)
     want = {5.0: 1.0, 2.0: 4.0, 0.5: 0.25, -0.3: 2.25}
@@ -30,9 +32,28 @@ def test_lanczos_is_the_exact_measure_on_a_small_krylov_space():
         assert wt == pytest.approx(want[round(t, 6)] / 7.5, rel=1e-8)
 
 
+def test_lanczos_has_one_shape_and_its_vectors_are_the_ritz_vectors():
+    """With vectors=True the same Ritz (values, weights) and the unit Ritz vectors V (P, m): H V = V diag(theta) on
+    an exact Krylov space, V orthonormal, and z's squared projections on them the weights."""
+    rng = np.random.default_rng(1)
+    Q = np.linalg.qr(rng.standard_normal((12, 12)))[0]
+    H = torch.tensor(Q @ np.diag([3.0, 1.0, 0.5] * 4) @ Q.T)
+    z = torch.tensor(Q @ np.r_[[1.0, 2.0, 0.5], np.zeros(9)])
+    plain, full = lanczos(lambda v: H @ v, z, 6), lanczos(lambda v: H @ v, z, 6, vectors=True)
+    assert type(plain) is type(full) is Ritz and full._fields == ("values", "weights", "vectors")
+    np.testing.assert_array_equal(plain.values, full.values)
+    V = full.vectors.numpy()
+    assert V.shape == (12, len(full.values))
+    np.testing.assert_allclose(V.T @ V, np.eye(V.shape[1]), atol=1e-10)
+    np.testing.assert_allclose(H.numpy() @ V, V * full.values, atol=1e-8)
+    np.testing.assert_allclose((V.T @ (z / z.norm()).numpy()) ** 2, full.weights, atol=1e-10)
+
+
 def test_band_index_is_a_factor_four_apart():
     th = np.array([10.0, 4.0, 1.0, 0.99, 0.25, 0.2, 0.01, -1.0])
-    assert _band_index(th, 4.0, 4).tolist() == [0, 0, 0, 1, 1, 2, 3, 3]
+    assert band_index(th, 4.0, 4).tolist() == [0, 0, 0, 1, 1, 2, 3, 3]
+    assert BANDS == 4 and band_index(th, 4.0).tolist() == band_index(th, 4.0, BANDS).tolist()
+    assert band_index(th, 4.0, 2).tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
 
 
 def _quadratic(h, dev, noise_dims, n=4, samples=40, seed=0):

@@ -7,7 +7,9 @@ from theory.bounds import evaluate
 from theory.errors import TheoryInputError
 from theory.order_stats import shifted_exp_order_stats
 from theory.timing import Deterministic, HeterogeneousSpeed, ShiftedExponential
-from theory.tradeoff import Problem, fastest_k_set_model, regime_map, set_change_period, tradeoff
+from theory.regimes import regime_map
+from theory.set_models import fastest_k_set_model, set_change_period
+from theory.tradeoff import Problem, tradeoff
 
 PROB = Problem(N=10, M=5, B=50, L=1.0, sigma2=1.0, zeta2=0.1, Delta=5.0, h=10, semantics="abort")
 

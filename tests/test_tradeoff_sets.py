@@ -1,7 +1,8 @@
 """The trade-off picks each algorithm's tightest valid set model: fastest-K's bias from the inclusion
 probabilities of A_t when the timing redraws the sets every round from a fixed law (eq. 4.11')."""
 import numpy as np
-from theory.tradeoff import Problem, independent_sets, inclusion_from_timing, tradeoff
+from theory.set_models import independent_sets, inclusion_from_timing
+from theory.tradeoff import Problem, tradeoff
 from theory.timing import Deterministic, HeterogeneousSpeed, ShiftedExponential
 
 

@@ -16,6 +16,7 @@ import pytest
 from lgc.data.synthetic import make_quadratic
 from lgc.validate import block_noise, make_schedules, measure
 from theory import bounds
+from theory.round_stats import straggler_statistics
 from theory.timing import ShiftedExponential
 
 N, DIM, B, M, ETA, T = 8, 10, 16, 4, 0.15, 200
@@ -37,7 +38,7 @@ def noise(quad):
 
 
 def _bound(algorithm, quad, k, rounds, period, sched):
-    stats = bounds.straggler_statistics(sched.fast, sched.blocks_done)  # m_inv, zero_frac as they happened
+    stats = straggler_statistics(sched.fast, sched.blocks_done)  # m_inv, zero_frac as they happened
     h = np.inf if period == PERSISTENT else period
     set_model = "uniform" if (algorithm in ("fastest-k", "lgc") and period == 1) else "persistent"
     return bounds.evaluate(algorithm, N=N, K=k, B=B, M=M, eta=ETA, T=rounds, h=h, m_inv=stats["m_inv"],

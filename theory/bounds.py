@@ -165,22 +165,6 @@ def set_change_fraction(T, h) -> np.ndarray:
     return phi
 
 
-def inclusion_coefficients(ranks, ks) -> dict:
-    """set_bias = N ||pi/K - 1/N||^2 and set_var = N lambda_max(Cov 1_A)/K^2 of eq. (4.11') for each K,
-    from arrival ranks (R rounds, N workers; 0 = first) drawn independently round by round.
-    Uniform sets give 0 and (N-K)/(K (N-1)) (eq. 4.11)."""
-    ranks = np.asarray(ranks)
-    n = ranks.shape[1]
-    bias, var = [], []
-    for k in np.atleast_1d(ks):
-        inc = (ranks < k).astype(float)
-        pi = inc.mean(0)
-        bias.append(n * float(np.sum((pi / k - 1 / n) ** 2)))
-        cov = np.cov(inc, rowvar=False, bias=True) if len(inc) > 1 else np.zeros((n, n))
-        var.append(n * float(np.linalg.eigvalsh(np.atleast_2d(cov))[-1]) / k**2)
-    return {"set_bias": np.array(bias), "set_var": np.array(var)}
-
-
 # ----------------------------------------------------------------------------- numeric evaluation
 @dataclass(frozen=True)
 class BoundValue:
@@ -254,14 +238,14 @@ def evaluate(
         dissimilarity (A6; optional, min(delta, L) is used).
       h: rounds between changes of the fast set (the straggling period; np.inf: sets never change).
       m_inv, zero_frac: E[1{m_j >= 1}/m_j] and E[fraction of stragglers with m_j = 0]
-        (theory.round_stats.round_stats or `straggler_statistics`); zero_sq: E[fraction^2]
+        (theory.round_stats: round_stats or straggler_statistics); zero_sq: E[fraction^2]
         (default zero_frac, the linearised bound). Without m_inv and zero_frac, they follow from
         M and `semantics` (M = 1: every straggler reports nothing; "boundary", M >= 2: every one
         reports >= 1 block, worst case m_inv = 1; None or "abort": the worst of both).
       set_model: "persistent" (default; any timing), "uniform" (fastest-k, lgc, lgc-fresh: exchangeable
         sets, i.i.d. times with h = 1, eqs. 4.11, 4.14', 4.26, 4.32) or "independent" (fastest-k: sets
         redrawn each round from a fixed law, with set_bias and set_var from
-        `inclusion_coefficients`, eq. 4.11').
+        theory.set_models.inclusion_coefficients, eq. 4.11').
       g_bias, g_fresh, g_delta, g_change, g_ibias, g_ivar: the set terms as Gram forms (A4G,
         theory/gram.py set_forms, eqs. 4.36-4.40), each used where it is below its zeta^2 form (4.41);
         absent: the zeta^2 forms.
@@ -314,7 +298,7 @@ def _check_set_model(algorithm, set_model, h, set_bias, set_var) -> None:
     if set_model == "independent":
         require(algorithm == "fastest-k", f"set_model='independent' has a bound for fastest-k, not {algorithm}")
         require(set_bias is not None and set_var is not None,
-                "set_model='independent' needs set_bias and set_var (theory.bounds.inclusion_coefficients)")
+                "set_model='independent' needs set_bias and set_var (theory.set_models.inclusion_coefficients)")
 
 
 def _parameters(N_, K_, B, M, eta, T_, L, sigma2, zeta2, Delta, h, delta, set_model, set_bias, set_var,
@@ -359,26 +343,6 @@ def _worst_case(algorithm, p, cases, zero_sq, valid, *, set_model, form, lam) ->
             use = total > worst[0]
             worst = (np.where(use, total, worst[0]), {k: np.where(use, t[k], worst[1][k]) for k in t})
     return worst
-
-
-def straggler_statistics(fast, blocks_done) -> dict:
-    """m_inv, zero_frac and zero_sq (the bound's inputs) from recorded schedules: boolean fast masks
-    and block counts, arrays (R, N) or (N,). Averaged over every straggler of every round;
-    zero_sq = E[(z_t / (N - K))^2] over rounds with stragglers."""
-    fast = np.atleast_2d(np.asarray(fast, dtype=bool))
-    blocks_done = np.atleast_2d(np.asarray(blocks_done))
-    strag = ~fast
-    n = max(int(strag.sum()), 1)
-    m = blocks_done[strag]
-    per_round = strag.sum(1)
-    has = per_round > 0
-    zfrac = ((blocks_done == 0) & strag).sum(1)[has] / per_round[has]
-    return {
-        "m_inv": float(np.where(m >= 1, 1.0 / np.maximum(m, 1), 0.0).sum() / n),
-        "zero_frac": float((m == 0).sum() / n),
-        "zero_sq": float(np.mean(zfrac**2)) if has.any() else 0.0,
-        "m_mean": float(m.sum() / n),
-    }
 
 
 # ----------------------------------------------------------------------------- sympy

@@ -208,7 +208,7 @@ def _constants_dict(constants) -> dict:
 def why_no_k(res: Tradeoff, prob: Problem) -> str:
     """Why every K's bound (budget) or time to the target is infinite or undefined, in one line."""
     from theory import bounds
-    from theory.tradeoff import fastest_k_set_model
+    from theory.set_models import fastest_k_set_model
 
     set_model = fastest_k_set_model(prob.timing, prob.h) if algorithm_entry(res.algorithm).waits_for_k else "persistent"
     emax = bounds.eta_max(res.algorithm, prob.N, res.ks, prob.L, set_model, delta=prob.delta)

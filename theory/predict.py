@@ -55,6 +55,7 @@ class Bands:
     sigma2: tuple
     zeta2: tuple
     workers: tuple | None = None  # optional N x J per-worker curvatures r_ij (eq. 8.5''a; theory/predict_curv.py)
+    dims: int = DIMS  # random coordinates per band of the deviations above EXACT_N workers (eq. 8.2'; `prior`'s fewer)
 
     def __post_init__(self):
         n = len(self.h)
@@ -68,6 +69,7 @@ class Bands:
             r = np.asarray(self.workers, dtype=float)
             require(r.ndim == 2 and r.shape[0] >= 1 and r.shape[1] == n and bool(np.all(np.isfinite(r) & (r > 0))),
                     f"bands: workers must be N rows of {n} finite curvatures > 0 (one per band), got shape {r.shape}")
+        require(int(self.dims) == self.dims and self.dims >= 1, f"bands: dims must be an integer >= 1, got {self.dims}")
 
     @classmethod
     def scalar(cls, L: float) -> "Bands":
@@ -80,7 +82,8 @@ class Bands:
         mu), the start, the workers' optima and the noise isotropic, so that an interval [a, b] of curvature holds
         Delta, sigma2 and zeta2 in proportion to (b^2 - a^2) / 2, b - a and (b^3 - a^3) / 3. Bands a factor
         PRIOR_RATIO apart from L down to max(floor, mu), the rest in one band; each band at its mean curvature
-        (a + b) / 2. One band at L when mu >= L (the old fallback, Bands.scalar)."""
+        (a + b) / 2. One band at L when mu >= L (the old fallback, Bands.scalar). Its bands share the DIMS random
+        coordinates of one band (at least 2 each, `dims`), so the model costs about what one band at L did."""
         low = float(mu or 0.0)
         require(L > 0 and floor > 0 and low >= 0, f"bands: the prior needs L > 0, floor > 0, mu >= 0; got L={L}, "
                                                   f"floor={floor}, mu={mu}")
@@ -94,7 +97,7 @@ class Bands:
         b, a = np.array(edges[:-1]), np.array(edges[1:])
         f = lambda x: tuple(float(v) for v in x)
         return cls(h=f((a + b) / 2), delta=f((b**2 - a**2) / 2), sigma2=f(b - a),
-                   zeta2=f((b**3 - a**3) / 3))
+                   zeta2=f((b**3 - a**3) / 3), dims=max(2, DIMS // len(b)))
 
     @classmethod
     def from_json(cls, d: dict) -> "Bands":
@@ -219,7 +222,7 @@ def _set_law(sets, algorithm, eta, sig_j, band, n, b_size, rounds: int):
 
 def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zeta2: float, Delta: float, N: int,
                    M: int, B: int, timing, h: float = 1, semantics: str = "abort", ks, rounds=None, eta,
-                   momentum: float = 0.0, warmup: int = 0, draws: int | None = None, dims: int = DIMS, seed: int = 0,
+                   momentum: float = 0.0, warmup: int = 0, draws: int | None = None, dims: int | None = None, seed: int = 0,
                    law_rounds: int | None = None, method: str = "auto", target: float | None = None,
                    gram=None) -> Prediction:
     """The surrogate's predicted errors per K (eqs. 8.1-8.8).
@@ -227,6 +230,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     ks: thresholds; rounds: T per K (e.g. floor(tau / E[R(K)])); eta: one step size or one per K; momentum: the
     server's heavy ball mu (eq. 3.6, as torch.optim.SGD); warmup: full-sync rounds first (u reset after them).
     draws: timing draws averaged where sets persist (default: DRAWS within DRAW_WORK, one from N = LARGE_N).
+    dims: random coordinates per band of the deviations above EXACT_N workers (default: bands.dims, eq. 8.2').
 
     The error splits into parts whose cross terms vanish in expectation (eq. 8.6): the start's, propagated exactly;
     the noise's (and, for sets drawn afresh every round, the sets' fluctuation's), whose covariance is propagated
@@ -252,6 +256,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     require(bool(np.all(eta > 0)), "eta must be > 0")
     require(0 <= momentum < 1, f"momentum={momentum} must be in [0, 1)")
     require(warmup >= 0, f"warmup={warmup} must be >= 0")
+    dims = bands.dims if dims is None else dims
     require(method in ("auto", "simulate", "law"), f"method={method!r} must be 'auto', 'simulate' or 'law'")
     independent = semantics == "abort" and timing.sets_independent(h) and algorithm != "full-sync"
     require(method != "law" or independent, "method='law' needs abort semantics and sets drawn afresh every round")

@@ -12,7 +12,7 @@ import numpy as np
 
 from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
-from theory.predict import DIMS, MODELLED, ROUND_CAP, Bands, Prediction, least_k, predict_errors
+from theory.predict import MODELLED, ROUND_CAP, Bands, Prediction, least_k, predict_errors
 
 MAX_KS = 64  # K values the model evaluates; above, a log-spaced subset of them (with the bound's K*, 1 and N)
 MAX_N = 100_000  # workers above which the model is not run (its law costs O(N log N) a round): the bound chooses
@@ -89,14 +89,12 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
     if not ok.any():
         return Recommendation(k_bound, k_bound, "bound", None, "no K has a finite number of rounds and step size")
     when = dict(rounds=T[ok]) if budget else dict(target=res.target)
-    dims = {}
-    if bands is None:  # the scalar constants alone: the prior spectrum, its bands sharing DIMS coordinates (cost)
+    if bands is None:  # the scalar constants alone: the prior spectrum
         bands = Bands.prior(prob.L, floor=prior_floor(eta[ok], T[ok]), mu=prob.mu)
-        dims = dict(dims=max(2, DIMS // len(bands.h)))
     pred = predict_errors(res.algorithm, bands, L=prob.L, sigma2=prob.sigma2,
                           zeta2=prob.zeta2, Delta=prob.Delta, N=prob.N, M=prob.M, B=prob.B, timing=prob.timing,
                           h=prob.h, semantics=prob.semantics, ks=ks[ok], eta=eta[ok], momentum=momentum, warmup=warmup,
-                          seed=seed, gram=gram, **when, **dims)
+                          seed=seed, gram=gram, **when)
     with np.errstate(invalid="ignore"):
         time = pred.rounds * rt[ok]
     if algorithm_entry(res.algorithm).round_end == "all":  # full-sync: every worker, every round

@@ -289,3 +289,23 @@ def round_stats(
         wait=mean[5], wait_se=se[5], excess=mean[6], excess_se=se[6], m_inv_se=se[3] / strag,
         zero_frac_se=se[4] / strag,
     )
+
+
+def straggler_statistics(fast, blocks_done) -> dict:
+    """m_inv, zero_frac and zero_sq (the bound's inputs) from recorded schedules: boolean fast masks
+    and block counts, arrays (R, N) or (N,). Averaged over every straggler of every round;
+    zero_sq = E[(z_t / (N - K))^2] over rounds with stragglers."""
+    fast = np.atleast_2d(np.asarray(fast, dtype=bool))
+    blocks_done = np.atleast_2d(np.asarray(blocks_done))
+    strag = ~fast
+    n = max(int(strag.sum()), 1)
+    m = blocks_done[strag]
+    per_round = strag.sum(1)
+    has = per_round > 0
+    zfrac = ((blocks_done == 0) & strag).sum(1)[has] / per_round[has]
+    return {
+        "m_inv": float(np.where(m >= 1, 1.0 / np.maximum(m, 1), 0.0).sum() / n),
+        "zero_frac": float((m == 0).sum() / n),
+        "zero_sq": float(np.mean(zfrac**2)) if has.any() else 0.0,
+        "m_mean": float(m.sum() / n),
+    }

@@ -18,6 +18,7 @@ from theory.algorithms import algorithm as algorithm_entry
 from theory.errors import require
 from theory.order_stats import CommModel, expected_round_times
 from theory.schedule import DEFAULT_SEMANTICS, require_semantics
+from theory.set_models import fastest_k_set_model, inclusion_from_timing, independent_sets, set_change_period
 from theory.timing import ShiftedExponential
 from theory.timing_model import TimingModel
 
@@ -91,34 +92,6 @@ class Problem:
         return cls(N=N, M=M, B=B, L=c["L"], sigma2=c["sigma2"], zeta2=c["zeta2"], Delta=c["Delta"],
                    delta=c.get("delta"), mu=c.get("mu"),
                    dissimilarity=None if g is None else gram.GramPoints(g), **settings)
-
-
-def set_change_period(timing: TimingModel, h: float) -> float:
-    """Rounds between changes of the fast set: never for fixed times, every round when the
-    noise is redrawn every round (hold='speed'), else the straggling period h."""
-    return timing.set_change_period(h)
-
-
-def fastest_k_set_model(timing: TimingModel, h: float) -> str:
-    """'uniform' (A_t a uniformly random K-subset each round) only for i.i.d. fresh draws
-    (the set model of the fastest-k, lgc and lgc-fresh bounds, eqs. 4.11, 4.14', 4.26, 4.32)."""
-    return "uniform" if (timing.iid and set_change_period(timing, h) == 1) else "persistent"
-
-
-def independent_sets(timing: TimingModel, h: float) -> bool:
-    """A_t redrawn every round from one fixed law, independent of earlier rounds (the set model
-    'independent' of fastest-K, eq. 4.11'): fresh draws every round of a non-i.i.d. model whose
-    per-worker speeds never change (or are redrawn every round too)."""
-    return not timing.iid and timing.sets_independent(h)  # i.i.d.: the uniform set model instead
-
-
-def inclusion_from_timing(timing: TimingModel, n: int, m_blocks: int, h: float, ks, *, rounds: int = 4000,
-                          seed: int = 0) -> dict:
-    """set_bias and set_var of eq. (4.11') by Monte Carlo over rounds drawn as the trainers draw them
-    (each round from its own seed, so the rounds are independent draws of the law of A_t)."""
-    x = np.array([timing.block_finish_times(seed + r, 0, n, m_blocks, period=h)[:, -1] for r in range(rounds)])
-    ranks = np.argsort(np.argsort(x, axis=1, kind="stable"), axis=1, kind="stable")  # ties by index (eq. 2.1)
-    return bounds.inclusion_coefficients(ranks, ks)
 
 
 @dataclass(frozen=True)
@@ -403,46 +376,3 @@ def tradeoff(
     )
 
 
-def regime_map(
-    algorithm: str, prob: Problem, *, zeta2_values, budgets=None, slowdowns=None, budget: float | None = None,
-    timing_for_slowdown=None, eta: float | None = None, optimize_eta: bool = False, rounds: int | None = None,
-    seed: int = 0,
-) -> dict:
-    """Where K* < N: K* on a grid of zeta^2 x budget tau, or of zeta^2 x straggler slowness.
-
-    budgets: the tau axis (timing from prob). slowdowns: the slowness axis, values s for
-    timing_for_slowdown(s) (default: shifted exponential, shift 1, mean extra delay s, i.e.
-    rate 1/s), all at one `budget` (default 100 N time units).
-    Returns dict(zeta2=..., y=..., y_name=..., k_star=(len(zeta2), len(y)) int array, n=N).
-    """
-    from dataclasses import replace
-
-    zeta2_values = np.asarray(zeta2_values, dtype=float)
-    require((budgets is None) != (slowdowns is None), "give budgets (tau axis) or slowdowns (slowness axis)")
-    out = {"zeta2": zeta2_values, "n": prob.N}
-    if slowdowns is None:
-        budgets = np.asarray(budgets, dtype=float)
-        ks_grid = np.zeros((len(zeta2_values), len(budgets)), dtype=int)
-        # E[R(K)] depends on neither zeta^2 nor tau: computed once, reused
-        rt = expected_round_times(prob.timing, prob.N, prob.M, algorithm, semantics=prob.semantics, comm=prob.comm,
-                                  report_latency=prob.report_latency, rounds=rounds, seed=seed, period=prob.h)
-        for i, z in enumerate(zeta2_values):
-            for j, tau in enumerate(budgets):
-                ks_grid[i, j] = tradeoff(algorithm, replace(prob, zeta2=float(z)), budget=float(tau), eta=eta,
-                                         optimize_eta=optimize_eta, round_times=rt).k_star
-        out.update(y=budgets, y_name="budget", k_star=ks_grid)
-        return out
-    make = timing_for_slowdown or (lambda s: ShiftedExponential(shift=1.0, rate=1.0 / s))
-    slowdowns = np.asarray(slowdowns, dtype=float)
-    ks_grid = np.zeros((len(zeta2_values), len(slowdowns)), dtype=int)
-    tau = 100.0 * prob.N if budget is None else float(budget)
-    require(tau > 0, f"budget={tau} must be > 0")
-    for j, s in enumerate(slowdowns):
-        p = replace(prob, timing=make(float(s)))
-        rt = expected_round_times(p.timing, p.N, p.M, algorithm, semantics=p.semantics, comm=p.comm,
-                                  report_latency=p.report_latency, rounds=rounds, seed=seed, period=p.h)
-        for i, z in enumerate(zeta2_values):
-            ks_grid[i, j] = tradeoff(algorithm, replace(p, zeta2=float(z)), budget=tau, eta=eta,
-                                     optimize_eta=optimize_eta, round_times=rt).k_star
-    out.update(y=slowdowns, y_name="slowdown", k_star=ks_grid, budget=tau)
-    return out
