@@ -102,13 +102,78 @@ def measure_run(cfg, tau, prob, xt, yt, root) -> dict:
                 epochs=samples / n_train, F_train=F, test=test, test_run=m.test_loss, excess=test - F)
 
 
+# ----------------------------------------------------------------------------- K* with and without the term
+ESTIMATE = ["--bootstrap", "50", "--l-bootstrap", "5"]  # seconds per problem; the CNN's shorter estimate:
+ESTIMATE_CNN = [*ESTIMATE, "--power-iters", "8", "--trajectory-steps", "10", "--lbfgs-iters", "20"]
+
+
+def kstar(name: str, rule: str, data_dir, results, seeds=(0, 1), log=print, pilot_steps=None) -> dict:
+    """`lgc estimate` (with its held-out pilot) -> `lgc optimize-k` at the budget with and without the "heldout"
+    record -> every K measured at optimize-k's step size (plain SGD, `seeds`): the two K* against the best test
+    loss."""
+    from lgc.commands._config_args import to_argv
+    from lgc.sweep import sweep_k
+    from paper_figures.command import run_lgc
+
+    fields, tau, _, _, _, _ = PROBLEMS[name]
+    cfg = config(fields, rule, 0.05, data_dir)
+    folder = Path(results or "/tmp") / "heldout_dev" / f"{name}-s{pilot_steps}"
+    folder.mkdir(parents=True, exist_ok=True)
+    const = folder / "constants.json"
+    if not const.exists():
+        task = replace(cfg.task, augment=False)
+        argv = [a for a in to_argv(task) if a not in ("--augment", "--no-augment")]
+        run_lgc(["estimate", *argv, "--workers", str(cfg.n_workers), "--seed", "0", "--quiet", "--out", str(const),
+                 *(ESTIMATE_CNN if fields["dataset"] == "cifar10" else ESTIMATE),
+                 *([] if pilot_steps is None else ["--heldout-steps", str(pilot_steps)])])
+    plain = folder / "constants_train.json"
+    d = json.loads(const.read_text())
+    d_full = dict(d)
+    d.pop("heldout")
+    plain.write_text(json.dumps(d))
+    opt = ["optimize-k", "--budget", str(tau), "--json", "--algorithm", rule,
+           *to_argv(cfg, only=("n_workers", "batch_size", "blocks", "straggling_period"))]
+    held = json.loads(run_lgc([*opt, "--constants", str(const)]))
+    train = json.loads(run_lgc([*opt, "--constants", str(plain)]))
+    eta = held["rows"][0]["eta"]
+    res = sweep_k(replace(cfg, lr=eta), budget=tau, ks=range(1, cfg.n_workers + 1), seeds=seeds, halving=False,
+                  root=results)
+    rows = {r["K"]: r for r in res.rows()}
+    best = min(rows, key=lambda k: rows[k]["mean"])
+    out = dict(problem=name, rule=rule, eta=eta, best=best, k_train=train["k_star"], k_heldout=held["k_star"],
+               k_bound=held["k_star_bound"], measured={k: rows[k]["mean"] for k in rows},
+               pred_gap={r["K"]: r["pred_gap"] for r in held["rows"]},
+               pred_heldout={r["K"]: r["pred_heldout"] for r in held["rows"]})
+    ratio = lambda k: rows[k]["mean"] / rows[best]["mean"]
+    h = d_full["heldout"]
+    log(f"{name} {rule}: pilot {h['steps'][-1]} steps ({h['epochs'][-1]:.3g} epochs), F {h['train'][0]:.3f} -> {h['train'][-1]:.3f}, test "
+        f"{h['heldout'][0]:.3f} -> {h['heldout'][-1]:.3f}; Delta {d_full['Delta']:.3f}")
+    log(f"{name} {rule}: eta={eta:.4g}; best measured K={best} (test {rows[best]['mean']:.4f}); K* training gap "
+        f"{out['k_train']} (ratio {ratio(out['k_train']):.3f}), K* held-out {out['k_heldout']} "
+        f"(ratio {ratio(out['k_heldout']):.3f}), bound's {out['k_bound']} (ratio {ratio(out['k_bound']):.3f})")
+    log("   K: measured test | predicted held-out | predicted gap: " + "; ".join(
+        f"{k}: {rows[k]['mean']:.3f} | {out['pred_heldout'][k]:.3f} | {out['pred_gap'][k]:.3f}" for k in sorted(rows)))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default="/work/main/data")
     ap.add_argument("--problems", default=",".join(PROBLEMS))
     ap.add_argument("--results", default=None, help="run cache (default $LGC_RESULTS)")
     ap.add_argument("--pilot-points", type=int, default=9)
+    ap.add_argument("--kstar", action="store_true", help="instead: K* with and without the held-out term")
+    ap.add_argument("--pilot-steps", type=int, default=None, help="--kstar: lgc estimate's --heldout-steps")
     a = ap.parse_args(argv)
+    if a.kstar:
+        OUT.mkdir(parents=True, exist_ok=True)
+        for name in a.problems.split(","):
+            lines = []
+            for rule in PROBLEMS[name][3]:
+                kstar(name, rule, a.data_dir, a.results, seeds=(0,) if name.startswith("cifar") else (0, 1),
+                      log=lambda s: (print(s, flush=True), lines.append(s)), pilot_steps=a.pilot_steps)
+            (OUT / f"{name}_kstar{'' if a.pilot_steps is None else f'_s{a.pilot_steps}'}.txt").write_text("\n".join(lines) + "\n")
+        return 0
     from lgc.heldout import heldout_curve
 
     OUT.mkdir(parents=True, exist_ok=True)
@@ -127,7 +192,8 @@ def main(argv=None) -> int:
         n_train = sum(len(x) for x, _ in prob.workers)
         per_round = sum(min(fields["batch_size"], len(x)) for x, _ in prob.workers)
         e_max = max(max(r["epochs"] for r in rows), max(r["T"] for r in rows) * per_round / n_train)
-        curve = heldout_curve(prob, xt, yt, lr=eta, epochs=1.1 * e_max, batch=fields["batch_size"],
+        steps = int(np.ceil(1.1 * e_max * n_train / per_round))
+        curve = heldout_curve(prob, xt, yt, lr=eta, steps=steps, batch=fields["batch_size"],
                               points=a.pilot_points, seed=0)
         say(f"== {name}: tau={tau:g} eta={eta:g} n_train={sum(len(x) for x, _ in prob.workers)} "
             f"({time.time() - t0:.0f} s)")
