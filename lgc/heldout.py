@@ -39,6 +39,7 @@ class HeldoutCurve(NamedTuple):
     steps: tuple
     lr: float
     batch: int
+    distance: tuple = ()  # ||w_p - w_0|| at each checkpoint
 
 
 def heldout_loss(problem: EmpiricalProblem, w: Tensor, x: Tensor, y: Tensor, chunk: int = CHUNK) -> float:
@@ -65,7 +66,7 @@ def heldout_curve(problem: EmpiricalProblem, x: Tensor, y: Tensor, *, lr: float,
     rng = np.random.default_rng(seed)
     weights = torch.cat([torch.full((b,), float(p) / b, dtype=problem.w0.dtype) for p, b in zip(problem.pi, per_step)])
     w = problem.w0.detach().clone()
-    out = {k: [] for k in ("epochs", "train", "heldout", "steps")}
+    out = {k: [] for k in ("epochs", "train", "heldout", "steps", "distance")}
     for t in range(steps + 1):
         if t == marks[len(out["steps"])]:
             with torch.no_grad():
@@ -73,6 +74,7 @@ def heldout_curve(problem: EmpiricalProblem, x: Tensor, y: Tensor, *, lr: float,
             out["heldout"].append(heldout_loss(problem, w, x, y))
             out["epochs"].append(t * sum(per_step) / n)
             out["steps"].append(t)
+            out["distance"].append(float(torch.linalg.vector_norm(w - problem.w0)))
         if t == steps:
             break
         idx = [rng.choice(s, size=b, replace=False) for s, b in zip(sizes, per_step)]
@@ -83,7 +85,7 @@ def heldout_curve(problem: EmpiricalProblem, x: Tensor, y: Tensor, *, lr: float,
         w = (w.detach() - lr * g).detach()
     ex = tuple(h - f for h, f in zip(out["heldout"], out["train"]))
     return HeldoutCurve(tuple(out["epochs"]), tuple(out["train"]), tuple(out["heldout"]), ex, tuple(out["steps"]),
-                        float(lr), int(batch))
+                        float(lr), int(batch), tuple(out["distance"]))
 
 
 HELDOUT_DATA = "the task's test set: the samples the trainer's test_loss is computed on"

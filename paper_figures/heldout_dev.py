@@ -98,8 +98,9 @@ def measure_run(cfg, tau, prob, xt, yt, root) -> dict:
         F = float(full_loss(prob, w))
         test = heldout_loss(prob, w, xt, yt)  # the same function the pilot uses; equals final.json's test_loss
     n_train = sum(len(x) for x, _ in prob.workers)
+    dist = float(torch.linalg.vector_norm(w - prob.w0))
     return dict(K=cfg.threshold_k, rule=cfg.algorithm, seed=cfg.seed, T=m.rounds, samples=samples,
-                epochs=samples / n_train, F_train=F, test=test, test_run=m.test_loss, excess=test - F)
+                epochs=samples / n_train, F_train=F, test=test, test_run=m.test_loss, excess=test - F, distance=dist)
 
 
 # ----------------------------------------------------------------------------- K* with and without the term
@@ -198,19 +199,20 @@ def main(argv=None) -> int:
         say(f"== {name}: tau={tau:g} eta={eta:g} n_train={sum(len(x) for x, _ in prob.workers)} "
             f"({time.time() - t0:.0f} s)")
         say("pilot (full-sync SGD, every worker, B per worker): " + "; ".join(
-            f"e={e:.2f} F={f:.3f} test={h:.3f} excess={x:.3f}"
-            for e, f, h, x in zip(curve.epochs, curve.train, curve.heldout, curve.excess)))
+            f"e={e:.2f} F={f:.3f} test={h:.3f} excess={x:.3f} dist={d:.2f}"
+            for e, f, h, x, d in zip(curve.epochs, curve.train, curve.heldout, curve.excess, curve.distance)))
         say(f"{'rule':>10} {'K':>2} {'T':>4} {'epochs':>6} {'F_train':>8} {'test':>7} {'excess':>7} "
-            f"{'g(epochs)':>9} {'g(T)':>7} {'g(F)':>7}")
+            f"{'g(epochs)':>9} {'g(T)':>7} {'g(F)':>7} {'dist':>6} {'g(dist)':>7}")
         order = np.argsort(curve.train)  # the pilot's held-out loss as a function of its training objective
         for r in rows:
             # the pilot's excess read at the run's epochs, at its rounds (the same step size: eta T), at its F
             r["g_epochs"] = float(np.interp(r["epochs"], curve.epochs, curve.excess))
             r["g_rounds"] = float(np.interp(r["T"], curve.steps, curve.excess))
             r["g_train"] = float(np.interp(r["F_train"], np.asarray(curve.train)[order], np.asarray(curve.excess)[order]))
+            r["g_distance"] = float(np.interp(r["distance"], curve.distance, curve.excess))  # ||w - w_0|| grows
             say(f"{r['rule']:>10} {r['K']:>2} {r['T']:>4} {r['epochs']:>6.2f} {r['F_train']:>8.4f} "
-                f"{r['test']:>7.4f} {r['excess']:>7.4f} {r['g_epochs']:>9.4f} {r['g_rounds']:>7.4f} {r['g_train']:>7.4f}")
-        for key in ("g_epochs", "g_rounds", "g_train"):
+                f"{r['test']:>7.4f} {r['excess']:>7.4f} {r['g_epochs']:>9.4f} {r['g_rounds']:>7.4f} {r['g_train']:>7.4f} {r['distance']:>6.2f} {r['g_distance']:>7.4f}")
+        for key in ("g_epochs", "g_rounds", "g_train", "g_distance"):
             err = np.array([r[key] - r["excess"] for r in rows])
             say(f"  {key}: mean |pilot - measured excess| {np.abs(err).mean():.4f}, worst {err[np.abs(err).argmax()]:+.4f}")
         with open(OUT / f"{name}.csv", "w", newline="") as f:

@@ -80,11 +80,14 @@ def _knots(z, values):
     return zs, np.bincount(inv, weights=np.asarray(values, float)[order]) / np.bincount(inv)
 
 
-def predicted_heldout(record: dict, gap, pilot_gap, Delta: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def predicted_heldout(record: dict, gap, pilot_gap, Delta: float, fit_shift=None) -> tuple[np.ndarray, np.ndarray,
+                                                                                            np.ndarray]:
     """(held-out loss, excess g, training objective F) per K of eq. (8.14).
 
     gap: the model's predicted F(w_T) - F* per K; pilot_gap: its predicted gap of the record's pilot at each of its
-    checkpoints (full-sync at the record's lr and batch_per_worker, the record's steps); Delta as the model used it."""
+    checkpoints (full-sync at the record's lr and batch_per_worker, the record's steps); Delta as the model used it;
+    fit_shift: per K, <abar_run, e_T> (theory/predict.py Prediction.fit_shift, eq. 8.14'): g is read at the decrease of
+    the objective the rule's directions fit, x - fit_shift (None: 0, the fitted objective is F)."""
     train, held = np.asarray(record["train"], float), np.asarray(record["heldout"], float)
     z = Delta - np.asarray(pilot_gap, float)
     zs, f = _knots(z, train)
@@ -93,11 +96,12 @@ def predicted_heldout(record: dict, gap, pilot_gap, Delta: float) -> tuple[np.nd
     x = Delta - np.asarray(gap, float)
     F = np.interp(x, zs, f)
     F = np.where(x > zs[-1], f[-1] - (x - zs[-1]), np.where(x < zs[0], f[0] - (x - zs[0]), F))
-    g = np.interp(x, zs, g_fit)  # flat outside the knots
+    xf = x - (0.0 if fit_shift is None else np.nan_to_num(np.asarray(fit_shift, float)))  # eq. (8.14')
+    g = np.interp(xf, zs, g_fit)  # flat outside the knots
     if len(zs) >= 2:
         slope = (g_fit[-1] - g_fit[-2]) / (zs[-1] - zs[-2])
-        beyond = np.clip(x, zs[-1], max(float(Delta), zs[-1])) - zs[-1]
-        g = np.where(x > zs[-1], g_fit[-1] + slope * beyond, g)
+        beyond = np.clip(xf, zs[-1], max(float(Delta), zs[-1])) - zs[-1]
+        g = np.where(xf > zs[-1], g_fit[-1] + slope * beyond, g)
     return F + g, g, F
 
 

@@ -114,7 +114,7 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
         steps = np.asarray(heldout["steps"], dtype=int)  # the pilot itself, predicted: full-sync, plain SGD
         pilot = predict_errors("full-sync", bands, B=int(heldout["batch_per_worker"]), ks=np.full(len(steps), prob.N),
                                rounds=steps, eta=float(heldout["lr"]), **common)
-        h, g, _ = predicted_heldout(heldout, pred.gap, pilot.gap, prob.Delta)
+        h, g, _ = predicted_heldout(heldout, pred.gap, pilot.gap, prob.Delta, pred.fit_shift)
         held = dict(heldout=h, heldout_excess=g, objective="heldout")
     if algorithm_entry(res.algorithm).round_end == "all":  # full-sync: every worker, every round
         return Recommendation(k_bound, k_bound, criterion, pred, "full-sync waits for every worker", time, **held)
