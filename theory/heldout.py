@@ -27,6 +27,7 @@ import numpy as np
 from theory.errors import require
 
 HELDOUT_KEY = "heldout"  # the constants JSON's optional record
+HELDOUT_STEPS = 200  # `lgc estimate`'s default pilot length (steps): the K* check's runs take tens to ~150 rounds
 CURVE_FIELDS = ("train", "heldout", "steps")  # required: F(w_p), the held-out loss, the pilot's steps s_p
 SCALAR_FIELDS = ("lr", "batch_per_worker")  # required: the pilot's step size and samples per worker a step
 OPTIONAL_FIELDS = ("epochs", "excess")  # optional: one number per checkpoint each

@@ -22,13 +22,13 @@ from lgc.config import TrainConfig
 from lgc.config_task import TaskConfig
 from lgc.errors import UserError, check
 from theory.delta_fit import DELTA_SPLITS
+from theory.heldout import HELDOUT_STEPS
 from theory.jsonio import dumps
 
 
 # the TrainConfig fields besides the task (TaskConfig) that make the problem: N splits the data,
 # the seed draws the initial weights (and the data and partition unless --data-seed)
 PROBLEM_FIELDS = ("n_workers", "seed")
-HELDOUT_STEPS = 200  # the held-out pilot's default length: the K* check's runs take tens to ~150 rounds (lgc/heldout.py)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
