@@ -148,3 +148,14 @@ def test_estimate_records_the_pilot_and_can_skip_it(tmp_path, capsys):
     assert main([*ESTIMATE, "--heldout-steps", "-1", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--heldout-steps -1" in err[0]
+
+
+def test_the_ks_beyond_the_pilot_are_named(tmp_path, capsys):
+    """A pilot of 2 steps covers no K's progress at the budget: every K is named beyond it; a long one none."""
+    short = {"train": [3.0, 2.9], "heldout": [3.0, 3.0], "steps": [0, 2], "lr": 0.5, "batch_per_worker": 8}
+    out = _optimize(tmp_path, capsys, {**CONST, "heldout": short})
+    assert out["heldout_beyond_pilot"] == [r["K"] for r in out["rows"]]
+    assert "beyond the pilot's progress" in out["error_model"]
+    long = {**short, "steps": [0, 5000]}
+    out = _optimize(tmp_path, capsys, {**CONST, "heldout": long})
+    assert out["heldout_beyond_pilot"] == []

@@ -106,6 +106,9 @@ def predicted_heldout(record: dict, gap, pilot_gap, Delta: float, fit_shift=None
     return F + g, g, F
 
 
-def beyond_pilot(gap, pilot_gap) -> np.ndarray:
-    """Whether each K's predicted gap is below the pilot's least predicted gap (eq. 8.14 continued, not measured)."""
-    return np.asarray(gap, float) < float(np.min(pilot_gap))
+def beyond_pilot(gap, pilot_gap, fit_shift=None) -> np.ndarray:
+    """Whether each K's predicted progress, of F or of its fitted objective (8.14'), lies beyond the pilot's largest
+    (eq. 8.14 read on its continuation, not on a measurement)."""
+    gap = np.asarray(gap, float)
+    fit = gap + (0.0 if fit_shift is None else np.nan_to_num(np.asarray(fit_shift, float)))
+    return np.minimum(gap, fit) < float(np.min(pilot_gap))

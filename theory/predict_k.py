@@ -36,6 +36,7 @@ class Recommendation:
     heldout: np.ndarray | None = None  # per prediction.ks: the predicted held-out loss (eq. 8.14), with a record
     heldout_excess: np.ndarray | None = None  # per prediction.ks: its excess g over the predicted F(w_T)
     objective: str = "gap"  # what the model's K* minimised: "gap" (training) or "heldout" (eq. 8.14)
+    heldout_beyond: tuple = ()  # the K whose predicted progress lies beyond the pilot's (eq. 8.14 continued)
 
     def column(self, ks, name: str = "gap") -> np.ndarray:
         """The model's `name` ("gap", "gap_se", "grad2", "grad2_se", "rounds", "time", "heldout",
@@ -109,13 +110,15 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
         time = pred.rounds * rt[ok]
     held = dict(heldout=None, heldout_excess=None, objective="gap")
     if heldout is not None and budget:  # eq. (8.14): the pilot's F and excess at the K's predicted progress
-        from theory.heldout import predicted_heldout
+        from theory.heldout import beyond_pilot, predicted_heldout
 
         steps = np.asarray(heldout["steps"], dtype=int)  # the pilot itself, predicted: full-sync, plain SGD
         pilot = predict_errors("full-sync", bands, B=int(heldout["batch_per_worker"]), ks=np.full(len(steps), prob.N),
                                rounds=steps, eta=float(heldout["lr"]), **common)
         h, g, _ = predicted_heldout(heldout, pred.gap, pilot.gap, prob.Delta, pred.fit_shift)
-        held = dict(heldout=h, heldout_excess=g, objective="heldout")
+        far = beyond_pilot(pred.gap, pilot.gap, pred.fit_shift)
+        held = dict(heldout=h, heldout_excess=g, objective="heldout",
+                    heldout_beyond=tuple(int(k) for k in pred.ks[far]))
     if algorithm_entry(res.algorithm).round_end == "all":  # full-sync: every worker, every round
         return Recommendation(k_bound, k_bound, criterion, pred, "full-sync waits for every worker", time, **held)
     if budget:

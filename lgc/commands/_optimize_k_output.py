@@ -101,6 +101,8 @@ def model_note(rec, res) -> str:
           "the model's own T, the fewest rounds whose predicted mean ||grad F||^2 is at most the target")
     held = ("; pred_held = predicted held-out loss F(w_0) - (Delta - pred_gap) + excess, excess = the pilot's "
             "held-out excess at that decrease of F (the constants' heldout record, eq. 8.14), which K* minimises"
+            + (f" (K = {', '.join(map(str, rec.heldout_beyond))} beyond the pilot's progress: read on its linear "
+               f"continuation; a longer pilot: lgc estimate --heldout-steps)" if rec.heldout_beyond else "")
             if rec.heldout is not None else "")
     return (f"pred_gap = predicted F(w_T) - F*, pred_g2 = predicted mean ||grad F||^2 over T rounds, at {at}{sub} "
             f"({p.draws} timing draw(s){cap}; the workers' deviations {GRAM_NOTE[p.gram]}){held}; "
@@ -160,6 +162,7 @@ def to_json(res, prob, const, rows: bool = True, rec=None, inputs: Optional[dict
         out["k_criterion"] = rec.criterion
         if has_record:  # which objective chose K* (absent without a "heldout" record: the JSON as before)
             out["k_objective"] = objective_note(rec)
+            out["heldout_beyond_pilot"] = list(rec.heldout_beyond)
         out["error_model"] = model_note(rec, res)
         out["model_gram"] = bool(rec.prediction is not None and rec.prediction.gram)
         out["model_curvatures"] = bool(rec.prediction is not None and rec.prediction.curvatures)
