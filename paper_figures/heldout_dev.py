@@ -1,6 +1,6 @@
 """Development settings, not a check: where does the held-out loss part from the training objective (issue 21)?
 
-    LGC_RESULTS=/tmp/g1results python -m paper_figures.heldout_dev [--data-dir /work/main/data] [--problems ...]
+    python -m paper_figures.heldout_dev [--data-dir DIR] [--problems a,b] [--results DIR] [--kstar [--pilot-steps S]]
 
 The error model (DERIVATION.md section 8) predicts the loss gap of the *training* objective F at the budget; the
 K* check measures the *test* loss. On small data the two part. This script asks, on problems of its own, whether
@@ -27,7 +27,16 @@ partial work: its epochs run 25-35 where full-sync's F is reached at 13-23, off 
 (off by up to 0.45 for unbiased rules). It fails where a persistent fast set biases fastest-k: F(w_T) rises above
 F(w_0) (cifar-d7 K = 1, 2, 4: 4.02, 3.02, 2.29 > 2.36) while the held-out loss rises further still (the model fits
 the fast set's data, which F averages away), so g(F) reads about 0 where 0.9-1.5 was measured; those K lose on
-their training objective already (cifar-d7: test 4.90, 4.54, 3.70 against K = N's 2.85).
+their training objective already (cifar-d7: test 4.90, 4.54, 3.70 against K = N's 2.85). A fourth reading, at the
+distance ||w_T - w_0|| travelled, does no better (0.32 / 0.07 / 0.25, worst +0.98 and +0.87 on the persistent
+fastest-k runs). So eq. 8.14 reads the excess at the progress of the objective the rule fits (8.14': F's for the
+unbiased rules, the fast set's for a persistent one).
+
+`--kstar`: `lgc estimate` (with its default held-out pilot) -> `lgc optimize-k` at the budget with and without the
+"heldout" record -> every K measured at optimize-k's step size (2 seeds; the CNN 1), written to
+out/heldout_dev/<problem>_kstar.txt. K* training gap -> K* held-out (test-loss ratio to the best K): softmax-few
+fastest-k 8 -> 8 (best 8), lgc 4 (1.061) -> 7 (1.015) (best 8); mlp-few fastest-k 2 -> 2 (best 2), lgc 1 -> 1
+(best 1); cifar-d7 fastest-k 6 -> 6 (best 6), lgc 1 (1.174) -> 6 (1.000) (best 6).
 """
 from __future__ import annotations
 
