@@ -159,3 +159,20 @@ def test_the_ks_beyond_the_pilot_are_named(tmp_path, capsys):
     long = {**short, "steps": [0, 5000]}
     out = _optimize(tmp_path, capsys, {**CONST, "heldout": long})
     assert out["heldout_beyond_pilot"] == []
+
+
+def test_api_estimate_records_the_pilot_on_the_tasks_test_data():
+    """lgc.estimate(task, heldout_steps=S): the record on the Task's own test data; 0: none."""
+    import torch
+    from torch import nn
+
+    import lgc
+
+    g = torch.Generator().manual_seed(0)
+    pairs = [(torch.randn(12, 4, generator=g), torch.randint(0, 3, (12,), generator=g)) for _ in range(3)]
+    test = (torch.randn(30, 4, generator=g), torch.randint(0, 3, (30,), generator=g))
+    task = lgc.Task(model=lambda: nn.Linear(4, 3), workers=pairs, test=test, name="toy-heldout")
+    kw = dict(bootstrap=10, l_bootstrap=0, trajectory_steps=2, lbfgs_iters=5)
+    est = lgc.estimate(task, heldout_steps=4, **kw)
+    assert est.heldout["steps"][0] == 0 and est.heldout["steps"][-1] == 4 and est.heldout["held_out_samples"] == 30
+    assert lgc.estimate(task, heldout_steps=0, **kw).heldout is None
