@@ -154,11 +154,13 @@ def simulate(task, config: Union[TrainConfig, dict, None] = None, *, rule=None, 
 def estimate(task, config: Union[TrainConfig, dict, None] = None, *, max_samples: Optional[int] = None,
              bootstrap: int = 200, level: float = 0.95, power_iters: int = 30, l_bootstrap: int = 20,
              trajectory_steps: int = 20, lr: Optional[float] = None, lbfgs_iters: int = 200, threads=None,
-             quiet: bool = True):
+             quiet: bool = True, heldout_steps: Optional[int] = None):
     """The constants L, sigma2, zeta2, Delta of `task` at its initial weights, with bootstrap
     intervals (lgc.estimate.estimate_constants; `lgc estimate` for the built-in tasks): a
     theory.constants.Constants that theory.optimize_k and Problem.from_constants read.
-    max_samples: at most this many samples of each worker (its first ones)."""
+    max_samples: at most this many samples of each worker (its first ones).
+    heldout_steps: the held-out pilot's steps on the task's test set (lgc/heldout.py; None: lgc.heldout.HELDOUT_STEPS,
+    as `lgc estimate`; 0: none), its "heldout" record making optimize_k minimise the predicted test loss (eq. 8.14)."""
     import torch
 
     from lgc.estimate import estimate_constants, task_problem
@@ -172,4 +174,11 @@ def estimate(task, config: Union[TrainConfig, dict, None] = None, *, max_samples
                              l_bootstrap=l_bootstrap, trajectory_steps=trajectory_steps, lr=lr,
                              lbfgs_iters=lbfgs_iters, seed=cfg.seed, threads=threads, quiet=quiet)
     est.source.update({"task": task.name, "n_workers": cfg.n_workers, "seed": cfg.seed})
+    from lgc.heldout import HELDOUT_STEPS, heldout_record
+
+    steps = HELDOUT_STEPS if heldout_steps is None else heldout_steps
+    check(steps >= 0, f"heldout_steps={steps} must be >= 0 (0: no held-out pilot)")
+    if steps > 0 and len(run.ds.y_test):
+        est = dataclasses.replace(est, heldout=heldout_record(problem, run.ds.normalize(run.ds.x_test), run.ds.y_test,
+                                                              L=est.L, steps=steps, seed=cfg.seed))
     return est

@@ -58,6 +58,8 @@ class Estimate(Constants):
         d = asdict(self)
         if d.get("mu") is None:  # strong convexity is the user's assumption, never estimated (theory/constants.py)
             d.pop("mu", None)
+        if d.get("heldout") is None:  # `lgc estimate` adds its pilot's record (lgc/heldout.py) where asked
+            d.pop("heldout", None)
         return d
 
 

@@ -6,6 +6,8 @@
      "gram": [[[...N numbers], ...N rows], ...], # optional: the workers' Gram matrices G(w_p) at points
      "bands": {"h": [...], "delta": [...], "sigma2": [...], "zeta2": [...]},  # optional: curvature bands
                                                 # (optional in it: "workers": [[...J] x N], r_ij)
+     "heldout": {"train": [...], "heldout": [...], ...},  # optional: a pilot's training objective and held-out
+                                                # loss at checkpoints (theory/heldout.py, DERIVATION.md eq. 8.14)
      "intervals": {"L": [3.8, 4.2], ...},      # optional: bootstrap intervals [lo, hi]
      "source": {...},                           # optional: how they were obtained
      "format": 1}                               # optional on read; written by write_constants
@@ -20,7 +22,9 @@ it the bounds use zeta2 alone); optional bands, J curvature bands h_j > 0 with e
 sigma2 and zeta2 (numbers >= 0, J of each; an optional "delta_split" records Delta's two splits, eqs. 8.10 and
 8.10', and which one "delta" is; an optional "workers", N lists of J curvatures r_ij > 0, each worker's own
 curvature per band, eq. 8.5''a, modelled for N <= 64: theory/predict_curv.py), for the error model of theory/predict.py (DERIVATION.md section 8; without it
-the model uses the scalar constants' prior spectrum, eq. 8.12). Written by `lgc estimate`, read by `lgc optimize-k
+the model uses the scalar constants' prior spectrum, eq. 8.12); optional heldout, a pilot run's training objective
+and held-out loss at checkpoints, with which optimize-k's recommended K* minimises the predicted held-out loss
+(theory/heldout.py, eq. 8.14; without it, the predicted training gap). Written by `lgc estimate`, read by `lgc optimize-k
 --constants`.
 """
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from theory.errors import require
+from theory.heldout import HELDOUT_KEY, validate_heldout
 from theory.jsonio import atomic_write_json
 
 CONSTANTS_FORMAT_VERSION = 1
@@ -55,6 +60,7 @@ class Constants:
     bands: dict | None = None  # {"h": [J], "delta": [J], "sigma2": [J], "zeta2": [J]} (section 8), or None
     intervals: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
+    heldout: dict | None = None  # a pilot's F(w_p) and held-out loss (theory/heldout.py, eq. 8.14), or None
 
     def __post_init__(self):
         validate_constants(asdict(self))
@@ -77,6 +83,7 @@ def validate_constants(d, *, source: str = "constants") -> dict:
                 f"{source}: {k}={v!r} must be a finite number >= 0 (or absent)")
     _validate_gram(d.get(GRAM_KEY), source)
     _validate_bands(d.get(BANDS_KEY), source)
+    validate_heldout(d.get(HELDOUT_KEY), source)
     fmt = d.get("format", CONSTANTS_FORMAT_VERSION)
     require(fmt == CONSTANTS_FORMAT_VERSION, f"{source}: format={fmt!r} is not supported (expected {CONSTANTS_FORMAT_VERSION})")
     intervals = d.get("intervals", {})
@@ -174,7 +181,7 @@ def read_constants(path) -> Constants:
     validate_constants(d, source=str(p))
     opt = {k: float(d[k]) for k in OPTIONAL_KEYS if d.get(k) is not None}
     return Constants(**{k: float(d[k]) for k in KEYS}, **opt, gram=d.get(GRAM_KEY), bands=d.get(BANDS_KEY),
-                     intervals=d.get("intervals", {}),
+                     heldout=d.get(HELDOUT_KEY), intervals=d.get("intervals", {}),
                      source=d.get("source", {}))
 
 
@@ -182,7 +189,7 @@ def write_constants(path, constants) -> None:
     """Validate, then write atomically (temporary file in the same folder, fsync, rename), with
     the permissions of any new file (0644 under umask 022)."""
     d = asdict(constants) if isinstance(constants, Constants) else dict(constants)
-    d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS + (GRAM_KEY, BANDS_KEY) and v is None)}  # absent, not null
+    d = {k: v for k, v in d.items() if not (k in OPTIONAL_KEYS + (GRAM_KEY, BANDS_KEY, HELDOUT_KEY) and v is None)}  # absent, not null
     validate_constants(d, source=str(path))
     d["format"] = CONSTANTS_FORMAT_VERSION
     atomic_write_json(path, d)  # `lgc estimate --out` checks its folder exists first

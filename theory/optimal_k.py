@@ -176,7 +176,8 @@ def recommendation(res: Tradeoff, prob: Problem, const: dict, *, criterion: str 
     """The error model's predictions over res's K and the recommended K* (theory.predict_k.recommend),
     with the constants' curvature bands when they have them (else the scalar constants' prior spectrum, DERIVATION.md
     eq. 8.12), and their workers' Gram matrices when they have them (the mean over the points, eq. 8.2''; else
-    isotropic deviations, 8.2')."""
+    isotropic deviations, 8.2'), and their "heldout" record when they have one (the budget's K* then minimises the
+    predicted held-out loss, eq. 8.14)."""
     from theory.gram import GramPoints
     from theory.predict import Bands
     from theory.predict_gram import model_gram
@@ -187,12 +188,12 @@ def recommendation(res: Tradeoff, prob: Problem, const: dict, *, criterion: str 
     bands = Bands.from_json(const["bands"]) if const.get("bands") else None
     gram = model_gram(prob.dissimilarity.gram) if isinstance(prob.dissimilarity, GramPoints) else None
     return recommend(res, prob, bands, criterion=criterion, momentum=momentum, warmup=warmup_rounds, seed=seed,
-                     gram=gram)
+                     gram=gram, heldout=const.get("heldout"))
 
 
 def _constants_dict(constants) -> dict:
     """The constants as a mapping (the path's file read), as the result and optimize-k's JSON record them."""
-    from theory.constants import BANDS_KEY, GRAM_KEY, KEYS, OPTIONAL_KEYS, Constants, read_constants
+    from theory.constants import BANDS_KEY, GRAM_KEY, HELDOUT_KEY, KEYS, OPTIONAL_KEYS, Constants, read_constants
 
     if isinstance(constants, dict):
         return dict(constants)
@@ -202,6 +203,8 @@ def _constants_dict(constants) -> dict:
         d[GRAM_KEY] = c.gram
     if c.bands is not None:
         d[BANDS_KEY] = c.bands
+    if c.heldout is not None:
+        d[HELDOUT_KEY] = c.heldout
     return d
 
 

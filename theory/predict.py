@@ -133,6 +133,7 @@ class Prediction:
     capped: np.ndarray
     gram: bool = False  # the deviations had the given Gram matrix (eq. 8.2''), not the isotropic one (8.2')
     curvatures: bool = False  # the workers had their own curvatures (eq. 8.5''), not F's shared Hessian (8.1)
+    fit_shift: np.ndarray | None = None  # per K: <abar_run, e_T>, the fitted objective's extra decrease (eq. 8.14')
 
     def k_star(self, quantity: str = "gap") -> int:
         """The K of least predicted error (the loss gap by default, or "grad2"); ties to the larger K."""
@@ -298,6 +299,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     At_round, Atr_round = A, At
     v, u = np.zeros_like(e), np.zeros_like(e)
     grad_sum = np.zeros((S, K))
+    dev_sum, shift = np.zeros_like(e), np.full((S, K), np.nan)  # eq. (8.14'): the directions' deviations, summed
     gap, grad2 = np.full((S, K), np.nan), np.full((S, K), np.nan)
     ek = eta[None, :, None]
     T_hit = np.full(K, np.inf)
@@ -314,6 +316,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
         if done is not None and done.any():  # eqs. (8.7), (8.8) at T = t: w_T's gap, and the mean over rounds 0..T-1
             f = (hd / 2 * e**2).sum(2) + (hj / 2 * x0[..., 0] ** 2).sum(2) + (hj / 2 * P[..., 0, 0]).sum(2)
             gap[:, done] = f[:, done]
+            shift[:, done] = (dev_sum * e).sum(2)[:, done] / max(t, 1)  # <abar_run, e_T> (8.14')
             grad2[:, done] = grad_sum[:, done] / max(t, 1)
         grad_sum += g2
         if t == t_end or (target is not None and bool(np.all(T_hit < np.inf))):
@@ -344,6 +347,7 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
                     At_round, Atr_round, h_eff, h_u = A, At, hd, 0.0
         d_e = h_eff * e if curv else g_b
         v = momentum * v + d_e + dA + u  # eq. (8.5), heavy ball as eq. (3.6); u = 0 but for lgc
+        dev_sum = dev_sum + dA + u
         u = dU + h_u * e if curv else dU  # (8.5''b): lgc's u_t carries rho_t (r_S' - r_A) e_t, e_t before the step
         e = e - ek * v
         P = At_round @ P @ Atr_round + Q  # (8.6): u's column read before it is overwritten
@@ -355,4 +359,5 @@ def predict_errors(algorithm: str, bands: Bands, *, L: float, sigma2: float, zet
     fin = np.isfinite(T)
     return Prediction(ks=ks, rounds=T.copy(), gap=np.where(fin, gap.mean(0), np.nan), gap_se=se(gap),
                       grad2=np.where(fin, grad2.mean(0), np.nan), grad2_se=se(grad2), draws=S,
-                      capped=np.isfinite(T) & (T > ROUND_CAP), gram=gram is not None, curvatures=curv)
+                      capped=np.isfinite(T) & (T > ROUND_CAP), gram=gram is not None, curvatures=curv,
+                      fit_shift=np.where(fin, shift.mean(0), np.nan))

@@ -2,7 +2,9 @@
 trade-off (theory/tradeoff.py), at its step sizes and rounds T(K) = floor(tau / E[R(K)]) (budget), or at the
 model's own rounds to the target (target).
 
-`lgc optimize-k` reports this K* as `k_star` and the bound's as `k_star_bound` (README "Choosing K").
+`lgc optimize-k` reports this K* as `k_star` and the bound's as `k_star_bound` (README "Choosing K"). With a
+"heldout" record in the constants (theory/heldout.py), the budget's K* is the K of least predicted *held-out* loss
+(eq. 8.14) instead of least predicted training gap.
 """
 from __future__ import annotations
 
@@ -31,15 +33,20 @@ class Recommendation:
     prediction: Prediction | None
     note: str = ""
     time: np.ndarray | None = None  # per prediction.ks: T x E[R(K)], the predicted time (to the target)
+    heldout: np.ndarray | None = None  # per prediction.ks: the predicted held-out loss (eq. 8.14), with a record
+    heldout_excess: np.ndarray | None = None  # per prediction.ks: its excess g over the predicted F(w_T)
+    objective: str = "gap"  # what the model's K* minimised: "gap" (training) or "heldout" (eq. 8.14)
+    heldout_beyond: tuple = ()  # the K whose predicted progress lies beyond the pilot's (eq. 8.14 continued)
 
     def column(self, ks, name: str = "gap") -> np.ndarray:
-        """The model's `name` ("gap", "gap_se", "grad2", "grad2_se", "rounds", "time") over ks, nan where it was
-        not evaluated."""
+        """The model's `name` ("gap", "gap_se", "grad2", "grad2_se", "rounds", "time", "heldout",
+        "heldout_excess") over ks, nan where it was not evaluated."""
         out = np.full(len(ks), np.nan)
-        if self.prediction is None:
+        own = {"time": self.time, "heldout": self.heldout, "heldout_excess": self.heldout_excess}
+        if self.prediction is None or (name in own and own[name] is None):
             return out
         pos = {int(k): i for i, k in enumerate(self.prediction.ks)}
-        vals = self.time if name == "time" else getattr(self.prediction, name)
+        vals = own[name] if name in own else getattr(self.prediction, name)
         for i, k in enumerate(np.asarray(ks, dtype=int)):
             if int(k) in pos:
                 out[i] = vals[pos[int(k)]]
@@ -66,7 +73,7 @@ def prior_floor(eta, rounds) -> float:
 
 
 def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predict", momentum: float = 0.0,
-              warmup: int = 0, seed: int = 0, gram=None) -> Recommendation:
+              warmup: int = 0, seed: int = 0, gram=None, heldout: dict | None = None) -> Recommendation:
     """The model's predicted errors over res's K (a Tradeoff) and the recommended K*.
 
     bands: the constants' curvature bands (None: the scalar constants alone, spread by the prior spectrum
@@ -74,7 +81,9 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
     take (eq. 8.2''; theory.predict_gram.model_gram), None: isotropic (8.2'). criterion "bound":
     the bound's K* is recommended, the model's errors still reported. Budget: the K of least predicted loss gap
     at T(K) = floor(tau / E[R(K)]) (eq. 8.7). Target: the K of least predicted time T_eps(K) E[R(K)], T_eps the
-    fewest rounds whose predicted mean ||grad F||^2 (eq. 8.8, the bound's quantity) is at most the target."""
+    fewest rounds whose predicted mean ||grad F||^2 (eq. 8.8, the bound's quantity) is at most the target.
+    heldout: the constants' "heldout" record (theory/heldout.py): with a budget, the K of least predicted held-out
+    loss (eq. 8.14) instead of least gap; unused with a target (whose quantity is mean ||grad F||^2)."""
     require(criterion in CRITERIA, f"criterion={criterion!r} must be one of {', '.join(CRITERIA)}")
     k_bound = int(res.k_star)
     if res.algorithm not in MODELLED:
@@ -91,18 +100,29 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
     when = dict(rounds=T[ok]) if budget else dict(target=res.target)
     if bands is None:  # the scalar constants alone: the prior spectrum
         bands = Bands.prior(prob.L, floor=prior_floor(eta[ok], T[ok]), mu=prob.mu)
-    pred = predict_errors(res.algorithm, bands, L=prob.L, sigma2=prob.sigma2,
-                          zeta2=prob.zeta2, Delta=prob.Delta, N=prob.N, M=prob.M, B=prob.B, timing=prob.timing,
-                          h=prob.h, semantics=prob.semantics, ks=ks[ok], eta=eta[ok], momentum=momentum, warmup=warmup,
-                          seed=seed, gram=gram, **when)
+    common = dict(L=prob.L, sigma2=prob.sigma2, zeta2=prob.zeta2, Delta=prob.Delta, N=prob.N, M=prob.M,
+                  timing=prob.timing, h=prob.h, semantics=prob.semantics, seed=seed, gram=gram)
+    pred = predict_errors(res.algorithm, bands, B=prob.B, ks=ks[ok], eta=eta[ok], momentum=momentum, warmup=warmup,
+                          **common, **when)
     with np.errstate(invalid="ignore"):
         time = pred.rounds * rt[ok]
+    held = dict(heldout=None, heldout_excess=None, objective="gap")
+    if heldout is not None and budget:  # eq. (8.14): the pilot's F and excess at the K's predicted progress
+        from theory.heldout import beyond_pilot, predicted_heldout
+
+        steps = np.asarray(heldout["steps"], dtype=int)  # the pilot itself, predicted: full-sync, plain SGD
+        pilot = predict_errors("full-sync", bands, B=int(heldout["batch_per_worker"]), ks=np.full(len(steps), prob.N),
+                               rounds=steps, eta=float(heldout["lr"]), **common)
+        h, g, _ = predicted_heldout(heldout, pred.gap, pilot.gap, prob.Delta, pred.fit_shift)
+        far = beyond_pilot(pred.gap, pilot.gap, pred.fit_shift)
+        held = dict(heldout=h, heldout_excess=g, objective="heldout",
+                    heldout_beyond=tuple(int(k) for k in pred.ks[far]))
     if algorithm_entry(res.algorithm).round_end == "all":  # full-sync: every worker, every round
-        return Recommendation(k_bound, k_bound, criterion, pred, "full-sync waits for every worker", time)
+        return Recommendation(k_bound, k_bound, criterion, pred, "full-sync waits for every worker", time, **held)
     if budget:
-        k_pred = pred.k_star("gap")
+        k_pred = pred.k_star("gap") if held["heldout"] is None else least_k(pred.ks, held["heldout"])
     elif np.isfinite(time).any():
         k_pred = least_k(pred.ks, time)
     else:
         return Recommendation(k_bound, k_bound, "bound", pred, "the model reaches the target with no K", time)
-    return Recommendation(k_pred if criterion == "predict" else k_bound, k_bound, criterion, pred, "", time)
+    return Recommendation(k_pred if criterion == "predict" else k_bound, k_bound, criterion, pred, "", time, **held)

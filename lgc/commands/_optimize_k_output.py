@@ -36,9 +36,12 @@ def rows_to_show(res, all_rows: bool, rec=None) -> np.ndarray:
 
 def format_table(res, prob, shown, rec=None) -> str:
     names = list(res.terms)
-    head = ["K", "E[R]", "+-se", "T", "eta", "pred_gap", "+-se", "pred_g2", "bound"] + names + ["time"]
+    held = rec is not None and rec.heldout is not None  # eq. (8.14)'s columns, only with a "heldout" record
+    head = (["K", "E[R]", "+-se", "T", "eta", "pred_gap", "+-se", "pred_g2"] + (["pred_held", "excess"] if held else [])
+            + ["bound"] + names + ["time"])
     pg, pse, pg2 = ((rec.column(res.ks, n) for n in ("gap", "gap_se", "grad2")) if rec is not None
                     else (np.full(len(res.ks), np.nan),) * 3)
+    ph, px = (rec.column(res.ks, "heldout"), rec.column(res.ks, "heldout_excess")) if held else (None, None)
     k_rec = res.k_star if rec is None else rec.k_star
     lines = []
     crit = f"budget tau = {res.budget:g}" if res.criterion == "budget" else f"target bound = {res.target:g}"
@@ -46,7 +49,8 @@ def format_table(res, prob, shown, rec=None) -> str:
                  f"{prob.semantics} semantics; {crit}; E[R] by {res.round_time_method}")
     lines.append("  ".join(f"{h:>10}" for h in head))
     for i in shown:
-        vals = [res.round_time[i], res.round_time_se[i], res.rounds[i], res.eta[i], pg[i], pse[i], pg2[i], res.bound[i]]
+        vals = [res.round_time[i], res.round_time_se[i], res.rounds[i], res.eta[i], pg[i], pse[i], pg2[i]]
+        vals += ([ph[i], px[i]] if held else []) + [res.bound[i]]
         vals += [res.terms[n][i] for n in names] + [res.time[i]]
         mark = "*" if res.ks[i] == k_rec else ("b" if res.ks[i] == res.k_star else " ")
         lines.append(f"{int(res.ks[i]):>9}{mark}  " + "  ".join(f"{v:>10.4g}" for v in vals))
@@ -58,6 +62,8 @@ def format_table(res, prob, shown, rec=None) -> str:
         j = int(np.where(res.ks == rec.k_star)[0][0])
         if rec.criterion != "predict" or rec.note:
             why, T_j = f"the bound's{': ' + rec.note if rec.note else ''}", res.rounds[j]
+        elif res.criterion == "budget" and held:
+            why, T_j = f"predicted held-out loss {ph[j]:.4g} (training gap {pg[j]:.4g} + excess {px[j]:.4g}) at the budget", res.rounds[j]
         elif res.criterion == "budget":
             se = f" +- {pse[j]:.2g}" if np.isfinite(pse[j]) else ""
             why, T_j = f"predicted loss gap {pg[j]:.4g}{se} at the budget", res.rounds[j]
@@ -93,10 +99,24 @@ def model_note(rec, res) -> str:
     cap = f"; {int(p.capped.sum())} K predicted at the round cap" if p.capped.any() else ""
     at = ("the T above" if res.criterion == "budget" else
           "the model's own T, the fewest rounds whose predicted mean ||grad F||^2 is at most the target")
+    held = ("; pred_held = predicted held-out loss F(w_0) - (Delta - pred_gap) + excess, excess = the pilot's "
+            "held-out excess at that decrease of F (the constants' heldout record, eq. 8.14), which K* minimises"
+            + (f" (K = {', '.join(map(str, rec.heldout_beyond))} beyond the pilot's progress: read on its linear "
+               f"continuation; a longer pilot: lgc estimate --heldout-steps)" if rec.heldout_beyond else "")
+            if rec.heldout is not None else "")
     return (f"pred_gap = predicted F(w_T) - F*, pred_g2 = predicted mean ||grad F||^2 over T rounds, at {at}{sub} "
-            f"({p.draws} timing draw(s){cap}; the workers' deviations {GRAM_NOTE[p.gram]}); "
+            f"({p.draws} timing draw(s){cap}; the workers' deviations {GRAM_NOTE[p.gram]}){held}; "
             f"{'K* recommended by ' + rec.criterion}"
             f"{' (' + rec.note + ')' if rec.note else ''}; '*' marks the recommended K*, 'b' the bound's")
+
+
+def objective_note(rec) -> str:
+    """With the constants' "heldout" record: what chose the recommended K* (eq. 8.14 or why not)."""
+    if rec.criterion != "predict" or rec.note:
+        return "the bound's K* (the heldout record unused)"
+    if rec.heldout is None:
+        return "time to the target (the heldout record is for a budget: unused with --target)"
+    return "predicted held-out loss (eq. 8.14)"
 
 
 def strong_note(prob, algorithm) -> str:
@@ -137,8 +157,12 @@ def to_json(res, prob, const, rows: bool = True, rec=None, inputs: Optional[dict
         "near_best": [int(k) for k in res.ks[res.near_best]], "assumes": ASSUMES, "inputs": inputs or {},
     }
     out["constants"].pop("bands", None)
+    has_record = out["constants"].pop("heldout", None) is not None
     if rec is not None:
         out["k_criterion"] = rec.criterion
+        if has_record:  # which objective chose K* (absent without a "heldout" record: the JSON as before)
+            out["k_objective"] = objective_note(rec)
+            out["heldout_beyond_pilot"] = list(rec.heldout_beyond)
         out["error_model"] = model_note(rec, res)
         out["model_gram"] = bool(rec.prediction is not None and rec.prediction.gram)
         out["model_curvatures"] = bool(rec.prediction is not None and rec.prediction.curvatures)
@@ -154,6 +178,8 @@ def to_json(res, prob, const, rows: bool = True, rec=None, inputs: Optional[dict
 def _model_columns(res, rec) -> dict:
     """The error model's row keys (nan where it did not evaluate a K)."""
     cols = {f"pred_{n}": rec.column(res.ks, n) for n in ("gap", "gap_se", "grad2", "grad2_se")}
+    if rec.heldout is not None:  # eq. (8.14): only with the constants' "heldout" record
+        cols.update(pred_heldout=rec.column(res.ks, "heldout"), heldout_excess=rec.column(res.ks, "heldout_excess"))
     if res.criterion == "target":  # the model's own rounds to the target and time
         cols.update(pred_T=rec.column(res.ks, "rounds"), pred_time=rec.column(res.ks, "time"))
     return cols

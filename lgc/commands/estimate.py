@@ -22,6 +22,7 @@ from lgc.config import TrainConfig
 from lgc.config_task import TaskConfig
 from lgc.errors import UserError, check
 from theory.delta_fit import DELTA_SPLITS
+from theory.heldout import HELDOUT_STEPS
 from theory.jsonio import dumps
 
 
@@ -62,6 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="how the bands split Delta: fit (default: calibrated on the trajectory's losses, eq. 8.10', "
                         "where the fit is informative, else the spectrum's) or spectrum (the gradient's spectral "
                         "measure at w_0, eq. 8.10); the JSON records both")
+    e.add_argument("--heldout-steps", type=int, default=HELDOUT_STEPS,
+                   help=f"steps of the held-out pilot (default {HELDOUT_STEPS}; 0: none): plain full-sync SGD recording "
+                        "the training objective and the test-set loss at checkpoints, the constants' \"heldout\" "
+                        "record, with which optimize-k's K* minimises the predicted test loss (eq. 8.14); give at "
+                        "least the most rounds a K runs within the budget (optimize-k's T at K = 1)")
+    e.add_argument("--heldout-lr", type=float, default=None,
+                   help="the pilot's step size (default 0.5 / L, optimize-k's default step)")
+    e.add_argument("--heldout-points", type=int, default=9, help="the pilot's checkpoints (default 9, >= 2)")
     e.add_argument("--threads", type=int, default=None,
                    help="torch threads (default: 1 for models under 10^5 parameters, else torch's default)")
     o = parser.add_argument_group("output")
@@ -87,7 +96,8 @@ def train_config(args):
 
 
 def build_problem(args):
-    """(EmpiricalProblem of lgc.estimate, QuadraticProblem or None, TrainConfig) for the command line."""
+    """(EmpiricalProblem of lgc.estimate, QuadraticProblem or None, TrainConfig, held-out (x, y) or None: the
+    task's test set as the model takes it) for the command line."""
     import torch
 
     from lgc.estimate import quadratic_problem, task_problem
@@ -101,7 +111,7 @@ def build_problem(args):
     task = make_task(cfg, torch.device("cpu"))
     if cfg.task.dataset == "quadratic":
         n = args.max_samples or cfg.task.samples_per_worker  # a quadratic "sample" is a noise draw
-        return quadratic_problem(task.problem, samples_per_worker=n, seed=cfg.seed), task.problem, cfg
+        return quadratic_problem(task.problem, samples_per_worker=n, seed=cfg.seed), task.problem, cfg, None
     model = task.model
     if args.checkpoint is not None:
         check(Path(args.checkpoint).is_file(), f"--checkpoint {args.checkpoint}: no such file")
@@ -110,7 +120,8 @@ def build_problem(args):
         except Exception as exc:  # a corrupt or foreign file is a user error
             check(False, f"--checkpoint {args.checkpoint}: cannot load as a {cfg.task.model} state_dict ({type(exc).__name__})")
     name = f"{cfg.task.dataset}/{cfg.task.model}/{cfg.task.partition}"
-    return task_problem(task, max_samples=args.max_samples, name=name), None, cfg
+    held = (task.ds.normalize(task.ds.x_test), task.ds.y_test) if len(task.ds.y_test) else None
+    return task_problem(task, max_samples=args.max_samples, name=name), None, cfg, held
 
 
 def check_estimate_flags(args) -> None:
@@ -127,6 +138,10 @@ def check_estimate_flags(args) -> None:
     check(0 < args.level < 1, f"--level {args.level} must be in (0, 1)")
     check(args.bands >= 0, f"--bands {args.bands} must be >= 0")
     check(args.lanczos_steps >= 1, f"--lanczos-steps {args.lanczos_steps} must be >= 1")
+    check(args.heldout_steps >= 0, f"--heldout-steps {args.heldout_steps} must be >= 0 (0: no held-out pilot)")
+    check(args.heldout_lr is None or (math.isfinite(args.heldout_lr) and args.heldout_lr > 0),
+          f"--heldout-lr {args.heldout_lr} must be a finite number > 0")
+    check(args.heldout_points >= 2, f"--heldout-points {args.heldout_points} must be >= 2")
 
 
 def _split_text(s: dict) -> str:
@@ -143,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable_file(args.out, "--out")  # before the estimate, which takes a while
     check_estimate_flags(args)
-    problem, quad, cfg = build_problem(args)
+    problem, quad, cfg, held = build_problem(args)
     est = estimate_constants(
         problem, bootstrap=args.bootstrap, level=args.level, power_iters=args.power_iters, l_bootstrap=args.l_bootstrap,
         trajectory_steps=args.trajectory_steps, lr=args.trajectory_lr, lbfgs_iters=args.lbfgs_iters, seed=cfg.seed,
@@ -151,6 +166,14 @@ def run(args: argparse.Namespace) -> int:
         worker_curvatures=args.worker_curvatures,
         delta_split=args.delta_split)
     constants = est.to_json()
+    if held is not None and args.heldout_steps > 0:  # the held-out pilot (lgc/heldout.py, eq. 8.14)
+        from lgc.heldout import heldout_record
+        from lgc.threads import torch_threads
+
+        with torch_threads(args.threads if args.threads is not None else
+                           (1 if problem.w0.numel() < 100_000 else None)):
+            constants["heldout"] = heldout_record(problem, *held, L=est.L, steps=args.heldout_steps,
+                                                  lr=args.heldout_lr, points=args.heldout_points, seed=cfg.seed)
     constants["source"].update({
         "command": "lgc estimate", "dataset": cfg.task.dataset, "model": None if quad else cfg.task.model,
         "partition": None if quad else cfg.task.partition, "seed": cfg.seed, "train_config": cfg.to_dict(),
@@ -183,6 +206,11 @@ def run(args: argparse.Namespace) -> int:
               + "; ".join(", ".join(f"{v / max(sum(b[k]), 1e-300):.2f}" for v in b[k]) for k in ("delta", "sigma2", "zeta2")))
         if b.get("delta_split"):
             print(_split_text(b["delta_split"]))
+    if constants.get("heldout"):
+        h = constants["heldout"]
+        print(f"heldout: pilot of {h['steps'][-1]} steps ({h['epochs'][-1]:.3g} epochs) at lr {h['lr']:.4g}: F {h['train'][0]:.4g} -> "
+              f"{h['train'][-1]:.4g}, test loss {h['heldout'][0]:.4g} -> {h['heldout'][-1]:.4g} (excess "
+              f"{h['excess'][-1]:.4g}); optimize-k then minimises the predicted test loss (eq. 8.14)")
     if quad is not None:
         print("exact:   " + ", ".join(f"{k}={v:.6g}" for k, v in quad.constants().items()))
     print(f"wrote {args.out}")

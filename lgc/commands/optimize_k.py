@@ -79,6 +79,8 @@ def resolve_constants(args) -> dict:
             d[GRAM_KEY] = c.gram
         if c.bands is not None:  # curvature bands for the error model (DERIVATION.md section 8)
             d["bands"] = c.bands
+        if c.heldout is not None:  # a pilot's held-out loss: K* minimises the predicted held-out loss (eq. 8.14)
+            d["heldout"] = c.heldout
     for k in KEYS + OPTIONAL_KEYS:
         if getattr(args, k) is not None:
             d[k] = getattr(args, k)
