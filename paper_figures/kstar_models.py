@@ -20,7 +20,10 @@ is within 3% of the best K's, or within 2 standard errors of it, the SE of the d
 two means, sqrt(SE_K^2 + SE_best^2) (the issue's target: >= 90% of the validation half's cells).
 R^2 per cell: 1 - SS_res / SS_tot of the predicted column against the measured means over K (only
 when optimize-k predicts the loss itself), and the squared correlation over K for the predicted
-column and for the bound (scale-free: the bound is on E||grad F||^2, not on the loss).
+column and for the bound (scale-free: the bound is on E||grad F||^2, not on the loss). Where the
+constants carry a held-out record, optimize-k's k_star minimises the predicted held-out loss
+(`pred_heldout`, eq. 8.14), which is on the test loss's own scale: r2_heldout is its R^2 with nothing
+fitted, and the figure draws it over the measured curve.
 
 Writes under paper_figures/out/kstar_models/: kstar_models.csv (cells x K: measured mean, SE,
 rounds, predicted, bound, which K each chooser picks), summary.csv (per cell: the best K and every
@@ -157,6 +160,16 @@ def r2(pred, meas) -> float | None:
     return 1.0 - float(np.sum(res ** 2)) / ss_tot
 
 
+def r2_absolute(pred, meas) -> float | None:
+    """1 - SS_res / SS_tot of `pred` against `meas`, nothing fitted (None when meas is constant or pred is not
+    finite): for optimize-k's predicted held-out loss (eq. 8.14), which is on the test loss's own scale."""
+    p, m = np.asarray(pred, float), np.asarray(meas, float)
+    ss_tot = float(np.sum((m - m.mean()) ** 2))
+    if ss_tot == 0 or not np.all(np.isfinite(p)):
+        return None
+    return 1.0 - float(np.sum((m - p) ** 2)) / ss_tot
+
+
 def corr2(pred, meas) -> float | None:
     """The squared correlation over K (R^2 of the best affine map of pred onto meas)."""
     p, m = np.asarray(pred, float), np.asarray(meas, float)
@@ -182,7 +195,8 @@ def grade(cell: Cell, opt: dict, sweep: dict) -> tuple[list[dict], dict]:
     ks = [r["K"] for r in sweep["rows"]]
     table = [{"cell": cell.name, "half": cell.half, "algorithm": cell.algorithm, "N": cell.n_workers, "tau": cell.tau,
               "K": k, "rounds_mean": float(np.mean(r["rounds"])), "measured_mean": mean[k], "measured_se": se[k],
-              "seeds": len(r["seeds"]), "predicted": rows[k].get(pkey) if pkey else None, "bound": rows[k]["bound"],
+              "seeds": len(r["seeds"]), "predicted": rows[k].get(pkey) if pkey else None,
+              "predicted_heldout": rows[k].get("pred_heldout"), "bound": rows[k]["bound"],
               "eta": rows[k]["eta"], "is_best": int(k == best),
               **{f"is_{name}": int(k == kc) for name, kc in chosen.items()}}
              for k, r in zip(ks, sweep["rows"])]
@@ -196,6 +210,9 @@ def grade(cell: Cell, opt: dict, sweep: dict) -> tuple[list[dict], dict]:
     summary["r2_predicted"] = r2(pred, meas) if pred is not None else None
     summary["corr2_predicted"] = corr2(pred, meas) if pred is not None else None
     summary["corr2_bound"] = corr2([rows[k]["bound"] for k in ks], meas)
+    held = [rows[k].get("pred_heldout") for k in ks]  # eq. 8.14, where the constants carry a "heldout" record
+    summary["k_objective"] = opt.get("k_objective", "gap")
+    summary["r2_heldout"] = r2_absolute(held, meas) if all(v is not None for v in held) else None
     return table, summary
 
 
@@ -211,7 +228,7 @@ def summary_text(summaries: list[dict]) -> str:
         ratios = "  ".join(f"{name} {np.median([r[f'ratio_{name}'] for r in s]):.3f}/"
                            f"{max(r[f'ratio_{name}'] for r in s):.3f}" for name in CHOOSERS)
         lines.append(f"  loss / best K's loss, median/worst: {ratios}")
-        for key in ("r2_predicted", "corr2_predicted", "corr2_bound"):
+        for key in ("r2_predicted", "r2_heldout", "corr2_predicted", "corr2_bound"):
             v = [r[key] for r in s if r[key] is not None]
             lines.append(f"  {key}: median {np.median(v):.3f} over {len(v)} cells" if v else f"  {key}: none")
     if summaries and not any(r["predictive_model"] for r in summaries):
@@ -237,6 +254,9 @@ def draw(table: list[dict], summaries: list[dict], out: Path) -> list[Path]:
         ks = [r["K"] for r in rows]
         ax.errorbar(ks, [r["measured_mean"] for r in rows], yerr=[r["measured_se"] for r in rows], marker="o", ms=2.5,
                     lw=1, capsize=1.5, color="C0")
+        if all(r.get("predicted_heldout") is not None for r in rows):  # eq. 8.14: on the test loss's own scale
+            ax.plot(ks, [r["predicted_heldout"] for r in rows], color="C3", lw=0.8, alpha=0.7,
+                    label="predicted held-out loss")
         ax.axvline(s["k_predictive"], color="C3", ls="--", lw=1, label="K* (recommended)")
         if s["k_bound"] != s["k_predictive"]:
             ax.axvline(s["k_bound"], color="C2", ls=":", lw=1, label="K* (bound)")

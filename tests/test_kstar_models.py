@@ -77,6 +77,13 @@ def test_grade_reads_the_choosers_and_falls_back_to_k_star_without_k_star_bound(
     assert km.r2([0.0, 1.0, 2.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)  # up to the unknown F*: an offset
     assert km.r2([0.0, 2.0, 4.0], [1.0, 2.0, 3.0]) == pytest.approx(1 - 2 / 2)  # a scale is not fitted
     assert km.corr2([1.0, 2.0, math.inf], [1.0, 2.0, 3.0]) is None
+    assert km.r2_absolute([0.0, 1.0, 2.0], [1.0, 2.0, 3.0]) == pytest.approx(1 - 3 / 2)  # no offset is fitted
+    assert km.r2_absolute([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
+    assert s["r2_heldout"] is None  # no pred_heldout column: the constants had no held-out record
+    for r, p in zip(opt["rows"], pred):
+        r["pred_heldout"] = p + 0.5  # the held-out prediction is absolute: an offset costs R^2
+    table, s = km.grade(c, {**opt, "k_objective": "heldout"}, sweep)
+    assert s["k_objective"] == "heldout" and s["r2_heldout"] < 0 and table[0]["predicted_heldout"] == 2.0
 
 
 def test_one_tiny_cell_end_to_end(tmp_path, monkeypatch):
