@@ -5,12 +5,15 @@ reused while both are unchanged and the file holds what the figures read (NEEDED
 fig4's error model, DERIVATION.md section 8, which constants written before `lgc estimate` measured them
 lack, and the bands' record of how Delta was split over them, bands["delta_split"], which constants written
 before `lgc estimate` calibrated that split on its trajectory (eq. 8.10', DERIVATION.md 8.3) lack: their split
-is eq. 8.10's alone, so they are stale for today's model). It runs in a process of its own beside the training runs
+is eq. 8.10's alone, so they are stale for today's model, and the held-out pilot's record, "heldout", with which
+fig4's model K* minimises the predicted held-out loss, eq. 8.14, DERIVATION.md 8.5: constants without it show the
+training-gap model only). The pilot's flags come from the scale (`pilot_args`). It runs in a process of its own beside the training runs
 (paper_figures/paper.py); the runs need not wait for it.
 """
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +23,28 @@ from paper_figures import paper_profile as pp
 CONSTANTS, CONFIG, ARGS = "constants.json", "constants_config.json", "constants_args.json"
 # key paths of constants.json beyond the bound's that the figures read (fig4's predicted curve): the bands, and
 # their Delta split as today's `lgc estimate` records it (eq. 8.10'); a file lacking one is estimated again
-NEEDED = (("bands",), ("bands", "delta_split"))
+NEEDED = (("bands",), ("bands", "delta_split"), ("heldout",))
+# the held-out pilot's step size: plain SGD, below 2 / L for the CPU profile's L (5.5: stable), about `lgc estimate`'s
+# default 0.5 / L, fixed here so that pilot_args can size the pilot before L is measured
+PILOT_LR = 0.1
+
+
+def pilot_args(scale) -> list[str]:
+    """`lgc estimate`'s held-out pilot flags for fig4 (DERIVATION.md 8.5): the pilot must reach the predicted progress
+    of every K of the budget, which a full-sync step makes at least of a round at the same step size. fig4's runs take
+    up to max_K T(K) rounds (K = 1, the shortest round) at step eta with momentum beta, whose steady step along the
+    slow directions, the ones that hold most of Delta, is eta / (1 - beta); so the pilot takes
+    ceil(T(1) eta / ((1 - beta) PILOT_LR)) steps at PILOT_LR (the default 200 steps at 0.5 / L would cover about 0.06 of it)."""
+    most = max(pp.rounds_for("lgc", k, scale) for k in range(1, pp.BASE_N + 1))
+    steps = math.ceil(most * pp.BASE_LR / ((1 - pp.BASE_MOMENTUM) * PILOT_LR) - 1e-9)
+    return ["--heldout-lr", f"{PILOT_LR:g}", "--heldout-steps", str(steps)]
 
 
 def request(scale, data_dir: str, accept: bool) -> tuple[dict, list[str]]:
     """The base run's resolved config and the `lgc estimate` arguments the scale's constants come from."""
     cfg = pp.base_config(data_dir, scale, accept_md5_mismatch=accept).resolved().to_dict()
-    return cfg, list(scale.estimate_args) + (["--threads", str(scale.threads)] if scale.threads else [])
+    return cfg, list(scale.estimate_args) + pilot_args(scale) + (["--threads", str(scale.threads)] if scale.threads
+                                                                 else [])
 
 
 def ready(out: Path, cfg: dict, args: list[str]) -> bool:

@@ -6,8 +6,14 @@ and its K* (sections 4-5 of theory/DERIVATION.md), and the predictive error mode
 (eq. 8.7) with its recommended K* (section 8), fed the runs' momentum and warm-up rounds (the bound assumes
 neither) and the constants' curvature bands when they have them.
 
-The model predicts a loss *gap*, the runs measure a test *loss*: F* (and the gap between training and test
-loss) is unknown, so the predicted curve is drawn over the measured loss shifted by one fitted constant c
+Where the constants carry the held-out pilot's record ("heldout", DERIVATION.md 8.5), optimize-k's k_star
+minimises the predicted held-out loss (eq. 8.14), which is on the measured test loss's own scale: it is drawn over
+the measured loss as it is, judged by r2_heldout = 1 - SS_res / SS_tot over K with nothing fitted (and
+r2_heldout_offset with one constant fitted); k_star_gap is the K of least predicted training gap (the model's
+K* without the record), kept beside it.
+
+The gap model predicts a loss *gap*, the runs measure a test *loss*: F* (and the gap between training and test
+loss) is unknown, so the predicted gap is drawn over the measured loss shifted by one fitted constant c
 (the mean of measured minus predicted over K) and judged by R^2 = 1 - SS_res / SS_tot of that fit over K;
 r2_loss_affine also fits a slope (the squared correlation over K): whether the curve's shape is right when its
 amplitude is not.
@@ -50,7 +56,10 @@ def at_time(rows, tau: float) -> list[dict]:
 def theory_rows(constants, scale, algorithms=K_RULES) -> list[dict]:
     """Per rule and K = 1..N: the bound at tau and its terms, the model's predicted loss gap (pred_gap, its
     standard error pred_gap_se) and mean ||grad F||^2 (pred_grad2); k_star: the recommended (the model's) K*,
-    k_star_bound: the bound's, as `lgc optimize-k` reports them. [] without constants."""
+    k_star_bound: the bound's, as `lgc optimize-k` reports them; k_objective: what k_star minimised ("heldout" or
+    "gap"); k_star_gap: the K of least predicted gap. With the constants' "heldout" record also pred_heldout (eq.
+    8.14), heldout_excess and heldout_beyond (1 where that K's progress lies beyond the pilot's). [] without
+    constants."""
     if constants is None:
         return []
     from theory.optimal_k import optimize_k
@@ -60,11 +69,31 @@ def theory_rows(constants, scale, algorithms=K_RULES) -> list[dict]:
         best = optimize_k(constants, workers=pp.BASE_N, batch_size=pp.BASE_B, blocks=pp.BASE_M, algorithm=alg,
                           budget=pp.budget(scale), eta=pp.BASE_LR, straggling_period=pp.BASE_H,
                           semantics=scale.semantics, momentum=pp.BASE_MOMENTUM, warmup_rounds=pp.BASE_WARMUP)
-        se = best.recommendation.column(best.tradeoff.ks, "gap_se") if best.recommendation else None
+        rec, ks = best.recommendation, best.tradeoff.ks
+        col = {n: rec.column(ks, n) if rec is not None else np.full(len(ks), np.nan)
+               for n in ("gap_se", "heldout", "heldout_excess")}
+        pred = getattr(rec, "prediction", None)
+        held = rec is not None and rec.heldout is not None
+        k_gap = pred.k_star("gap") if pred is not None and held and rec.criterion == "predict" and not rec.note \
+            else best.k_star  # without the record (or where the bound chose) k_star is already the gap's
+        beyond = set(getattr(rec, "heldout_beyond", ()))
         for i, r in enumerate(best.table):
-            out.append({"algorithm": alg, "k_star": best.k_star, "k_star_bound": best.k_star_bound, **r,
-                        "pred_gap_se": None if se is None or not np.isfinite(se[i]) else float(se[i])})
+            out.append({"algorithm": alg, "k_star": best.k_star, "k_star_bound": best.k_star_bound,
+                        "k_objective": getattr(rec, "objective", "gap"), "k_star_gap": int(k_gap), **r,
+                        "pred_gap_se": _finite(col["gap_se"][i]), "pred_heldout": _finite(col["heldout"][i]),
+                        "heldout_excess": _finite(col["heldout_excess"][i]),
+                        "heldout_beyond": int(int(r["K"]) in beyond) if held else None})
     return out
+
+
+def _finite(v):
+    return float(v) if np.isfinite(v) else None
+
+
+def _r2(y, p) -> float:
+    """1 - SS_res / SS_tot of p against y (nan when y is constant)."""
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return 1 - float(np.sum((y - p) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
 
 
 def _means(pts, alg: str, col: str):
@@ -87,7 +116,8 @@ def fit_rows(pts, trows) -> list[dict]:
     """Per rule with a prediction: the measured test loss at tau (mean over seeds, at the K that ran; its
     K = N from full-sync's runs, since at K = N a K-rule neither drops nor compensates a worker) against
     the predicted gap + c, c fitted; R^2 over those K (and with a slope fitted too), the measured best K by
-    accuracy and by loss, and both K*."""
+    accuracy and by loss, and the K*s. With predicted held-out losses (eq. 8.14) at every such K also r2_heldout
+    (nothing fitted), r2_heldout_offset and heldout_offset (one constant fitted); else those are None."""
     out = []
     for alg in sorted({r["algorithm"] for r in trows}):
         pred = {int(r["K"]): r.get("pred_gap") for r in trows if r["algorithm"] == alg}
@@ -97,15 +127,19 @@ def fit_rows(pts, trows) -> list[dict]:
             continue
         k, y, p = (np.array(x, dtype=float) for x in zip(*both))
         c = float(np.mean(y - p))
-        ss_tot = float(np.sum((y - y.mean()) ** 2))
-        r2 = 1 - float(np.sum((y - p - c) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
         # the curve's shape alone: slope and offset fitted (least squares), i.e. the squared correlation
-        resid = y - np.polyval(np.polyfit(p, y, 1), p) if np.ptp(p) > 0 else y - y.mean()
-        r2_shape = 1 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
+        shape = np.polyval(np.polyfit(p, y, 1), p) if np.ptp(p) > 0 else np.full_like(y, y.mean())
+        held = {int(r["K"]): r.get("pred_heldout") for r in trows if r["algorithm"] == alg}
+        h = np.array([held.get(int(x)) if held.get(int(x)) is not None else np.nan for x in k], dtype=float)
+        has_h = bool(np.all(np.isfinite(h)))
+        c_h = float(np.mean(y - h)) if has_h else None
         first = next(r for r in trows if r["algorithm"] == alg)
-        out.append({"algorithm": alg, "r2_loss": r2, "loss_offset": c, "r2_loss_affine": r2_shape,
+        out.append({"algorithm": alg, "r2_loss": _r2(y, p + c), "loss_offset": c, "r2_loss_affine": _r2(y, shape),
+                    "r2_heldout": _r2(y, h) if has_h else None, "heldout_offset": c_h,
+                    "r2_heldout_offset": _r2(y, h + c_h) if has_h else None,
                     "fit_ks": " ".join(str(int(x)) for x in k),
                     "k_star": first["k_star"], "k_star_bound": first["k_star_bound"],
+                    "k_objective": first.get("k_objective", "gap"), "k_star_gap": first.get("k_star_gap", first["k_star"]),
                     "k_best_acc": int(max(acc, key=lambda m: m[1])[0]), "k_best_loss": int(k[np.argmin(y)])})
     return out
 
@@ -120,14 +154,19 @@ def _measured(ax, pts, col: str, pal) -> None:
 
 
 def _mark_k_stars(ax, trows, pal, *, label: bool) -> None:
-    """Both K* of each rule: the bound's dotted, the model's (recommended) dashed."""
+    """The K* of each rule: the bound's dotted, the model's (recommended) dashed; where that one minimised the
+    predicted held-out loss, the training gap's K* lighter (dash-dot)."""
     for alg in K_RULES:
         sub = [r for r in trows if r["algorithm"] == alg]
         if sub:
-            kb, kp = sub[0]["k_star_bound"], sub[0]["k_star"]
-            name = style.ALGORITHM_LABELS[alg]
+            kb, kp, kg = sub[0]["k_star_bound"], sub[0]["k_star"], sub[0].get("k_star_gap", sub[0]["k_star"])
+            name, held = style.ALGORITHM_LABELS[alg], sub[0].get("k_objective") == "heldout"
             ax.axvline(kb, color=pal[alg], ls=":", lw=1, label=f"{name} bound's K* = {kb}" if label else None)
-            ax.axvline(kp, color=pal[alg], ls="--", lw=1, label=f"{name} model's K* = {kp}" if label else None)
+            ax.axvline(kp, color=pal[alg], ls="--", lw=1,
+                       label=f"{name} model's K* = {kp}{' (held-out loss)' if held else ''}" if label else None)
+            if held:
+                ax.axvline(kg, color=pal[alg], ls="-.", lw=0.8, alpha=0.45,
+                           label=f"{name} training gap's K* = {kg}" if label else None)
 
 
 def fig_threshold(rows, out: Path, constants, scale) -> list[Path]:
@@ -146,19 +185,25 @@ def fig_threshold(rows, out: Path, constants, scale) -> list[Path]:
     ax.set_title("measured (mean, 95% CI over seeds)")
     ax = axes[0, 1]
     _measured(ax, pts, "test_loss_at_tau", pal)
+    held = any(f["r2_heldout"] is not None for f in fits)
     for f in fits:
         sub = [r for r in trows if r["algorithm"] == f["algorithm"]]
         name = style.ALGORITHM_LABELS[f["algorithm"]]
+        if f["r2_heldout"] is not None:  # eq. 8.14: on the test loss's own scale, nothing fitted
+            ax.plot([r["K"] for r in sub], [r["pred_heldout"] for r in sub], color=pal[f["algorithm"]], ls="--",
+                    lw=1.2, label=f"{name} predicted held-out loss: R² {f['r2_heldout']:.2f} "
+                                  f"(offset fitted: {f['r2_heldout_offset']:.2f})")
         ax.plot([r["K"] for r in sub], [r["pred_gap"] + f["loss_offset"] for r in sub], color=pal[f["algorithm"]],
-                ls="--", lw=1, label=f"{name} predicted gap + c: R² {f['r2_loss']:.2f} "
-                                    f"(slope fitted: {f['r2_loss_affine']:.2f})")
+                ls=":" if held else "--", lw=1, alpha=0.5 if held else 1.0,
+                label=f"{name} predicted gap + c: R² {f['r2_loss']:.2f} (slope fitted: {f['r2_loss_affine']:.2f})")
     _mark_k_stars(ax, trows, pal, label=False)
     span = [v for alg in pp.CORE for _, m, h in _means(pts, alg, "test_loss_at_tau") for v in (m - h, m + h)]
     if span and fits and max(span) > min(span):  # the measured range: a predicted curve may leave it at K that did
         pad = 0.3 * (max(span) - min(span))          # not run (the CSV has all); one point has no range to keep
         ax.set_ylim(min(span) - pad, max(span) + pad)
     ax.set_ylabel(f"test loss at τ = {tau:.0f}")
-    ax.set_title("measured loss; model's F(w_T) − F* + c (c fitted)" if fits else
+    ax.set_title(("measured loss; model's held-out loss (eq. 8.14), F(w_T) − F* + c" if held else
+                  "measured loss; model's F(w_T) − F* + c (c fitted)") if fits else
                  "measured loss (no model: no constants)", fontsize="small")
     ax = axes[0, 2]
     for alg in K_RULES:

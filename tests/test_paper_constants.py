@@ -13,6 +13,8 @@ from paper_figures import paper_profile as pp
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 SPLIT = {"used": "fit", "spectrum": [0.4, 0.6], "fit": [0.5, 0.5], "seen": [1.0, 1.0], "r2": 0.9, "reason": "test"}
 BANDS = {"h": [4.0, 1.0], "delta": [0.5, 0.5], "sigma2": [0.5, 0.5], "zeta2": [0.5, 0.5], "delta_split": SPLIT}
+HELDOUT = {"train": [2.3, 2.0], "heldout": [2.3, 2.1], "steps": [0, 10], "lr": 0.1, "batch_per_worker": 32}
+TODAYS = {"bands": BANDS, "heldout": HELDOUT}  # what fig4 reads (paper_constants.NEEDED)
 
 
 def test_cpu_plan_counts_the_estimate_only_when_constants_must_be_made(tmp_path, capsys):
@@ -27,7 +29,7 @@ def test_cpu_plan_counts_the_estimate_only_when_constants_must_be_made(tmp_path,
     fresh = plan("x")
     assert fresh["includes_constants_estimate"] is True
     cfg, args = paper_constants.request(pp.CPU, "x", False)
-    (tmp_path / "constants.json").write_text(json.dumps({"bands": BANDS}))
+    (tmp_path / "constants.json").write_text(json.dumps(TODAYS))
     (tmp_path / "constants_config.json").write_text(json.dumps(cfg))
     (tmp_path / "constants_args.json").write_text(json.dumps(args))
     reused = plan("x")
@@ -76,7 +78,7 @@ def test_constants_written_with_the_flat_config_are_still_ready(tmp_path):
     committed paper_figures/out/cifar one) names the same config: its constants are reused."""
     cfg, args = paper_constants.request(pp.CPU, "x", False)
     flat = {**{k: v for k, v in cfg.items() if k != "task"}, **cfg["task"]}
-    (tmp_path / paper_constants.CONSTANTS).write_text(json.dumps({"bands": BANDS}))
+    (tmp_path / paper_constants.CONSTANTS).write_text(json.dumps(TODAYS))
     (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
     for stored, ready in ((flat, True), (cfg, True), ({**flat, "classes_per_worker": 5}, False), ([1], False)):
         (tmp_path / paper_constants.CONFIG).write_text(json.dumps(stored))
@@ -89,7 +91,7 @@ def test_constants_without_bands_are_estimated_again(tmp_path):
     cfg, args = paper_constants.request(pp.CPU, "x", False)
     (tmp_path / paper_constants.CONFIG).write_text(json.dumps(cfg))
     (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
-    for stored, ready in (({"L": 1.0}, False), ({"bands": None}, False), ("not json", False), ({"bands": BANDS}, True)):
+    for stored, ready in (({"L": 1.0}, False), ({"bands": None}, False), ("not json", False), (TODAYS, True)):
         (tmp_path / paper_constants.CONSTANTS).write_text(stored if isinstance(stored, str) else json.dumps(stored))
         assert paper_constants.ready(tmp_path, cfg, args) is ready, stored
 
@@ -105,5 +107,30 @@ def test_constants_without_a_delta_split_are_stale(tmp_path):
     fallback = {**BANDS, "delta_split": {**SPLIT, "used": "spectrum", "fit": None, "r2": None}}
     for bands, ready in ((old, False), ({**BANDS, "delta_split": None}, False), ({**BANDS, "delta_split": {}}, False),
                          (BANDS, True), (fallback, True)):
-        (tmp_path / paper_constants.CONSTANTS).write_text(json.dumps({"bands": bands}))
+        (tmp_path / paper_constants.CONSTANTS).write_text(json.dumps({"bands": bands, "heldout": HELDOUT}))
         assert paper_constants.ready(tmp_path, cfg, args) is ready, bands
+
+
+def test_constants_without_the_heldout_record_are_stale(tmp_path):
+    """fig4's model K* minimises the predicted held-out loss (eq. 8.14) only with the pilot's "heldout" record:
+    constants without it (written before `lgc estimate` ran the pilot, as the CPU profile's third file) are
+    estimated again."""
+    cfg, args = paper_constants.request(pp.CPU, "x", False)
+    (tmp_path / paper_constants.CONFIG).write_text(json.dumps(cfg))
+    (tmp_path / paper_constants.ARGS).write_text(json.dumps(args))
+    for stored, ready in (({"bands": BANDS}, False), ({"bands": BANDS, "heldout": None}, False), (TODAYS, True)):
+        (tmp_path / paper_constants.CONSTANTS).write_text(json.dumps(stored))
+        assert paper_constants.ready(tmp_path, cfg, args) is ready, stored
+
+
+def test_the_pilot_covers_the_budgets_most_rounds_at_the_runs_effective_step():
+    """The CPU scale's estimate runs the held-out pilot (DERIVATION.md 8.5) long enough that steps x lr reaches the
+    most rounds of any K within fig4's budget times the runs' steady step eta / (1 - momentum), and no longer."""
+    args = paper_constants.request(pp.CPU, "x", False)[1]
+    lr, steps = float(args[args.index("--heldout-lr") + 1]), int(args[args.index("--heldout-steps") + 1])
+    most = max(pp.rounds_for(a, k, pp.CPU) for a in ("lgc", "fastest-k") for k in range(1, pp.BASE_N + 1))
+    assert most == round(pp.budget(pp.CPU) / (1 + 1 / pp.BASE_N)) > pp.CPU.rounds  # K = 1: E[R] = 1 + 1/N
+    reach = most * pp.BASE_LR / (1 - pp.BASE_MOMENTUM)
+    assert steps * lr >= reach - 1e-9 and (steps - 1) * lr < reach
+    assert steps > 200  # lgc estimate's default pilot would not reach it
+    assert paper_constants.request(pp.CPU_TINY, "x", False)[1].count("--heldout-steps") == 1

@@ -317,3 +317,62 @@ def test_records_folder_errors_are_one_line_and_status_2(tmp_path, capsys):
         assert paper.main(common + ["--records", str(folder)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and says in err and str(folder) in err
+
+
+def test_fig4_fit_reads_the_predicted_heldout_loss_with_nothing_fitted():
+    """With pred_heldout (eq. 8.14) at every K that ran: r2_heldout is 1 - SS_res / SS_tot of the measured loss
+    against it as it is, r2_heldout_offset with one constant fitted; an exact prediction scores 1, one shifted by
+    0.5 scores < 0 unfitted and 1 fitted. Without pred_heldout those are None and the gap fit is unchanged."""
+    from paper_figures.paper_threshold import fit_rows
+
+    loss = {3: 2.0, 5: 1.7, 7: 1.9, 10: 2.3}
+    pts = [{"algorithm": "lgc" if k < 10 else "full-sync", "K": k, "seed": s, "test_loss_at_tau": loss[k] + e,
+            "test_acc_at_tau": 1 - loss[k] / 3} for k in loss for s, e in ((0, -0.01), (1, 0.01))]
+    base = [{"algorithm": "lgc", "K": k, "pred_gap": 0.1 * k, "k_star": 5, "k_star_bound": 8, "k_objective": "heldout",
+             "k_star_gap": 10} for k in range(1, 11)]
+    held = {k: 2.0 + 0.05 * (k - 6) ** 2 for k in range(1, 11)}
+    (fit,) = fit_rows(pts, [dict(r, pred_heldout=held[r["K"]]) for r in base])
+    y = np.array([loss[k] for k in (3, 5, 7, 10)])
+    h = np.array([held[k] for k in (3, 5, 7, 10)])
+    ss = np.sum((y - y.mean()) ** 2)
+    assert fit["r2_heldout"] == pytest.approx(1 - np.sum((y - h) ** 2) / ss)
+    assert fit["heldout_offset"] == pytest.approx(np.mean(y - h))
+    assert fit["r2_heldout_offset"] == pytest.approx(1 - np.sum((y - h - np.mean(y - h)) ** 2) / ss)
+    assert (fit["k_star"], fit["k_star_gap"], fit["k_objective"]) == (5, 10, "heldout")
+    (exact,) = fit_rows(pts, [dict(r, pred_heldout=loss.get(r["K"], 9.0)) for r in base])
+    assert exact["r2_heldout"] == pytest.approx(1.0) and exact["heldout_offset"] == pytest.approx(0.0)
+    (shifted,) = fit_rows(pts, [dict(r, pred_heldout=loss.get(r["K"], 9.0) + 0.5) for r in base])
+    assert shifted["r2_heldout"] < 0 and shifted["r2_heldout_offset"] == pytest.approx(1.0)
+    (gap_only,) = fit_rows(pts, [dict(r, pred_heldout=None) for r in base])
+    assert gap_only["r2_heldout"] is None and gap_only["r2_heldout_offset"] is None
+    assert gap_only["r2_loss"] == pytest.approx(fit["r2_loss"])
+
+
+def test_fig4_theory_rows_take_optimize_ks_heldout_k_star_and_keep_the_gaps():
+    """With a "heldout" record in the constants, fig4's theory rows are optimize-k's: k_star its held-out K*
+    (objective "heldout"), pred_heldout its predicted held-out loss, k_star_gap the K of least predicted gap; the
+    same constants without the record give objective "gap", k_star = k_star_gap and no held-out column."""
+    from paper_figures.paper_threshold import theory_rows
+    from theory.optimal_k import optimize_k
+
+    scale = pp.CPU_TINY
+    bands = {"h": [4.0, 0.5], "delta": [0.3, 0.6], "sigma2": [2.0, 2.0], "zeta2": [2.0, 2.0]}
+    plain = {"L": 5.0, "sigma2": 4.0, "zeta2": 4.0, "Delta": 0.9, "bands": bands}
+    # a pilot whose held-out loss turns up late: the held-out K* need not be the gap's
+    record = {"train": [2.3, 2.0, 1.7, 1.5], "heldout": [2.3, 2.05, 2.0, 2.3], "steps": [0, 4, 8, 12], "lr": 0.1,
+              "batch_per_worker": 32}
+    with_record = {**plain, "heldout": record}
+    rows = theory_rows(with_record, scale, algorithms=("lgc",))
+    best = optimize_k(with_record, workers=10, batch_size=50, blocks=pp.BASE_M, algorithm="lgc", budget=pp.budget(scale),
+                      eta=pp.BASE_LR, straggling_period=pp.BASE_H, semantics="abort", momentum=0.9, warmup_rounds=2)
+    rec = best.recommendation
+    assert [r["K"] for r in rows] == list(range(1, 11))
+    assert {(r["k_star"], r["k_objective"], r["k_star_gap"]) for r in rows} == \
+        {(best.k_star, "heldout", rec.prediction.k_star("gap"))}
+    np.testing.assert_allclose([r["pred_heldout"] for r in rows], rec.column(best.tradeoff.ks, "heldout"), rtol=1e-9)
+    assert {r["heldout_beyond"] for r in rows} <= {0, 1}
+    assert sum(r["heldout_beyond"] for r in rows) == len(rec.heldout_beyond)
+    gap = theory_rows(plain, scale, algorithms=("lgc",))
+    assert {(r["k_objective"], r["k_star"] == r["k_star_gap"]) for r in gap} == {("gap", True)}
+    assert all(r["pred_heldout"] is None and r["heldout_beyond"] is None for r in gap)
+    np.testing.assert_allclose([r["pred_gap"] for r in gap], [r["pred_gap"] for r in rows], rtol=1e-9)
