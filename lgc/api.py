@@ -159,26 +159,24 @@ def estimate(task, config: Union[TrainConfig, dict, None] = None, *, max_samples
     intervals (lgc.estimate.estimate_constants; `lgc estimate` for the built-in tasks): a
     theory.constants.Constants that theory.optimize_k and Problem.from_constants read.
     max_samples: at most this many samples of each worker (its first ones).
-    heldout_steps: the held-out pilot's steps on the task's test set (lgc/heldout.py; None: lgc.heldout.HELDOUT_STEPS,
+    heldout_steps: the held-out pilot's steps on the task's test set (lgc/heldout.py; None: theory.heldout.HELDOUT_STEPS,
     as `lgc estimate`; 0: none), its "heldout" record making optimize_k minimise the predicted test loss (eq. 8.14)."""
     import torch
 
     from lgc.estimate import estimate_constants, task_problem
     from lgc.task import make_task
+    from theory.heldout import HELDOUT_STEPS
 
     check(max_samples is None or max_samples >= 2, f"max_samples={max_samples} must be >= 2")
     cfg = dataclasses.replace(task_config(task, config), device="cpu", threshold_k=1).resolved().validate()
     run = make_task(cfg, torch.device("cpu"), task=task)
     problem = task_problem(run, max_samples=max_samples, name=task.name, loss=task.loss)
-    est = estimate_constants(problem, bootstrap=bootstrap, level=level, power_iters=power_iters,
-                             l_bootstrap=l_bootstrap, trajectory_steps=trajectory_steps, lr=lr,
-                             lbfgs_iters=lbfgs_iters, seed=cfg.seed, threads=threads, quiet=quiet)
-    est.source.update({"task": task.name, "n_workers": cfg.n_workers, "seed": cfg.seed})
-    from lgc.heldout import HELDOUT_STEPS, heldout_record
-
     steps = HELDOUT_STEPS if heldout_steps is None else heldout_steps
     check(steps >= 0, f"heldout_steps={steps} must be >= 0 (0: no held-out pilot)")
-    if steps > 0 and len(run.ds.y_test):
-        est = dataclasses.replace(est, heldout=heldout_record(problem, run.ds.normalize(run.ds.x_test), run.ds.y_test,
-                                                              L=est.L, steps=steps, seed=cfg.seed))
+    held = (run.ds.normalize(run.ds.x_test), run.ds.y_test) if len(run.ds.y_test) else None
+    est = estimate_constants(problem, bootstrap=bootstrap, level=level, power_iters=power_iters,
+                             l_bootstrap=l_bootstrap, trajectory_steps=trajectory_steps, lr=lr,
+                             lbfgs_iters=lbfgs_iters, seed=cfg.seed, threads=threads, quiet=quiet,
+                             heldout=held, heldout_steps=steps)
+    est.source.update({"task": task.name, "n_workers": cfg.n_workers, "seed": cfg.seed})
     return est

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sys
 import types
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -101,6 +101,7 @@ def estimate_constants(
     l_bootstrap: int = 20, trajectory_steps: int = 20, lr: Optional[float] = None, batch: int = 32,
     points: int = 3, lbfgs_iters: int = 200, seed: int = 0, threads: Optional[int] = None, quiet: bool = True,
     bands: int = 4, lanczos_steps: int = 12, delta_split: str = "fit", worker_curvatures: bool = False,
+    heldout=None, heldout_steps: int = 0, heldout_lr: Optional[float] = None, heldout_points: int = 9,
 ) -> Estimate:
     """L, sigma^2, zeta^2, Delta of `problem` with percentile-bootstrap intervals.
 
@@ -122,6 +123,9 @@ def estimate_constants(
       worker_curvatures: also each worker's curvature per band (bands.workers, r_ij = y^T H_i y along each band's
         heaviest Ritz vector, N x J more Hessian-vector products; lgc/spectrum.py; up to 64 workers), which the error
         model then uses (DERIVATION.md eq. 8.5'').
+      heldout, heldout_steps, heldout_lr, heldout_points: held-out (x, y), as the model takes them, and the pilot
+        run on them (lgc/heldout.py; lr None: 0.5 / L): its record is the Estimate's `heldout` (eq. 8.14). None or 0
+        steps: no pilot.
     """
     opts = _Options(bootstrap=bootstrap, level=level, power_iters=power_iters, l_bootstrap=l_bootstrap,
                     trajectory_steps=trajectory_steps, lr=lr, batch=batch, points=points, lbfgs_iters=lbfgs_iters,
@@ -130,7 +134,13 @@ def estimate_constants(
     if threads is None and problem.w0.numel() < 100_000:
         threads = 1
     with torch_threads(threads):
-        return _estimate(problem, opts, quiet=quiet)
+        est = _estimate(problem, opts, quiet=quiet)
+        if heldout is not None and heldout_steps > 0:  # the held-out pilot (lgc/heldout.py, DERIVATION.md eq. 8.14)
+            from lgc.heldout import heldout_record
+
+            est = replace(est, heldout=heldout_record(problem, *heldout, L=est.L, steps=heldout_steps, lr=heldout_lr,
+                                                      points=heldout_points, seed=seed))
+    return est
 
 
 def _estimate(problem: EmpiricalProblem, opts: _Options, *, quiet: bool) -> Estimate:

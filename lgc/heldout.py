@@ -25,7 +25,6 @@ from torch import Tensor
 
 from lgc.empirical import EmpiricalProblem, full_loss
 from lgc.errors import check
-from theory.heldout import HELDOUT_STEPS  # noqa: F401  (the pilot's default length, a name of this module too)
 
 CHUNK = 250  # held-out samples per forward (the trainer's CPU evaluation chunk, lgc/task.py)
 

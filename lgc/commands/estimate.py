@@ -164,16 +164,9 @@ def run(args: argparse.Namespace) -> int:
         trajectory_steps=args.trajectory_steps, lr=args.trajectory_lr, lbfgs_iters=args.lbfgs_iters, seed=cfg.seed,
         threads=args.threads, quiet=args.quiet, bands=args.bands, lanczos_steps=args.lanczos_steps,
         worker_curvatures=args.worker_curvatures,
-        delta_split=args.delta_split)
+        delta_split=args.delta_split, heldout=held, heldout_steps=args.heldout_steps, heldout_lr=args.heldout_lr,
+        heldout_points=args.heldout_points)
     constants = est.to_json()
-    if held is not None and args.heldout_steps > 0:  # the held-out pilot (lgc/heldout.py, eq. 8.14)
-        from lgc.heldout import heldout_record
-        from lgc.threads import torch_threads
-
-        with torch_threads(args.threads if args.threads is not None else
-                           (1 if problem.w0.numel() < 100_000 else None)):
-            constants["heldout"] = heldout_record(problem, *held, L=est.L, steps=args.heldout_steps,
-                                                  lr=args.heldout_lr, points=args.heldout_points, seed=cfg.seed)
     constants["source"].update({
         "command": "lgc estimate", "dataset": cfg.task.dataset, "model": None if quad else cfg.task.model,
         "partition": None if quad else cfg.task.partition, "seed": cfg.seed, "train_config": cfg.to_dict(),
