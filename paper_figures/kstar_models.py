@@ -153,11 +153,7 @@ def r2(pred, meas) -> float | None:
     or pred is not finite): the model predicts the gap F(w_T) - F*, the check measures the test loss, whose
     F* (and test-train offset) is unknown; the offset is the mean difference, nothing else is fitted."""
     p, m = np.asarray(pred, float), np.asarray(meas, float)
-    ss_tot = float(np.sum((m - m.mean()) ** 2))
-    if ss_tot == 0 or not np.all(np.isfinite(p)):
-        return None
-    res = m - p - np.mean(m - p)
-    return 1.0 - float(np.sum(res ** 2)) / ss_tot
+    return r2_absolute(p + np.mean(m - p), m) if np.all(np.isfinite(p)) else None
 
 
 def r2_absolute(pred, meas) -> float | None:
