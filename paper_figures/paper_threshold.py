@@ -72,10 +72,8 @@ def theory_rows(constants, scale, algorithms=K_RULES) -> list[dict]:
         rec, ks = best.recommendation, best.tradeoff.ks
         col = {n: rec.column(ks, n) if rec is not None else np.full(len(ks), np.nan)
                for n in ("gap_se", "heldout", "heldout_excess")}
-        pred = getattr(rec, "prediction", None)
         held = rec is not None and rec.heldout is not None
-        k_gap = pred.k_star("gap") if pred is not None and held and rec.criterion == "predict" and not rec.note \
-            else best.k_star  # without the record (or where the bound chose) k_star is already the gap's
+        k_gap = best.k_star if rec is None or rec.k_star_gap is None else rec.k_star_gap  # (else the model did not choose)
         beyond = set(getattr(rec, "heldout_beyond", ()))
         for i, r in enumerate(best.table):
             out.append({"algorithm": alg, "k_star": best.k_star, "k_star_bound": best.k_star_bound,

@@ -37,6 +37,7 @@ class Recommendation:
     heldout_excess: np.ndarray | None = None  # per prediction.ks: its excess g over the predicted F(w_T)
     objective: str = "gap"  # what the model's K* minimised: "gap" (training) or "heldout" (eq. 8.14)
     heldout_beyond: tuple = ()  # the K whose predicted progress lies beyond the pilot's (eq. 8.14 continued)
+    k_star_gap: int | None = None  # budget, where the model ran: its K of least predicted training gap (eq. 8.7)
 
     def column(self, ks, name: str = "gap") -> np.ndarray:
         """The model's `name` ("gap", "gap_se", "grad2", "grad2_se", "rounds", "time", "heldout",
@@ -120,7 +121,8 @@ def recommend(res, prob, bands: Bands | None = None, *, criterion: str = "predic
     if algorithm_entry(res.algorithm).round_end == "all":  # full-sync: every worker, every round
         return Recommendation(k_bound, k_bound, criterion, pred, "full-sync waits for every worker", time, **held)
     if budget:
-        k_pred = pred.k_star("gap") if held["heldout"] is None else least_k(pred.ks, held["heldout"])
+        held["k_star_gap"] = pred.k_star("gap")
+        k_pred = held["k_star_gap"] if held["heldout"] is None else least_k(pred.ks, held["heldout"])
     elif np.isfinite(time).any():
         k_pred = least_k(pred.ks, time)
     else:
